@@ -1,0 +1,129 @@
+//! What the user typed: clap structures only, no I/O (ripgrep's "low args").
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::dedupe::Mode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mailferry",
+    version,
+    about = "Move and back up whole mailboxes: IMAP, POP3 and mbox, resumable and duplicate-free"
+)]
+pub struct Cli {
+    /// More output: -v what is done per folder, -vv also the protocol (secrets masked).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Copy every folder of one account into another.
+    Migrate(MigrateArgs),
+    /// Log in, show capabilities and folders with counts and special-use attributes.
+    Check(CheckArgs),
+    /// Compare source and target folder by folder; exit 1 when something is missing.
+    Verify(VerifyArgs),
+}
+
+/// Connection settings shared by every command.
+#[derive(Debug, Args, Clone)]
+pub struct NetArgs {
+    /// Trust this PEM certificate (a private CA or a self-signed server) besides the system roots.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Do not verify certificates (for broken servers; prints a warning on every run).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Allow logging in without TLS when an imap:// server offers no STARTTLS.
+    #[arg(long)]
+    pub allow_plaintext: bool,
+    /// Seconds before a connect, read or write is given up.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub timeout: u64,
+}
+
+/// Source and target with their password sources.
+#[derive(Debug, Args, Clone)]
+pub struct PairArgs {
+    /// Source: imaps://USER@HOST[:PORT], imap://… (STARTTLS), or a bare address (Infomaniak).
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+    /// Target: imaps://USER@HOST[:PORT], imap://…, or a bare address (Infomaniak IMAPS).
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// File whose first line is the source password (else MAILFERRY_FROM_PASSWORD, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub from_password_file: Option<PathBuf>,
+    /// File whose first line is the target password (else MAILFERRY_TO_PASSWORD, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub to_password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub pair: PairArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// The index (SQLite) with checkpoints and dedupe keys [default: $XDG_STATE_HOME/mailferry/index.sqlite].
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    /// Put source folder SRC into target folder DST (names with / as separator); repeatable.
+    #[arg(long, value_name = "SRC=DST")]
+    pub folder_map: Vec<String>,
+    /// Copy only folders matching this glob (* within a level, ** across); repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Skip folders matching this glob (and their children); repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// When two messages are the same: exact bytes, Message-ID plus body, or never.
+    #[arg(long, value_enum, default_value = "exact")]
+    pub dedupe: Mode,
+    /// Show per folder what would be copied; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The account: imaps://USER@HOST[:PORT], imap://… or a bare address.
+    pub url: String,
+    /// File whose first line is the password (else MAILFERRY_PASSWORD, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub pair: PairArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Folder mapping, as in migrate.
+    #[arg(long, value_name = "SRC=DST")]
+    pub folder_map: Vec<String>,
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Compare with this dedupe mode's keys.
+    #[arg(long, value_enum, default_value = "exact")]
+    pub dedupe: Mode,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}

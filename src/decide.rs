@@ -1,0 +1,188 @@
+//! Pure decisions of the copy: what to fetch, what to append, with which flags, in
+//! which batches. No I/O here; every function has a table test.
+
+use std::collections::HashSet;
+
+/// What the cheap listing says about one source message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub uid: u32,
+    pub size: u64,
+    pub flags: Vec<String>,
+    pub internal_date: Option<String>,
+}
+
+/// The messages of a listing that the index does not record as done, in UID order.
+pub fn pending(listing: &[Meta], done: &HashSet<u32>) -> Vec<Meta> {
+    let mut out: Vec<Meta> = listing.iter().filter(|m| !done.contains(&m.uid)).cloned().collect();
+    out.sort_by_key(|m| m.uid);
+    out
+}
+
+/// What to do with a fetched source message, given its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Already on the target (known to the index) or copied earlier in this run.
+    Skip,
+    /// The target has messages the index does not know that could be this one
+    /// (same Message-ID, or same size where there is none): hash them first.
+    CheckTarget,
+    Append,
+}
+
+pub fn action(
+    dedupe: bool,
+    key_seen_in_run: bool,
+    key_known_on_target: bool,
+    unknown_target_candidates: bool,
+) -> Action {
+    match (dedupe, key_seen_in_run || key_known_on_target, unknown_target_candidates) {
+        (false, _, _) => Action::Append,
+        (true, true, _) => Action::Skip,
+        (true, false, true) => Action::CheckTarget,
+        (true, false, false) => Action::Append,
+    }
+}
+
+const SYSTEM_FLAGS: &[&str] = &["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"];
+
+/// Whether a keyword is a valid IMAP atom (RFC 3501 `flag-keyword`).
+fn valid_keyword(k: &str) -> bool {
+    !k.is_empty()
+        && k.bytes().all(|c| {
+            c > 0x20 && c < 0x7f && !matches!(c, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
+        })
+}
+
+/// The flags to APPEND: system flags except `\Recent`, and keywords the target can
+/// store (PERMANENTFLAGS has `\*` or names them) that are valid atoms. Unknown
+/// backslash flags are dropped. Returns (kept, dropped).
+pub fn append_flags(flags: &[String], permanent: &[String]) -> (Vec<String>, Vec<String>) {
+    let any_keyword = permanent.is_empty() || permanent.iter().any(|f| f == "\\*");
+    let mut kept = Vec::new();
+    let mut dropped = Vec::new();
+    for f in flags {
+        if let Some(sys) = SYSTEM_FLAGS.iter().find(|s| s.eq_ignore_ascii_case(f)) {
+            kept.push(sys.to_string());
+        } else if f.starts_with('\\') {
+            if !f.eq_ignore_ascii_case("\\Recent") {
+                dropped.push(f.clone());
+            }
+        } else if valid_keyword(f) && (any_keyword || permanent.iter().any(|p| p.eq_ignore_ascii_case(f))) {
+            kept.push(f.clone());
+        } else {
+            dropped.push(f.clone());
+        }
+    }
+    (kept, dropped)
+}
+
+/// Split messages into consecutive batches of at most `max_bytes` (a single larger
+/// message is a batch of its own) and `max_count`. Returns index ranges.
+pub fn batches(sizes: &[u64], max_bytes: u64, max_count: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, &s) in sizes.iter().enumerate() {
+        if i > start && (bytes + s > max_bytes || i - start >= max_count) {
+            out.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes += s;
+    }
+    if start < sizes.len() {
+        out.push(start..sizes.len());
+    }
+    out
+}
+
+/// A compact UID set (`1:3,7,9:10`) for the given sorted UIDs.
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i];
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
+            i += 1;
+            end = uids[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn action_table() {
+        use Action::*;
+        // (dedupe, seen in run, known on target, unknown candidates) -> action
+        for (d, seen, known, cand, want) in [
+            (false, true, true, true, Append),
+            (false, false, false, false, Append),
+            (true, true, false, false, Skip),
+            (true, false, true, false, Skip),
+            (true, false, true, true, Skip),
+            (true, false, false, true, CheckTarget),
+            (true, false, false, false, Append),
+        ] {
+            assert_eq!(action(d, seen, known, cand), want, "{d} {seen} {known} {cand}");
+        }
+    }
+
+    #[test]
+    fn pending_filters_done_and_sorts() {
+        let m = |uid| Meta { uid, size: 1, flags: vec![], internal_date: None };
+        let got: Vec<u32> = pending(&[m(5), m(1), m(3)], &HashSet::from([3])).iter().map(|m| m.uid).collect();
+        assert_eq!(got, vec![1, 5]);
+    }
+
+    #[test]
+    fn flags_table() {
+        for (flags, perm, kept, dropped) in [
+            (s(&["\\Seen", "\\Recent", "$Label1"]), s(&["\\Seen", "\\*"]), s(&["\\Seen", "$Label1"]), s(&[])),
+            (s(&["\\seen", "Work"]), s(&["\\Seen"]), s(&["\\Seen"]), s(&["Work"])),
+            (s(&["Work"]), s(&["\\Seen", "Work"]), s(&["Work"]), s(&[])),
+            (s(&["\\Unknown", "bad\"kw"]), s(&["\\*"]), s(&[]), s(&["\\Unknown", "bad\"kw"])),
+            (s(&["$Label1"]), s(&[]), s(&["$Label1"]), s(&[])),
+        ] {
+            assert_eq!(append_flags(&flags, &perm), (kept, dropped), "{flags:?} {perm:?}");
+        }
+    }
+
+    #[test]
+    fn batches_table() {
+        for (sizes, max_b, max_n, want) in [
+            (vec![], 10, 10, vec![]),
+            (vec![3, 3, 3, 3], 6, 10, vec![0..2, 2..4]),
+            (vec![20, 1, 1], 6, 10, vec![0..1, 1..3]),
+            (vec![1, 1, 1], 100, 2, vec![0..2, 2..3]),
+            (vec![1, 50, 1], 10, 10, vec![0..1, 1..2, 2..3]),
+        ] {
+            assert_eq!(batches(&sizes, max_b, max_n), want, "{sizes:?}");
+        }
+    }
+
+    #[test]
+    fn uid_sets() {
+        assert_eq!(uid_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
+        assert_eq!(uid_set(&[4]), "4");
+        assert_eq!(uid_set(&[]), "");
+    }
+}

@@ -1,0 +1,163 @@
+//! Dedupe keys: when two messages count as the same message.
+//!
+//! A key must never merge two distinct messages. Real corpora reuse one Message-ID
+//! for different messages and many messages have none, so the Message-ID alone is
+//! never a key. Line endings are normalised to CRLF before hashing, because servers
+//! store bare-LF messages and serve them with CRLF.
+//!
+//! Modes (`--dedupe`):
+//! - `exact` (default): `x:` + SHA-256 of the whole message. Only byte-identical
+//!   copies (after CRLF normalisation) are the same.
+//! - `message-id`: `m:` + SHA-256 of the Message-ID and the body (everything after the
+//!   header block). Catches copies whose headers a tool or a delivery rewrote (an
+//!   added `X-TUID:`, `Received:` or `Status:` line) while two messages that share a
+//!   Message-ID but differ in body stay distinct. Without a Message-ID it falls back
+//!   to `exact`.
+//! - `none`: no dedupe; only the checkpoints stop a message being copied twice.
+
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Exact,
+    MessageId,
+    None,
+}
+
+/// Feed `data` to the hasher with every bare LF (and lone CR) written as CRLF.
+fn hash_crlf(h: &mut Sha256, data: &[u8]) {
+    let mut start = 0;
+    for (i, &c) in data.iter().enumerate() {
+        if c == b'\n' && (i == 0 || data[i - 1] != b'\r') {
+            h.update(&data[start..i]);
+            h.update(b"\r\n");
+            start = i + 1;
+        } else if c == b'\r' && data.get(i + 1) != Some(&b'\n') {
+            h.update(&data[start..i]);
+            h.update(b"\r\n");
+            start = i + 1;
+        }
+    }
+    h.update(&data[start..]);
+}
+
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where the header block ends and the body starts (after the first empty line).
+pub fn body_offset(msg: &[u8]) -> usize {
+    let mut i = 0;
+    while i < msg.len() {
+        let line_end = msg[i..].iter().position(|&c| c == b'\n').map(|p| i + p + 1);
+        let Some(end) = line_end else {
+            return msg.len();
+        };
+        let line = &msg[i..end];
+        if line == b"\n" || line == b"\r\n" {
+            return end;
+        }
+        i = end;
+    }
+    msg.len()
+}
+
+/// The value of the first Message-ID header (unfolded, trimmed), if any.
+pub fn message_id(msg: &[u8]) -> Option<Vec<u8>> {
+    let headers = &msg[..body_offset(msg)];
+    let mut value: Option<Vec<u8>> = None;
+    for line in headers.split(|&c| c == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(v) = value.as_mut() {
+            if line.first().is_some_and(|c| *c == b' ' || *c == b'\t') {
+                v.extend_from_slice(line);
+                continue;
+            }
+            break;
+        }
+        if line.len() >= 11 && line[..11].eq_ignore_ascii_case(b"message-id:") {
+            value = Some(line[11..].to_vec());
+        }
+    }
+    let v = value?;
+    let trimmed: Vec<u8> = v
+        .iter()
+        .copied()
+        .skip_while(|c| c.is_ascii_whitespace())
+        .collect();
+    let end = trimmed
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(0, |p| p + 1);
+    let id = trimmed[..end].to_vec();
+    (!id.is_empty()).then_some(id)
+}
+
+/// The dedupe key of a message under `mode` (`none` still yields the exact key,
+/// which `verify` and the index use).
+pub fn key(msg: &[u8], mode: Mode) -> String {
+    if mode == Mode::MessageId {
+        if let Some(id) = message_id(msg) {
+            let mut h = Sha256::new();
+            h.update(&id);
+            h.update([0u8]);
+            hash_crlf(&mut h, &msg[body_offset(msg)..]);
+            return format!("m:{}", hex(&h.finalize()));
+        }
+    }
+    let mut h = Sha256::new();
+    hash_crlf(&mut h, msg);
+    format!("x:{}", hex(&h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &[u8] = b"Message-ID: <1@x>\r\nSubject: a\r\n\r\nbody one\r\n";
+    const A_LF: &[u8] = b"Message-ID: <1@x>\nSubject: a\n\nbody one\n";
+    const A_OTHER_BODY: &[u8] = b"Message-ID: <1@x>\r\nSubject: a\r\n\r\nbody two\r\n";
+    const A_TUID: &[u8] = b"Message-ID: <1@x>\r\nSubject: a\r\nX-TUID: abc\r\n\r\nbody one\r\n";
+    const NO_ID: &[u8] = b"Subject: a\r\n\r\nbody one\r\n";
+
+    #[test]
+    fn table() {
+        // (left, right, mode, same?)
+        for (i, (l, r, mode, same)) in [
+            (A, A, Mode::Exact, true),
+            (A, A_LF, Mode::Exact, true),
+            (A, A_OTHER_BODY, Mode::Exact, false),
+            (A, A_OTHER_BODY, Mode::MessageId, false),
+            (A, A_TUID, Mode::Exact, false),
+            (A, A_TUID, Mode::MessageId, true),
+            (NO_ID, NO_ID, Mode::MessageId, true),
+            (NO_ID, A, Mode::MessageId, false),
+            (b"".as_slice(), b"".as_slice(), Mode::Exact, true),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert_eq!(key(l, mode) == key(r, mode), same, "case {i}");
+        }
+    }
+
+    #[test]
+    fn message_id_parsing() {
+        for (msg, want) in [
+            (&b"message-id:   <a@b>  \r\n\r\n"[..], Some(&b"<a@b>"[..])),
+            (b"Message-Id:\r\n <folded@b>\r\n\r\n", Some(b"<folded@b>")),
+            (b"Subject: x\r\n\r\nMessage-ID: <in-body@b>\r\n", None),
+            (b"Message-ID: \r\n\r\n", None),
+            (b"no headers at all", None),
+        ] {
+            assert_eq!(message_id(msg).as_deref(), want);
+        }
+    }
+
+    #[test]
+    fn lone_cr_and_lf_normalise_alike() {
+        assert_eq!(key(b"a\rb\r\n", Mode::Exact), key(b"a\nb\n", Mode::Exact));
+        assert_ne!(key(b"ab\r\n", Mode::Exact), key(b"a\nb\r\n", Mode::Exact));
+    }
+}

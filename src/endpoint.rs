@@ -1,0 +1,262 @@
+//! Endpoints: `imaps://USER@HOST[:PORT]`, `imap://…` (STARTTLS required),
+//! `pop3s://…`, `pop3://…` (STLS required), `mbox:PATH`, and a bare address meaning
+//! the default host (Infomaniak IMAPS, see shared INFOMANIAK.md).
+//!
+//! The user part is usually a full address, so the *last* `@` separates it from the
+//! host; percent-encoding is decoded. An endpoint never holds a password, so its
+//! `Display` form is safe to log, to store in the index and to print in reports.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::error::input;
+
+pub const DEFAULT_HOST: &str = "mail.infomaniak.com";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Imap,
+    Pop3,
+}
+
+/// How the connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Security {
+    /// TLS from the first byte (imaps, pop3s).
+    Implicit,
+    /// Plain connection upgraded with STARTTLS/STLS, which is required unless the
+    /// user allows plaintext.
+    StartTls,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Server {
+    pub proto: Proto,
+    pub security: Security,
+    pub user: String,
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Server(Server),
+    Mbox(PathBuf),
+}
+
+impl Server {
+    pub fn scheme(&self) -> &'static str {
+        match (self.proto, self.security) {
+            (Proto::Imap, Security::Implicit) => "imaps",
+            (Proto::Imap, Security::StartTls) => "imap",
+            (Proto::Pop3, Security::Implicit) => "pop3s",
+            (Proto::Pop3, Security::StartTls) => "pop3",
+        }
+    }
+
+    pub fn is_default_host(&self) -> bool {
+        self.host.eq_ignore_ascii_case(DEFAULT_HOST)
+    }
+}
+
+impl fmt::Display for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        write!(f, "{}://{}@{}:{}", self.scheme(), self.user, host, self.port)
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Server(s) => s.fmt(f),
+            Endpoint::Mbox(p) => write!(f, "mbox:{}", p.display()),
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("bad percent-encoding in {s:?}"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("percent-encoding in {s:?} is not UTF-8"))
+}
+
+/// Parse what the user typed for `--from`/`--to` or a CSV cell.
+pub fn parse(text: &str) -> anyhow::Result<Endpoint> {
+    parse_inner(text).map_err(|why| {
+        input(format!(
+            "invalid endpoint {:?}: {why}. Use imaps://USER@HOST[:PORT], imap://, pop3s://, pop3://, mbox:PATH or a bare address",
+            redact(text)
+        ))
+    })
+}
+
+/// The text with anything between `scheme://user:` and the last `@` masked, so a
+/// password typed into a URL by mistake is never echoed.
+fn redact(text: &str) -> String {
+    if let Some((scheme, rest)) = text.split_once("://") {
+        if let Some((userinfo, host)) = rest.rsplit_once('@') {
+            if let Some((user, _)) = userinfo.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+    }
+    text.to_string()
+}
+
+fn parse_inner(text: &str) -> Result<Endpoint, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("it is empty".into());
+    }
+    if let Some(path) = text.strip_prefix("mbox:") {
+        if path.is_empty() {
+            return Err("mbox: needs a path".into());
+        }
+        return Ok(Endpoint::Mbox(PathBuf::from(path)));
+    }
+    let Some((scheme, rest)) = text.split_once("://") else {
+        // A bare address means the default host over IMAPS.
+        if text.contains('@') && !text.contains('/') && !text.contains(':') {
+            let user = percent_decode(text)?;
+            return Ok(Endpoint::Server(Server {
+                proto: Proto::Imap,
+                security: Security::Implicit,
+                user,
+                host: DEFAULT_HOST.into(),
+                port: 993,
+            }));
+        }
+        return Err("no scheme".into());
+    };
+    let (proto, security, default_port) = match scheme.to_ascii_lowercase().as_str() {
+        "imaps" => (Proto::Imap, Security::Implicit, 993),
+        "imap" => (Proto::Imap, Security::StartTls, 143),
+        "pop3s" => (Proto::Pop3, Security::Implicit, 995),
+        "pop3" => (Proto::Pop3, Security::StartTls, 110),
+        other => return Err(format!("unknown scheme {other:?}")),
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.contains('/') || rest.contains('?') {
+        return Err("a path or query is not allowed after the host".into());
+    }
+    let (user, hostport) = rest
+        .rsplit_once('@')
+        .ok_or_else(|| "no user name (USER@HOST)".to_string())?;
+    if user.contains(':') {
+        return Err("a password must not be written in the URL; use a password file or the environment".into());
+    }
+    let user = percent_decode(user)?;
+    if user.is_empty() {
+        return Err("empty user name".into());
+    }
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| "unclosed [ in host".to_string())?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err("garbage after ]".into()),
+        };
+        (h.to_string(), port)
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (hostport.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err("empty host".into());
+    }
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("bad port {p:?}"))?,
+        None => default_port,
+    };
+    Ok(Endpoint::Server(Server {
+        proto,
+        security,
+        user,
+        host,
+        port,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(text: &str) -> Server {
+        match parse(text).unwrap() {
+            Endpoint::Server(s) => s,
+            e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn table() {
+        for (text, want) in [
+            ("imaps://anna@example.ch@mail.example.ch", "imaps://anna@example.ch@mail.example.ch:993"),
+            ("imap://anna%40example.ch@localhost:10143", "imap://anna@example.ch@localhost:10143"),
+            ("pop3s://bob@pop.example.com", "pop3s://bob@pop.example.com:995"),
+            ("pop3://bob@pop.example.com", "pop3://bob@pop.example.com:110"),
+            ("IMAPS://x@[::1]:1993/", "imaps://x@[::1]:1993"),
+            ("alice@example.ch", "imaps://alice@example.ch@mail.infomaniak.com:993"),
+        ] {
+            assert_eq!(server(text).to_string(), want, "{text}");
+        }
+        assert_eq!(
+            parse("mbox:/tmp/a.mbox").unwrap(),
+            Endpoint::Mbox("/tmp/a.mbox".into())
+        );
+    }
+
+    #[test]
+    fn user_keeps_every_at_but_the_last() {
+        let s = server("imaps://a@b@c@host:1");
+        assert_eq!((s.user.as_str(), s.host.as_str(), s.port), ("a@b@c", "host", 1));
+    }
+
+    #[test]
+    fn rejects() {
+        for (text, why) in [
+            ("", "empty"),
+            ("ftp://a@b", "unknown scheme"),
+            ("imaps://host", "no user"),
+            ("imaps://a:secret@host", "password must not"),
+            ("imaps://a@host:99999", "bad port"),
+            ("imaps://a@host:0", "bad port"),
+            ("imaps://a@host/INBOX", "path"),
+            ("imaps://a%zz@host", "percent"),
+            ("mbox:", "needs a path"),
+            ("localhost", "no scheme"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(why), "{text}: {e}");
+            assert!(!e.contains("secret"), "{e}");
+        }
+    }
+}

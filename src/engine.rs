@@ -1,0 +1,590 @@
+//! One account, IMAP to IMAP: folders → listing → decide → fetch → append → record.
+//!
+//! Invariants:
+//! - the source is only ever EXAMINEd and read with `BODY.PEEK`, so nothing on it
+//!   changes (not even `\Seen`);
+//! - a source message is recorded as done only after the target's tagged OK for its
+//!   APPEND (or after it was found on the target already);
+//! - a message whose record was lost (crash between APPEND and commit) is found
+//!   again on the target by its dedupe key before anything is appended: the target
+//!   messages the index does not know are hashed when they could match;
+//! - at most one fetch batch of message bodies is held in memory.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use crate::decide::{self, Action, Meta};
+use crate::dedupe::{self, Mode};
+use crate::endpoint::Server;
+use crate::error::Retry;
+use crate::folders::{self, Folder, Rules, TargetLayout};
+use crate::imap::session::{self, Session};
+use crate::imap::{utf7, Append, ImapError, ListEntry};
+use crate::index::{Index, Outcome, Record};
+use crate::log;
+use crate::net::NetOptions;
+use crate::secret::Password;
+use crate::summary::{Failure, Planned, Summary};
+
+/// How a run copies.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub dedupe: Mode,
+    pub dry_run: bool,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub rules: Rules,
+    /// Upper bound of message bytes held per fetch batch.
+    pub batch_bytes: u64,
+    pub batch_count: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            dedupe: Mode::Exact,
+            dry_run: false,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            rules: Rules::default(),
+            batch_bytes: 8 << 20,
+            batch_count: 250,
+        }
+    }
+}
+
+/// A source folder ready to copy.
+#[derive(Debug, Clone)]
+pub struct FolderPlan {
+    pub raw: Vec<u8>,
+    pub display: String,
+    pub target_name: String,
+    pub uidvalidity: u32,
+    pub pending: Vec<Meta>,
+}
+
+/// Decode a wire name; a name that is not valid modified UTF-7 is shown lossily
+/// but still addressed by its raw bytes.
+pub fn decode_name(raw: &[u8]) -> String {
+    utf7::decode(raw).unwrap_or_else(|_| String::from_utf8_lossy(raw).into_owned())
+}
+
+/// The personal namespace prefix (decoded) and the delimiter of a session.
+pub fn layout_of(s: &mut Session, list: &[ListEntry]) -> anyhow::Result<(String, Option<char>)> {
+    let ns = s.personal_namespace()?;
+    let delim = ns
+        .as_ref()
+        .and_then(|(_, d)| *d)
+        .or_else(|| list.iter().find_map(|e| e.delim));
+    let prefix = ns.map(|(p, _)| decode_name(&p)).unwrap_or_default();
+    Ok((prefix, delim))
+}
+
+/// The source folders to copy with their target names, in a stable order.
+pub fn map_folders(
+    src_list: &[ListEntry],
+    src_prefix: &str,
+    src_delim: Option<char>,
+    target: &TargetLayout,
+    opts: &Options,
+) -> Vec<(Vec<u8>, String, String)> {
+    let mut folders = Vec::new();
+    let mut roles = HashMap::new();
+    for e in src_list {
+        if e.has_attr("\\Noselect") || e.has_attr("\\NonExistent") {
+            continue;
+        }
+        let name = decode_name(&e.raw);
+        let path = folders::split(&name, e.delim.or(src_delim), src_prefix);
+        let role = folders::role_of(&e.attrs, &path);
+        if let Some(r) = &role {
+            roles.entry(path.clone()).or_insert_with(|| r.clone());
+        }
+        folders.push((e.raw.clone(), Folder { path, role }));
+    }
+    let mut out: Vec<(Vec<u8>, String, String)> = folders
+        .into_iter()
+        .filter(|(_, f)| folders::selected(&f.display(), &opts.include, &opts.exclude))
+        .map(|(raw, f)| {
+            let tpath = folders::map_folder(&f, &opts.rules, target, &roles);
+            (raw, f.display(), folders::join_target(&tpath, target))
+        })
+        .collect();
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out
+}
+
+/// What the target looks like, from its LIST.
+pub fn target_layout(list: &[ListEntry], prefix: String, delim: Option<char>) -> TargetLayout {
+    let mut t = TargetLayout {
+        delim,
+        prefix: prefix.clone(),
+        ..TargetLayout::default()
+    };
+    for e in list {
+        let path = folders::split(&decode_name(&e.raw), e.delim.or(delim), &prefix);
+        for a in &e.attrs {
+            if let Some(r) = folders::ROLES.iter().find(|r| r.eq_ignore_ascii_case(a)) {
+                t.roles.entry(r.to_string()).or_insert_with(|| path.clone());
+            }
+        }
+        t.existing.push(path);
+    }
+    t
+}
+
+/// The cheap listing of the selected folder: UID, size, flags, INTERNALDATE.
+pub fn listing(s: &mut Session) -> Result<Vec<Meta>, ImapError> {
+    let mut out = Vec::new();
+    s.uid_fetch("1:*", "(UID RFC822.SIZE FLAGS INTERNALDATE)", |f| {
+        if let Some(uid) = f.uid {
+            out.push(Meta {
+                uid,
+                size: f.size.unwrap_or(0),
+                flags: f.flags.unwrap_or_default(),
+                internal_date: f.internal_date,
+            });
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Fetch bodies of `uids` (sorted) from the selected folder, one call per body.
+pub fn fetch_bodies(
+    s: &mut Session,
+    uids: &[u32],
+    mut each: impl FnMut(u32, Vec<u8>),
+) -> Result<(), ImapError> {
+    if uids.is_empty() {
+        return Ok(());
+    }
+    s.uid_fetch(&decide::uid_set(uids), "(UID BODY.PEEK[])", |f| {
+        if let (Some(uid), Some(body)) = (f.uid, f.body) {
+            each(uid, body);
+        }
+        Ok(())
+    })
+}
+
+/// Target messages the index does not know, grouped so a source message can find
+/// the ones that could be its copy: by Message-ID, and by size for those without.
+#[derive(Default)]
+struct Unknown {
+    by_id: HashMap<Vec<u8>, Vec<u32>>,
+    by_size: HashMap<u64, Vec<u32>>,
+}
+
+impl Unknown {
+    fn candidates(&self, msg: &[u8], size: u64) -> Vec<u32> {
+        match dedupe::message_id(msg) {
+            Some(id) => self.by_id.get(&id).cloned().unwrap_or_default(),
+            None => self.by_size.get(&size).cloned().unwrap_or_default(),
+        }
+    }
+    fn forget(&mut self, uids: &[u32]) {
+        for v in self.by_id.values_mut().chain(self.by_size.values_mut()) {
+            v.retain(|u| !uids.contains(u));
+        }
+    }
+}
+
+fn target_unknown(s: &mut Session, known: &HashMap<u32, String>) -> Result<Unknown, ImapError> {
+    let mut u = Unknown::default();
+    s.uid_fetch(
+        "1:*",
+        "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
+        |f| {
+            let Some(uid) = f.uid else { return Ok(()) };
+            if known.contains_key(&uid) {
+                return Ok(());
+            }
+            match f.header_fields.as_deref().and_then(dedupe::message_id) {
+                Some(id) => u.by_id.entry(id).or_default().push(uid),
+                None => u.by_size.entry(f.size.unwrap_or(0)).or_default().push(uid),
+            }
+            Ok(())
+        },
+    )?;
+    Ok(u)
+}
+
+/// Everything a copy needs to know about the job.
+pub struct Job<'a> {
+    pub source: &'a Server,
+    pub source_password: &'a Password,
+    pub target: &'a Server,
+    pub target_password: &'a Password,
+    pub net: &'a NetOptions,
+    pub opts: &'a Options,
+}
+
+/// Copy one IMAP account into another.
+pub fn migrate(job: &Job<'_>, index: &mut Index) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let mut summary = Summary {
+        source: job.source.to_string(),
+        target: job.target.to_string(),
+        dry_run: job.opts.dry_run,
+        ..Summary::default()
+    };
+    let mut src = session::open(job.source, job.source_password, job.net, "source")?;
+    let mut tgt = session::open(job.target, job.target_password, job.net, "target")?;
+
+    let src_list = src.list()?;
+    let (src_prefix, src_delim) = layout_of(&mut src, &src_list)?;
+    let tgt_list = tgt.list()?;
+    let (tgt_prefix, tgt_delim) = layout_of(&mut tgt, &tgt_list)?;
+    let layout = target_layout(&tgt_list, tgt_prefix, tgt_delim);
+    let mapped = map_folders(&src_list, &src_prefix, src_delim, &layout, job.opts);
+    let tgt_existing: HashSet<Vec<u8>> = tgt_list.iter().map(|e| e.raw.clone()).collect();
+
+    let job_id = index.job(&summary.source, &summary.target)?;
+
+    // Phase 1: plan every folder (cheap listings only), for totals and dry runs.
+    let mut plans = Vec::new();
+    for (raw, display, target_name) in mapped {
+        let sel = src.select(&raw, true)?;
+        let pending = if sel.exists == 0 {
+            Vec::new()
+        } else {
+            let list = listing(&mut src)?;
+            let done = index.done_uids(job_id, &display, sel.uidvalidity)?;
+            if done.is_empty() {
+                if let Some(old) = index.other_uidvalidity(job_id, &display, sel.uidvalidity)? {
+                    log::warn(format!(
+                        "{display}: UIDVALIDITY changed ({old} → {}); every message is checked against the target by its dedupe key, nothing is copied twice",
+                        sel.uidvalidity
+                    ));
+                }
+            }
+            decide::pending(&list, &done)
+        };
+        log::info(format!(
+            "{display} → {target_name}: {} messages, {} not yet copied",
+            sel.exists,
+            pending.len()
+        ));
+        plans.push(FolderPlan {
+            raw,
+            display,
+            target_name,
+            uidvalidity: sel.uidvalidity,
+            pending,
+        });
+    }
+    summary.folders = plans.len();
+
+    if job.opts.dry_run {
+        summary.planned = plans
+            .iter()
+            .map(|p| Planned {
+                folder: p.display.clone(),
+                target_folder: p.target_name.clone(),
+                messages: p.pending.len() as u64,
+                bytes: p.pending.iter().map(|m| m.size).sum(),
+            })
+            .collect();
+        src.logout();
+        tgt.logout();
+        summary.finish(started);
+        return Ok(summary);
+    }
+
+    let total_msgs: u64 = plans.iter().map(|p| p.pending.len() as u64).sum();
+    let total_bytes: u64 = plans.iter().flat_map(|p| &p.pending).map(|m| m.size).sum();
+    let mut progress = crate::progress::start(total_msgs, total_bytes);
+
+    for plan in &plans {
+        let target_raw = utf7::encode(&plan.target_name).into_bytes();
+        if !tgt_existing.contains(&target_raw) {
+            log::info(format!("creating {}", plan.target_name));
+            tgt.create(&target_raw)?;
+            if let Err(e) = tgt.subscribe(&target_raw) {
+                log::warn(format!("could not subscribe to {}: {e}", plan.target_name));
+            }
+        }
+        if plan.pending.is_empty() {
+            continue;
+        }
+        let mut ctx = FolderCopy {
+            job,
+            job_id,
+            plan,
+            target_raw,
+            summary: &mut summary,
+            index,
+        };
+        if let Err(stop) = ctx.copy(&mut src, &mut tgt, &mut progress) {
+            match stop {
+                Stop::Account(why) => {
+                    summary.stopped = Some(why);
+                    break;
+                }
+                Stop::Error(e) => return Err(e),
+            }
+        }
+    }
+    drop(progress);
+    src.logout();
+    tgt.logout();
+    summary.finish(started);
+    Ok(summary)
+}
+
+enum Stop {
+    /// Stop this account cleanly with a message (over quota).
+    Account(String),
+    Error(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Stop {
+    fn from(e: E) -> Self {
+        Stop::Error(e.into())
+    }
+}
+
+struct FolderCopy<'a, 'j> {
+    job: &'a Job<'j>,
+    job_id: i64,
+    plan: &'a FolderPlan,
+    target_raw: Vec<u8>,
+    summary: &'a mut Summary,
+    index: &'a mut Index,
+}
+
+impl FolderCopy<'_, '_> {
+    fn copy(
+        &mut self,
+        src: &mut Session,
+        tgt: &mut Session,
+        progress: &mut crate::progress::Progress,
+    ) -> Result<(), Stop> {
+        let plan = self.plan;
+        let opts = self.job.opts;
+        let target_id = self.job.target.to_string();
+        let sel = src.select(&plan.raw, true)?;
+        if sel.uidvalidity != plan.uidvalidity {
+            return Err(Stop::Error(crate::error::connect(format!(
+                "{}: the source folder's UIDVALIDITY changed during the run; run again",
+                plan.display
+            ))));
+        }
+        let pending = &plan.pending;
+        let tsel = tgt.select(&self.target_raw, false)?;
+        let known = self
+            .index
+            .target_keys(&target_id, &plan.target_name, tsel.uidvalidity)?;
+        let mut known_keys: HashSet<String> = known.values().cloned().collect();
+        let dedupe = opts.dedupe != Mode::None;
+        let mut unknown = if dedupe {
+            target_unknown(tgt, &known)?
+        } else {
+            Unknown::default()
+        };
+        let mut seen_in_run: HashSet<String> = HashSet::new();
+
+        let sizes: Vec<u64> = pending.iter().map(|m| m.size).collect();
+        for range in decide::batches(&sizes, opts.batch_bytes, opts.batch_count) {
+            let batch = &pending[range];
+            let uids: Vec<u32> = batch.iter().map(|m| m.uid).collect();
+            let mut bodies: HashMap<u32, Vec<u8>> = HashMap::new();
+            fetch_bodies(src, &uids, |uid, body| {
+                bodies.insert(uid, body);
+            })?;
+
+            let mut records = Vec::new();
+            // Messages to append, and duplicates waiting on one of them (by key).
+            let mut to_append: Vec<(&Meta, String, Vec<String>)> = Vec::new();
+            let mut waiting: HashMap<String, Vec<&Meta>> = HashMap::new();
+            let mut batch_bytes = 0u64;
+            for meta in batch {
+                let Some(body) = bodies.get(&meta.uid) else {
+                    log::info(format!("{}: UID {} vanished from the source", plan.display, meta.uid));
+                    continue;
+                };
+                batch_bytes += meta.size;
+                let key = dedupe::key(body, opts.dedupe);
+                let mut act = decide::action(
+                    dedupe,
+                    seen_in_run.contains(&key),
+                    known_keys.contains(&key),
+                    !unknown.candidates(body, body.len() as u64).is_empty(),
+                );
+                if act == Action::CheckTarget {
+                    let cands = unknown.candidates(body, body.len() as u64);
+                    let mut found = Vec::new();
+                    fetch_bodies(tgt, &cands, |uid, tbody| {
+                        found.push((uid, dedupe::key(&tbody, opts.dedupe)));
+                    })?;
+                    for (uid, k) in &found {
+                        records.push(Record::TargetKnown {
+                            target: target_id.clone(),
+                            folder: plan.target_name.clone(),
+                            uidvalidity: tsel.uidvalidity,
+                            uid: *uid,
+                            key: k.clone(),
+                        });
+                        known_keys.insert(k.clone());
+                    }
+                    unknown.forget(&cands);
+                    act = decide::action(dedupe, seen_in_run.contains(&key), known_keys.contains(&key), false);
+                }
+                match act {
+                    Action::Skip if to_append.iter().any(|(_, k, _)| *k == key) => {
+                        waiting.entry(key).or_default().push(meta);
+                    }
+                    Action::Skip => {
+                        self.summary.duplicates += 1;
+                        records.push(self.done(meta, &key, Outcome::Duplicate, None));
+                    }
+                    _ => {
+                        let (flags, dropped) = decide::append_flags(&meta.flags, &tsel.permanent_flags);
+                        if !dropped.is_empty() {
+                            log::info(format!(
+                                "{} UID {}: flags the target cannot store are left out: {}",
+                                plan.display,
+                                meta.uid,
+                                dropped.join(" ")
+                            ));
+                        }
+                        seen_in_run.insert(key.clone());
+                        to_append.push((meta, key, flags));
+                    }
+                }
+            }
+
+            let appends: Vec<Append> = to_append
+                .iter()
+                .map(|(meta, _, flags)| Append {
+                    mailbox: &self.target_raw,
+                    flags,
+                    internal_date: meta.internal_date.as_deref(),
+                    body: &bodies[&meta.uid],
+                })
+                .collect();
+            let results = tgt.append_many(&appends)?;
+            let mut stop = None;
+            for ((meta, key, flags), result) in to_append.iter().zip(results) {
+                let result = match result {
+                    Err(e) if e.retry() == Retry::Final && flags.iter().any(|f| !f.starts_with('\\')) => {
+                        // An invalid keyword must not fail the message: retry with system flags only.
+                        let system: Vec<String> = flags.iter().filter(|f| f.starts_with('\\')).cloned().collect();
+                        log::warn(format!(
+                            "{} UID {}: target refused the keywords ({}); copying with system flags only",
+                            plan.display,
+                            meta.uid,
+                            e.server_words()
+                        ));
+                        tgt.append(&Append {
+                            mailbox: &self.target_raw,
+                            flags: &system,
+                            internal_date: meta.internal_date.as_deref(),
+                            body: &bodies[&meta.uid],
+                        })
+                    }
+                    other => other,
+                };
+                let waiters = waiting.remove(key).unwrap_or_default();
+                match result {
+                    Ok(tuid) => {
+                        self.summary.copied += 1;
+                        self.summary.bytes += meta.size;
+                        records.push(self.done(meta, key, Outcome::Copied, tuid));
+                        if let Some(uid) = tuid {
+                            records.push(Record::TargetKnown {
+                                target: target_id.clone(),
+                                folder: plan.target_name.clone(),
+                                uidvalidity: tsel.uidvalidity,
+                                uid,
+                                key: key.to_string(),
+                            });
+                        }
+                        for w in waiters {
+                            self.summary.duplicates += 1;
+                            records.push(self.done(w, key, Outcome::Duplicate, None));
+                        }
+                    }
+                    Err(e @ (ImapError::No { .. } | ImapError::Bad { .. })) => {
+                        let reason = e.server_words();
+                        seen_in_run.remove(key);
+                        for m in std::iter::once(*meta).chain(waiters) {
+                            self.fail(&mut records, m, &reason);
+                        }
+                        if e.code().as_deref() == Some("OVERQUOTA") {
+                            stop = Some(format!(
+                                "the target {} is over quota ({reason}); free space or raise the quota, then run again",
+                                self.job.target
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        self.index.record(&records)?;
+                        return Err(Stop::Error(e.into()));
+                    }
+                }
+            }
+            self.index.record(&records)?;
+            progress.advance(batch.len() as u64, batch_bytes);
+            if let Some(why) = stop {
+                return Err(Stop::Account(why));
+            }
+        }
+        Ok(())
+    }
+
+    fn done(&self, meta: &Meta, key: &str, outcome: Outcome, target_uid: Option<u32>) -> Record {
+        Record::Done {
+            job: self.job_id,
+            folder: self.plan.display.clone(),
+            uidvalidity: self.plan.uidvalidity,
+            uid: meta.uid,
+            key: key.to_string(),
+            outcome,
+            target_folder: self.plan.target_name.clone(),
+            target_uid,
+        }
+    }
+
+    fn fail(&mut self, records: &mut Vec<Record>, meta: &Meta, reason: &str) {
+        log::warn(format!(
+            "{} UID {}: the target refused the message: {reason}",
+            self.plan.display, meta.uid
+        ));
+        self.summary.failed.push(Failure {
+            folder: self.plan.display.clone(),
+            uid: meta.uid,
+            reason: reason.to_string(),
+        });
+        records.push(Record::Failed {
+            job: self.job_id,
+            folder: self.plan.display.clone(),
+            uidvalidity: self.plan.uidvalidity,
+            uid: meta.uid,
+            reason: reason.to_string(),
+        });
+    }
+}
+
+/// The dedupe key of every message of a folder (bodies fetched in bounded batches).
+/// `None` when the folder does not exist.
+pub fn folder_keys(
+    s: &mut Session,
+    raw: &[u8],
+    mode: Mode,
+    opts: &Options,
+) -> anyhow::Result<Option<Vec<(u32, String)>>> {
+    match s.select(raw, true) {
+        Ok(_) => {}
+        Err(ImapError::No { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let list = listing(s)?;
+    let sizes: Vec<u64> = list.iter().map(|m| m.size).collect();
+    let mut out = Vec::with_capacity(list.len());
+    for range in decide::batches(&sizes, opts.batch_bytes, opts.batch_count) {
+        let uids: Vec<u32> = list[range].iter().map(|m| m.uid).collect();
+        fetch_bodies(s, &uids, |uid, body| out.push((uid, dedupe::key(&body, mode))))?;
+    }
+    Ok(Some(out))
+}

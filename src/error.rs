@@ -1,0 +1,72 @@
+//! Error kinds that decide exit codes and retries.
+//!
+//! Protocol errors keep the server's words (see `imap::ImapError`); this module only
+//! says what kind of failure something is, so `main` can pick the exit code and the
+//! engine can decide whether to retry. Retry decisions never match on message text.
+
+use std::fmt;
+
+/// Exit codes, documented in README.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_PARTIAL: i32 = 1;
+pub const EXIT_INPUT: i32 = 2;
+pub const EXIT_CONNECT: i32 = 3;
+pub const EXIT_OTHER: i32 = 4;
+
+/// How a failure may be retried (isync's FAIL_TEMP / FAIL_WAIT / FAIL_FINAL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Retry {
+    /// A fresh connection may succeed at once (connection dropped, timeout).
+    Now,
+    /// The same request may succeed later (server busy, over quota, in use).
+    Later,
+    /// Retrying the same request cannot help (refused content, bad credentials).
+    Final,
+}
+
+/// A failure caused by what the user gave us: bad flags, a bad URL, a missing file.
+#[derive(Debug)]
+pub struct InputError(pub String);
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for InputError {}
+
+/// A failure to reach or log in to a server.
+#[derive(Debug)]
+pub struct ConnectError(pub String);
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for ConnectError {}
+
+pub fn input(msg: impl Into<String>) -> anyhow::Error {
+    InputError(msg.into()).into()
+}
+
+pub fn connect(msg: impl Into<String>) -> anyhow::Error {
+    ConnectError(msg.into()).into()
+}
+
+/// The exit code for an error that ended the run.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    for cause in err.chain() {
+        if cause.is::<InputError>() || cause.is::<clap::Error>() {
+            return EXIT_INPUT;
+        }
+        if cause.is::<ConnectError>()
+            || cause.is::<crate::imap::ImapError>()
+            || cause.is::<std::io::Error>()
+        {
+            return EXIT_CONNECT;
+        }
+    }
+    EXIT_OTHER
+}

@@ -1,0 +1,811 @@
+//! A small IMAP4rev1 client, generic over `Read + Write` (as rust-imap is), so unit
+//! tests replay a server transcript and the same code runs over TLS for real.
+//!
+//! Invariants:
+//! - one response is held in memory at a time: untagged responses are handed to the
+//!   caller as they arrive (a `UID FETCH` of a whole folder streams);
+//! - a command's literals use LITERAL+ when the server offers it and wait for the
+//!   continuation request otherwise;
+//! - APPENDs can be pipelined (LITERAL+ only): all are written, then the tagged
+//!   answers are matched back to them in order;
+//! - credentials never reach the trace: the login line is masked before logging.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+
+use super::parse::{self, parse_fetch, Fetch, Response, Status, StatusKind};
+use super::ImapError;
+use crate::log;
+
+/// One part of a command: plain text or a literal.
+pub enum Part<'a> {
+    Text(&'a [u8]),
+    Literal(&'a [u8]),
+}
+
+/// A mailbox as LIST reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEntry {
+    pub attrs: Vec<String>,
+    pub delim: Option<char>,
+    /// The name as on the wire (modified UTF-7).
+    pub raw: Vec<u8>,
+}
+
+impl ListEntry {
+    pub fn has_attr(&self, attr: &str) -> bool {
+        self.attrs.iter().any(|a| a.eq_ignore_ascii_case(attr))
+    }
+}
+
+/// What SELECT / EXAMINE tells about a mailbox.
+#[derive(Debug, Clone, Default)]
+pub struct Selected {
+    pub exists: u32,
+    pub uidvalidity: u32,
+    pub uidnext: Option<u32>,
+    /// PERMANENTFLAGS; `\*` means new keywords may be created.
+    pub permanent_flags: Vec<String>,
+}
+
+/// One APPEND: mailbox on the wire, flags, INTERNALDATE and the message bytes.
+pub struct Append<'a> {
+    pub mailbox: &'a [u8],
+    pub flags: &'a [String],
+    pub internal_date: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+pub struct Client<S: Read + Write> {
+    stream: BufReader<S>,
+    next_tag: u32,
+    caps: Vec<String>,
+    who: String,
+    out: Vec<u8>,
+}
+
+fn quote(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    out.push(b'"');
+    for &c in s {
+        if c == b'"' || c == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(c);
+    }
+    out.push(b'"');
+    out
+}
+
+/// Whether `s` can go in a quoted string (no CR, LF, NUL, no 8-bit).
+fn quotable(s: &[u8]) -> bool {
+    s.iter().all(|&c| c != 0 && c != b'\r' && c != b'\n' && c < 0x80)
+}
+
+pub fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+impl<S: Read + Write> Client<S> {
+    /// Wrap a connected stream; `who` names it in traces ("source", "target").
+    pub fn new(stream: S, who: &str) -> Self {
+        Client {
+            stream: BufReader::with_capacity(64 * 1024, stream),
+            next_tag: 1,
+            caps: Vec::new(),
+            who: who.to_string(),
+            out: Vec::new(),
+        }
+    }
+
+    pub fn get_mut(&mut self) -> &mut S {
+        self.stream.get_mut()
+    }
+
+    /// Give back the stream (for STARTTLS). Only valid when nothing is buffered.
+    pub fn into_inner(self) -> S {
+        self.stream.into_inner()
+    }
+
+    pub fn capabilities(&self) -> &[String] {
+        &self.caps
+    }
+
+    pub fn has_cap(&self, cap: &str) -> bool {
+        self.caps.iter().any(|c| c.eq_ignore_ascii_case(cap))
+    }
+
+    fn set_caps_from_code(&mut self, status: &Status) {
+        if status.code_name().as_deref() == Some("CAPABILITY") {
+            self.caps = status.code_args().iter().map(|s| s.to_string()).collect();
+        }
+    }
+
+    /// Read one complete response with its literals inlined.
+    fn read_raw(&mut self) -> Result<Vec<u8>, ImapError> {
+        let mut buf = Vec::new();
+        loop {
+            let start = buf.len();
+            let n = self.stream.read_until(b'\n', &mut buf)?;
+            if n == 0 {
+                return Err(ImapError::Io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection",
+                )));
+            }
+            let line = &buf[start..];
+            match parse::trailing_literal(line) {
+                Some(len) => {
+                    let at = buf.len();
+                    buf.resize(at + len, 0);
+                    self.stream.read_exact(&mut buf[at..])?;
+                }
+                None => {
+                    log::trace(&self.who, "S:", &buf);
+                    return Ok(buf);
+                }
+            }
+        }
+    }
+
+    fn read_response(&mut self) -> Result<Response, ImapError> {
+        let raw = self.read_raw()?;
+        parse::parse_response(&raw).map_err(|e| ImapError::Protocol(e.0))
+    }
+
+    /// Read the server greeting; PREAUTH and BYE are reported.
+    pub fn greeting(&mut self) -> Result<StatusKind, ImapError> {
+        match self.read_response()? {
+            Response::UntaggedStatus(s) => {
+                self.set_caps_from_code(&s);
+                match s.kind {
+                    StatusKind::Bye => Err(ImapError::Bye(s.describe())),
+                    k => Ok(k),
+                }
+            }
+            other => Err(ImapError::Protocol(format!(
+                "expected a greeting, got {other:?}"
+            ))),
+        }
+    }
+
+    fn tag(&mut self) -> String {
+        let t = format!("M{:04}", self.next_tag);
+        self.next_tag += 1;
+        t
+    }
+
+    fn flush_out(&mut self) -> Result<(), ImapError> {
+        let out = std::mem::take(&mut self.out);
+        let s = self.stream.get_mut();
+        s.write_all(&out)?;
+        s.flush()?;
+        self.out = out;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Write one command (tag + parts + CRLF). With `pipelined`, literals must be
+    /// non-synchronizing and nothing is flushed.
+    fn write_command(
+        &mut self,
+        tag: &str,
+        parts: &[Part<'_>],
+        secret: bool,
+    ) -> Result<(), ImapError> {
+        let literal_plus = self.has_cap("LITERAL+");
+        let mut line = format!("{tag} ").into_bytes();
+        let mut traced = line.clone();
+        for part in parts {
+            match part {
+                Part::Text(t) => {
+                    line.extend_from_slice(t);
+                    if !secret {
+                        traced.extend_from_slice(t);
+                    }
+                }
+                Part::Literal(data) => {
+                    let header = if literal_plus {
+                        format!("{{{}+}}\r\n", data.len())
+                    } else {
+                        format!("{{{}}}\r\n", data.len())
+                    };
+                    line.extend_from_slice(header.as_bytes());
+                    traced.extend_from_slice(format!("<literal {} bytes>", data.len()).as_bytes());
+                    if literal_plus {
+                        self.out.extend_from_slice(&line);
+                    } else {
+                        self.out.extend_from_slice(&line);
+                        self.flush_out()?;
+                        match self.read_response()? {
+                            Response::Continue(_) => {}
+                            Response::Tagged { status, .. } => {
+                                return Err(ImapError::from_status("literal", status))
+                            }
+                            other => {
+                                return Err(ImapError::Protocol(format!(
+                                    "expected a continuation, got {other:?}"
+                                )))
+                            }
+                        }
+                    }
+                    self.out.extend_from_slice(data);
+                    line.clear();
+                }
+            }
+        }
+        line.extend_from_slice(b"\r\n");
+        self.out.extend_from_slice(&line);
+        if secret {
+            traced.extend_from_slice(b"<credentials masked>");
+        }
+        log::trace(&self.who, "C:", &traced);
+        Ok(())
+    }
+
+    /// Run a command and hand each untagged response to `on_data`. Returns the
+    /// tagged OK status; NO/BAD become errors carrying the server's words.
+    pub fn run(
+        &mut self,
+        name: &str,
+        parts: &[Part<'_>],
+        mut on_data: impl FnMut(Response) -> Result<(), ImapError>,
+    ) -> Result<Status, ImapError> {
+        self.run_inner(name, parts, false, &mut on_data)
+    }
+
+    fn run_inner(
+        &mut self,
+        name: &str,
+        parts: &[Part<'_>],
+        secret: bool,
+        on_data: &mut dyn FnMut(Response) -> Result<(), ImapError>,
+    ) -> Result<Status, ImapError> {
+        let tag = self.tag();
+        self.write_command(&tag, parts, secret)?;
+        self.flush_out()?;
+        self.wait_tagged(&tag, name, on_data)
+    }
+
+    fn wait_tagged(
+        &mut self,
+        tag: &str,
+        name: &str,
+        on_data: &mut dyn FnMut(Response) -> Result<(), ImapError>,
+    ) -> Result<Status, ImapError> {
+        let mut bye: Option<String> = None;
+        loop {
+            let resp = match self.read_response() {
+                Ok(r) => r,
+                Err(ImapError::Io(e)) if bye.is_some() => {
+                    let _ = e;
+                    return Err(ImapError::Bye(bye.unwrap()));
+                }
+                Err(e) => return Err(e),
+            };
+            match resp {
+                Response::Tagged { tag: t, status } if t == tag => {
+                    self.set_caps_from_code(&status);
+                    return match status.kind {
+                        StatusKind::Ok => Ok(status),
+                        _ => Err(ImapError::from_status(name, status)),
+                    };
+                }
+                Response::Tagged { tag: t, .. } => {
+                    return Err(ImapError::Protocol(format!(
+                        "answer for unknown tag {t} while waiting for {tag}"
+                    )))
+                }
+                Response::UntaggedStatus(s) if s.kind == StatusKind::Bye => {
+                    bye = Some(s.describe());
+                }
+                Response::Data { ref name, ref rest } if name == "CAPABILITY" => {
+                    self.caps = rest
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect();
+                }
+                Response::Continue(text) => {
+                    return Err(ImapError::Protocol(format!(
+                        "unexpected continuation request: {text}"
+                    )))
+                }
+                other => on_data(other)?,
+            }
+        }
+    }
+
+    pub fn simple(&mut self, name: &str, parts: &[Part<'_>]) -> Result<Status, ImapError> {
+        self.run(name, parts, |_| Ok(()))
+    }
+
+    pub fn capability(&mut self) -> Result<(), ImapError> {
+        self.simple("CAPABILITY", &[Part::Text(b"CAPABILITY")])?;
+        Ok(())
+    }
+
+    /// Log in: AUTHENTICATE PLAIN with SASL-IR where offered, LOGIN otherwise.
+    /// Refuses when the server says LOGINDISABLED.
+    pub fn login(&mut self, user: &str, password: &str) -> Result<(), ImapError> {
+        if self.caps.is_empty() {
+            self.capability()?;
+        }
+        if self.has_cap("LOGINDISABLED") && !self.has_cap("AUTH=PLAIN") {
+            return Err(ImapError::Protocol(
+                "the server does not allow logging in on this connection (LOGINDISABLED)".into(),
+            ));
+        }
+        let status = if self.has_cap("AUTH=PLAIN") && self.has_cap("SASL-IR") {
+            let mut blob = Vec::new();
+            blob.push(0);
+            blob.extend_from_slice(user.as_bytes());
+            blob.push(0);
+            blob.extend_from_slice(password.as_bytes());
+            let line = format!("AUTHENTICATE PLAIN {}", base64(&blob));
+            self.run_inner(
+                "AUTHENTICATE",
+                &[Part::Text(line.as_bytes())],
+                true,
+                &mut |_| Ok(()),
+            )?
+        } else {
+            let (u, p) = (quote(user.as_bytes()), quote(password.as_bytes()));
+            let mut parts = vec![Part::Text(b"LOGIN ")];
+            parts.push(if quotable(user.as_bytes()) {
+                Part::Text(&u)
+            } else {
+                Part::Literal(user.as_bytes())
+            });
+            parts.push(Part::Text(b" "));
+            parts.push(if quotable(password.as_bytes()) {
+                Part::Text(&p)
+            } else {
+                Part::Literal(password.as_bytes())
+            });
+            self.run_inner("LOGIN", &parts, true, &mut |_| Ok(()))?
+        };
+        if status.code_name().as_deref() != Some("CAPABILITY") {
+            self.capability()?;
+        }
+        Ok(())
+    }
+
+    /// `STARTTLS`; afterwards the caller wraps the stream and calls `capability`.
+    pub fn starttls(&mut self) -> Result<(), ImapError> {
+        self.simple("STARTTLS", &[Part::Text(b"STARTTLS")])?;
+        self.caps.clear();
+        Ok(())
+    }
+
+    /// All mailboxes, with special-use attributes where the server has them.
+    pub fn list(&mut self) -> Result<Vec<ListEntry>, ImapError> {
+        let cmd: &[u8] = if self.has_cap("SPECIAL-USE") && self.has_cap("LIST-EXTENDED") {
+            b"LIST \"\" \"*\" RETURN (SPECIAL-USE)"
+        } else {
+            b"LIST \"\" \"*\""
+        };
+        let mut out = Vec::new();
+        self.run("LIST", &[Part::Text(cmd)], |r| {
+            if let Response::Data { name, rest } = r {
+                if name == "LIST" {
+                    out.push(list_entry(&rest)?);
+                }
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The personal namespace's prefix and delimiter (RFC 2342), if announced.
+    pub fn personal_namespace(&mut self) -> Result<Option<(Vec<u8>, Option<char>)>, ImapError> {
+        if !self.has_cap("NAMESPACE") {
+            return Ok(None);
+        }
+        let mut found = None;
+        self.run("NAMESPACE", &[Part::Text(b"NAMESPACE")], |r| {
+            if let Response::Data { name, rest } = r {
+                if name == "NAMESPACE" {
+                    if let Some(first) = rest
+                        .first()
+                        .and_then(|v| v.as_list())
+                        .and_then(|l| l.first())
+                        .and_then(|v| v.as_list())
+                    {
+                        let prefix = first.first().and_then(|v| v.as_bytes()).unwrap_or(b"");
+                        let delim = first
+                            .get(1)
+                            .and_then(|v| v.as_bytes())
+                            .and_then(|b| b.first())
+                            .map(|&c| c as char);
+                        found = Some((prefix.to_vec(), delim));
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(found)
+    }
+
+    /// SELECT (read-write) or EXAMINE (read-only) a mailbox.
+    pub fn select(&mut self, mailbox: &[u8], readonly: bool) -> Result<Selected, ImapError> {
+        let verb: &[u8] = if readonly { b"EXAMINE " } else { b"SELECT " };
+        let q = quote(mailbox);
+        let parts = [
+            Part::Text(verb),
+            if quotable(mailbox) {
+                Part::Text(&q)
+            } else {
+                Part::Literal(mailbox)
+            },
+        ];
+        let mut sel = Selected::default();
+        let status = self.run(if readonly { "EXAMINE" } else { "SELECT" }, &parts, |r| {
+            match r {
+                Response::Numbered { num, name, .. } if name == "EXISTS" => sel.exists = num,
+                Response::UntaggedStatus(s) => apply_select_code(&mut sel, &s),
+                _ => {}
+            }
+            Ok(())
+        })?;
+        apply_select_code(&mut sel, &status);
+        Ok(sel)
+    }
+
+    /// CREATE a mailbox; "already exists" is success.
+    pub fn create(&mut self, mailbox: &[u8]) -> Result<(), ImapError> {
+        let q = quote(mailbox);
+        let parts = [
+            Part::Text(b"CREATE "),
+            if quotable(mailbox) {
+                Part::Text(&q)
+            } else {
+                Part::Literal(mailbox)
+            },
+        ];
+        match self.simple("CREATE", &parts) {
+            Ok(_) => Ok(()),
+            Err(ImapError::No { status, .. })
+                if status.code_name().as_deref() == Some("ALREADYEXISTS") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn subscribe(&mut self, mailbox: &[u8]) -> Result<(), ImapError> {
+        let q = quote(mailbox);
+        let parts = [
+            Part::Text(b"SUBSCRIBE "),
+            if quotable(mailbox) {
+                Part::Text(&q)
+            } else {
+                Part::Literal(mailbox)
+            },
+        ];
+        self.simple("SUBSCRIBE", &parts).map(|_| ())
+    }
+
+    /// `UID FETCH set items`, each FETCH response handed to `each` as it arrives.
+    pub fn uid_fetch(
+        &mut self,
+        set: &str,
+        items: &str,
+        mut each: impl FnMut(Fetch) -> Result<(), ImapError>,
+    ) -> Result<(), ImapError> {
+        let cmd = format!("UID FETCH {set} {items}");
+        self.run("UID FETCH", &[Part::Text(cmd.as_bytes())], |r| {
+            if let Response::Numbered { num, name, rest } = r {
+                if name == "FETCH" {
+                    let f = parse_fetch(num, &rest).map_err(|e| ImapError::Protocol(e.0))?;
+                    each(f)?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    fn write_append(&mut self, tag: &str, a: &Append<'_>) -> Result<(), ImapError> {
+        let mut head = b"APPEND ".to_vec();
+        let quoted = quotable(a.mailbox);
+        if quoted {
+            head.extend_from_slice(&quote(a.mailbox));
+        }
+        let mut mid = Vec::new();
+        if !a.flags.is_empty() {
+            mid.extend_from_slice(b" (");
+            mid.extend_from_slice(a.flags.join(" ").as_bytes());
+            mid.push(b')');
+        }
+        if let Some(d) = a.internal_date {
+            mid.extend_from_slice(b" \"");
+            mid.extend_from_slice(d.as_bytes());
+            mid.push(b'"');
+        }
+        mid.push(b' ');
+        let mut parts = vec![Part::Text(&head)];
+        if !quoted {
+            parts.push(Part::Literal(a.mailbox));
+        }
+        parts.push(Part::Text(&mid));
+        parts.push(Part::Literal(a.body));
+        self.write_command(tag, &parts, false)
+    }
+
+    /// APPEND one message; returns the new UID when the server reports APPENDUID.
+    pub fn append(&mut self, a: &Append<'_>) -> Result<Option<u32>, ImapError> {
+        let tag = self.tag();
+        self.write_append(&tag, a)?;
+        self.flush_out()?;
+        let status = self.wait_tagged(&tag, "APPEND", &mut |_| Ok(()))?;
+        Ok(appenduid(&status))
+    }
+
+    /// APPEND several messages. With LITERAL+ they are pipelined: all written at
+    /// once, then the answers read in order. One result per message, in order; an
+    /// error that is not a NO/BAD for one message (connection lost) ends the batch.
+    pub fn append_many(
+        &mut self,
+        batch: &[Append<'_>],
+    ) -> Result<Vec<Result<Option<u32>, ImapError>>, ImapError> {
+        if !self.has_cap("LITERAL+") {
+            let mut out = Vec::new();
+            for a in batch {
+                match self.append(a) {
+                    Err(e @ (ImapError::No { .. } | ImapError::Bad { .. })) => out.push(Err(e)),
+                    Err(e) => return Err(e),
+                    Ok(uid) => out.push(Ok(uid)),
+                }
+            }
+            return Ok(out);
+        }
+        let mut tags = Vec::with_capacity(batch.len());
+        for a in batch {
+            let tag = self.tag();
+            self.write_append(&tag, a)?;
+            if self.out.len() > 256 * 1024 {
+                self.flush_out()?;
+            }
+            tags.push(tag);
+        }
+        self.flush_out()?;
+        let mut results: HashMap<String, Result<Option<u32>, ImapError>> = HashMap::new();
+        for tag in &tags {
+            if results.contains_key(tag) {
+                continue;
+            }
+            loop {
+                match self.read_response()? {
+                    Response::Tagged { tag: t, status } => {
+                        let r = match status.kind {
+                            StatusKind::Ok => Ok(appenduid(&status)),
+                            _ => Err(ImapError::from_status("APPEND", status)),
+                        };
+                        let done = &t == tag;
+                        results.insert(t, r);
+                        if done {
+                            break;
+                        }
+                    }
+                    Response::UntaggedStatus(s) if s.kind == StatusKind::Bye => {
+                        return Err(ImapError::Bye(s.describe()))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(tags
+            .iter()
+            .map(|t| {
+                results
+                    .remove(t)
+                    .unwrap_or_else(|| Err(ImapError::Protocol(format!("no answer for {t}"))))
+            })
+            .collect())
+    }
+
+    pub fn logout(&mut self) {
+        let _ = self.simple("LOGOUT", &[Part::Text(b"LOGOUT")]);
+    }
+}
+
+fn appenduid(status: &Status) -> Option<u32> {
+    if status.code_name().as_deref() == Some("APPENDUID") {
+        status.code_args().get(1).and_then(|s| s.parse().ok())
+    } else {
+        None
+    }
+}
+
+fn apply_select_code(sel: &mut Selected, s: &Status) {
+    let args = s.code_args();
+    match s.code_name().as_deref() {
+        Some("UIDVALIDITY") => {
+            sel.uidvalidity = args.first().and_then(|a| a.parse().ok()).unwrap_or(0)
+        }
+        Some("UIDNEXT") => sel.uidnext = args.first().and_then(|a| a.parse().ok()),
+        Some("PERMANENTFLAGS") => {
+            sel.permanent_flags = args
+                .iter()
+                .map(|a| a.trim_matches(|c| c == '(' || c == ')').to_string())
+                .filter(|a| !a.is_empty())
+                .collect()
+        }
+        _ => {}
+    }
+}
+
+fn list_entry(rest: &[parse::Value]) -> Result<ListEntry, ImapError> {
+    let bad = || ImapError::Protocol(format!("malformed LIST response: {rest:?}"));
+    let attrs = rest
+        .first()
+        .and_then(|v| v.as_list())
+        .ok_or_else(bad)?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    let delim = match rest.get(1).ok_or_else(bad)? {
+        parse::Value::Nil => None,
+        v => v.as_bytes().and_then(|b| b.first()).map(|&c| c as char),
+    };
+    let raw = rest.get(2).and_then(|v| v.as_bytes()).ok_or_else(bad)?.to_vec();
+    Ok(ListEntry { attrs, delim, raw })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    /// A replayed server: reads come from the transcript, writes are recorded.
+    struct Replay {
+        input: Cursor<Vec<u8>>,
+        written: Vec<u8>,
+    }
+    impl Read for Replay {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+    impl Write for Replay {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    fn replay(server: &str) -> Client<Replay> {
+        Client::new(
+            Replay {
+                input: Cursor::new(server.as_bytes().to_vec()),
+                written: Vec::new(),
+            },
+            "test",
+        )
+    }
+
+    #[test]
+    fn login_uses_sasl_ir_and_reads_capabilities() {
+        let mut c = replay(concat!(
+            "* OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ AUTH=PLAIN] ready\r\n",
+            "M0001 OK [CAPABILITY IMAP4rev1 UIDPLUS LITERAL+ SPECIAL-USE] Logged in\r\n",
+        ));
+        c.greeting().unwrap();
+        c.login("a@b.ch", "pw").unwrap();
+        assert_eq!(
+            String::from_utf8(c.get_mut().written.clone()).unwrap(),
+            format!("M0001 AUTHENTICATE PLAIN {}\r\n", base64(b"\0a@b.ch\0pw"))
+        );
+        assert!(c.has_cap("UIDPLUS"));
+    }
+
+    #[test]
+    fn login_failure_keeps_server_words() {
+        let mut c = replay(concat!(
+            "* OK [CAPABILITY IMAP4rev1 AUTH=LOGIN] ready\r\n",
+            "M0001 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+        ));
+        c.greeting().unwrap();
+        let err = c.login("a@b.ch", "p\"w").unwrap_err();
+        assert!(matches!(err, ImapError::No { .. }));
+        assert!(err.to_string().contains("[AUTHENTICATIONFAILED] Authentication failed."));
+        assert_eq!(
+            String::from_utf8(c.get_mut().written.clone()).unwrap(),
+            "M0001 LOGIN \"a@b.ch\" \"p\\\"w\"\r\n"
+        );
+    }
+
+    #[test]
+    fn select_reads_uidvalidity_and_permanent_flags() {
+        let mut c = replay(concat!(
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n",
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted.\r\n",
+            "* 3 EXISTS\r\n",
+            "* OK [UIDVALIDITY 1700000001] UIDs valid\r\n",
+            "* OK [UIDNEXT 4] Predicted next UID\r\n",
+            "M0001 OK [READ-ONLY] Examine completed.\r\n",
+        ));
+        let sel = c.select(b"INBOX", true).unwrap();
+        assert_eq!(sel.exists, 3);
+        assert_eq!(sel.uidvalidity, 1700000001);
+        assert_eq!(sel.uidnext, Some(4));
+        assert!(sel.permanent_flags.contains(&"\\*".to_string()));
+        assert_eq!(c.get_mut().written, b"M0001 EXAMINE \"INBOX\"\r\n");
+    }
+
+    #[test]
+    fn pipelined_appends_match_answers_in_order() {
+        let mut c = replay(concat!(
+            "* OK [CAPABILITY IMAP4rev1 LITERAL+] ready\r\n",
+            "M0001 OK [APPENDUID 7 10] Append completed.\r\n",
+            "M0002 NO [LIMIT] Message too large\r\n",
+            "M0003 OK [APPENDUID 7 11] Append completed.\r\n",
+        ));
+        c.greeting().unwrap();
+        let flags = vec!["\\Seen".to_string()];
+        let msgs: Vec<Append> = [&b"a\r\n"[..], b"bb\r\n", b"ccc\r\n"]
+            .iter()
+            .map(|b| Append {
+                mailbox: b"INBOX",
+                flags: &flags,
+                internal_date: Some("01-Jan-2020 10:00:00 +0000"),
+                body: b,
+            })
+            .collect();
+        let res = c.append_many(&msgs).unwrap();
+        assert_eq!(res[0].as_ref().unwrap(), &Some(10));
+        assert!(res[1].as_ref().unwrap_err().to_string().contains("Message too large"));
+        assert_eq!(res[2].as_ref().unwrap(), &Some(11));
+        let w = String::from_utf8(c.get_mut().written.clone()).unwrap();
+        assert!(w.starts_with(
+            "M0001 APPEND \"INBOX\" (\\Seen) \"01-Jan-2020 10:00:00 +0000\" {3+}\r\na\r\n\r\n"
+        ));
+    }
+
+    #[test]
+    fn synchronizing_literal_waits_for_continuation() {
+        let mut c = replay(concat!(
+            "* OK [CAPABILITY IMAP4rev1] ready\r\n",
+            "+ go ahead\r\n",
+            "M0001 OK Append completed.\r\n",
+        ));
+        c.greeting().unwrap();
+        let uid = c
+            .append(&Append {
+                mailbox: b"INBOX",
+                flags: &[],
+                internal_date: None,
+                body: b"x\r\n",
+            })
+            .unwrap();
+        assert_eq!(uid, None);
+        assert_eq!(c.get_mut().written, b"M0001 APPEND \"INBOX\" {3}\r\nx\r\n\r\n");
+    }
+
+    #[test]
+    fn bye_then_eof_is_reported_as_bye() {
+        let mut c = replay("* BYE Server shutting down.\r\n");
+        let err = c.simple("NOOP", &[Part::Text(b"NOOP")]).unwrap_err();
+        assert!(matches!(err, ImapError::Bye(ref t) if t.contains("shutting down")));
+    }
+}

@@ -1,0 +1,65 @@
+//! IMAP: the protocol client ([`client`]), response parsing ([`parse`]), mailbox
+//! name encoding ([`utf7`]) and the error type that keeps the server's words.
+
+pub mod client;
+pub mod parse;
+pub mod session;
+pub mod utf7;
+
+use crate::error::Retry;
+pub use client::{Append, Client, ListEntry, Selected};
+use parse::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImapError {
+    #[error("connection error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the server refused {command}: {}", status.describe())]
+    No { command: String, status: Status },
+    #[error("the server rejected {command} as malformed: {}", status.describe())]
+    Bad { command: String, status: Status },
+    #[error("the server closed the connection: {0}")]
+    Bye(String),
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+}
+
+impl ImapError {
+    pub fn from_status(command: &str, status: Status) -> Self {
+        let command = command.to_string();
+        match status.kind {
+            parse::StatusKind::Bad => ImapError::Bad { command, status },
+            _ => ImapError::No { command, status },
+        }
+    }
+
+    /// The response code name of a NO/BAD, upper-cased.
+    pub fn code(&self) -> Option<String> {
+        match self {
+            ImapError::No { status, .. } | ImapError::Bad { status, .. } => status.code_name(),
+            _ => None,
+        }
+    }
+
+    /// How this failure may be retried, from the protocol (RFC 5530 response codes).
+    pub fn retry(&self) -> Retry {
+        match self {
+            ImapError::Io(_) | ImapError::Bye(_) => Retry::Now,
+            ImapError::Protocol(_) => Retry::Now,
+            ImapError::Bad { .. } => Retry::Final,
+            ImapError::No { .. } => match self.code().as_deref() {
+                Some("UNAVAILABLE") | Some("INUSE") | Some("OVERQUOTA")
+                | Some("SERVERBUG") => Retry::Later,
+                _ => Retry::Final,
+            },
+        }
+    }
+
+    /// The server's own words for a refusal (for reports), or the error text.
+    pub fn server_words(&self) -> String {
+        match self {
+            ImapError::No { status, .. } | ImapError::Bad { status, .. } => status.describe(),
+            other => other.to_string(),
+        }
+    }
+}

@@ -1,0 +1,545 @@
+//! Parsing of IMAP4rev1 server responses (RFC 3501 section 9), byte-exact.
+//!
+//! The reader hands this module one complete response: a line with every literal it
+//! announced already inlined (`{N}\r\n` followed by exactly N bytes). Parsing never
+//! copies a literal's bytes through any text conversion: message bodies stay opaque.
+//! Status responses (`OK`/`NO`/`BAD`/`BYE`/`PREAUTH`) keep the server's own words and
+//! response code so errors can show them to the user.
+
+use std::fmt;
+
+/// One parsed token of a response.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Value {
+    /// An atom (also flags like `\Seen` and section specs like `BODY[]`).
+    Atom(Vec<u8>),
+    /// A quoted string or a literal, unescaped.
+    Str(Vec<u8>),
+    Nil,
+    List(Vec<Value>),
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Atom(a) => write!(f, "{}", String::from_utf8_lossy(a)),
+            Value::Str(s) if s.len() > 80 => write!(f, "<{} bytes>", s.len()),
+            Value::Str(s) => write!(f, "{:?}", String::from_utf8_lossy(s)),
+            Value::Nil => write!(f, "NIL"),
+            Value::List(l) => f.debug_list().entries(l).finish(),
+        }
+    }
+}
+
+impl Value {
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Atom(b) | Value::Str(b) => Some(b),
+            _ => None,
+        }
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        self.as_bytes().and_then(|b| std::str::from_utf8(b).ok())
+    }
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Value::Atom(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+            _ => None,
+        }
+    }
+    pub fn as_list(&self) -> Option<&[Value]> {
+        match self {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
+    }
+    pub fn is_atom(&self, word: &str) -> bool {
+        matches!(self, Value::Atom(a) if a.eq_ignore_ascii_case(word.as_bytes()))
+    }
+}
+
+/// The status part of `OK`/`NO`/`BAD`/`BYE`/`PREAUTH` responses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub kind: StatusKind,
+    /// The bracketed response code without brackets, e.g. `APPENDUID 38505 3955`.
+    pub code: Option<String>,
+    /// The human-readable text, as the server sent it.
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusKind {
+    Ok,
+    No,
+    Bad,
+    Bye,
+    Preauth,
+}
+
+impl Status {
+    /// The first word of the response code, upper-cased (`APPENDUID`, `OVERQUOTA`, …).
+    pub fn code_name(&self) -> Option<String> {
+        self.code
+            .as_ref()
+            .map(|c| c.split(' ').next().unwrap_or("").to_ascii_uppercase())
+    }
+    /// Arguments of the response code after its name.
+    pub fn code_args(&self) -> Vec<&str> {
+        self.code
+            .as_deref()
+            .map(|c| c.split(' ').skip(1).collect())
+            .unwrap_or_default()
+    }
+    /// "[CODE] text" as the server said it.
+    pub fn describe(&self) -> String {
+        match &self.code {
+            Some(c) => format!("[{c}] {}", self.text),
+            None => self.text.clone(),
+        }
+    }
+}
+
+/// One complete server response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// `TAG OK|NO|BAD ...`
+    Tagged { tag: String, status: Status },
+    /// `* OK|NO|BAD|BYE|PREAUTH ...`
+    UntaggedStatus(Status),
+    /// `* N EXISTS|RECENT|EXPUNGE|FETCH ...`: the number and the rest.
+    Numbered {
+        num: u32,
+        name: String,
+        rest: Vec<Value>,
+    },
+    /// `* NAME ...` (CAPABILITY, LIST, FLAGS, SEARCH, NAMESPACE, STATUS, ENABLED, …).
+    Data { name: String, rest: Vec<Value> },
+    /// `+ text`
+    Continue(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError(pub String);
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ParseError> {
+    Err(ParseError(msg.into()))
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.pos).copied()
+    }
+    fn skip_spaces(&mut self) {
+        while self.peek() == Some(b' ') {
+            self.pos += 1;
+        }
+    }
+    fn at_end(&self) -> bool {
+        matches!(self.peek(), None | Some(b'\r') | Some(b'\n'))
+    }
+    /// Up to the next space (or end of line), for the tag and response names.
+    fn word(&mut self) -> &'a [u8] {
+        let start = self.pos;
+        while let Some(c) = self.peek() {
+            if c == b' ' || c == b'\r' || c == b'\n' {
+                break;
+            }
+            self.pos += 1;
+        }
+        &self.b[start..self.pos]
+    }
+    fn rest_of_line(&mut self) -> &'a [u8] {
+        let start = self.pos;
+        let mut end = self.b.len();
+        while end > start && matches!(self.b[end - 1], b'\r' | b'\n') {
+            end -= 1;
+        }
+        self.pos = self.b.len();
+        &self.b[start..end]
+    }
+
+    fn value(&mut self) -> Result<Value, ParseError> {
+        self.skip_spaces();
+        match self.peek() {
+            None => err("response ended where a value was expected"),
+            Some(b'(') => {
+                self.pos += 1;
+                let mut items = Vec::new();
+                loop {
+                    self.skip_spaces();
+                    match self.peek() {
+                        Some(b')') => {
+                            self.pos += 1;
+                            return Ok(Value::List(items));
+                        }
+                        None | Some(b'\r') | Some(b'\n') => return err("unterminated list"),
+                        _ => items.push(self.value()?),
+                    }
+                }
+            }
+            Some(b'"') => {
+                self.pos += 1;
+                let mut out = Vec::new();
+                loop {
+                    match self.peek() {
+                        None => return err("unterminated quoted string"),
+                        Some(b'\\') => {
+                            self.pos += 1;
+                            match self.peek() {
+                                Some(c) => out.push(c),
+                                None => return err("unterminated quoted string"),
+                            }
+                            self.pos += 1;
+                        }
+                        Some(b'"') => {
+                            self.pos += 1;
+                            return Ok(Value::Str(out));
+                        }
+                        Some(c) => {
+                            out.push(c);
+                            self.pos += 1;
+                        }
+                    }
+                }
+            }
+            Some(b'{') | Some(b'~') => self.literal(),
+            Some(_) => {
+                let start = self.pos;
+                let mut depth = 0usize;
+                while let Some(c) = self.peek() {
+                    match c {
+                        b'[' => depth += 1,
+                        b']' => depth = depth.saturating_sub(1),
+                        b' ' | b'(' | b')' if depth == 0 => break,
+                        b'\r' | b'\n' => break,
+                        _ => {}
+                    }
+                    self.pos += 1;
+                }
+                let atom = &self.b[start..self.pos];
+                if atom.eq_ignore_ascii_case(b"NIL") {
+                    Ok(Value::Nil)
+                } else {
+                    Ok(Value::Atom(atom.to_vec()))
+                }
+            }
+        }
+    }
+
+    fn literal(&mut self) -> Result<Value, ParseError> {
+        if self.peek() == Some(b'~') {
+            self.pos += 1;
+        }
+        self.pos += 1; // '{'
+        let start = self.pos;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.pos += 1;
+        }
+        let len: usize = std::str::from_utf8(&self.b[start..self.pos])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| ParseError("bad literal length".into()))?;
+        if self.peek() == Some(b'+') {
+            self.pos += 1;
+        }
+        if self.b.get(self.pos..self.pos + 3) != Some(b"}\r\n") {
+            return err("bad literal header");
+        }
+        self.pos += 3;
+        let end = self.pos + len;
+        if end > self.b.len() {
+            return err("literal longer than the response");
+        }
+        let data = self.b[self.pos..end].to_vec();
+        self.pos = end;
+        Ok(Value::Str(data))
+    }
+
+    fn values(&mut self) -> Result<Vec<Value>, ParseError> {
+        let mut out = Vec::new();
+        loop {
+            self.skip_spaces();
+            if self.at_end() {
+                return Ok(out);
+            }
+            out.push(self.value()?);
+        }
+    }
+
+    fn status(&mut self, kind: StatusKind) -> Status {
+        self.skip_spaces();
+        let mut code = None;
+        if self.peek() == Some(b'[') {
+            let start = self.pos + 1;
+            let mut depth = 0usize;
+            while let Some(c) = self.peek() {
+                if c == b'[' {
+                    depth += 1;
+                } else if c == b']' {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                } else if c == b'\r' || c == b'\n' {
+                    break;
+                }
+                self.pos += 1;
+            }
+            code = Some(String::from_utf8_lossy(&self.b[start..self.pos.min(self.b.len())]).into_owned());
+            if self.peek() == Some(b']') {
+                self.pos += 1;
+            }
+            self.skip_spaces();
+        }
+        let text = String::from_utf8_lossy(self.rest_of_line()).into_owned();
+        Status { kind, code, text }
+    }
+}
+
+fn status_kind(word: &[u8]) -> Option<StatusKind> {
+    match word.to_ascii_uppercase().as_slice() {
+        b"OK" => Some(StatusKind::Ok),
+        b"NO" => Some(StatusKind::No),
+        b"BAD" => Some(StatusKind::Bad),
+        b"BYE" => Some(StatusKind::Bye),
+        b"PREAUTH" => Some(StatusKind::Preauth),
+        _ => None,
+    }
+}
+
+/// Parse one complete response (literals inlined, final CRLF included or not).
+pub fn parse_response(b: &[u8]) -> Result<Response, ParseError> {
+    let mut c = Cursor { b, pos: 0 };
+    let tag = c.word();
+    c.skip_spaces();
+    match tag {
+        b"+" => Ok(Response::Continue(
+            String::from_utf8_lossy(c.rest_of_line()).into_owned(),
+        )),
+        b"*" => {
+            let word = c.word();
+            if let Some(kind) = status_kind(word) {
+                return Ok(Response::UntaggedStatus(c.status(kind)));
+            }
+            if let Some(num) = std::str::from_utf8(word).ok().and_then(|s| s.parse().ok()) {
+                c.skip_spaces();
+                let name = String::from_utf8_lossy(c.word()).to_ascii_uppercase();
+                let rest = c.values()?;
+                return Ok(Response::Numbered { num, name, rest });
+            }
+            let name = String::from_utf8_lossy(word).to_ascii_uppercase();
+            let rest = c.values()?;
+            Ok(Response::Data { name, rest })
+        }
+        _ => {
+            let tag = String::from_utf8_lossy(tag).into_owned();
+            let word = c.word();
+            match status_kind(word) {
+                Some(kind) => Ok(Response::Tagged {
+                    tag,
+                    status: c.status(kind),
+                }),
+                None => err(format!(
+                    "unexpected response: {}",
+                    String::from_utf8_lossy(&b[..b.len().min(200)])
+                )),
+            }
+        }
+    }
+}
+
+/// If `line` (ending in CRLF or LF) ends with a literal announcement `{N}` / `{N+}` /
+/// `~{N}`, the number of bytes that follow.
+pub fn trailing_literal(line: &[u8]) -> Option<usize> {
+    let mut end = line.len();
+    while end > 0 && matches!(line[end - 1], b'\r' | b'\n') {
+        end -= 1;
+    }
+    let l = &line[..end];
+    if l.last() != Some(&b'}') {
+        return None;
+    }
+    let open = l.iter().rposition(|&c| c == b'{')?;
+    let mut digits = &l[open + 1..l.len() - 1];
+    if digits.last() == Some(&b'+') {
+        digits = &digits[..digits.len() - 1];
+    }
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// The attributes of one `* N FETCH (...)` response.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Fetch {
+    pub seq: u32,
+    pub uid: Option<u32>,
+    pub flags: Option<Vec<String>>,
+    pub internal_date: Option<String>,
+    pub size: Option<u64>,
+    /// `BODY[]` / `BINARY[]` / `RFC822`: the whole message.
+    pub body: Option<Vec<u8>>,
+    /// `BODY[HEADER.FIELDS (...)]`: the requested header lines.
+    pub header_fields: Option<Vec<u8>>,
+}
+
+pub fn parse_fetch(seq: u32, rest: &[Value]) -> Result<Fetch, ParseError> {
+    let items = match rest.first() {
+        Some(Value::List(l)) => l,
+        _ => return err("FETCH response without a list"),
+    };
+    let mut f = Fetch {
+        seq,
+        ..Fetch::default()
+    };
+    let mut it = items.iter();
+    while let Some(key) = it.next() {
+        let key = match key {
+            Value::Atom(a) => String::from_utf8_lossy(a).to_ascii_uppercase(),
+            _ => return err("FETCH item name is not an atom"),
+        };
+        let val = it
+            .next()
+            .ok_or_else(|| ParseError(format!("FETCH item {key} has no value")))?;
+        match key.as_str() {
+            "UID" => f.uid = val.as_u64().map(|v| v as u32),
+            "RFC822.SIZE" => f.size = val.as_u64(),
+            "INTERNALDATE" => f.internal_date = val.as_str().map(str::to_string),
+            "FLAGS" => {
+                f.flags = Some(
+                    val.as_list()
+                        .unwrap_or(&[])
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect(),
+                )
+            }
+            k if k.starts_with("BODY[HEADER.FIELDS") => {
+                f.header_fields = val.as_bytes().map(<[u8]>::to_vec)
+            }
+            k if k == "RFC822" || k.starts_with("BODY[]") || k.starts_with("BINARY[]") => {
+                f.body = match val {
+                    Value::Nil => None,
+                    v => v.as_bytes().map(<[u8]>::to_vec),
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tagged_status_keeps_code_and_text() {
+        let r = parse_response(b"A3 NO [OVERQUOTA] Quota exceeded (mailbox for user is full)\r\n")
+            .unwrap();
+        let Response::Tagged { tag, status } = r else {
+            panic!()
+        };
+        assert_eq!(tag, "A3");
+        assert_eq!(status.kind, StatusKind::No);
+        assert_eq!(status.code_name().as_deref(), Some("OVERQUOTA"));
+        assert_eq!(status.text, "Quota exceeded (mailbox for user is full)");
+    }
+
+    #[test]
+    fn appenduid_code_args() {
+        let r = parse_response(b"A4 OK [APPENDUID 1700000000 42] Append completed.\r\n").unwrap();
+        let Response::Tagged { status, .. } = r else {
+            panic!()
+        };
+        assert_eq!(status.code_args(), vec!["1700000000", "42"]);
+    }
+
+    #[test]
+    fn fetch_with_literal_body_is_byte_exact() {
+        let body = b"From: a\r\n\r\n\x00\xff\"(){}\r\n";
+        let mut line = format!(
+            "* 7 FETCH (UID 42 RFC822.SIZE {} FLAGS (\\Seen $Label1) INTERNALDATE \"17-Jul-1996 02:44:25 -0700\" BODY[] {{{}}}\r\n",
+            body.len(),
+            body.len()
+        )
+        .into_bytes();
+        line.extend_from_slice(body);
+        line.extend_from_slice(b")\r\n");
+        let Response::Numbered { num, name, rest } = parse_response(&line).unwrap() else {
+            panic!()
+        };
+        assert_eq!((num, name.as_str()), (7, "FETCH"));
+        let f = parse_fetch(num, &rest).unwrap();
+        assert_eq!(f.uid, Some(42));
+        assert_eq!(f.size, Some(body.len() as u64));
+        assert_eq!(f.flags.unwrap(), vec!["\\Seen", "$Label1"]);
+        assert_eq!(f.internal_date.unwrap(), "17-Jul-1996 02:44:25 -0700");
+        assert_eq!(f.body.unwrap(), body.to_vec());
+    }
+
+    #[test]
+    fn header_fields_section_with_spaces() {
+        let mut line =
+            b"* 1 FETCH (UID 3 BODY[HEADER.FIELDS (MESSAGE-ID)] {21}\r\nMessage-ID: <a@b>\r\n\r\n)\r\n"
+                .to_vec();
+        line.truncate(line.len());
+        let Response::Numbered { rest, .. } = parse_response(&line).unwrap() else {
+            panic!()
+        };
+        let f = parse_fetch(1, &rest).unwrap();
+        assert_eq!(f.header_fields.unwrap(), b"Message-ID: <a@b>\r\n\r\n".to_vec());
+    }
+
+    #[test]
+    fn list_response_with_quoted_name_and_escapes() {
+        let r = parse_response(b"* LIST (\\HasNoChildren \\Sent) \"/\" \"Sent \\\"Items\\\"\"\r\n")
+            .unwrap();
+        let Response::Data { name, rest } = r else {
+            panic!()
+        };
+        assert_eq!(name, "LIST");
+        assert_eq!(rest[1].as_bytes().unwrap(), b"/");
+        assert_eq!(rest[2].as_bytes().unwrap(), b"Sent \"Items\"");
+    }
+
+    #[test]
+    fn nil_delimiter_and_continuation() {
+        let Response::Data { rest, .. } = parse_response(b"* LIST () NIL INBOX\r\n").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(rest[1], Value::Nil);
+        assert_eq!(
+            parse_response(b"+ OK\r\n").unwrap(),
+            Response::Continue("OK".into())
+        );
+    }
+
+    #[test]
+    fn trailing_literal_detection() {
+        for (line, want) in [
+            (&b"* 1 FETCH (BODY[] {12}\r\n"[..], Some(12)),
+            (b"* 1 FETCH (BODY[] {12+}\r\n", Some(12)),
+            (b"* 1 FETCH (BINARY[] ~{5}\r\n", Some(5)),
+            (b"A1 OK done {x}\r\n", None),
+            (b"A1 OK done\r\n", None),
+            (b"* OK {}\r\n", None),
+        ] {
+            assert_eq!(trailing_literal(line), want, "{:?}", String::from_utf8_lossy(line));
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Opening a logged-in IMAP session for an endpoint: implicit TLS or STARTTLS,
+//! plaintext refused unless allowed, login errors explained for the user.
+
+use super::{Client, ImapError};
+use crate::endpoint::{Security, Server};
+use crate::error::connect;
+use crate::net::{self, NetOptions, Stream};
+use crate::secret::Password;
+
+pub type Session = Client<Stream>;
+
+/// Connect, secure and log in.
+pub fn open(
+    server: &Server,
+    password: &Password,
+    opts: &NetOptions,
+    who: &str,
+) -> anyhow::Result<Session> {
+    let tcp = net::tcp(&server.host, server.port, opts)?;
+    let hint_port = |e: ImapError| {
+        connect(format!(
+            "{server}: no IMAP greeting ({e}); check that port {} is an IMAP port (993 for imaps://, 143 for imap://)",
+            server.port
+        ))
+    };
+    let mut client = match server.security {
+        Security::Implicit => {
+            let stream = net::tls(tcp, &server.host, server.port, opts)?;
+            let mut c = Client::new(stream, who);
+            c.greeting().map_err(hint_port)?;
+            c
+        }
+        Security::StartTls => {
+            let mut c = Client::new(Stream::Plain(tcp), who);
+            c.greeting().map_err(hint_port)?;
+            if c.capabilities().is_empty() {
+                c.capability()?;
+            }
+            if c.has_cap("STARTTLS") {
+                c.starttls()?;
+                let Stream::Plain(tcp) = c.into_inner() else {
+                    unreachable!("a fresh connection is plain")
+                };
+                let stream = net::tls(tcp, &server.host, server.port, opts)?;
+                let mut c = Client::new(stream, who);
+                c.capability()?;
+                c
+            } else if opts.allow_plaintext {
+                crate::log::warn(format!(
+                    "{server} offers no STARTTLS: logging in without encryption because of --allow-plaintext"
+                ));
+                c
+            } else {
+                return Err(connect(format!(
+                    "{server} offers no STARTTLS, so the password would cross the network unencrypted; use imaps:// (port 993) or pass --allow-plaintext if you accept that"
+                )));
+            }
+        }
+    };
+    client.login(&server.user, password.expose()).map_err(|e| login_error(server, e))?;
+    Ok(client)
+}
+
+fn login_error(server: &Server, e: ImapError) -> anyhow::Error {
+    match e {
+        ImapError::No { .. } | ImapError::Bad { .. } => {
+            let mut msg = format!(
+                "login as {} at {}:{} refused: {}",
+                server.user,
+                server.host,
+                server.port,
+                e.server_words()
+            );
+            if server.is_default_host() {
+                msg.push_str("; the username must be the full email address and the password that of the address itself (not of the Infomaniak user account)");
+            } else {
+                msg.push_str("; check the username and the password");
+            }
+            connect(msg)
+        }
+        other => connect(format!("{server}: login failed: {other}")),
+    }
+}

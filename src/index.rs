@@ -1,0 +1,396 @@
+//! The SQLite index: what is safely on the target, dedupe keys, failures.
+//!
+//! Invariants:
+//! - schema changes are an append-only list of migrations tracked by
+//!   `PRAGMA user_version`, each applied in one transaction, never reordered;
+//! - a source message is recorded as done only after the target acknowledged it (or
+//!   it was found there already): the caller records after the APPEND's tagged OK;
+//! - writes are batched in transactions and idempotent (`ON CONFLICT`), so replaying
+//!   a batch after a crash is harmless;
+//! - no secret is ever stored: endpoints are stored in their password-free form.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::input;
+
+/// 'MFER': marks a file as a mailferry index.
+const APPLICATION_ID: i64 = 0x4D46_4552;
+
+/// The schema, one migration per entry. Append only.
+const MIGRATIONS: &[&str] = &[
+    // 1: jobs, per-message outcomes, what is known on targets, failures.
+    "CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        target TEXT NOT NULL,
+        created TEXT NOT NULL,
+        UNIQUE (source, target)
+    );
+    CREATE TABLE done (
+        job_id INTEGER NOT NULL REFERENCES jobs(id),
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        uid INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        target_folder TEXT NOT NULL,
+        target_uid INTEGER,
+        at TEXT NOT NULL,
+        PRIMARY KEY (job_id, folder, uidvalidity, uid)
+    ) WITHOUT ROWID;
+    CREATE TABLE target_messages (
+        target TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        uid INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        PRIMARY KEY (target, folder, uidvalidity, uid)
+    ) WITHOUT ROWID;
+    CREATE TABLE failures (
+        job_id INTEGER NOT NULL REFERENCES jobs(id),
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        uid INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (job_id, folder, uidvalidity, uid)
+    ) WITHOUT ROWID;",
+];
+
+/// What happened to a source message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Copied,
+    Duplicate,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Copied => "copied",
+            Outcome::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// One write, applied in batches by [`Index::record`].
+#[derive(Debug, Clone)]
+pub enum Record {
+    Done {
+        job: i64,
+        folder: String,
+        uidvalidity: u32,
+        uid: u32,
+        key: String,
+        outcome: Outcome,
+        target_folder: String,
+        target_uid: Option<u32>,
+    },
+    TargetKnown {
+        target: String,
+        folder: String,
+        uidvalidity: u32,
+        uid: u32,
+        key: String,
+    },
+    Failed {
+        job: i64,
+        folder: String,
+        uidvalidity: u32,
+        uid: u32,
+        reason: String,
+    },
+}
+
+pub struct Index {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// Where the index lives when `--state` is not given.
+pub fn default_path() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("mailferry").join("index.sqlite")
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl Index {
+    /// Open (creating if needed) and migrate. The file is readable by its owner only.
+    pub fn open(path: &Path) -> anyhow::Result<Index> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| input(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let fresh = !path.exists();
+        if fresh {
+            create_private(path)?;
+        }
+        let not_index = |e: rusqlite::Error| {
+            input(format!(
+                "{} is not a usable mailferry index ({e}); give another --state path or move the file away",
+                path.display()
+            ))
+        };
+        let conn = Connection::open(path).map_err(not_index)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(not_index)?;
+        let app: i64 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(not_index)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(not_index)?;
+        let has_tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(not_index)?;
+        if app != APPLICATION_ID && (version != 0 || has_tables != 0) {
+            return Err(input(format!(
+                "{} is an SQLite file but not a mailferry index; give another --state path",
+                path.display()
+            )));
+        }
+        if version as usize > MIGRATIONS.len() {
+            return Err(input(format!(
+                "{} was written by a newer mailferry (schema {version}); upgrade mailferry",
+                path.display()
+            )));
+        }
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(not_index)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(not_index)?;
+        let mut index = Index {
+            conn,
+            path: path.to_path_buf(),
+        };
+        index.migrate(version as usize)?;
+        Ok(index)
+    }
+
+    fn migrate(&mut self, from: usize) -> anyhow::Result<()> {
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(from) {
+            let tx = self.conn.transaction()?;
+            tx.execute_batch(sql)
+                .with_context(|| format!("index migration {}", i + 1))?;
+            tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The id of the job copying `source` into `target`, created on first use.
+    pub fn job(&self, source: &str, target: &str) -> anyhow::Result<i64> {
+        self.conn.execute(
+            "INSERT INTO jobs (source, target, created) VALUES (?1, ?2, ?3)
+             ON CONFLICT (source, target) DO NOTHING",
+            params![source, target, now()],
+        )?;
+        Ok(self.conn.query_row(
+            "SELECT id FROM jobs WHERE source = ?1 AND target = ?2",
+            params![source, target],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Source UIDs of this folder and UIDVALIDITY that are safely handled.
+    pub fn done_uids(&self, job: i64, folder: &str, uidvalidity: u32) -> anyhow::Result<HashSet<u32>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT uid FROM done WHERE job_id = ?1 AND folder = ?2 AND uidvalidity = ?3",
+        )?;
+        let rows = st.query_map(params![job, folder, uidvalidity], |r| r.get::<_, u32>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Whether this folder was copied before under another UIDVALIDITY.
+    pub fn other_uidvalidity(&self, job: i64, folder: &str, uidvalidity: u32) -> anyhow::Result<Option<u32>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT uidvalidity FROM done WHERE job_id = ?1 AND folder = ?2 AND uidvalidity != ?3 LIMIT 1",
+                params![job, folder, uidvalidity],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Dedupe keys of the target folder's messages known to the index, by UID.
+    pub fn target_keys(&self, target: &str, folder: &str, uidvalidity: u32) -> anyhow::Result<HashMap<u32, String>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT uid, key FROM target_messages WHERE target = ?1 AND folder = ?2 AND uidvalidity = ?3",
+        )?;
+        let rows = st.query_map(params![target, folder, uidvalidity], |r| {
+            Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Failures recorded for a job (folder, uid, reason), for reports.
+    pub fn failures(&self, job: i64) -> anyhow::Result<Vec<(String, u32, String)>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT folder, uid, reason FROM failures WHERE job_id = ?1 ORDER BY folder, uid")?;
+        let rows = st.query_map(params![job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Apply a batch of writes in one transaction.
+    pub fn record(&mut self, batch: &[Record]) -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let at = now();
+        let tx = self.conn.transaction()?;
+        for r in batch {
+            match r {
+                Record::Done {
+                    job,
+                    folder,
+                    uidvalidity,
+                    uid,
+                    key,
+                    outcome,
+                    target_folder,
+                    target_uid,
+                } => {
+                    tx.prepare_cached(
+                        "INSERT INTO done (job_id, folder, uidvalidity, uid, key, outcome, target_folder, target_uid, at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                         ON CONFLICT DO NOTHING",
+                    )?
+                    .execute(params![job, folder, uidvalidity, uid, key, outcome.as_str(), target_folder, target_uid, at])?;
+                    tx.prepare_cached(
+                        "DELETE FROM failures WHERE job_id = ?1 AND folder = ?2 AND uidvalidity = ?3 AND uid = ?4",
+                    )?
+                    .execute(params![job, folder, uidvalidity, uid])?;
+                }
+                Record::TargetKnown {
+                    target,
+                    folder,
+                    uidvalidity,
+                    uid,
+                    key,
+                } => {
+                    tx.prepare_cached(
+                        "INSERT INTO target_messages (target, folder, uidvalidity, uid, key)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT DO UPDATE SET key = excluded.key",
+                    )?
+                    .execute(params![target, folder, uidvalidity, uid, key])?;
+                }
+                Record::Failed {
+                    job,
+                    folder,
+                    uidvalidity,
+                    uid,
+                    reason,
+                } => {
+                    tx.prepare_cached(
+                        "INSERT INTO failures (job_id, folder, uidvalidity, uid, reason, at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                         ON CONFLICT DO UPDATE SET reason = excluded.reason, at = excluded.at",
+                    )?
+                    .execute(params![job, folder, uidvalidity, uid, reason, at])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Create an empty file readable and writable by its owner only.
+fn create_private(path: &Path) -> anyhow::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path)
+        .map_err(|e| input(format!("cannot create the index {}: {e}", path.display())))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_idempotent_and_failures_cleared_by_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ix = Index::open(&dir.path().join("i.sqlite")).unwrap();
+        let job = ix.job("imaps://a@h:993", "imaps://b@h:993").unwrap();
+        assert_eq!(job, ix.job("imaps://a@h:993", "imaps://b@h:993").unwrap());
+        let fail = Record::Failed {
+            job,
+            folder: "INBOX".into(),
+            uidvalidity: 5,
+            uid: 9,
+            reason: "[LIMIT] too big".into(),
+        };
+        ix.record(&[fail.clone(), fail]).unwrap();
+        assert_eq!(ix.failures(job).unwrap().len(), 1);
+        let done = Record::Done {
+            job,
+            folder: "INBOX".into(),
+            uidvalidity: 5,
+            uid: 9,
+            key: "x:ab".into(),
+            outcome: Outcome::Copied,
+            target_folder: "INBOX".into(),
+            target_uid: Some(1),
+        };
+        ix.record(&[done.clone(), done]).unwrap();
+        assert_eq!(ix.done_uids(job, "INBOX", 5).unwrap(), HashSet::from([9]));
+        assert!(ix.done_uids(job, "INBOX", 6).unwrap().is_empty());
+        assert_eq!(ix.other_uidvalidity(job, "INBOX", 6).unwrap(), Some(5));
+        assert!(ix.failures(job).unwrap().is_empty());
+    }
+
+    #[test]
+    fn reopening_keeps_data_and_foreign_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("i.sqlite");
+        {
+            let ix = Index::open(&p).unwrap();
+            ix.job("s", "t").unwrap();
+        }
+        let ix = Index::open(&p).unwrap();
+        assert_eq!(ix.job("s", "t").unwrap(), 1);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "index must be private, mode {mode:o}");
+        }
+
+        let other = dir.path().join("other.sqlite");
+        let c = Connection::open(&other).unwrap();
+        c.execute_batch("CREATE TABLE t (x)").unwrap();
+        drop(c);
+        let e = Index::open(&other).err().unwrap().to_string();
+        assert!(e.contains("not a mailferry index"), "{e}");
+
+        let junk = dir.path().join("junk.sqlite");
+        std::fs::write(&junk, vec![b'x'; 4096]).unwrap();
+        let e = Index::open(&junk).err().unwrap().to_string();
+        assert!(e.contains("not a usable mailferry index"), "{e}");
+    }
+}

@@ -1,0 +1,33 @@
+//! mailferry: move and back up whole mailboxes.
+//!
+//! Data takes one road: plan → source → index → target → report. See README.md for
+//! the user's view and each module's first paragraph for its job and invariants.
+
+pub mod cli;
+pub mod cmd;
+pub mod decide;
+pub mod dedupe;
+pub mod endpoint;
+pub mod engine;
+pub mod error;
+pub mod folders;
+pub mod imap;
+pub mod index;
+pub mod log;
+pub mod net;
+pub mod plan;
+pub mod progress;
+pub mod secret;
+pub mod summary;
+
+use cli::{Cli, Command};
+
+/// Run the parsed command line; the result is the exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    log::set_level(cli.verbose);
+    match &cli.command {
+        Command::Migrate(a) => cmd::migrate::run(a),
+        Command::Check(a) => cmd::check::run(a),
+        Command::Verify(a) => cmd::verify::run(a),
+    }
+}

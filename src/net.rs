@@ -1,0 +1,142 @@
+//! TCP and TLS connections with timeouts. Certificates are verified by default;
+//! `--ca-file` adds a trusted root, `--insecure` turns verification off with a
+//! warning on every run. TLS failures are turned into one line that says what to do.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use native_tls::{Certificate, TlsConnector, TlsStream};
+
+use crate::error::{connect, input};
+
+/// Connection settings shared by every endpoint of a run.
+#[derive(Debug, Clone)]
+pub struct NetOptions {
+    pub ca_file: Option<PathBuf>,
+    pub insecure: bool,
+    pub allow_plaintext: bool,
+    pub timeout: Duration,
+}
+
+impl Default for NetOptions {
+    fn default() -> Self {
+        NetOptions {
+            ca_file: None,
+            insecure: false,
+            allow_plaintext: false,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A plain or TLS stream, so one client type serves both.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+pub fn tcp(host: &str, port: u16, opts: &NetOptions) -> anyhow::Result<TcpStream> {
+    let addrs: Vec<_> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| connect(format!("cannot resolve {host}: {e}; check the host name")))?
+        .collect();
+    let mut last = None;
+    for addr in &addrs {
+        match TcpStream::connect_timeout(addr, opts.timeout) {
+            Ok(s) => {
+                s.set_read_timeout(Some(opts.timeout))?;
+                s.set_write_timeout(Some(opts.timeout))?;
+                s.set_nodelay(true)?;
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    let why = last.map(|e| e.to_string()).unwrap_or_else(|| "no address".into());
+    Err(connect(format!(
+        "cannot connect to {host}:{port}: {why}; check the host, the port and that the server is up"
+    )))
+}
+
+pub fn connector(opts: &NetOptions) -> anyhow::Result<TlsConnector> {
+    let mut b = TlsConnector::builder();
+    if let Some(path) = &opts.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| input(format!("cannot read --ca-file {}: {e}", path.display())))?;
+        let cert = Certificate::from_pem(&pem).map_err(|e| {
+            input(format!(
+                "--ca-file {} is not a PEM certificate: {e}",
+                path.display()
+            ))
+        })?;
+        b.add_root_certificate(cert);
+    }
+    if opts.insecure {
+        b.danger_accept_invalid_certs(true);
+        b.danger_accept_invalid_hostnames(true);
+    }
+    b.build().context("cannot set up TLS")
+}
+
+/// Wrap a TCP stream in TLS, verifying the certificate for `host`.
+pub fn tls(tcp: TcpStream, host: &str, port: u16, opts: &NetOptions) -> anyhow::Result<Stream> {
+    let c = connector(opts)?;
+    match c.connect(host, tcp) {
+        Ok(s) => Ok(Stream::Tls(Box::new(s))),
+        Err(e) => {
+            let text = e.to_string();
+            let hint = if text.contains("certificate verify failed")
+                || text.contains("self-signed")
+                || text.contains("self signed")
+                || text.contains("unable to get local issuer")
+            {
+                if text.contains("hostname mismatch") || text.contains("Hostname mismatch") {
+                    format!("the certificate is not valid for the name {host}; connect by the name the certificate carries")
+                } else {
+                    "the server's certificate is not trusted; if it is signed by a private CA, pass that CA with --ca-file PEM".to_string()
+                }
+            } else if text.contains("wrong version number") || text.contains("packet length too long") {
+                format!("port {port} does not speak TLS; use the implicit-TLS port (993 for IMAPS, 995 for POP3S) or the imap:// / pop3:// scheme for STARTTLS")
+            } else {
+                "check the port and the server's TLS set-up".to_string()
+            };
+            Err(connect(format!(
+                "TLS handshake with {host}:{port} failed: {}: {hint}",
+                text.lines().next().unwrap_or("")
+            )))
+        }
+    }
+}

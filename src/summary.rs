@@ -1,0 +1,100 @@
+//! The end-of-run summary, printed for people or as JSON (`--json`).
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub folder: String,
+    pub uid: u32,
+    /// The server's own words.
+    pub reason: String,
+}
+
+/// What a dry run would do for one folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct Planned {
+    pub folder: String,
+    pub target_folder: String,
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub source: String,
+    pub target: String,
+    pub dry_run: bool,
+    pub folders: usize,
+    pub copied: u64,
+    pub duplicates: u64,
+    pub failed: Vec<Failure>,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub messages_per_second: f64,
+    pub bytes_per_second: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub planned: Vec<Planned>,
+    /// Set when the run stopped early (e.g. the target is over quota).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+}
+
+impl Summary {
+    pub fn finish(&mut self, started: std::time::Instant) {
+        self.seconds = started.elapsed().as_secs_f64();
+        if self.seconds > 0.0 {
+            self.messages_per_second = (self.copied + self.duplicates) as f64 / self.seconds;
+            self.bytes_per_second = self.bytes as f64 / self.seconds;
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.failed.is_empty() && self.stopped.is_none()
+    }
+
+    pub fn print(&self, json: bool) {
+        if json {
+            println!("{}", serde_json::to_string_pretty(self).unwrap_or_default());
+            return;
+        }
+        if self.dry_run {
+            println!("dry run: {} → {} (nothing written)", self.source, self.target);
+            for p in &self.planned {
+                println!(
+                    "  {:<30} → {:<30} {:>7} messages {:>12} bytes",
+                    p.folder, p.target_folder, p.messages, p.bytes
+                );
+            }
+            let (m, b) = self
+                .planned
+                .iter()
+                .fold((0, 0), |(m, b), p| (m + p.messages, b + p.bytes));
+            println!("  would copy up to {m} messages, {b} bytes (duplicates are found while copying)");
+            return;
+        }
+        println!("{} → {}", self.source, self.target);
+        println!(
+            "  folders: {}  copied: {}  skipped as duplicates: {}  failed: {}",
+            self.folders,
+            self.copied,
+            self.duplicates,
+            self.failed.len()
+        );
+        println!(
+            "  bytes: {}  time: {:.1}s  rate: {:.1} msg/s, {:.2} MB/s",
+            self.bytes,
+            self.seconds,
+            self.messages_per_second,
+            self.bytes_per_second / 1e6
+        );
+        for f in &self.failed {
+            println!("  failed: {} UID {}: {}", f.folder, f.uid, f.reason);
+        }
+        if !self.failed.is_empty() {
+            println!("  failed messages are retried on the next run");
+        }
+        if let Some(s) = &self.stopped {
+            println!("  stopped: {s}");
+        }
+    }
+}
