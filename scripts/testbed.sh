@@ -134,7 +134,7 @@ namespace inbox {
 }
 CONF
 
-dovecot -c "$dir/dovecot.conf" || die "dovecot did not start; see $dir/dovecot.log"
+dovecot -c "$dir/dovecot.conf" </dev/null >/dev/null 2>>"$dir/dovecot.log" || die "dovecot did not start; see $dir/dovecot.log"
 for _ in $(seq 1 100); do
   [ -f "$dir/run/master.pid" ] && break; sleep 0.05
 done

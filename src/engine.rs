@@ -90,13 +90,19 @@ pub fn map_folders(
 ) -> Vec<(Vec<u8>, String, String)> {
     let mut folders = Vec::new();
     let mut roles = HashMap::new();
+    // Roles the source marks by attribute are not also guessed from names.
+    let attributed: HashSet<String> = src_list
+        .iter()
+        .flat_map(|e| folders::role_of(&e.attrs, &[]))
+        .collect();
     for e in src_list {
         if e.has_attr("\\Noselect") || e.has_attr("\\NonExistent") {
             continue;
         }
         let name = decode_name(&e.raw);
         let path = folders::split(&name, e.delim.or(src_delim), src_prefix);
-        let role = folders::role_of(&e.attrs, &path);
+        let role = folders::role_of(&e.attrs, &path)
+            .filter(|r| folders::role_of(&e.attrs, &[]).is_some() || !attributed.contains(r));
         if let Some(r) = &role {
             roles.entry(path.clone()).or_insert_with(|| r.clone());
         }
@@ -488,6 +494,7 @@ impl FolderCopy<'_, '_> {
                 let waiters = waiting.remove(key).unwrap_or_default();
                 match result {
                     Ok(tuid) => {
+                        crate::faults::after_append();
                         self.summary.copied += 1;
                         self.summary.bytes += meta.size;
                         records.push(self.done(meta, key, Outcome::Copied, tuid));

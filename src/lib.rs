@@ -10,6 +10,7 @@ pub mod dedupe;
 pub mod endpoint;
 pub mod engine;
 pub mod error;
+pub mod faults;
 pub mod folders;
 pub mod imap;
 pub mod index;

@@ -66,3 +66,10 @@ pub fn eprintln(line: &str) {
         None => eprintln!("{line}"),
     }
 }
+
+/// Print a line on stdout; a closed pipe (`| head`) is not an error, so write
+/// failures are ignored rather than turned into a panic.
+pub fn out(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}

@@ -54,47 +54,47 @@ impl Summary {
 
     pub fn print(&self, json: bool) {
         if json {
-            println!("{}", serde_json::to_string_pretty(self).unwrap_or_default());
+            crate::progress::out(&format!("{}", serde_json::to_string_pretty(self).unwrap_or_default()));
             return;
         }
         if self.dry_run {
-            println!("dry run: {} → {} (nothing written)", self.source, self.target);
+            crate::progress::out(&format!("dry run: {} → {} (nothing written)", self.source, self.target));
             for p in &self.planned {
-                println!(
+                crate::progress::out(&format!(
                     "  {:<30} → {:<30} {:>7} messages {:>12} bytes",
                     p.folder, p.target_folder, p.messages, p.bytes
-                );
+                ));
             }
             let (m, b) = self
                 .planned
                 .iter()
                 .fold((0, 0), |(m, b), p| (m + p.messages, b + p.bytes));
-            println!("  would copy up to {m} messages, {b} bytes (duplicates are found while copying)");
+            crate::progress::out(&format!("  would copy up to {m} messages, {b} bytes (duplicates are found while copying)"));
             return;
         }
-        println!("{} → {}", self.source, self.target);
-        println!(
+        crate::progress::out(&format!("{} → {}", self.source, self.target));
+        crate::progress::out(&format!(
             "  folders: {}  copied: {}  skipped as duplicates: {}  failed: {}",
             self.folders,
             self.copied,
             self.duplicates,
             self.failed.len()
-        );
-        println!(
+        ));
+        crate::progress::out(&format!(
             "  bytes: {}  time: {:.1}s  rate: {:.1} msg/s, {:.2} MB/s",
             self.bytes,
             self.seconds,
             self.messages_per_second,
             self.bytes_per_second / 1e6
-        );
+        ));
         for f in &self.failed {
-            println!("  failed: {} UID {}: {}", f.folder, f.uid, f.reason);
+            crate::progress::out(&format!("  failed: {} UID {}: {}", f.folder, f.uid, f.reason));
         }
         if !self.failed.is_empty() {
-            println!("  failed messages are retried on the next run");
+            crate::progress::out(&format!("  failed messages are retried on the next run"));
         }
         if let Some(s) = &self.stopped {
-            println!("  stopped: {s}");
+            crate::progress::out(&format!("  stopped: {s}"));
         }
     }
 }

@@ -72,14 +72,14 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<i32> {
     };
     s.logout();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::progress::out(&format!("{}", serde_json::to_string_pretty(&report)?));
     } else {
-        println!("{}: login OK", report.account);
-        println!("capabilities: {}", report.capabilities.join(" "));
-        println!("folders:");
+        crate::progress::out(&format!("{}: login OK", report.account));
+        crate::progress::out(&format!("capabilities: {}", report.capabilities.join(" ")));
+        crate::progress::out(&format!("folders:"));
         for f in &report.folders {
             let count = f.messages.map_or("-".to_string(), |m| m.to_string());
-            println!("  {:<40} {:>8}  {}", f.name, count, f.attributes.join(" "));
+            crate::progress::out(&format!("  {:<40} {:>8}  {}", f.name, count, f.attributes.join(" ")));
         }
     }
     Ok(EXIT_OK)

@@ -55,11 +55,11 @@ pub fn run(a: &VerifyArgs) -> anyhow::Result<i32> {
     tgt.logout();
     let missing: usize = results.iter().map(|r| r.missing.len()).sum();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        crate::progress::out(&format!("{}", serde_json::to_string_pretty(&results)?));
     } else {
         for r in &results {
             let state = if r.missing.is_empty() { "ok" } else { "MISSING" };
-            println!(
+            crate::progress::out(&format!(
                 "{state:<8} {} → {}: source {}, target {}, missing {}, extra {}",
                 r.folder,
                 r.target_folder,
@@ -67,15 +67,15 @@ pub fn run(a: &VerifyArgs) -> anyhow::Result<i32> {
                 r.target_messages,
                 r.missing.len(),
                 r.extra.len()
-            );
+            ));
             if !r.missing.is_empty() {
-                println!("         missing source UIDs: {}", crate::decide::uid_set(&r.missing));
+                crate::progress::out(&format!("         missing source UIDs: {}", crate::decide::uid_set(&r.missing)));
             }
         }
-        println!(
+        crate::progress::out(&format!(
             "{} folders, {missing} messages missing on the target",
             results.len()
-        );
+        ));
     }
     let _ = engine::decode_name;
     Ok(if missing == 0 { EXIT_OK } else { EXIT_PARTIAL })

@@ -1,0 +1,352 @@
+//! Test support: a throwaway Dovecot per test (scripts/testbed.sh), the independent
+//! seeder (scripts/seed.py), the real binary, and a reader that fetches what a
+//! user would check (bytes, flags, INTERNALDATE, folder names).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use mailferry::endpoint::{Proto, Security, Server};
+use mailferry::engine::{decode_name, listing};
+use mailferry::imap::session;
+use mailferry::net::NetOptions;
+use mailferry::secret::Password;
+
+pub const PASSWORD: &str = "s3cret-Pa55word-XYZZY";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One certificate for the whole test process (key generation is the slow part).
+fn cert_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("mailferry-cert-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "30", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout"])
+            .arg(dir.join("key.pem"))
+            .arg("-out")
+            .arg(dir.join("cert.pem"))
+            .output()
+            .expect("openssl")
+            .status
+            .success();
+        assert!(ok, "openssl could not make a certificate");
+        dir
+    })
+}
+
+#[derive(Default, Clone)]
+pub struct Config {
+    pub separator: Option<&'static str>,
+    pub ns_prefix: Option<&'static str>,
+    pub sent: Option<&'static str>,
+    pub trash: Option<&'static str>,
+    pub junk: Option<&'static str>,
+}
+
+/// A running Dovecot; stopped when dropped (also when the test panics).
+pub struct Dovecot {
+    pub dir: tempfile::TempDir,
+    pub imap: u16,
+    pub imaps: u16,
+    pub pop3: u16,
+    pub pop3s: u16,
+}
+
+impl Dovecot {
+    pub fn start(users: &[&str]) -> Dovecot {
+        Self::start_with(users, Config::default())
+    }
+
+    pub fn start_with(users: &[&str], cfg: Config) -> Dovecot {
+        let dir = tempfile::Builder::new().prefix("mf-dovecot-").tempdir().unwrap();
+        let d = Dovecot {
+            imap: free_port(),
+            imaps: free_port(),
+            pop3: free_port(),
+            pop3s: free_port(),
+            dir,
+        };
+        let mut cmd = Command::new(root().join("scripts/testbed.sh"));
+        cmd.arg("start").arg(d.dir.path());
+        for u in users {
+            cmd.arg(format!("{u}:{PASSWORD}"));
+        }
+        cmd.env("IMAP_PORT", d.imap.to_string())
+            .env("IMAPS_PORT", d.imaps.to_string())
+            .env("POP3_PORT", d.pop3.to_string())
+            .env("POP3S_PORT", d.pop3s.to_string())
+            .env("CERT_DIR", cert_dir());
+        for (k, v) in [
+            ("SEPARATOR", cfg.separator),
+            ("NS_PREFIX", cfg.ns_prefix),
+            ("SENT", cfg.sent),
+            ("TRASH", cfg.trash),
+            ("JUNK", cfg.junk),
+        ] {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        let out = cmd.output().expect("run testbed.sh");
+        assert!(out.status.success(), "testbed: {}", String::from_utf8_lossy(&out.stderr));
+        // Wait until the IMAPS port answers.
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", d.imaps)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::fs::write(d.dir.path().join("pw"), format!("{PASSWORD}\n")).unwrap();
+        d
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+    pub fn pwfile(&self) -> PathBuf {
+        self.dir.path().join("pw")
+    }
+    pub fn imaps_url(&self, user: &str) -> String {
+        format!("imaps://{user}@localhost:{}", self.imaps)
+    }
+    pub fn imap_url(&self, user: &str) -> String {
+        format!("imap://{user}@localhost:{}", self.imap)
+    }
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+
+    /// Put the fixture mailbox into `user` with the independent Python seeder.
+    pub fn seed(&self, user: &str) {
+        self.seed_args(user, &[]);
+    }
+
+    pub fn seed_args(&self, user: &str, extra: &[&str]) {
+        let out = Command::new("python3")
+            .arg(root().join("scripts/seed.py"))
+            .args(["--host", "localhost", "--port", &self.imaps.to_string(), "--user", user])
+            .arg("--password-file")
+            .arg(self.pwfile())
+            .arg("--ca-file")
+            .arg(self.ca())
+            .arg("--manifest")
+            .arg(root().join("fixtures/mail/manifest.tsv"))
+            .args(extra)
+            .output()
+            .expect("python3 seed.py");
+        assert!(out.status.success(), "seed.py: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn server(&self, user: &str) -> Server {
+        Server {
+            proto: Proto::Imap,
+            security: Security::Implicit,
+            user: user.into(),
+            host: "localhost".into(),
+            port: self.imaps,
+        }
+    }
+
+    pub fn session(&self, user: &str) -> session::Session {
+        let net = NetOptions {
+            ca_file: Some(self.ca()),
+            ..NetOptions::default()
+        };
+        session::open(&self.server(user), &Password::new(PASSWORD), &net, "test").unwrap()
+    }
+
+    /// Everything a user would check, folder by folder (decoded names with `/`).
+    pub fn snapshot(&self, user: &str) -> Snapshot {
+        let mut s = self.session(user);
+        let list = s.list().unwrap();
+        let mut out = BTreeMap::new();
+        for e in list {
+            if e.has_attr("\\Noselect") || e.has_attr("\\NonExistent") {
+                continue;
+            }
+            let mut name = decode_name(&e.raw);
+            if let Some(d) = e.delim {
+                name = name.replace(d, "/");
+            }
+            s.select(&e.raw, true).unwrap();
+            let metas = listing(&mut s).unwrap();
+            let mut msgs = Vec::new();
+            for m in metas {
+                let mut body = None;
+                s.uid_fetch(&m.uid.to_string(), "(UID BODY.PEEK[])", |f| {
+                    body = f.body;
+                    Ok(())
+                })
+                .unwrap();
+                let mut flags: Vec<String> = m.flags.into_iter().filter(|f| f != "\\Recent").collect();
+                flags.sort();
+                msgs.push(Msg {
+                    body: body.expect("body"),
+                    flags,
+                    date: m.internal_date.as_deref().map(parse_date).expect("INTERNALDATE"),
+                });
+            }
+            msgs.sort();
+            out.insert(name, msgs);
+        }
+        s.logout();
+        Snapshot(out)
+    }
+
+    pub fn count(&self, user: &str) -> usize {
+        self.snapshot(user).0.values().map(Vec::len).sum()
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join("scripts/testbed.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Msg {
+    pub body: Vec<u8>,
+    pub flags: Vec<String>,
+    /// INTERNALDATE as seconds since the epoch (servers may change the zone).
+    pub date: i64,
+}
+
+impl Msg {
+    pub fn subject(&self) -> String {
+        let text = String::from_utf8_lossy(&self.body);
+        text.lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("subject:"))
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot(pub BTreeMap<String, Vec<Msg>>);
+
+pub fn parse_date(s: &str) -> i64 {
+    chrono::DateTime::parse_from_str(s.trim(), "%d-%b-%Y %H:%M:%S %z")
+        .unwrap_or_else(|e| panic!("bad INTERNALDATE {s:?}: {e}"))
+        .timestamp()
+}
+
+/// The bytes a server serves for a stored file: every line ending CRLF.
+pub fn crlf(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 40);
+    for (i, &c) in data.iter().enumerate() {
+        if c == b'\n' && (i == 0 || data[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One manifest row.
+pub struct Fixture {
+    pub folder: String,
+    pub file: String,
+    pub flags: Vec<String>,
+    pub date: i64,
+}
+
+pub fn manifest() -> Vec<Fixture> {
+    let text = std::fs::read_to_string(root().join("fixtures/mail/manifest.tsv")).unwrap();
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let cols: Vec<&str> = l.split('\t').collect();
+            let mut flags: Vec<String> = cols[2].split_whitespace().map(str::to_string).collect();
+            flags.sort();
+            Fixture {
+                folder: cols[0].into(),
+                file: cols[1].into(),
+                flags,
+                date: parse_date(cols[3]),
+            }
+        })
+        .collect()
+}
+
+/// The snapshot the fixtures should produce, with folders renamed by `map` and
+/// identical copies inside one folder collapsed (the first one's flags and date win).
+pub fn expected(map: impl Fn(&str) -> String) -> Snapshot {
+    expected_with(map, true)
+}
+
+/// As seeded: every manifest row, duplicates included.
+pub fn seeded() -> Snapshot {
+    expected_with(|f| f.to_string(), false)
+}
+
+pub fn expected_with(map: impl Fn(&str) -> String, collapse: bool) -> Snapshot {
+    let mut out: BTreeMap<String, Vec<Msg>> = BTreeMap::new();
+    for f in manifest() {
+        let body = crlf(&std::fs::read(root().join("fixtures/mail").join(&f.file)).unwrap());
+        let folder = out.entry(map(&f.folder)).or_default();
+        if collapse && folder.iter().any(|m| m.body == body) {
+            continue;
+        }
+        folder.push(Msg {
+            body,
+            flags: f.flags,
+            date: f.date,
+        });
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    Snapshot(out)
+}
+
+/// Run the real binary.
+pub fn mailferry(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mailferry"))
+        .args(args)
+        .env_remove("MAILFERRY_FROM_PASSWORD")
+        .env_remove("MAILFERRY_TO_PASSWORD")
+        .output()
+        .expect("run mailferry")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "status: {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Compare two snapshots folder by folder with a readable message.
+/// Empty folders are compared by the callers that care about them.
+pub fn assert_same(got: &Snapshot, want: &Snapshot) {
+    let gk: Vec<&String> = got.0.iter().filter(|(_, v)| !v.is_empty()).map(|(k, _)| k).collect();
+    let wk: Vec<&String> = want.0.iter().filter(|(_, v)| !v.is_empty()).map(|(k, _)| k).collect();
+    assert_eq!(gk, wk, "folder names differ");
+    for (name, w) in want.0.iter().filter(|(_, v)| !v.is_empty()) {
+        let g = &got.0[name];
+        assert_eq!(g.len(), w.len(), "{name}: message count ({:?} vs {:?})", g.iter().map(Msg::subject).collect::<Vec<_>>(), w.iter().map(Msg::subject).collect::<Vec<_>>());
+        for (a, b) in g.iter().zip(w) {
+            assert!(a.body == b.body, "{name}: bytes differ for {}", b.subject());
+            assert_eq!(a.flags, b.flags, "{name}: flags of {}", b.subject());
+            assert_eq!(a.date, b.date, "{name}: INTERNALDATE of {}", b.subject());
+        }
+    }
+}

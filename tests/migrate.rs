@@ -1,0 +1,243 @@
+//! `mailferry migrate`, `check` and `verify` against real Dovecot instances.
+
+mod common;
+
+use common::*;
+
+const SRC: &str = "anna@source.test";
+const DST: &str = "anna@target.test";
+
+fn migrate_args<'a>(src: &'a Dovecot, dst: &'a Dovecot, state: &'a str, urls: &'a [String; 2], extra: &[&'a str]) -> Vec<String> {
+    let _ = (src, dst);
+    let mut v: Vec<String> = vec![
+        "migrate".into(),
+        "--from".into(),
+        urls[0].clone(),
+        "--to".into(),
+        urls[1].clone(),
+        "--from-password-file".into(),
+        src.pwfile().display().to_string(),
+        "--to-password-file".into(),
+        dst.pwfile().display().to_string(),
+        "--ca-file".into(),
+        src.ca().display().to_string(),
+        "--state".into(),
+        state.into(),
+    ];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn run(args: &[String]) -> std::process::Output {
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    mailferry(&a)
+}
+
+fn json(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
+}
+
+/// Where the fixtures' folders land on a target with other special-use names.
+fn target_name(folder: &str) -> String {
+    match folder {
+        "Sent" => "Sent Items".into(),
+        "Trash" => "Deleted Items".into(),
+        "Junk" => "Spam".into(),
+        other => other.into(),
+    }
+}
+
+/// Source with `/`, target with `.` as delimiter and other special-use names: the
+/// whole fixture mailbox arrives byte-identical with flags, dates and folder tree;
+/// a second run copies nothing; verify agrees; new mail is picked up.
+#[test]
+fn full_migration_is_faithful_and_resumable() {
+    let src = Dovecot::start(&[SRC]);
+    let dst = Dovecot::start_with(
+        &[DST],
+        Config {
+            separator: Some("."),
+            sent: Some("Sent Items"),
+            trash: Some("Deleted Items"),
+            junk: Some("Spam"),
+            ..Config::default()
+        },
+    );
+    src.seed(SRC);
+    let state = src.dir.path().join("state.sqlite");
+    let state = state.to_str().unwrap();
+    // Both instances share the test certificate, so one --ca-file serves both.
+    let urls = [src.imaps_url(SRC), dst.imaps_url(DST)];
+
+    let out = run(&migrate_args(&src, &dst, state, &urls, &["--json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let j = json(&out);
+    let manifest = manifest();
+    assert_eq!(j["copied"], 30, "{j}");
+    assert_eq!(j["duplicates"], 1, "the exact duplicate in INBOX is copied once: {j}");
+    assert_eq!(j["failed"].as_array().unwrap().len(), 0);
+    assert_eq!(manifest.len(), 31);
+
+    let got = dst.snapshot(DST);
+    assert_same(&got, &expected(target_name));
+    // Two different messages with one Message-ID are both there.
+    let inbox = &got.0["INBOX"];
+    assert_eq!(inbox.iter().filter(|m| String::from_utf8_lossy(&m.body).contains("Message-ID: <same-id-twice@example.test>")).count(), 2, "same Message-ID, different bodies: both kept");
+    // Folder tree: nested and non-ASCII names exist with the target's delimiter.
+    for name in ["Projects", "Projects/2024", "Projects/2024/Q1", "Données/Été 2024", "Архив", "Bills & Receipts", "Sent Items", "Deleted Items", "Spam", "Drafts"] {
+        assert!(got.0.contains_key(name), "folder {name} missing: {:?}", got.0.keys());
+    }
+    assert!(!got.0.contains_key("Sent") && !got.0.contains_key("Trash") && !got.0.contains_key("Junk"), "special-use folders must be mapped, not recreated: {:?}", got.0.keys());
+    // The source is untouched (BODY.PEEK: no \Seen added).
+    assert_same(&src.snapshot(SRC), &seeded());
+
+    // A second run copies nothing.
+    let out = run(&migrate_args(&src, &dst, state, &urls, &["--json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let j = json(&out);
+    assert_eq!((j["copied"].as_u64(), j["duplicates"].as_u64()), (Some(0), Some(0)), "{j}");
+    assert_same(&dst.snapshot(DST), &expected(target_name));
+
+    // verify agrees.
+    let mut v = migrate_args(&src, &dst, state, &urls, &[]);
+    v[0] = "verify".into();
+    v.retain(|a| a != "--state" && a != state);
+    let out = run(&v);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 messages missing"), "{}", text(&out));
+
+    // New mail on the source is picked up, and only it.
+    src.seed_args(SRC, &["--generate", "3", "--folder", "Projects", "--seed", "7"]);
+    let out = run(&migrate_args(&src, &dst, state, &urls, &["--json"]));
+    let j = json(&out);
+    assert_eq!(j["copied"], 3, "{}", text(&out));
+    assert_eq!(dst.snapshot(DST).0["Projects"].len(), 4);
+}
+
+/// Messages already on the target (another tool, an earlier run with a lost
+/// index) are not appended again; dry-run writes nothing at all.
+#[test]
+fn dedupes_against_the_target_and_dry_run_writes_nothing() {
+    let d = Dovecot::start(&[SRC, DST]);
+    d.seed(SRC);
+    d.seed(DST); // the target already holds every message
+    let before = d.snapshot(DST);
+    let state = d.dir.path().join("state.sqlite");
+    let state = state.to_str().unwrap();
+    let urls = [d.imaps_url(SRC), d.imaps_url(DST)];
+
+    let out = run(&migrate_args(&d, &d, state, &urls, &["--dry-run", "--json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let j = json(&out);
+    let planned: u64 = j["planned"].as_array().unwrap().iter().map(|p| p["messages"].as_u64().unwrap()).sum();
+    assert_eq!(planned, 31, "{j}");
+    assert_eq!(d.snapshot(DST), before, "dry run changed the target");
+
+    let out = run(&migrate_args(&d, &d, state, &urls, &["--json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let j = json(&out);
+    assert_eq!((j["copied"].as_u64(), j["duplicates"].as_u64()), (Some(0), Some(31)), "{j}");
+    let after = d.snapshot(DST);
+    // Seeding twice put the INBOX duplicate on the target twice; nothing was added.
+    assert_eq!(after, before, "messages already on the target were appended again");
+}
+
+/// Kill the process right after the target acknowledged the N-th APPEND and before
+/// the index recorded it, for many N; resume each time; the target ends up equal
+/// to the source with nothing twice.
+#[test]
+fn crash_after_any_append_then_resume_loses_and_doubles_nothing() {
+    let src = Dovecot::start(&[SRC]);
+    let dst = Dovecot::start(&[DST]);
+    src.seed(SRC);
+    let state = src.dir.path().join("state.sqlite");
+    let state = state.to_str().unwrap();
+    let urls = [src.imaps_url(SRC), dst.imaps_url(DST)];
+    let args = migrate_args(&src, &dst, state, &urls, &["--json"]);
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut crashes = 0;
+    for n in [1, 2, 5, 9, 17] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"))
+            .args(&a)
+            .env("MAILFERRY_CRASH_AFTER_APPENDS", n.to_string())
+            .output()
+            .unwrap();
+        if out.status.code() != Some(0) {
+            crashes += 1;
+            assert!(String::from_utf8_lossy(&out.stderr).contains("crash point"), "{}", text(&out));
+        }
+    }
+    assert!(crashes >= 3, "the crash points were not reached");
+    let out = mailferry(&a);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_same(&dst.snapshot(DST), &expected(|f| f.to_string()));
+}
+
+#[test]
+fn bad_password_untrusted_certificate_and_unreachable_host_are_clear() {
+    let d = Dovecot::start(&[SRC]);
+    let bad = d.dir.path().join("bad-pw");
+    std::fs::write(&bad, "wrong-password\n").unwrap();
+    let url = d.imaps_url(SRC);
+
+    let out = mailferry(&["check", &url, "--password-file", bad.to_str().unwrap(), "--ca-file", d.ca().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused") && err.contains("AUTHENTICATIONFAILED"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(!err.contains("wrong-password"));
+
+    let out = mailferry(&["check", &url, "--password-file", d.pwfile().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not trusted") && err.contains("--ca-file"), "{err}");
+
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let out = mailferry(&["check", &format!("imaps://{SRC}@127.0.0.1:{closed}"), "--password-file", d.pwfile().to_str().unwrap(), "--timeout", "5"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"), "{}", text(&out));
+
+    // An IMAPS client on the plain port: names the port problem.
+    let out = mailferry(&["check", &format!("imaps://{SRC}@localhost:{}", d.imap), "--password-file", d.pwfile().to_str().unwrap(), "--ca-file", d.ca().to_str().unwrap(), "--timeout", "5"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+
+    // Usage errors: exit 2 and no password echoed.
+    let out = mailferry(&["check", "imaps://anna:hunter2@localhost", "--password-file", d.pwfile().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(!text(&out).contains("hunter2"), "{}", text(&out));
+    let out = mailferry(&["check", &url, "--password-file", "/nonexistent/pw"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[test]
+fn starttls_endpoint_check_and_migration() {
+    let d = Dovecot::start(&[SRC, DST]);
+    d.seed_args(SRC, &["--generate", "5", "--folder", "INBOX", "--seed", "1"]);
+    let out = mailferry(&["check", &d.imap_url(SRC), "--password-file", d.pwfile().to_str().unwrap(), "--ca-file", d.ca().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("login OK") && stdout.contains("\\Sent") && stdout.contains("UIDPLUS"), "{stdout}");
+
+    let state = d.dir.path().join("s.sqlite");
+    let urls = [d.imap_url(SRC), d.imap_url(DST)];
+    let out = run(&migrate_args(&d, &d, state.to_str().unwrap(), &urls, &["--json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(json(&out)["copied"], 5);
+    assert_eq!(d.snapshot(DST).0["INBOX"], d.snapshot(SRC).0["INBOX"]);
+}
+
+/// verify exits 1 and names what is missing when the target lost a message.
+#[test]
+fn verify_reports_missing_messages() {
+    let d = Dovecot::start(&[SRC, DST]);
+    d.seed_args(SRC, &["--generate", "4", "--folder", "INBOX", "--seed", "3"]);
+    d.seed_args(DST, &["--generate", "3", "--folder", "INBOX", "--seed", "3"]);
+    let pw = d.pwfile();
+    let out = mailferry(&["verify", "--from", &d.imaps_url(SRC), "--to", &d.imaps_url(DST), "--from-password-file", pw.to_str().unwrap(), "--to-password-file", pw.to_str().unwrap(), "--ca-file", d.ca().to_str().unwrap(), "--include", "INBOX"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("missing 1") && stdout.contains("1 messages missing"), "{stdout}");
+}
