@@ -14,7 +14,11 @@ pub struct Meta {
 
 /// The messages of a listing that the index does not record as done, in UID order.
 pub fn pending(listing: &[Meta], done: &HashSet<u32>) -> Vec<Meta> {
-    let mut out: Vec<Meta> = listing.iter().filter(|m| !done.contains(&m.uid)).cloned().collect();
+    let mut out: Vec<Meta> = listing
+        .iter()
+        .filter(|m| !done.contains(&m.uid))
+        .cloned()
+        .collect();
     out.sort_by_key(|m| m.uid);
     out
 }
@@ -36,7 +40,11 @@ pub fn action(
     key_known_on_target: bool,
     unknown_target_candidates: bool,
 ) -> Action {
-    match (dedupe, key_seen_in_run || key_known_on_target, unknown_target_candidates) {
+    match (
+        dedupe,
+        key_seen_in_run || key_known_on_target,
+        unknown_target_candidates,
+    ) {
         (false, _, _) => Action::Append,
         (true, true, _) => Action::Skip,
         (true, false, true) => Action::CheckTarget,
@@ -50,7 +58,9 @@ const SYSTEM_FLAGS: &[&str] = &["\\Seen", "\\Answered", "\\Flagged", "\\Deleted"
 fn valid_keyword(k: &str) -> bool {
     !k.is_empty()
         && k.bytes().all(|c| {
-            c > 0x20 && c < 0x7f && !matches!(c, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
+            c > 0x20
+                && c < 0x7f
+                && !matches!(c, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
         })
 }
 
@@ -68,7 +78,9 @@ pub fn append_flags(flags: &[String], permanent: &[String]) -> (Vec<String>, Vec
             if !f.eq_ignore_ascii_case("\\Recent") {
                 dropped.push(f.clone());
             }
-        } else if valid_keyword(f) && (any_keyword || permanent.iter().any(|p| p.eq_ignore_ascii_case(f))) {
+        } else if valid_keyword(f)
+            && (any_keyword || permanent.iter().any(|p| p.eq_ignore_ascii_case(f)))
+        {
             kept.push(f.clone());
         } else {
             dropped.push(f.clone());
@@ -142,27 +154,58 @@ mod tests {
             (true, false, false, true, CheckTarget),
             (true, false, false, false, Append),
         ] {
-            assert_eq!(action(d, seen, known, cand), want, "{d} {seen} {known} {cand}");
+            assert_eq!(
+                action(d, seen, known, cand),
+                want,
+                "{d} {seen} {known} {cand}"
+            );
         }
     }
 
     #[test]
     fn pending_filters_done_and_sorts() {
-        let m = |uid| Meta { uid, size: 1, flags: vec![], internal_date: None };
-        let got: Vec<u32> = pending(&[m(5), m(1), m(3)], &HashSet::from([3])).iter().map(|m| m.uid).collect();
+        let m = |uid| Meta {
+            uid,
+            size: 1,
+            flags: vec![],
+            internal_date: None,
+        };
+        let got: Vec<u32> = pending(&[m(5), m(1), m(3)], &HashSet::from([3]))
+            .iter()
+            .map(|m| m.uid)
+            .collect();
         assert_eq!(got, vec![1, 5]);
     }
 
     #[test]
     fn flags_table() {
         for (flags, perm, kept, dropped) in [
-            (s(&["\\Seen", "\\Recent", "$Label1"]), s(&["\\Seen", "\\*"]), s(&["\\Seen", "$Label1"]), s(&[])),
-            (s(&["\\seen", "Work"]), s(&["\\Seen"]), s(&["\\Seen"]), s(&["Work"])),
+            (
+                s(&["\\Seen", "\\Recent", "$Label1"]),
+                s(&["\\Seen", "\\*"]),
+                s(&["\\Seen", "$Label1"]),
+                s(&[]),
+            ),
+            (
+                s(&["\\seen", "Work"]),
+                s(&["\\Seen"]),
+                s(&["\\Seen"]),
+                s(&["Work"]),
+            ),
             (s(&["Work"]), s(&["\\Seen", "Work"]), s(&["Work"]), s(&[])),
-            (s(&["\\Unknown", "bad\"kw"]), s(&["\\*"]), s(&[]), s(&["\\Unknown", "bad\"kw"])),
+            (
+                s(&["\\Unknown", "bad\"kw"]),
+                s(&["\\*"]),
+                s(&[]),
+                s(&["\\Unknown", "bad\"kw"]),
+            ),
             (s(&["$Label1"]), s(&[]), s(&["$Label1"]), s(&[])),
         ] {
-            assert_eq!(append_flags(&flags, &perm), (kept, dropped), "{flags:?} {perm:?}");
+            assert_eq!(
+                append_flags(&flags, &perm),
+                (kept, dropped),
+                "{flags:?} {perm:?}"
+            );
         }
     }
 

@@ -29,11 +29,9 @@ pub enum Mode {
 fn hash_crlf(h: &mut Sha256, data: &[u8]) {
     let mut start = 0;
     for (i, &c) in data.iter().enumerate() {
-        if c == b'\n' && (i == 0 || data[i - 1] != b'\r') {
-            h.update(&data[start..i]);
-            h.update(b"\r\n");
-            start = i + 1;
-        } else if c == b'\r' && data.get(i + 1) != Some(&b'\n') {
+        let bare_lf = c == b'\n' && (i == 0 || data[i - 1] != b'\r');
+        let lone_cr = c == b'\r' && data.get(i + 1) != Some(&b'\n');
+        if bare_lf || lone_cr {
             h.update(&data[start..i]);
             h.update(b"\r\n");
             start = i + 1;

@@ -66,7 +66,14 @@ impl fmt::Display for Server {
         } else {
             self.host.clone()
         };
-        write!(f, "{}://{}@{}:{}", self.scheme(), self.user, host, self.port)
+        write!(
+            f,
+            "{}://{}@{}:{}",
+            self.scheme(),
+            self.user,
+            host,
+            self.port
+        )
     }
 }
 
@@ -163,7 +170,10 @@ fn parse_inner(text: &str) -> Result<Endpoint, String> {
         .rsplit_once('@')
         .ok_or_else(|| "no user name (USER@HOST)".to_string())?;
     if user.contains(':') {
-        return Err("a password must not be written in the URL; use a password file or the environment".into());
+        return Err(
+            "a password must not be written in the URL; use a password file or the environment"
+                .into(),
+        );
     }
     let user = percent_decode(user)?;
     if user.is_empty() {
@@ -219,12 +229,27 @@ mod tests {
     #[test]
     fn table() {
         for (text, want) in [
-            ("imaps://anna@example.ch@mail.example.ch", "imaps://anna@example.ch@mail.example.ch:993"),
-            ("imap://anna%40example.ch@localhost:10143", "imap://anna@example.ch@localhost:10143"),
-            ("pop3s://bob@pop.example.com", "pop3s://bob@pop.example.com:995"),
-            ("pop3://bob@pop.example.com", "pop3://bob@pop.example.com:110"),
+            (
+                "imaps://anna@example.ch@mail.example.ch",
+                "imaps://anna@example.ch@mail.example.ch:993",
+            ),
+            (
+                "imap://anna%40example.ch@localhost:10143",
+                "imap://anna@example.ch@localhost:10143",
+            ),
+            (
+                "pop3s://bob@pop.example.com",
+                "pop3s://bob@pop.example.com:995",
+            ),
+            (
+                "pop3://bob@pop.example.com",
+                "pop3://bob@pop.example.com:110",
+            ),
             ("IMAPS://x@[::1]:1993/", "imaps://x@[::1]:1993"),
-            ("alice@example.ch", "imaps://alice@example.ch@mail.infomaniak.com:993"),
+            (
+                "alice@example.ch",
+                "imaps://alice@example.ch@mail.infomaniak.com:993",
+            ),
         ] {
             assert_eq!(server(text).to_string(), want, "{text}");
         }
@@ -237,7 +262,10 @@ mod tests {
     #[test]
     fn user_keeps_every_at_but_the_last() {
         let s = server("imaps://a@b@c@host:1");
-        assert_eq!((s.user.as_str(), s.host.as_str(), s.port), ("a@b@c", "host", 1));
+        assert_eq!(
+            (s.user.as_str(), s.host.as_str(), s.port),
+            ("a@b@c", "host", 1)
+        );
     }
 
     #[test]

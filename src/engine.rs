@@ -406,7 +406,10 @@ impl FolderCopy<'_, '_> {
             let mut batch_bytes = 0u64;
             for meta in batch {
                 let Some(body) = bodies.get(&meta.uid) else {
-                    log::info(format!("{}: UID {} vanished from the source", plan.display, meta.uid));
+                    log::info(format!(
+                        "{}: UID {} vanished from the source",
+                        plan.display, meta.uid
+                    ));
                     continue;
                 };
                 batch_bytes += meta.size;
@@ -434,7 +437,12 @@ impl FolderCopy<'_, '_> {
                         known_keys.insert(k.clone());
                     }
                     unknown.forget(&cands);
-                    act = decide::action(dedupe, seen_in_run.contains(&key), known_keys.contains(&key), false);
+                    act = decide::action(
+                        dedupe,
+                        seen_in_run.contains(&key),
+                        known_keys.contains(&key),
+                        false,
+                    );
                 }
                 match act {
                     Action::Skip if to_append.iter().any(|(_, k, _)| *k == key) => {
@@ -445,7 +453,8 @@ impl FolderCopy<'_, '_> {
                         records.push(self.done(meta, &key, Outcome::Duplicate, None));
                     }
                     _ => {
-                        let (flags, dropped) = decide::append_flags(&meta.flags, &tsel.permanent_flags);
+                        let (flags, dropped) =
+                            decide::append_flags(&meta.flags, &tsel.permanent_flags);
                         if !dropped.is_empty() {
                             log::info(format!(
                                 "{} UID {}: flags the target cannot store are left out: {}",
@@ -473,9 +482,16 @@ impl FolderCopy<'_, '_> {
             let mut stop = None;
             for ((meta, key, flags), result) in to_append.iter().zip(results) {
                 let result = match result {
-                    Err(e) if e.retry() == Retry::Final && flags.iter().any(|f| !f.starts_with('\\')) => {
+                    Err(e)
+                        if e.retry() == Retry::Final
+                            && flags.iter().any(|f| !f.starts_with('\\')) =>
+                    {
                         // An invalid keyword must not fail the message: retry with system flags only.
-                        let system: Vec<String> = flags.iter().filter(|f| f.starts_with('\\')).cloned().collect();
+                        let system: Vec<String> = flags
+                            .iter()
+                            .filter(|f| f.starts_with('\\'))
+                            .cloned()
+                            .collect();
                         log::warn(format!(
                             "{} UID {}: target refused the keywords ({}); copying with system flags only",
                             plan.display,
@@ -591,7 +607,9 @@ pub fn folder_keys(
     let mut out = Vec::with_capacity(list.len());
     for range in decide::batches(&sizes, opts.batch_bytes, opts.batch_count) {
         let uids: Vec<u32> = list[range].iter().map(|m| m.uid).collect();
-        fetch_bodies(s, &uids, |uid, body| out.push((uid, dedupe::key(&body, mode))))?;
+        fetch_bodies(s, &uids, |uid, body| {
+            out.push((uid, dedupe::key(&body, mode)))
+        })?;
     }
     Ok(Some(out))
 }

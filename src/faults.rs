@@ -21,7 +21,9 @@ fn limit() -> Option<u64> {
 pub fn after_append() {
     if let Some(n) = limit() {
         if APPENDS.fetch_add(1, Ordering::SeqCst) + 1 >= n {
-            eprintln!("mailferry: crash point reached after {n} appends (MAILFERRY_CRASH_AFTER_APPENDS)");
+            eprintln!(
+                "mailferry: crash point reached after {n} appends (MAILFERRY_CRASH_AFTER_APPENDS)"
+            );
             std::process::abort();
         }
     }

@@ -104,9 +104,12 @@ pub fn parse_map(text: &str) -> Result<(Vec<String>, Vec<String>), String> {
     let (s, d) = text
         .split_once('=')
         .ok_or_else(|| format!("--folder-map {text:?} needs the form SOURCE=TARGET"))?;
-    let split = |x: &str| -> Vec<String> { x.trim_matches('/').split('/').map(str::to_string).collect() };
+    let split =
+        |x: &str| -> Vec<String> { x.trim_matches('/').split('/').map(str::to_string).collect() };
     if s.trim().is_empty() || d.trim().is_empty() {
-        return Err(format!("--folder-map {text:?}: both sides must name a folder"));
+        return Err(format!(
+            "--folder-map {text:?}: both sides must name a folder"
+        ));
     }
     Ok((split(s), split(d)))
 }
@@ -116,7 +119,12 @@ fn is_inbox(path: &[String]) -> bool {
 }
 
 /// The target path (components) for a source folder.
-pub fn map_folder(src: &Folder, rules: &Rules, target: &TargetLayout, source_roles: &HashMap<Vec<String>, String>) -> Vec<String> {
+pub fn map_folder(
+    src: &Folder,
+    rules: &Rules,
+    target: &TargetLayout,
+    source_roles: &HashMap<Vec<String>, String>,
+) -> Vec<String> {
     // 2. explicit map, longest prefix first.
     if let Some((from, to)) = rules
         .map
@@ -165,11 +173,12 @@ pub fn join_target(path: &[String], target: &TargetLayout) -> String {
     // On a target whose personal namespace is "INBOX.", a child of INBOX is the
     // same folder as the top-level one: do not nest it twice.
     let bare_prefix = target.prefix.trim_end_matches(|c| Some(c) == target.delim);
-    let path = if path.len() > 1 && !bare_prefix.is_empty() && path[0].eq_ignore_ascii_case(bare_prefix) {
-        &path[1..]
-    } else {
-        path
-    };
+    let path =
+        if path.len() > 1 && !bare_prefix.is_empty() && path[0].eq_ignore_ascii_case(bare_prefix) {
+            &path[1..]
+        } else {
+            path
+        };
     let parts: Vec<String> = match target.delim {
         Some(d) => path.iter().map(|c| c.replace(d, "_")).collect(),
         None => path.to_vec(),
@@ -238,7 +247,10 @@ mod tests {
         src_roles.insert(p("Spam"), "\\Junk".to_string());
         src_roles.insert(p("Old Drafts"), "\\Drafts".to_string());
         let rules = Rules {
-            map: vec![(p("Customers"), p("Clients")), (p("Customers/Old"), p("Archive/Customers"))],
+            map: vec![
+                (p("Customers"), p("Clients")),
+                (p("Customers/Old"), p("Archive/Customers")),
+            ],
         };
         let t = layout();
         for (src, want) in [
@@ -255,7 +267,10 @@ mod tests {
             ("Données/Été 2024", "INBOX.Données.Été 2024"),
             ("INBOX/Sub", "INBOX.Sub"),
         ] {
-            let f = Folder { path: p(src), role: None };
+            let f = Folder {
+                path: p(src),
+                role: None,
+            };
             let got = join_target(&map_folder(&f, &rules, &t, &src_roles), &t);
             assert_eq!(got, want, "{src}");
         }
@@ -263,7 +278,13 @@ mod tests {
 
     #[test]
     fn roles_from_attributes_and_names() {
-        assert_eq!(role_of(&["\\HasNoChildren".into(), "\\Sent".into()], &p("Gesendete")), Some("\\Sent".into()));
+        assert_eq!(
+            role_of(
+                &["\\HasNoChildren".into(), "\\Sent".into()],
+                &p("Gesendete")
+            ),
+            Some("\\Sent".into())
+        );
         assert_eq!(role_of(&[], &p("Deleted Items")), Some("\\Trash".into()));
         assert_eq!(role_of(&[], &p("Projects/Sent")), None);
         assert_eq!(role_of(&[], &p("Projects")), None);
@@ -271,7 +292,10 @@ mod tests {
 
     #[test]
     fn split_with_prefix_and_delimiters() {
-        assert_eq!(split("INBOX.Sent.2019", Some('.'), "INBOX."), p("Sent/2019"));
+        assert_eq!(
+            split("INBOX.Sent.2019", Some('.'), "INBOX."),
+            p("Sent/2019")
+        );
         assert_eq!(split("INBOX", Some('.'), "INBOX."), p("INBOX"));
         assert_eq!(split("a/b", Some('/'), ""), p("a/b"));
         assert_eq!(split("flat", None, ""), p("flat"));
@@ -289,7 +313,7 @@ mod tests {
         ] {
             assert_eq!(glob_matches(pat, name), want, "{pat} {name}");
         }
-        assert!(selected("Archive/2019", &[], &["Archive".into()]) == false);
+        assert!(!selected("Archive/2019", &[], &["Archive".into()]));
         assert!(selected("Projects/2024", &["Projects".into()], &[]));
         assert!(!selected("Trash", &["Projects".into()], &[]));
         assert!(selected("INBOX", &[], &["Trash".into()]));

@@ -209,7 +209,12 @@ impl Index {
     }
 
     /// Source UIDs of this folder and UIDVALIDITY that are safely handled.
-    pub fn done_uids(&self, job: i64, folder: &str, uidvalidity: u32) -> anyhow::Result<HashSet<u32>> {
+    pub fn done_uids(
+        &self,
+        job: i64,
+        folder: &str,
+        uidvalidity: u32,
+    ) -> anyhow::Result<HashSet<u32>> {
         let mut st = self.conn.prepare_cached(
             "SELECT uid FROM done WHERE job_id = ?1 AND folder = ?2 AND uidvalidity = ?3",
         )?;
@@ -218,7 +223,12 @@ impl Index {
     }
 
     /// Whether this folder was copied before under another UIDVALIDITY.
-    pub fn other_uidvalidity(&self, job: i64, folder: &str, uidvalidity: u32) -> anyhow::Result<Option<u32>> {
+    pub fn other_uidvalidity(
+        &self,
+        job: i64,
+        folder: &str,
+        uidvalidity: u32,
+    ) -> anyhow::Result<Option<u32>> {
         Ok(self
             .conn
             .query_row(
@@ -230,7 +240,12 @@ impl Index {
     }
 
     /// Dedupe keys of the target folder's messages known to the index, by UID.
-    pub fn target_keys(&self, target: &str, folder: &str, uidvalidity: u32) -> anyhow::Result<HashMap<u32, String>> {
+    pub fn target_keys(
+        &self,
+        target: &str,
+        folder: &str,
+        uidvalidity: u32,
+    ) -> anyhow::Result<HashMap<u32, String>> {
         let mut st = self.conn.prepare_cached(
             "SELECT uid, key FROM target_messages WHERE target = ?1 AND folder = ?2 AND uidvalidity = ?3",
         )?;
@@ -242,9 +257,9 @@ impl Index {
 
     /// Failures recorded for a job (folder, uid, reason), for reports.
     pub fn failures(&self, job: i64) -> anyhow::Result<Vec<(String, u32, String)>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT folder, uid, reason FROM failures WHERE job_id = ?1 ORDER BY folder, uid")?;
+        let mut st = self.conn.prepare_cached(
+            "SELECT folder, uid, reason FROM failures WHERE job_id = ?1 ORDER BY folder, uid",
+        )?;
         let rows = st.query_map(params![job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -291,7 +306,13 @@ impl Index {
                          VALUES (?1, ?2, ?3, ?4, ?5)
                          ON CONFLICT DO UPDATE SET key = excluded.key",
                     )?
-                    .execute(params![target, folder, uidvalidity, uid, key])?;
+                    .execute(params![
+                        target,
+                        folder,
+                        uidvalidity,
+                        uid,
+                        key
+                    ])?;
                 }
                 Record::Failed {
                     job,
@@ -305,7 +326,14 @@ impl Index {
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                          ON CONFLICT DO UPDATE SET reason = excluded.reason, at = excluded.at",
                     )?
-                    .execute(params![job, folder, uidvalidity, uid, reason, at])?;
+                    .execute(params![
+                        job,
+                        folder,
+                        uidvalidity,
+                        uid,
+                        reason,
+                        at
+                    ])?;
                 }
             }
         }

@@ -85,7 +85,9 @@ pub fn tcp(host: &str, port: u16, opts: &NetOptions) -> anyhow::Result<TcpStream
             Err(e) => last = Some(e),
         }
     }
-    let why = last.map(|e| e.to_string()).unwrap_or_else(|| "no address".into());
+    let why = last
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| "no address".into());
     Err(connect(format!(
         "cannot connect to {host}:{port}: {why}; check the host, the port and that the server is up"
     )))
@@ -128,7 +130,9 @@ pub fn tls(tcp: TcpStream, host: &str, port: u16, opts: &NetOptions) -> anyhow::
                 } else {
                     "the server's certificate is not trusted; if it is signed by a private CA, pass that CA with --ca-file PEM".to_string()
                 }
-            } else if text.contains("wrong version number") || text.contains("packet length too long") {
+            } else if text.contains("wrong version number")
+                || text.contains("packet length too long")
+            {
                 format!("port {port} does not speak TLS; use the implicit-TLS port (993 for IMAPS, 995 for POP3S) or the imap:// / pop3:// scheme for STARTTLS")
             } else {
                 "check the port and the server's TLS set-up".to_string()

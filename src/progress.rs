@@ -46,8 +46,10 @@ impl Progress {
     pub fn advance(&mut self, messages: u64, bytes: u64) {
         self.messages_done += messages;
         self.bar.inc(bytes);
-        self.bar
-            .set_message(format!("{}/{} msgs", self.messages_done, self.messages_total));
+        self.bar.set_message(format!(
+            "{}/{} msgs",
+            self.messages_done, self.messages_total
+        ));
     }
 }
 

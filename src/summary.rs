@@ -54,11 +54,14 @@ impl Summary {
 
     pub fn print(&self, json: bool) {
         if json {
-            crate::progress::out(&format!("{}", serde_json::to_string_pretty(self).unwrap_or_default()));
+            crate::progress::out(&serde_json::to_string_pretty(self).unwrap_or_default());
             return;
         }
         if self.dry_run {
-            crate::progress::out(&format!("dry run: {} → {} (nothing written)", self.source, self.target));
+            crate::progress::out(&format!(
+                "dry run: {} → {} (nothing written)",
+                self.source, self.target
+            ));
             for p in &self.planned {
                 crate::progress::out(&format!(
                     "  {:<30} → {:<30} {:>7} messages {:>12} bytes",
@@ -69,7 +72,9 @@ impl Summary {
                 .planned
                 .iter()
                 .fold((0, 0), |(m, b), p| (m + p.messages, b + p.bytes));
-            crate::progress::out(&format!("  would copy up to {m} messages, {b} bytes (duplicates are found while copying)"));
+            crate::progress::out(&format!(
+                "  would copy up to {m} messages, {b} bytes (duplicates are found while copying)"
+            ));
             return;
         }
         crate::progress::out(&format!("{} → {}", self.source, self.target));
@@ -88,10 +93,13 @@ impl Summary {
             self.bytes_per_second / 1e6
         ));
         for f in &self.failed {
-            crate::progress::out(&format!("  failed: {} UID {}: {}", f.folder, f.uid, f.reason));
+            crate::progress::out(&format!(
+                "  failed: {} UID {}: {}",
+                f.folder, f.uid, f.reason
+            ));
         }
         if !self.failed.is_empty() {
-            crate::progress::out(&format!("  failed messages are retried on the next run"));
+            crate::progress::out("  failed messages are retried on the next run");
         }
         if let Some(s) = &self.stopped {
             crate::progress::out(&format!("  stopped: {s}"));

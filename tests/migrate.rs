@@ -7,7 +7,13 @@ use common::*;
 const SRC: &str = "anna@source.test";
 const DST: &str = "anna@target.test";
 
-fn migrate_args<'a>(src: &'a Dovecot, dst: &'a Dovecot, state: &'a str, urls: &'a [String; 2], extra: &[&'a str]) -> Vec<String> {
+fn migrate_args<'a>(
+    src: &'a Dovecot,
+    dst: &'a Dovecot,
+    state: &'a str,
+    urls: &'a [String; 2],
+    extra: &[&'a str],
+) -> Vec<String> {
     let _ = (src, dst);
     let mut v: Vec<String> = vec![
         "migrate".into(),
@@ -74,7 +80,10 @@ fn full_migration_is_faithful_and_resumable() {
     let j = json(&out);
     let manifest = manifest();
     assert_eq!(j["copied"], 30, "{j}");
-    assert_eq!(j["duplicates"], 1, "the exact duplicate in INBOX is copied once: {j}");
+    assert_eq!(
+        j["duplicates"], 1,
+        "the exact duplicate in INBOX is copied once: {j}"
+    );
     assert_eq!(j["failed"].as_array().unwrap().len(), 0);
     assert_eq!(manifest.len(), 31);
 
@@ -82,12 +91,39 @@ fn full_migration_is_faithful_and_resumable() {
     assert_same(&got, &expected(target_name));
     // Two different messages with one Message-ID are both there.
     let inbox = &got.0["INBOX"];
-    assert_eq!(inbox.iter().filter(|m| String::from_utf8_lossy(&m.body).contains("Message-ID: <same-id-twice@example.test>")).count(), 2, "same Message-ID, different bodies: both kept");
+    assert_eq!(
+        inbox
+            .iter()
+            .filter(|m| String::from_utf8_lossy(&m.body)
+                .contains("Message-ID: <same-id-twice@example.test>"))
+            .count(),
+        2,
+        "same Message-ID, different bodies: both kept"
+    );
     // Folder tree: nested and non-ASCII names exist with the target's delimiter.
-    for name in ["Projects", "Projects/2024", "Projects/2024/Q1", "Données/Été 2024", "Архив", "Bills & Receipts", "Sent Items", "Deleted Items", "Spam", "Drafts"] {
-        assert!(got.0.contains_key(name), "folder {name} missing: {:?}", got.0.keys());
+    for name in [
+        "Projects",
+        "Projects/2024",
+        "Projects/2024/Q1",
+        "Données/Été 2024",
+        "Архив",
+        "Bills & Receipts",
+        "Sent Items",
+        "Deleted Items",
+        "Spam",
+        "Drafts",
+    ] {
+        assert!(
+            got.0.contains_key(name),
+            "folder {name} missing: {:?}",
+            got.0.keys()
+        );
     }
-    assert!(!got.0.contains_key("Sent") && !got.0.contains_key("Trash") && !got.0.contains_key("Junk"), "special-use folders must be mapped, not recreated: {:?}", got.0.keys());
+    assert!(
+        !got.0.contains_key("Sent") && !got.0.contains_key("Trash") && !got.0.contains_key("Junk"),
+        "special-use folders must be mapped, not recreated: {:?}",
+        got.0.keys()
+    );
     // The source is untouched (BODY.PEEK: no \Seen added).
     assert_same(&src.snapshot(SRC), &seeded());
 
@@ -95,7 +131,11 @@ fn full_migration_is_faithful_and_resumable() {
     let out = run(&migrate_args(&src, &dst, state, &urls, &["--json"]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let j = json(&out);
-    assert_eq!((j["copied"].as_u64(), j["duplicates"].as_u64()), (Some(0), Some(0)), "{j}");
+    assert_eq!(
+        (j["copied"].as_u64(), j["duplicates"].as_u64()),
+        (Some(0), Some(0)),
+        "{j}"
+    );
     assert_same(&dst.snapshot(DST), &expected(target_name));
 
     // verify agrees.
@@ -104,10 +144,17 @@ fn full_migration_is_faithful_and_resumable() {
     v.retain(|a| a != "--state" && a != state);
     let out = run(&v);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("0 messages missing"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 messages missing"),
+        "{}",
+        text(&out)
+    );
 
     // New mail on the source is picked up, and only it.
-    src.seed_args(SRC, &["--generate", "3", "--folder", "Projects", "--seed", "7"]);
+    src.seed_args(
+        SRC,
+        &["--generate", "3", "--folder", "Projects", "--seed", "7"],
+    );
     let out = run(&migrate_args(&src, &dst, state, &urls, &["--json"]));
     let j = json(&out);
     assert_eq!(j["copied"], 3, "{}", text(&out));
@@ -126,20 +173,38 @@ fn dedupes_against_the_target_and_dry_run_writes_nothing() {
     let state = state.to_str().unwrap();
     let urls = [d.imaps_url(SRC), d.imaps_url(DST)];
 
-    let out = run(&migrate_args(&d, &d, state, &urls, &["--dry-run", "--json"]));
+    let out = run(&migrate_args(
+        &d,
+        &d,
+        state,
+        &urls,
+        &["--dry-run", "--json"],
+    ));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let j = json(&out);
-    let planned: u64 = j["planned"].as_array().unwrap().iter().map(|p| p["messages"].as_u64().unwrap()).sum();
+    let planned: u64 = j["planned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["messages"].as_u64().unwrap())
+        .sum();
     assert_eq!(planned, 31, "{j}");
     assert_eq!(d.snapshot(DST), before, "dry run changed the target");
 
     let out = run(&migrate_args(&d, &d, state, &urls, &["--json"]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let j = json(&out);
-    assert_eq!((j["copied"].as_u64(), j["duplicates"].as_u64()), (Some(0), Some(31)), "{j}");
+    assert_eq!(
+        (j["copied"].as_u64(), j["duplicates"].as_u64()),
+        (Some(0), Some(31)),
+        "{j}"
+    );
     let after = d.snapshot(DST);
     // Seeding twice put the INBOX duplicate on the target twice; nothing was added.
-    assert_eq!(after, before, "messages already on the target were appended again");
+    assert_eq!(
+        after, before,
+        "messages already on the target were appended again"
+    );
 }
 
 /// Kill the process right after the target acknowledged the N-th APPEND and before
@@ -164,7 +229,11 @@ fn crash_after_any_append_then_resume_loses_and_doubles_nothing() {
             .unwrap();
         if out.status.code() != Some(0) {
             crashes += 1;
-            assert!(String::from_utf8_lossy(&out.stderr).contains("crash point"), "{}", text(&out));
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("crash point"),
+                "{}",
+                text(&out)
+            );
         }
     }
     assert!(crashes >= 3, "the crash points were not reached");
@@ -180,32 +249,75 @@ fn bad_password_untrusted_certificate_and_unreachable_host_are_clear() {
     std::fs::write(&bad, "wrong-password\n").unwrap();
     let url = d.imaps_url(SRC);
 
-    let out = mailferry(&["check", &url, "--password-file", bad.to_str().unwrap(), "--ca-file", d.ca().to_str().unwrap()]);
+    let out = mailferry(&[
+        "check",
+        &url,
+        "--password-file",
+        bad.to_str().unwrap(),
+        "--ca-file",
+        d.ca().to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("refused") && err.contains("AUTHENTICATIONFAILED"), "{err}");
+    assert!(
+        err.contains("refused") && err.contains("AUTHENTICATIONFAILED"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(!err.contains("wrong-password"));
 
-    let out = mailferry(&["check", &url, "--password-file", d.pwfile().to_str().unwrap()]);
+    let out = mailferry(&[
+        "check",
+        &url,
+        "--password-file",
+        d.pwfile().to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not trusted") && err.contains("--ca-file"), "{err}");
+    assert!(
+        err.contains("not trusted") && err.contains("--ca-file"),
+        "{err}"
+    );
 
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let out = mailferry(&["check", &format!("imaps://{SRC}@127.0.0.1:{closed}"), "--password-file", d.pwfile().to_str().unwrap(), "--timeout", "5"]);
+    let out = mailferry(&[
+        "check",
+        &format!("imaps://{SRC}@127.0.0.1:{closed}"),
+        "--password-file",
+        d.pwfile().to_str().unwrap(),
+        "--timeout",
+        "5",
+    ]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot connect"),
+        "{}",
+        text(&out)
+    );
 
     // An IMAPS client on the plain port: names the port problem.
-    let out = mailferry(&["check", &format!("imaps://{SRC}@localhost:{}", d.imap), "--password-file", d.pwfile().to_str().unwrap(), "--ca-file", d.ca().to_str().unwrap(), "--timeout", "5"]);
+    let out = mailferry(&[
+        "check",
+        &format!("imaps://{SRC}@localhost:{}", d.imap),
+        "--password-file",
+        d.pwfile().to_str().unwrap(),
+        "--ca-file",
+        d.ca().to_str().unwrap(),
+        "--timeout",
+        "5",
+    ]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
 
     // Usage errors: exit 2 and no password echoed.
-    let out = mailferry(&["check", "imaps://anna:hunter2@localhost", "--password-file", d.pwfile().to_str().unwrap()]);
+    let out = mailferry(&[
+        "check",
+        "imaps://anna:hunter2@localhost",
+        "--password-file",
+        d.pwfile().to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(!text(&out).contains("hunter2"), "{}", text(&out));
     let out = mailferry(&["check", &url, "--password-file", "/nonexistent/pw"]);
@@ -215,15 +327,34 @@ fn bad_password_untrusted_certificate_and_unreachable_host_are_clear() {
 #[test]
 fn starttls_endpoint_check_and_migration() {
     let d = Dovecot::start(&[SRC, DST]);
-    d.seed_args(SRC, &["--generate", "5", "--folder", "INBOX", "--seed", "1"]);
-    let out = mailferry(&["check", &d.imap_url(SRC), "--password-file", d.pwfile().to_str().unwrap(), "--ca-file", d.ca().to_str().unwrap()]);
+    d.seed_args(
+        SRC,
+        &["--generate", "5", "--folder", "INBOX", "--seed", "1"],
+    );
+    let out = mailferry(&[
+        "check",
+        &d.imap_url(SRC),
+        "--password-file",
+        d.pwfile().to_str().unwrap(),
+        "--ca-file",
+        d.ca().to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("login OK") && stdout.contains("\\Sent") && stdout.contains("UIDPLUS"), "{stdout}");
+    assert!(
+        stdout.contains("login OK") && stdout.contains("\\Sent") && stdout.contains("UIDPLUS"),
+        "{stdout}"
+    );
 
     let state = d.dir.path().join("s.sqlite");
     let urls = [d.imap_url(SRC), d.imap_url(DST)];
-    let out = run(&migrate_args(&d, &d, state.to_str().unwrap(), &urls, &["--json"]));
+    let out = run(&migrate_args(
+        &d,
+        &d,
+        state.to_str().unwrap(),
+        &urls,
+        &["--json"],
+    ));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(json(&out)["copied"], 5);
     assert_eq!(d.snapshot(DST).0["INBOX"], d.snapshot(SRC).0["INBOX"]);
@@ -233,11 +364,34 @@ fn starttls_endpoint_check_and_migration() {
 #[test]
 fn verify_reports_missing_messages() {
     let d = Dovecot::start(&[SRC, DST]);
-    d.seed_args(SRC, &["--generate", "4", "--folder", "INBOX", "--seed", "3"]);
-    d.seed_args(DST, &["--generate", "3", "--folder", "INBOX", "--seed", "3"]);
+    d.seed_args(
+        SRC,
+        &["--generate", "4", "--folder", "INBOX", "--seed", "3"],
+    );
+    d.seed_args(
+        DST,
+        &["--generate", "3", "--folder", "INBOX", "--seed", "3"],
+    );
     let pw = d.pwfile();
-    let out = mailferry(&["verify", "--from", &d.imaps_url(SRC), "--to", &d.imaps_url(DST), "--from-password-file", pw.to_str().unwrap(), "--to-password-file", pw.to_str().unwrap(), "--ca-file", d.ca().to_str().unwrap(), "--include", "INBOX"]);
+    let out = mailferry(&[
+        "verify",
+        "--from",
+        &d.imaps_url(SRC),
+        "--to",
+        &d.imaps_url(DST),
+        "--from-password-file",
+        pw.to_str().unwrap(),
+        "--to-password-file",
+        pw.to_str().unwrap(),
+        "--ca-file",
+        d.ca().to_str().unwrap(),
+        "--include",
+        "INBOX",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("missing 1") && stdout.contains("1 messages missing"), "{stdout}");
+    assert!(
+        stdout.contains("missing 1") && stdout.contains("1 messages missing"),
+        "{stdout}"
+    );
 }

@@ -72,14 +72,19 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<i32> {
     };
     s.logout();
     if a.json {
-        crate::progress::out(&format!("{}", serde_json::to_string_pretty(&report)?));
+        crate::progress::out(&serde_json::to_string_pretty(&report)?);
     } else {
         crate::progress::out(&format!("{}: login OK", report.account));
         crate::progress::out(&format!("capabilities: {}", report.capabilities.join(" ")));
-        crate::progress::out(&format!("folders:"));
+        crate::progress::out("folders:");
         for f in &report.folders {
             let count = f.messages.map_or("-".to_string(), |m| m.to_string());
-            crate::progress::out(&format!("  {:<40} {:>8}  {}", f.name, count, f.attributes.join(" ")));
+            crate::progress::out(&format!(
+                "  {:<40} {:>8}  {}",
+                f.name,
+                count,
+                f.attributes.join(" ")
+            ));
         }
     }
     Ok(EXIT_OK)

@@ -38,8 +38,13 @@ pub fn run(a: &VerifyArgs) -> anyhow::Result<i32> {
     let mut results = Vec::new();
     for (raw, display, target_name) in map_folders(&src_list, &sp, sd, &layout, &opts) {
         let skeys = folder_keys(&mut src, &raw, a.dedupe, &opts)?.unwrap_or_default();
-        let tkeys = folder_keys(&mut tgt, utf7::encode(&target_name).as_bytes(), a.dedupe, &opts)?
-            .unwrap_or_default();
+        let tkeys = folder_keys(
+            &mut tgt,
+            utf7::encode(&target_name).as_bytes(),
+            a.dedupe,
+            &opts,
+        )?
+        .unwrap_or_default();
         let tset: HashSet<&String> = tkeys.iter().map(|(_, k)| k).collect();
         let sset: HashSet<&String> = skeys.iter().map(|(_, k)| k).collect();
         results.push(FolderResult {
@@ -47,18 +52,30 @@ pub fn run(a: &VerifyArgs) -> anyhow::Result<i32> {
             target_folder: target_name,
             source_messages: skeys.len(),
             target_messages: tkeys.len(),
-            missing: skeys.iter().filter(|(_, k)| !tset.contains(k)).map(|(u, _)| *u).collect(),
-            extra: tkeys.iter().filter(|(_, k)| !sset.contains(k)).map(|(u, _)| *u).collect(),
+            missing: skeys
+                .iter()
+                .filter(|(_, k)| !tset.contains(k))
+                .map(|(u, _)| *u)
+                .collect(),
+            extra: tkeys
+                .iter()
+                .filter(|(_, k)| !sset.contains(k))
+                .map(|(u, _)| *u)
+                .collect(),
         });
     }
     src.logout();
     tgt.logout();
     let missing: usize = results.iter().map(|r| r.missing.len()).sum();
     if a.json {
-        crate::progress::out(&format!("{}", serde_json::to_string_pretty(&results)?));
+        crate::progress::out(&serde_json::to_string_pretty(&results)?);
     } else {
         for r in &results {
-            let state = if r.missing.is_empty() { "ok" } else { "MISSING" };
+            let state = if r.missing.is_empty() {
+                "ok"
+            } else {
+                "MISSING"
+            };
             crate::progress::out(&format!(
                 "{state:<8} {} → {}: source {}, target {}, missing {}, extra {}",
                 r.folder,
@@ -69,7 +86,10 @@ pub fn run(a: &VerifyArgs) -> anyhow::Result<i32> {
                 r.extra.len()
             ));
             if !r.missing.is_empty() {
-                crate::progress::out(&format!("         missing source UIDs: {}", crate::decide::uid_set(&r.missing)));
+                crate::progress::out(&format!(
+                    "         missing source UIDs: {}",
+                    crate::decide::uid_set(&r.missing)
+                ));
             }
         }
         crate::progress::out(&format!(

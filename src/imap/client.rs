@@ -38,6 +38,9 @@ impl ListEntry {
     }
 }
 
+/// A namespace's prefix (on the wire) and hierarchy delimiter (RFC 2342).
+pub type Namespace = (Vec<u8>, Option<char>);
+
 /// What SELECT / EXAMINE tells about a mailbox.
 #[derive(Debug, Clone, Default)]
 pub struct Selected {
@@ -79,7 +82,8 @@ fn quote(s: &[u8]) -> Vec<u8> {
 
 /// Whether `s` can go in a quoted string (no CR, LF, NUL, no 8-bit).
 fn quotable(s: &[u8]) -> bool {
-    s.iter().all(|&c| c != 0 && c != b'\r' && c != b'\n' && c < 0x80)
+    s.iter()
+        .all(|&c| c != 0 && c != b'\r' && c != b'\n' && c < 0x80)
 }
 
 pub fn base64(data: &[u8]) -> String {
@@ -414,7 +418,7 @@ impl<S: Read + Write> Client<S> {
     }
 
     /// The personal namespace's prefix and delimiter (RFC 2342), if announced.
-    pub fn personal_namespace(&mut self) -> Result<Option<(Vec<u8>, Option<char>)>, ImapError> {
+    pub fn personal_namespace(&mut self) -> Result<Option<Namespace>, ImapError> {
         if !self.has_cap("NAMESPACE") {
             return Ok(None);
         }
@@ -666,7 +670,11 @@ fn list_entry(rest: &[parse::Value]) -> Result<ListEntry, ImapError> {
         parse::Value::Nil => None,
         v => v.as_bytes().and_then(|b| b.first()).map(|&c| c as char),
     };
-    let raw = rest.get(2).and_then(|v| v.as_bytes()).ok_or_else(bad)?.to_vec();
+    let raw = rest
+        .get(2)
+        .and_then(|v| v.as_bytes())
+        .ok_or_else(bad)?
+        .to_vec();
     Ok(ListEntry { attrs, delim, raw })
 }
 
@@ -728,7 +736,9 @@ mod tests {
         c.greeting().unwrap();
         let err = c.login("a@b.ch", "p\"w").unwrap_err();
         assert!(matches!(err, ImapError::No { .. }));
-        assert!(err.to_string().contains("[AUTHENTICATIONFAILED] Authentication failed."));
+        assert!(err
+            .to_string()
+            .contains("[AUTHENTICATIONFAILED] Authentication failed."));
         assert_eq!(
             String::from_utf8(c.get_mut().written.clone()).unwrap(),
             "M0001 LOGIN \"a@b.ch\" \"p\\\"w\"\r\n"
@@ -774,7 +784,11 @@ mod tests {
             .collect();
         let res = c.append_many(&msgs).unwrap();
         assert_eq!(res[0].as_ref().unwrap(), &Some(10));
-        assert!(res[1].as_ref().unwrap_err().to_string().contains("Message too large"));
+        assert!(res[1]
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("Message too large"));
         assert_eq!(res[2].as_ref().unwrap(), &Some(11));
         let w = String::from_utf8(c.get_mut().written.clone()).unwrap();
         assert!(w.starts_with(
@@ -799,7 +813,10 @@ mod tests {
             })
             .unwrap();
         assert_eq!(uid, None);
-        assert_eq!(c.get_mut().written, b"M0001 APPEND \"INBOX\" {3}\r\nx\r\n\r\n");
+        assert_eq!(
+            c.get_mut().written,
+            b"M0001 APPEND \"INBOX\" {3}\r\nx\r\n\r\n"
+        );
     }
 
     #[test]

@@ -48,8 +48,9 @@ impl ImapError {
             ImapError::Protocol(_) => Retry::Now,
             ImapError::Bad { .. } => Retry::Final,
             ImapError::No { .. } => match self.code().as_deref() {
-                Some("UNAVAILABLE") | Some("INUSE") | Some("OVERQUOTA")
-                | Some("SERVERBUG") => Retry::Later,
+                Some("UNAVAILABLE") | Some("INUSE") | Some("OVERQUOTA") | Some("SERVERBUG") => {
+                    Retry::Later
+                }
                 _ => Retry::Final,
             },
         }

@@ -297,7 +297,9 @@ impl<'a> Cursor<'a> {
                 }
                 self.pos += 1;
             }
-            code = Some(String::from_utf8_lossy(&self.b[start..self.pos.min(self.b.len())]).into_owned());
+            code = Some(
+                String::from_utf8_lossy(&self.b[start..self.pos.min(self.b.len())]).into_owned(),
+            );
             if self.peek() == Some(b']') {
                 self.pos += 1;
             }
@@ -501,7 +503,10 @@ mod tests {
             panic!()
         };
         let f = parse_fetch(1, &rest).unwrap();
-        assert_eq!(f.header_fields.unwrap(), b"Message-ID: <a@b>\r\n\r\n".to_vec());
+        assert_eq!(
+            f.header_fields.unwrap(),
+            b"Message-ID: <a@b>\r\n\r\n".to_vec()
+        );
     }
 
     #[test]
@@ -539,7 +544,12 @@ mod tests {
             (b"A1 OK done\r\n", None),
             (b"* OK {}\r\n", None),
         ] {
-            assert_eq!(trailing_literal(line), want, "{:?}", String::from_utf8_lossy(line));
+            assert_eq!(
+                trailing_literal(line),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 }

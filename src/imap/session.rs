@@ -57,7 +57,9 @@ pub fn open(
             }
         }
     };
-    client.login(&server.user, password.expose()).map_err(|e| login_error(server, e))?;
+    client
+        .login(&server.user, password.expose())
+        .map_err(|e| login_error(server, e))?;
     Ok(client)
 }
 

@@ -22,7 +22,11 @@ pub fn root() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// One certificate for the whole test process (key generation is the slow part).
@@ -32,7 +36,22 @@ fn cert_dir() -> &'static Path {
         let dir = std::env::temp_dir().join(format!("mailferry-cert-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let ok = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "30", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                "-keyout",
+            ])
             .arg(dir.join("key.pem"))
             .arg("-out")
             .arg(dir.join("cert.pem"))
@@ -69,7 +88,10 @@ impl Dovecot {
     }
 
     pub fn start_with(users: &[&str], cfg: Config) -> Dovecot {
-        let dir = tempfile::Builder::new().prefix("mf-dovecot-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("mf-dovecot-")
+            .tempdir()
+            .unwrap();
         let d = Dovecot {
             imap: free_port(),
             imaps: free_port(),
@@ -99,7 +121,11 @@ impl Dovecot {
             }
         }
         let out = cmd.output().expect("run testbed.sh");
-        assert!(out.status.success(), "testbed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "testbed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // Wait until the IMAPS port answers.
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", d.imaps)).is_ok() {
@@ -135,7 +161,14 @@ impl Dovecot {
     pub fn seed_args(&self, user: &str, extra: &[&str]) {
         let out = Command::new("python3")
             .arg(root().join("scripts/seed.py"))
-            .args(["--host", "localhost", "--port", &self.imaps.to_string(), "--user", user])
+            .args([
+                "--host",
+                "localhost",
+                "--port",
+                &self.imaps.to_string(),
+                "--user",
+                user,
+            ])
             .arg("--password-file")
             .arg(self.pwfile())
             .arg("--ca-file")
@@ -145,7 +178,11 @@ impl Dovecot {
             .args(extra)
             .output()
             .expect("python3 seed.py");
-        assert!(out.status.success(), "seed.py: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "seed.py: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn server(&self, user: &str) -> Server {
@@ -189,12 +226,17 @@ impl Dovecot {
                     Ok(())
                 })
                 .unwrap();
-                let mut flags: Vec<String> = m.flags.into_iter().filter(|f| f != "\\Recent").collect();
+                let mut flags: Vec<String> =
+                    m.flags.into_iter().filter(|f| f != "\\Recent").collect();
                 flags.sort();
                 msgs.push(Msg {
                     body: body.expect("body"),
                     flags,
-                    date: m.internal_date.as_deref().map(parse_date).expect("INTERNALDATE"),
+                    date: m
+                        .internal_date
+                        .as_deref()
+                        .map(parse_date)
+                        .expect("INTERNALDATE"),
                 });
             }
             msgs.sort();
@@ -337,12 +379,28 @@ pub fn text(o: &Output) -> String {
 /// Compare two snapshots folder by folder with a readable message.
 /// Empty folders are compared by the callers that care about them.
 pub fn assert_same(got: &Snapshot, want: &Snapshot) {
-    let gk: Vec<&String> = got.0.iter().filter(|(_, v)| !v.is_empty()).map(|(k, _)| k).collect();
-    let wk: Vec<&String> = want.0.iter().filter(|(_, v)| !v.is_empty()).map(|(k, _)| k).collect();
+    let gk: Vec<&String> = got
+        .0
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, _)| k)
+        .collect();
+    let wk: Vec<&String> = want
+        .0
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, _)| k)
+        .collect();
     assert_eq!(gk, wk, "folder names differ");
     for (name, w) in want.0.iter().filter(|(_, v)| !v.is_empty()) {
         let g = &got.0[name];
-        assert_eq!(g.len(), w.len(), "{name}: message count ({:?} vs {:?})", g.iter().map(Msg::subject).collect::<Vec<_>>(), w.iter().map(Msg::subject).collect::<Vec<_>>());
+        assert_eq!(
+            g.len(),
+            w.len(),
+            "{name}: message count ({:?} vs {:?})",
+            g.iter().map(Msg::subject).collect::<Vec<_>>(),
+            w.iter().map(Msg::subject).collect::<Vec<_>>()
+        );
         for (a, b) in g.iter().zip(w) {
             assert!(a.body == b.body, "{name}: bytes differ for {}", b.subject());
             assert_eq!(a.flags, b.flags, "{name}: flags of {}", b.subject());
