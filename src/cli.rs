@@ -64,15 +64,9 @@ pub struct PairArgs {
     pub to_password_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Args)]
-pub struct MigrateArgs {
-    #[command(flatten)]
-    pub pair: PairArgs,
-    #[command(flatten)]
-    pub net: NetArgs,
-    /// The index (SQLite) with checkpoints and dedupe keys [default: $XDG_STATE_HOME/mailferry/index.sqlite].
-    #[arg(long, value_name = "PATH")]
-    pub state: Option<PathBuf>,
+/// Which folders go where, and when two messages are the same.
+#[derive(Debug, Args, Clone)]
+pub struct FolderArgs {
     /// Put source folder SRC into target folder DST (names with / as separator); repeatable.
     #[arg(long, value_name = "SRC=DST")]
     pub folder_map: Vec<String>,
@@ -85,6 +79,19 @@ pub struct MigrateArgs {
     /// When two messages are the same: exact bytes, Message-ID plus body, or never.
     #[arg(long, value_enum, default_value = "exact")]
     pub dedupe: Mode,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub pair: PairArgs,
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// The index (SQLite) with checkpoints and dedupe keys [default: $XDG_STATE_HOME/mailferry/index.sqlite].
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub folders: FolderArgs,
     /// Show per folder what would be copied; write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -113,16 +120,8 @@ pub struct VerifyArgs {
     pub pair: PairArgs,
     #[command(flatten)]
     pub net: NetArgs,
-    /// Folder mapping, as in migrate.
-    #[arg(long, value_name = "SRC=DST")]
-    pub folder_map: Vec<String>,
-    #[arg(long, value_name = "GLOB")]
-    pub include: Vec<String>,
-    #[arg(long, value_name = "GLOB")]
-    pub exclude: Vec<String>,
-    /// Compare with this dedupe mode's keys.
-    #[arg(long, value_enum, default_value = "exact")]
-    pub dedupe: Mode,
+    #[command(flatten)]
+    pub folders: FolderArgs,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,

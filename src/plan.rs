@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::cli::{NetArgs, PairArgs};
+use crate::cli::{FolderArgs, NetArgs, PairArgs};
 use crate::endpoint::{self, Endpoint, Proto, Server};
 use crate::engine::Options;
 use crate::error::input;
@@ -69,22 +69,17 @@ pub fn pair(a: &PairArgs) -> anyhow::Result<Pair> {
     })
 }
 
-pub fn options(
-    folder_map: &[String],
-    include: &[String],
-    exclude: &[String],
-    dedupe: crate::dedupe::Mode,
-    dry_run: bool,
-) -> anyhow::Result<Options> {
-    let map = folder_map
+pub fn options(f: &FolderArgs, dry_run: bool) -> anyhow::Result<Options> {
+    let map = f
+        .folder_map
         .iter()
         .map(|m| folders::parse_map(m).map_err(input))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Options {
-        dedupe,
+        dedupe: f.dedupe,
         dry_run,
-        include: include.to_vec(),
-        exclude: exclude.to_vec(),
+        include: f.include.clone(),
+        exclude: f.exclude.clone(),
         rules: Rules { map },
         ..Options::default()
     })

@@ -8,7 +8,7 @@ use crate::plan;
 
 pub fn run(a: &MigrateArgs) -> anyhow::Result<i32> {
     let pair = plan::pair(&a.pair)?;
-    let opts = plan::options(&a.folder_map, &a.include, &a.exclude, a.dedupe, a.dry_run)?;
+    let opts = plan::options(&a.folders, a.dry_run)?;
     let net = plan::net(&a.net);
     let state = a.state.clone().unwrap_or_else(index::default_path);
     let mut index = Index::open(&state)?;

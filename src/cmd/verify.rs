@@ -26,7 +26,7 @@ struct FolderResult {
 
 pub fn run(a: &VerifyArgs) -> anyhow::Result<i32> {
     let pair = plan::pair(&a.pair)?;
-    let opts = plan::options(&a.folder_map, &a.include, &a.exclude, a.dedupe, false)?;
+    let opts = plan::options(&a.folders, false)?;
     let net = plan::net(&a.net);
     let mut src = session::open(&pair.source, &pair.source_password, &net, "source")?;
     let mut tgt = session::open(&pair.target, &pair.target_password, &net, "target")?;
@@ -37,11 +37,11 @@ pub fn run(a: &VerifyArgs) -> anyhow::Result<i32> {
     let layout = target_layout(&tgt_list, tp, td);
     let mut results = Vec::new();
     for (raw, display, target_name) in map_folders(&src_list, &sp, sd, &layout, &opts) {
-        let skeys = folder_keys(&mut src, &raw, a.dedupe, &opts)?.unwrap_or_default();
+        let skeys = folder_keys(&mut src, &raw, a.folders.dedupe, &opts)?.unwrap_or_default();
         let tkeys = folder_keys(
             &mut tgt,
             utf7::encode(&target_name).as_bytes(),
-            a.dedupe,
+            a.folders.dedupe,
             &opts,
         )?
         .unwrap_or_default();

@@ -86,6 +86,17 @@ fn quotable(s: &[u8]) -> bool {
         .all(|&c| c != 0 && c != b'\r' && c != b'\n' && c < 0x80)
 }
 
+/// A mailbox name as a command part: quoted where possible, a literal otherwise.
+/// `quoted` is scratch space that must outlive the part.
+fn mailbox_part<'a>(mailbox: &'a [u8], quoted: &'a mut Vec<u8>) -> Part<'a> {
+    if quotable(mailbox) {
+        *quoted = quote(mailbox);
+        Part::Text(quoted)
+    } else {
+        Part::Literal(mailbox)
+    }
+}
+
 pub fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
@@ -450,15 +461,8 @@ impl<S: Read + Write> Client<S> {
     /// SELECT (read-write) or EXAMINE (read-only) a mailbox.
     pub fn select(&mut self, mailbox: &[u8], readonly: bool) -> Result<Selected, ImapError> {
         let verb: &[u8] = if readonly { b"EXAMINE " } else { b"SELECT " };
-        let q = quote(mailbox);
-        let parts = [
-            Part::Text(verb),
-            if quotable(mailbox) {
-                Part::Text(&q)
-            } else {
-                Part::Literal(mailbox)
-            },
-        ];
+        let mut q = Vec::new();
+        let parts = [Part::Text(verb), mailbox_part(mailbox, &mut q)];
         let mut sel = Selected::default();
         let status = self.run(if readonly { "EXAMINE" } else { "SELECT" }, &parts, |r| {
             match r {
@@ -474,15 +478,8 @@ impl<S: Read + Write> Client<S> {
 
     /// CREATE a mailbox; "already exists" is success.
     pub fn create(&mut self, mailbox: &[u8]) -> Result<(), ImapError> {
-        let q = quote(mailbox);
-        let parts = [
-            Part::Text(b"CREATE "),
-            if quotable(mailbox) {
-                Part::Text(&q)
-            } else {
-                Part::Literal(mailbox)
-            },
-        ];
+        let mut q = Vec::new();
+        let parts = [Part::Text(b"CREATE "), mailbox_part(mailbox, &mut q)];
         match self.simple("CREATE", &parts) {
             Ok(_) => Ok(()),
             Err(ImapError::No { status, .. })
@@ -495,15 +492,8 @@ impl<S: Read + Write> Client<S> {
     }
 
     pub fn subscribe(&mut self, mailbox: &[u8]) -> Result<(), ImapError> {
-        let q = quote(mailbox);
-        let parts = [
-            Part::Text(b"SUBSCRIBE "),
-            if quotable(mailbox) {
-                Part::Text(&q)
-            } else {
-                Part::Literal(mailbox)
-            },
-        ];
+        let mut q = Vec::new();
+        let parts = [Part::Text(b"SUBSCRIBE "), mailbox_part(mailbox, &mut q)];
         self.simple("SUBSCRIBE", &parts).map(|_| ())
     }
 

@@ -1,0 +1,1 @@
+//! mbox reading and writing (in progress).
