@@ -6,20 +6,23 @@ use std::collections::HashSet;
 /// What the cheap listing says about one source message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
-    pub uid: u32,
+    /// The source's stable id: an IMAP UID in decimal, a POP3 UIDL, an mbox position.
+    pub id: String,
+    /// Position in the source (IMAP UID, POP3 message number, mbox ordinal).
+    pub order: u64,
     pub size: u64,
     pub flags: Vec<String>,
     pub internal_date: Option<String>,
 }
 
 /// The messages of a listing that the index does not record as done, in UID order.
-pub fn pending(listing: &[Meta], done: &HashSet<u32>) -> Vec<Meta> {
+pub fn pending(listing: &[Meta], done: &HashSet<String>) -> Vec<Meta> {
     let mut out: Vec<Meta> = listing
         .iter()
-        .filter(|m| !done.contains(&m.uid))
+        .filter(|m| !done.contains(&m.id))
         .cloned()
         .collect();
-    out.sort_by_key(|m| m.uid);
+    out.sort_by_key(|m| m.order);
     out
 }
 
@@ -164,15 +167,16 @@ mod tests {
 
     #[test]
     fn pending_filters_done_and_sorts() {
-        let m = |uid| Meta {
-            uid,
+        let m = |uid: u64| Meta {
+            id: uid.to_string(),
+            order: uid,
             size: 1,
             flags: vec![],
             internal_date: None,
         };
-        let got: Vec<u32> = pending(&[m(5), m(1), m(3)], &HashSet::from([3]))
+        let got: Vec<u64> = pending(&[m(5), m(1), m(3)], &HashSet::from(["3".to_string()]))
             .iter()
-            .map(|m| m.uid)
+            .map(|m| m.order)
             .collect();
         assert_eq!(got, vec![1, 5]);
     }

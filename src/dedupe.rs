@@ -61,6 +61,44 @@ pub fn body_offset(msg: &[u8]) -> usize {
     msg.len()
 }
 
+/// The unfolded value of the first header called `name` (case-insensitive).
+pub fn header(msg: &[u8], name: &str) -> Option<Vec<u8>> {
+    let headers = &msg[..body_offset(msg)];
+    let mut value: Option<Vec<u8>> = None;
+    let prefix = format!("{name}:");
+    for line in headers.split(|&c| c == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(v) = value.as_mut() {
+            if line.first().is_some_and(|c| *c == b' ' || *c == b'\t') {
+                v.push(b' ');
+                v.extend_from_slice(line.trim_ascii_start());
+                continue;
+            }
+            break;
+        }
+        if line.len() >= prefix.len()
+            && line[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+        {
+            value = Some(line[prefix.len()..].trim_ascii().to_vec());
+        }
+    }
+    value
+}
+
+/// An INTERNALDATE for a message that has none (POP3): the date of the topmost
+/// `Received:` header (after its `;`), else the `Date:` header, in IMAP form.
+pub fn header_date(msg: &[u8]) -> Option<String> {
+    let parse = |v: &[u8]| -> Option<String> {
+        let text = String::from_utf8_lossy(v);
+        let text = text.split(" (").next().unwrap_or("").trim();
+        let d = chrono::DateTime::parse_from_rfc2822(text).ok()?;
+        Some(d.format("%d-%b-%Y %H:%M:%S %z").to_string())
+    };
+    header(msg, "Received")
+        .and_then(|r| r.rsplit(|&c| c == b';').next().and_then(parse))
+        .or_else(|| header(msg, "Date").and_then(|d| parse(&d)))
+}
+
 /// The value of the first Message-ID header (unfolded, trimmed), if any.
 pub fn message_id(msg: &[u8]) -> Option<Vec<u8>> {
     let headers = &msg[..body_offset(msg)];
@@ -150,6 +188,23 @@ mod tests {
             (b"no headers at all", None),
         ] {
             assert_eq!(message_id(msg).as_deref(), want);
+        }
+    }
+
+    #[test]
+    fn dates_from_headers() {
+        for (msg, want) in [
+            (
+                &b"Received: from a by b; Tue, 2 Jan 2024 10:00:00 +0100 (CET)\r\nDate: Mon, 1 Jan 2024 09:00:00 +0000\r\n\r\nx"[..],
+                Some("02-Jan-2024 10:00:00 +0100"),
+            ),
+            (b"Received: from a\r\n\tby b; Wed, 3 Jan 2024 11:12:13 -0500\r\n\r\n", Some("03-Jan-2024 11:12:13 -0500")),
+            (b"Date: Mon, 1 Jan 2024 09:00:00 +0000\n\nx", Some("01-Jan-2024 09:00:00 +0000")),
+            (b"Received: garbage\r\nDate: Mon, 1 Jan 2024 09:00:00 +0000\r\n\r\n", Some("01-Jan-2024 09:00:00 +0000")),
+            (b"Date: the day after tomorrow\r\n\r\n", None),
+            (b"Subject: none\r\n\r\n", None),
+        ] {
+            assert_eq!(header_date(msg).as_deref(), want, "{}", String::from_utf8_lossy(msg));
         }
     }
 

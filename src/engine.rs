@@ -24,6 +24,7 @@ use crate::index::{Index, Outcome, Record};
 use crate::log;
 use crate::net::NetOptions;
 use crate::secret::Password;
+use crate::source::Source;
 use crate::summary::{Failure, Planned, Summary};
 
 /// How a run copies.
@@ -37,6 +38,8 @@ pub struct Options {
     /// Upper bound of message bytes held per fetch batch.
     pub batch_bytes: u64,
     pub batch_count: usize,
+    /// POP3 only: delete from the source what the target confirmed in this run.
+    pub delete_after: bool,
 }
 
 impl Default for Options {
@@ -49,6 +52,7 @@ impl Default for Options {
             rules: Rules::default(),
             batch_bytes: 8 << 20,
             batch_count: 250,
+            delete_after: false,
         }
     }
 }
@@ -145,7 +149,8 @@ pub fn listing(s: &mut Session) -> Result<Vec<Meta>, ImapError> {
     s.uid_fetch("1:*", "(UID RFC822.SIZE FLAGS INTERNALDATE)", |f| {
         if let Some(uid) = f.uid {
             out.push(Meta {
-                uid,
+                id: uid.to_string(),
+                order: u64::from(uid),
                 size: f.size.unwrap_or(0),
                 flags: f.flags.unwrap_or_default(),
                 internal_date: f.internal_date,
@@ -215,34 +220,30 @@ fn target_unknown(s: &mut Session, known: &HashMap<u32, String>) -> Result<Unkno
     Ok(u)
 }
 
-/// Everything a copy needs to know about the job.
+/// Everything a copy needs to know about the job besides the source.
 pub struct Job<'a> {
-    pub source: &'a Server,
-    pub source_password: &'a Password,
     pub target: &'a Server,
     pub target_password: &'a Password,
     pub net: &'a NetOptions,
     pub opts: &'a Options,
 }
 
-/// Copy one IMAP account into another.
-pub fn migrate(job: &Job<'_>, index: &mut Index) -> anyhow::Result<Summary> {
+/// Copy every selected folder of a source into an IMAP account.
+pub fn migrate(src: &mut dyn Source, job: &Job<'_>, index: &mut Index) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let mut summary = Summary {
-        source: job.source.to_string(),
+        source: src.describe(),
         target: job.target.to_string(),
         dry_run: job.opts.dry_run,
         ..Summary::default()
     };
-    let mut src = session::open(job.source, job.source_password, job.net, "source")?;
     let mut tgt = session::open(job.target, job.target_password, job.net, "target")?;
 
-    let src_list = src.list()?;
-    let (src_prefix, src_delim) = layout_of(&mut src, &src_list)?;
+    let tree = src.folders()?;
     let tgt_list = tgt.list()?;
     let (tgt_prefix, tgt_delim) = layout_of(&mut tgt, &tgt_list)?;
     let layout = target_layout(&tgt_list, tgt_prefix, tgt_delim);
-    let mapped = map_folders(&src_list, &src_prefix, src_delim, &layout, job.opts);
+    let mapped = map_folders(&tree.entries, &tree.prefix, tree.delim, &layout, job.opts);
     let tgt_existing: HashSet<Vec<u8>> = tgt_list.iter().map(|e| e.raw.clone()).collect();
 
     let job_id = index.job(&summary.source, &summary.target)?;
@@ -250,17 +251,17 @@ pub fn migrate(job: &Job<'_>, index: &mut Index) -> anyhow::Result<Summary> {
     // Phase 1: plan every folder (cheap listings only), for totals and dry runs.
     let mut plans = Vec::new();
     for (raw, display, target_name) in mapped {
-        let sel = src.select(&raw, true)?;
-        let pending = if sel.exists == 0 {
+        let opened = src.open(&raw)?;
+        let pending = if opened.count == 0 {
             Vec::new()
         } else {
-            let list = listing(&mut src)?;
-            let done = index.done_uids(job_id, &display, sel.uidvalidity)?;
+            let list = src.listing()?;
+            let done = index.done_ids(job_id, &display, opened.uidvalidity)?;
             if done.is_empty() {
-                if let Some(old) = index.other_uidvalidity(job_id, &display, sel.uidvalidity)? {
+                if let Some(old) = index.other_uidvalidity(job_id, &display, opened.uidvalidity)? {
                     log::warn(format!(
                         "{display}: UIDVALIDITY changed ({old} → {}); every message is checked against the target by its dedupe key, nothing is copied twice",
-                        sel.uidvalidity
+                        opened.uidvalidity
                     ));
                 }
             }
@@ -268,14 +269,14 @@ pub fn migrate(job: &Job<'_>, index: &mut Index) -> anyhow::Result<Summary> {
         };
         log::info(format!(
             "{display} → {target_name}: {} messages, {} not yet copied",
-            sel.exists,
+            opened.count,
             pending.len()
         ));
         plans.push(FolderPlan {
             raw,
             display,
             target_name,
-            uidvalidity: sel.uidvalidity,
+            uidvalidity: opened.uidvalidity,
             pending,
         });
     }
@@ -291,7 +292,7 @@ pub fn migrate(job: &Job<'_>, index: &mut Index) -> anyhow::Result<Summary> {
                 bytes: p.pending.iter().map(|m| m.size).sum(),
             })
             .collect();
-        src.logout();
+        src.close();
         tgt.logout();
         summary.finish(started);
         return Ok(summary);
@@ -300,6 +301,7 @@ pub fn migrate(job: &Job<'_>, index: &mut Index) -> anyhow::Result<Summary> {
     let total_msgs: u64 = plans.iter().map(|p| p.pending.len() as u64).sum();
     let total_bytes: u64 = plans.iter().flat_map(|p| &p.pending).map(|m| m.size).sum();
     let mut progress = crate::progress::start(total_msgs, total_bytes);
+    let mut confirmed = Vec::new();
 
     for plan in &plans {
         let target_raw = utf7::encode(&plan.target_name).into_bytes();
@@ -320,8 +322,9 @@ pub fn migrate(job: &Job<'_>, index: &mut Index) -> anyhow::Result<Summary> {
             target_raw,
             summary: &mut summary,
             index,
+            confirmed: &mut confirmed,
         };
-        if let Err(stop) = ctx.copy(&mut src, &mut tgt, &mut progress) {
+        if let Err(stop) = ctx.copy(src, &mut tgt, &mut progress) {
             match stop {
                 Stop::Account(why) => {
                     summary.stopped = Some(why);
@@ -332,8 +335,12 @@ pub fn migrate(job: &Job<'_>, index: &mut Index) -> anyhow::Result<Summary> {
         }
     }
     drop(progress);
-    src.logout();
     tgt.logout();
+    if job.opts.delete_after && summary.stopped.is_none() {
+        let n = src.delete(&confirmed)?;
+        summary.deleted = Some(n as u64);
+    }
+    src.close();
     summary.finish(started);
     Ok(summary)
 }
@@ -357,20 +364,22 @@ struct FolderCopy<'a, 'j> {
     target_raw: Vec<u8>,
     summary: &'a mut Summary,
     index: &'a mut Index,
+    /// Source ids whose copy the target confirmed in this run.
+    confirmed: &'a mut Vec<String>,
 }
 
 impl FolderCopy<'_, '_> {
     fn copy(
         &mut self,
-        src: &mut Session,
+        src: &mut dyn Source,
         tgt: &mut Session,
         progress: &mut crate::progress::Progress,
     ) -> Result<(), Stop> {
         let plan = self.plan;
         let opts = self.job.opts;
         let target_id = self.job.target.to_string();
-        let sel = src.select(&plan.raw, true)?;
-        if sel.uidvalidity != plan.uidvalidity {
+        let opened = src.open(&plan.raw)?;
+        if opened.uidvalidity != plan.uidvalidity {
             return Err(Stop::Error(crate::error::connect(format!(
                 "{}: the source folder's UIDVALIDITY changed during the run; run again",
                 plan.display
@@ -389,26 +398,26 @@ impl FolderCopy<'_, '_> {
             Unknown::default()
         };
         let mut seen_in_run: HashSet<String> = HashSet::new();
+        let headers_date = src.dates_from_headers();
 
         let sizes: Vec<u64> = pending.iter().map(|m| m.size).collect();
         for range in decide::batches(&sizes, opts.batch_bytes, opts.batch_count) {
             let batch = &pending[range];
-            let uids: Vec<u32> = batch.iter().map(|m| m.uid).collect();
-            let mut bodies: HashMap<u32, Vec<u8>> = HashMap::new();
-            fetch_bodies(src, &uids, |uid, body| {
-                bodies.insert(uid, body);
+            let mut bodies: HashMap<String, Vec<u8>> = HashMap::new();
+            src.fetch(batch, &mut |id, body| {
+                bodies.insert(id.to_string(), body);
             })?;
 
             let mut records = Vec::new();
-            // Messages to append, and duplicates waiting on one of them (by key).
-            let mut to_append: Vec<(&Meta, String, Vec<String>)> = Vec::new();
+            // Messages to append (meta, key, flags, date), and duplicates waiting on one of them.
+            let mut to_append: Vec<(&Meta, String, Vec<String>, Option<String>)> = Vec::new();
             let mut waiting: HashMap<String, Vec<&Meta>> = HashMap::new();
             let mut batch_bytes = 0u64;
             for meta in batch {
-                let Some(body) = bodies.get(&meta.uid) else {
+                let Some(body) = bodies.get(&meta.id) else {
                     log::info(format!(
-                        "{}: UID {} vanished from the source",
-                        plan.display, meta.uid
+                        "{}: message {} vanished from the source",
+                        plan.display, meta.id
                     ));
                     continue;
                 };
@@ -445,7 +454,7 @@ impl FolderCopy<'_, '_> {
                     );
                 }
                 match act {
-                    Action::Skip if to_append.iter().any(|(_, k, _)| *k == key) => {
+                    Action::Skip if to_append.iter().any(|(_, k, _, _)| *k == key) => {
                         waiting.entry(key).or_default().push(meta);
                     }
                     Action::Skip => {
@@ -457,30 +466,37 @@ impl FolderCopy<'_, '_> {
                             decide::append_flags(&meta.flags, &tsel.permanent_flags);
                         if !dropped.is_empty() {
                             log::info(format!(
-                                "{} UID {}: flags the target cannot store are left out: {}",
+                                "{} message {}: flags the target cannot store are left out: {}",
                                 plan.display,
-                                meta.uid,
+                                meta.id,
                                 dropped.join(" ")
                             ));
                         }
+                        let date = meta.internal_date.clone().or_else(|| {
+                            if headers_date {
+                                dedupe::header_date(body)
+                            } else {
+                                None
+                            }
+                        });
                         seen_in_run.insert(key.clone());
-                        to_append.push((meta, key, flags));
+                        to_append.push((meta, key, flags, date));
                     }
                 }
             }
 
             let appends: Vec<Append> = to_append
                 .iter()
-                .map(|(meta, _, flags)| Append {
+                .map(|(meta, _, flags, date)| Append {
                     mailbox: &self.target_raw,
                     flags,
-                    internal_date: meta.internal_date.as_deref(),
-                    body: &bodies[&meta.uid],
+                    internal_date: date.as_deref(),
+                    body: &bodies[&meta.id],
                 })
                 .collect();
             let results = tgt.append_many(&appends)?;
             let mut stop = None;
-            for ((meta, key, flags), result) in to_append.iter().zip(results) {
+            for ((meta, key, flags, date), result) in to_append.iter().zip(results) {
                 let result = match result {
                     Err(e)
                         if e.retry() == Retry::Final
@@ -493,16 +509,16 @@ impl FolderCopy<'_, '_> {
                             .cloned()
                             .collect();
                         log::warn(format!(
-                            "{} UID {}: target refused the keywords ({}); copying with system flags only",
+                            "{} message {}: target refused the keywords ({}); copying with system flags only",
                             plan.display,
-                            meta.uid,
+                            meta.id,
                             e.server_words()
                         ));
                         tgt.append(&Append {
                             mailbox: &self.target_raw,
                             flags: &system,
-                            internal_date: meta.internal_date.as_deref(),
-                            body: &bodies[&meta.uid],
+                            internal_date: date.as_deref(),
+                            body: &bodies[&meta.id],
                         })
                     }
                     other => other,
@@ -548,6 +564,11 @@ impl FolderCopy<'_, '_> {
                 }
             }
             self.index.record(&records)?;
+            for r in &records {
+                if let Record::Done { id, .. } = r {
+                    self.confirmed.push(id.clone());
+                }
+            }
             progress.advance(batch.len() as u64, batch_bytes);
             if let Some(why) = stop {
                 return Err(Stop::Account(why));
@@ -561,7 +582,7 @@ impl FolderCopy<'_, '_> {
             job: self.job_id,
             folder: self.plan.display.clone(),
             uidvalidity: self.plan.uidvalidity,
-            uid: meta.uid,
+            id: meta.id.clone(),
             key: key.to_string(),
             outcome,
             target_folder: self.plan.target_name.clone(),
@@ -571,19 +592,19 @@ impl FolderCopy<'_, '_> {
 
     fn fail(&mut self, records: &mut Vec<Record>, meta: &Meta, reason: &str) {
         log::warn(format!(
-            "{} UID {}: the target refused the message: {reason}",
-            self.plan.display, meta.uid
+            "{} message {}: the target refused it: {reason}",
+            self.plan.display, meta.id
         ));
         self.summary.failed.push(Failure {
             folder: self.plan.display.clone(),
-            uid: meta.uid,
+            id: meta.id.clone(),
             reason: reason.to_string(),
         });
         records.push(Record::Failed {
             job: self.job_id,
             folder: self.plan.display.clone(),
             uidvalidity: self.plan.uidvalidity,
-            uid: meta.uid,
+            id: meta.id.clone(),
             reason: reason.to_string(),
         });
     }
@@ -606,7 +627,7 @@ pub fn folder_keys(
     let sizes: Vec<u64> = list.iter().map(|m| m.size).collect();
     let mut out = Vec::with_capacity(list.len());
     for range in decide::batches(&sizes, opts.batch_bytes, opts.batch_count) {
-        let uids: Vec<u32> = list[range].iter().map(|m| m.uid).collect();
+        let uids: Vec<u32> = list[range].iter().map(|m| m.order as u32).collect();
         fetch_bodies(s, &uids, |uid, body| {
             out.push((uid, dedupe::key(&body, mode)))
         })?;

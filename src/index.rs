@@ -59,6 +59,35 @@ const MIGRATIONS: &[&str] = &[
         at TEXT NOT NULL,
         PRIMARY KEY (job_id, folder, uidvalidity, uid)
     ) WITHOUT ROWID;",
+    // 2: source messages are named by text ids (IMAP UIDs in decimal, POP3 UIDLs,
+    // mbox positions), so every kind of source shares one checkpoint table.
+    "CREATE TABLE source_done (
+        job_id INTEGER NOT NULL REFERENCES jobs(id),
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        target_folder TEXT NOT NULL,
+        target_uid INTEGER,
+        at TEXT NOT NULL,
+        PRIMARY KEY (job_id, folder, uidvalidity, id)
+    ) WITHOUT ROWID;
+    INSERT INTO source_done
+        SELECT job_id, folder, uidvalidity, CAST(uid AS TEXT), key, outcome, target_folder, target_uid, at FROM done;
+    DROP TABLE done;
+    CREATE TABLE source_failures (
+        job_id INTEGER NOT NULL REFERENCES jobs(id),
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (job_id, folder, uidvalidity, id)
+    ) WITHOUT ROWID;
+    INSERT INTO source_failures
+        SELECT job_id, folder, uidvalidity, CAST(uid AS TEXT), reason, at FROM failures;
+    DROP TABLE failures;",
 ];
 
 /// What happened to a source message.
@@ -84,7 +113,7 @@ pub enum Record {
         job: i64,
         folder: String,
         uidvalidity: u32,
-        uid: u32,
+        id: String,
         key: String,
         outcome: Outcome,
         target_folder: String,
@@ -101,7 +130,7 @@ pub enum Record {
         job: i64,
         folder: String,
         uidvalidity: u32,
-        uid: u32,
+        id: String,
         reason: String,
     },
 }
@@ -208,17 +237,17 @@ impl Index {
         )?)
     }
 
-    /// Source UIDs of this folder and UIDVALIDITY that are safely handled.
-    pub fn done_uids(
+    /// Ids of the source messages of this folder and UIDVALIDITY that are safely handled.
+    pub fn done_ids(
         &self,
         job: i64,
         folder: &str,
         uidvalidity: u32,
-    ) -> anyhow::Result<HashSet<u32>> {
+    ) -> anyhow::Result<HashSet<String>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT uid FROM done WHERE job_id = ?1 AND folder = ?2 AND uidvalidity = ?3",
+            "SELECT id FROM source_done WHERE job_id = ?1 AND folder = ?2 AND uidvalidity = ?3",
         )?;
-        let rows = st.query_map(params![job, folder, uidvalidity], |r| r.get::<_, u32>(0))?;
+        let rows = st.query_map(params![job, folder, uidvalidity], |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -232,7 +261,7 @@ impl Index {
         Ok(self
             .conn
             .query_row(
-                "SELECT uidvalidity FROM done WHERE job_id = ?1 AND folder = ?2 AND uidvalidity != ?3 LIMIT 1",
+                "SELECT uidvalidity FROM source_done WHERE job_id = ?1 AND folder = ?2 AND uidvalidity != ?3 LIMIT 1",
                 params![job, folder, uidvalidity],
                 |r| r.get(0),
             )
@@ -255,10 +284,10 @@ impl Index {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Failures recorded for a job (folder, uid, reason), for reports.
-    pub fn failures(&self, job: i64) -> anyhow::Result<Vec<(String, u32, String)>> {
+    /// Failures recorded for a job (folder, id, reason), for reports.
+    pub fn failures(&self, job: i64) -> anyhow::Result<Vec<(String, String, String)>> {
         let mut st = self.conn.prepare_cached(
-            "SELECT folder, uid, reason FROM failures WHERE job_id = ?1 ORDER BY folder, uid",
+            "SELECT folder, id, reason FROM source_failures WHERE job_id = ?1 ORDER BY folder, id",
         )?;
         let rows = st.query_map(params![job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -277,22 +306,22 @@ impl Index {
                     job,
                     folder,
                     uidvalidity,
-                    uid,
+                    id,
                     key,
                     outcome,
                     target_folder,
                     target_uid,
                 } => {
                     tx.prepare_cached(
-                        "INSERT INTO done (job_id, folder, uidvalidity, uid, key, outcome, target_folder, target_uid, at)
+                        "INSERT INTO source_done (job_id, folder, uidvalidity, id, key, outcome, target_folder, target_uid, at)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                          ON CONFLICT DO NOTHING",
                     )?
-                    .execute(params![job, folder, uidvalidity, uid, key, outcome.as_str(), target_folder, target_uid, at])?;
+                    .execute(params![job, folder, uidvalidity, id, key, outcome.as_str(), target_folder, target_uid, at])?;
                     tx.prepare_cached(
-                        "DELETE FROM failures WHERE job_id = ?1 AND folder = ?2 AND uidvalidity = ?3 AND uid = ?4",
+                        "DELETE FROM source_failures WHERE job_id = ?1 AND folder = ?2 AND uidvalidity = ?3 AND id = ?4",
                     )?
-                    .execute(params![job, folder, uidvalidity, uid])?;
+                    .execute(params![job, folder, uidvalidity, id])?;
                 }
                 Record::TargetKnown {
                     target,
@@ -318,11 +347,11 @@ impl Index {
                     job,
                     folder,
                     uidvalidity,
-                    uid,
+                    id,
                     reason,
                 } => {
                     tx.prepare_cached(
-                        "INSERT INTO failures (job_id, folder, uidvalidity, uid, reason, at)
+                        "INSERT INTO source_failures (job_id, folder, uidvalidity, id, reason, at)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                          ON CONFLICT DO UPDATE SET reason = excluded.reason, at = excluded.at",
                     )?
@@ -330,7 +359,7 @@ impl Index {
                         job,
                         folder,
                         uidvalidity,
-                        uid,
+                        id,
                         reason,
                         at
                     ])?;
@@ -370,7 +399,7 @@ mod tests {
             job,
             folder: "INBOX".into(),
             uidvalidity: 5,
-            uid: 9,
+            id: "9".into(),
             reason: "[LIMIT] too big".into(),
         };
         ix.record(&[fail.clone(), fail]).unwrap();
@@ -379,17 +408,52 @@ mod tests {
             job,
             folder: "INBOX".into(),
             uidvalidity: 5,
-            uid: 9,
+            id: "9".into(),
             key: "x:ab".into(),
             outcome: Outcome::Copied,
             target_folder: "INBOX".into(),
             target_uid: Some(1),
         };
         ix.record(&[done.clone(), done]).unwrap();
-        assert_eq!(ix.done_uids(job, "INBOX", 5).unwrap(), HashSet::from([9]));
-        assert!(ix.done_uids(job, "INBOX", 6).unwrap().is_empty());
+        assert_eq!(
+            ix.done_ids(job, "INBOX", 5).unwrap(),
+            HashSet::from(["9".to_string()])
+        );
+        assert!(ix.done_ids(job, "INBOX", 6).unwrap().is_empty());
         assert_eq!(ix.other_uidvalidity(job, "INBOX", 6).unwrap(), Some(5));
         assert!(ix.failures(job).unwrap().is_empty());
+    }
+
+    #[test]
+    fn migration_2_carries_schema_1_checkpoints_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v1.sqlite");
+        {
+            let c = Connection::open(&p).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute_batch(
+                "INSERT INTO jobs VALUES (1, 's', 't', 'now');
+                 INSERT INTO done VALUES (1, 'INBOX', 7, 42, 'x:aa', 'copied', 'INBOX', 3, 'now');
+                 INSERT INTO failures VALUES (1, 'INBOX', 7, 43, 'NO [LIMIT] big', 'now');",
+            )
+            .unwrap();
+        }
+        let ix = Index::open(&p).unwrap();
+        assert_eq!(
+            ix.done_ids(1, "INBOX", 7).unwrap(),
+            HashSet::from(["42".to_string()])
+        );
+        assert_eq!(
+            ix.failures(1).unwrap(),
+            vec![(
+                "INBOX".to_string(),
+                "43".to_string(),
+                "NO [LIMIT] big".to_string()
+            )]
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod plan;
 pub mod pop3;
 pub mod progress;
 pub mod secret;
+pub mod source;
 pub mod summary;
 
 use cli::{Cli, Command};

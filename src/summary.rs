@@ -5,7 +5,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {
     pub folder: String,
-    pub uid: u32,
+    /// The source message: IMAP UID, POP3 UIDL or mbox position.
+    pub id: String,
     /// The server's own words.
     pub reason: String,
 }
@@ -34,6 +35,9 @@ pub struct Summary {
     pub bytes_per_second: f64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub planned: Vec<Planned>,
+    /// Messages deleted from the source (`--delete-after`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<u64>,
     /// Set when the run stopped early (e.g. the target is over quota).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
@@ -94,12 +98,17 @@ impl Summary {
         ));
         for f in &self.failed {
             crate::progress::out(&format!(
-                "  failed: {} UID {}: {}",
-                f.folder, f.uid, f.reason
+                "  failed: {} message {}: {}",
+                f.folder, f.id, f.reason
             ));
         }
         if !self.failed.is_empty() {
             crate::progress::out("  failed messages are retried on the next run");
+        }
+        if let Some(n) = self.deleted {
+            crate::progress::out(&format!(
+                "  deleted from the source after the copy was confirmed: {n}"
+            ));
         }
         if let Some(s) = &self.stopped {
             crate::progress::out(&format!("  stopped: {s}"));

@@ -3,8 +3,10 @@
 use crate::cli::MigrateArgs;
 use crate::engine::{self, Job};
 use crate::error::{EXIT_OK, EXIT_PARTIAL};
+use crate::imap::session;
 use crate::index::{self, Index};
 use crate::plan;
+use crate::source::imap::ImapSource;
 
 pub fn run(a: &MigrateArgs) -> anyhow::Result<i32> {
     let pair = plan::pair(&a.pair)?;
@@ -16,15 +18,17 @@ pub fn run(a: &MigrateArgs) -> anyhow::Result<i32> {
     if !a.json {
         eprintln!("index: {}", state.display());
     }
+    let mut src = ImapSource {
+        session: session::open(&pair.source, &pair.source_password, &net, "source")?,
+        name: pair.source.to_string(),
+    };
     let job = Job {
-        source: &pair.source,
-        source_password: &pair.source_password,
         target: &pair.target,
         target_password: &pair.target_password,
         net: &net,
         opts: &opts,
     };
-    let summary = engine::migrate(&job, &mut index)?;
+    let summary = engine::migrate(&mut src, &job, &mut index)?;
     summary.print(a.json);
     Ok(if summary.ok() { EXIT_OK } else { EXIT_PARTIAL })
 }

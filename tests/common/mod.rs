@@ -221,7 +221,7 @@ impl Dovecot {
             let mut msgs = Vec::new();
             for m in metas {
                 let mut body = None;
-                s.uid_fetch(&m.uid.to_string(), "(UID BODY.PEEK[])", |f| {
+                s.uid_fetch(&m.id, "(UID BODY.PEEK[])", |f| {
                     body = f.body;
                     Ok(())
                 })

@@ -1,0 +1,53 @@
+//! An IMAP account as a source: folders from LIST, read with EXAMINE and BODY.PEEK so
+//! nothing on the server changes, not even `\Seen`.
+
+use super::{Opened, Source, Tree};
+use crate::decide::Meta;
+use crate::engine::{fetch_bodies, layout_of, listing};
+use crate::imap::session::Session;
+
+pub struct ImapSource {
+    pub session: Session,
+    pub name: String,
+}
+
+impl Source for ImapSource {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    fn folders(&mut self) -> anyhow::Result<Tree> {
+        let entries = self.session.list()?;
+        let (prefix, delim) = layout_of(&mut self.session, &entries)?;
+        Ok(Tree {
+            entries,
+            prefix,
+            delim,
+        })
+    }
+
+    fn open(&mut self, raw: &[u8]) -> anyhow::Result<Opened> {
+        let sel = self.session.select(raw, true)?;
+        Ok(Opened {
+            uidvalidity: sel.uidvalidity,
+            count: u64::from(sel.exists),
+        })
+    }
+
+    fn listing(&mut self) -> anyhow::Result<Vec<Meta>> {
+        Ok(listing(&mut self.session)?)
+    }
+
+    fn fetch(&mut self, metas: &[Meta], each: &mut dyn FnMut(&str, Vec<u8>)) -> anyhow::Result<()> {
+        let mut uids: Vec<u32> = metas.iter().map(|m| m.order as u32).collect();
+        uids.sort_unstable();
+        fetch_bodies(&mut self.session, &uids, |uid, body| {
+            each(&uid.to_string(), body)
+        })?;
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        self.session.logout();
+    }
+}

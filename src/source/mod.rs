@@ -1,0 +1,48 @@
+//! Where messages come from: IMAP folders, a POP3 mailbox, mbox files. A few small
+//! operations are enough for the engine: list the folders, open one, list its
+//! messages cheaply, fetch bodies in bounded batches. Sources are only ever read
+//! (POP3's opt-in `--delete-after` is the one exception, done after verification).
+
+pub mod imap;
+
+use crate::decide::Meta;
+use crate::imap::ListEntry;
+
+/// What opening a folder tells.
+#[derive(Debug, Clone, Copy)]
+pub struct Opened {
+    /// IMAP UIDVALIDITY; 0 for sources whose ids never change meaning.
+    pub uidvalidity: u32,
+    pub count: u64,
+}
+
+/// The folder tree of a source: entries as an IMAP LIST gives them, and the
+/// personal namespace prefix and delimiter.
+pub struct Tree {
+    pub entries: Vec<ListEntry>,
+    pub prefix: String,
+    pub delim: Option<char>,
+}
+
+pub trait Source {
+    /// The password-free endpoint, as stored in the index and shown in reports.
+    fn describe(&self) -> String;
+    fn folders(&mut self) -> anyhow::Result<Tree>;
+    fn open(&mut self, raw: &[u8]) -> anyhow::Result<Opened>;
+    /// Id, size, flags and INTERNALDATE of every message of the open folder.
+    fn listing(&mut self) -> anyhow::Result<Vec<Meta>>;
+    /// Bodies of the given messages of the open folder, each handed to `each` with
+    /// its id. A message that vanished meanwhile is simply not handed over.
+    fn fetch(&mut self, metas: &[Meta], each: &mut dyn FnMut(&str, Vec<u8>)) -> anyhow::Result<()>;
+    /// Whether INTERNALDATE must be taken from the message's headers (POP3).
+    fn dates_from_headers(&self) -> bool {
+        false
+    }
+    /// Delete messages (POP3 `--delete-after` only).
+    fn delete(&mut self, _ids: &[String]) -> anyhow::Result<usize> {
+        Err(crate::error::input(
+            "this source does not support --delete-after",
+        ))
+    }
+    fn close(&mut self);
+}
