@@ -28,6 +28,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Compare source and target folder by folder; exit 1 when something is missing.
     Verify(VerifyArgs),
+    /// Back up an IMAP or POP3 account to mbox files (one per folder) or one mbox file.
+    Backup(BackupArgs),
+    /// Restore mbox files (a backup directory, or any mbox file) into an IMAP account.
+    Restore(RestoreArgs),
 }
 
 /// Connection settings shared by every command.
@@ -50,7 +54,7 @@ pub struct NetArgs {
 /// Source and target with their password sources.
 #[derive(Debug, Args, Clone)]
 pub struct PairArgs {
-    /// Source: imaps://USER@HOST[:PORT], imap://… (STARTTLS), or a bare address (Infomaniak).
+    /// Source: imaps://USER@HOST[:PORT], imap://… (STARTTLS), pop3s://…, pop3://… (STLS), mbox:PATH, or a bare address (Infomaniak).
     #[arg(long, value_name = "URL")]
     pub from: String,
     /// Target: imaps://USER@HOST[:PORT], imap://…, or a bare address (Infomaniak IMAPS).
@@ -92,12 +96,82 @@ pub struct MigrateArgs {
     pub state: Option<PathBuf>,
     #[command(flatten)]
     pub folders: FolderArgs,
+    #[command(flatten)]
+    pub copy: CopyArgs,
+}
+
+/// Flags of every command that copies.
+#[derive(Debug, Args, Clone)]
+pub struct CopyArgs {
     /// Show per folder what would be copied; write nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Put a single-folder source (POP3, one mbox file) into this target folder instead of INBOX.
+    #[arg(long, value_name = "NAME")]
+    pub to_folder: Option<String>,
+    /// POP3 source only: afterwards delete from the server the messages whose copy the target confirmed in this run.
+    #[arg(long)]
+    pub delete_after: bool,
+    /// How `>From ` lines of mbox input are unquoted: mboxrd (every level) or mboxo (one level).
+    #[arg(long, value_enum, default_value = "mboxrd")]
+    pub mbox_format: MboxFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MboxFormat {
+    Mboxrd,
+    Mboxo,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Source: imaps://, imap://, pop3s://, pop3:// or a bare address.
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+    /// A directory (one mbox file per folder) or a FILE.mbox (every folder in one file).
+    #[arg(long, value_name = "DIR|FILE.mbox")]
+    pub out: PathBuf,
+    /// File whose first line is the source password (else MAILFERRY_FROM_PASSWORD, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub from_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// The index (SQLite) [default: $XDG_STATE_HOME/mailferry/index.sqlite].
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub folders: FolderArgs,
+    /// Show per folder what would be written; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A backup directory, a FILE.mbox, or a directory of .mbox files.
+    #[arg(long, value_name = "DIR|FILE.mbox")]
+    pub from: PathBuf,
+    /// Target: imaps://USER@HOST[:PORT], imap://…, or a bare address (Infomaniak IMAPS).
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// File whose first line is the target password (else MAILFERRY_TO_PASSWORD, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub to_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// The index (SQLite) [default: $XDG_STATE_HOME/mailferry/index.sqlite].
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub folders: FolderArgs,
+    #[command(flatten)]
+    pub copy: CopyArgs,
 }
 
 #[derive(Debug, Args)]

@@ -44,6 +44,11 @@ fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// SHA-256 of the bytes exactly as they are, in hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
 /// Where the header block ends and the body starts (after the first empty line).
 pub fn body_offset(msg: &[u8]) -> usize {
     let mut i = 0;

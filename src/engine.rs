@@ -256,7 +256,11 @@ pub fn migrate(src: &mut dyn Source, job: &Job<'_>, index: &mut Index) -> anyhow
             Vec::new()
         } else {
             let list = src.listing()?;
-            let done = index.done_ids(job_id, &display, opened.uidvalidity)?;
+            let done = if src.stable_ids() {
+                index.done_ids(job_id, &display, opened.uidvalidity)?
+            } else {
+                Default::default()
+            };
             if done.is_empty() {
                 if let Some(old) = index.other_uidvalidity(job_id, &display, opened.uidvalidity)? {
                     log::warn(format!(

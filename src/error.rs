@@ -63,6 +63,7 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         }
         if cause.is::<ConnectError>()
             || cause.is::<crate::imap::ImapError>()
+            || cause.is::<crate::pop3::Pop3Error>()
             || cause.is::<std::io::Error>()
         {
             return EXIT_CONNECT;

@@ -3,6 +3,7 @@
 //! Data takes one road: plan → source → index → target → report. See README.md for
 //! the user's view and each module's first paragraph for its job and invariants.
 
+pub mod backup;
 pub mod cli;
 pub mod cmd;
 pub mod decide;
@@ -33,5 +34,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Migrate(a) => cmd::migrate::run(a),
         Command::Check(a) => cmd::check::run(a),
         Command::Verify(a) => cmd::verify::run(a),
+        Command::Backup(a) => cmd::backup::run(a),
+        Command::Restore(a) => cmd::restore::run(a),
     }
 }

@@ -1,1 +1,701 @@
-//! mbox reading and writing (in progress).
+//! mbox files: write messages as mboxrd and read mboxrd or mboxo back, byte-exact.
+//!
+//! Invariants. The writer never changes a message's bytes except for mboxrd quoting
+//! (a line matching `^>*From ` gets one more `>`, the first line included) and one
+//! `\n` added when a non-empty message does not end with `\n`; line endings inside
+//! the message (CRLF from IMAP, LF from files) are kept as they are. Each message is
+//! followed by one empty line, so `parse(write_message(m)) == m` for every message
+//! that ends with `\n` (or is empty); a message without a final newline comes back
+//! with that `\n` appended, and the caller trims it using the size it recorded.
+//! The reader splits only on a `From ` line that starts the file or follows an empty
+//! line and that looks like a real separator (a sender, a time and a 4-digit year),
+//! so unquoted `From ` lines some writers leave in bodies stay in the message. It
+//! returns the last message of the file too, removes exactly one blank line before
+//! each separator (and at the end of the file), and unquotes per [`Dialect`].
+
+use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
+use std::io::{self, Write};
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+const FROM: &[u8] = b"From ";
+
+/// How quoted `From ` lines are unquoted when reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// mboxrd: every line matching `^>+From ` loses one `>`.
+    Rd,
+    /// mboxo: only `>From ` (exactly one `>`) becomes `From `.
+    O,
+}
+
+/// One message read from an mbox file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The separator line without its line ending, e.g. b"From alice@x Thu Jan  1 00:00:00 1970".
+    pub from_line: Vec<u8>,
+    /// The message bytes, unquoted, with the separator's blank line removed.
+    pub message: Vec<u8>,
+    /// Byte offset of the separator line in the file.
+    pub offset: u64,
+}
+
+// ---------------------------------------------------------------- lines
+
+/// The lines of `data`, each with its `\n` (the last one may have none).
+fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    data.split_inclusive(|&b| b == b'\n')
+}
+
+/// A line without its `\n` or `\r\n`.
+fn strip_eol(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// An empty line: `\n` or `\r\n`.
+fn is_blank(line: &[u8]) -> bool {
+    line == b"\n" || line == b"\r\n"
+}
+
+/// The line matches `^>*From `.
+fn is_quotable(line: &[u8]) -> bool {
+    let n = line.iter().take_while(|&&b| b == b'>').count();
+    line[n..].starts_with(FROM)
+}
+
+/// `body` without one trailing empty line (`\n` or `\r\n` after a line ending, or
+/// the whole body if it is just that line).
+fn drop_trailing_blank(body: &[u8]) -> &[u8] {
+    for blank in [&b"\r\n"[..], b"\n"] {
+        if let Some(head) = body.strip_suffix(blank) {
+            if head.is_empty() || head.ends_with(b"\n") {
+                return head;
+            }
+        }
+    }
+    body
+}
+
+// ---------------------------------------------------------------- quoting
+
+/// mboxrd quoting: every line matching `^>*From ` gets one more `>`.
+pub fn quote(msg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.len() + 16);
+    for line in lines(msg) {
+        if is_quotable(line) {
+            out.push(b'>');
+        }
+        out.extend_from_slice(line);
+    }
+    out
+}
+
+/// mboxrd unquoting: every line matching `^>+From ` loses one `>`.
+pub fn unquote_rd(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    for line in lines(body) {
+        if line.starts_with(b">") && is_quotable(line) {
+            out.extend_from_slice(&line[1..]);
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
+/// mboxo unquoting: only a line starting `>From ` (exactly one `>`) loses its `>`.
+pub fn unquote_o(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    for line in lines(body) {
+        if line.starts_with(b">From ") {
+            out.extend_from_slice(&line[1..]);
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
+fn unquote(body: &[u8], dialect: Dialect) -> Vec<u8> {
+    match dialect {
+        Dialect::Rd => unquote_rd(body),
+        Dialect::O => unquote_o(body),
+    }
+}
+
+// ---------------------------------------------------------------- writer
+
+/// The sender token of a separator: `MAILER-DAEMON` when empty, whitespace made `_`
+/// (a space would end the token, a line break would end the line).
+fn sender_token(sender: &str) -> String {
+    if sender.is_empty() {
+        return "MAILER-DAEMON".to_string();
+    }
+    sender
+        .chars()
+        .map(|c| if c.is_whitespace() { '_' } else { c })
+        .collect()
+}
+
+/// C asctime form of the UTC time, e.g. `Thu Jan  1 00:00:00 1970`.
+fn asctime(date: Option<DateTime<FixedOffset>>) -> String {
+    let utc = match date {
+        Some(d) => d.with_timezone(&Utc),
+        None => DateTime::<Utc>::UNIX_EPOCH,
+    };
+    utc.format("%a %b %e %H:%M:%S %Y").to_string()
+}
+
+/// The separator line, with its `\n`.
+fn separator(sender: &str, date: Option<DateTime<FixedOffset>>) -> String {
+    format!("From {} {}\n", sender_token(sender), asctime(date))
+}
+
+/// Write one message: a `From ` separator line, the message with mboxrd quoting
+/// (every line matching ^>*From  gets one more '>'), a final '\n' if the message does
+/// not end with '\n', then one empty line '\n'. Returns the number of bytes written.
+///
+/// An empty message gets no added `\n` (it has no line to end), so it reads back empty.
+pub fn write_message<W: Write>(
+    w: &mut W,
+    sender: &str,
+    date: Option<DateTime<FixedOffset>>,
+    msg: &[u8],
+) -> io::Result<u64> {
+    let sep = separator(sender, date);
+    let body = quote(msg);
+    let newline: &[u8] = if body.is_empty() || body.ends_with(b"\n") {
+        b""
+    } else {
+        b"\n"
+    };
+    let mut written = 0u64;
+    for part in [sep.as_bytes(), &body, newline, b"\n"] {
+        w.write_all(part)?;
+        written += part.len() as u64;
+    }
+    Ok(written)
+}
+
+// ---------------------------------------------------------------- dates
+
+/// What one whitespace- or comma-separated word of a From line's date is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Word {
+    Month(u32),
+    /// A 1- or 2-digit number.
+    Day(u32),
+    Time(u32, u32, u32),
+    Year(i32),
+    /// Offset east of UTC in seconds.
+    Zone(i32),
+    Other,
+}
+
+fn all_digits(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(u8::is_ascii_digit)
+}
+
+fn number(s: &[u8]) -> Option<u32> {
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+fn month(word: &[u8]) -> Option<u32> {
+    const MONTHS: [&str; 12] = [
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+    ];
+    let w = std::str::from_utf8(word).ok()?.to_ascii_lowercase();
+    let i = MONTHS
+        .iter()
+        .position(|m| w == *m || (w.len() == 3 && m.starts_with(&w)))?;
+    Some(i as u32 + 1)
+}
+
+/// `H:MM`, `HH:MM` or `HH:MM:SS`.
+fn time(word: &[u8]) -> Option<(u32, u32, u32)> {
+    let parts: Vec<&[u8]> = word.split(|&b| b == b':').collect();
+    if !(2..=3).contains(&parts.len()) || !parts.iter().all(|p| all_digits(p)) {
+        return None;
+    }
+    if parts[0].len() > 2 || parts[1..].iter().any(|p| p.len() != 2) {
+        return None;
+    }
+    let sec = parts.get(2).map_or(Some(0), |s| number(s))?;
+    Some((number(parts[0])?, number(parts[1])?, sec))
+}
+
+/// `+hhmm` / `-hhmm`, `UTC`/`GMT`/`UT`/`Z` and the RFC 822 US zones.
+fn zone(word: &[u8]) -> Option<i32> {
+    if let [sign @ (b'+' | b'-'), digits @ ..] = word {
+        if digits.len() != 4 || !all_digits(digits) {
+            return None;
+        }
+        let n = number(digits)? as i32;
+        let secs = (n / 100) * 3600 + (n % 100) * 60;
+        return Some(if *sign == b'-' { -secs } else { secs });
+    }
+    let hours = match word.to_ascii_uppercase().as_slice() {
+        b"UTC" | b"GMT" | b"UT" | b"Z" => 0,
+        b"EDT" => -4,
+        b"EST" | b"CDT" => -5,
+        b"CST" | b"MDT" => -6,
+        b"MST" | b"PDT" => -7,
+        b"PST" => -8,
+        _ => return None,
+    };
+    Some(hours * 3600)
+}
+
+fn classify(word: &[u8]) -> Word {
+    if all_digits(word) {
+        match word.len() {
+            1 | 2 => return number(word).map_or(Word::Other, Word::Day),
+            4 => return number(word).map_or(Word::Other, |y| Word::Year(y as i32)),
+            _ => return Word::Other,
+        }
+    }
+    if let Some((h, m, s)) = time(word) {
+        return Word::Time(h, m, s);
+    }
+    if let Some(z) = zone(word) {
+        return Word::Zone(z);
+    }
+    month(word).map_or(Word::Other, Word::Month)
+}
+
+/// The classified words of what follows the sender token of a From line, or None if
+/// the line is not `From ` plus a non-empty sender.
+fn date_words(from_line: &[u8]) -> Option<Vec<Word>> {
+    let rest = from_line.strip_prefix(FROM)?;
+    let sender_len = rest.iter().take_while(|b| !b.is_ascii_whitespace()).count();
+    if sender_len == 0 {
+        return None;
+    }
+    let words = rest[sender_len..]
+        .split(|&b| b.is_ascii_whitespace() || b == b',')
+        .filter(|w| !w.is_empty())
+        .map(classify)
+        .collect();
+    Some(words)
+}
+
+/// A real separator: `From `, a sender, then a time and a 4-digit year.
+fn looks_like_separator(line: &[u8]) -> bool {
+    date_words(line).is_some_and(|words| {
+        words.iter().any(|w| matches!(w, Word::Time(..)))
+            && words.iter().any(|w| matches!(w, Word::Year(_)))
+    })
+}
+
+/// The date of a From line (asctime form, optionally followed by a zone or year variants), if it has one.
+///
+/// Words may come in any order (`Thu Jan  1 00:00:00 1970`, `... 00:00 PST 1970`,
+/// `... 1970 +0100`, `Thu, 1 Jan 1970 00:00:00 +0000`); a month, a day, a time and a
+/// 4-digit year are needed. Without a known zone the time is taken as UTC.
+pub fn from_line_date(from_line: &[u8]) -> Option<DateTime<FixedOffset>> {
+    let words = date_words(strip_eol(from_line))?;
+    let first = |f: fn(&Word) -> Option<Word>| words.iter().find_map(f);
+    let Word::Month(mon) = first(|w| matches!(w, Word::Month(_)).then_some(*w))? else {
+        return None;
+    };
+    let Word::Day(day) = first(|w| matches!(w, Word::Day(_)).then_some(*w))? else {
+        return None;
+    };
+    let Word::Time(h, m, s) = first(|w| matches!(w, Word::Time(..)).then_some(*w))? else {
+        return None;
+    };
+    let Word::Year(year) = first(|w| matches!(w, Word::Year(_)).then_some(*w))? else {
+        return None;
+    };
+    let zone = match first(|w| matches!(w, Word::Zone(_)).then_some(*w)) {
+        Some(Word::Zone(z)) => z,
+        _ => 0,
+    };
+    let naive = NaiveDate::from_ymd_opt(year, mon, day)?.and_hms_opt(h, m, s)?;
+    FixedOffset::east_opt(zone)?
+        .from_local_datetime(&naive)
+        .single()
+}
+
+// ---------------------------------------------------------------- reader
+
+/// Byte ranges `(separator line, body)` of every message in `data`.
+fn split(data: &[u8]) -> Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> {
+    let mut seps: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut at = 0;
+    // The start of the file counts as following an empty line.
+    let mut after_blank = true;
+    for line in lines(data) {
+        if after_blank && line.starts_with(FROM) && looks_like_separator(strip_eol(line)) {
+            seps.push(at..at + line.len());
+        }
+        after_blank = is_blank(line);
+        at += line.len();
+    }
+    let ends = seps.iter().skip(1).map(|s| s.start).chain([data.len()]);
+    seps.iter()
+        .zip(ends)
+        .map(|(sep, end)| {
+            let body = drop_trailing_blank(&data[sep.end..end]);
+            (sep.clone(), sep.end..sep.end + body.len())
+        })
+        .collect()
+}
+
+/// Read every message of an mbox file (see the module docs for the rules).
+pub fn parse(data: &[u8], dialect: Dialect) -> Vec<Entry> {
+    let (data, base) = match data.strip_prefix(BOM) {
+        Some(rest) => (rest, BOM.len()),
+        None => (data, 0),
+    };
+    split(data)
+        .into_iter()
+        .map(|(sep, body)| Entry {
+            from_line: strip_eol(&data[sep.clone()]).to_vec(),
+            message: unquote(&data[body], dialect),
+            offset: (base + sep.start) as u64,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Bytes = &'static [u8];
+
+    fn date(s: &str) -> DateTime<FixedOffset> {
+        DateTime::parse_from_rfc3339(s).unwrap()
+    }
+
+    fn messages(entries: &[Entry]) -> Vec<&[u8]> {
+        entries.iter().map(|e| e.message.as_slice()).collect()
+    }
+
+    #[test]
+    fn round_trip() {
+        let binary: Vec<u8> = (0x80..=0xffu8).chain(*b"\n").collect();
+        let table: &[(&str, &str, Option<&str>, &[u8])] = &[
+            ("crlf", "alice@x", Some("2024-03-05T07:08:09+02:00"), b"From: a@x\r\nSubject: hi\r\n\r\nbody\r\n"),
+            ("lf", "bob@y", None, b"From: b@y\nSubject: lf\n\nbody\n"),
+            ("no final newline", "", Some("1999-12-31T23:59:59Z"), b"Subject: n\n\nno newline"),
+            ("from lines", "a b", Some("2010-10-10T10:10:10-05:00"), b"Subject: q\n\nFrom here\n>From there\n>>From everywhere\nFrom\n>From\n"),
+            ("crlf from lines", "c", None, b"Subject: q\r\n\r\nFrom me\r\n\r\n>From you\r\n\r\nFrom x Thu Jan  1 00:00:00 1970\r\n"),
+            ("first line From", "d", None, b"From x\nSubject: y\n\nb\n"),
+            ("first line >From", "d", None, b">From x\nSubject: y\n\nb\n"),
+            ("empty body", "e", None, b"Subject: e\r\n\r\n"),
+            ("trailing blank lines", "f", None, b"Subject: f\n\nbody\n\n\n"),
+            ("empty message", "g", None, b""),
+            ("only a newline", "h", None, b"\n"),
+            ("binary", "i", Some("2038-01-19T03:14:08Z"), &binary),
+        ];
+        let mut file = Vec::new();
+        let mut offsets = Vec::new();
+        for (name, sender, when, msg) in table {
+            let before = file.len();
+            offsets.push(before as u64);
+            let n = write_message(&mut file, sender, when.map(date), msg).unwrap();
+            assert_eq!(n, (file.len() - before) as u64, "{name}");
+        }
+        let entries = parse(&file, Dialect::Rd);
+        assert_eq!(entries.len(), table.len());
+        for (((name, _, when, msg), entry), offset) in table.iter().zip(&entries).zip(offsets) {
+            let mut want = msg.to_vec();
+            if !want.is_empty() && !want.ends_with(b"\n") {
+                want.push(b'\n'); // the caller trims using the size it recorded
+            }
+            assert_eq!(entry.message, want, "{name}");
+            assert_eq!(entry.offset, offset, "{name}");
+            let want_date = when.map_or(DateTime::<Utc>::UNIX_EPOCH, |d| date(d).to_utc());
+            let got = from_line_date(&entry.from_line).unwrap().to_utc();
+            assert_eq!(got, want_date, "{name}");
+        }
+        assert_eq!(
+            entries[0].from_line,
+            b"From alice@x Tue Mar  5 05:08:09 2024"
+        );
+        assert_eq!(
+            entries[2].from_line,
+            b"From MAILER-DAEMON Fri Dec 31 23:59:59 1999"
+        );
+        assert_eq!(entries[3].from_line, b"From a_b Sun Oct 10 15:10:10 2010");
+        assert_eq!(entries[1].from_line, b"From bob@y Thu Jan  1 00:00:00 1970");
+    }
+
+    #[test]
+    fn write_exact_bytes() {
+        let table: &[(&[u8], &[u8])] = &[
+            (b"a\n", b"From s Thu Jan  1 00:00:00 1970\na\n\n"),
+            (b"a", b"From s Thu Jan  1 00:00:00 1970\na\n\n"),
+            (b"", b"From s Thu Jan  1 00:00:00 1970\n\n"),
+            (
+                b"From x\r\n",
+                b"From s Thu Jan  1 00:00:00 1970\n>From x\r\n\n",
+            ),
+        ];
+        for (msg, want) in table {
+            let mut out = Vec::new();
+            write_message(&mut out, "s", None, msg).unwrap();
+            assert_eq!(out, *want, "{:?}", String::from_utf8_lossy(msg));
+        }
+    }
+
+    #[test]
+    fn quote_and_unquote() {
+        // (input, quote, unquote_rd, unquote_o)
+        let table: &[(Bytes, Bytes, Bytes, Bytes)] = &[
+            (b"From a\n", b">From a\n", b"From a\n", b"From a\n"),
+            (b">From a\n", b">>From a\n", b"From a\n", b"From a\n"),
+            (
+                b">>From a\r\n",
+                b">>>From a\r\n",
+                b">From a\r\n",
+                b">>From a\r\n",
+            ),
+            (b"x\nFrom a", b"x\n>From a", b"x\nFrom a", b"x\nFrom a"),
+            (
+                b"From\n>From\nfrom a\n",
+                b"From\n>From\nfrom a\n",
+                b"From\n>From\nfrom a\n",
+                b"From\n>From\nfrom a\n",
+            ),
+            (
+                b" From a\n>x From a\n",
+                b" From a\n>x From a\n",
+                b" From a\n>x From a\n",
+                b" From a\n>x From a\n",
+            ),
+            (b"", b"", b"", b""),
+        ];
+        for (input, q, rd, o) in table {
+            let name = String::from_utf8_lossy(input);
+            assert_eq!(quote(input), *q, "quote {name:?}");
+            assert_eq!(unquote_rd(input), *rd, "unquote_rd {name:?}");
+            assert_eq!(unquote_o(input), *o, "unquote_o {name:?}");
+            assert_eq!(unquote_rd(&quote(input)), *input, "rd inverse {name:?}");
+        }
+    }
+
+    const THREE: &[u8] = b"From a@x Thu Jan  1 00:00:00 1970\nSubject: 1\n\none\n\n\
+From b@x Fri Jan  2 00:00:00 1970\nSubject: 2\n\ntwo\n\n\
+From c@x Sat Jan  3 00:00:00 1970\nSubject: 3\n\nthree";
+
+    #[test]
+    fn last_message_is_returned() {
+        // (file ending, last message)
+        let table: &[(&[u8], &[u8])] = &[
+            (b"", b"Subject: 3\n\nthree"),
+            (b"\n", b"Subject: 3\n\nthree\n"),
+            (b"\n\n", b"Subject: 3\n\nthree\n"),
+            (b"\n\n\n", b"Subject: 3\n\nthree\n\n"),
+        ];
+        for (ending, last) in table {
+            let file = [THREE, ending].concat();
+            let entries = parse(&file, Dialect::Rd);
+            assert_eq!(
+                messages(&entries),
+                [&b"Subject: 1\n\none\n"[..], b"Subject: 2\n\ntwo\n", last],
+                "{ending:?}"
+            );
+            assert_eq!(entries[2].from_line, b"From c@x Sat Jan  3 00:00:00 1970");
+            assert_eq!(&file[entries[1].offset as usize..][..7], b"From b@");
+        }
+    }
+
+    #[test]
+    fn dialects() {
+        let file = b"From a Thu Jan  1 00:00:00 1970\n>From x\n>>From y\n>>>From z\n\n";
+        let table = [
+            (Dialect::O, &b"From x\n>>From y\n>>>From z\n"[..]),
+            (Dialect::Rd, b"From x\n>From y\n>>From z\n"),
+        ];
+        for (dialect, want) in table {
+            assert_eq!(messages(&parse(file, dialect)), [want], "{dialect:?}");
+        }
+    }
+
+    #[test]
+    fn crlf_file() {
+        let file = b"From a Thu Jan  1 00:00:00 1970\r\nSubject: 1\r\n\r\none\r\n\r\n\
+From b Thu Jan  1 00:00:01 1970\r\nSubject: 2\r\n\r\n>From two\r\n\r\n";
+        let entries = parse(file, Dialect::Rd);
+        assert_eq!(
+            messages(&entries),
+            [
+                &b"Subject: 1\r\n\r\none\r\n"[..],
+                b"Subject: 2\r\n\r\nFrom two\r\n"
+            ]
+        );
+        assert_eq!(entries[1].from_line, b"From b Thu Jan  1 00:00:01 1970");
+        assert_eq!(
+            from_line_date(&entries[1].from_line).unwrap().timestamp(),
+            1
+        );
+    }
+
+    #[test]
+    fn leading_material() {
+        // (file, messages, first offset)
+        let table: &[(Bytes, &[Bytes], u64)] = &[
+            (
+                b"\xEF\xBB\xBFFrom a Thu Jan  1 00:00:00 1970\nx\n\n",
+                &[b"x\n"],
+                3,
+            ),
+            (
+                b"\xEF\xBB\xBF\n\r\nFrom a Thu Jan  1 00:00:00 1970\nx\n",
+                &[b"x\n"],
+                6,
+            ),
+            (b"\n\nFrom a Thu Jan  1 00:00:00 1970\nx\n", &[b"x\n"], 2),
+            (
+                b"junk\n\nFrom a Thu Jan  1 00:00:00 1970\nx\n",
+                &[b"x\n"],
+                6,
+            ),
+            (b"", &[], 0),
+            (b"\xEF\xBB\xBF", &[], 0),
+            (b"Subject: no separator\n\nFrom here on, we go\n", &[], 0),
+            (b"junk\nFrom a Thu Jan  1 00:00:00 1970\nx\n", &[], 0),
+        ];
+        for (file, want, offset) in table {
+            let entries = parse(file, Dialect::Rd);
+            assert_eq!(
+                messages(&entries),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(file)
+            );
+            if let Some(first) = entries.first() {
+                assert_eq!(first.offset, *offset);
+            }
+        }
+    }
+
+    #[test]
+    fn unquoted_from_in_body() {
+        let file = b"From a Thu Jan  1 00:00:00 1970\nSubject: s\n\nhi\n\n\
+From here on, we go at 10:30 sharp.\nFrom b Thu Jan  1 00:00:00 1970\nstill body\n\n\
+From c Thu Jan  1 00:00:00 1970\nlast\n";
+        let entries = parse(file, Dialect::Rd);
+        assert_eq!(
+            messages(&entries),
+            [
+                &b"Subject: s\n\nhi\n\nFrom here on, we go at 10:30 sharp.\nFrom b Thu Jan  1 00:00:00 1970\nstill body\n"[..],
+                b"last\n"
+            ]
+        );
+    }
+
+    #[test]
+    fn separator_shapes() {
+        let table: &[(&str, bool)] = &[
+            ("From a@x Thu Jan  1 00:00:00 1970", true),
+            ("From a@x Thu Jan 1 00:00 1970", true),
+            ("From a@x Thu, 1 Jan 1970 00:00:00 +0000", true),
+            ("From a@x Thu Jan  1 00:00:00 1970 remote from y", true),
+            ("From here on, we...", false),
+            ("From  Thu Jan  1 00:00:00 1970", false),
+            ("From a@x Thu Jan  1 00:00:00 +0100", false),
+            ("From a@x Thu Jan  1 1970", false),
+            ("From a@x", false),
+            ("From ", false),
+            ("from a@x Thu Jan  1 00:00:00 1970", false),
+        ];
+        for (line, want) in table {
+            assert_eq!(looks_like_separator(line.as_bytes()), *want, "{line}");
+        }
+    }
+
+    #[test]
+    fn from_line_dates() {
+        let table: &[(&str, Option<&str>)] = &[
+            (
+                "From a Thu Jan  1 00:00:00 1970",
+                Some("1970-01-01T00:00:00+00:00"),
+            ),
+            (
+                "From a Tue Mar  5 05:08:09 2024\r\n",
+                Some("2024-03-05T05:08:09+00:00"),
+            ),
+            (
+                "From a Tue Mar  5 05:08 2024",
+                Some("2024-03-05T05:08:00+00:00"),
+            ),
+            (
+                "From a Tue Mar  5 05:08:09 2024 +0200",
+                Some("2024-03-05T05:08:09+02:00"),
+            ),
+            (
+                "From a Tue Mar  5 05:08:09 PST 2024",
+                Some("2024-03-05T05:08:09-08:00"),
+            ),
+            (
+                "From a Tue Mar  5 05:08:09 -0130 2024",
+                Some("2024-03-05T05:08:09-01:30"),
+            ),
+            (
+                "From a Tue, 5 Mar 2024 05:08:09 GMT",
+                Some("2024-03-05T05:08:09+00:00"),
+            ),
+            (
+                "From a Tue March 5 05:08:09 2024",
+                Some("2024-03-05T05:08:09+00:00"),
+            ),
+            ("From a Tue Feb 30 05:08:09 2024", None),
+            ("From a Tue Mar  5 25:08:09 2024", None),
+            ("From a Tue Mar  5 2024", None),
+            ("From here on, we...", None),
+            ("Subject: Tue Mar  5 05:08:09 2024", None),
+        ];
+        for (line, want) in table {
+            assert_eq!(from_line_date(line.as_bytes()), want.map(date), "{line}");
+        }
+    }
+
+    #[test]
+    fn drop_trailing_blank_table() {
+        let table: &[(&[u8], &[u8])] = &[
+            (b"x\n\n", b"x\n"),
+            (b"x\r\n\r\n", b"x\r\n"),
+            (b"x\r\n\n", b"x\r\n"),
+            (b"x\n", b"x\n"),
+            (b"x", b"x"),
+            (b"\n", b""),
+            (b"\r\n", b""),
+            (b"", b""),
+        ];
+        for (body, want) in table {
+            assert_eq!(drop_trailing_blank(body), *want, "{body:?}");
+        }
+    }
+
+    /// Manual check against Python: `MBOX_OUT=/tmp/x.mbox cargo test --lib write_sample -- --ignored`
+    /// then `python3 -c "import mailbox; print(len(mailbox.mbox('/tmp/x.mbox')))"`.
+    #[test]
+    #[ignore]
+    fn write_sample() {
+        let path = std::env::var("MBOX_OUT").unwrap_or("/tmp/mailferry-sample.mbox".into());
+        let mut file = Vec::new();
+        for msg in [
+            &b"Subject: a\r\n\r\nFrom x\r\n"[..],
+            b"From y\n",
+            b"no newline",
+            b"",
+        ] {
+            write_message(&mut file, "s", None, msg).unwrap();
+        }
+        std::fs::write(path, file).unwrap();
+    }
+}

@@ -3,13 +3,20 @@
 
 use std::time::Duration;
 
-use crate::cli::{FolderArgs, NetArgs, PairArgs};
+use std::path::Path;
+
+use crate::cli::{CopyArgs, FolderArgs, MboxFormat, NetArgs, PairArgs};
 use crate::endpoint::{self, Endpoint, Proto, Server};
 use crate::engine::Options;
 use crate::error::input;
 use crate::folders::{self, Rules};
+use crate::mbox::Dialect;
 use crate::net::NetOptions;
 use crate::secret::{self, Password};
+use crate::source::imap::ImapSource;
+use crate::source::mbox::MboxSource;
+use crate::source::pop3::Pop3Source;
+use crate::source::Source;
 
 pub fn net(a: &NetArgs) -> NetOptions {
     if a.insecure {
@@ -28,11 +35,11 @@ pub fn imap_server(text: &str, flag: &str) -> anyhow::Result<Server> {
     match endpoint::parse(text)? {
         Endpoint::Server(s) if s.proto == Proto::Imap => Ok(s),
         Endpoint::Server(s) => Err(input(format!(
-            "{flag} {s}: {} is not supported here yet; use an imaps:// or imap:// endpoint",
+            "{flag} {s}: {} cannot be used here; give an imaps:// or imap:// account",
             s.scheme()
         ))),
         Endpoint::Mbox(p) => Err(input(format!(
-            "{flag} mbox:{}: mbox files are not supported here yet",
+            "{flag} mbox:{}: give an IMAP account here; `mailferry backup --out` writes mbox files",
             p.display()
         ))),
     }
@@ -67,6 +74,82 @@ pub fn pair(a: &PairArgs) -> anyhow::Result<Pair> {
         target,
         target_password,
     })
+}
+
+/// Open the source of a copy: an IMAP or POP3 session, or mbox files.
+pub fn open_source(
+    text: &str,
+    password_file: Option<&Path>,
+    net: &NetOptions,
+    dialect: Dialect,
+) -> anyhow::Result<Box<dyn Source>> {
+    match endpoint::parse(text)? {
+        Endpoint::Mbox(path) => Ok(Box::new(MboxSource::open_path(&path, dialect)?)),
+        Endpoint::Server(server) => {
+            let password = secret::resolve(
+                password_file,
+                "MAILFERRY_FROM_PASSWORD",
+                "source",
+                &server.to_string(),
+            )?;
+            let name = server.to_string();
+            Ok(match server.proto {
+                Proto::Imap => Box::new(ImapSource {
+                    session: crate::imap::session::open(&server, &password, net, "source")?,
+                    name,
+                }),
+                Proto::Pop3 => Box::new(Pop3Source::new(
+                    crate::pop3::open(&server, &password, net, "source")?,
+                    name,
+                )),
+            })
+        }
+    }
+}
+
+/// The target server of a copy and its password.
+pub fn target(text: &str, password_file: Option<&Path>) -> anyhow::Result<(Server, Password)> {
+    let target = imap_server(text, "--to")?;
+    let password = secret::resolve(
+        password_file,
+        "MAILFERRY_TO_PASSWORD",
+        "target",
+        &target.to_string(),
+    )?;
+    Ok((target, password))
+}
+
+pub fn dialect(f: MboxFormat) -> Dialect {
+    match f {
+        MboxFormat::Mboxrd => Dialect::Rd,
+        MboxFormat::Mboxo => Dialect::O,
+    }
+}
+
+/// Options of a copy, checked: `--delete-after` only for POP3 sources and never
+/// with `--dry-run`; `--to-folder` becomes a folder mapping of INBOX.
+pub fn copy_options(f: &FolderArgs, c: &CopyArgs, source: &str) -> anyhow::Result<Options> {
+    let mut opts = options(f, c.dry_run)?;
+    if c.delete_after {
+        if c.dry_run {
+            return Err(input(
+                "--delete-after and --dry-run do not go together: a dry run copies nothing, so nothing may be deleted",
+            ));
+        }
+        let pop3 =
+            matches!(endpoint::parse(source), Ok(Endpoint::Server(s)) if s.proto == Proto::Pop3);
+        if !pop3 {
+            return Err(input(
+                "--delete-after works only with a pop3:// or pop3s:// source",
+            ));
+        }
+        opts.delete_after = true;
+    }
+    if let Some(to) = &c.to_folder {
+        let (_, dst) = folders::parse_map(&format!("INBOX={to}")).map_err(input)?;
+        opts.rules.map.push((vec!["INBOX".into()], dst));
+    }
+    Ok(opts)
 }
 
 pub fn options(f: &FolderArgs, dry_run: bool) -> anyhow::Result<Options> {

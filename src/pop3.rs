@@ -1,1 +1,860 @@
-//! POP3 client (in progress).
+//! A small POP3 client (RFC 1939, CAPA RFC 2449, AUTH PLAIN RFC 5034, STLS RFC 2595),
+//! generic over `Read + Write` like the IMAP client, so unit tests replay a server
+//! transcript and the same code runs over TLS for real; [`open`] gives a logged-in
+//! session for an endpoint.
+//!
+//! Invariants:
+//! - multi-line answers are read line by line (`read_until b'\n'`), never assuming a
+//!   whole answer arrives in one read;
+//! - RETR/TOP return the message byte-exact: only the dot-stuffing is undone (a line
+//!   starting with `..` loses one `.`) and the terminating `.` line is dropped; CRLF,
+//!   bare LF and 8-bit bytes are kept as they came. A bare-LF terminator (`.\n`) from
+//!   a sloppy server is accepted, and a line with one leading `.` that the server
+//!   forgot to stuff keeps its dot;
+//! - `-ERR` answers keep the server's words and the RFC 2449/3206 response code, which
+//!   alone decides how a failure may be retried;
+//! - credentials never reach the trace: `PASS` and `AUTH PLAIN` lines are masked
+//!   before logging, and message bodies are traced as a size only;
+//! - no command with a line break in it is ever sent (no injection via user names);
+//! - after STLS, bytes the server sent ahead of the TLS handshake are refused, not
+//!   carried into the encrypted session.
+
+use std::io::{BufRead, BufReader, Read, Write};
+
+use crate::endpoint::{Security, Server};
+use crate::error::{connect, Retry};
+use crate::imap::client::base64;
+use crate::log;
+use crate::net::{self, NetOptions, Stream};
+use crate::secret::Password;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Pop3Error {
+    #[error("connection error: {0}")]
+    Io(#[from] std::io::Error),
+    /// `-ERR` with the server's words (`text`, verbatim after `-ERR `, response code
+    /// included); `code` is the RFC 2449/3206 response code in brackets if any
+    /// ("AUTH", "IN-USE", "SYS/TEMP", "SYS/PERM", "LOGIN-DELAY"), upper-cased.
+    #[error("the server refused {command}: {}", words(text))]
+    Err {
+        command: String,
+        code: Option<String>,
+        text: String,
+    },
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+}
+
+fn words(text: &str) -> &str {
+    if text.is_empty() {
+        "(no reason given)"
+    } else {
+        text
+    }
+}
+
+impl Pop3Error {
+    /// How this failure may be retried, from the protocol (RFC 2449 / RFC 3206 codes).
+    pub fn retry(&self) -> Retry {
+        match self {
+            Pop3Error::Io(_) | Pop3Error::Protocol(_) => Retry::Now,
+            Pop3Error::Err { code, .. } => {
+                let code = code.as_deref().unwrap_or("");
+                let is = |c: &str| code == c || code.starts_with(&format!("{c}/"));
+                if is("IN-USE") || is("LOGIN-DELAY") || is("SYS/TEMP") {
+                    Retry::Later
+                } else {
+                    Retry::Final
+                }
+            }
+        }
+    }
+
+    /// The response code of a `-ERR`, upper-cased.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Pop3Error::Err { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The server's own words for a refusal (for reports), or the error text.
+    pub fn server_words(&self) -> String {
+        match self {
+            Pop3Error::Err { text, .. } => words(text).to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The response code at the start of `-ERR` text: `[SYS/TEMP] busy` gives `SYS/TEMP`.
+fn response_code(text: &str) -> Option<String> {
+    let rest = text.strip_prefix('[')?;
+    let end = rest.find(']')?;
+    let code = &rest[..end];
+    if code.is_empty() || code.contains(char::is_whitespace) {
+        return None;
+    }
+    Some(code.to_ascii_uppercase())
+}
+
+/// The text of a command line as it may appear in the trace: the arguments of PASS
+/// and AUTH are replaced, everything else is shown as is.
+fn masked(line: &str) -> String {
+    let upper = line.to_ascii_uppercase();
+    if upper.starts_with("PASS ") || upper == "PASS" {
+        "PASS <credentials masked>".to_string()
+    } else if upper.starts_with("AUTH ") {
+        let mut w = line.split(' ');
+        let _auth = w.next();
+        match w.next() {
+            Some(mech) => format!("AUTH {mech} <credentials masked>"),
+            None => "AUTH <credentials masked>".to_string(),
+        }
+    } else {
+        line.to_string()
+    }
+}
+
+/// Undo dot-stuffing of one line of a multi-line answer. `None` for the terminator.
+fn unstuff(line: &[u8]) -> Option<&[u8]> {
+    match line {
+        b".\r\n" | b".\n" => None,
+        [b'.', b'.', ..] => Some(&line[1..]),
+        _ => Some(line),
+    }
+}
+
+fn trim_eol(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn parse_num<T: std::str::FromStr>(
+    s: Option<&str>,
+    what: &str,
+    line: &str,
+) -> Result<T, Pop3Error> {
+    s.and_then(|s| s.parse().ok())
+        .ok_or_else(|| Pop3Error::Protocol(format!("bad {what} in {line:?}")))
+}
+
+/// A status line: `+OK text` gives the text, `-ERR` an error for `command`.
+fn parse_status(buf: &[u8], command: &str) -> Result<String, Pop3Error> {
+    let line = String::from_utf8_lossy(trim_eol(buf)).into_owned();
+    if let Some(rest) = line.strip_prefix("+OK") {
+        if rest.is_empty() || rest.starts_with(' ') {
+            return Ok(rest.trim_start().to_string());
+        }
+    }
+    if let Some(rest) = line.strip_prefix("-ERR") {
+        if rest.is_empty() || rest.starts_with(' ') {
+            let text = rest.trim_start().to_string();
+            return Err(Pop3Error::Err {
+                command: command.to_string(),
+                code: response_code(&text),
+                text,
+            });
+        }
+    }
+    Err(Pop3Error::Protocol(format!(
+        "expected +OK or -ERR for {command}, got {line:?}"
+    )))
+}
+
+pub struct Client<S: Read + Write> {
+    stream: BufReader<S>,
+    /// Capability lines from the last CAPA; `None` when not asked yet (or reset by
+    /// STLS). A server without CAPA gives an empty list.
+    caps: Option<Vec<String>>,
+    who: String,
+}
+
+impl<S: Read + Write> Client<S> {
+    /// Wrap a connected stream; `who` names it in traces ("source", "target").
+    pub fn new(stream: S, who: &str) -> Self {
+        Client {
+            stream: BufReader::with_capacity(64 * 1024, stream),
+            caps: None,
+            who: who.to_string(),
+        }
+    }
+
+    pub fn get_mut(&mut self) -> &mut S {
+        self.stream.get_mut()
+    }
+
+    /// Give back the stream (for STLS). Only valid when nothing is buffered, which
+    /// [`Client::stls`] checks.
+    pub fn into_inner(self) -> S {
+        self.stream.into_inner()
+    }
+
+    /// The capability lines of the last CAPA (empty when not asked or not supported).
+    pub fn capabilities(&self) -> &[String] {
+        self.caps.as_deref().unwrap_or(&[])
+    }
+
+    /// Whether a capability is advertised. `name` is a capability word optionally
+    /// followed by arguments that must all be listed on its line: "UIDL", "TOP",
+    /// "STLS", "SASL PLAIN" (true for the line "SASL PLAIN LOGIN").
+    pub fn has_cap(&self, name: &str) -> bool {
+        let mut want = name.split_whitespace();
+        let Some(first) = want.next() else {
+            return false;
+        };
+        let want: Vec<&str> = want.collect();
+        self.capabilities().iter().any(|line| {
+            let mut have = line.split_whitespace();
+            have.next().is_some_and(|c| c.eq_ignore_ascii_case(first)) && {
+                let args: Vec<&str> = have.collect();
+                want.iter()
+                    .all(|w| args.iter().any(|a| a.eq_ignore_ascii_case(w)))
+            }
+        })
+    }
+
+    /// Read one line, with its line ending. EOF is an error.
+    fn read_line(&mut self, buf: &mut Vec<u8>) -> Result<(), Pop3Error> {
+        buf.clear();
+        let n = self.stream.read_until(b'\n', buf)?;
+        if n == 0 || buf.last() != Some(&b'\n') {
+            return Err(Pop3Error::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            )));
+        }
+        Ok(())
+    }
+
+    /// Read a status line: `+OK text` gives the text, `-ERR` an error for `command`.
+    fn read_status(&mut self, command: &str) -> Result<String, Pop3Error> {
+        let mut buf = Vec::new();
+        self.read_line(&mut buf)?;
+        log::trace(&self.who, "S:", &buf);
+        parse_status(&buf, command)
+    }
+
+    /// Read the body of a multi-line answer, handing each unstuffed line (with its
+    /// line ending) to `each`; the trace gets the number of lines and bytes only.
+    fn read_multi(
+        &mut self,
+        mut each: impl FnMut(&[u8]) -> Result<(), Pop3Error>,
+    ) -> Result<(), Pop3Error> {
+        let mut buf = Vec::new();
+        let (mut lines, mut bytes) = (0usize, 0usize);
+        loop {
+            self.read_line(&mut buf)?;
+            match unstuff(&buf) {
+                None => break,
+                Some(line) => {
+                    lines += 1;
+                    bytes += line.len();
+                    each(line)?;
+                }
+            }
+        }
+        log::trace(
+            &self.who,
+            "S:",
+            format!("<{lines} lines, {bytes} bytes>").as_bytes(),
+        );
+        Ok(())
+    }
+
+    /// Send one command line (CRLF added), masked in the trace.
+    fn send(&mut self, line: &str) -> Result<(), Pop3Error> {
+        if line.contains(['\r', '\n', '\0']) {
+            return Err(Pop3Error::Protocol(format!(
+                "refusing to send a command with a line break: {:?}",
+                masked(line.split(['\r', '\n', '\0']).next().unwrap_or(""))
+            )));
+        }
+        log::trace(&self.who, "C:", masked(line).as_bytes());
+        let s = self.stream.get_mut();
+        let mut out = Vec::with_capacity(line.len() + 2);
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        s.write_all(&out)?;
+        s.flush()?;
+        Ok(())
+    }
+
+    /// Send a command and read its status line; `name` names it in errors.
+    fn simple(&mut self, name: &str, line: &str) -> Result<String, Pop3Error> {
+        self.send(line)?;
+        self.read_status(name)
+    }
+
+    /// Read the server greeting (`+OK text`).
+    pub fn greeting(&mut self) -> Result<String, Pop3Error> {
+        self.read_status("the greeting")
+    }
+
+    /// CAPA; a server without CAPA (`-ERR`) gives an empty list.
+    pub fn capa(&mut self) -> Result<Vec<String>, Pop3Error> {
+        let caps = match self.simple("CAPA", "CAPA") {
+            Ok(_) => {
+                let mut caps = Vec::new();
+                let who = self.who.clone();
+                self.read_multi(|line| {
+                    log::trace(&who, "S:", line);
+                    let text = String::from_utf8_lossy(trim_eol(line)).trim().to_string();
+                    if !text.is_empty() {
+                        caps.push(text);
+                    }
+                    Ok(())
+                })?;
+                caps
+            }
+            Err(Pop3Error::Err { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        self.caps = Some(caps.clone());
+        Ok(caps)
+    }
+
+    /// STLS; afterwards the caller wraps [`Client::into_inner`] in TLS, makes a new
+    /// client and asks CAPA again.
+    pub fn stls(&mut self) -> Result<(), Pop3Error> {
+        self.simple("STLS", "STLS")?;
+        self.caps = None;
+        if !self.stream.buffer().is_empty() {
+            return Err(Pop3Error::Protocol(
+                "the server sent data before the TLS handshake; refusing to go on".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Log in: AUTH PLAIN with an initial response when the server advertises
+    /// "SASL PLAIN", USER/PASS otherwise. Asks CAPA first if not done yet.
+    pub fn login(&mut self, user: &str, password: &str) -> Result<(), Pop3Error> {
+        if self.caps.is_none() {
+            self.capa()?;
+        }
+        if self.has_cap("SASL PLAIN") {
+            let mut blob = Vec::new();
+            blob.push(0);
+            blob.extend_from_slice(user.as_bytes());
+            blob.push(0);
+            blob.extend_from_slice(password.as_bytes());
+            self.send(&format!("AUTH PLAIN {}", base64(&blob)))?;
+            let mut buf = Vec::new();
+            self.read_line(&mut buf)?;
+            log::trace(&self.who, "S:", &buf);
+            if buf.starts_with(b"+ ") || trim_eol(&buf) == b"+" {
+                // A continuation although the initial response was given: cancel.
+                self.send("*")?;
+                let _ = self.read_status("AUTH");
+                return Err(Pop3Error::Protocol(
+                    "the server asked for more after AUTH PLAIN with an initial response".into(),
+                ));
+            }
+            parse_status(&buf, "AUTH PLAIN")?;
+        } else {
+            self.simple("USER", &format!("USER {user}"))?;
+            self.simple("PASS", &format!("PASS {password}"))?;
+        }
+        Ok(())
+    }
+
+    /// STAT: number of messages and total size in octets.
+    pub fn stat(&mut self) -> Result<(u32, u64), Pop3Error> {
+        let text = self.simple("STAT", "STAT")?;
+        let mut w = text.split_whitespace();
+        let count = parse_num(w.next(), "message count", &text)?;
+        let size = parse_num(w.next(), "size", &text)?;
+        Ok((count, size))
+    }
+
+    /// LIST: message number and size in octets of every message.
+    pub fn list(&mut self) -> Result<Vec<(u32, u64)>, Pop3Error> {
+        self.simple("LIST", "LIST")?;
+        let mut out = Vec::new();
+        self.read_multi(|line| {
+            let text = String::from_utf8_lossy(trim_eol(line));
+            let mut w = text.split_whitespace();
+            let n = parse_num(w.next(), "message number", &text)?;
+            let size = parse_num(w.next(), "size", &text)?;
+            out.push((n, size));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// UIDL: message number and unique id of every message; `None` when the server
+    /// answers `-ERR` (no UIDL support).
+    pub fn uidl(&mut self) -> Result<Option<Vec<(u32, String)>>, Pop3Error> {
+        match self.simple("UIDL", "UIDL") {
+            Ok(_) => {}
+            Err(Pop3Error::Err { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let mut out = Vec::new();
+        self.read_multi(|line| {
+            let text = String::from_utf8_lossy(trim_eol(line));
+            let mut w = text.split_whitespace();
+            let n = parse_num(w.next(), "message number", &text)?;
+            let uid = w
+                .next()
+                .ok_or_else(|| Pop3Error::Protocol(format!("no unique id in {text:?}")))?;
+            out.push((n, uid.to_string()));
+            Ok(())
+        })?;
+        Ok(Some(out))
+    }
+
+    fn fetch(&mut self, name: &str, line: &str) -> Result<Vec<u8>, Pop3Error> {
+        self.simple(name, line)?;
+        let mut out = Vec::new();
+        self.read_multi(|l| {
+            out.extend_from_slice(l);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// RETR: the whole message, byte-exact (see the module invariants).
+    pub fn retr(&mut self, n: u32) -> Result<Vec<u8>, Pop3Error> {
+        self.fetch("RETR", &format!("RETR {n}"))
+    }
+
+    /// TOP: the header, the empty line and the first `lines` body lines.
+    pub fn top(&mut self, n: u32, lines: u32) -> Result<Vec<u8>, Pop3Error> {
+        self.fetch("TOP", &format!("TOP {n} {lines}"))
+    }
+
+    /// DELE: mark a message deleted; only QUIT makes it so.
+    pub fn dele(&mut self, n: u32) -> Result<(), Pop3Error> {
+        self.simple("DELE", &format!("DELE {n}")).map(|_| ())
+    }
+
+    /// QUIT: ends the session and commits deletions; `-ERR` means some failed.
+    pub fn quit(&mut self) -> Result<(), Pop3Error> {
+        self.simple("QUIT", "QUIT").map(|_| ())
+    }
+}
+
+pub type Session = Client<Stream>;
+
+/// Connect, secure (implicit TLS or STLS) and log in.
+pub fn open(
+    server: &Server,
+    password: &Password,
+    opts: &NetOptions,
+    who: &str,
+) -> anyhow::Result<Session> {
+    let tcp = net::tcp(&server.host, server.port, opts)?;
+    let greeting_error = |e: Pop3Error| {
+        match e {
+        Pop3Error::Err { .. } => connect(format!(
+            "{server} refused the connection: {}",
+            e.server_words()
+        )),
+        Pop3Error::Io(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            connect(format!(
+                "{server}: no POP3 greeting within {}s; check that port {} is a POP3 port (995 for pop3s://, 110 for pop3://); a pop3:// endpoint on a TLS-only port waits like this",
+                opts.timeout.as_secs(),
+                server.port
+            ))
+        }
+        e => connect(format!(
+            "{server}: no POP3 greeting ({e}); check that port {} is a POP3 port (995 for pop3s://, 110 for pop3://)",
+            server.port
+        )),
+        }
+    };
+    let failed = |e: Pop3Error| connect(format!("{server}: {e}"));
+    let mut client = match server.security {
+        Security::Implicit => {
+            let stream = net::tls(tcp, &server.host, server.port, opts)?;
+            let mut c = Client::new(stream, who);
+            c.greeting().map_err(greeting_error)?;
+            c.capa().map_err(failed)?;
+            c
+        }
+        Security::StartTls => {
+            let mut c = Client::new(Stream::Plain(tcp), who);
+            c.greeting().map_err(greeting_error)?;
+            c.capa().map_err(failed)?;
+            if c.has_cap("STLS") {
+                c.stls().map_err(failed)?;
+                let Stream::Plain(tcp) = c.into_inner() else {
+                    unreachable!("a fresh connection is plain")
+                };
+                let stream = net::tls(tcp, &server.host, server.port, opts)?;
+                let mut c = Client::new(stream, who);
+                c.capa().map_err(failed)?;
+                c
+            } else if opts.allow_plaintext {
+                log::warn(format!(
+                    "{server} offers no STLS: logging in without encryption because of --allow-plaintext"
+                ));
+                c
+            } else {
+                return Err(connect(format!(
+                    "{server} offers no STLS, so the password would cross the network unencrypted; use pop3s:// (port 995) or pass --allow-plaintext if you accept that"
+                )));
+            }
+        }
+    };
+    client
+        .login(&server.user, password.expose())
+        .map_err(|e| login_error(server, e))?;
+    Ok(client)
+}
+
+fn login_error(server: &Server, e: Pop3Error) -> anyhow::Error {
+    match e {
+        Pop3Error::Err { .. } => {
+            let mut msg = format!(
+                "login as {} at {}:{} refused: {}",
+                server.user,
+                server.host,
+                server.port,
+                e.server_words()
+            );
+            if server.is_default_host() {
+                msg.push_str("; the username must be the full email address and the password that of the address itself (not of the Infomaniak user account)");
+            } else {
+                msg.push_str("; check the username and the password");
+            }
+            connect(msg)
+        }
+        other => connect(format!("{server}: login failed: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    /// A replayed server: reads come from the transcript, writes are recorded.
+    struct Replay {
+        input: Cursor<Vec<u8>>,
+        written: Vec<u8>,
+    }
+    impl Read for Replay {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            // Small reads, so no answer arrives in one piece.
+            let n = buf.len().min(7);
+            self.input.read(&mut buf[..n])
+        }
+    }
+    impl Write for Replay {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    fn replay_bytes(server: &[u8]) -> Client<Replay> {
+        Client::new(
+            Replay {
+                input: Cursor::new(server.to_vec()),
+                written: Vec::new(),
+            },
+            "test",
+        )
+    }
+    fn replay(server: &str) -> Client<Replay> {
+        replay_bytes(server.as_bytes())
+    }
+    fn written(c: &mut Client<Replay>) -> String {
+        String::from_utf8(c.get_mut().written.clone()).unwrap()
+    }
+
+    const DOVECOT_CAPA: &str = concat!(
+        "+OK\r\n",
+        "CAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n",
+        "STLS\r\nUSER\r\nSASL PLAIN LOGIN\r\n.\r\n",
+    );
+
+    #[test]
+    fn greeting_capa_and_auth_plain() {
+        let mut c = replay(&format!(
+            "+OK Dovecot (Debian) ready.\r\n{DOVECOT_CAPA}+OK Logged in.\r\n"
+        ));
+        assert_eq!(c.greeting().unwrap(), "Dovecot (Debian) ready.");
+        let caps = c.capa().unwrap();
+        assert_eq!(caps.len(), 9);
+        assert_eq!(caps[8], "SASL PLAIN LOGIN");
+        for cap in ["UIDL", "TOP", "STLS", "SASL PLAIN", "sasl login", "SASL"] {
+            assert!(c.has_cap(cap), "{cap}");
+        }
+        for cap in ["SASL CRAM-MD5", "EXPIRE", "SASL PLAIN XOAUTH2", ""] {
+            assert!(!c.has_cap(cap), "{cap}");
+        }
+        c.login("a@b.ch", "pw").unwrap();
+        assert_eq!(
+            written(&mut c),
+            format!("CAPA\r\nAUTH PLAIN {}\r\n", base64(b"\0a@b.ch\0pw"))
+        );
+    }
+
+    #[test]
+    fn user_pass_without_sasl_plain() {
+        let mut c = replay(concat!(
+            "+OK POP3 ready <1896.697170952@dbc.mtview.ca.us>\r\n",
+            "+OK Capability list follows\r\nTOP\r\nUSER\r\nSASL CRAM-MD5\r\nUIDL\r\n.\r\n",
+            "+OK\r\n",
+            "+OK maildrop locked and ready\r\n",
+        ));
+        c.greeting().unwrap();
+        c.capa().unwrap();
+        assert!(!c.has_cap("SASL PLAIN"));
+        c.login("bob", "p w").unwrap();
+        assert_eq!(written(&mut c), "CAPA\r\nUSER bob\r\nPASS p w\r\n");
+    }
+
+    #[test]
+    fn no_capa_support_means_user_pass() {
+        let mut c = replay(concat!(
+            "+OK ready\r\n",
+            "-ERR unknown command\r\n",
+            "+OK\r\n",
+            "+OK\r\n",
+        ));
+        c.greeting().unwrap();
+        // login asks CAPA itself when not done yet.
+        c.login("bob", "pw").unwrap();
+        assert!(c.capabilities().is_empty());
+        assert_eq!(written(&mut c), "CAPA\r\nUSER bob\r\nPASS pw\r\n");
+    }
+
+    #[test]
+    fn login_failure_keeps_server_words() {
+        let mut c = replay(&format!(
+            "+OK ready\r\n{DOVECOT_CAPA}-ERR [AUTH] Authentication failed.\r\n"
+        ));
+        c.greeting().unwrap();
+        c.capa().unwrap();
+        let err = c.login("a@b.ch", "secret").unwrap_err();
+        match &err {
+            Pop3Error::Err {
+                command,
+                code,
+                text,
+            } => {
+                assert_eq!(command, "AUTH PLAIN");
+                assert_eq!(code.as_deref(), Some("AUTH"));
+                assert_eq!(text, "[AUTH] Authentication failed.");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(err.retry(), Retry::Final);
+        assert_eq!(err.server_words(), "[AUTH] Authentication failed.");
+        assert!(err.to_string().contains("[AUTH] Authentication failed."));
+        assert!(!err.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn pass_failure_after_user() {
+        let mut c = replay(concat!(
+            "+OK ready\r\n",
+            "+OK\r\nUSER\r\n.\r\n",
+            "+OK\r\n",
+            "-ERR [IN-USE] Mailbox is locked by another POP3 session\r\n",
+        ));
+        c.greeting().unwrap();
+        let err = c.login("bob", "pw").unwrap_err();
+        assert!(matches!(&err, Pop3Error::Err { command, .. } if command == "PASS"));
+        assert_eq!(err.retry(), Retry::Later);
+    }
+
+    #[test]
+    fn retry_classification() {
+        let err = |text: &str| Pop3Error::Err {
+            command: "X".into(),
+            code: response_code(text),
+            text: text.into(),
+        };
+        assert_eq!(err("[IN-USE] locked").retry(), Retry::Later);
+        assert_eq!(err("[LOGIN-DELAY] wait").retry(), Retry::Later);
+        assert_eq!(err("[SYS/TEMP] busy").retry(), Retry::Later);
+        assert_eq!(err("[sys/temp] busy").retry(), Retry::Later);
+        assert_eq!(err("[SYS/PERM] broken").retry(), Retry::Final);
+        assert_eq!(err("[AUTH] bad").retry(), Retry::Final);
+        assert_eq!(err("no such message").retry(), Retry::Final);
+        assert_eq!(err("[ not a code").code(), None);
+        assert_eq!(Pop3Error::Protocol("x".into()).retry(), Retry::Now);
+        let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "t");
+        assert_eq!(Pop3Error::from(io).retry(), Retry::Now);
+    }
+
+    #[test]
+    fn uidl_parsing() {
+        let mut c = replay(concat!(
+            "+OK\r\n",
+            "1 000000017a8b2c3d\r\n",
+            "2 QhdPYR:00WBw1Ph7x7\r\n",
+            "10 whqtswO00WBw418f9t5JxYwZ\r\n",
+            ".\r\n",
+        ));
+        let ids = c.uidl().unwrap().unwrap();
+        assert_eq!(
+            ids,
+            vec![
+                (1, "000000017a8b2c3d".to_string()),
+                (2, "QhdPYR:00WBw1Ph7x7".to_string()),
+                (10, "whqtswO00WBw418f9t5JxYwZ".to_string()),
+            ]
+        );
+        assert_eq!(written(&mut c), "UIDL\r\n");
+    }
+
+    #[test]
+    fn uidl_err_is_none() {
+        let mut c = replay("-ERR Unknown command.\r\n");
+        assert_eq!(c.uidl().unwrap(), None);
+    }
+
+    #[test]
+    fn retr_is_byte_exact() {
+        let mut wire = b"+OK 97 octets\r\n".to_vec();
+        wire.extend_from_slice(b"Subject: caf\xc3\xa9 \xe9\r\n");
+        wire.extend_from_slice(b"\r\n");
+        wire.extend_from_slice(b"..From the start\r\n");
+        wire.extend_from_slice(b"..\r\n");
+        wire.extend_from_slice(b"...\r\n");
+        wire.extend_from_slice(b"..hidden\r\n");
+        wire.extend_from_slice(b".sloppy, not stuffed\r\n");
+        wire.extend_from_slice(b"bare lf\n");
+        wire.extend_from_slice(b"\x00\xff 8-bit\r\n");
+        wire.extend_from_slice(b"\r\n");
+        wire.extend_from_slice(b".\r\n");
+        wire.extend_from_slice(b"+OK 0 0\r\n");
+        let mut c = replay_bytes(&wire);
+        let msg = c.retr(3).unwrap();
+        let mut want = b"Subject: caf\xc3\xa9 \xe9\r\n\r\n".to_vec();
+        want.extend_from_slice(b".From the start\r\n.\r\n..\r\n.hidden\r\n");
+        want.extend_from_slice(b".sloppy, not stuffed\r\nbare lf\n\x00\xff 8-bit\r\n\r\n");
+        assert_eq!(msg, want);
+        // The terminator was consumed exactly: the next answer parses.
+        assert_eq!(c.stat().unwrap(), (0, 0));
+        assert_eq!(written(&mut c), "RETR 3\r\nSTAT\r\n");
+    }
+
+    #[test]
+    fn retr_accepts_bare_lf_terminator() {
+        let mut c = replay("+OK\nline one\nline two\n.\n");
+        assert_eq!(c.retr(1).unwrap(), b"line one\nline two\n");
+    }
+
+    #[test]
+    fn retr_of_empty_message_and_errors() {
+        let mut c = replay(concat!(
+            "+OK 0 octets\r\n.\r\n",
+            "-ERR no such message\r\n",
+            "+OK\r\nSubject: x\r\n",
+        ));
+        assert_eq!(c.retr(1).unwrap(), b"");
+        let err = c.retr(9).unwrap_err();
+        assert!(matches!(&err, Pop3Error::Err { command, code: None, .. } if command == "RETR"));
+        // The connection ends in the middle of a message: an I/O error, not a message.
+        let err = c.retr(2).unwrap_err();
+        assert!(matches!(err, Pop3Error::Io(_)), "{err:?}");
+        assert_eq!(err.retry(), Retry::Now);
+    }
+
+    #[test]
+    fn top_sends_line_count() {
+        let mut c = replay("+OK\r\nSubject: x\r\n\r\n.\r\n");
+        assert_eq!(c.top(4, 0).unwrap(), b"Subject: x\r\n\r\n");
+        assert_eq!(written(&mut c), "TOP 4 0\r\n");
+    }
+
+    #[test]
+    fn stat_and_list() {
+        let mut c = replay(concat!(
+            "+OK 2 320\r\n",
+            "+OK 2 messages (320 octets)\r\n",
+            "1 120\r\n",
+            "2 200\r\n",
+            ".\r\n",
+        ));
+        assert_eq!(c.stat().unwrap(), (2, 320));
+        assert_eq!(c.list().unwrap(), vec![(1, 120), (2, 200)]);
+        assert_eq!(written(&mut c), "STAT\r\nLIST\r\n");
+    }
+
+    #[test]
+    fn malformed_answers_are_protocol_errors() {
+        let mut c = replay("+OK lots\r\n* OK IMAP4rev1 ready\r\n");
+        assert!(matches!(c.stat().unwrap_err(), Pop3Error::Protocol(_)));
+        let err = c.greeting().unwrap_err();
+        assert!(matches!(err, Pop3Error::Protocol(_)), "{err:?}");
+        assert!(err.to_string().contains("* OK IMAP4rev1"));
+    }
+
+    #[test]
+    fn dele_and_quit() {
+        let mut c = replay(concat!(
+            "+OK message 1 deleted\r\n",
+            "-ERR message 1 already deleted\r\n",
+            "+OK dewey POP3 server signing off (maildrop empty)\r\n",
+        ));
+        c.dele(1).unwrap();
+        assert!(c.dele(1).is_err());
+        c.quit().unwrap();
+        assert_eq!(written(&mut c), "DELE 1\r\nDELE 1\r\nQUIT\r\n");
+    }
+
+    #[test]
+    fn stls_refuses_data_sent_ahead_of_tls() {
+        let mut c = replay("+OK Begin TLS negotiation now.\r\n");
+        c.stls().unwrap();
+        assert!(c.capabilities().is_empty());
+        let mut c = replay("+OK Begin TLS\r\n+OK injected\r\n");
+        assert!(matches!(c.stls().unwrap_err(), Pop3Error::Protocol(_)));
+    }
+
+    #[test]
+    fn line_breaks_are_never_sent() {
+        let mut c = replay("-ERR\r\n");
+        let err = c.login("bob\r\nDELE 1", "pw").unwrap_err();
+        assert!(matches!(err, Pop3Error::Protocol(_)));
+        let err = c.simple("PASS", "PASS hunter\n2").unwrap_err();
+        assert!(matches!(err, Pop3Error::Protocol(_)));
+        assert!(!err.to_string().contains("hunter"), "{err}");
+        // Only the CAPA that login asked first was written.
+        assert_eq!(written(&mut c), "CAPA\r\n");
+    }
+
+    #[test]
+    fn credentials_are_masked_in_the_trace() {
+        let blob = base64(b"\0a@b.ch\0hunter2");
+        for (line, want) in [
+            ("PASS hunter2".to_string(), "PASS <credentials masked>"),
+            ("pass hunter2".to_string(), "PASS <credentials masked>"),
+            (
+                format!("AUTH PLAIN {blob}"),
+                "AUTH PLAIN <credentials masked>",
+            ),
+            ("USER a@b.ch".to_string(), "USER a@b.ch"),
+            ("RETR 1".to_string(), "RETR 1"),
+        ] {
+            let m = masked(&line);
+            assert_eq!(m, want);
+            assert!(!m.contains("hunter2") && !m.contains(&blob));
+        }
+    }
+
+    #[test]
+    fn unstuffing() {
+        assert_eq!(unstuff(b".\r\n"), None);
+        assert_eq!(unstuff(b".\n"), None);
+        assert_eq!(unstuff(b"..\r\n"), Some(&b".\r\n"[..]));
+        assert_eq!(unstuff(b". \r\n"), Some(&b". \r\n"[..]));
+        assert_eq!(unstuff(b"x.\r\n"), Some(&b"x.\r\n"[..]));
+    }
+}

@@ -1,34 +1,58 @@
-//! `mailferry migrate --from URL --to URL`: copy every folder of one account into another.
+//! `mailferry migrate --from URL --to URL`: copy every folder of an IMAP account, a
+//! POP3 mailbox or mbox files into an IMAP account.
 
 use crate::cli::MigrateArgs;
 use crate::engine::{self, Job};
 use crate::error::{EXIT_OK, EXIT_PARTIAL};
-use crate::imap::session;
 use crate::index::{self, Index};
 use crate::plan;
-use crate::source::imap::ImapSource;
 
 pub fn run(a: &MigrateArgs) -> anyhow::Result<i32> {
-    let pair = plan::pair(&a.pair)?;
-    let opts = plan::options(&a.folders, a.dry_run)?;
-    let net = plan::net(&a.net);
-    let state = a.state.clone().unwrap_or_else(index::default_path);
+    copy(
+        &a.pair.from,
+        a.pair.from_password_file.as_deref(),
+        &a.pair.to,
+        a.pair.to_password_file.as_deref(),
+        &a.net,
+        a.state.as_deref(),
+        &a.folders,
+        &a.copy,
+    )
+}
+
+/// The common road of `migrate` and `restore`.
+#[allow(clippy::too_many_arguments)]
+pub fn copy(
+    from: &str,
+    from_password_file: Option<&std::path::Path>,
+    to: &str,
+    to_password_file: Option<&std::path::Path>,
+    net_args: &crate::cli::NetArgs,
+    state: Option<&std::path::Path>,
+    folders: &crate::cli::FolderArgs,
+    c: &crate::cli::CopyArgs,
+) -> anyhow::Result<i32> {
+    // Phase 1: everything the user typed is checked before any connection.
+    let opts = plan::copy_options(folders, c, from)?;
+    crate::endpoint::parse(from)?;
+    let (target, target_password) = plan::target(to, to_password_file)?;
+    let net = plan::net(net_args);
+    let state = state
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(index::default_path);
     let mut index = Index::open(&state)?;
-    crate::log::info(format!("index: {}", state.display()));
-    if !a.json {
+    if !c.json {
         eprintln!("index: {}", state.display());
     }
-    let mut src = ImapSource {
-        session: session::open(&pair.source, &pair.source_password, &net, "source")?,
-        name: pair.source.to_string(),
-    };
+    // Phase 2: connections.
+    let mut src = plan::open_source(from, from_password_file, &net, plan::dialect(c.mbox_format))?;
     let job = Job {
-        target: &pair.target,
-        target_password: &pair.target_password,
+        target: &target,
+        target_password: &target_password,
         net: &net,
         opts: &opts,
     };
-    let summary = engine::migrate(&mut src, &job, &mut index)?;
-    summary.print(a.json);
+    let summary = engine::migrate(src.as_mut(), &job, &mut index)?;
+    summary.print(c.json);
     Ok(if summary.ok() { EXIT_OK } else { EXIT_PARTIAL })
 }

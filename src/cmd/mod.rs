@@ -1,5 +1,7 @@
 //! One module per subcommand, each exposing `run`, which returns the exit code.
 
+pub mod backup;
 pub mod check;
 pub mod migrate;
+pub mod restore;
 pub mod verify;

@@ -4,6 +4,8 @@
 //! (POP3's opt-in `--delete-after` is the one exception, done after verification).
 
 pub mod imap;
+pub mod mbox;
+pub mod pop3;
 
 use crate::decide::Meta;
 use crate::imap::ListEntry;
@@ -37,6 +39,11 @@ pub trait Source {
     /// Whether INTERNALDATE must be taken from the message's headers (POP3).
     fn dates_from_headers(&self) -> bool {
         false
+    }
+    /// Whether message ids survive between sessions (POP3 without UIDL: no), so
+    /// checkpoints may be trusted.
+    fn stable_ids(&self) -> bool {
+        true
     }
     /// Delete messages (POP3 `--delete-after` only).
     fn delete(&mut self, _ids: &[String]) -> anyhow::Result<usize> {

@@ -1,0 +1,490 @@
+//! Backup to mbox: one mboxrd file per folder under a directory (nested like the
+//! folder tree), or every folder in one file; plus a manifest.
+//!
+//! Files: `DIR/<folder path>.mbox` and `DIR/mailferry-manifest.jsonl`, or `FILE.mbox`
+//! and `FILE.mbox.manifest.jsonl`. The manifest has one JSON line per message: its
+//! folder, file, byte range in the file, size, SHA-256, flags, INTERNALDATE, the
+//! source's UIDVALIDITY and id. Message bytes are stored unchanged (only mboxrd
+//! `>From ` quoting, which a reader reverses); flags and dates live in the manifest,
+//! so the messages are not touched, and a restore brings them back.
+//!
+//! Invariants (write, then record):
+//! - messages are appended to the mbox file and the file is synced before their
+//!   manifest lines are written and synced, and the index is written last;
+//! - the manifest is the truth for what a file holds: on start, a file longer than
+//!   its last manifest entry lost a crash's unfinished tail, which is cut off; a torn
+//!   last manifest line is dropped; so a resumed backup never holds a torn or doubled
+//!   message.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::decide::{self, Meta};
+use crate::dedupe::{self, Mode};
+use crate::engine::map_folders;
+use crate::engine::Options;
+use crate::error::input;
+use crate::folders::TargetLayout;
+use crate::index::{Index, Outcome, Record};
+use crate::log;
+use crate::source::Source;
+use crate::summary::{Planned, Summary};
+
+pub const DIR_MANIFEST: &str = "mailferry-manifest.jsonl";
+
+/// One message in a backup.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Entry {
+    /// The folder name, `/` as separator.
+    pub folder: String,
+    /// The mbox file, relative to the manifest's directory.
+    pub file: String,
+    /// Where the message's `From ` line starts, and how many bytes it takes there.
+    pub offset: u64,
+    pub length: u64,
+    /// The message's own size and SHA-256 (before quoting).
+    pub size: u64,
+    pub sha256: String,
+    pub flags: Vec<String>,
+    pub internaldate: Option<String>,
+    pub uidvalidity: u32,
+    pub id: String,
+    /// The dedupe key under which it was stored.
+    pub key: String,
+    /// Set for a copy of a message stored earlier in the same folder (no bytes written).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+/// Where a backup goes.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The directory that holds the manifest and the files.
+    pub base: PathBuf,
+    pub manifest: PathBuf,
+    /// `Some(name)` when every folder goes into one file.
+    pub single: Option<String>,
+}
+
+impl Layout {
+    /// `--out PATH`: a path ending in `.mbox` (or an existing file) is one file,
+    /// anything else a directory.
+    pub fn for_out(out: &Path) -> Layout {
+        let single = out.is_file() || out.extension().is_some_and(|e| e == "mbox");
+        if single {
+            let base = out
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf();
+            let name = out
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            Layout {
+                manifest: base.join(format!("{name}.manifest.jsonl")),
+                base,
+                single: Some(name),
+            }
+        } else {
+            Layout {
+                base: out.to_path_buf(),
+                manifest: out.join(DIR_MANIFEST),
+                single: None,
+            }
+        }
+    }
+
+    /// The file (relative to `base`) for a folder.
+    pub fn file_for(&self, folder: &str) -> String {
+        if let Some(name) = &self.single {
+            return name.clone();
+        }
+        let parts: Vec<String> = folder
+            .split('/')
+            .map(|c| {
+                let c: String = c
+                    .chars()
+                    .map(|ch| {
+                        if ch == '\\' || ch == '\0' || ch.is_control() {
+                            '_'
+                        } else {
+                            ch
+                        }
+                    })
+                    .collect();
+                if c.is_empty() || c == "." || c == ".." {
+                    format!("_{c}")
+                } else {
+                    c
+                }
+            })
+            .collect();
+        format!("{}.mbox", parts.join("/"))
+    }
+}
+
+/// Read a manifest, dropping a torn last line (and cutting it off the file).
+pub fn read_manifest(path: &Path) -> anyhow::Result<Vec<Entry>> {
+    let Ok(f) = File::open(path) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    let mut good_len = 0u64;
+    let mut reader = BufReader::new(f);
+    let mut line = Vec::new();
+    let mut n = 0;
+    loop {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line)?;
+        if read == 0 {
+            break;
+        }
+        n += 1;
+        let complete = line.ends_with(b"\n");
+        match serde_json::from_slice::<Entry>(&line) {
+            Ok(e) if complete => {
+                out.push(e);
+                good_len += read as u64;
+            }
+            _ if !complete => {
+                log::warn(format!(
+                    "{}: dropping an unfinished last line left by an interrupted run",
+                    path.display()
+                ));
+                OpenOptions::new().write(true).open(path)?.set_len(good_len)?;
+                break;
+            }
+            Err(e) => {
+                return Err(input(format!(
+                    "{} line {n} is not a mailferry manifest entry ({e}); the backup was changed outside mailferry",
+                    path.display()
+                )))
+            }
+            Ok(_) => unreachable!(),
+        }
+    }
+    Ok(out)
+}
+
+/// Where the last recorded message of each file ends.
+fn committed_ends(entries: &[Entry]) -> HashMap<String, u64> {
+    let mut ends: HashMap<String, u64> = HashMap::new();
+    for e in entries {
+        let end = ends.entry(e.file.clone()).or_default();
+        *end = (*end).max(e.offset + e.length);
+    }
+    ends
+}
+
+/// Bring a file back to what the manifest records: bytes after the last recorded
+/// message were written by an interrupted run and are cut off. Only done inside a
+/// backup (the manifest existed); a foreign file is never touched.
+fn repair_file(mbox: &File, path: &Path, end: u64, in_backup: bool) -> anyhow::Result<()> {
+    let len = mbox.metadata()?.len();
+    if len > end {
+        if !in_backup {
+            return Err(input(format!(
+                "{} already exists and is not part of a mailferry backup; choose a new --out",
+                path.display()
+            )));
+        }
+        log::warn(format!(
+            "{}: cutting off {} bytes an interrupted run wrote but did not record",
+            path.display(),
+            len - end
+        ));
+        mbox.set_len(end)?;
+    } else if len < end {
+        return Err(input(format!(
+            "{} is shorter than its manifest says ({len} < {end} bytes): it was changed outside mailferry",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn sender_of(msg: &[u8]) -> String {
+    dedupe::header(msg, "Return-Path")
+        .map(|v| {
+            String::from_utf8_lossy(&v)
+                .trim_matches(|c| c == '<' || c == '>' || c == ' ')
+                .to_string()
+        })
+        .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
+        .unwrap_or_else(|| "MAILER-DAEMON".to_string())
+}
+
+fn parse_internaldate(d: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    chrono::DateTime::parse_from_str(d.trim(), "%d-%b-%Y %H:%M:%S %z").ok()
+}
+
+/// Back up every selected folder of `src`.
+pub fn backup(
+    src: &mut dyn Source,
+    out: &Path,
+    opts: &Options,
+    index: &mut Index,
+) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let layout = Layout::for_out(out);
+    let mut summary = Summary {
+        source: src.describe(),
+        target: format!("mbox:{}", out.display()),
+        dry_run: opts.dry_run,
+        ..Summary::default()
+    };
+    if !opts.dry_run {
+        std::fs::create_dir_all(&layout.base)
+            .map_err(|e| input(format!("cannot create {}: {e}", layout.base.display())))?;
+    }
+    let in_backup = layout.manifest.exists();
+    let entries = read_manifest(&layout.manifest)?;
+    let job_id = index.job(&summary.source, &summary.target)?;
+
+    let tree = src.folders()?;
+    let target = TargetLayout {
+        delim: Some('/'),
+        ..TargetLayout::default()
+    };
+    // A backup keeps the source's folder names (the mapped target name is unused).
+    let mapped = map_folders(&tree.entries, &tree.prefix, tree.delim, &target, opts);
+
+    let mut plans = Vec::new();
+    for (raw, display, _) in mapped {
+        let opened = src.open(&raw)?;
+        let done: HashSet<String> = entries
+            .iter()
+            .filter(|e| e.folder == display && e.uidvalidity == opened.uidvalidity)
+            .map(|e| e.id.clone())
+            .collect();
+        let pending = if opened.count == 0 {
+            Vec::new()
+        } else {
+            let list = src.listing()?;
+            if src.stable_ids() {
+                decide::pending(&list, &done)
+            } else {
+                decide::pending(&list, &HashSet::new())
+            }
+        };
+        plans.push((raw, display, opened.uidvalidity, pending));
+    }
+    summary.folders = plans.len();
+    if opts.dry_run {
+        summary.planned = plans
+            .iter()
+            .map(|(_, d, _, p)| Planned {
+                folder: d.clone(),
+                target_folder: layout.file_for(d),
+                messages: p.len() as u64,
+                bytes: p.iter().map(|m| m.size).sum(),
+            })
+            .collect();
+        src.close();
+        summary.finish(started);
+        return Ok(summary);
+    }
+
+    let total_msgs: u64 = plans.iter().map(|p| p.3.len() as u64).sum();
+    let total_bytes: u64 = plans.iter().flat_map(|p| &p.3).map(|m| m.size).sum();
+    let mut progress = crate::progress::start(total_msgs, total_bytes);
+    let mut manifest = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&layout.manifest)
+        .map_err(|e| input(format!("cannot write {}: {e}", layout.manifest.display())))?;
+    private(&layout.manifest);
+    let mut ends = committed_ends(&entries);
+
+    for (raw, display, uidvalidity, pending) in &plans {
+        let file = layout.file_for(display);
+        let path = layout.base.join(&file);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut mbox = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| input(format!("cannot write {}: {e}", path.display())))?;
+        private(&path);
+        repair_file(
+            &mbox,
+            &path,
+            ends.get(&file).copied().unwrap_or(0),
+            in_backup,
+        )?;
+        if pending.is_empty() {
+            continue;
+        }
+        let mut offset = mbox.seek(SeekFrom::End(0))?;
+        src.open(raw)?;
+        let mut seen: HashSet<String> = entries
+            .iter()
+            .filter(|e| e.folder == *display)
+            .map(|e| e.key.clone())
+            .collect();
+        let sizes: Vec<u64> = pending.iter().map(|m| m.size).collect();
+        for range in decide::batches(&sizes, opts.batch_bytes, opts.batch_count) {
+            let batch: &[Meta] = &pending[range];
+            let mut bodies: HashMap<String, Vec<u8>> = HashMap::new();
+            src.fetch(batch, &mut |id, body| {
+                bodies.insert(id.to_string(), body);
+            })?;
+            let mut new_entries = Vec::new();
+            let mut bytes = 0;
+            for meta in batch {
+                let Some(body) = bodies.get(&meta.id) else {
+                    continue;
+                };
+                let key = dedupe::key(body, opts.dedupe);
+                let date = meta.internal_date.clone().or_else(|| {
+                    if src.dates_from_headers() {
+                        dedupe::header_date(body)
+                    } else {
+                        None
+                    }
+                });
+                let duplicate = opts.dedupe != Mode::None && !seen.insert(key.clone());
+                let mut length = 0;
+                if !duplicate {
+                    let mut buf = Vec::with_capacity(body.len() + 128);
+                    crate::mbox::write_message(
+                        &mut buf,
+                        &sender_of(body),
+                        date.as_deref().and_then(parse_internaldate),
+                        body,
+                    )?;
+                    mbox.write_all(&buf)?;
+                    length = buf.len() as u64;
+                    crate::faults::after_append();
+                }
+                bytes += meta.size;
+                new_entries.push(Entry {
+                    folder: display.clone(),
+                    file: file.clone(),
+                    offset,
+                    length,
+                    size: body.len() as u64,
+                    sha256: dedupe::sha256_hex(body),
+                    flags: meta
+                        .flags
+                        .iter()
+                        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+                        .cloned()
+                        .collect(),
+                    internaldate: date,
+                    uidvalidity: *uidvalidity,
+                    id: meta.id.clone(),
+                    key,
+                    duplicate,
+                });
+                offset += length;
+            }
+            // Write, then record: data synced before the manifest, manifest before the index.
+            mbox.sync_data()?;
+            let mut lines = Vec::new();
+            for e in &new_entries {
+                serde_json::to_writer(&mut lines, e)?;
+                lines.push(b'\n');
+            }
+            manifest.write_all(&lines)?;
+            manifest.sync_data()?;
+            ends.insert(file.clone(), offset);
+            let records: Vec<Record> = new_entries
+                .iter()
+                .map(|e| Record::Done {
+                    job: job_id,
+                    folder: e.folder.clone(),
+                    uidvalidity: e.uidvalidity,
+                    id: e.id.clone(),
+                    key: e.key.clone(),
+                    outcome: if e.duplicate {
+                        Outcome::Duplicate
+                    } else {
+                        Outcome::Copied
+                    },
+                    target_folder: e.file.clone(),
+                    target_uid: None,
+                })
+                .collect();
+            index.record(&records)?;
+            for e in &new_entries {
+                if e.duplicate {
+                    summary.duplicates += 1;
+                } else {
+                    summary.copied += 1;
+                    summary.bytes += e.size;
+                }
+            }
+            progress.advance(batch.len() as u64, bytes);
+        }
+    }
+    drop(progress);
+    src.close();
+    write_summary_manifest(&layout)?;
+    summary.finish(started);
+    Ok(summary)
+}
+
+/// `mailferry-manifest.json` / `FILE.mbox.manifest.json`: per folder its file,
+/// message count, bytes and UIDVALIDITY, rebuilt from the line manifest.
+fn write_summary_manifest(layout: &Layout) -> anyhow::Result<()> {
+    #[derive(Serialize, Default)]
+    struct Folder {
+        folder: String,
+        file: String,
+        messages: u64,
+        duplicates_skipped: u64,
+        bytes: u64,
+        uidvalidity: u32,
+    }
+    let mut folders: Vec<Folder> = Vec::new();
+    for e in read_manifest(&layout.manifest)? {
+        let i = match folders.iter().position(|f| f.folder == e.folder) {
+            Some(i) => i,
+            None => {
+                folders.push(Folder {
+                    folder: e.folder.clone(),
+                    file: e.file.clone(),
+                    ..Folder::default()
+                });
+                folders.len() - 1
+            }
+        };
+        let f = &mut folders[i];
+        f.uidvalidity = e.uidvalidity;
+        if e.duplicate {
+            f.duplicates_skipped += 1;
+        } else {
+            f.messages += 1;
+            f.bytes += e.size;
+        }
+    }
+    let path = layout.manifest.with_extension("json");
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(&serde_json::json!({ "folders": folders }))?,
+    )?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}
+
+/// Make a file readable by its owner only.
+pub fn private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+}

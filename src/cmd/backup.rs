@@ -1,0 +1,27 @@
+//! `mailferry backup --from URL --out DIR|FILE.mbox`: an account into mbox files.
+
+use crate::cli::BackupArgs;
+use crate::endpoint::{self, Endpoint};
+use crate::error::{input, EXIT_OK, EXIT_PARTIAL};
+use crate::index::{self, Index};
+use crate::mbox::Dialect;
+use crate::plan;
+
+pub fn run(a: &BackupArgs) -> anyhow::Result<i32> {
+    if let Endpoint::Mbox(_) = endpoint::parse(&a.from)? {
+        return Err(input(
+            "backup reads from an IMAP or POP3 account; to copy mbox files, copy the files",
+        ));
+    }
+    let opts = plan::options(&a.folders, a.dry_run)?;
+    let net = plan::net(&a.net);
+    let state = a.state.clone().unwrap_or_else(index::default_path);
+    let mut index = Index::open(&state)?;
+    if !a.json {
+        eprintln!("index: {}", state.display());
+    }
+    let mut src = plan::open_source(&a.from, a.from_password_file.as_deref(), &net, Dialect::Rd)?;
+    let summary = crate::backup::backup(src.as_mut(), &a.out, &opts, &mut index)?;
+    summary.print(a.json);
+    Ok(if summary.ok() { EXIT_OK } else { EXIT_PARTIAL })
+}

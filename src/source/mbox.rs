@@ -1,0 +1,238 @@
+//! mbox files as a source: a backup directory written by `mailferry backup` (with its
+//! manifest), a single mbox file, or a directory of mbox files from another tool.
+//!
+//! With a manifest, each message gets back its folder, flags, INTERNALDATE and exact
+//! size (the writer adds a final newline to a message that had none; the size cuts it
+//! off again) and its SHA-256 is checked. Without one, the folder is the file's path
+//! (`Archive/2019.mbox` → `Archive/2019`, `INBOX.mbox` → INBOX), flags come from
+//! `Status:`/`X-Status:` headers and the date from the `From ` line. Message ids are
+//! byte offsets in the file: stable, because mbox files are only appended to.
+//! A folder's file is read whole into memory while that folder is copied.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::{Opened, Source, Tree};
+use crate::backup::{self, Entry, Layout};
+use crate::decide::Meta;
+use crate::dedupe;
+use crate::error::input;
+use crate::imap::{utf7, ListEntry};
+use crate::mbox::{self, Dialect};
+
+pub struct MboxSource {
+    name: String,
+    base: PathBuf,
+    dialect: Dialect,
+    /// Folder name → file (relative to `base`).
+    folders: Vec<(String, String)>,
+    manifest: HashMap<(String, u64), Entry>,
+    current: Vec<(Meta, Vec<u8>)>,
+}
+
+fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let rel_name = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        if e.file_type()?.is_dir() {
+            walk(&e.path(), &rel_name, out)?;
+        } else if name.ends_with(".mbox") {
+            out.push(rel_name);
+        }
+    }
+    Ok(())
+}
+
+fn folder_of_file(file: &str) -> String {
+    let stem = file.strip_suffix(".mbox").unwrap_or(file);
+    if stem.eq_ignore_ascii_case("inbox") {
+        "INBOX".into()
+    } else {
+        stem.to_string()
+    }
+}
+
+/// Flags from mutt/Thunderbird-style `Status:` and `X-Status:` headers.
+fn flags_from_headers(msg: &[u8]) -> Vec<String> {
+    let mut flags = Vec::new();
+    let status = dedupe::header(msg, "Status").unwrap_or_default();
+    let x = dedupe::header(msg, "X-Status").unwrap_or_default();
+    let has = |v: &[u8], c: u8| v.contains(&c);
+    if has(&status, b'R') {
+        flags.push("\\Seen".to_string());
+    }
+    for (c, f) in [
+        (b'A', "\\Answered"),
+        (b'F', "\\Flagged"),
+        (b'T', "\\Draft"),
+        (b'D', "\\Deleted"),
+    ] {
+        if has(&x, c) {
+            flags.push(f.to_string());
+        }
+    }
+    flags
+}
+
+impl MboxSource {
+    pub fn open_path(path: &Path, dialect: Dialect) -> anyhow::Result<MboxSource> {
+        if !path.exists() {
+            return Err(input(format!("{} does not exist", path.display())));
+        }
+        let layout = if path.is_dir() {
+            Layout::for_out(path)
+        } else {
+            let base = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf();
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            Layout {
+                manifest: base.join(format!("{name}.manifest.jsonl")),
+                base,
+                single: Some(name),
+            }
+        };
+        let entries = backup::read_manifest(&layout.manifest)?;
+        let mut folders: Vec<(String, String)> = Vec::new();
+        for e in &entries {
+            if !folders.iter().any(|(f, _)| *f == e.folder) {
+                folders.push((e.folder.clone(), e.file.clone()));
+            }
+        }
+        let files: Vec<String> = match &layout.single {
+            Some(name) => vec![name.clone()],
+            None => {
+                let mut v = Vec::new();
+                walk(&layout.base, "", &mut v)?;
+                v
+            }
+        };
+        for f in files {
+            if !folders.iter().any(|(_, file)| *file == f) {
+                folders.push((folder_of_file(&f), f));
+            }
+        }
+        let manifest = entries
+            .into_iter()
+            .filter(|e| !e.duplicate)
+            .map(|e| ((e.file.clone(), e.offset), e))
+            .collect();
+        Ok(MboxSource {
+            name: format!("mbox:{}", path.display()),
+            base: layout.base,
+            dialect,
+            folders,
+            manifest,
+            current: Vec::new(),
+        })
+    }
+}
+
+impl Source for MboxSource {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    fn folders(&mut self) -> anyhow::Result<Tree> {
+        Ok(Tree {
+            entries: self
+                .folders
+                .iter()
+                .map(|(f, _)| ListEntry {
+                    attrs: Vec::new(),
+                    delim: Some('/'),
+                    raw: utf7::encode(f).into_bytes(),
+                })
+                .collect(),
+            prefix: String::new(),
+            delim: Some('/'),
+        })
+    }
+
+    fn open(&mut self, raw: &[u8]) -> anyhow::Result<Opened> {
+        let folder =
+            utf7::decode(raw).unwrap_or_else(|_| String::from_utf8_lossy(raw).into_owned());
+        let file = self
+            .folders
+            .iter()
+            .find(|(f, _)| *f == folder)
+            .map(|(_, file)| file.clone())
+            .ok_or_else(|| input(format!("no folder {folder} in {}", self.name)))?;
+        let path = self.base.join(&file);
+        let data = std::fs::read(&path)
+            .map_err(|e| input(format!("cannot read {}: {e}", path.display())))?;
+        self.current.clear();
+        for (n, m) in mbox::parse(&data, self.dialect).into_iter().enumerate() {
+            let mut body = m.message;
+            let meta = match self.manifest.get(&(file.clone(), m.offset)) {
+                Some(e) if e.folder != folder => continue,
+                Some(e) => {
+                    if (body.len() as u64) > e.size {
+                        body.truncate(e.size as usize);
+                    }
+                    if dedupe::sha256_hex(&body) != e.sha256 {
+                        crate::log::warn(format!(
+                            "{}: the message at byte {} differs from what the manifest recorded; copying it as it is",
+                            path.display(),
+                            m.offset
+                        ));
+                    }
+                    Meta {
+                        id: m.offset.to_string(),
+                        order: n as u64,
+                        size: body.len() as u64,
+                        flags: e.flags.clone(),
+                        internal_date: e.internaldate.clone(),
+                    }
+                }
+                None => Meta {
+                    id: m.offset.to_string(),
+                    order: n as u64,
+                    size: body.len() as u64,
+                    flags: flags_from_headers(&body),
+                    internal_date: mbox::from_line_date(&m.from_line)
+                        .map(|d| d.format("%d-%b-%Y %H:%M:%S %z").to_string()),
+                },
+            };
+            self.current.push((meta, body));
+        }
+        Ok(Opened {
+            uidvalidity: 0,
+            count: self.current.len() as u64,
+        })
+    }
+
+    fn listing(&mut self) -> anyhow::Result<Vec<Meta>> {
+        Ok(self.current.iter().map(|(m, _)| m.clone()).collect())
+    }
+
+    fn fetch(&mut self, metas: &[Meta], each: &mut dyn FnMut(&str, Vec<u8>)) -> anyhow::Result<()> {
+        let by_id: HashMap<&str, &Vec<u8>> = self
+            .current
+            .iter()
+            .map(|(m, b)| (m.id.as_str(), b))
+            .collect();
+        for m in metas {
+            if let Some(b) = by_id.get(m.id.as_str()) {
+                each(&m.id, (*b).clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        self.current.clear();
+    }
+}

@@ -1,0 +1,329 @@
+//! POP3 sources, backup to mbox and restore, against real Dovecot instances.
+
+mod common;
+
+use std::process::Output;
+
+use common::*;
+
+const SRC: &str = "paul@source.test";
+const DST: &str = "paul@target.test";
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
+}
+
+fn s(p: &std::path::Path) -> String {
+    p.display().to_string()
+}
+
+fn pop3s_url(d: &Dovecot, user: &str) -> String {
+    format!("pop3s://{user}@localhost:{}", d.pop3s)
+}
+
+/// The INBOX as seeded, with identical copies collapsed (what a copy must give).
+fn distinct_inbox() -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = expected(|f| f.to_string()).0["INBOX"]
+        .iter()
+        .map(|m| m.body.clone())
+        .collect();
+    v.sort();
+    v
+}
+
+fn bodies(snap: &Snapshot, folder: &str) -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = snap
+        .0
+        .get(folder)
+        .map(|m| m.iter().map(|m| m.body.clone()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// POP3 → IMAP: every distinct message arrives once, byte-identical, dated from its
+/// headers; duplicates are counted; a re-run copies nothing; the source is intact.
+#[test]
+fn pop3_to_imap_collapses_duplicates_and_resumes() {
+    let d = Dovecot::start(&[SRC, DST]);
+    d.seed(SRC);
+    // "Keep a copy on the server": the same five messages twice more.
+    d.seed_args(
+        SRC,
+        &["--generate", "5", "--folder", "INBOX", "--seed", "dup"],
+    );
+    d.seed_args(
+        SRC,
+        &["--generate", "5", "--folder", "INBOX", "--seed", "dup"],
+    );
+    let state = d.dir.path().join("state.sqlite");
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "migrate".to_string(),
+            "--from".into(),
+            pop3s_url(&d, SRC),
+            "--to".into(),
+            d.imaps_url(DST),
+            "--from-password-file".into(),
+            s(&d.pwfile()),
+            "--to-password-file".into(),
+            s(&d.pwfile()),
+            "--ca-file".into(),
+            s(&d.ca()),
+            "--state".into(),
+            s(&state),
+            "--json".into(),
+        ];
+        v.extend(extra.iter().map(|x| x.to_string()));
+        v
+    };
+    let run = |extra: &[&str]| {
+        let a = args(extra);
+        mailferry(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let j = json(&out);
+    let want_distinct = distinct_inbox().len() + 5;
+    assert_eq!(j["copied"].as_u64(), Some(want_distinct as u64), "{j}");
+    assert_eq!(j["duplicates"].as_u64(), Some(1 + 5), "{j}");
+
+    let snap = d.snapshot(DST);
+    let inbox = &snap.0["INBOX"];
+    assert_eq!(inbox.len(), want_distinct);
+    let got = bodies(&snap, "INBOX");
+    for mut b in distinct_inbox() {
+        // POP3 cannot carry a message without a final line ending (RETR ends with
+        // CRLF.CRLF), so the server adds one: the only change POP3 makes.
+        if !b.ends_with(b"\r\n") {
+            b.extend_from_slice(b"\r\n");
+        }
+        assert!(
+            got.contains(&b),
+            "a fixture message is missing or changed: {}",
+            String::from_utf8_lossy(&b[..200.min(b.len())])
+        );
+    }
+    // No INTERNALDATE in POP3: the generated messages carry only a Date header.
+    for m in inbox
+        .iter()
+        .filter(|m| m.subject().contains("synthetic message"))
+    {
+        let text = String::from_utf8_lossy(&m.body);
+        let date = text.lines().find_map(|l| l.strip_prefix("Date: ")).unwrap();
+        let want = chrono::DateTime::parse_from_rfc2822(date.trim())
+            .unwrap()
+            .timestamp();
+        assert_eq!(m.date, want, "INTERNALDATE from the Date header");
+    }
+
+    let out = run(&[]);
+    let j = json(&out);
+    assert_eq!(
+        (j["copied"].as_u64(), j["duplicates"].as_u64()),
+        (Some(0), Some(0)),
+        "UIDL checkpoints: {j}"
+    );
+    assert_eq!(d.snapshot(DST).0["INBOX"].len(), want_distinct);
+    // The POP3 source was not changed.
+    assert_eq!(d.snapshot(SRC).0["INBOX"].len(), 20 + 10);
+
+    // --delete-after is refused with --dry-run, before anything happens.
+    let out = run(&["--delete-after", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(d.snapshot(SRC).0["INBOX"].len(), 30);
+}
+
+/// --delete-after removes from the POP3 server only what the target confirmed, and
+/// pop3:// with STLS works.
+#[test]
+fn pop3_stls_and_delete_after() {
+    let d = Dovecot::start(&[SRC, DST]);
+    d.seed_args(
+        SRC,
+        &["--generate", "4", "--folder", "INBOX", "--seed", "a"],
+    );
+    let state = d.dir.path().join("state.sqlite");
+    let out = mailferry(&[
+        "migrate",
+        "--from",
+        &format!("pop3://{SRC}@localhost:{}", d.pop3),
+        "--to",
+        &d.imaps_url(DST),
+        "--from-password-file",
+        &s(&d.pwfile()),
+        "--to-password-file",
+        &s(&d.pwfile()),
+        "--ca-file",
+        &s(&d.ca()),
+        "--state",
+        &s(&state),
+        "--json",
+        "--delete-after",
+        "--to-folder",
+        "From POP",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let j = json(&out);
+    assert_eq!(
+        (j["copied"].as_u64(), j["deleted"].as_u64()),
+        (Some(4), Some(4)),
+        "{j}"
+    );
+    let snap = d.snapshot(DST);
+    assert_eq!(snap.0["From POP"].len(), 4);
+    assert_eq!(
+        d.snapshot(SRC).0["INBOX"].len(),
+        0,
+        "confirmed messages deleted from the POP3 server"
+    );
+}
+
+fn backup(
+    d: &Dovecot,
+    user: &str,
+    out: &std::path::Path,
+    state: &std::path::Path,
+    env: &[(&str, String)],
+) -> Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
+    c.args([
+        "backup",
+        "--from",
+        &d.imaps_url(user),
+        "--out",
+        &s(out),
+        "--from-password-file",
+        &s(&d.pwfile()),
+        "--ca-file",
+        &s(&d.ca()),
+        "--state",
+        &s(state),
+        "--json",
+    ]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn restore(
+    d: &Dovecot,
+    from: &std::path::Path,
+    user: &str,
+    state: &std::path::Path,
+    env: &[(&str, String)],
+) -> Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
+    c.args([
+        "restore",
+        "--from",
+        &s(from),
+        "--to",
+        &d.imaps_url(user),
+        "--to-password-file",
+        &s(&d.pwfile()),
+        "--ca-file",
+        &s(&d.ca()),
+        "--state",
+        &s(state),
+        "--json",
+    ]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+/// Count messages per mbox file with Python's mailbox module (a standard reader).
+fn python_counts(dir: &std::path::Path) -> String {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import mailbox,sys,pathlib\nfor p in sorted(pathlib.Path(sys.argv[1]).rglob('*.mbox')):\n  print(p.relative_to(sys.argv[1]), len(mailbox.mbox(str(p))))")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// IMAP → backup (interrupted, resumed) → restore into an empty account
+/// (interrupted, resumed): byte-identical messages, flags, dates, folder names.
+#[test]
+fn backup_and_restore_round_trip_survive_crashes() {
+    let d = Dovecot::start(&[SRC, DST]);
+    d.seed(SRC);
+    let dir = d.dir.path().join("backup");
+    let state = d.dir.path().join("state.sqlite");
+
+    let crash = backup(
+        &d,
+        SRC,
+        &dir,
+        &state,
+        &[("MAILFERRY_CRASH_AFTER_APPENDS", "7".into())],
+    );
+    assert_ne!(
+        crash.status.code(),
+        Some(0),
+        "the crash point was not reached: {}",
+        text(&crash)
+    );
+    let out = backup(&d, SRC, &dir, &state, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let counts = python_counts(&dir);
+    for line in [
+        "INBOX.mbox 19",
+        "Projects/2024/Q1.mbox 1",
+        "Données/Été 2024.mbox 1",
+        "Sent.mbox 2",
+        "Bills & Receipts.mbox 1",
+        "Архив.mbox 1",
+    ] {
+        assert!(
+            counts.lines().any(|l| l == line),
+            "python's mailbox reads {line:?}? got:\n{counts}"
+        );
+    }
+    // A second backup writes nothing new.
+    let out = backup(&d, SRC, &dir, &state, &[]);
+    let j = json(&out);
+    assert_eq!(
+        (j["copied"].as_u64(), j["duplicates"].as_u64()),
+        (Some(0), Some(0)),
+        "{j}"
+    );
+    assert!(dir.join("mailferry-manifest.json").exists());
+
+    let crash = restore(
+        &d,
+        &dir,
+        DST,
+        &state,
+        &[("MAILFERRY_CRASH_AFTER_APPENDS", "5".into())],
+    );
+    assert_ne!(crash.status.code(), Some(0), "{}", text(&crash));
+    let out = restore(&d, &dir, DST, &state, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_same(&d.snapshot(DST), &expected(|f| f.to_string()));
+}
+
+/// Every folder into one file, and back.
+#[test]
+fn single_file_backup_and_restore() {
+    let d = Dovecot::start(&[SRC, DST]);
+    d.seed(SRC);
+    let file = d.dir.path().join("all.mbox");
+    let state = d.dir.path().join("state.sqlite");
+    let out = backup(&d, SRC, &file, &state, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(file.is_file());
+    let out = restore(&d, &file, DST, &state, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_same(&d.snapshot(DST), &expected(|f| f.to_string()));
+}
