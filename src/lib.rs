@@ -3,7 +3,9 @@
 //! Data takes one road: plan → source → index → target → report. See README.md for
 //! the user's view and each module's first paragraph for its job and invariants.
 
+pub mod address;
 pub mod backup;
+pub mod batch;
 pub mod cli;
 pub mod cmd;
 pub mod decide;

@@ -1,0 +1,471 @@
+//! Many accounts from one CSV file: rows checked before any connection, then run
+//! on a pool of workers; one failing account never stops the others.
+//!
+//! The CSV has a header row; columns (names fixed, order free): `source` (a URL, or
+//! a host with a `source_protocol` column), `source_user`, `source_password`,
+//! `target_user`, `target_password`, optional `target` (default: the Infomaniak IMAPS
+//! host), optional `source_protocol` and `folder_map` (`SRC=DST` pairs separated by
+//! `|`). Comma and semicolon delimiters both work. A password cell holds the secret,
+//! `env:NAME` or `file:PATH`. Rows are numbered as lines of the file (the header is
+//! row 1). Every bad row is reported with its row, column and the rule it breaks.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::address;
+use crate::endpoint::{self, Endpoint, Proto, Server, DEFAULT_HOST};
+use crate::error::input;
+use crate::folders;
+use crate::secret::{self, Password};
+
+pub const COLUMNS: &[&str] = &[
+    "source",
+    "source_protocol",
+    "source_user",
+    "source_password",
+    "target",
+    "target_user",
+    "target_password",
+    "folder_map",
+];
+
+/// One valid row.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Line of the CSV file (header = 1).
+    pub row: usize,
+    /// Position among the data rows (0-based), for `--shard`.
+    pub position: usize,
+    pub source: Endpoint,
+    pub source_password: Option<Password>,
+    pub target: Server,
+    pub target_password: Password,
+    pub folder_map: Vec<(Vec<String>, Vec<String>)>,
+}
+
+/// A bad row (or a bad header: row 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    pub row: usize,
+    pub column: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for RowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "row {}, column {}: {}",
+            self.row, self.column, self.message
+        )
+    }
+}
+
+/// `;` when the header has more semicolons than commas, else `,`.
+pub fn sniff_delimiter(text: &str) -> u8 {
+    let header = text.lines().next().unwrap_or("");
+    if header.matches(';').count() > header.matches(',').count() {
+        b';'
+    } else {
+        b','
+    }
+}
+
+/// Read a password cell: the secret itself, `env:NAME` or `file:PATH`.
+fn password_cell(cell: &str, base: &Path) -> Result<Password, String> {
+    if let Some(name) = cell.strip_prefix("env:") {
+        return match std::env::var(name) {
+            Ok(v) if !v.is_empty() => Ok(Password::new(v)),
+            _ => Err(format!("the environment variable {name} is not set")),
+        };
+    }
+    if let Some(path) = cell.strip_prefix("file:") {
+        let p = base.join(path);
+        return secret::from_file(&p).map_err(|e| e.to_string());
+    }
+    Ok(Password::new(cell))
+}
+
+/// Parse and check a CSV text. `base` resolves relative `file:` paths.
+pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
+    let mut errors = Vec::new();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut rd = csv::ReaderBuilder::new()
+        .delimiter(sniff_delimiter(text))
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let header: Vec<String> = match rd.headers() {
+        Ok(h) => h.iter().map(|c| c.to_ascii_lowercase()).collect(),
+        Err(e) => {
+            errors.push(RowError {
+                row: 1,
+                column: "-".into(),
+                message: format!("cannot read the header: {e}"),
+            });
+            return (Vec::new(), errors);
+        }
+    };
+    for c in &header {
+        if !COLUMNS.contains(&c.as_str()) {
+            errors.push(RowError {
+                row: 1,
+                column: c.clone(),
+                message: format!("unknown column; the columns are {}", COLUMNS.join(", ")),
+            });
+        }
+    }
+    for required in ["source", "target_user", "target_password"] {
+        if !header.iter().any(|c| c == required) {
+            errors.push(RowError {
+                row: 1,
+                column: required.into(),
+                message: "required column is missing".into(),
+            });
+        }
+    }
+    if !errors.is_empty() {
+        return (Vec::new(), errors);
+    }
+    let col = |name: &str| header.iter().position(|c| c == name);
+    let mut accounts = Vec::new();
+    let mut targets: HashMap<String, usize> = HashMap::new();
+    for (position, rec) in rd.records().enumerate() {
+        let row = position + 2;
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(RowError {
+                    row,
+                    column: "-".into(),
+                    message: format!("not valid CSV: {e}"),
+                });
+                continue;
+            }
+        };
+        if rec.iter().all(str::is_empty) {
+            continue;
+        }
+        let row = rec.position().map(|p| p.line() as usize).unwrap_or(row);
+        if rec.len() > header.len() {
+            errors.push(RowError {
+                row,
+                column: "-".into(),
+                message: format!(
+                    "{} cells but the header has {} columns",
+                    rec.len(),
+                    header.len()
+                ),
+            });
+            continue;
+        }
+        let cell = |name: &str| col(name).and_then(|i| rec.get(i)).unwrap_or("").to_string();
+        let mut row_errors: Vec<RowError> = Vec::new();
+        let mut bad = |column: &str, message: String| {
+            row_errors.push(RowError {
+                row,
+                column: column.into(),
+                message,
+            })
+        };
+
+        // Source.
+        let source_text = cell("source");
+        let user = cell("source_user");
+        let proto = cell("source_protocol").to_ascii_lowercase();
+        let mut source = None;
+        if source_text.is_empty() {
+            bad(
+                "source",
+                "empty; give a URL (imaps://USER@HOST) or a host with source_protocol".into(),
+            );
+        } else {
+            let url = if source_text.contains("://") || source_text.starts_with("mbox:") {
+                if !proto.is_empty() {
+                    bad(
+                        "source_protocol",
+                        "give either a URL in source or a protocol, not both".into(),
+                    );
+                }
+                match (source_text.split_once("://"), user.is_empty()) {
+                    (Some((scheme, rest)), false) if !rest.contains('@') => Some(format!(
+                        "{scheme}://{}@{rest}",
+                        user.replace('%', "%25").replace('@', "%40")
+                    )),
+                    _ => Some(source_text.clone()),
+                }
+            } else if proto.is_empty() {
+                bad("source_protocol", format!("source {source_text:?} is a host, so source_protocol (imaps, imap, pop3s or pop3) is needed"));
+                None
+            } else if !["imaps", "imap", "pop3s", "pop3"].contains(&proto.as_str()) {
+                bad(
+                    "source_protocol",
+                    format!("unknown protocol {proto:?}; use imaps, imap, pop3s or pop3"),
+                );
+                None
+            } else if user.is_empty() {
+                bad("source_user", "empty; the source login is needed".into());
+                None
+            } else {
+                Some(format!(
+                    "{proto}://{}@{source_text}",
+                    user.replace('%', "%25").replace('@', "%40")
+                ))
+            };
+            if let Some(url) = url {
+                match endpoint::parse(&url) {
+                    Ok(ep) => source = Some(ep),
+                    Err(e) => bad("source", e.to_string()),
+                }
+            }
+        }
+        let source_password = match &source {
+            Some(Endpoint::Server(_)) => {
+                let cell = cell("source_password");
+                if cell.is_empty() {
+                    bad("source_password", "empty".into());
+                    None
+                } else {
+                    match password_cell(&cell, base) {
+                        Ok(p) => Some(p),
+                        Err(e) => {
+                            bad("source_password", e);
+                            None
+                        }
+                    }
+                }
+            }
+            _ => None,
+        };
+
+        // Target.
+        let target_user = cell("target_user");
+        if target_user.is_empty() {
+            bad("target_user", "empty; the target address is needed".into());
+        } else if let Err(why) = address::check(&target_user) {
+            bad(
+                "target_user",
+                format!("{target_user:?} breaks the host's address rules: {why}"),
+            );
+        }
+        let target_cell = cell("target");
+        let target = {
+            let (scheme, hostport) = match target_cell.split_once("://") {
+                Some((s, h)) => (s.to_ascii_lowercase(), h.to_string()),
+                None if target_cell.is_empty() => ("imaps".into(), format!("{DEFAULT_HOST}:993")),
+                None => ("imaps".into(), target_cell.clone()),
+            };
+            if hostport.contains('@') {
+                bad(
+                    "target",
+                    "give the host only; the login is target_user".into(),
+                );
+                None
+            } else if scheme != "imaps" && scheme != "imap" {
+                bad(
+                    "target",
+                    format!("{scheme}:// cannot be a target; use imaps:// or imap://"),
+                );
+                None
+            } else {
+                let url = format!(
+                    "{scheme}://{}@{hostport}",
+                    target_user.replace('%', "%25").replace('@', "%40")
+                );
+                match endpoint::parse(&url) {
+                    Ok(Endpoint::Server(s)) if s.proto == Proto::Imap => Some(s),
+                    Ok(_) => None,
+                    Err(e) => {
+                        bad("target", e.to_string());
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(t) = &target {
+            if let Some(first) = targets.insert(t.to_string().to_ascii_lowercase(), row) {
+                bad("target_user", format!("the same target {t} is already in row {first}; each target account may appear once"));
+            }
+        }
+        let target_password = {
+            let cell = cell("target_password");
+            if cell.is_empty() {
+                bad("target_password", "empty".into());
+                None
+            } else {
+                match password_cell(&cell, base) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        bad("target_password", e);
+                        None
+                    }
+                }
+            }
+        };
+        let mut folder_map = Vec::new();
+        for m in cell("folder_map")
+            .split('|')
+            .filter(|m| !m.trim().is_empty())
+        {
+            match folders::parse_map(m.trim()) {
+                Ok(pair) => folder_map.push(pair),
+                Err(e) => bad("folder_map", e),
+            }
+        }
+        if row_errors.is_empty() {
+            if let (Some(source), Some(target), Some(target_password)) =
+                (source, target, target_password)
+            {
+                accounts.push(Account {
+                    row,
+                    position,
+                    source,
+                    source_password,
+                    target,
+                    target_password,
+                    folder_map,
+                });
+            }
+        }
+        errors.extend(row_errors);
+    }
+    (accounts, errors)
+}
+
+/// Read and check a CSV file.
+pub fn load(path: &Path) -> anyhow::Result<(Vec<Account>, Vec<RowError>)> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| input(format!("cannot read {}: {e}", path.display())))?;
+    let base = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    Ok(parse(&text, &base))
+}
+
+/// `--shard K/N`: (K, N) with 1 ≤ K ≤ N.
+pub fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("--shard {text:?}: give K/N with 1 <= K <= N, e.g. 2/5");
+    let (k, n) = text.split_once('/').ok_or_else(bad)?;
+    let (k, n): (usize, usize) = (
+        k.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if k == 0 || n == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
+}
+
+/// Whether a data row belongs to shard K of N: row positions are dealt out in turn.
+pub fn in_shard(position: usize, (k, n): (usize, usize)) -> bool {
+    position % n == k - 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errs(csv: &str) -> Vec<String> {
+        parse(csv, Path::new("."))
+            .1
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn good_rows_both_delimiters() {
+        for csv in [
+            "source,source_user,source_password,target_user,target_password\nimaps://old.example.com,anna@old.example.com,pw1,anna@example.ch,pw2\n",
+            "target_user;target_password;source;source_protocol;source_user;source_password;target;folder_map\nbob@example.ch;pw;pop.example.com:995;pop3s;bob;pw;imap://localhost:1143;Old=Archive|Sent Items=Sent\n",
+        ] {
+            let (acc, e) = parse(csv, Path::new("."));
+            assert!(e.is_empty(), "{e:?}");
+            assert_eq!(acc.len(), 1);
+            assert_eq!(acc[0].row, 2);
+        }
+        let (acc, _) = parse("source,source_user,source_password,target_user,target_password\nimaps://old.example.com,anna@old.example.com,pw1,anna@example.ch,pw2\n", Path::new("."));
+        assert_eq!(
+            acc[0].source.to_string(),
+            "imaps://anna@old.example.com@old.example.com:993"
+        );
+        assert_eq!(
+            acc[0].target.to_string(),
+            "imaps://anna@example.ch@mail.infomaniak.com:993"
+        );
+    }
+
+    #[test]
+    fn every_bad_row_is_named_with_column_and_rule() {
+        let csv =
+            "source,source_protocol,source_user,source_password,target_user,target_password\n\
+            imaps://h1,,u1,p,ok.one@example.ch,p\n\
+            h2,ftp,u2,p,two@example.ch,p\n\
+            h3,,u3,p,three@example.ch,p\n\
+            imaps://h4,,u4,,four@example.ch,p\n\
+            imaps://h5,,u5,p,anna..alpha@example.ch,p\n\
+            imaps://h6,,u6,p,ok.one@example.ch,p\n\
+            imaps://h7,,u7,p,seven@example.ch,\n\
+            imaps://h8,,u8,env:MAILFERRY_TEST_UNSET_VAR,eight@example.ch,p\n\
+            imaps://h9,,u9,p,zoë@example.ch,p\n";
+        let e = errs(csv);
+        for want in [
+            "row 3, column source_protocol: unknown protocol \"ftp\"",
+            "row 4, column source_protocol: source \"h3\" is a host",
+            "row 5, column source_password: empty",
+            "row 6, column target_user: \"anna..alpha@example.ch\" breaks the host's address rules: the part before @ has two dots in a row",
+            "row 7, column target_user: the same target",
+            "row 8, column target_password: empty",
+            "row 9, column source_password: the environment variable MAILFERRY_TEST_UNSET_VAR is not set",
+            "row 10, column target_user: \"zoë@example.ch\" breaks the host's address rules",
+        ] {
+            assert!(e.iter().any(|x| x.starts_with(want)), "missing {want:?} in {e:#?}");
+        }
+        assert_eq!(e.len(), 8, "{e:#?}");
+    }
+
+    #[test]
+    fn header_problems() {
+        let e = errs("source,target_user,passwd\nx,y,z\n");
+        assert!(
+            e.iter()
+                .any(|x| x.contains("column passwd: unknown column")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|x| x.contains("column target_password: required column is missing")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn shards_cover_every_row_once() {
+        assert_eq!(parse_shard("2/5"), Ok((2, 5)));
+        for bad in ["0/3", "4/3", "x/2", "1", "1/0"] {
+            assert!(parse_shard(bad).is_err(), "{bad}");
+        }
+        for n in 1..6 {
+            for pos in 0..50 {
+                let owners = (1..=n).filter(|&k| in_shard(pos, (k, n))).count();
+                assert_eq!(owners, 1);
+            }
+        }
+    }
+
+    #[test]
+    fn password_cells() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "from-file\n").unwrap();
+        assert_eq!(
+            password_cell("file:pw", dir.path()).unwrap().expose(),
+            "from-file"
+        );
+        assert_eq!(
+            password_cell("plain", dir.path()).unwrap().expose(),
+            "plain"
+        );
+        assert!(password_cell("file:missing", dir.path()).is_err());
+    }
+}
