@@ -32,6 +32,63 @@ pub enum Command {
     Backup(BackupArgs),
     /// Restore mbox files (a backup directory, or any mbox file) into an IMAP account.
     Restore(RestoreArgs),
+    /// Move many accounts listed in a CSV file, in parallel.
+    Batch(BatchArgs),
+    /// Work with lists of addresses.
+    Addresses {
+        #[command(subcommand)]
+        command: AddressesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AddressesCommand {
+    /// Check every address of a CSV file against the target host's rules.
+    Check(AddressesCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AddressesCheckArgs {
+    /// The CSV file (comma or semicolon separated, with a header; a bare list of addresses works too).
+    pub file: PathBuf,
+    /// The column with the addresses [default: address, email or target_user, or the only column].
+    #[arg(long, value_name = "NAME")]
+    pub column: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// The accounts: a CSV file with a header row (see README for the columns).
+    pub csv: PathBuf,
+    /// Accounts copied at the same time.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
+    /// At most N of our connections to any one server at a time.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub max_per_host: usize,
+    /// Write one CSV row per account: status, counts, bytes, seconds, error.
+    #[arg(long, value_name = "FILE.csv")]
+    pub report: Option<PathBuf>,
+    /// Run the valid rows even if some rows are bad (the bad ones are listed and skipped).
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Run only the K-th of N shares of the rows, so N machines can split one file.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// The index (SQLite) [default: $XDG_STATE_HOME/mailferry/index.sqlite].
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// When two messages are the same: exact bytes, Message-ID plus body, or never.
+    #[arg(long, value_enum, default_value = "exact")]
+    pub dedupe: Mode,
+    /// Show per account what would be copied; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the per-account results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Connection settings shared by every command.

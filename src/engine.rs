@@ -304,7 +304,7 @@ pub fn migrate(src: &mut dyn Source, job: &Job<'_>, index: &mut Index) -> anyhow
 
     let total_msgs: u64 = plans.iter().map(|p| p.pending.len() as u64).sum();
     let total_bytes: u64 = plans.iter().flat_map(|p| &p.pending).map(|m| m.size).sum();
-    let mut progress = crate::progress::start(total_msgs, total_bytes);
+    let mut progress = crate::progress::start(&summary.target, total_msgs, total_bytes);
     let mut confirmed = Vec::new();
 
     for plan in &plans {

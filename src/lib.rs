@@ -38,5 +38,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Verify(a) => cmd::verify::run(a),
         Command::Backup(a) => cmd::backup::run(a),
         Command::Restore(a) => cmd::restore::run(a),
+        Command::Batch(a) => cmd::batch::run(a),
+        Command::Addresses { command } => match command {
+            cli::AddressesCommand::Check(a) => cmd::addresses::check(a),
+        },
     }
 }

@@ -83,23 +83,38 @@ pub fn open_source(
     net: &NetOptions,
     dialect: Dialect,
 ) -> anyhow::Result<Box<dyn Source>> {
-    match endpoint::parse(text)? {
-        Endpoint::Mbox(path) => Ok(Box::new(MboxSource::open_path(&path, dialect)?)),
+    let ep = endpoint::parse(text)?;
+    let password = match &ep {
+        Endpoint::Server(server) => Some(secret::resolve(
+            password_file,
+            "MAILFERRY_FROM_PASSWORD",
+            "source",
+            &server.to_string(),
+        )?),
+        Endpoint::Mbox(_) => None,
+    };
+    open_endpoint(&ep, password.as_ref(), net, dialect)
+}
+
+/// Open a parsed source endpoint with its (already resolved) password.
+pub fn open_endpoint(
+    ep: &Endpoint,
+    password: Option<&Password>,
+    net: &NetOptions,
+    dialect: Dialect,
+) -> anyhow::Result<Box<dyn Source>> {
+    match ep {
+        Endpoint::Mbox(path) => Ok(Box::new(MboxSource::open_path(path, dialect)?)),
         Endpoint::Server(server) => {
-            let password = secret::resolve(
-                password_file,
-                "MAILFERRY_FROM_PASSWORD",
-                "source",
-                &server.to_string(),
-            )?;
+            let password = password.ok_or_else(|| input(format!("no password for {server}")))?;
             let name = server.to_string();
             Ok(match server.proto {
                 Proto::Imap => Box::new(ImapSource {
-                    session: crate::imap::session::open(&server, &password, net, "source")?,
+                    session: crate::imap::session::open(server, password, net, "source")?,
                     name,
                 }),
                 Proto::Pop3 => Box::new(Pop3Source::new(
-                    crate::pop3::open(&server, &password, net, "source")?,
+                    crate::pop3::open(server, password, net, "source")?,
                     name,
                 )),
             })

@@ -1,43 +1,71 @@
-//! The only code that knows about terminals. A bar (messages, bytes, rate, ETA) on
-//! stderr when stderr is a terminal and no `-v` log is running; nothing otherwise.
-//! Log lines go through [`eprintln`] so they never tear the bar.
+//! The only code that knows about terminals. On a terminal (and without `-v`): one
+//! bar per copy (messages, bytes, rate, ETA) on stderr, and in a batch one overall bar
+//! plus one line per running account. Elsewhere nothing is drawn; a batch prints
+//! plain periodic lines instead. Log lines go through [`eprintln`] so they never tear
+//! the bars.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+/// Single-copy bar, or the batch's MultiProgress: what log lines must suspend.
 static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
+static MULTI: Mutex<Option<MultiProgress>> = Mutex::new(None);
 
-/// Start the bar for `bytes` to copy in `messages` messages.
-pub fn start(messages: u64, bytes: u64) -> Progress {
-    let visible = std::io::stderr().is_terminal() && crate::log::level() == 0;
-    let bar = ProgressBar::with_draw_target(
-        Some(bytes),
-        if visible {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {msg} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let p = Progress {
-        bar: bar.clone(),
+/// Totals over every copy of the process (for the batch's overall line).
+pub static MESSAGES: AtomicU64 = AtomicU64::new(0);
+pub static BYTES: AtomicU64 = AtomicU64::new(0);
+
+pub fn visible() -> bool {
+    std::io::stderr().is_terminal() && crate::log::level() == 0
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
+}
+
+/// Start the bar of one copy (`label` names the account in a batch).
+pub fn start(label: &str, messages: u64, bytes: u64) -> Progress {
+    let multi = MULTI.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let bar = match &multi {
+        Some(m) => {
+            let b = m.add(ProgressBar::new(bytes));
+            b.set_style(style(
+                "  {prefix:30!} {bar:20} {msg} {bytes}/{total_bytes} {bytes_per_sec}",
+            ));
+            b.set_prefix(label.to_string());
+            b
+        }
+        None => {
+            let b = ProgressBar::with_draw_target(
+                Some(bytes),
+                if visible() {
+                    ProgressDrawTarget::stderr()
+                } else {
+                    ProgressDrawTarget::hidden()
+                },
+            );
+            b.set_style(style(
+                "{spinner} [{elapsed_precise}] {wide_bar} {msg} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+            ));
+            *BAR.lock().unwrap_or_else(|e| e.into_inner()) = Some(b.clone());
+            b
+        }
+    };
+    bar.set_message(format!("0/{messages} msgs"));
+    Progress {
+        bar,
+        in_multi: multi.is_some(),
         messages_total: messages,
         messages_done: 0,
-    };
-    p.bar.set_message(format!("0/{messages} msgs"));
-    *BAR.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
-    p
+    }
 }
 
 pub struct Progress {
     bar: ProgressBar,
+    in_multi: bool,
     messages_total: u64,
     messages_done: u64,
 }
@@ -45,6 +73,8 @@ pub struct Progress {
 impl Progress {
     pub fn advance(&mut self, messages: u64, bytes: u64) {
         self.messages_done += messages;
+        MESSAGES.fetch_add(messages, Ordering::Relaxed);
+        BYTES.fetch_add(bytes, Ordering::Relaxed);
         self.bar.inc(bytes);
         self.bar.set_message(format!(
             "{}/{} msgs",
@@ -56,12 +86,60 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.bar.finish_and_clear();
-        *BAR.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if !self.in_multi {
+            *BAR.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
     }
 }
 
-/// Print a line on stderr without tearing the bar.
+/// The batch's display: an overall bar over accounts; per-account bars join it.
+pub struct Batch {
+    pub overall: ProgressBar,
+}
+
+pub fn start_batch(accounts: u64) -> Batch {
+    let multi = MultiProgress::with_draw_target(if visible() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let overall = multi.add(ProgressBar::new(accounts));
+    overall.set_style(style(
+        "[{elapsed_precise}] accounts {pos}/{len} {wide_bar} {msg} ETA {eta}",
+    ));
+    *MULTI.lock().unwrap_or_else(|e| e.into_inner()) = Some(multi);
+    Batch { overall }
+}
+
+impl Batch {
+    pub fn account_done(&self) {
+        self.overall.inc(1);
+        self.overall.set_message(totals());
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        self.overall.finish_and_clear();
+        *MULTI.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// "N msgs, M MB" so far in this process.
+pub fn totals() -> String {
+    format!(
+        "{} msgs, {:.1} MB",
+        MESSAGES.load(Ordering::Relaxed),
+        BYTES.load(Ordering::Relaxed) as f64 / 1e6
+    )
+}
+
+/// Print a line on stderr without tearing the bars.
 pub fn eprintln(line: &str) {
+    if let Some(m) = MULTI.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        m.suspend(|| eprintln!("{line}"));
+        return;
+    }
     let guard = BAR.lock().unwrap_or_else(|e| e.into_inner());
     match guard.as_ref() {
         Some(bar) => bar.suspend(|| eprintln!("{line}")),

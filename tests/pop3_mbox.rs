@@ -313,7 +313,10 @@ fn backup_and_restore_round_trip_survive_crashes() {
     assert_same(&d.snapshot(DST), &expected(|f| f.to_string()));
 
     // New mail on the source: the next backup appends just that.
-    d.seed_args(SRC, &["--generate", "2", "--folder", "INBOX", "--seed", "new"]);
+    d.seed_args(
+        SRC,
+        &["--generate", "2", "--folder", "INBOX", "--seed", "new"],
+    );
     let out = backup(&d, SRC, &dir, &state, &[]);
     assert_eq!(json(&out)["copied"].as_u64(), Some(2), "{}", text(&out));
     assert!(python_counts(&dir).lines().any(|l| l == "INBOX.mbox 21"));

@@ -1,6 +1,8 @@
 //! One module per subcommand, each exposing `run`, which returns the exit code.
 
+pub mod addresses;
 pub mod backup;
+pub mod batch;
 pub mod check;
 pub mod migrate;
 pub mod restore;
