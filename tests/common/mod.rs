@@ -408,3 +408,53 @@ pub fn assert_same(got: &Snapshot, want: &Snapshot) {
         }
     }
 }
+
+/// Counts connections through one or more [`CountingProxy`]s: open now, the most
+/// open at once, and the total.
+#[derive(Clone, Default)]
+pub struct ConnCounter {
+    pub open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub peak: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub total: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A TCP forwarder in front of a server port that counts the connections the
+/// server sees, for `--max-per-host` tests. A connection stops counting as soon as
+/// the client closes its side.
+pub struct CountingProxy {
+    pub port: u16,
+}
+
+impl CountingProxy {
+    pub fn start(server_port: u16, counter: &ConnCounter) -> CountingProxy {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let c = counter.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", server_port)) else {
+                    continue;
+                };
+                let n = c.open.fetch_add(1, Ordering::SeqCst) + 1;
+                c.peak.fetch_max(n, Ordering::SeqCst);
+                c.total.fetch_add(1, Ordering::SeqCst);
+                let open = c.open.clone();
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let (mut c, mut s) = (c2, s2);
+                    let _ = std::io::copy(&mut c, &mut s);
+                    open.fetch_sub(1, Ordering::SeqCst);
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let (mut c, mut s) = (client, server);
+                    let _ = std::io::copy(&mut s, &mut c);
+                    let _ = c.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        CountingProxy { port }
+    }
+}
