@@ -10,6 +10,7 @@
 #   NS_PREFIX    personal namespace prefix, e.g. "INBOX." (default empty)
 #   MAX_CONN     mail_max_userip_connections (default 100)
 #   SENT DRAFTS TRASH JUNK  names of the special-use folders (default Sent Drafts Trash Junk)
+#   PLAINTEXT_ONLY=1  no TLS at all (no STARTTLS, no IMAPS/POP3S listeners), to test refusals
 #   CERT_DIR     reuse cert.pem/key.pem from this directory instead of making new ones
 #
 # DIR/cert.pem is the self-signed certificate (CN=localhost, SAN localhost and 127.0.0.1);
@@ -67,6 +68,10 @@ done
 chmod 644 "$dir/users"
 
 sep=${SEPARATOR:-/}
+ssl=yes
+if [ -n "${PLAINTEXT_ONLY:-}" ]; then
+  ssl=no; IMAPS_PORT=0; POP3S_PORT=0
+fi
 cat > "$dir/dovecot.conf" <<CONF
 base_dir = $dir/run
 state_dir = $dir/state
@@ -74,7 +79,7 @@ instance_name = mailferry-$(basename "$dir")-$$
 log_path = $dir/dovecot.log
 listen = 127.0.0.1
 protocols = imap pop3
-ssl = yes
+ssl = $ssl
 ssl_cert = <$dir/cert.pem
 ssl_key = <$dir/key.pem
 disable_plaintext_auth = no

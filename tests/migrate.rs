@@ -395,3 +395,178 @@ fn verify_reports_missing_messages() {
         "{stdout}"
     );
 }
+
+/// The source INBOX's UIDVALIDITY changes (its index is rebuilt): the next run
+/// warns, re-checks every message against the target by key and copies nothing twice.
+#[test]
+fn uidvalidity_change_copies_nothing_twice() {
+    let d = Dovecot::start(&[SRC, DST]);
+    d.seed(SRC);
+    let state = d.dir.path().join("state.sqlite");
+    let state = state.to_str().unwrap();
+    let urls = [d.imaps_url(SRC), d.imaps_url(DST)];
+    let out = run(&migrate_args(
+        &d,
+        &d,
+        state,
+        &urls,
+        &["--json", "--include", "INBOX"],
+    ));
+    assert_eq!(json(&out)["copied"], 19, "{}", text(&out));
+    let before = d.snapshot(DST);
+
+    let maildir = d.dir.path().join("mail").join(SRC);
+    for f in std::fs::read_dir(&maildir).unwrap() {
+        let name = f.unwrap().file_name().into_string().unwrap();
+        if name == "dovecot-uidlist" || name.starts_with("dovecot.index") {
+            std::fs::remove_file(maildir.join(name)).unwrap();
+        }
+    }
+    let out = run(&migrate_args(
+        &d,
+        &d,
+        state,
+        &urls,
+        &["--json", "--include", "INBOX"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("UIDVALIDITY changed"),
+        "{}",
+        text(&out)
+    );
+    let j = json(&out);
+    assert_eq!(
+        (j["copied"].as_u64(), j["duplicates"].as_u64()),
+        (Some(0), Some(20)),
+        "{j}"
+    );
+    assert_eq!(d.snapshot(DST), before);
+}
+
+/// A target whose personal namespace is `INBOX.` with `.` as delimiter: folders go
+/// under INBOX; `--folder-map`, `--include` and `--exclude` shape what is copied;
+/// `-vv` traces the protocol with the credentials masked.
+#[test]
+fn namespace_prefix_folder_rules_and_masked_trace() {
+    let src = Dovecot::start(&[SRC]);
+    let dst = Dovecot::start_with(
+        &[DST],
+        Config {
+            separator: Some("."),
+            ns_prefix: Some("INBOX."),
+            ..Config::default()
+        },
+    );
+    src.seed(SRC);
+    let state = src.dir.path().join("state.sqlite");
+    let state = state.to_str().unwrap();
+    let urls = [src.imaps_url(SRC), dst.imaps_url(DST)];
+    let out = run(&migrate_args(
+        &src,
+        &dst,
+        state,
+        &urls,
+        &[
+            "-vv",
+            "--exclude",
+            "Trash",
+            "--exclude",
+            "Projects/2024",
+            "--include",
+            "*",
+            "--include",
+            "Données/**",
+            "--folder-map",
+            "Bills & Receipts=Finance/Bills",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("<credentials masked>") && err.contains("APPEND"),
+        "-vv traces the protocol"
+    );
+    assert!(
+        !err.contains(PASSWORD) && !String::from_utf8_lossy(&out.stdout).contains(PASSWORD),
+        "password in the trace"
+    );
+    let b64 = mailferry::imap::client::base64(format!("\0{SRC}\0{PASSWORD}").as_bytes());
+    assert!(!err.contains(&b64), "the SASL blob is the password too");
+
+    let got = dst.snapshot(DST);
+    let names: Vec<&str> = got
+        .0
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "INBOX",
+            "INBOX/Données/Été 2024",
+            "INBOX/Drafts",
+            "INBOX/Finance/Bills",
+            "INBOX/Junk",
+            "INBOX/Projects",
+            "INBOX/Sent",
+            "INBOX/Архив"
+        ],
+        "folders: {:?}",
+        got.0.keys()
+    );
+    assert!(
+        !got.0
+            .keys()
+            .any(|k| k.contains("2024/Q1") || k.ends_with("Projects/2024")),
+        "excluded with its children"
+    );
+    assert_eq!(got.0["INBOX/Finance/Bills"].len(), 1);
+}
+
+/// A server without STARTTLS: imap:// and pop3:// refuse to send the password in
+/// clear unless --allow-plaintext.
+#[test]
+fn plaintext_login_is_refused_unless_allowed() {
+    let d = Dovecot::start_with(
+        &[SRC],
+        Config {
+            plaintext_only: true,
+            ..Config::default()
+        },
+    );
+    let pw = d.pwfile();
+    for url in [
+        d.imap_url(SRC),
+        format!("pop3://{SRC}@localhost:{}", d.pop3),
+    ] {
+        let out = mailferry(&[
+            "backup",
+            "--from",
+            &url,
+            "--out",
+            &d.dir.path().join("b").display().to_string(),
+            "--from-password-file",
+            pw.to_str().unwrap(),
+            "--dry-run",
+        ]);
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("STARTTLS") || err.contains("STLS"), "{err}");
+        assert!(err.contains("--allow-plaintext"), "{err}");
+    }
+    let out = mailferry(&[
+        "check",
+        &d.imap_url(SRC),
+        "--password-file",
+        pw.to_str().unwrap(),
+        "--allow-plaintext",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("without encryption"),
+        "{}",
+        text(&out)
+    );
+}

@@ -71,6 +71,7 @@ pub struct Config {
     pub sent: Option<&'static str>,
     pub trash: Option<&'static str>,
     pub junk: Option<&'static str>,
+    pub plaintext_only: bool,
 }
 
 /// A running Dovecot; stopped when dropped (also when the test panics).
@@ -120,6 +121,9 @@ impl Dovecot {
                 cmd.env(k, v);
             }
         }
+        if cfg.plaintext_only {
+            cmd.env("PLAINTEXT_ONLY", "1");
+        }
         let out = cmd.output().expect("run testbed.sh");
         assert!(
             out.status.success(),
@@ -127,8 +131,9 @@ impl Dovecot {
             String::from_utf8_lossy(&out.stderr)
         );
         // Wait until the IMAPS port answers.
+        let probe = if cfg.plaintext_only { d.imap } else { d.imaps };
         for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", d.imaps)).is_ok() {
+            if std::net::TcpStream::connect(("127.0.0.1", probe)).is_ok() {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
