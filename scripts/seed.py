@@ -84,7 +84,10 @@ def connect(args):
     except (OSError, ssl.SSLError) as e:
         raise SeedError("cannot load CA file %s: %s" % (args.ca_file, e))
     try:
-        if args.starttls:
+        if args.plaintext:
+            # Only for test servers that have no TLS at all (fault-injection tests).
+            imap = imaplib.IMAP4(args.host, args.port)
+        elif args.starttls:
             imap = imaplib.IMAP4(args.host, args.port)
             check(*imap.starttls(ssl_context=ctx), what="STARTTLS")
         else:
@@ -222,6 +225,7 @@ def main(argv=None):
     ap.add_argument("--manifest", default=DEFAULT_MANIFEST)
     ap.add_argument("--folder-prefix", default="")
     ap.add_argument("--starttls", action="store_true", help="plain IMAP port + STARTTLS")
+    ap.add_argument("--plaintext", action="store_true", help="no TLS at all (test servers without TLS only)")
     ap.add_argument("--generate", type=int, metavar="N", help="append N synthetic messages instead")
     ap.add_argument("--folder", help="target folder for --generate (manifest form, / separator)")
     ap.add_argument("--seed", default="0", help="seed for --generate")

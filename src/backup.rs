@@ -232,14 +232,26 @@ pub fn backup(
     opts: &Options,
     index: &mut Index,
 ) -> anyhow::Result<Summary> {
+    let mut summary = Summary::default();
+    backup_into(src, out, opts, index, &mut summary)?;
+    Ok(summary)
+}
+
+/// As [`backup`], adding to `summary`, so a retried run reports what every attempt did.
+pub fn backup_into(
+    src: &mut dyn Source,
+    out: &Path,
+    opts: &Options,
+    index: &mut Index,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let layout = Layout::for_out(out);
-    let mut summary = Summary {
-        source: src.describe(),
-        target: format!("mbox:{}", out.display()),
-        dry_run: opts.dry_run,
-        ..Summary::default()
-    };
+    summary.source = src.describe();
+    summary.target = format!("mbox:{}", out.display());
+    summary.dry_run = opts.dry_run;
+    summary.failed.clear();
+    summary.stopped = None;
     if !opts.dry_run {
         std::fs::create_dir_all(&layout.base)
             .map_err(|e| input(format!("cannot create {}: {e}", layout.base.display())))?;
@@ -289,7 +301,7 @@ pub fn backup(
             .collect();
         src.close();
         summary.finish(started);
-        return Ok(summary);
+        return Ok(());
     }
 
     let total_msgs: u64 = plans.iter().map(|p| p.3.len() as u64).sum();
@@ -433,7 +445,7 @@ pub fn backup(
     src.close();
     write_summary_manifest(&layout)?;
     summary.finish(started);
-    Ok(summary)
+    Ok(())
 }
 
 /// `mailferry-manifest.json` / `FILE.mbox.manifest.json`: per folder its file,

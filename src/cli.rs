@@ -106,6 +106,15 @@ pub struct NetArgs {
     /// Seconds before a connect, read or write is given up.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub timeout: u64,
+    /// After a transient failure (connection lost, server busy), try again this many times.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub retries: u32,
+    /// Seconds to wait before the first retry (at least 1; doubled each time, at most 60).
+    #[arg(long, value_name = "SECS", default_value_t = 2)]
+    pub retry_wait: u64,
+    /// Start no retry once this many seconds have passed since the first attempt.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub deadline: u64,
 }
 
 /// Source and target with their password sources.

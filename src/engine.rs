@@ -230,13 +230,24 @@ pub struct Job<'a> {
 
 /// Copy every selected folder of a source into an IMAP account.
 pub fn migrate(src: &mut dyn Source, job: &Job<'_>, index: &mut Index) -> anyhow::Result<Summary> {
+    let mut summary = Summary::default();
+    migrate_into(src, job, index, &mut summary)?;
+    Ok(summary)
+}
+
+/// As [`migrate`], adding to `summary`, so a retried run reports what every attempt did.
+pub fn migrate_into(
+    src: &mut dyn Source,
+    job: &Job<'_>,
+    index: &mut Index,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
     let started = Instant::now();
-    let mut summary = Summary {
-        source: src.describe(),
-        target: job.target.to_string(),
-        dry_run: job.opts.dry_run,
-        ..Summary::default()
-    };
+    summary.source = src.describe();
+    summary.target = job.target.to_string();
+    summary.dry_run = job.opts.dry_run;
+    summary.failed.clear();
+    summary.stopped = None;
     let mut tgt = session::open(job.target, job.target_password, job.net, "target")?;
 
     let tree = src.folders()?;
@@ -299,7 +310,7 @@ pub fn migrate(src: &mut dyn Source, job: &Job<'_>, index: &mut Index) -> anyhow
         src.close();
         tgt.logout();
         summary.finish(started);
-        return Ok(summary);
+        return Ok(());
     }
 
     let total_msgs: u64 = plans.iter().map(|p| p.pending.len() as u64).sum();
@@ -324,7 +335,7 @@ pub fn migrate(src: &mut dyn Source, job: &Job<'_>, index: &mut Index) -> anyhow
             job_id,
             plan,
             target_raw,
-            summary: &mut summary,
+            summary: &mut *summary,
             index,
             confirmed: &mut confirmed,
         };
@@ -346,7 +357,7 @@ pub fn migrate(src: &mut dyn Source, job: &Job<'_>, index: &mut Index) -> anyhow
     }
     src.close();
     summary.finish(started);
-    Ok(summary)
+    Ok(())
 }
 
 enum Stop {

@@ -36,13 +36,16 @@ impl fmt::Display for InputError {
 }
 impl std::error::Error for InputError {}
 
-/// A failure to reach or log in to a server.
+/// A failure to reach or log in to a server, and whether trying again may help.
 #[derive(Debug)]
-pub struct ConnectError(pub String);
+pub struct ConnectError {
+    pub message: String,
+    pub retry: Retry,
+}
 
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 impl std::error::Error for ConnectError {}
@@ -51,8 +54,46 @@ pub fn input(msg: impl Into<String>) -> anyhow::Error {
     InputError(msg.into()).into()
 }
 
+/// A connection failure that may pass (server down, connection lost).
 pub fn connect(msg: impl Into<String>) -> anyhow::Error {
-    ConnectError(msg.into()).into()
+    connect_with(msg, Retry::Later)
+}
+
+/// A connection failure that trying again cannot fix (wrong password, untrusted
+/// certificate, wrong port, no TLS offered).
+pub fn connect_final(msg: impl Into<String>) -> anyhow::Error {
+    connect_with(msg, Retry::Final)
+}
+
+pub fn connect_with(msg: impl Into<String>, retry: Retry) -> anyhow::Error {
+    ConnectError {
+        message: msg.into(),
+        retry,
+    }
+    .into()
+}
+
+/// How an error that ended a run may be retried, from the typed errors in its
+/// chain (never from its text).
+pub fn retry_class(err: &anyhow::Error) -> Retry {
+    for cause in err.chain() {
+        if let Some(c) = cause.downcast_ref::<ConnectError>() {
+            return c.retry;
+        }
+        if let Some(e) = cause.downcast_ref::<crate::imap::ImapError>() {
+            return e.retry();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::pop3::Pop3Error>() {
+            return e.retry();
+        }
+        if cause.is::<std::io::Error>() {
+            return Retry::Now;
+        }
+        if cause.is::<InputError>() {
+            return Retry::Final;
+        }
+    }
+    Retry::Final
 }
 
 /// The exit code for an error that ended the run.

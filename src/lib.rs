@@ -23,6 +23,7 @@ pub mod net;
 pub mod plan;
 pub mod pop3;
 pub mod progress;
+pub mod retry;
 pub mod secret;
 pub mod source;
 pub mod summary;

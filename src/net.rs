@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use native_tls::{Certificate, TlsConnector, TlsStream};
 
-use crate::error::{connect, input};
+use crate::error::{connect, connect_final, input};
 
 /// Connection settings shared by every endpoint of a run.
 #[derive(Debug, Clone)]
@@ -19,6 +19,12 @@ pub struct NetOptions {
     pub insecure: bool,
     pub allow_plaintext: bool,
     pub timeout: Duration,
+    /// Attempts after the first when a copy fails for a transient reason.
+    pub retries: u32,
+    /// The first wait before a retry (doubled each time).
+    pub retry_wait: Duration,
+    /// No retry is started once this much time has passed since the first attempt.
+    pub deadline: Duration,
 }
 
 impl Default for NetOptions {
@@ -28,6 +34,9 @@ impl Default for NetOptions {
             insecure: false,
             allow_plaintext: false,
             timeout: Duration::from_secs(60),
+            retries: 3,
+            retry_wait: Duration::from_secs(2),
+            deadline: Duration::from_secs(3600),
         }
     }
 }
@@ -71,7 +80,7 @@ impl Write for Stream {
 pub fn tcp(host: &str, port: u16, opts: &NetOptions) -> anyhow::Result<TcpStream> {
     let addrs: Vec<_> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| connect(format!("cannot resolve {host}: {e}; check the host name")))?
+        .map_err(|e| connect_final(format!("cannot resolve {host}: {e}; check the host name")))?
         .collect();
     let mut last = None;
     for addr in &addrs {
@@ -137,7 +146,7 @@ pub fn tls(tcp: TcpStream, host: &str, port: u16, opts: &NetOptions) -> anyhow::
             } else {
                 "check the port and the server's TLS set-up".to_string()
             };
-            Err(connect(format!(
+            Err(connect_final(format!(
                 "TLS handshake with {host}:{port} failed: {}: {hint}",
                 text.lines().next().unwrap_or("")
             )))

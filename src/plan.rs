@@ -27,6 +27,11 @@ pub fn net(a: &NetArgs) -> NetOptions {
         insecure: a.insecure,
         allow_plaintext: a.allow_plaintext,
         timeout: Duration::from_secs(a.timeout.max(1)),
+        retries: a.retries,
+        // At least a second: after a dropped connection the server may still be
+        // storing APPENDs it had received; the retry must see them to skip them.
+        retry_wait: Duration::from_secs(a.retry_wait.max(1)),
+        deadline: Duration::from_secs(a.deadline),
     }
 }
 

@@ -22,7 +22,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 
 use crate::endpoint::{Security, Server};
-use crate::error::{connect, Retry};
+use crate::error::{connect, connect_final, connect_with, Retry};
 use crate::imap::client::base64;
 use crate::log;
 use crate::net::{self, NetOptions, Stream};
@@ -448,23 +448,23 @@ pub fn open(
     let tcp = net::tcp(&server.host, server.port, opts)?;
     let greeting_error = |e: Pop3Error| {
         match e {
-        Pop3Error::Err { .. } => connect(format!(
+        Pop3Error::Err { .. } => connect_with(format!(
             "{server} refused the connection: {}",
             e.server_words()
-        )),
+        ), e.retry()),
         Pop3Error::Io(io)
             if matches!(
                 io.kind(),
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
             ) =>
         {
-            connect(format!(
+            connect_final(format!(
                 "{server}: no POP3 greeting within {}s; check that port {} is a POP3 port (995 for pop3s://, 110 for pop3://); a pop3:// endpoint on a TLS-only port waits like this",
                 opts.timeout.as_secs(),
                 server.port
             ))
         }
-        e => connect(format!(
+        e => connect_final(format!(
             "{server}: no POP3 greeting ({e}); check that port {} is a POP3 port (995 for pop3s://, 110 for pop3://)",
             server.port
         )),
@@ -498,7 +498,7 @@ pub fn open(
                 ));
                 c
             } else {
-                return Err(connect(format!(
+                return Err(connect_final(format!(
                     "{server} offers no STLS, so the password would cross the network unencrypted; use pop3s:// (port 995) or pass --allow-plaintext if you accept that"
                 )));
             }
@@ -511,7 +511,7 @@ pub fn open(
 }
 
 fn login_error(server: &Server, e: Pop3Error) -> anyhow::Error {
-    match e {
+    match &e {
         Pop3Error::Err { .. } => {
             let mut msg = format!(
                 "login as {} at {}:{} refused: {}",
@@ -525,9 +525,9 @@ fn login_error(server: &Server, e: Pop3Error) -> anyhow::Error {
             } else {
                 msg.push_str("; check the username and the password");
             }
-            connect(msg)
+            connect_with(msg, e.retry())
         }
-        other => connect(format!("{server}: login failed: {other}")),
+        other => connect_with(format!("{server}: login failed: {other}"), other.retry()),
     }
 }
 

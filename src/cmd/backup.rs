@@ -20,8 +20,14 @@ pub fn run(a: &BackupArgs) -> anyhow::Result<i32> {
     if !a.json {
         eprintln!("index: {}", state.display());
     }
-    let mut src = plan::open_source(&a.from, a.from_password_file.as_deref(), &net, Dialect::Rd)?;
-    let summary = crate::backup::backup(src.as_mut(), &a.out, &opts, &mut index)?;
+    let started = std::time::Instant::now();
+    let mut summary = crate::summary::Summary::default();
+    crate::retry::run(&net, &a.from, || {
+        let mut src =
+            plan::open_source(&a.from, a.from_password_file.as_deref(), &net, Dialect::Rd)?;
+        crate::backup::backup_into(src.as_mut(), &a.out, &opts, &mut index, &mut summary)
+    })?;
+    summary.finish(started);
     summary.print(a.json);
     Ok(if summary.ok() { EXIT_OK } else { EXIT_PARTIAL })
 }

@@ -115,14 +115,20 @@ fn run_account(
     opts.rules = Rules {
         map: a.folder_map.clone(),
     };
-    let mut src = plan::open_endpoint(&a.source, a.source_password.as_ref(), net, Dialect::Rd)?;
     let job = Job {
         target: &a.target,
         target_password: &a.target_password,
         net,
         opts: &opts,
     };
-    engine::migrate(src.as_mut(), &job, &mut index)
+    let started = std::time::Instant::now();
+    let mut summary = crate::summary::Summary::default();
+    crate::retry::run(net, &format!("row {}", a.row), || {
+        let mut src = plan::open_endpoint(&a.source, a.source_password.as_ref(), net, Dialect::Rd)?;
+        engine::migrate_into(src.as_mut(), &job, &mut index, &mut summary)
+    })?;
+    summary.finish(started);
+    Ok(summary)
 }
 
 pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {

@@ -44,15 +44,21 @@ pub fn copy(
     if !c.json {
         eprintln!("index: {}", state.display());
     }
-    // Phase 2: connections.
-    let mut src = plan::open_source(from, from_password_file, &net, plan::dialect(c.mbox_format))?;
+    // Phase 2: connections; a transient failure reconnects and resumes.
     let job = Job {
         target: &target,
         target_password: &target_password,
         net: &net,
         opts: &opts,
     };
-    let summary = engine::migrate(src.as_mut(), &job, &mut index)?;
+    let started = std::time::Instant::now();
+    let mut summary = crate::summary::Summary::default();
+    crate::retry::run(&net, from, || {
+        let mut src =
+            plan::open_source(from, from_password_file, &net, plan::dialect(c.mbox_format))?;
+        engine::migrate_into(src.as_mut(), &job, &mut index, &mut summary)
+    })?;
+    summary.finish(started);
     summary.print(c.json);
     Ok(if summary.ok() { EXIT_OK } else { EXIT_PARTIAL })
 }

@@ -3,7 +3,7 @@
 
 use super::{Client, ImapError};
 use crate::endpoint::{Security, Server};
-use crate::error::connect;
+use crate::error::{connect_final, connect_with};
 use crate::net::{self, NetOptions, Stream};
 use crate::secret::Password;
 
@@ -18,7 +18,7 @@ pub fn open(
 ) -> anyhow::Result<Session> {
     let tcp = net::tcp(&server.host, server.port, opts)?;
     let hint_port = |e: ImapError| {
-        connect(format!(
+        connect_final(format!(
             "{server}: no IMAP greeting ({e}); check that port {} is an IMAP port (993 for imaps://, 143 for imap://)",
             server.port
         ))
@@ -51,7 +51,7 @@ pub fn open(
                 ));
                 c
             } else {
-                return Err(connect(format!(
+                return Err(connect_final(format!(
                     "{server} offers no STARTTLS, so the password would cross the network unencrypted; use imaps:// (port 993) or pass --allow-plaintext if you accept that"
                 )));
             }
@@ -64,7 +64,7 @@ pub fn open(
 }
 
 fn login_error(server: &Server, e: ImapError) -> anyhow::Error {
-    match e {
+    match &e {
         ImapError::No { .. } | ImapError::Bad { .. } => {
             let mut msg = format!(
                 "login as {} at {}:{} refused: {}",
@@ -78,8 +78,8 @@ fn login_error(server: &Server, e: ImapError) -> anyhow::Error {
             } else {
                 msg.push_str("; check the username and the password");
             }
-            connect(msg)
+            connect_with(msg, e.retry())
         }
-        other => connect(format!("{server}: login failed: {other}")),
+        other => connect_with(format!("{server}: login failed: {other}"), other.retry()),
     }
 }

@@ -81,6 +81,8 @@ pub struct Dovecot {
     pub imaps: u16,
     pub pop3: u16,
     pub pop3s: u16,
+    /// No TLS at all (`Config::plaintext_only`).
+    pub plaintext: bool,
 }
 
 impl Dovecot {
@@ -98,6 +100,7 @@ impl Dovecot {
             imaps: free_port(),
             pop3: free_port(),
             pop3s: free_port(),
+            plaintext: cfg.plaintext_only,
             dir,
         };
         let mut cmd = Command::new(root().join("scripts/testbed.sh"));
@@ -166,14 +169,16 @@ impl Dovecot {
     pub fn seed_args(&self, user: &str, extra: &[&str]) {
         let out = Command::new("python3")
             .arg(root().join("scripts/seed.py"))
-            .args([
-                "--host",
-                "localhost",
-                "--port",
-                &self.imaps.to_string(),
-                "--user",
-                user,
-            ])
+            .args(["--host", "localhost", "--user", user])
+            .args(if self.plaintext {
+                vec![
+                    "--port".to_string(),
+                    self.imap.to_string(),
+                    "--plaintext".into(),
+                ]
+            } else {
+                vec!["--port".to_string(), self.imaps.to_string()]
+            })
             .arg("--password-file")
             .arg(self.pwfile())
             .arg("--ca-file")
@@ -193,16 +198,25 @@ impl Dovecot {
     pub fn server(&self, user: &str) -> Server {
         Server {
             proto: Proto::Imap,
-            security: Security::Implicit,
+            security: if self.plaintext {
+                Security::StartTls
+            } else {
+                Security::Implicit
+            },
             user: user.into(),
             host: "localhost".into(),
-            port: self.imaps,
+            port: if self.plaintext {
+                self.imap
+            } else {
+                self.imaps
+            },
         }
     }
 
     pub fn session(&self, user: &str) -> session::Session {
         let net = NetOptions {
             ca_file: Some(self.ca()),
+            allow_plaintext: self.plaintext,
             ..NetOptions::default()
         };
         session::open(&self.server(user), &Password::new(PASSWORD), &net, "test").unwrap()
@@ -461,5 +475,137 @@ impl CountingProxy {
             }
         });
         CountingProxy { port }
+    }
+}
+
+/// What a [`FaultProxy`] does to the first connection through it.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Cut both ways once the client sent this many bytes (e.g. inside an APPEND literal).
+    CutAfterClientBytes(usize),
+    /// Cut once the server sent this many bytes (e.g. inside a FETCH literal).
+    CutAfterServerBytes(usize),
+    /// Cut when the server's data holds `text` for the `nth` time, before the client
+    /// sees that chunk (the server did the work; its OK never arrives).
+    CutOnServerText(&'static str, usize),
+    /// Stop forwarding (without closing) once the server sent this many bytes.
+    StallAfterServerBytes(usize),
+}
+
+/// A TCP forwarder that injects one fault into the first connection and lets later
+/// connections through untouched. Plaintext servers make `CutOnServerText` work.
+pub struct FaultProxy {
+    pub port: u16,
+    pub connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FaultProxy {
+    pub fn start(server_port: u16, fault: Fault) -> FaultProxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let conns = connections.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", server_port)) else {
+                    continue;
+                };
+                let first = conns.fetch_add(1, Ordering::SeqCst) == 0;
+                let fault = first.then(|| fault.clone());
+                let cut = Arc::new(AtomicBool::new(false));
+                let kill: Arc<dyn Fn() + Send + Sync> = {
+                    let (c, s) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                    Arc::new(move || {
+                        let _ = c.shutdown(std::net::Shutdown::Both);
+                        let _ = s.shutdown(std::net::Shutdown::Both);
+                    })
+                };
+                // client -> server
+                {
+                    let (mut c, mut s) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                    let (fault, cut, kill) = (fault.clone(), cut.clone(), kill.clone());
+                    std::thread::spawn(move || {
+                        let mut sent = 0usize;
+                        let mut buf = [0u8; 4096];
+                        loop {
+                            let n = match c.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            let mut take = n;
+                            if let Some(Fault::CutAfterClientBytes(limit)) = fault {
+                                if sent + n >= limit {
+                                    take = limit - sent;
+                                    let _ = s.write_all(&buf[..take]);
+                                    cut.store(true, Ordering::SeqCst);
+                                    kill();
+                                    break;
+                                }
+                            }
+                            if cut.load(Ordering::SeqCst) || s.write_all(&buf[..take]).is_err() {
+                                break;
+                            }
+                            sent += take;
+                        }
+                        let _ = s.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+                // server -> client
+                {
+                    let (mut c, mut s) = (client, server);
+                    std::thread::spawn(move || {
+                        let mut got = 0usize;
+                        let mut seen = 0usize;
+                        let mut tail: Vec<u8> = Vec::new();
+                        let mut buf = [0u8; 4096];
+                        loop {
+                            let n = match s.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            let chunk = &buf[..n];
+                            match &fault {
+                                Some(Fault::CutAfterServerBytes(limit)) if got + n >= *limit => {
+                                    let _ = c.write_all(&chunk[..limit - got]);
+                                    kill();
+                                    break;
+                                }
+                                Some(Fault::StallAfterServerBytes(limit)) if got + n >= *limit => {
+                                    let _ = c.write_all(&chunk[..limit - got]);
+                                    // Hold both sockets open and forward nothing more.
+                                    std::thread::sleep(std::time::Duration::from_secs(600));
+                                    break;
+                                }
+                                Some(Fault::CutOnServerText(text, nth)) => {
+                                    tail.extend_from_slice(chunk);
+                                    let hits = tail
+                                        .windows(text.len())
+                                        .filter(|w| *w == text.as_bytes())
+                                        .count();
+                                    if seen + hits >= *nth {
+                                        kill();
+                                        break;
+                                    }
+                                    seen += hits;
+                                    let keep = tail.len().saturating_sub(text.len() - 1);
+                                    tail.drain(..keep);
+                                }
+                                _ => {}
+                            }
+                            if c.write_all(chunk).is_err() {
+                                break;
+                            }
+                            got += n;
+                        }
+                        let _ = c.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        FaultProxy { port, connections }
     }
 }

@@ -1,0 +1,98 @@
+//! Retrying a whole copy after a transient failure. Every attempt reconnects and
+//! resumes from the index, so the message that was in flight is found on the target
+//! (by its dedupe key) instead of being appended again. The error's retry class comes
+//! from the protocol (`error::retry_class`), never from its text.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{retry_class, Retry};
+use crate::net::NetOptions;
+
+/// Wait before attempt `n` (1-based count of failures so far): `base` doubled each
+/// time, capped at a minute; a server that asked to be left alone (`Later`) waits
+/// four times as long.
+pub fn backoff(base: Duration, failures: u32, class: Retry) -> Duration {
+    let factor = 1u32 << failures.saturating_sub(1).min(6);
+    let d = base * factor * if class == Retry::Later { 4 } else { 1 };
+    d.min(Duration::from_secs(60))
+}
+
+/// Run `attempt` until it succeeds, fails for good, runs out of `--retries`, or the
+/// `--deadline` would pass during the next wait.
+pub fn run<T>(
+    net: &NetOptions,
+    what: &str,
+    mut attempt: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let started = Instant::now();
+    let mut failures = 0;
+    loop {
+        match attempt() {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let class = retry_class(&e);
+                failures += 1;
+                let wait = backoff(net.retry_wait, failures, class);
+                let out_of_time = started.elapsed() + wait > net.deadline;
+                if class == Retry::Final || failures > net.retries || out_of_time {
+                    return Err(e);
+                }
+                crate::log::warn(format!(
+                    "{what}: {e:#}; retrying in {:.0?} (attempt {} of {})",
+                    wait,
+                    failures + 1,
+                    net.retries + 1
+                ));
+                std::thread::sleep(wait);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{connect, connect_final};
+
+    fn net(retries: u32) -> NetOptions {
+        NetOptions {
+            retries,
+            retry_wait: Duration::from_millis(1),
+            deadline: Duration::from_secs(10),
+            ..NetOptions::default()
+        }
+    }
+
+    #[test]
+    fn transient_errors_are_retried_final_ones_are_not() {
+        // (error kind per attempt, retries) -> attempts made, success?
+        for (errs, retries, attempts, ok) in [
+            (vec!["later", "later"], 3, 3, true),
+            (vec!["later", "later", "later", "later"], 3, 4, false),
+            (vec!["final"], 3, 1, false),
+            (vec!["later", "final"], 3, 2, false),
+            (vec![], 0, 1, true),
+            (vec!["later"], 0, 1, false),
+        ] {
+            let mut n = 0;
+            let r = run(&net(retries), "test", || {
+                n += 1;
+                match errs.get(n - 1) {
+                    Some(&"later") => Err(connect("gone")),
+                    Some(_) => Err(connect_final("refused")),
+                    None => Ok(()),
+                }
+            });
+            assert_eq!((n, r.is_ok()), (attempts, ok), "{errs:?} {retries}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let b = Duration::from_secs(2);
+        assert_eq!(backoff(b, 1, Retry::Now), Duration::from_secs(2));
+        assert_eq!(backoff(b, 2, Retry::Now), Duration::from_secs(4));
+        assert_eq!(backoff(b, 2, Retry::Later), Duration::from_secs(16));
+        assert_eq!(backoff(b, 30, Retry::Now), Duration::from_secs(60));
+    }
+}

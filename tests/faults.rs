@@ -1,0 +1,114 @@
+//! Faults between mailferry and Dovecot (an in-process proxy cuts or stalls the
+//! connection at chosen points): every run ends with the target equal to the source,
+//! nothing lost and nothing twice. The server speaks plaintext here so the proxy can
+//! see the protocol; mailferry is told `--allow-plaintext`.
+
+mod common;
+
+use common::*;
+
+const SRC: &str = "fiona@source.test";
+const DST: &str = "fiona@target.test";
+
+fn plain() -> Dovecot {
+    let d = Dovecot::start_with(
+        &[SRC, DST],
+        Config {
+            plaintext_only: true,
+            ..Config::default()
+        },
+    );
+    d.seed(SRC);
+    d
+}
+
+fn migrate(d: &Dovecot, src_port: u16, dst_port: u16, extra: &[&str]) -> std::process::Output {
+    let pw = d.pwfile().display().to_string();
+    let state = d.dir.path().join("state.sqlite").display().to_string();
+    let from = format!("imap://{SRC}@127.0.0.1:{src_port}");
+    let to = format!("imap://{DST}@127.0.0.1:{dst_port}");
+    let mut args = vec![
+        "migrate",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--from-password-file",
+        &pw,
+        "--to-password-file",
+        &pw,
+        "--state",
+        &state,
+        "--allow-plaintext",
+        "--retry-wait",
+        "1",
+        "--json",
+    ];
+    if !extra.contains(&"--retries") {
+        args.extend_from_slice(&["--retries", "3"]);
+    }
+    args.extend_from_slice(extra);
+    mailferry(&args)
+}
+
+fn check_recovered(d: &Dovecot, out: &std::process::Output, proxy: &FaultProxy) {
+    assert_eq!(out.status.code(), Some(0), "{}", text(out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("retrying"),
+        "the fault was not hit: {}",
+        text(out)
+    );
+    assert!(proxy.connections.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    assert_same(&d.snapshot(DST), &expected(|f| f.to_string()));
+}
+
+#[test]
+fn cut_inside_a_fetch_literal() {
+    let d = plain();
+    // The 3 MB message of INBOX is far beyond the first 600 kB the source sends.
+    let p = FaultProxy::start(d.imap, Fault::CutAfterServerBytes(600_000));
+    let out = migrate(&d, p.port, d.imap, &[]);
+    check_recovered(&d, &out, &p);
+}
+
+#[test]
+fn cut_inside_an_append_literal() {
+    let d = plain();
+    let p = FaultProxy::start(d.imap, Fault::CutAfterClientBytes(1_500_000));
+    let out = migrate(&d, d.imap, p.port, &[]);
+    check_recovered(&d, &out, &p);
+}
+
+#[test]
+fn cut_after_the_servers_ok_before_mailferry_reads_it() {
+    let d = plain();
+    // The 5th APPEND is stored by the server, but its tagged OK never arrives.
+    let p = FaultProxy::start(d.imap, Fault::CutOnServerText("APPENDUID", 5));
+    let out = migrate(&d, d.imap, p.port, &[]);
+    check_recovered(&d, &out, &p);
+}
+
+#[test]
+fn a_stalled_server_times_out_and_the_run_goes_on() {
+    let d = plain();
+    let p = FaultProxy::start(d.imap, Fault::StallAfterServerBytes(300_000));
+    let out = migrate(&d, p.port, d.imap, &["--timeout", "2"]);
+    check_recovered(&d, &out, &p);
+}
+
+#[test]
+fn retries_are_bounded() {
+    let d = plain();
+    // Nothing listens here: every attempt fails, three retries, then exit 3.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let t = std::time::Instant::now();
+    let out = migrate(&d, closed, d.imap, &["--retries", "2"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("retrying").count(), 2, "{err}");
+    assert!(t.elapsed().as_secs() < 20);
+}
