@@ -6,7 +6,7 @@
         (VmHWM sampled from /proc, and resource.getrusage(RUSAGE_CHILDREN).ru_maxrss
         which cannot go below this wrapper's own size; see poll_hwm) and print them as one JSON
         line (also appended to RESULTS.jsonl). CMD's stdout goes to --log (default:
-        inherited), its stderr too. Exit status: CMD's.
+        inherited), its stderr to LOG.err. Exit status: CMD's.
 
     bench_measure.py snapshot --user U --out SNAP.json  IMAP...
         Read every folder of an account over IMAPS (counts, bytes, and per message
@@ -24,6 +24,9 @@
     bench_measure.py verify-mbox --source SNAP.json --dir BACKUP_DIR
         Parse the mboxrd files of a mailferry backup (FOLDER.mbox) and compare them as
         in `exact` (messages and their bytes; flags and dates are in the manifest).
+    bench_measure.py check-noop --summary JSON --source SNAP.json --user U IMAP...
+        A re-run that must copy nothing: mailferry's --json summary says 0 copied, and
+        every target folder still holds the distinct source messages (STATUS).
     bench_measure.py count --user U IMAP...
         Message count per folder (STATUS), as JSON.
 
@@ -77,16 +80,17 @@ def cmd_run(argv):
     ap = argparse.ArgumentParser(prog="bench_measure.py")
     ap.add_argument("--label", default="")
     ap.add_argument("--out")
-    ap.add_argument("--log")
+    ap.add_argument("--log", help="CMD's stdout goes here, its stderr to LOG.err")
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     args = ap.parse_args(argv)
     cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
     if not cmd:
         ap.error("no command given (bench_measure.py [options] -- CMD...)")
     out = open(args.log, "ab") if args.log else None
+    err = open(args.log + ".err", "ab") if args.log else None
     exe = os.path.realpath(shutil.which(cmd[0]) or cmd[0])
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if out else None)
+    proc = subprocess.Popen(cmd, stdout=out, stderr=err)
     hwm = [0]
     poller = threading.Thread(target=poll_hwm, args=(proc, exe, hwm), daemon=True)
     poller.start()
@@ -210,7 +214,9 @@ def read_folder(im, server_name, bodies=True):
                 typ, d2 = im.uid("FETCH", str(uid), "(FLAGS)")
                 flags = re.search(rb"FLAGS \(([^)]*)\)", d2[0]).group(1).decode()
             fl = sorted(f for f in flags.split() if f.lower() != "\\recent")
-            msgs.append({"uid": uid, "flags": fl, "date": idate, "size": len(body),
+            hend = body.find(b"\r\n\r\n")
+            mid = re.search(rb"^message-id:", body[:hend], re.M | re.I) is not None
+            msgs.append({"uid": uid, "flags": fl, "date": idate, "size": len(body), "mid": mid,
                          "sha": hashlib.sha256(body).hexdigest(),
                          "sha_notuid": hashlib.sha256(strip_tuid(body)).hexdigest()})
     return msgs
@@ -242,15 +248,63 @@ def cmd_snapshot(argv):
     ap = argparse.ArgumentParser(prog="bench_measure.py snapshot")
     imap_args(ap)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--corpus", help="with --results: record this snapshot as the corpus NAME")
+    ap.add_argument("--results")
     a = ap.parse_args(argv)
     snap = snapshot(a)
     with open(a.out, "w") as f:
         json.dump(snap, f)
-    print(json.dumps({"user": a.user,
-                      "messages": sum(len(v) for v in snap.values()),
-                      "bytes": sum(m["size"] for v in snap.values() for m in v),
-                      "folders": {k: len(v) for k, v in snap.items()}}))
+    rec = {"kind": "corpus", "corpus": a.corpus, "user": a.user,
+           "messages": sum(len(v) for v in snap.values()),
+           "bytes": sum(m["size"] for v in snap.values() for m in v),
+           "distinct": sum(len({m["sha"] for m in v}) for v in snap.values()),
+           "without_message_id": sum(1 for v in snap.values() for m in v if not m["mid"]),
+           "inbox_messages": len(snap.get("INBOX", [])),
+           "inbox_bytes": sum(m["size"] for m in snap.get("INBOX", [])),
+           "folders": {k: len(v) for k, v in snap.items()}}
+    print(json.dumps(rec))
+    if a.results and a.corpus:
+        with open(a.results, "a") as f:
+            f.write(json.dumps(rec) + "\n")
     return 0
+
+
+def cmd_check_noop(argv):
+    """A re-run that must copy nothing: its JSON summary, and the target's counts."""
+    ap = argparse.ArgumentParser(prog="bench_measure.py check-noop")
+    imap_args(ap)
+    ap.add_argument("--summary", required=True, help="mailferry --json output of the re-run")
+    ap.add_argument("--source", required=True)
+    ap.add_argument("--label", default="")
+    ap.add_argument("--out")
+    a = ap.parse_args(argv)
+    problems = []
+    try:
+        with open(a.summary) as f:
+            summ = json.load(f)
+        if summ.get("copied") != 0 or summ.get("failed"):
+            problems.append("the re-run copied %s and failed %s" % (summ.get("copied"), summ.get("failed")))
+    except (OSError, ValueError) as e:
+        problems.append("no JSON summary: %s" % e)
+    with open(a.source) as f:
+        src = json.load(f)
+    im = connect(a)
+    got = {}
+    for name, raw in list_folders(im):
+        typ, data = im.status(quote(raw), "(MESSAGES)")
+        got[name] = int(re.search(rb"MESSAGES (\d+)", data[0]).group(1))
+    im.logout()
+    for name, msgs in src.items():
+        want = len({m["sha"] for m in msgs})
+        if got.get(name) != want:
+            problems.append("%s: %s messages after the re-run, expected %d" % (name, got.get(name), want))
+    res = {"label": a.label, "mode": "noop", "ok": not problems, "problems": problems}
+    line = json.dumps(res)
+    print(line)
+    if a.out:
+        with open(a.out, "a") as f:
+            f.write(line + "\n")
+    return 0 if not problems else 1
 
 
 def cmd_count(argv):
@@ -484,7 +538,7 @@ def cmd_table(argv):
 def main():
     argv = sys.argv[1:]
     sub = {"snapshot": cmd_snapshot, "verify": cmd_verify, "verify-mbox": cmd_verify_mbox,
-           "count": cmd_count, "table": cmd_table}
+           "count": cmd_count, "check-noop": cmd_check_noop, "table": cmd_table}
     if argv and argv[0] in sub:
         return sub[argv[0]](argv[1:])
     return cmd_run(argv)

@@ -10,6 +10,7 @@
 #   NS_PREFIX    personal namespace prefix, e.g. "INBOX." (default empty)
 #   MAX_CONN     mail_max_userip_connections (default 100)
 #   SENT DRAFTS TRASH JUNK  names of the special-use folders (default Sent Drafts Trash Junk)
+#   QUOTA, MAX_MAIL_SIZE  e.g. 2M and 1M: a storage quota per user and a largest message
 #   PLAINTEXT_ONLY=1  no TLS at all (no STARTTLS, no IMAPS/POP3S listeners), to test refusals
 #   CERT_DIR     reuse cert.pem/key.pem from this directory instead of making new ones
 #
@@ -116,6 +117,15 @@ service pop3-login {
     ssl = yes
   }
 }
+$(if [ -n "${QUOTA:-}${MAX_MAIL_SIZE:-}" ]; then cat <<QUOTACONF
+mail_plugins = \$mail_plugins quota
+plugin {
+  quota = maildir:User quota
+  quota_rule = *:storage=${QUOTA:-0}
+  quota_max_mail_size = ${MAX_MAIL_SIZE:-0}
+}
+QUOTACONF
+fi)
 namespace inbox {
   inbox = yes
   separator = $sep

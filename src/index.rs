@@ -371,6 +371,42 @@ impl Index {
     }
 }
 
+/// An exclusive claim on an index for the life of a run: two runs on one index at
+/// the same time are refused rather than left to race. The lock is the kernel's
+/// (flock), so it dies with the process; the `.lock` file may stay behind harmlessly.
+pub struct Lock {
+    _file: std::fs::File,
+}
+
+pub fn lock(path: &Path) -> anyhow::Result<Lock> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| input(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let file = o
+        .open(&lock_path)
+        .map_err(|e| input(format!("cannot create {}: {e}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Lock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(input(format!(
+            "another mailferry run is using the index {}; wait until it ends, or give this run its own --state",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(input(format!(
+            "cannot lock {}: {e}",
+            lock_path.display()
+        ))),
+    }
+}
+
 /// Create an empty file readable and writable by its owner only.
 fn create_private(path: &Path) -> anyhow::Result<()> {
     let mut o = std::fs::OpenOptions::new();
@@ -454,6 +490,20 @@ mod tests {
                 "NO [LIMIT] big".to_string()
             )]
         );
+    }
+
+    #[test]
+    fn a_second_run_on_the_same_index_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("i.sqlite");
+        let first = lock(&p).unwrap();
+        let e = lock(&p).err().unwrap().to_string();
+        assert!(
+            e.contains("another mailferry run is using the index"),
+            "{e}"
+        );
+        drop(first);
+        lock(&p).unwrap();
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub fn run(a: &BackupArgs) -> anyhow::Result<i32> {
     let opts = plan::options(&a.folders, a.dry_run)?;
     let net = plan::net(&a.net);
     let state = a.state.clone().unwrap_or_else(index::default_path);
+    let _lock = index::lock(&state)?;
     let mut index = Index::open(&state)?;
     if !a.json {
         eprintln!("index: {}", state.display());

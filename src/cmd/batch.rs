@@ -177,6 +177,7 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
     let net = plan::net(&a.net);
     let state = a.state.clone().unwrap_or_else(index::default_path);
     // Create and migrate the index once, before the workers open it.
+    let _lock = index::lock(&state)?;
     Index::open(&state)?;
     let mut report = match &a.report {
         Some(p) => Some(open_report(p)?),

@@ -40,6 +40,7 @@ pub fn copy(
     let state = state
         .map(|p| p.to_path_buf())
         .unwrap_or_else(index::default_path);
+    let _lock = index::lock(&state)?;
     let mut index = Index::open(&state)?;
     if !c.json {
         eprintln!("index: {}", state.display());

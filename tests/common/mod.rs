@@ -72,6 +72,10 @@ pub struct Config {
     pub trash: Option<&'static str>,
     pub junk: Option<&'static str>,
     pub plaintext_only: bool,
+    pub quota: Option<&'static str>,
+    pub max_mail_size: Option<&'static str>,
+    /// Use this directory's cert.pem/key.pem instead of the shared test certificate.
+    pub cert_dir: Option<PathBuf>,
 }
 
 /// A running Dovecot; stopped when dropped (also when the test panics).
@@ -112,13 +116,15 @@ impl Dovecot {
             .env("IMAPS_PORT", d.imaps.to_string())
             .env("POP3_PORT", d.pop3.to_string())
             .env("POP3S_PORT", d.pop3s.to_string())
-            .env("CERT_DIR", cert_dir());
+            .env("CERT_DIR", cfg.cert_dir.as_deref().unwrap_or(cert_dir()));
         for (k, v) in [
             ("SEPARATOR", cfg.separator),
             ("NS_PREFIX", cfg.ns_prefix),
             ("SENT", cfg.sent),
             ("TRASH", cfg.trash),
             ("JUNK", cfg.junk),
+            ("QUOTA", cfg.quota),
+            ("MAX_MAIL_SIZE", cfg.max_mail_size),
         ] {
             if let Some(v) = v {
                 cmd.env(k, v);
@@ -157,6 +163,22 @@ impl Dovecot {
     pub fn imap_url(&self, user: &str) -> String {
         format!("imap://{user}@localhost:{}", self.imap)
     }
+    /// Rewrite a setting of the running server's config and reload it.
+    pub fn reconfigure(&self, from: &str, to: &str) {
+        let conf = self.dir.path().join("dovecot.conf");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        assert!(text.contains(from), "{from} not in the config");
+        std::fs::write(&conf, text.replace(from, to)).unwrap();
+        let pid = std::fs::read_to_string(self.dir.path().join("run/master.pid")).unwrap();
+        let ok = Command::new("kill")
+            .args(["-HUP", pid.trim()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
     }

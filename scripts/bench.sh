@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# Benchmark mailferry against mbsync (isync) on one local Dovecot over IMAPS.
+#
+#   scripts/bench.sh            the full benchmark (corpora "mixed" 1,019 messages ~150 MB
+#                               and "small" 10,189 messages ~70 MB)
+#   scripts/bench.sh --tiny     ~40 messages per corpus: checks that the benchmark runs (CI)
+#   scripts/bench.sh --scale N  make the "small" corpus N messages (e.g. 1000, 10000, 50000,
+#                               to see that mailferry's memory stays flat)
+#
+# Everything is local and deterministic: one throwaway Dovecot (scripts/testbed.sh) on
+# loopback ports 31143/31993/31110/31995 (BENCH_IMAP_PORT, BENCH_IMAPS_PORT, BENCH_POP3_PORT,
+# BENCH_POP3S_PORT override them), corpora generated from a fixed seed by
+# scripts/bench_corpus.py straight into the source accounts' Maildirs, and every run into a
+# fresh target account:
+#   mailferry migrate imaps -> imaps     mbsync (Sync Pull, Create Near, Patterns *)
+#   mailferry migrate pop3s -> imaps     mailferry backup imaps -> mbox directory
+#   the mailferry imaps -> imaps migration again with the same --state (must copy nothing)
+# Each run is timed by scripts/bench_measure.py (wall seconds, peak RSS) and its result is
+# checked independently over IMAP (bench_measure.py verify). A table is printed at the end;
+# the exit status is 1 when any tool failed or its result is wrong.
+#
+# MAILFERRY_BIN=PATH skips `cargo build --release --locked` and benchmarks that binary.
+# The work directory (a mktemp -d) and the Dovecot are removed/stopped on exit;
+# BENCH_KEEP=1 keeps the directory for inspection.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+cmdline="scripts/bench.sh${*:+ $*}"
+
+tiny=0; scale=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --tiny) tiny=1 ;;
+    --scale) scale=${2:?--scale needs a number}; shift ;;
+    --scale=*) scale=${1#--scale=} ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench: unknown argument '$1' (--tiny, --scale N)" >&2; exit 2 ;;
+  esac
+  shift
+done
+case "$scale" in ''|*[!0-9]*) [ -z "$scale" ] || { echo "bench: --scale needs a number" >&2; exit 2; } ;; esac
+
+t_start=$(date +%s.%N)
+say() { echo "== $*" >&2; }
+
+scripts/install-deps.sh
+if [ -n "${MAILFERRY_BIN:-}" ]; then
+  mf=$(realpath "$MAILFERRY_BIN")
+else
+  say "cargo build --release --locked"
+  cargo build --release --locked >&2
+  mf=$root/target/release/mailferry
+fi
+[ -x "$mf" ] || { echo "bench: no mailferry binary at $mf" >&2; exit 1; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/mailferry-bench.XXXXXX")
+chmod 755 "$work"
+dc=$work/dovecot
+cleanup() {
+  "$root/scripts/testbed.sh" stop "$dc" >/dev/null 2>&1 || true
+  if [ -n "${BENCH_KEEP:-}" ]; then echo "bench: kept $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+imap_port=${BENCH_IMAP_PORT:-31143}; imaps_port=${BENCH_IMAPS_PORT:-31993}
+pop3_port=${BENCH_POP3_PORT:-31110}; pop3s_port=${BENCH_POP3S_PORT:-31995}
+
+if [ "$tiny" = 1 ]; then
+  n_mixed=40; n_small=${scale:-40}
+else
+  n_mixed=1019; n_small=${scale:-10189}
+fi
+corpora="mixed small"
+count_of() { if [ "$1" = mixed ]; then echo "$n_mixed"; else echo "$n_small"; fi; }
+
+pw=bench-password
+users=()
+for c in $corpora; do
+  for role in src mf mb pop; do users+=("$role-$c:$pw"); done
+done
+say "starting Dovecot in $dc (IMAPS $imaps_port, POP3S $pop3s_port)"
+MAX_CONN=100 IMAP_PORT=$imap_port IMAPS_PORT=$imaps_port POP3_PORT=$pop3_port POP3S_PORT=$pop3s_port \
+  scripts/testbed.sh start "$dc" "${users[@]}"
+ca=$dc/cert.pem
+pwfile=$work/password
+echo "$pw" > "$pwfile"; chmod 600 "$pwfile"
+results=$work/results.jsonl; : > "$results"
+measure=(python3 "$root/scripts/bench_measure.py")
+imap=(--host localhost --port "$imaps_port" --password-file "$pwfile" --ca-file "$ca")
+failed=0
+
+for c in $corpora; do
+  say "corpus $c: $(count_of "$c") messages into src-$c"
+  python3 scripts/bench_corpus.py --dir "$dc" --user "src-$c" --corpus "$c" --count "$(count_of "$c")" >/dev/null
+done
+# Reading every source once makes Dovecot index the new Maildirs and warms the page
+# cache, so that no tool pays for that; it is also the reference for the checks.
+for c in $corpora; do
+  say "snapshot of src-$c"
+  "${measure[@]}" snapshot "${imap[@]}" --user "src-$c" --out "$work/src-$c.json" \
+    --corpus "$c" --results "$results" >/dev/null
+done
+
+run() {  # run LABEL CMD... : time CMD, its output in $work/LABEL.log
+  local label=$1; shift
+  say "$label: $*"
+  if ! "${measure[@]}" --label "$label" --out "$results" --log "$work/${label//\//-}.log" -- "$@" >/dev/null; then
+    echo "bench: $label failed; its output:" >&2
+    tail -n 20 "$work/${label//\//-}.log" "$work/${label//\//-}.log.err" >&2 || true
+    failed=1
+  fi
+}
+check() {  # check LABEL MODE... : verify, record, never abort
+  local label=$1; shift
+  if ! "${measure[@]}" "$@" --label "$label" --out "$results" >"$work/${label//\//-}.check" 2>&1; then
+    echo "bench: $label: result is wrong: $(cat "$work/${label//\//-}.check")" >&2
+    failed=1
+  fi
+}
+
+for c in $corpora; do
+  src=src-$c
+  common=(--from-password-file "$pwfile" --to-password-file "$pwfile" --ca-file "$ca" --json)
+
+  # mailferry, IMAP -> IMAP
+  run "$c/mailferry" "$mf" migrate --from "imaps://$src@localhost:$imaps_port" \
+    --to "imaps://mf-$c@localhost:$imaps_port" --state "$work/state-$c.sqlite" "${common[@]}"
+  check "$c/mailferry" verify "${imap[@]}" --user "mf-$c" --mode exact --source "$work/$src.json"
+
+  # mbsync, IMAP -> IMAP
+  mkdir -p "$work/mbsync-state-$c"
+  rc=$work/mbsyncrc-$c
+  cat > "$rc" <<RC
+IMAPAccount far
+Host localhost
+Port $imaps_port
+User $src
+PassCmd "cat $pwfile"
+SSLType IMAPS
+CertificateFile $ca
+
+IMAPAccount near
+Host localhost
+Port $imaps_port
+User mb-$c
+PassCmd "cat $pwfile"
+SSLType IMAPS
+CertificateFile $ca
+
+IMAPStore far
+Account far
+
+IMAPStore near
+Account near
+
+Channel copy
+Far :far:
+Near :near:
+Patterns *
+Create Near
+Sync Pull
+Expunge None
+CopyArrivalDate yes
+SyncState $work/mbsync-state-$c/
+RC
+  run "$c/mbsync" mbsync -q -c "$rc" -a
+  check "$c/mbsync" verify "${imap[@]}" --user "mb-$c" --mode mbsync --source "$work/$src.json"
+
+  # mailferry again, same --state: nothing new to copy
+  run "$c/noop" "$mf" migrate --from "imaps://$src@localhost:$imaps_port" \
+    --to "imaps://mf-$c@localhost:$imaps_port" --state "$work/state-$c.sqlite" "${common[@]}"
+  check "$c/noop" check-noop "${imap[@]}" --user "mf-$c" --summary "$work/$c-noop.log" \
+    --source "$work/$src.json"
+
+  # mailferry, POP3 -> IMAP (the INBOX)
+  run "$c/pop3" "$mf" migrate --from "pop3s://$src@localhost:$pop3s_port" \
+    --to "imaps://pop-$c@localhost:$imaps_port" --state "$work/state-pop-$c.sqlite" "${common[@]}"
+  check "$c/pop3" verify "${imap[@]}" --user "pop-$c" --mode pop3 --source "$work/$src.json"
+
+  # mailferry, IMAP -> mbox
+  run "$c/mbox" "$mf" backup --from "imaps://$src@localhost:$imaps_port" --out "$work/backup-$c" \
+    --from-password-file "$pwfile" --ca-file "$ca" --state "$work/state-backup-$c.sqlite" --json
+  check "$c/mbox" verify-mbox --dir "$work/backup-$c" --source "$work/$src.json"
+done
+
+t_end=$(date +%s.%N)
+cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+echo
+echo "command:   $cmdline"
+echo "machine:   $(nproc) CPUs, ${cpu:-unknown CPU}, $(awk '/MemTotal/ {printf "%.1f GB RAM", $2/1048576}' /proc/meminfo), $(uname -sr)"
+echo "versions:  $("$mf" --version), $(mbsync --version 2>&1 | head -n1), dovecot $(dovecot --version | cut -d' ' -f1), $(python3 --version)"
+echo "server:    one Dovecot on 127.0.0.1, IMAPS :$imaps_port / POP3S :$pop3s_port, Maildir in $(df -P "$work" | awk 'NR==2 {print $1}')"
+python3 - "$results" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("kind") == "corpus":
+        print("corpus:    %-6s %6d messages, %7.1f MB, %d folders with mail, %d identical copies within a folder, %d without Message-ID"
+              % (r["corpus"], r["messages"], r["bytes"] / 1e6, sum(1 for v in r["folders"].values() if v),
+                 r["messages"] - r["distinct"], r["without_message_id"]))
+PY
+echo
+"${measure[@]}" table --results "$results" || failed=1
+printf '\nwhole script: %.0f s (build, corpora, runs and checks)\n' "$(echo "$t_end - $t_start" | bc -l 2>/dev/null || python3 -c "print($t_end - $t_start)")"
+if [ "$failed" != 0 ]; then
+  echo "bench: FAILED: a tool failed or its result is wrong (see above)" >&2
+  exit 1
+fi
