@@ -528,7 +528,8 @@ def cmd_table(argv):
     print("mailferry collapses identical copies within a folder (checked: per folder the distinct source")
     print("messages, byte for byte, flags, INTERNALDATE); mbsync copies every message and adds an X-TUID:")
     print("header (checked: same count, bodies equal once X-TUID is removed, flags, INTERNALDATE).")
-    print("peak RSS: getrusage(RUSAGE_CHILDREN).ru_maxrss of the tool process.")
+    print("peak RSS: VmHWM of the tool process (sampled from /proc every 10 ms until it exits).")
+    print("no-op re-run: msg/s and MB/s are of the messages it had to consider, none copied.")
     for label, chk in checks.items():
         if not chk["ok"]:
             print("WRONG %s: %s" % (label, "; ".join(chk["problems"][:10])))
