@@ -1,29 +1,51 @@
-//! Crash points for the crash tests (like isync's `-Tj<N>`): with the environment
-//! variable `MAILFERRY_CRASH_AFTER_APPENDS=N`, the process aborts right after the
-//! target acknowledged the N-th APPEND, before the index records it: the worst
-//! moment for a resume. Without the variable these are no-ops.
+//! Crash points for the crash tests (like isync's `-Tj<N>`), set by environment
+//! variables; without them these are no-ops.
+//! - `MAILFERRY_CRASH_AFTER_APPENDS=N`: abort right after the target acknowledged the
+//!   N-th APPEND (or the N-th message was written to an mbox), before the index
+//!   records it: the worst moment for a resume.
+//! - `MAILFERRY_CRASH_IN_COMMIT=N`: abort inside the N-th index transaction, after
+//!   its rows were written and before the commit.
+//! - `MAILFERRY_PAUSE_AFTER_APPENDS=N`: sleep 3 s after the N-th APPEND, so a test can
+//!   restart the server in the middle of a run.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 static APPENDS: AtomicU64 = AtomicU64::new(0);
+static COMMITS: AtomicU64 = AtomicU64::new(0);
 
-fn limit() -> Option<u64> {
-    static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
-    *LIMIT.get_or_init(|| {
-        std::env::var("MAILFERRY_CRASH_AFTER_APPENDS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-    })
+fn env_number(name: &'static str, cell: &'static OnceLock<Option<u64>>) -> Option<u64> {
+    *cell.get_or_init(|| std::env::var(name).ok().and_then(|v| v.parse().ok()))
 }
 
 /// Called after each acknowledged APPEND.
 pub fn after_append() {
-    if let Some(n) = limit() {
-        if APPENDS.fetch_add(1, Ordering::SeqCst) + 1 >= n {
-            eprintln!(
-                "mailferry: crash point reached after {n} appends (MAILFERRY_CRASH_AFTER_APPENDS)"
-            );
+    static CRASH: OnceLock<Option<u64>> = OnceLock::new();
+    static PAUSE: OnceLock<Option<u64>> = OnceLock::new();
+    let crash = env_number("MAILFERRY_CRASH_AFTER_APPENDS", &CRASH);
+    let pause = env_number("MAILFERRY_PAUSE_AFTER_APPENDS", &PAUSE);
+    if crash.is_none() && pause.is_none() {
+        return;
+    }
+    let count = APPENDS.fetch_add(1, Ordering::SeqCst) + 1;
+    if crash.is_some_and(|n| count >= n) {
+        eprintln!(
+            "mailferry: crash point reached after {count} appends (MAILFERRY_CRASH_AFTER_APPENDS)"
+        );
+        std::process::abort();
+    }
+    if pause == Some(count) {
+        eprintln!("mailferry: pausing after {count} appends (MAILFERRY_PAUSE_AFTER_APPENDS)");
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    }
+}
+
+/// Called inside each index transaction, before it commits.
+pub fn in_commit() {
+    static CRASH: OnceLock<Option<u64>> = OnceLock::new();
+    if let Some(n) = env_number("MAILFERRY_CRASH_IN_COMMIT", &CRASH) {
+        if COMMITS.fetch_add(1, Ordering::SeqCst) + 1 >= n {
+            eprintln!("mailferry: crash point reached inside index commit {n} (MAILFERRY_CRASH_IN_COMMIT)");
             std::process::abort();
         }
     }

@@ -366,6 +366,7 @@ impl Index {
                 }
             }
         }
+        crate::faults::in_commit();
         tx.commit()?;
         Ok(())
     }

@@ -221,6 +221,21 @@ fn crash_after_any_append_then_resume_loses_and_doubles_nothing() {
     let args = migrate_args(&src, &dst, state, &urls, &["--json"]);
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut crashes = 0;
+    for n in [1, 2, 4] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"))
+            .args(&a)
+            .env("MAILFERRY_CRASH_IN_COMMIT", n.to_string())
+            .output()
+            .unwrap();
+        if out.status.code() != Some(0) {
+            crashes += 1;
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("inside index commit"),
+                "{}",
+                text(&out)
+            );
+        }
+    }
     for n in [1, 2, 5, 9, 17] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"))
             .args(&a)
@@ -236,7 +251,7 @@ fn crash_after_any_append_then_resume_loses_and_doubles_nothing() {
             );
         }
     }
-    assert!(crashes >= 3, "the crash points were not reached");
+    assert!(crashes >= 5, "the crash points were not reached");
     let out = mailferry(&a);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_same(&dst.snapshot(DST), &expected(|f| f.to_string()));

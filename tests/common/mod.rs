@@ -163,6 +163,37 @@ impl Dovecot {
     pub fn imap_url(&self, user: &str) -> String {
         format!("imap://{user}@localhost:{}", self.imap)
     }
+    /// Stop the server and start it again with the same files and ports.
+    pub fn restart(&self) {
+        let out = Command::new(root().join("scripts/testbed.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let ok = Command::new("dovecot")
+            .arg("-c")
+            .arg(self.dir.path().join("dovecot.conf"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "dovecot did not start again");
+        let port = if self.plaintext {
+            self.imap
+        } else {
+            self.imaps
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Rewrite a setting of the running server's config and reload it.
     pub fn reconfigure(&self, from: &str, to: &str) {
         let conf = self.dir.path().join("dovecot.conf");

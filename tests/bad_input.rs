@@ -1,0 +1,159 @@
+//! Odd messages and odd folder names, copied exactly or reported — never a crash.
+
+mod common;
+
+use common::*;
+
+const SRC: &str = "otto@source.test";
+const DST: &str = "otto@target.test";
+
+fn s(p: &std::path::Path) -> String {
+    p.display().to_string()
+}
+
+/// Folder names with spaces, quotes, backslashes, `&`, non-ASCII, names that differ
+/// only by case, and nesting, from a `.` server to a `/` server. (A `/` inside a
+/// name on a `.` server becomes `_`: a unit test of `folders` covers it, since
+/// Dovecot's Maildir++ layout cannot store such a name.)
+#[test]
+fn odd_folder_names_survive_a_delimiter_change() {
+    let src = Dovecot::start_with(
+        &[SRC],
+        Config {
+            separator: Some("."),
+            ..Config::default()
+        },
+    );
+    let dst = Dovecot::start(&[DST]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        root().join("fixtures/mail/01-plain-lf.eml"),
+        dir.path().join("m.eml"),
+    )
+    .unwrap();
+    let folders = [
+        "Quote \"me\"",
+        "Back\\slash",
+        "A & B",
+        "Ünïcödé/Sub ß",
+        "case",
+        "Case",
+        "Deep/er/still",
+        "Spaces  in  name",
+        "Tab&-ish &AOk-",
+    ];
+    let mut manifest = String::from("folder\tfile\tflags\tinternaldate\n");
+    for f in folders {
+        manifest.push_str(&format!("{f}\tm.eml\t\\Seen\t01-Jan-2020 10:00:00 +0000\n"));
+    }
+    std::fs::write(dir.path().join("manifest.tsv"), manifest).unwrap();
+    src.seed_args(SRC, &["--manifest", &s(&dir.path().join("manifest.tsv"))]);
+    let state = dir.path().join("state.sqlite");
+    let out = mailferry(&[
+        "migrate",
+        "--from",
+        &src.imaps_url(SRC),
+        "--to",
+        &dst.imaps_url(DST),
+        "--from-password-file",
+        &s(&src.pwfile()),
+        "--to-password-file",
+        &s(&dst.pwfile()),
+        "--ca-file",
+        &s(&src.ca()),
+        "--state",
+        &s(&state),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let got = dst.snapshot(DST);
+    for f in folders {
+        let want = f.to_string();
+        assert_eq!(
+            got.0.get(&want).map(Vec::len),
+            Some(1),
+            "folder {want:?} missing; target has {:?}",
+            got.0.keys()
+        );
+    }
+}
+
+fn mbox_of(messages: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for m in messages {
+        mailferry::mbox::write_message(&mut out, "x@example.test", None, m).unwrap();
+    }
+    out
+}
+
+/// Messages real mailboxes contain: no headers at all, a 1.5 MB line without a
+/// newline, broken MIME, 8-bit headers that are not UTF-8, an over-long header line,
+/// a NUL byte. Each arrives byte-identical, or (NUL, which IMAP forbids outside
+/// BINARY) is reported with the server's words; the run never stops on one.
+#[test]
+fn odd_messages_are_copied_exactly_or_reported() {
+    let d = Dovecot::start(&[DST]);
+    let dir = tempfile::tempdir().unwrap();
+    let huge_line = {
+        let mut v = b"Subject: one long line\r\n\r\n".to_vec();
+        v.extend(std::iter::repeat_n(b'x', 1_500_000));
+        v
+    };
+    let long_header = format!(
+        "X-Long: {}\r\nSubject: long header\r\n\r\nbody\r\n",
+        "y".repeat(5000)
+    )
+    .into_bytes();
+    let messages: Vec<&[u8]> = vec![
+        b"just text, no header block at all\r\nsecond line\r\n",
+        &huge_line,
+        b"Subject: broken mime\r\nContent-Type: multipart/mixed; boundary=\"missing\r\n\r\n--nothing\r\npart without end\r\n",
+        b"Subject: caf\xe9 cr\xe8me\r\nFrom: \xff\xfe <a@b>\r\n\r\nlatin-1 \xe9\r\n",
+        &long_header,
+        b"Subject: nul\r\n\r\nbefore\x00after\r\n",
+    ];
+    let file = dir.path().join("odd.mbox");
+    std::fs::write(&file, mbox_of(&messages)).unwrap();
+    let state = dir.path().join("state.sqlite");
+    let out = mailferry(&[
+        "restore",
+        "--from",
+        &s(&file),
+        "--to",
+        &d.imaps_url(DST),
+        "--to-password-file",
+        &s(&d.pwfile()),
+        "--ca-file",
+        &s(&d.ca()),
+        "--state",
+        &s(&state),
+        "--json",
+    ]);
+    let j: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    let failed = j["failed"].as_array().unwrap();
+    let copied = j["copied"].as_u64().unwrap() as usize;
+    assert_eq!(copied + failed.len(), messages.len(), "{j}");
+    for f in failed {
+        assert!(
+            f["reason"].as_str().unwrap().len() > 3,
+            "a refusal carries the server's words: {f}"
+        );
+    }
+    assert_eq!(
+        out.status.code(),
+        Some(if failed.is_empty() { 0 } else { 1 }),
+        "{}",
+        text(&out)
+    );
+    let got = d.snapshot(DST);
+    let folder = &got.0["odd"];
+    for (i, m) in messages.iter().enumerate() {
+        let mut want = crlf(m);
+        if !want.ends_with(b"\n") {
+            want.extend_from_slice(b"\r\n");
+        }
+        let present = folder.iter().any(|g| g.body == want || g.body == crlf(m));
+        let nul = m.contains(&0);
+        assert!(present || nul, "message {i} missing or changed");
+    }
+}
