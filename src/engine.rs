@@ -509,7 +509,20 @@ impl FolderCopy<'_, '_> {
                     body: &bodies[&meta.id],
                 })
                 .collect();
-            let results = tgt.append_many(&appends)?;
+            // One MULTIAPPEND per batch where offered: the server stores the batch in
+            // one transaction. It is all or nothing, so a refusal is sorted out by
+            // appending the batch one message at a time.
+            let results = if appends.len() > 1 && tgt.has_cap("MULTIAPPEND") {
+                match tgt.append_multi(&self.target_raw, &appends) {
+                    Ok(uids) => uids.into_iter().map(Ok).collect(),
+                    Err(ImapError::No { .. } | ImapError::Bad { .. }) => {
+                        tgt.append_many(&appends)?
+                    }
+                    Err(e) => return Err(Stop::Error(e.into())),
+                }
+            } else {
+                tgt.append_many(&appends)?
+            };
             let mut stop = None;
             for ((meta, key, flags, date), result) in to_append.iter().zip(results) {
                 let result = match result {

@@ -82,8 +82,8 @@ fn cut_inside_an_append_literal() {
 #[test]
 fn cut_after_the_servers_ok_before_mailferry_reads_it() {
     let d = plain();
-    // The 5th APPEND is stored by the server, but its tagged OK never arrives.
-    let p = FaultProxy::start(d.imap, Fault::CutOnServerText("APPENDUID", 5));
+    // The 3rd APPEND command is stored by the server, but its tagged OK never arrives.
+    let p = FaultProxy::start(d.imap, Fault::CutOnServerText("APPENDUID", 3));
     let out = migrate(&d, d.imap, p.port, &[]);
     check_recovered(&d, &out, &p);
 }

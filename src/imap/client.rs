@@ -263,6 +263,10 @@ impl<S: Read + Write> Client<S> {
                     }
                     self.out.extend_from_slice(data);
                     line.clear();
+                    if literal_plus && self.out.len() > 1 << 20 {
+                        // Large commands go out as they are built, not held whole.
+                        self.flush_out()?;
+                    }
                 }
             }
         }
@@ -553,6 +557,60 @@ impl<S: Read + Write> Client<S> {
         Ok(appenduid(&status))
     }
 
+    /// MULTIAPPEND (RFC 3502): several messages to one mailbox in one command, which
+    /// the server stores in one transaction (all or none). Returns the new UIDs in
+    /// order when the server reports APPENDUID with a UID set.
+    pub fn append_multi(
+        &mut self,
+        mailbox: &[u8],
+        batch: &[Append<'_>],
+    ) -> Result<Vec<Option<u32>>, ImapError> {
+        let mut q = Vec::new();
+        let mut parts = vec![Part::Text(b"APPEND "), mailbox_part(mailbox, &mut q)];
+        let mut heads = Vec::with_capacity(batch.len());
+        for a in batch {
+            let mut h = Vec::new();
+            if !a.flags.is_empty() {
+                h.extend_from_slice(b" (");
+                h.extend_from_slice(a.flags.join(" ").as_bytes());
+                h.push(b')');
+            }
+            if let Some(d) = a.internal_date {
+                h.extend_from_slice(b" \"");
+                h.extend_from_slice(d.as_bytes());
+                h.push(b'"');
+            }
+            h.push(b' ');
+            heads.push(h);
+        }
+        for (h, a) in heads.iter().zip(batch) {
+            parts.push(Part::Text(h));
+            parts.push(Part::Literal(a.body));
+        }
+        let tag = self.tag();
+        self.write_command(&tag, &parts, false)?;
+        self.flush_out()?;
+        let status = self.wait_tagged(&tag, "APPEND", &mut |_| Ok(()))?;
+        let uids = if status.code_name().as_deref() == Some("APPENDUID") {
+            status
+                .code_args()
+                .get(1)
+                .map(|set| expand_uid_set(set))
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        Ok((0..batch.len())
+            .map(|i| {
+                if uids.len() == batch.len() {
+                    Some(uids[i])
+                } else {
+                    None
+                }
+            })
+            .collect())
+    }
+
     /// APPEND several messages. With LITERAL+ they are pipelined: all written at
     /// once, then the answers read in order. One result per message, in order; an
     /// error that is not a NO/BAD for one message (connection lost) ends the batch.
@@ -619,6 +677,30 @@ impl<S: Read + Write> Client<S> {
     pub fn logout(&mut self) {
         let _ = self.simple("LOGOUT", &[Part::Text(b"LOGOUT")]);
     }
+}
+
+/// `1:3,7` → [1, 2, 3, 7] (an APPENDUID set lists the new UIDs in append order).
+pub fn expand_uid_set(set: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for part in set.split(',') {
+        match part.split_once(':') {
+            Some((a, b)) => {
+                if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
+                    let (lo, hi) = (a.min(b), a.max(b));
+                    if hi - lo > 1_000_000 {
+                        return Vec::new();
+                    }
+                    out.extend(lo..=hi);
+                }
+            }
+            None => {
+                if let Ok(u) = part.parse() {
+                    out.push(u);
+                }
+            }
+        }
+    }
+    out
 }
 
 fn appenduid(status: &Status) -> Option<u32> {
@@ -784,6 +866,39 @@ mod tests {
         assert!(w.starts_with(
             "M0001 APPEND \"INBOX\" (\\Seen) \"01-Jan-2020 10:00:00 +0000\" {3+}\r\na\r\n\r\n"
         ));
+    }
+
+    #[test]
+    fn multiappend_sends_one_command_and_maps_the_uid_set() {
+        let mut c = replay(concat!(
+            "* OK [CAPABILITY IMAP4rev1 LITERAL+ MULTIAPPEND] ready\r\n",
+            "M0001 OK [APPENDUID 7 10:11] Append completed.\r\n",
+        ));
+        c.greeting().unwrap();
+        let flags = vec!["\\Seen".to_string()];
+        let msgs = [
+            Append {
+                mailbox: b"INBOX",
+                flags: &flags,
+                internal_date: None,
+                body: b"a\r\n",
+            },
+            Append {
+                mailbox: b"INBOX",
+                flags: &[],
+                internal_date: Some("01-Jan-2020 10:00:00 +0000"),
+                body: b"bb\r\n",
+            },
+        ];
+        assert_eq!(
+            c.append_multi(b"INBOX", &msgs).unwrap(),
+            vec![Some(10), Some(11)]
+        );
+        assert_eq!(
+            String::from_utf8(c.get_mut().written.clone()).unwrap(),
+            "M0001 APPEND \"INBOX\" (\\Seen) {3+}\r\na\r\n \"01-Jan-2020 10:00:00 +0000\" {4+}\r\nbb\r\n\r\n"
+        );
+        assert_eq!(expand_uid_set("5,7:9"), vec![5, 7, 8, 9]);
     }
 
     #[test]
