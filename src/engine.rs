@@ -50,7 +50,7 @@ impl Default for Options {
             include: Vec::new(),
             exclude: Vec::new(),
             rules: Rules::default(),
-            batch_bytes: 8 << 20,
+            batch_bytes: 4 << 20,
             batch_count: 250,
             delete_after: false,
         }
@@ -416,193 +416,218 @@ impl FolderCopy<'_, '_> {
         let headers_date = src.dates_from_headers();
 
         let sizes: Vec<u64> = pending.iter().map(|m| m.size).collect();
-        for range in decide::batches(&sizes, opts.batch_bytes, opts.batch_count) {
-            let batch = &pending[range];
-            let mut bodies: HashMap<String, Vec<u8>> = HashMap::new();
-            src.fetch(batch, &mut |id, body| {
-                bodies.insert(id.to_string(), body);
-            })?;
-
-            let mut records = Vec::new();
-            // Messages to append (meta, key, flags, date), and duplicates waiting on one of them.
-            let mut to_append: Vec<(&Meta, String, Vec<String>, Option<String>)> = Vec::new();
-            let mut waiting: HashMap<String, Vec<&Meta>> = HashMap::new();
-            let mut batch_bytes = 0u64;
-            for meta in batch {
-                let Some(body) = bodies.get(&meta.id) else {
-                    log::info(format!(
-                        "{}: message {} vanished from the source",
-                        plan.display, meta.id
-                    ));
-                    continue;
-                };
-                batch_bytes += meta.size;
-                let key = dedupe::key(body, opts.dedupe);
-                let mut act = decide::action(
-                    dedupe,
-                    seen_in_run.contains(&key),
-                    known_keys.contains(&key),
-                    !unknown.candidates(body, body.len() as u64).is_empty(),
-                );
-                if act == Action::CheckTarget {
-                    let cands = unknown.candidates(body, body.len() as u64);
-                    let mut found = Vec::new();
-                    fetch_bodies(tgt, &cands, |uid, tbody| {
-                        found.push((uid, dedupe::key(&tbody, opts.dedupe)));
-                    })?;
-                    for (uid, k) in &found {
-                        records.push(Record::TargetKnown {
-                            target: target_id.clone(),
-                            folder: plan.target_name.clone(),
-                            uidvalidity: tsel.uidvalidity,
-                            uid: *uid,
-                            key: k.clone(),
-                        });
-                        known_keys.insert(k.clone());
+        let ranges = decide::batches(&sizes, opts.batch_bytes, opts.batch_count);
+        // The source fetches the next batch while the target stores this one: a
+        // fetcher thread hands batches over a channel of one, so at most three
+        // batches of bodies are in memory (being fetched, waiting, being appended).
+        std::thread::scope(|scope| -> Result<(), Stop> {
+            let (tx, rx) =
+                std::sync::mpsc::sync_channel::<anyhow::Result<HashMap<String, Vec<u8>>>>(1);
+            let fetch_ranges = ranges.clone();
+            scope.spawn(move || {
+                for range in fetch_ranges {
+                    let mut bodies = HashMap::new();
+                    let res = src.fetch(&pending[range], &mut |id, body| {
+                        bodies.insert(id.to_string(), body);
+                    });
+                    let failed = res.is_err();
+                    if tx.send(res.map(|()| bodies)).is_err() || failed {
+                        break;
                     }
-                    unknown.forget(&cands);
-                    act = decide::action(
+                }
+            });
+            for range in ranges {
+                let batch = &pending[range];
+                let bodies = match rx.recv() {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        return Err(Stop::Error(anyhow::anyhow!(
+                            "the source reader stopped unexpectedly"
+                        )))
+                    }
+                };
+
+                let mut records = Vec::new();
+                // Messages to append (meta, key, flags, date), and duplicates waiting on one of them.
+                let mut to_append: Vec<(&Meta, String, Vec<String>, Option<String>)> = Vec::new();
+                let mut waiting: HashMap<String, Vec<&Meta>> = HashMap::new();
+                let mut batch_bytes = 0u64;
+                for meta in batch {
+                    let Some(body) = bodies.get(&meta.id) else {
+                        log::info(format!(
+                            "{}: message {} vanished from the source",
+                            plan.display, meta.id
+                        ));
+                        continue;
+                    };
+                    batch_bytes += meta.size;
+                    let key = dedupe::key(body, opts.dedupe);
+                    let mut act = decide::action(
                         dedupe,
                         seen_in_run.contains(&key),
                         known_keys.contains(&key),
-                        false,
+                        !unknown.candidates(body, body.len() as u64).is_empty(),
                     );
-                }
-                match act {
-                    Action::Skip if to_append.iter().any(|(_, k, _, _)| *k == key) => {
-                        waiting.entry(key).or_default().push(meta);
-                    }
-                    Action::Skip => {
-                        self.summary.duplicates += 1;
-                        records.push(self.done(meta, &key, Outcome::Duplicate, None));
-                    }
-                    _ => {
-                        let (flags, dropped) =
-                            decide::append_flags(&meta.flags, &tsel.permanent_flags);
-                        if !dropped.is_empty() {
-                            log::info(format!(
-                                "{} message {}: flags the target cannot store are left out: {}",
-                                plan.display,
-                                meta.id,
-                                dropped.join(" ")
-                            ));
+                    if act == Action::CheckTarget {
+                        let cands = unknown.candidates(body, body.len() as u64);
+                        let mut found = Vec::new();
+                        fetch_bodies(tgt, &cands, |uid, tbody| {
+                            found.push((uid, dedupe::key(&tbody, opts.dedupe)));
+                        })?;
+                        for (uid, k) in &found {
+                            records.push(Record::TargetKnown {
+                                target: target_id.clone(),
+                                folder: plan.target_name.clone(),
+                                uidvalidity: tsel.uidvalidity,
+                                uid: *uid,
+                                key: k.clone(),
+                            });
+                            known_keys.insert(k.clone());
                         }
-                        let date = meta.internal_date.clone().or_else(|| {
-                            if headers_date {
-                                dedupe::header_date(body)
-                            } else {
-                                None
+                        unknown.forget(&cands);
+                        act = decide::action(
+                            dedupe,
+                            seen_in_run.contains(&key),
+                            known_keys.contains(&key),
+                            false,
+                        );
+                    }
+                    match act {
+                        Action::Skip if to_append.iter().any(|(_, k, _, _)| *k == key) => {
+                            waiting.entry(key).or_default().push(meta);
+                        }
+                        Action::Skip => {
+                            self.summary.duplicates += 1;
+                            records.push(self.done(meta, &key, Outcome::Duplicate, None));
+                        }
+                        _ => {
+                            let (flags, dropped) =
+                                decide::append_flags(&meta.flags, &tsel.permanent_flags);
+                            if !dropped.is_empty() {
+                                log::info(format!(
+                                    "{} message {}: flags the target cannot store are left out: {}",
+                                    plan.display,
+                                    meta.id,
+                                    dropped.join(" ")
+                                ));
                             }
-                        });
-                        seen_in_run.insert(key.clone());
-                        to_append.push((meta, key, flags, date));
+                            let date = meta.internal_date.clone().or_else(|| {
+                                if headers_date {
+                                    dedupe::header_date(body)
+                                } else {
+                                    None
+                                }
+                            });
+                            seen_in_run.insert(key.clone());
+                            to_append.push((meta, key, flags, date));
+                        }
                     }
                 }
-            }
 
-            let appends: Vec<Append> = to_append
-                .iter()
-                .map(|(meta, _, flags, date)| Append {
-                    mailbox: &self.target_raw,
-                    flags,
-                    internal_date: date.as_deref(),
-                    body: &bodies[&meta.id],
-                })
-                .collect();
-            // One MULTIAPPEND per batch where offered: the server stores the batch in
-            // one transaction. It is all or nothing, so a refusal is sorted out by
-            // appending the batch one message at a time.
-            let results = if appends.len() > 1 && tgt.has_cap("MULTIAPPEND") {
-                match tgt.append_multi(&self.target_raw, &appends) {
-                    Ok(uids) => uids.into_iter().map(Ok).collect(),
-                    Err(ImapError::No { .. } | ImapError::Bad { .. }) => {
-                        tgt.append_many(&appends)?
+                let appends: Vec<Append> = to_append
+                    .iter()
+                    .map(|(meta, _, flags, date)| Append {
+                        mailbox: &self.target_raw,
+                        flags,
+                        internal_date: date.as_deref(),
+                        body: &bodies[&meta.id],
+                    })
+                    .collect();
+                // One MULTIAPPEND per batch where offered: the server stores the batch in
+                // one transaction. It is all or nothing, so a refusal is sorted out by
+                // appending the batch one message at a time.
+                let results = if appends.len() > 1 && tgt.has_cap("MULTIAPPEND") {
+                    match tgt.append_multi(&self.target_raw, &appends) {
+                        Ok(uids) => uids.into_iter().map(Ok).collect(),
+                        Err(ImapError::No { .. } | ImapError::Bad { .. }) => {
+                            tgt.append_many(&appends)?
+                        }
+                        Err(e) => return Err(Stop::Error(e.into())),
                     }
-                    Err(e) => return Err(Stop::Error(e.into())),
-                }
-            } else {
-                tgt.append_many(&appends)?
-            };
-            let mut stop = None;
-            for ((meta, key, flags, date), result) in to_append.iter().zip(results) {
-                let result = match result {
-                    Err(e)
-                        if e.retry() == Retry::Final
-                            && flags.iter().any(|f| !f.starts_with('\\')) =>
-                    {
-                        // An invalid keyword must not fail the message: retry with system flags only.
-                        let system: Vec<String> = flags
-                            .iter()
-                            .filter(|f| f.starts_with('\\'))
-                            .cloned()
-                            .collect();
-                        log::warn(format!(
+                } else {
+                    tgt.append_many(&appends)?
+                };
+                let mut stop = None;
+                for ((meta, key, flags, date), result) in to_append.iter().zip(results) {
+                    let result = match result {
+                        Err(e)
+                            if e.retry() == Retry::Final
+                                && flags.iter().any(|f| !f.starts_with('\\')) =>
+                        {
+                            // An invalid keyword must not fail the message: retry with system flags only.
+                            let system: Vec<String> = flags
+                                .iter()
+                                .filter(|f| f.starts_with('\\'))
+                                .cloned()
+                                .collect();
+                            log::warn(format!(
                             "{} message {}: target refused the keywords ({}); copying with system flags only",
                             plan.display,
                             meta.id,
                             e.server_words()
                         ));
-                        tgt.append(&Append {
-                            mailbox: &self.target_raw,
-                            flags: &system,
-                            internal_date: date.as_deref(),
-                            body: &bodies[&meta.id],
-                        })
-                    }
-                    other => other,
-                };
-                let waiters = waiting.remove(key).unwrap_or_default();
-                match result {
-                    Ok(tuid) => {
-                        crate::faults::after_append();
-                        self.summary.copied += 1;
-                        self.summary.bytes += meta.size;
-                        records.push(self.done(meta, key, Outcome::Copied, tuid));
-                        if let Some(uid) = tuid {
-                            records.push(Record::TargetKnown {
-                                target: target_id.clone(),
-                                folder: plan.target_name.clone(),
-                                uidvalidity: tsel.uidvalidity,
-                                uid,
-                                key: key.to_string(),
-                            });
+                            tgt.append(&Append {
+                                mailbox: &self.target_raw,
+                                flags: &system,
+                                internal_date: date.as_deref(),
+                                body: &bodies[&meta.id],
+                            })
                         }
-                        for w in waiters {
-                            self.summary.duplicates += 1;
-                            records.push(self.done(w, key, Outcome::Duplicate, None));
+                        other => other,
+                    };
+                    let waiters = waiting.remove(key).unwrap_or_default();
+                    match result {
+                        Ok(tuid) => {
+                            crate::faults::after_append();
+                            self.summary.copied += 1;
+                            self.summary.bytes += meta.size;
+                            records.push(self.done(meta, key, Outcome::Copied, tuid));
+                            if let Some(uid) = tuid {
+                                records.push(Record::TargetKnown {
+                                    target: target_id.clone(),
+                                    folder: plan.target_name.clone(),
+                                    uidvalidity: tsel.uidvalidity,
+                                    uid,
+                                    key: key.to_string(),
+                                });
+                            }
+                            for w in waiters {
+                                self.summary.duplicates += 1;
+                                records.push(self.done(w, key, Outcome::Duplicate, None));
+                            }
                         }
-                    }
-                    Err(e @ (ImapError::No { .. } | ImapError::Bad { .. })) => {
-                        let reason = e.server_words();
-                        seen_in_run.remove(key);
-                        for m in std::iter::once(*meta).chain(waiters) {
-                            self.fail(&mut records, m, &reason);
-                        }
-                        if e.code().as_deref() == Some("OVERQUOTA") {
-                            stop = Some(format!(
+                        Err(e @ (ImapError::No { .. } | ImapError::Bad { .. })) => {
+                            let reason = e.server_words();
+                            seen_in_run.remove(key);
+                            for m in std::iter::once(*meta).chain(waiters) {
+                                self.fail(&mut records, m, &reason);
+                            }
+                            if e.code().as_deref() == Some("OVERQUOTA") {
+                                stop = Some(format!(
                                 "the target {} is over quota ({reason}); free space or raise the quota, then run again",
                                 self.job.target
                             ));
+                            }
+                        }
+                        Err(e) => {
+                            self.index.record(&records)?;
+                            return Err(Stop::Error(e.into()));
                         }
                     }
-                    Err(e) => {
-                        self.index.record(&records)?;
-                        return Err(Stop::Error(e.into()));
+                }
+                self.index.record(&records)?;
+                for r in &records {
+                    if let Record::Done { id, .. } = r {
+                        self.confirmed.push(id.clone());
                     }
                 }
-            }
-            self.index.record(&records)?;
-            for r in &records {
-                if let Record::Done { id, .. } = r {
-                    self.confirmed.push(id.clone());
+                progress.advance(batch.len() as u64, batch_bytes);
+                if let Some(why) = stop {
+                    return Err(Stop::Account(why));
                 }
             }
-            progress.advance(batch.len() as u64, batch_bytes);
-            if let Some(why) = stop {
-                return Err(Stop::Account(why));
-            }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     fn done(&self, meta: &Meta, key: &str, outcome: Outcome, target_uid: Option<u32>) -> Record {

@@ -512,7 +512,7 @@ impl<S: Read + Write> Client<S> {
         self.run("UID FETCH", &[Part::Text(cmd.as_bytes())], |r| {
             if let Response::Numbered { num, name, rest } = r {
                 if name == "FETCH" {
-                    let f = parse_fetch(num, &rest).map_err(|e| ImapError::Protocol(e.0))?;
+                    let f = parse_fetch(num, rest).map_err(|e| ImapError::Protocol(e.0))?;
                     each(f)?;
                 }
             }

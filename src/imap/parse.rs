@@ -38,6 +38,13 @@ impl Value {
             _ => None,
         }
     }
+    /// The bytes of an atom or string, moved out.
+    pub fn into_bytes(self) -> Option<Vec<u8>> {
+        match self {
+            Value::Atom(b) | Value::Str(b) => Some(b),
+            _ => None,
+        }
+    }
     pub fn as_str(&self) -> Option<&str> {
         self.as_bytes().and_then(|b| std::str::from_utf8(b).ok())
     }
@@ -398,8 +405,10 @@ pub struct Fetch {
     pub header_fields: Option<Vec<u8>>,
 }
 
-pub fn parse_fetch(seq: u32, rest: &[Value]) -> Result<Fetch, ParseError> {
-    let items = match rest.first() {
+/// The attributes of a FETCH response; takes the values so a message body is moved
+/// out, not copied.
+pub fn parse_fetch(seq: u32, rest: Vec<Value>) -> Result<Fetch, ParseError> {
+    let items = match rest.into_iter().next() {
         Some(Value::List(l)) => l,
         _ => return err("FETCH response without a list"),
     };
@@ -407,10 +416,10 @@ pub fn parse_fetch(seq: u32, rest: &[Value]) -> Result<Fetch, ParseError> {
         seq,
         ..Fetch::default()
     };
-    let mut it = items.iter();
+    let mut it = items.into_iter();
     while let Some(key) = it.next() {
         let key = match key {
-            Value::Atom(a) => String::from_utf8_lossy(a).to_ascii_uppercase(),
+            Value::Atom(a) => String::from_utf8_lossy(&a).to_ascii_uppercase(),
             _ => return err("FETCH item name is not an atom"),
         };
         let val = it
@@ -429,14 +438,9 @@ pub fn parse_fetch(seq: u32, rest: &[Value]) -> Result<Fetch, ParseError> {
                         .collect(),
                 )
             }
-            k if k.starts_with("BODY[HEADER.FIELDS") => {
-                f.header_fields = val.as_bytes().map(<[u8]>::to_vec)
-            }
+            k if k.starts_with("BODY[HEADER.FIELDS") => f.header_fields = val.into_bytes(),
             k if k == "RFC822" || k.starts_with("BODY[]") || k.starts_with("BINARY[]") => {
-                f.body = match val {
-                    Value::Nil => None,
-                    v => v.as_bytes().map(<[u8]>::to_vec),
-                }
+                f.body = val.into_bytes()
             }
             _ => {}
         }
@@ -485,7 +489,7 @@ mod tests {
             panic!()
         };
         assert_eq!((num, name.as_str()), (7, "FETCH"));
-        let f = parse_fetch(num, &rest).unwrap();
+        let f = parse_fetch(num, rest).unwrap();
         assert_eq!(f.uid, Some(42));
         assert_eq!(f.size, Some(body.len() as u64));
         assert_eq!(f.flags.unwrap(), vec!["\\Seen", "$Label1"]);
@@ -502,7 +506,7 @@ mod tests {
         let Response::Numbered { rest, .. } = parse_response(&line).unwrap() else {
             panic!()
         };
-        let f = parse_fetch(1, &rest).unwrap();
+        let f = parse_fetch(1, rest).unwrap();
         assert_eq!(
             f.header_fields.unwrap(),
             b"Message-ID: <a@b>\r\n\r\n".to_vec()

@@ -26,7 +26,9 @@ pub struct Tree {
     pub delim: Option<char>,
 }
 
-pub trait Source {
+/// `Send`, so the engine can read the next batch on its own thread while the
+/// target stores the current one.
+pub trait Source: Send {
     /// The password-free endpoint, as stored in the index and shown in reports.
     fn describe(&self) -> String;
     fn folders(&mut self) -> anyhow::Result<Tree>;
