@@ -336,3 +336,59 @@ fn single_file_backup_and_restore() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_same(&d.snapshot(DST), &expected(|f| f.to_string()));
 }
+
+/// A POP3 server without UIDL (scripted: Dovecot always has UIDL): mailferry says
+/// so, copies each distinct message once, and on the next run the dedupe keys alone
+/// keep every copy out.
+#[test]
+fn pop3_server_without_uidl_relies_on_dedupe_keys() {
+    let d = Dovecot::start(&[DST]);
+    let a = b"From: a@example.test\r\nSubject: first\r\nMessage-ID: <a@x>\r\n\r\n.leading dot line\r\nbody\r\n".to_vec();
+    let b = b"From: b@example.test\r\nSubject: second\r\n\r\nno message-id here\r\n".to_vec();
+    let pop = ScriptedPop3::start(vec![a.clone(), b.clone(), a.clone()]);
+    let state = d.dir.path().join("state.sqlite");
+    let run = || {
+        mailferry(&[
+            "migrate",
+            "--from",
+            &format!("pop3://x@127.0.0.1:{}", pop.port),
+            "--to",
+            &d.imaps_url(DST),
+            "--from-password-file",
+            &s(&d.pwfile()),
+            "--to-password-file",
+            &s(&d.pwfile()),
+            "--ca-file",
+            &s(&d.ca()),
+            "--state",
+            &s(&state),
+            "--allow-plaintext",
+            "--json",
+        ])
+    };
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no UIDL"),
+        "{}",
+        text(&out)
+    );
+    let j = json(&out);
+    assert_eq!(
+        (j["copied"].as_u64(), j["duplicates"].as_u64()),
+        (Some(2), Some(1)),
+        "{j}"
+    );
+    let out = run();
+    let j = json(&out);
+    assert_eq!(
+        (j["copied"].as_u64(), j["duplicates"].as_u64()),
+        (Some(0), Some(3)),
+        "{j}"
+    );
+    let mut got = bodies(&d.snapshot(DST), "INBOX");
+    got.sort();
+    let mut want = vec![a, b];
+    want.sort();
+    assert_eq!(got, want, "byte-identical, dot-unstuffed, once each");
+}
