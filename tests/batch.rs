@@ -185,18 +185,19 @@ fn interrupted_batch_resumes_with_nothing_lost_or_doubled() {
     let d = setup(n);
     let path = d.dir.path().join("accounts.csv");
     std::fs::write(&path, csv(&d, n, "localhost", (d.pop3s, d.imaps), None)).unwrap();
-    let out = batch(
-        &d,
-        &path,
-        &["--jobs", "4"],
-        &[("MAILFERRY_CRASH_AFTER_APPENDS", "9")],
-    );
-    assert_ne!(
-        out.status.code(),
-        Some(0),
-        "the crash point was not reached: {}",
-        text(&out)
-    );
+    for (var, n) in [
+        ("MAILFERRY_CRASH_AFTER_APPENDS", "9"),
+        ("MAILFERRY_CRASH_IN_COMMIT", "3"),
+        ("MAILFERRY_CRASH_AFTER_APPENDS", "2"),
+    ] {
+        let out = batch(&d, &path, &["--jobs", "4"], &[(var, n)]);
+        assert_ne!(
+            out.status.code(),
+            Some(0),
+            "the crash point {var}={n} was not reached: {}",
+            text(&out)
+        );
+    }
     let out = batch(&d, &path, &["--jobs", "4"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_accounts_copied(&d, n, None);

@@ -261,19 +261,22 @@ fn backup_and_restore_round_trip_survive_crashes() {
     let dir = d.dir.path().join("backup");
     let state = d.dir.path().join("state.sqlite");
 
-    let crash = backup(
-        &d,
-        SRC,
-        &dir,
-        &state,
-        &[("MAILFERRY_CRASH_AFTER_APPENDS", "7".into())],
-    );
-    assert_ne!(
-        crash.status.code(),
-        Some(0),
-        "the crash point was not reached: {}",
-        text(&crash)
-    );
+    // Killed after the 2nd, 7th and 3rd message written (each run resumes the last),
+    // and inside an index commit.
+    for (var, n) in [
+        ("MAILFERRY_CRASH_AFTER_APPENDS", "2"),
+        ("MAILFERRY_CRASH_AFTER_APPENDS", "7"),
+        ("MAILFERRY_CRASH_IN_COMMIT", "2"),
+        ("MAILFERRY_CRASH_AFTER_APPENDS", "3"),
+    ] {
+        let crash = backup(&d, SRC, &dir, &state, &[(var, n.into())]);
+        assert_ne!(
+            crash.status.code(),
+            Some(0),
+            "the crash point {var}={n} was not reached: {}",
+            text(&crash)
+        );
+    }
     let out = backup(&d, SRC, &dir, &state, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let counts = python_counts(&dir);
@@ -300,14 +303,16 @@ fn backup_and_restore_round_trip_survive_crashes() {
     );
     assert!(dir.join("mailferry-manifest.json").exists());
 
-    let crash = restore(
-        &d,
-        &dir,
-        DST,
-        &state,
-        &[("MAILFERRY_CRASH_AFTER_APPENDS", "5".into())],
-    );
-    assert_ne!(crash.status.code(), Some(0), "{}", text(&crash));
+    for n in ["5", "1", "2"] {
+        let crash = restore(
+            &d,
+            &dir,
+            DST,
+            &state,
+            &[("MAILFERRY_CRASH_AFTER_APPENDS", n.into())],
+        );
+        assert_ne!(crash.status.code(), Some(0), "{}", text(&crash));
+    }
     let out = restore(&d, &dir, DST, &state, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_same(&d.snapshot(DST), &expected(|f| f.to_string()));

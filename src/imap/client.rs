@@ -799,6 +799,17 @@ mod tests {
         assert!(c.has_cap("UIDPLUS"));
     }
 
+    /// Dovecot treats loopback connections as secure and never announces
+    /// LOGINDISABLED to the test bed, so this one is a transcript.
+    #[test]
+    fn logindisabled_means_no_credentials_are_sent() {
+        let mut c = replay("* OK [CAPABILITY IMAP4rev1 LOGINDISABLED STARTTLS] ready\r\n");
+        c.greeting().unwrap();
+        let err = c.login("a@b.ch", "pw").unwrap_err();
+        assert!(err.to_string().contains("LOGINDISABLED"), "{err}");
+        assert!(c.get_mut().written.is_empty(), "nothing was sent");
+    }
+
     #[test]
     fn login_failure_keeps_server_words() {
         let mut c = replay(concat!(

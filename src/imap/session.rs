@@ -57,6 +57,14 @@ pub fn open(
             }
         }
     };
+    if client.capabilities().is_empty() {
+        client.capability()?;
+    }
+    if client.has_cap("LOGINDISABLED") {
+        return Err(connect_final(format!(
+            "{server} does not allow logging in on this connection (LOGINDISABLED); use imaps:// or a server that offers STARTTLS"
+        )));
+    }
     client
         .login(&server.user, password.expose())
         .map_err(|e| login_error(server, e))?;
