@@ -130,8 +130,9 @@ impl Layout {
     }
 }
 
-/// Read a manifest, dropping a torn last line (and cutting it off the file).
-pub fn read_manifest(path: &Path) -> anyhow::Result<Vec<Entry>> {
+/// Read a manifest, ignoring a torn last line; with `repair` (only a backup that
+/// is about to write) also cut it off the file. Readers never write.
+pub fn read_manifest(path: &Path, repair: bool) -> anyhow::Result<Vec<Entry>> {
     let Ok(f) = File::open(path) else {
         return Ok(Vec::new());
     };
@@ -154,11 +155,13 @@ pub fn read_manifest(path: &Path) -> anyhow::Result<Vec<Entry>> {
                 good_len += read as u64;
             }
             _ if !complete => {
-                log::warn(format!(
-                    "{}: dropping an unfinished last line left by an interrupted run",
-                    path.display()
-                ));
-                OpenOptions::new().write(true).open(path)?.set_len(good_len)?;
+                if repair {
+                    log::warn(format!(
+                        "{}: dropping an unfinished last line left by an interrupted run",
+                        path.display()
+                    ));
+                    OpenOptions::new().write(true).open(path)?.set_len(good_len)?;
+                }
                 break;
             }
             Err(e) => {
@@ -174,7 +177,7 @@ pub fn read_manifest(path: &Path) -> anyhow::Result<Vec<Entry>> {
 }
 
 /// Where the last recorded message of each file ends.
-fn committed_ends(entries: &[Entry]) -> HashMap<String, u64> {
+pub fn committed_ends(entries: &[Entry]) -> HashMap<String, u64> {
     let mut ends: HashMap<String, u64> = HashMap::new();
     for e in entries {
         let end = ends.entry(e.file.clone()).or_default();
@@ -257,7 +260,7 @@ pub fn backup_into(
             .map_err(|e| input(format!("cannot create {}: {e}", layout.base.display())))?;
     }
     let in_backup = layout.manifest.exists();
-    let entries = read_manifest(&layout.manifest)?;
+    let entries = read_manifest(&layout.manifest, !opts.dry_run)?;
     let job_id = index.job(&summary.source, &summary.target)?;
 
     let tree = src.folders()?;
@@ -269,7 +272,12 @@ pub fn backup_into(
     let mapped = map_folders(&tree.entries, &tree.prefix, tree.delim, &target, opts);
 
     let mut plans = Vec::new();
-    for (raw, display, _) in mapped {
+    for (raw, source_name, _) in mapped {
+        // The backup keeps the source's names; only --folder-map renames.
+        let path: Vec<String> = source_name.split('/').map(str::to_string).collect();
+        let display = crate::folders::apply_map(&path, &opts.rules)
+            .map(|p| p.join("/"))
+            .unwrap_or(source_name);
         let opened = src.open(&raw)?;
         let done: HashSet<String> = entries
             .iter()
@@ -339,7 +347,11 @@ pub fn backup_into(
             continue;
         }
         let mut offset = mbox.seek(SeekFrom::End(0))?;
-        src.open(raw)?;
+        if src.open(raw)?.uidvalidity != *uidvalidity {
+            return Err(crate::error::connect(format!(
+                "{display}: the source folder's UIDVALIDITY changed during the run; run again"
+            )));
+        }
         let mut seen: HashSet<String> = entries
             .iter()
             .filter(|e| e.folder == *display)
@@ -461,7 +473,7 @@ fn write_summary_manifest(layout: &Layout) -> anyhow::Result<()> {
         uidvalidity: u32,
     }
     let mut folders: Vec<Folder> = Vec::new();
-    for e in read_manifest(&layout.manifest)? {
+    for e in read_manifest(&layout.manifest, false)? {
         let i = match folders.iter().position(|f| f.folder == e.folder) {
             Some(i) => i,
             None => {

@@ -147,12 +147,14 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
             continue;
         }
         let row = rec.position().map(|p| p.line() as usize).unwrap_or(row);
-        if rec.len() > header.len() {
+        // A row with cells missing would shift every later cell into the wrong
+        // column (a password read as an address, and then printed): refuse it.
+        if rec.len() != header.len() {
             errors.push(RowError {
                 row,
                 column: "-".into(),
                 message: format!(
-                    "{} cells but the header has {} columns",
+                    "{} cells but the header has {} columns; every row needs one cell per column (empty cells too)",
                     rec.len(),
                     header.len()
                 ),
@@ -423,6 +425,20 @@ mod tests {
             assert!(e.iter().any(|x| x.starts_with(want)), "missing {want:?} in {e:#?}");
         }
         assert_eq!(e.len(), 8, "{e:#?}");
+    }
+
+    #[test]
+    fn a_short_row_is_refused_without_echoing_its_cells() {
+        let e = errs("source,source_user,source_password,target_user,target_password\nimaps://old.example.com,S3cret!pw,anna@example.ch,N3w#Pass!\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains("4 cells but the header has 5 columns"),
+            "{e:?}"
+        );
+        assert!(
+            !e[0].contains("S3cret") && !e[0].contains("N3w#Pass"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -44,6 +44,17 @@ fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The length with every bare LF counted as CRLF: what a server that stores
+/// bare-LF messages reports as RFC822.SIZE.
+pub fn crlf_len(data: &[u8]) -> u64 {
+    let bare = data
+        .iter()
+        .enumerate()
+        .filter(|&(i, &c)| c == b'\n' && (i == 0 || data[i - 1] != b'\r'))
+        .count();
+    (data.len() + bare) as u64
+}
+
 /// SHA-256 of the bytes exactly as they are, in hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
@@ -210,6 +221,13 @@ mod tests {
             (b"Subject: none\r\n\r\n", None),
         ] {
             assert_eq!(header_date(msg).as_deref(), want, "{}", String::from_utf8_lossy(msg));
+        }
+    }
+
+    #[test]
+    fn crlf_length_counts_bare_lf_twice() {
+        for (data, want) in [(&b"a\r\nb\n"[..], 6), (b"\n\n", 4), (b"", 0), (b"x", 1)] {
+            assert_eq!(crlf_len(data), want);
         }
     }
 

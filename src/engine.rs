@@ -40,6 +40,8 @@ pub struct Options {
     pub batch_count: usize,
     /// POP3 only: delete from the source what the target confirmed in this run.
     pub delete_after: bool,
+    /// `--to-folder`: the target folder (path) of a single-folder source.
+    pub to_folder: Option<Vec<String>>,
 }
 
 impl Default for Options {
@@ -53,6 +55,7 @@ impl Default for Options {
             batch_bytes: 4 << 20,
             batch_count: 250,
             delete_after: false,
+            to_folder: None,
         }
     }
 }
@@ -124,6 +127,29 @@ pub fn map_folders(
     out
 }
 
+/// `--to-folder` as a folder mapping: the source's one folder, whatever its name
+/// (INBOX for POP3, the file's name for an mbox file), goes there.
+pub fn with_to_folder(opts: &Options, tree: &crate::source::Tree) -> anyhow::Result<Options> {
+    let mut opts = opts.clone();
+    if let Some(to) = opts.to_folder.clone() {
+        let selectable: Vec<&ListEntry> = tree
+            .entries
+            .iter()
+            .filter(|e| !e.has_attr("\\Noselect") && !e.has_attr("\\NonExistent"))
+            .collect();
+        if selectable.len() != 1 {
+            return Err(crate::error::input(format!(
+                "--to-folder needs a source with one folder, and this one has {}; use --folder-map SRC=DST instead",
+                selectable.len()
+            )));
+        }
+        let e = selectable[0];
+        let path = folders::split(&decode_name(&e.raw), e.delim.or(tree.delim), &tree.prefix);
+        opts.rules.map.push((path, to));
+    }
+    Ok(opts)
+}
+
 /// What the target looks like, from its LIST.
 pub fn target_layout(list: &[ListEntry], prefix: String, delim: Option<char>) -> TargetLayout {
     let mut t = TargetLayout {
@@ -184,6 +210,8 @@ pub fn fetch_bodies(
 struct Unknown {
     by_id: HashMap<Vec<u8>, Vec<u32>>,
     by_size: HashMap<u64, Vec<u32>>,
+    /// Every UID the target folder has now (known to the index or not).
+    present: HashSet<u32>,
 }
 
 impl Unknown {
@@ -207,6 +235,7 @@ fn target_unknown(s: &mut Session, known: &HashMap<u32, String>) -> Result<Unkno
         "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
         |f| {
             let Some(uid) = f.uid else { return Ok(()) };
+            u.present.insert(uid);
             if known.contains_key(&uid) {
                 return Ok(());
             }
@@ -254,7 +283,8 @@ pub fn migrate_into(
     let tgt_list = tgt.list()?;
     let (tgt_prefix, tgt_delim) = layout_of(&mut tgt, &tgt_list)?;
     let layout = target_layout(&tgt_list, tgt_prefix, tgt_delim);
-    let mapped = map_folders(&tree.entries, &tree.prefix, tree.delim, &layout, job.opts);
+    let opts = with_to_folder(job.opts, &tree)?;
+    let mapped = map_folders(&tree.entries, &tree.prefix, tree.delim, &layout, &opts);
     let tgt_existing: HashSet<Vec<u8>> = tgt_list.iter().map(|e| e.raw.clone()).collect();
 
     let job_id = index.job(&summary.source, &summary.target)?;
@@ -405,13 +435,19 @@ impl FolderCopy<'_, '_> {
         let known = self
             .index
             .target_keys(&target_id, &plan.target_name, tsel.uidvalidity)?;
-        let mut known_keys: HashSet<String> = known.values().cloned().collect();
         let dedupe = opts.dedupe != Mode::None;
         let mut unknown = if dedupe {
             target_unknown(tgt, &known)?
         } else {
             Unknown::default()
         };
+        // Only what is on the target now counts: a copy someone deleted there since
+        // the last run must not make its message a "duplicate".
+        let mut known_keys: HashSet<String> = known
+            .iter()
+            .filter(|(uid, _)| unknown.present.contains(uid))
+            .map(|(_, k)| k.clone())
+            .collect();
         let mut seen_in_run: HashSet<String> = HashSet::new();
         let headers_date = src.dates_from_headers();
 
@@ -454,10 +490,12 @@ impl FolderCopy<'_, '_> {
                 let mut batch_bytes = 0u64;
                 for meta in batch {
                     let Some(body) = bodies.get(&meta.id) else {
-                        log::info(format!(
-                            "{}: message {} vanished from the source",
-                            plan.display, meta.id
-                        ));
+                        // Not a silent skip: the run is partial and the next run tries again.
+                        self.fail(
+                            &mut records,
+                            meta,
+                            "the source did not return this message (deleted meanwhile, or the server could not read it)",
+                        );
                         continue;
                     };
                     batch_bytes += meta.size;
@@ -466,10 +504,10 @@ impl FolderCopy<'_, '_> {
                         dedupe,
                         seen_in_run.contains(&key),
                         known_keys.contains(&key),
-                        !unknown.candidates(body, body.len() as u64).is_empty(),
+                        !unknown.candidates(body, dedupe::crlf_len(body)).is_empty(),
                     );
                     if act == Action::CheckTarget {
-                        let cands = unknown.candidates(body, body.len() as u64);
+                        let cands = unknown.candidates(body, dedupe::crlf_len(body));
                         let mut found = Vec::new();
                         fetch_bodies(tgt, &cands, |uid, tbody| {
                             found.push((uid, dedupe::key(&tbody, opts.dedupe)));

@@ -126,14 +126,7 @@ pub fn map_folder(
     source_roles: &HashMap<Vec<String>, String>,
 ) -> Vec<String> {
     // 2. explicit map, longest prefix first.
-    if let Some((from, to)) = rules
-        .map
-        .iter()
-        .filter(|(from, _)| src.path.len() >= from.len() && src.path[..from.len()] == from[..])
-        .max_by_key(|(from, _)| from.len())
-    {
-        let mut out = to.clone();
-        out.extend_from_slice(&src.path[from.len()..]);
+    if let Some(out) = apply_map(&src.path, rules) {
         return out;
     }
     // 3. INBOX, then roles (a folder under a role folder follows it).
@@ -148,6 +141,19 @@ pub fn map_folder(
         }
     }
     src.path.clone()
+}
+
+/// `--folder-map` alone: the mapped path when a rule matches (the longest `SRC`
+/// that is the folder or one of its parents wins).
+pub fn apply_map(path: &[String], rules: &Rules) -> Option<Vec<String>> {
+    let (from, to) = rules
+        .map
+        .iter()
+        .filter(|(from, _)| path.len() >= from.len() && path[..from.len()] == from[..])
+        .max_by_key(|(from, _)| from.len())?;
+    let mut out = to.clone();
+    out.extend_from_slice(&path[from.len()..]);
+    Some(out)
 }
 
 /// The target folder for a special-use role.

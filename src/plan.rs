@@ -81,15 +81,13 @@ pub fn pair(a: &PairArgs) -> anyhow::Result<Pair> {
     })
 }
 
-/// Open the source of a copy: an IMAP or POP3 session, or mbox files.
-pub fn open_source(
-    text: &str,
+/// The source's password (none for mbox files), resolved once per run so a retry
+/// never prompts again.
+pub fn source_password(
+    ep: &Endpoint,
     password_file: Option<&Path>,
-    net: &NetOptions,
-    dialect: Dialect,
-) -> anyhow::Result<Box<dyn Source>> {
-    let ep = endpoint::parse(text)?;
-    let password = match &ep {
+) -> anyhow::Result<Option<Password>> {
+    Ok(match ep {
         Endpoint::Server(server) => Some(secret::resolve(
             password_file,
             "MAILFERRY_FROM_PASSWORD",
@@ -97,8 +95,7 @@ pub fn open_source(
             &server.to_string(),
         )?),
         Endpoint::Mbox(_) => None,
-    };
-    open_endpoint(&ep, password.as_ref(), net, dialect)
+    })
 }
 
 /// Open a parsed source endpoint with its (already resolved) password.
@@ -166,8 +163,8 @@ pub fn copy_options(f: &FolderArgs, c: &CopyArgs, source: &str) -> anyhow::Resul
         opts.delete_after = true;
     }
     if let Some(to) = &c.to_folder {
-        let (_, dst) = folders::parse_map(&format!("INBOX={to}")).map_err(input)?;
-        opts.rules.map.push((vec!["INBOX".into()], dst));
+        let (_, dst) = folders::parse_map(&format!("X={to}")).map_err(input)?;
+        opts.to_folder = Some(dst);
     }
     Ok(opts)
 }

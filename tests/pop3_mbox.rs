@@ -397,3 +397,147 @@ fn pop3_server_without_uidl_relies_on_dedupe_keys() {
     want.sort();
     assert_eq!(got, want, "byte-identical, dot-unstuffed, once each");
 }
+
+/// Copies deleted on the target since the last run are not "duplicates": the next
+/// run copies them again, and --delete-after only then removes them from POP3.
+#[test]
+fn delete_after_trusts_the_target_not_the_index() {
+    let d = Dovecot::start(&[SRC, DST]);
+    d.seed_args(
+        SRC,
+        &["--generate", "3", "--folder", "INBOX", "--seed", "stale"],
+    );
+    // Two different UIDLs with the same content: dedupe, not checkpoints, decide.
+    d.seed_args(
+        SRC,
+        &["--generate", "3", "--folder", "INBOX", "--seed", "stale"],
+    );
+    let state = d.dir.path().join("state.sqlite");
+    let (from, to, pw, ca, st) = (
+        pop3s_url(&d, SRC),
+        d.imaps_url(DST),
+        s(&d.pwfile()),
+        s(&d.ca()),
+        s(&state),
+    );
+    let run = |extra: &[&str]| {
+        let mut a = vec![
+            "migrate",
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--from-password-file",
+            &pw,
+            "--to-password-file",
+            &pw,
+            "--ca-file",
+            &ca,
+            "--state",
+            &st,
+            "--json",
+        ];
+        a.extend_from_slice(extra);
+        mailferry(&a)
+    };
+    let out = run(&[]);
+    assert_eq!(json(&out)["copied"].as_u64(), Some(3), "{}", text(&out));
+    // Someone empties the target INBOX.
+    let mut t = d.session(DST);
+    t.select(b"INBOX", false).unwrap();
+    t.simple(
+        "STORE",
+        &[mailferry::imap::client::Part::Text(
+            b"UID STORE 1:* +FLAGS.SILENT (\\Deleted)",
+        )],
+    )
+    .unwrap();
+    t.simple(
+        "EXPUNGE",
+        &[mailferry::imap::client::Part::Text(b"EXPUNGE")],
+    )
+    .unwrap();
+    t.logout();
+    assert_eq!(d.count(DST), 0);
+    // Seed the same three again under new UIDLs; the run must copy them, not call
+    // them duplicates of copies that are gone, before deleting anything.
+    d.seed_args(
+        SRC,
+        &["--generate", "3", "--folder", "INBOX", "--seed", "stale"],
+    );
+    let out = run(&["--delete-after"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let j = json(&out);
+    assert_eq!(j["copied"].as_u64(), Some(3), "{j}");
+    assert_eq!(d.snapshot(DST).0["INBOX"].len(), 3);
+    assert_eq!(
+        j["deleted"].as_u64(),
+        Some(3),
+        "only what this run confirmed: {j}"
+    );
+}
+
+/// A file from elsewhere goes into --to-folder, whatever the file is called; a
+/// backup interrupted mid-run restores only what it recorded.
+#[test]
+fn to_folder_for_an_mbox_file_and_restoring_an_interrupted_backup() {
+    let d = Dovecot::start(&[SRC, DST]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("Takeout.mbox");
+    let mut data = Vec::new();
+    for i in 0..3 {
+        mailferry::mbox::write_message(
+            &mut data,
+            "x@example.test",
+            None,
+            format!("Subject: takeout {i}\r\n\r\nbody {i}\r\n").as_bytes(),
+        )
+        .unwrap();
+    }
+    std::fs::write(&file, data).unwrap();
+    let state = dir.path().join("state.sqlite");
+    let out = restore(&d, &file, DST, &state, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = mailferry(&[
+        "restore",
+        "--from",
+        &s(&file),
+        "--to",
+        &d.imaps_url(SRC),
+        "--to-password-file",
+        &s(&d.pwfile()),
+        "--ca-file",
+        &s(&d.ca()),
+        "--state",
+        &s(&state),
+        "--to-folder",
+        "Gmail archive",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(d.snapshot(SRC).0["Gmail archive"].len(), 3);
+
+    // A backup killed after writing the 7th message (before recording it).
+    d.seed(SRC);
+    let bdir = dir.path().join("backup");
+    let crash = backup(
+        &d,
+        SRC,
+        &bdir,
+        &state,
+        &[("MAILFERRY_CRASH_AFTER_APPENDS", "7".into())],
+    );
+    assert_ne!(crash.status.code(), Some(0), "{}", text(&crash));
+    let recorded = std::fs::read_to_string(bdir.join("mailferry-manifest.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.contains("\"duplicate\":true"))
+        .count();
+    let out = restore(&d, &bdir, DST, &state, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let j = json(&out);
+    assert_eq!(
+        j["copied"].as_u64(),
+        Some(recorded as u64),
+        "only recorded messages: {j}"
+    );
+}

@@ -23,9 +23,10 @@ pub fn run(a: &BackupArgs) -> anyhow::Result<i32> {
     }
     let started = std::time::Instant::now();
     let mut summary = crate::summary::Summary::default();
+    let source = endpoint::parse(&a.from)?;
+    let source_password = plan::source_password(&source, a.from_password_file.as_deref())?;
     crate::retry::run(&net, &a.from, || {
-        let mut src =
-            plan::open_source(&a.from, a.from_password_file.as_deref(), &net, Dialect::Rd)?;
+        let mut src = plan::open_endpoint(&source, source_password.as_ref(), &net, Dialect::Rd)?;
         crate::backup::backup_into(src.as_mut(), &a.out, &opts, &mut index, &mut summary)
     })?;
     summary.finish(started);

@@ -54,9 +54,16 @@ pub fn copy(
     };
     let started = std::time::Instant::now();
     let mut summary = crate::summary::Summary::default();
+    // The password is asked for once, not on every retry.
+    let source = crate::endpoint::parse(from)?;
+    let source_password = plan::source_password(&source, from_password_file)?;
     crate::retry::run(&net, from, || {
-        let mut src =
-            plan::open_source(from, from_password_file, &net, plan::dialect(c.mbox_format))?;
+        let mut src = plan::open_endpoint(
+            &source,
+            source_password.as_ref(),
+            &net,
+            plan::dialect(c.mbox_format),
+        )?;
         engine::migrate_into(src.as_mut(), &job, &mut index, &mut summary)
     })?;
     summary.finish(started);

@@ -6,7 +6,8 @@
 //! off again) and its SHA-256 is checked. Without one, the folder is the file's path
 //! (`Archive/2019.mbox` → `Archive/2019`, `INBOX.mbox` → INBOX), flags come from
 //! `Status:`/`X-Status:` headers and the date from the `From ` line. Message ids are
-//! byte offsets in the file: stable, because mbox files are only appended to.
+//! the byte offset and a hash of the message: a file rewritten by another program
+//! (compacted, exported again) gets new ids where its content changed.
 //! A folder's file is read whole into memory while that folder is copied.
 
 use std::collections::HashMap;
@@ -27,6 +28,9 @@ pub struct MboxSource {
     /// Folder name → file (relative to `base`).
     folders: Vec<(String, String)>,
     manifest: HashMap<(String, u64), Entry>,
+    /// For a mailferry backup: where each file's recorded messages end. Bytes past
+    /// that were written by an interrupted backup and are not messages.
+    ends: Option<HashMap<String, u64>>,
     current: Vec<(Meta, Vec<u8>)>,
 }
 
@@ -104,7 +108,9 @@ impl MboxSource {
                 single: Some(name),
             }
         };
-        let entries = backup::read_manifest(&layout.manifest)?;
+        let in_backup = layout.manifest.exists();
+        let entries = backup::read_manifest(&layout.manifest, false)?;
+        let ends = backup::committed_ends(&entries);
         let mut folders: Vec<(String, String)> = Vec::new();
         for e in &entries {
             if !folders.iter().any(|(f, _)| *f == e.folder) {
@@ -135,6 +141,7 @@ impl MboxSource {
             dialect,
             folders,
             manifest,
+            ends: in_backup.then_some(ends),
             current: Vec::new(),
         })
     }
@@ -171,8 +178,19 @@ impl Source for MboxSource {
             .map(|(_, file)| file.clone())
             .ok_or_else(|| input(format!("no folder {folder} in {}", self.name)))?;
         let path = self.base.join(&file);
-        let data = std::fs::read(&path)
+        let mut data = std::fs::read(&path)
             .map_err(|e| input(format!("cannot read {}: {e}", path.display())))?;
+        if let Some(ends) = &self.ends {
+            let end = ends.get(&file).copied().unwrap_or(0) as usize;
+            if data.len() > end {
+                crate::log::warn(format!(
+                    "{}: ignoring {} bytes after the last recorded message (an interrupted backup left them)",
+                    path.display(),
+                    data.len() - end
+                ));
+                data.truncate(end);
+            }
+        }
         self.current.clear();
         for (n, m) in mbox::parse(&data, self.dialect).into_iter().enumerate() {
             let mut body = m.message;
@@ -190,7 +208,7 @@ impl Source for MboxSource {
                         ));
                     }
                     Meta {
-                        id: m.offset.to_string(),
+                        id: format!("{}:{}", m.offset, &dedupe::sha256_hex(&body)[..16]),
                         order: n as u64,
                         size: body.len() as u64,
                         flags: e.flags.clone(),
@@ -198,7 +216,7 @@ impl Source for MboxSource {
                     }
                 }
                 None => Meta {
-                    id: m.offset.to_string(),
+                    id: format!("{}:{}", m.offset, &dedupe::sha256_hex(&body)[..16]),
                     order: n as u64,
                     size: body.len() as u64,
                     flags: flags_from_headers(&body),
