@@ -77,27 +77,32 @@ impl Layout {
     pub fn for_out(out: &Path) -> Layout {
         let single = out.is_file() || out.extension().is_some_and(|e| e == "mbox");
         if single {
-            let base = out
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."))
-                .to_path_buf();
-            let name = out
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            Layout {
-                manifest: base.join(format!("{name}.manifest.jsonl")),
-                base,
-                single: Some(name),
-            }
+            Layout::for_file(out)
         } else {
             Layout {
                 base: out.to_path_buf(),
                 manifest: out.join(DIR_MANIFEST),
                 single: None,
             }
+        }
+    }
+
+    /// Every folder in the one file `path`, its manifest beside it.
+    pub fn for_file(path: &Path) -> Layout {
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        Layout {
+            manifest: base.join(format!("{name}.manifest.jsonl")),
+            base,
+            single: Some(name),
         }
     }
 

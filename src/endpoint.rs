@@ -57,6 +57,20 @@ impl Server {
     pub fn is_default_host(&self) -> bool {
         self.host.eq_ignore_ascii_case(DEFAULT_HOST)
     }
+
+    /// The one line for a refused login: the server's words and what to check
+    /// (at the default host: the full address and the address's own password).
+    pub fn login_refused(&self, server_words: &str) -> String {
+        let hint = if self.is_default_host() {
+            "the username must be the full email address and the password that of the address itself (not of the Infomaniak user account)"
+        } else {
+            "check the username and the password"
+        };
+        format!(
+            "login as {} at {}:{} refused: {server_words}; {hint}",
+            self.user, self.host, self.port
+        )
+    }
 }
 
 impl fmt::Display for Server {

@@ -512,21 +512,7 @@ pub fn open(
 
 fn login_error(server: &Server, e: Pop3Error) -> anyhow::Error {
     match &e {
-        Pop3Error::Err { .. } => {
-            let mut msg = format!(
-                "login as {} at {}:{} refused: {}",
-                server.user,
-                server.host,
-                server.port,
-                e.server_words()
-            );
-            if server.is_default_host() {
-                msg.push_str("; the username must be the full email address and the password that of the address itself (not of the Infomaniak user account)");
-            } else {
-                msg.push_str("; check the username and the password");
-            }
-            connect_with(msg, e.retry())
-        }
+        Pop3Error::Err { .. } => connect_with(server.login_refused(&e.server_words()), e.retry()),
         other => connect_with(format!("{server}: login failed: {other}"), other.retry()),
     }
 }

@@ -92,21 +92,7 @@ impl MboxSource {
         let layout = if path.is_dir() {
             Layout::for_out(path)
         } else {
-            let base = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."))
-                .to_path_buf();
-            let name = path
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            Layout {
-                manifest: base.join(format!("{name}.manifest.jsonl")),
-                base,
-                single: Some(name),
-            }
+            Layout::for_file(path)
         };
         let in_backup = layout.manifest.exists();
         let entries = backup::read_manifest(&layout.manifest, false)?;
