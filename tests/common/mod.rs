@@ -95,6 +95,22 @@ impl Dovecot {
     }
 
     pub fn start_with(users: &[&str], cfg: Config) -> Dovecot {
+        // A port picked free can be taken by another test before Dovecot binds it:
+        // try again with new ports, and show Dovecot's own log if it still fails.
+        let mut last = String::new();
+        for _ in 0..4 {
+            match Self::try_start(users, &cfg) {
+                Ok(d) => return d,
+                Err(e) => {
+                    eprintln!("testbed did not start, trying other ports: {e}");
+                    last = e;
+                }
+            }
+        }
+        panic!("testbed: {last}");
+    }
+
+    fn try_start(users: &[&str], cfg: &Config) -> Result<Dovecot, String> {
         let dir = tempfile::Builder::new()
             .prefix("mf-dovecot-")
             .tempdir()
@@ -134,11 +150,13 @@ impl Dovecot {
             cmd.env("PLAINTEXT_ONLY", "1");
         }
         let out = cmd.output().expect("run testbed.sh");
-        assert!(
-            out.status.success(),
-            "testbed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if !out.status.success() {
+            return Err(format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                d.log()
+            ));
+        }
         // Wait until the IMAPS port answers.
         let probe = if cfg.plaintext_only { d.imap } else { d.imaps };
         for _ in 0..100 {
@@ -148,7 +166,7 @@ impl Dovecot {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         std::fs::write(d.dir.path().join("pw"), format!("{PASSWORD}\n")).unwrap();
-        d
+        Ok(d)
     }
 
     pub fn ca(&self) -> PathBuf {
