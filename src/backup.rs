@@ -28,7 +28,7 @@ use crate::decide::{self, Meta};
 use crate::dedupe::{self, Mode};
 use crate::engine::map_folders;
 use crate::engine::Options;
-use crate::error::input;
+use crate::error::{input, local};
 use crate::folders::TargetLayout;
 use crate::index::{Index, Outcome, Record};
 use crate::log;
@@ -393,7 +393,8 @@ pub fn backup_into(
                         date.as_deref().and_then(parse_internaldate),
                         body,
                     )?;
-                    mbox.write_all(&buf)?;
+                    mbox.write_all(&buf)
+                        .map_err(|e| local(format!("cannot write {}: {e}", path.display())))?;
                     length = buf.len() as u64;
                     crate::faults::after_append();
                 }
@@ -420,14 +421,17 @@ pub fn backup_into(
                 offset += length;
             }
             // Write, then record: data synced before the manifest, manifest before the index.
-            mbox.sync_data()?;
+            mbox.sync_data()
+                .map_err(|e| local(format!("cannot write {}: {e}", path.display())))?;
             let mut lines = Vec::new();
             for e in &new_entries {
                 serde_json::to_writer(&mut lines, e)?;
                 lines.push(b'\n');
             }
-            manifest.write_all(&lines)?;
-            manifest.sync_data()?;
+            manifest
+                .write_all(&lines)
+                .and_then(|()| manifest.sync_data())
+                .map_err(|e| local(format!("cannot write {}: {e}", layout.manifest.display())))?;
             ends.insert(file.clone(), offset);
             let records: Vec<Record> = new_entries
                 .iter()

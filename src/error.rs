@@ -50,6 +50,22 @@ impl fmt::Display for ConnectError {
 }
 impl std::error::Error for ConnectError {}
 
+/// A failure of this machine (a full disk, a file that cannot be written): not the
+/// user's input, not the network, and not worth retrying at once.
+#[derive(Debug)]
+pub struct LocalError(pub String);
+
+impl fmt::Display for LocalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for LocalError {}
+
+pub fn local(msg: impl Into<String>) -> anyhow::Error {
+    LocalError(msg.into()).into()
+}
+
 pub fn input(msg: impl Into<String>) -> anyhow::Error {
     InputError(msg.into()).into()
 }
@@ -89,7 +105,7 @@ pub fn retry_class(err: &anyhow::Error) -> Retry {
         if cause.is::<std::io::Error>() {
             return Retry::Now;
         }
-        if cause.is::<InputError>() {
+        if cause.is::<InputError>() || cause.is::<LocalError>() {
             return Retry::Final;
         }
     }
@@ -99,6 +115,9 @@ pub fn retry_class(err: &anyhow::Error) -> Retry {
 /// The exit code for an error that ended the run.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {
+        if cause.is::<LocalError>() {
+            return EXIT_OTHER;
+        }
         if cause.is::<InputError>() || cause.is::<clap::Error>() {
             return EXIT_INPUT;
         }
