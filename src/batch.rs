@@ -47,6 +47,8 @@ pub struct Account {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError {
     pub row: usize,
+    /// Position among the data rows (for `--shard`); none for the header.
+    pub position: Option<usize>,
     pub column: String,
     pub message: String,
 }
@@ -100,6 +102,7 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
         Err(e) => {
             errors.push(RowError {
                 row: 1,
+                position: None,
                 column: "-".into(),
                 message: format!("cannot read the header: {e}"),
             });
@@ -110,6 +113,7 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
         if !COLUMNS.contains(&c.as_str()) {
             errors.push(RowError {
                 row: 1,
+                position: None,
                 column: c.clone(),
                 message: format!("unknown column; the columns are {}", COLUMNS.join(", ")),
             });
@@ -119,6 +123,7 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
         if !header.iter().any(|c| c == required) {
             errors.push(RowError {
                 row: 1,
+                position: None,
                 column: required.into(),
                 message: "required column is missing".into(),
             });
@@ -137,6 +142,7 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
             Err(e) => {
                 errors.push(RowError {
                     row,
+                    position: Some(position),
                     column: "-".into(),
                     message: format!("not valid CSV: {e}"),
                 });
@@ -152,6 +158,7 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
         if rec.len() != header.len() {
             errors.push(RowError {
                 row,
+                position: Some(position),
                 column: "-".into(),
                 message: format!(
                     "{} cells but the header has {} columns; every row needs one cell per column (empty cells too)",
@@ -166,6 +173,7 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
         let mut bad = |column: &str, message: String| {
             row_errors.push(RowError {
                 row,
+                position: Some(position),
                 column: column.into(),
                 message,
             })

@@ -280,7 +280,12 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
     drop(display);
 
     let mut all = results;
-    for e in &errors {
+    // Each shard reports the bad rows of its own share (all shards list them all on
+    // stderr, since every machine checks the whole file).
+    for e in errors.iter().filter(|e| {
+        e.position
+            .is_none_or(|p| shard.is_none_or(|s| batch::in_shard(p, s)))
+    }) {
         all.push(AccountResult {
             row: e.row,
             source: String::new(),
