@@ -165,7 +165,11 @@ pub fn read_manifest(path: &Path, repair: bool) -> anyhow::Result<Vec<Entry>> {
                         "{}: dropping an unfinished last line left by an interrupted run",
                         path.display()
                     ));
-                    OpenOptions::new().write(true).open(path)?.set_len(good_len)?;
+                    OpenOptions::new()
+                        .write(true)
+                        .open(path)
+                        .and_then(|f| f.set_len(good_len))
+                        .map_err(|e| local(format!("cannot repair {}: {e}", path.display())))?;
                 }
                 break;
             }
@@ -208,7 +212,8 @@ fn repair_file(mbox: &File, path: &Path, end: u64, in_backup: bool) -> anyhow::R
             path.display(),
             len - end
         ));
-        mbox.set_len(end)?;
+        mbox.set_len(end)
+            .map_err(|e| local(format!("cannot repair {}: {e}", path.display())))?;
     } else if len < end {
         return Err(input(format!(
             "{} is shorter than its manifest says ({len} < {end} bytes): it was changed outside mailferry",
@@ -277,12 +282,19 @@ pub fn backup_into(
     let mapped = map_folders(&tree.entries, &tree.prefix, tree.delim, &target, opts);
 
     let mut plans = Vec::new();
+    let mut names: HashMap<String, String> = HashMap::new();
     for (raw, source_name, _) in mapped {
         // The backup keeps the source's names; only --folder-map renames.
         let path: Vec<String> = source_name.split('/').map(str::to_string).collect();
         let display = crate::folders::apply_map(&path, &opts.rules)
             .map(|p| p.join("/"))
-            .unwrap_or(source_name);
+            .unwrap_or_else(|| source_name.clone());
+        // Two source folders in one backup folder would share message ids (UIDs).
+        if let Some(other) = names.insert(display.clone(), source_name.clone()) {
+            return Err(input(format!(
+                "--folder-map puts both {other:?} and {source_name:?} into backup folder {display:?}; a backup keeps folders apart, so map them to different names"
+            )));
+        }
         let opened = src.open(&raw)?;
         let done: HashSet<String> = entries
             .iter()
@@ -332,7 +344,8 @@ pub fn backup_into(
         let file = layout.file_for(display);
         let path = layout.base.join(&file);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| local(format!("cannot create {}: {e}", dir.display())))?;
         }
         let mut mbox = OpenOptions::new()
             .create(true)
@@ -351,7 +364,9 @@ pub fn backup_into(
         if pending.is_empty() {
             continue;
         }
-        let mut offset = mbox.seek(SeekFrom::End(0))?;
+        let mut offset = mbox
+            .seek(SeekFrom::End(0))
+            .map_err(|e| local(format!("cannot read {}: {e}", path.display())))?;
         if src.open(raw)?.uidvalidity != *uidvalidity {
             return Err(crate::error::connect(format!(
                 "{display}: the source folder's UIDVALIDITY changed during the run; run again"
@@ -373,6 +388,13 @@ pub fn backup_into(
             let mut bytes = 0;
             for meta in batch {
                 let Some(body) = bodies.get(&meta.id) else {
+                    let reason = "the source did not return this message (deleted meanwhile, or the server could not read it)";
+                    log::warn(format!("{display} message {}: {reason}", meta.id));
+                    summary.failed.push(crate::summary::Failure {
+                        folder: display.clone(),
+                        id: meta.id.clone(),
+                        reason: reason.to_string(),
+                    });
                     continue;
                 };
                 let key = dedupe::key(body, opts.dedupe);
@@ -505,11 +527,10 @@ fn write_summary_manifest(layout: &Layout) -> anyhow::Result<()> {
     }
     let path = layout.manifest.with_extension("json");
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec_pretty(&serde_json::json!({ "folders": folders }))?,
-    )?;
-    std::fs::rename(&tmp, &path)?;
+    let data = serde_json::to_vec_pretty(&serde_json::json!({ "folders": folders }))?;
+    std::fs::write(&tmp, data)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| local(format!("cannot write {}: {e}", path.display())))?;
     Ok(())
 }
 

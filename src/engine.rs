@@ -136,6 +136,11 @@ pub fn with_to_folder(opts: &Options, tree: &crate::source::Tree) -> anyhow::Res
             .entries
             .iter()
             .filter(|e| !e.has_attr("\\Noselect") && !e.has_attr("\\NonExistent"))
+            .filter(|e| {
+                let path =
+                    folders::split(&decode_name(&e.raw), e.delim.or(tree.delim), &tree.prefix);
+                folders::selected(&path.join("/"), &opts.include, &opts.exclude)
+            })
             .collect();
         if selectable.len() != 1 {
             return Err(crate::error::input(format!(
@@ -215,10 +220,23 @@ struct Unknown {
 }
 
 impl Unknown {
-    fn candidates(&self, msg: &[u8], size: u64) -> Vec<u32> {
+    /// Without a Message-ID, by size: as the bytes are, and with bare LFs counted as
+    /// CRLF (servers differ in which one RFC822.SIZE reports).
+    fn candidates(&self, msg: &[u8]) -> Vec<u32> {
         match dedupe::message_id(msg) {
             Some(id) => self.by_id.get(&id).cloned().unwrap_or_default(),
-            None => self.by_size.get(&size).cloned().unwrap_or_default(),
+            None => {
+                let mut v = self
+                    .by_size
+                    .get(&(msg.len() as u64))
+                    .cloned()
+                    .unwrap_or_default();
+                let crlf = dedupe::crlf_len(msg);
+                if crlf != msg.len() as u64 {
+                    v.extend(self.by_size.get(&crlf).into_iter().flatten());
+                }
+                v
+            }
         }
     }
     fn forget(&mut self, uids: &[u32]) {
@@ -504,10 +522,10 @@ impl FolderCopy<'_, '_> {
                         dedupe,
                         seen_in_run.contains(&key),
                         known_keys.contains(&key),
-                        !unknown.candidates(body, dedupe::crlf_len(body)).is_empty(),
+                        !unknown.candidates(body).is_empty(),
                     );
                     if act == Action::CheckTarget {
-                        let cands = unknown.candidates(body, dedupe::crlf_len(body));
+                        let cands = unknown.candidates(body);
                         let mut found = Vec::new();
                         fetch_bodies(tgt, &cands, |uid, tbody| {
                             found.push((uid, dedupe::key(&tbody, opts.dedupe)));
@@ -638,7 +656,11 @@ impl FolderCopy<'_, '_> {
                             let reason = e.server_words();
                             seen_in_run.remove(key);
                             for m in std::iter::once(*meta).chain(waiters) {
-                                self.fail(&mut records, m, &reason);
+                                self.fail(
+                                    &mut records,
+                                    m,
+                                    &format!("the target refused it: {reason}"),
+                                );
                             }
                             if e.code().as_deref() == Some("OVERQUOTA") {
                                 stop = Some(format!(
@@ -683,7 +705,7 @@ impl FolderCopy<'_, '_> {
 
     fn fail(&mut self, records: &mut Vec<Record>, meta: &Meta, reason: &str) {
         log::warn(format!(
-            "{} message {}: the target refused it: {reason}",
+            "{} message {}: {reason}",
             self.plan.display, meta.id
         ));
         self.summary.failed.push(Failure {
