@@ -331,7 +331,7 @@ pub fn backup_into(
 
     let total_msgs: u64 = plans.iter().map(|p| p.3.len() as u64).sum();
     let total_bytes: u64 = plans.iter().flat_map(|p| &p.3).map(|m| m.size).sum();
-    let mut progress = crate::progress::start(&summary.target, total_msgs, total_bytes);
+    let progress = crate::progress::start(&summary.target, total_msgs, total_bytes);
     let mut manifest = OpenOptions::new()
         .create(true)
         .append(true)

@@ -181,6 +181,10 @@ pub struct CopyArgs {
     /// POP3 source only: afterwards delete from the server the messages whose copy the target confirmed in this run.
     #[arg(long)]
     pub delete_after: bool,
+    /// Connections to each side: folders are copied in parallel over this many pairs
+    /// (faster, and more memory: about 70 MB instead of 45 MB with 2 on mixed mail).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub connections: usize,
     /// How `>From ` lines of mbox input are unquoted: mboxrd (every level) or mboxo (one level).
     #[arg(long, value_enum, default_value = "mboxrd")]
     pub mbox_format: MboxFormat,

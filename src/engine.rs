@@ -42,6 +42,8 @@ pub struct Options {
     pub delete_after: bool,
     /// `--to-folder`: the target folder (path) of a single-folder source.
     pub to_folder: Option<Vec<String>>,
+    /// Connection pairs per account: folders are copied in parallel over them.
+    pub connections: usize,
 }
 
 impl Default for Options {
@@ -56,6 +58,7 @@ impl Default for Options {
             batch_count: 250,
             delete_after: false,
             to_folder: None,
+            connections: 1,
         }
     }
 }
@@ -273,6 +276,8 @@ pub struct Job<'a> {
     pub target_password: &'a Password,
     pub net: &'a NetOptions,
     pub opts: &'a Options,
+    /// Opens another connection to the source, for copying folders in parallel.
+    pub reopen: Option<&'a (dyn Fn() -> anyhow::Result<Box<dyn Source>> + Sync)>,
 }
 
 /// Copy every selected folder of a source into an IMAP account.
@@ -363,38 +368,137 @@ pub fn migrate_into(
 
     let total_msgs: u64 = plans.iter().map(|p| p.pending.len() as u64).sum();
     let total_bytes: u64 = plans.iter().flat_map(|p| &p.pending).map(|m| m.size).sum();
-    let mut progress = crate::progress::start(&summary.target, total_msgs, total_bytes);
+    let progress = crate::progress::start(&summary.target, total_msgs, total_bytes);
     let mut confirmed = Vec::new();
 
+    // Folders that land in one target folder are copied by one connection, in
+    // order, so their dedupe sees each other.
+    let mut groups: Vec<Vec<&FolderPlan>> = Vec::new();
     for plan in &plans {
-        let target_raw = utf7::encode(&plan.target_name).into_bytes();
-        if !tgt_existing.contains(&target_raw) {
-            log::info(format!("creating {}", plan.target_name));
-            tgt.create(&target_raw)?;
-            if let Err(e) = tgt.subscribe(&target_raw) {
-                log::warn(format!("could not subscribe to {}: {e}", plan.target_name));
-            }
+        match groups
+            .iter_mut()
+            .find(|g| g[0].target_name == plan.target_name)
+        {
+            Some(g) => g.push(plan),
+            None => groups.push(vec![plan]),
         }
-        if plan.pending.is_empty() {
-            continue;
-        }
-        let mut ctx = FolderCopy {
-            job,
-            job_id,
-            plan,
-            target_raw,
-            summary: &mut *summary,
-            index,
-            confirmed: &mut confirmed,
-        };
-        if let Err(stop) = ctx.copy(src, &mut tgt, &mut progress) {
-            match stop {
-                Stop::Account(why) => {
-                    summary.stopped = Some(why);
-                    break;
+    }
+    let busy = groups
+        .iter()
+        .filter(|g| g.iter().any(|p| !p.pending.is_empty()))
+        .count();
+    let workers = job.opts.connections.max(1).min(busy.max(1));
+    let ctx = GroupCtx {
+        job,
+        job_id,
+        tgt_existing: &tgt_existing,
+        progress: &progress,
+    };
+    match job.reopen.filter(|_| workers > 1 && !job.opts.delete_after) {
+        None => {
+            for group in &groups {
+                match ctx.run(group, src, &mut tgt, index, summary, &mut confirmed) {
+                    Ok(()) => {}
+                    Err(Stop::Account(why)) => {
+                        summary.stopped = Some(why);
+                        break;
+                    }
+                    Err(Stop::Error(e)) => return Err(e),
                 }
-                Stop::Error(e) => return Err(e),
             }
+        }
+        Some(reopen) => {
+            // Several connection pairs, each taking the next group of folders.
+            let queue = std::sync::Mutex::new(groups.iter());
+            let halt = std::sync::atomic::AtomicBool::new(false);
+            let first_error: std::sync::Mutex<Option<anyhow::Error>> = std::sync::Mutex::new(None);
+            let stopped: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+            let next = || {
+                if halt.load(std::sync::atomic::Ordering::SeqCst) {
+                    return None;
+                }
+                queue.lock().unwrap_or_else(|e| e.into_inner()).next()
+            };
+            let settle = |r: Result<(), Stop>| match r {
+                Ok(()) => true,
+                Err(Stop::Account(why)) => {
+                    halt.store(true, std::sync::atomic::Ordering::SeqCst);
+                    *stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                    false
+                }
+                Err(Stop::Error(e)) => {
+                    halt.store(true, std::sync::atomic::Ordering::SeqCst);
+                    first_error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(e);
+                    false
+                }
+            };
+            let index_path = index.path().to_path_buf();
+            let extra: Vec<(Summary, Vec<String>)> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (1..workers)
+                    .map(|_| {
+                        let (ctx, next, settle, index_path) = (&ctx, &next, &settle, &index_path);
+                        scope.spawn(move || {
+                            let mut part = Summary::default();
+                            let mut done = Vec::new();
+                            let opened = (|| -> anyhow::Result<_> {
+                                let s = reopen()?;
+                                let t = session::open(
+                                    job.target,
+                                    job.target_password,
+                                    job.net,
+                                    "target",
+                                )?;
+                                let i = Index::open(index_path)?;
+                                Ok((s, t, i))
+                            })();
+                            match opened {
+                                Ok((mut s, mut t, mut i)) => {
+                                    while let Some(group) = next() {
+                                        let r = ctx.run(
+                                            group,
+                                            s.as_mut(),
+                                            &mut t,
+                                            &mut i,
+                                            &mut part,
+                                            &mut done,
+                                        );
+                                        if !settle(r) {
+                                            break;
+                                        }
+                                    }
+                                    t.logout();
+                                    s.close();
+                                }
+                                Err(e) => {
+                                    settle(Err(Stop::Error(e)));
+                                }
+                            }
+                            (part, done)
+                        })
+                    })
+                    .collect();
+                while let Some(group) = next() {
+                    let r = ctx.run(group, src, &mut tgt, index, summary, &mut confirmed);
+                    if !settle(r) {
+                        break;
+                    }
+                }
+                handles.into_iter().filter_map(|h| h.join().ok()).collect()
+            });
+            for (part, done) in extra {
+                summary.copied += part.copied;
+                summary.duplicates += part.duplicates;
+                summary.bytes += part.bytes;
+                summary.failed.extend(part.failed);
+                confirmed.extend(done);
+            }
+            if let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                return Err(e);
+            }
+            summary.stopped = stopped.into_inner().unwrap_or_else(|e| e.into_inner());
         }
     }
     drop(progress);
@@ -406,6 +510,53 @@ pub fn migrate_into(
     src.close();
     summary.finish(started);
     Ok(())
+}
+
+/// What every connection pair of a copy shares.
+struct GroupCtx<'a, 'j> {
+    job: &'a Job<'j>,
+    job_id: i64,
+    tgt_existing: &'a HashSet<Vec<u8>>,
+    progress: &'a crate::progress::Progress,
+}
+
+impl GroupCtx<'_, '_> {
+    /// Copy one group of folders (all going to one target folder) over one
+    /// source and one target connection.
+    fn run(
+        &self,
+        group: &[&FolderPlan],
+        src: &mut dyn Source,
+        tgt: &mut Session,
+        index: &mut Index,
+        summary: &mut Summary,
+        confirmed: &mut Vec<String>,
+    ) -> Result<(), Stop> {
+        for plan in group {
+            let target_raw = utf7::encode(&plan.target_name).into_bytes();
+            if !self.tgt_existing.contains(&target_raw) {
+                log::info(format!("creating {}", plan.target_name));
+                tgt.create(&target_raw)?;
+                if let Err(e) = tgt.subscribe(&target_raw) {
+                    log::warn(format!("could not subscribe to {}: {e}", plan.target_name));
+                }
+            }
+            if plan.pending.is_empty() {
+                continue;
+            }
+            let mut copy = FolderCopy {
+                job: self.job,
+                job_id: self.job_id,
+                plan,
+                target_raw,
+                summary: &mut *summary,
+                index: &mut *index,
+                confirmed: &mut *confirmed,
+            };
+            copy.copy(src, tgt, self.progress)?;
+        }
+        Ok(())
+    }
 }
 
 enum Stop {
@@ -436,7 +587,7 @@ impl FolderCopy<'_, '_> {
         &mut self,
         src: &mut dyn Source,
         tgt: &mut Session,
-        progress: &mut crate::progress::Progress,
+        progress: &crate::progress::Progress,
     ) -> Result<(), Stop> {
         let plan = self.plan;
         let opts = self.job.opts;

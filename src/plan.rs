@@ -147,6 +147,10 @@ pub fn dialect(f: MboxFormat) -> Dialect {
 /// with `--dry-run`; `--to-folder` becomes a folder mapping of INBOX.
 pub fn copy_options(f: &FolderArgs, c: &CopyArgs, source: &str) -> anyhow::Result<Options> {
     let mut opts = options(f, c.dry_run)?;
+    if c.connections == 0 {
+        return Err(input("--connections must be at least 1"));
+    }
+    opts.connections = c.connections;
     if c.delete_after {
         if c.dry_run {
             return Err(input(

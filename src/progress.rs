@@ -59,27 +59,26 @@ pub fn start(label: &str, messages: u64, bytes: u64) -> Progress {
         bar,
         in_multi: multi.is_some(),
         messages_total: messages,
-        messages_done: 0,
+        messages_done: AtomicU64::new(0),
     }
 }
 
+/// One copy's bar; shared by reference between the connections of one account.
 pub struct Progress {
     bar: ProgressBar,
     in_multi: bool,
     messages_total: u64,
-    messages_done: u64,
+    messages_done: AtomicU64,
 }
 
 impl Progress {
-    pub fn advance(&mut self, messages: u64, bytes: u64) {
-        self.messages_done += messages;
+    pub fn advance(&self, messages: u64, bytes: u64) {
+        let done = self.messages_done.fetch_add(messages, Ordering::Relaxed) + messages;
         MESSAGES.fetch_add(messages, Ordering::Relaxed);
         BYTES.fetch_add(bytes, Ordering::Relaxed);
         self.bar.inc(bytes);
-        self.bar.set_message(format!(
-            "{}/{} msgs",
-            self.messages_done, self.messages_total
-        ));
+        self.bar
+            .set_message(format!("{done}/{} msgs", self.messages_total));
     }
 }
 

@@ -75,7 +75,8 @@ fn cut_inside_a_fetch_literal() {
 fn cut_inside_an_append_literal() {
     let d = plain();
     let p = FaultProxy::start(d.imap, Fault::CutAfterClientBytes(1_500_000));
-    let out = migrate(&d, d.imap, p.port, &[]);
+    // With two connection pairs: a cut on one stops the copy, the retry resumes all.
+    let out = migrate(&d, d.imap, p.port, &["--connections", "2"]);
     check_recovered(&d, &out, &p);
 }
 

@@ -75,7 +75,14 @@ fn full_migration_is_faithful_and_resumable() {
     // Both instances share the test certificate, so one --ca-file serves both.
     let urls = [src.imaps_url(SRC), dst.imaps_url(DST)];
 
-    let out = run(&migrate_args(&src, &dst, state, &urls, &["--json"]));
+    // Three connection pairs: folders are copied in parallel.
+    let out = run(&migrate_args(
+        &src,
+        &dst,
+        state,
+        &urls,
+        &["--json", "--connections", "3"],
+    ));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let j = json(&out);
     let manifest = manifest();

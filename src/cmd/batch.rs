@@ -115,11 +115,14 @@ fn run_account(
     opts.rules = Rules {
         map: a.folder_map.clone(),
     };
+    // One connection pair per account: the batch runs accounts side by side, and
+    // --max-per-host counts one source and one target connection per account.
     let job = Job {
         target: &a.target,
         target_password: &a.target_password,
         net,
         opts: &opts,
+        reopen: None,
     };
     let started = std::time::Instant::now();
     let mut summary = crate::summary::Summary::default();

@@ -46,24 +46,22 @@ pub fn copy(
         eprintln!("index: {}", state.display());
     }
     // Phase 2: connections; a transient failure reconnects and resumes.
+    // The password is asked for once, not on every retry.
+    let source = crate::endpoint::parse(from)?;
+    let source_password = plan::source_password(&source, from_password_file)?;
+    let dialect = plan::dialect(c.mbox_format);
+    let open = || plan::open_endpoint(&source, source_password.as_ref(), &net, dialect);
     let job = Job {
         target: &target,
         target_password: &target_password,
         net: &net,
         opts: &opts,
+        reopen: Some(&open),
     };
     let started = std::time::Instant::now();
     let mut summary = crate::summary::Summary::default();
-    // The password is asked for once, not on every retry.
-    let source = crate::endpoint::parse(from)?;
-    let source_password = plan::source_password(&source, from_password_file)?;
     crate::retry::run(&net, from, || {
-        let mut src = plan::open_endpoint(
-            &source,
-            source_password.as_ref(),
-            &net,
-            plan::dialect(c.mbox_format),
-        )?;
+        let mut src = open()?;
         engine::migrate_into(src.as_mut(), &job, &mut index, &mut summary)
     })?;
     summary.finish(started);
