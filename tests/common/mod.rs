@@ -549,7 +549,7 @@ impl CountingProxy {
     }
 }
 
-/// What a [`FaultProxy`] does to the first connection through it.
+/// What a [`FaultProxy`] does, once, to whichever connection reaches the point first.
 #[derive(Clone, Debug)]
 pub enum Fault {
     /// Cut both ways once the client sent this many bytes (e.g. inside an APPEND literal).
@@ -563,8 +563,9 @@ pub enum Fault {
     StallAfterServerBytes(usize),
 }
 
-/// A TCP forwarder that injects one fault into the first connection and lets later
-/// connections through untouched. Plaintext servers make `CutOnServerText` work.
+/// A TCP forwarder that injects one fault into the first connection to reach it
+/// (with `--connections N` any of the open ones may carry the big message) and lets
+/// everything else through untouched. Plaintext servers make `CutOnServerText` work.
 pub struct FaultProxy {
     pub port: u16,
     pub connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -579,14 +580,20 @@ impl FaultProxy {
         let port = listener.local_addr().unwrap().port();
         let connections = Arc::new(AtomicUsize::new(0));
         let conns = connections.clone();
+        let fired = Arc::new(AtomicBool::new(false));
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { break };
                 let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", server_port)) else {
                     continue;
                 };
-                let first = conns.fetch_add(1, Ordering::SeqCst) == 0;
-                let fault = first.then(|| fault.clone());
+                conns.fetch_add(1, Ordering::SeqCst);
+                let fault = (!fired.load(Ordering::SeqCst)).then(|| fault.clone());
+                // Only one connection may fire it, even when two reach it together.
+                let fire = {
+                    let fired = fired.clone();
+                    move || !fired.swap(true, Ordering::SeqCst)
+                };
                 let cut = Arc::new(AtomicBool::new(false));
                 let kill: Arc<dyn Fn() + Send + Sync> = {
                     let (c, s) = (client.try_clone().unwrap(), server.try_clone().unwrap());
@@ -599,6 +606,7 @@ impl FaultProxy {
                 {
                     let (mut c, mut s) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                     let (fault, cut, kill) = (fault.clone(), cut.clone(), kill.clone());
+                    let fire = fire.clone();
                     std::thread::spawn(move || {
                         let mut sent = 0usize;
                         let mut buf = [0u8; 4096];
@@ -609,7 +617,7 @@ impl FaultProxy {
                             };
                             let mut take = n;
                             if let Some(Fault::CutAfterClientBytes(limit)) = fault {
-                                if sent + n >= limit {
+                                if sent + n >= limit && fire() {
                                     take = limit - sent;
                                     let _ = s.write_all(&buf[..take]);
                                     cut.store(true, Ordering::SeqCst);
@@ -640,12 +648,16 @@ impl FaultProxy {
                             };
                             let chunk = &buf[..n];
                             match &fault {
-                                Some(Fault::CutAfterServerBytes(limit)) if got + n >= *limit => {
+                                Some(Fault::CutAfterServerBytes(limit))
+                                    if got + n >= *limit && fire() =>
+                                {
                                     let _ = c.write_all(&chunk[..limit - got]);
                                     kill();
                                     break;
                                 }
-                                Some(Fault::StallAfterServerBytes(limit)) if got + n >= *limit => {
+                                Some(Fault::StallAfterServerBytes(limit))
+                                    if got + n >= *limit && fire() =>
+                                {
                                     let _ = c.write_all(&chunk[..limit - got]);
                                     // Hold both sockets open and forward nothing more.
                                     std::thread::sleep(std::time::Duration::from_secs(600));
@@ -657,7 +669,7 @@ impl FaultProxy {
                                         .windows(text.len())
                                         .filter(|w| *w == text.as_bytes())
                                         .count();
-                                    if seen + hits >= *nth {
+                                    if seen + hits >= *nth && fire() {
                                         kill();
                                         break;
                                     }
