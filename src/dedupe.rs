@@ -28,7 +28,8 @@ pub enum Mode {
 /// Feed `data` to the hasher with every bare LF (and lone CR) written as CRLF.
 fn hash_crlf(h: &mut Sha256, data: &[u8]) {
     let mut start = 0;
-    for (i, &c) in data.iter().enumerate() {
+    for i in memchr::memchr2_iter(b'\n', b'\r', data) {
+        let c = data[i];
         let bare_lf = c == b'\n' && (i == 0 || data[i - 1] != b'\r');
         let lone_cr = c == b'\r' && data.get(i + 1) != Some(&b'\n');
         if bare_lf || lone_cr {
@@ -47,10 +48,8 @@ fn hex(d: &[u8]) -> String {
 /// The length with every bare LF counted as CRLF: what a server that stores
 /// bare-LF messages reports as RFC822.SIZE.
 pub fn crlf_len(data: &[u8]) -> u64 {
-    let bare = data
-        .iter()
-        .enumerate()
-        .filter(|&(i, &c)| c == b'\n' && (i == 0 || data[i - 1] != b'\r'))
+    let bare = memchr::memchr_iter(b'\n', data)
+        .filter(|&i| i == 0 || data[i - 1] != b'\r')
         .count();
     (data.len() + bare) as u64
 }

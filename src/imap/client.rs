@@ -118,6 +118,9 @@ pub fn base64(data: &[u8]) -> String {
     out
 }
 
+/// Literals at least this long are written to the stream directly, not via `out`.
+const LARGE_LITERAL: usize = 64 * 1024;
+
 impl<S: Read + Write> Client<S> {
     /// Wrap a connected stream; `who` names it in traces ("source", "target").
     pub fn new(stream: S, who: &str) -> Self {
@@ -153,36 +156,43 @@ impl<S: Read + Write> Client<S> {
         }
     }
 
-    /// Read one complete response with its literals inlined.
-    fn read_raw(&mut self) -> Result<Vec<u8>, ImapError> {
+    /// Read one complete response: its text (literal announcements kept) and its
+    /// literals apart, each read straight into a buffer of its own exact size, so a
+    /// message body is held once.
+    fn read_raw(&mut self) -> Result<(Vec<u8>, Vec<Vec<u8>>), ImapError> {
         let mut buf = Vec::new();
+        let mut literals = Vec::new();
         loop {
             let start = buf.len();
             let n = self.stream.read_until(b'\n', &mut buf)?;
             if n == 0 {
-                return Err(ImapError::Io(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection",
-                )));
+                return Err(eof());
             }
-            let line = &buf[start..];
-            match parse::trailing_literal(line) {
+            match parse::trailing_literal(&buf[start..]) {
                 Some(len) => {
-                    let at = buf.len();
-                    buf.resize(at + len, 0);
-                    self.stream.read_exact(&mut buf[at..])?;
+                    let mut data = Vec::new();
+                    data.try_reserve_exact(len).map_err(|_| {
+                        ImapError::Protocol(format!(
+                            "the server announced a literal of {len} bytes, more than this machine can hold"
+                        ))
+                    })?;
+                    (&mut self.stream).take(len as u64).read_to_end(&mut data)?;
+                    if data.len() < len {
+                        return Err(eof());
+                    }
+                    literals.push(data);
                 }
                 None => {
                     log::trace(&self.who, "S:", &buf);
-                    return Ok(buf);
+                    return Ok((buf, literals));
                 }
             }
         }
     }
 
     fn read_response(&mut self) -> Result<Response, ImapError> {
-        let raw = self.read_raw()?;
-        parse::parse_response(&raw).map_err(|e| ImapError::Protocol(e.0))
+        let (text, literals) = self.read_raw()?;
+        parse::parse_response_with(&text, literals).map_err(|e| ImapError::Protocol(e.0))
     }
 
     /// Read the server greeting; PREAUTH and BYE are reported.
@@ -261,12 +271,18 @@ impl<S: Read + Write> Client<S> {
                             }
                         }
                     }
-                    self.out.extend_from_slice(data);
-                    line.clear();
-                    if literal_plus && self.out.len() > 1 << 20 {
-                        // Large commands go out as they are built, not held whole.
+                    if data.len() >= LARGE_LITERAL {
+                        // A large body goes straight to the socket, not copied first.
                         self.flush_out()?;
+                        self.stream.get_mut().write_all(data)?;
+                    } else {
+                        self.out.extend_from_slice(data);
+                        if self.out.len() > 1 << 20 {
+                            // Large commands go out as they are built, not held whole.
+                            self.flush_out()?;
+                        }
                     }
+                    line.clear();
                 }
             }
         }
@@ -680,6 +696,13 @@ impl<S: Read + Write> Client<S> {
 }
 
 /// `1:3,7` → [1, 2, 3, 7] (an APPENDUID set lists the new UIDs in append order).
+fn eof() -> ImapError {
+    ImapError::Io(std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "the server closed the connection",
+    ))
+}
+
 pub fn expand_uid_set(set: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for part in set.split(',') {

@@ -1,8 +1,10 @@
 //! Parsing of IMAP4rev1 server responses (RFC 3501 section 9), byte-exact.
 //!
-//! The reader hands this module one complete response: a line with every literal it
-//! announced already inlined (`{N}\r\n` followed by exactly N bytes). Parsing never
-//! copies a literal's bytes through any text conversion: message bodies stay opaque.
+//! The reader hands this module one complete response: its text, and either every
+//! literal inlined after its announcement (`{N}\r\n` then exactly N bytes) or the
+//! literals read apart, in order ([`parse_response_with`]), which are then moved into
+//! the values without a copy. Literal bytes never pass through a text conversion:
+//! message bodies stay opaque.
 //! Status responses (`OK`/`NO`/`BAD`/`BYE`/`PREAUTH`) keep the server's own words and
 //! response code so errors can show them to the user.
 
@@ -142,6 +144,8 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ParseError> {
 struct Cursor<'a> {
     b: &'a [u8],
     pos: usize,
+    /// Literals read apart from the text, taken in order; `None`: inlined in `b`.
+    apart: Option<std::collections::VecDeque<Vec<u8>>>,
 }
 
 impl<'a> Cursor<'a> {
@@ -265,6 +269,12 @@ impl<'a> Cursor<'a> {
             return err("bad literal header");
         }
         self.pos += 3;
+        if let Some(apart) = &mut self.apart {
+            return match apart.pop_front() {
+                Some(data) if data.len() == len => Ok(Value::Str(data)),
+                _ => err("literal missing or of the wrong length"),
+            };
+        }
         let end = self.pos + len;
         if end > self.b.len() {
             return err("literal longer than the response");
@@ -330,7 +340,25 @@ fn status_kind(word: &[u8]) -> Option<StatusKind> {
 
 /// Parse one complete response (literals inlined, final CRLF included or not).
 pub fn parse_response(b: &[u8]) -> Result<Response, ParseError> {
-    let mut c = Cursor { b, pos: 0 };
+    parse(Cursor {
+        b,
+        pos: 0,
+        apart: None,
+    })
+}
+
+/// Parse one response whose text `b` keeps each literal's announcement but not its
+/// bytes, which are `literals`, in order: they are moved into the result, not copied.
+pub fn parse_response_with(b: &[u8], literals: Vec<Vec<u8>>) -> Result<Response, ParseError> {
+    parse(Cursor {
+        b,
+        pos: 0,
+        apart: Some(literals.into()),
+    })
+}
+
+fn parse(mut c: Cursor<'_>) -> Result<Response, ParseError> {
+    let b = c.b;
     let tag = c.word();
     c.skip_spaces();
     match tag {
@@ -495,6 +523,25 @@ mod tests {
         assert_eq!(f.flags.unwrap(), vec!["\\Seen", "$Label1"]);
         assert_eq!(f.internal_date.unwrap(), "17-Jul-1996 02:44:25 -0700");
         assert_eq!(f.body.unwrap(), body.to_vec());
+    }
+
+    #[test]
+    fn literals_read_apart_are_moved_in_order_and_checked() {
+        let body = b"Subject: x\r\n\r\n{5}\r\n".to_vec();
+        let text = format!("* 3 FETCH (UID 9 BODY[] {{{}}}\r\n)\r\n", body.len());
+        let given = body.clone();
+        let at = given.as_ptr();
+        let Response::Numbered { num, rest, .. } =
+            parse_response_with(text.as_bytes(), vec![given]).unwrap()
+        else {
+            panic!()
+        };
+        let got = parse_fetch(num, rest).unwrap().body.unwrap();
+        assert_eq!(got, body);
+        assert_eq!(got.as_ptr(), at, "the literal was copied, not moved");
+        // A literal of another length than announced, or none at all, is an error.
+        assert!(parse_response_with(text.as_bytes(), vec![b"short".to_vec()]).is_err());
+        assert!(parse_response_with(text.as_bytes(), vec![]).is_err());
     }
 
     #[test]
