@@ -70,7 +70,46 @@ pub struct FolderPlan {
     pub display: String,
     pub target_name: String,
     pub uidvalidity: u32,
-    pub pending: Vec<Meta>,
+    /// Messages not yet copied, and their bytes, when the folder was planned.
+    pub count: u64,
+    pub bytes: u64,
+    /// Their listing, kept from planning while the run's total stays small;
+    /// `None`: listed again, page by page, when the folder is copied.
+    pub kept: Option<Vec<Meta>>,
+}
+
+/// Listings are read this many messages at a time, so memory does not grow with
+/// the size of a folder.
+pub const LISTING_PAGE: usize = 2_000;
+
+/// Planning keeps the listings of at most this many messages for the copy (saving a
+/// second listing); beyond, folders are listed again page by page as they are copied.
+pub const KEEP_LISTED: usize = 5_000;
+
+/// The messages of the open folder the index does not record as handled (for a
+/// `checkpoint` of job, folder and UIDVALIDITY, when the source's ids are stable),
+/// one page at a time, in order; `each` returns false to stop.
+fn pending_pages(
+    src: &mut dyn Source,
+    index: &Index,
+    checkpoint: Option<(i64, &str, u32)>,
+    mut each: impl FnMut(&mut dyn Source, Vec<Meta>) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let mut page = 0;
+    let (size, _) = crate::faults::listing_sizes(LISTING_PAGE, KEEP_LISTED);
+    while let Some(list) = src.listing_page(page, size)? {
+        page += 1;
+        // Asked after listing: a POP3 server shows only then whether it has UIDL.
+        let mut pending = match checkpoint.filter(|_| src.stable_ids()) {
+            Some((job, folder, uidvalidity)) => index.not_done(job, folder, uidvalidity, list)?,
+            None => list,
+        };
+        pending.sort_by_key(|m| m.order);
+        if !each(src, pending)? {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// Decode a wire name; a name that is not valid modified UTF-7 is shown lossily
@@ -179,8 +218,13 @@ pub fn target_layout(list: &[ListEntry], prefix: String, delim: Option<char>) ->
 
 /// The cheap listing of the selected folder: UID, size, flags, INTERNALDATE.
 pub fn listing(s: &mut Session) -> Result<Vec<Meta>, ImapError> {
+    listing_of(s, "1:*")
+}
+
+/// The cheap listing of the messages of a UID set, in UID order.
+pub fn listing_of(s: &mut Session, set: &str) -> Result<Vec<Meta>, ImapError> {
     let mut out = Vec::new();
-    s.uid_fetch("1:*", "(UID RFC822.SIZE FLAGS INTERNALDATE)", |f| {
+    s.uid_fetch(set, "(UID RFC822.SIZE FLAGS INTERNALDATE)", |f| {
         if let Some(uid) = f.uid {
             out.push(Meta {
                 id: uid.to_string(),
@@ -192,6 +236,7 @@ pub fn listing(s: &mut Session) -> Result<Vec<Meta>, ImapError> {
         }
         Ok(())
     })?;
+    out.sort_by_key(|m| m.order);
     Ok(out)
 }
 
@@ -249,7 +294,7 @@ impl Unknown {
     }
 }
 
-fn target_unknown(s: &mut Session, known: &HashMap<u32, String>) -> Result<Unknown, ImapError> {
+fn target_unknown(s: &mut Session, known: &HashMap<u32, u128>) -> Result<Unknown, ImapError> {
     let mut u = Unknown::default();
     s.uid_fetch(
         "1:*",
@@ -312,20 +357,18 @@ pub fn migrate_into(
 
     let job_id = index.job(&summary.source, &summary.target)?;
 
-    // Phase 1: plan every folder (cheap listings only), for totals and dry runs.
+    // Phase 1: plan every folder (cheap listings, page by page), for totals and dry
+    // runs. Listings are kept for phase 2 only while they are few.
     let mut plans = Vec::new();
+    let mut kept_total = 0usize;
+    let (_, keep_listed) = crate::faults::listing_sizes(LISTING_PAGE, KEEP_LISTED);
     for (raw, display, target_name) in mapped {
         let opened = src.open(&raw)?;
-        let pending = if opened.count == 0 {
-            Vec::new()
-        } else {
-            let list = src.listing()?;
-            let done = if src.stable_ids() {
-                index.done_ids(job_id, &display, opened.uidvalidity)?
-            } else {
-                Default::default()
-            };
-            if done.is_empty() {
+        let (mut count, mut bytes) = (0u64, 0u64);
+        let mut kept = Some(Vec::new());
+        if opened.count > 0 {
+            let checkpoint = Some((job_id, display.as_str(), opened.uidvalidity));
+            if !index.any_done(job_id, &display, opened.uidvalidity)? {
                 if let Some(old) = index.other_uidvalidity(job_id, &display, opened.uidvalidity)? {
                     log::warn(format!(
                         "{display}: UIDVALIDITY changed ({old} → {}); every message is checked against the target by its dedupe key, nothing is copied twice",
@@ -333,19 +376,32 @@ pub fn migrate_into(
                     ));
                 }
             }
-            decide::pending(&list, &done)
-        };
+            pending_pages(src, index, checkpoint, |_, page| {
+                count += page.len() as u64;
+                bytes += page.iter().map(|m| m.size).sum::<u64>();
+                kept = match kept.take() {
+                    Some(mut k) if kept_total + k.len() + page.len() <= keep_listed => {
+                        k.extend(page);
+                        Some(k)
+                    }
+                    _ => None,
+                };
+                Ok(true)
+            })?;
+        }
+        kept_total += kept.as_ref().map_or(0, Vec::len);
         log::info(format!(
-            "{display} → {target_name}: {} messages, {} not yet copied",
-            opened.count,
-            pending.len()
+            "{display} → {target_name}: {} messages, {count} not yet copied",
+            opened.count
         ));
         plans.push(FolderPlan {
             raw,
             display,
             target_name,
             uidvalidity: opened.uidvalidity,
-            pending,
+            count,
+            bytes,
+            kept,
         });
     }
     summary.folders = plans.len();
@@ -356,8 +412,8 @@ pub fn migrate_into(
             .map(|p| Planned {
                 folder: p.display.clone(),
                 target_folder: p.target_name.clone(),
-                messages: p.pending.len() as u64,
-                bytes: p.pending.iter().map(|m| m.size).sum(),
+                messages: p.count,
+                bytes: p.bytes,
             })
             .collect();
         src.close();
@@ -366,8 +422,8 @@ pub fn migrate_into(
         return Ok(());
     }
 
-    let total_msgs: u64 = plans.iter().map(|p| p.pending.len() as u64).sum();
-    let total_bytes: u64 = plans.iter().flat_map(|p| &p.pending).map(|m| m.size).sum();
+    let total_msgs: u64 = plans.iter().map(|p| p.count).sum();
+    let total_bytes: u64 = plans.iter().map(|p| p.bytes).sum();
     let progress = crate::progress::start(&summary.target, total_msgs, total_bytes);
     let mut confirmed = Vec::new();
 
@@ -385,7 +441,7 @@ pub fn migrate_into(
     }
     let busy = groups
         .iter()
-        .filter(|g| g.iter().any(|p| !p.pending.is_empty()))
+        .filter(|g| g.iter().any(|p| p.count > 0))
         .count();
     let workers = job.opts.connections.max(1).min(busy.max(1));
     let ctx = GroupCtx {
@@ -541,7 +597,7 @@ impl GroupCtx<'_, '_> {
                     log::warn(format!("could not subscribe to {}: {e}", plan.target_name));
                 }
             }
-            if plan.pending.is_empty() {
+            if plan.count == 0 {
                 continue;
             }
             let mut copy = FolderCopy {
@@ -599,7 +655,6 @@ impl FolderCopy<'_, '_> {
                 plan.display
             ))));
         }
-        let pending = &plan.pending;
         let tsel = tgt.select(&self.target_raw, false)?;
         let known = self
             .index
@@ -611,40 +666,74 @@ impl FolderCopy<'_, '_> {
             Unknown::default()
         };
         // Only what is on the target now counts: a copy someone deleted there since
-        // the last run must not make its message a "duplicate".
-        let mut known_keys: HashSet<String> = known
+        // the last run must not make its message a "duplicate". Keys are held as
+        // fingerprints (16 bytes), so these sets stay small for huge folders.
+        let mut known_keys: HashSet<u128> = known
             .iter()
             .filter(|(uid, _)| unknown.present.contains(uid))
-            .map(|(_, k)| k.clone())
+            .map(|(_, k)| *k)
             .collect();
-        let mut seen_in_run: HashSet<String> = HashSet::new();
+        drop(known);
+        let mut seen_in_run: HashSet<u128> = HashSet::new();
         let headers_date = src.dates_from_headers();
+        let index_path = self.index.path().to_path_buf();
+        let job_id = self.job_id;
 
-        let sizes: Vec<u64> = pending.iter().map(|m| m.size).collect();
-        let ranges = decide::batches(&sizes, opts.batch_bytes, opts.batch_count);
-        // The source fetches the next batch while the target stores this one: a
-        // fetcher thread hands batches over a channel of one, so at most three
+        // The source lists and fetches the next batch while the target stores this
+        // one: a fetcher thread hands batches over a channel of one, so at most three
         // batches of bodies are in memory (being fetched, waiting, being appended).
+        // `Ok(None)` marks the end; a closed channel without it is a failure.
+        type Batch = (Vec<Meta>, HashMap<String, Vec<u8>>);
         std::thread::scope(|scope| -> Result<(), Stop> {
-            let (tx, rx) =
-                std::sync::mpsc::sync_channel::<anyhow::Result<HashMap<String, Vec<u8>>>>(1);
-            let fetch_ranges = ranges.clone();
+            let (tx, rx) = std::sync::mpsc::sync_channel::<anyhow::Result<Option<Batch>>>(1);
             scope.spawn(move || {
-                for range in fetch_ranges {
-                    let mut bodies = HashMap::new();
-                    let res = src.fetch(&pending[range], &mut |id, body| {
-                        bodies.insert(id.to_string(), body);
-                    });
-                    let failed = res.is_err();
-                    if tx.send(res.map(|()| bodies)).is_err() || failed {
-                        break;
+                // Fetch `metas` in batches; false when the receiver is gone or on error.
+                let send = |src: &mut dyn Source, metas: &[Meta]| -> bool {
+                    let sizes: Vec<u64> = metas.iter().map(|m| m.size).collect();
+                    for range in decide::batches(&sizes, opts.batch_bytes, opts.batch_count) {
+                        let mut bodies = HashMap::new();
+                        let res = src.fetch(&metas[range.clone()], &mut |id, body| {
+                            bodies.insert(id.to_string(), body);
+                        });
+                        let failed = res.is_err();
+                        let msg = res.map(|()| Some((metas[range].to_vec(), bodies)));
+                        if tx.send(msg).is_err() || failed {
+                            return false;
+                        }
                     }
+                    true
+                };
+                let finished = match &plan.kept {
+                    Some(kept) => send(src, kept),
+                    None => {
+                        let listed = (|| -> anyhow::Result<bool> {
+                            let index = Index::open(&index_path)?;
+                            let cp = Some((job_id, plan.display.as_str(), plan.uidvalidity));
+                            let mut all = true;
+                            pending_pages(src, &index, cp, |src, page| {
+                                all = send(src, &page);
+                                Ok(all)
+                            })?;
+                            Ok(all)
+                        })();
+                        match listed {
+                            Ok(all) => all,
+                            Err(e) => {
+                                let _ = tx.send(Err(e));
+                                false
+                            }
+                        }
+                    }
+                };
+                if finished {
+                    let _ = tx.send(Ok(None));
                 }
             });
-            for range in ranges {
-                let batch = &pending[range];
-                let bodies = match rx.recv() {
-                    Ok(r) => r?,
+            loop {
+                let (batch, bodies) = match rx.recv() {
+                    Ok(Ok(Some(b))) => b,
+                    Ok(Ok(None)) => break,
+                    Ok(Err(e)) => return Err(Stop::Error(e)),
                     Err(_) => {
                         return Err(Stop::Error(anyhow::anyhow!(
                             "the source reader stopped unexpectedly"
@@ -657,7 +746,7 @@ impl FolderCopy<'_, '_> {
                 let mut to_append: Vec<(&Meta, String, Vec<String>, Option<String>)> = Vec::new();
                 let mut waiting: HashMap<String, Vec<&Meta>> = HashMap::new();
                 let mut batch_bytes = 0u64;
-                for meta in batch {
+                for meta in &batch {
                     let Some(body) = bodies.get(&meta.id) else {
                         // Not a silent skip: the run is partial and the next run tries again.
                         self.fail(
@@ -669,10 +758,11 @@ impl FolderCopy<'_, '_> {
                     };
                     batch_bytes += meta.size;
                     let key = dedupe::key(body, opts.dedupe);
+                    let fp = dedupe::fingerprint(&key);
                     let mut act = decide::action(
                         dedupe,
-                        seen_in_run.contains(&key),
-                        known_keys.contains(&key),
+                        seen_in_run.contains(&fp),
+                        known_keys.contains(&fp),
                         !unknown.candidates(body).is_empty(),
                     );
                     if act == Action::CheckTarget {
@@ -689,13 +779,13 @@ impl FolderCopy<'_, '_> {
                                 uid: *uid,
                                 key: k.clone(),
                             });
-                            known_keys.insert(k.clone());
+                            known_keys.insert(dedupe::fingerprint(k));
                         }
                         unknown.forget(&cands);
                         act = decide::action(
                             dedupe,
-                            seen_in_run.contains(&key),
-                            known_keys.contains(&key),
+                            seen_in_run.contains(&fp),
+                            known_keys.contains(&fp),
                             false,
                         );
                     }
@@ -725,7 +815,7 @@ impl FolderCopy<'_, '_> {
                                     None
                                 }
                             });
-                            seen_in_run.insert(key.clone());
+                            seen_in_run.insert(fp);
                             to_append.push((meta, key, flags, date));
                         }
                     }
@@ -805,7 +895,7 @@ impl FolderCopy<'_, '_> {
                         }
                         Err(e @ (ImapError::No { .. } | ImapError::Bad { .. })) => {
                             let reason = e.server_words();
-                            seen_in_run.remove(key);
+                            seen_in_run.remove(&dedupe::fingerprint(key));
                             for m in std::iter::once(*meta).chain(waiters) {
                                 self.fail(
                                     &mut records,
@@ -827,9 +917,11 @@ impl FolderCopy<'_, '_> {
                     }
                 }
                 self.index.record(&records)?;
-                for r in &records {
-                    if let Record::Done { id, .. } = r {
-                        self.confirmed.push(id.clone());
+                if opts.delete_after {
+                    for r in &records {
+                        if let Record::Done { id, .. } = r {
+                            self.confirmed.push(id.clone());
+                        }
                     }
                 }
                 progress.advance(batch.len() as u64, batch_bytes);

@@ -7,6 +7,9 @@
 //!   its rows were written and before the commit.
 //! - `MAILFERRY_PAUSE_AFTER_APPENDS=N`: sleep 3 s after the N-th APPEND, so a test can
 //!   restart the server in the middle of a run.
+//! - `MAILFERRY_LISTING_PAGE=N`, `MAILFERRY_KEEP_LISTED=N`: list folders N messages at
+//!   a time / keep at most N planned messages for the copy, so small test folders
+//!   take the paths of huge ones (listed again page by page).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -49,4 +52,14 @@ pub fn in_commit() {
             std::process::abort();
         }
     }
+}
+
+/// The listing page size and how many planned messages to keep, unless a test says.
+pub fn listing_sizes(page: usize, keep: usize) -> (usize, usize) {
+    static PAGE: OnceLock<Option<u64>> = OnceLock::new();
+    static KEEP: OnceLock<Option<u64>> = OnceLock::new();
+    (
+        env_number("MAILFERRY_LISTING_PAGE", &PAGE).map_or(page, |n| (n as usize).max(1)),
+        env_number("MAILFERRY_KEEP_LISTED", &KEEP).map_or(keep, |n| n as usize),
+    )
 }

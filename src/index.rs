@@ -251,6 +251,35 @@ impl Index {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The messages of `metas` the index does not record as handled, in their order:
+    /// one indexed lookup each, so nothing of the folder is held in memory.
+    pub fn not_done(
+        &self,
+        job: i64,
+        folder: &str,
+        uidvalidity: u32,
+        metas: Vec<crate::decide::Meta>,
+    ) -> anyhow::Result<Vec<crate::decide::Meta>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT 1 FROM source_done WHERE job_id = ?1 AND folder = ?2 AND uidvalidity = ?3 AND id = ?4",
+        )?;
+        let mut out = Vec::with_capacity(metas.len());
+        for m in metas {
+            if !st.exists(params![job, folder, uidvalidity, m.id])? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether any message of this folder and UIDVALIDITY is recorded as handled.
+    pub fn any_done(&self, job: i64, folder: &str, uidvalidity: u32) -> anyhow::Result<bool> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT 1 FROM source_done WHERE job_id = ?1 AND folder = ?2 AND uidvalidity = ?3 LIMIT 1",
+        )?;
+        Ok(st.exists(params![job, folder, uidvalidity])?)
+    }
+
     /// Whether this folder was copied before under another UIDVALIDITY.
     pub fn other_uidvalidity(
         &self,
@@ -268,18 +297,22 @@ impl Index {
             .optional()?)
     }
 
-    /// Dedupe keys of the target folder's messages known to the index, by UID.
+    /// Dedupe keys of the target folder's messages known to the index, by UID, as
+    /// fingerprints ([`crate::dedupe::fingerprint`]: 16 bytes a message in memory).
     pub fn target_keys(
         &self,
         target: &str,
         folder: &str,
         uidvalidity: u32,
-    ) -> anyhow::Result<HashMap<u32, String>> {
+    ) -> anyhow::Result<HashMap<u32, u128>> {
         let mut st = self.conn.prepare_cached(
             "SELECT uid, key FROM target_messages WHERE target = ?1 AND folder = ?2 AND uidvalidity = ?3",
         )?;
         let rows = st.query_map(params![target, folder, uidvalidity], |r| {
-            Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?))
+            Ok((
+                r.get::<_, u32>(0)?,
+                crate::dedupe::fingerprint(&r.get::<_, String>(1)?),
+            ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -457,6 +490,26 @@ mod tests {
             HashSet::from(["9".to_string()])
         );
         assert!(ix.done_ids(job, "INBOX", 6).unwrap().is_empty());
+        let meta = |id: &str| crate::decide::Meta {
+            id: id.to_string(),
+            order: id.parse().unwrap(),
+            size: 1,
+            flags: Vec::new(),
+            internal_date: None,
+        };
+        let left = ix
+            .not_done(job, "INBOX", 5, vec![meta("8"), meta("9"), meta("10")])
+            .unwrap();
+        assert_eq!(
+            left.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+            ["8", "10"]
+        );
+        assert_eq!(
+            ix.not_done(job, "INBOX", 6, vec![meta("9")]).unwrap().len(),
+            1
+        );
+        assert!(ix.any_done(job, "INBOX", 5).unwrap());
+        assert!(!ix.any_done(job, "INBOX", 6).unwrap());
         assert_eq!(ix.other_uidvalidity(job, "INBOX", 6).unwrap(), Some(5));
         assert!(ix.failures(job).unwrap().is_empty());
     }

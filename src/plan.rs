@@ -111,10 +111,10 @@ pub fn open_endpoint(
             let password = password.ok_or_else(|| input(format!("no password for {server}")))?;
             let name = server.to_string();
             Ok(match server.proto {
-                Proto::Imap => Box::new(ImapSource {
-                    session: crate::imap::session::open(server, password, net, "source")?,
+                Proto::Imap => Box::new(ImapSource::new(
+                    crate::imap::session::open(server, password, net, "source")?,
                     name,
-                }),
+                )),
                 Proto::Pop3 => Box::new(Pop3Source::new(
                     crate::pop3::open(server, password, net, "source")?,
                     name,

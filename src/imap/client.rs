@@ -537,6 +537,41 @@ impl<S: Read + Write> Client<S> {
         Ok(())
     }
 
+    /// Every UID of the selected folder, ascending: `UID SEARCH RETURN (ALL) ALL`
+    /// (RFC 4731, a compact set) where ESEARCH is offered, else `UID SEARCH ALL`.
+    pub fn uid_search_all(&mut self) -> Result<Vec<u32>, ImapError> {
+        let esearch = self.has_cap("ESEARCH");
+        let cmd: &[u8] = if esearch {
+            b"UID SEARCH RETURN (ALL) ALL"
+        } else {
+            b"UID SEARCH ALL"
+        };
+        let mut out = Vec::new();
+        self.run("UID SEARCH", &[Part::Text(cmd)], |r| {
+            match r {
+                Response::Data { name, rest } if name == "SEARCH" => {
+                    out.extend(rest.iter().filter_map(|v| v.as_u64()).map(|v| v as u32));
+                }
+                Response::Data { name, rest } if name == "ESEARCH" => {
+                    // (TAG "x") UID ALL set: the set follows the ALL atom.
+                    let mut it = rest.iter();
+                    while let Some(v) = it.next() {
+                        if v.is_atom("ALL") {
+                            if let Some(set) = it.next().and_then(|v| v.as_str()) {
+                                out.extend(expand_uid_set(set));
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
     fn write_append(&mut self, tag: &str, a: &Append<'_>) -> Result<(), ImapError> {
         let mut head = b"APPEND ".to_vec();
         let quoted = quotable(a.mailbox);
@@ -849,6 +884,29 @@ mod tests {
             String::from_utf8(c.get_mut().written.clone()).unwrap(),
             "M0001 LOGIN \"a@b.ch\" \"p\\\"w\"\r\n"
         );
+    }
+
+    #[test]
+    fn uid_search_all_reads_esearch_sets_and_plain_lists() {
+        // Dovecot's answer with ESEARCH (RFC 4731): one compact set.
+        let mut c = replay(concat!(
+            "* ESEARCH (TAG \"M0001\") UID ALL 1:3,7,10:11\r\n",
+            "M0001 OK Search completed.\r\n",
+        ));
+        c.caps = vec!["IMAP4rev1".into(), "ESEARCH".into()];
+        assert_eq!(c.uid_search_all().unwrap(), [1, 2, 3, 7, 10, 11]);
+        assert_eq!(
+            c.get_mut().written,
+            b"M0001 UID SEARCH RETURN (ALL) ALL\r\n"
+        );
+        // Without ESEARCH: every UID listed, in any order.
+        let mut c = replay("* SEARCH 9 4 5\r\nM0001 OK done\r\n");
+        assert_eq!(c.uid_search_all().unwrap(), [4, 5, 9]);
+        assert_eq!(c.get_mut().written, b"M0001 UID SEARCH ALL\r\n");
+        // An empty folder: ESEARCH without ALL.
+        let mut c = replay("* ESEARCH (TAG \"M0001\") UID\r\nM0001 OK done\r\n");
+        c.caps = vec!["ESEARCH".into()];
+        assert!(c.uid_search_all().unwrap().is_empty());
     }
 
     #[test]

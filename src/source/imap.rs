@@ -3,12 +3,24 @@
 
 use super::{Opened, Source, Tree};
 use crate::decide::Meta;
-use crate::engine::{fetch_bodies, layout_of, listing};
+use crate::engine::{fetch_bodies, layout_of, listing, listing_of};
 use crate::imap::session::Session;
 
 pub struct ImapSource {
     pub session: Session,
     pub name: String,
+    /// The open folder's UIDs, for [`Source::listing_page`] (4 bytes a message).
+    uids: Vec<u32>,
+}
+
+impl ImapSource {
+    pub fn new(session: Session, name: String) -> ImapSource {
+        ImapSource {
+            session,
+            name,
+            uids: Vec::new(),
+        }
+    }
 }
 
 impl Source for ImapSource {
@@ -27,6 +39,7 @@ impl Source for ImapSource {
     }
 
     fn open(&mut self, raw: &[u8]) -> anyhow::Result<Opened> {
+        self.uids = Vec::new();
         let sel = self.session.select(raw, true)?;
         Ok(Opened {
             uidvalidity: sel.uidvalidity,
@@ -36,6 +49,17 @@ impl Source for ImapSource {
 
     fn listing(&mut self) -> anyhow::Result<Vec<Meta>> {
         Ok(listing(&mut self.session)?)
+    }
+
+    fn listing_page(&mut self, page: usize, max: usize) -> anyhow::Result<Option<Vec<Meta>>> {
+        if page == 0 {
+            self.uids = self.session.uid_search_all()?;
+        }
+        let Some(uids) = self.uids.chunks(max.max(1)).nth(page) else {
+            return Ok(None);
+        };
+        let set = crate::decide::uid_set(uids);
+        Ok(Some(listing_of(&mut self.session, &set)?))
     }
 
     fn fetch(&mut self, metas: &[Meta], each: &mut dyn FnMut(&str, Vec<u8>)) -> anyhow::Result<()> {

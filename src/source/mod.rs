@@ -35,6 +35,17 @@ pub trait Source: Send {
     fn open(&mut self, raw: &[u8]) -> anyhow::Result<Opened>;
     /// Id, size, flags and INTERNALDATE of every message of the open folder.
     fn listing(&mut self) -> anyhow::Result<Vec<Meta>>;
+    /// The listing one page at a time: page 0, 1, … of at most `max` messages each,
+    /// in the source's order, then `None`; a huge folder is never listed whole.
+    /// Page 0 starts over. Sources that cannot page give everything as page 0.
+    fn listing_page(&mut self, page: usize, max: usize) -> anyhow::Result<Option<Vec<Meta>>> {
+        let _ = max;
+        Ok(if page == 0 {
+            Some(self.listing()?)
+        } else {
+            None
+        })
+    }
     /// Bodies of the given messages of the open folder, each handed to `each` with
     /// its id. A message that vanished meanwhile is simply not handed over.
     fn fetch(&mut self, metas: &[Meta], each: &mut dyn FnMut(&str, Vec<u8>)) -> anyhow::Result<()>;
