@@ -8,7 +8,8 @@
 //! - a message whose record was lost (crash between APPEND and commit) is found
 //!   again on the target by its dedupe key before anything is appended: the target
 //!   messages the index does not know are hashed when they could match;
-//! - at most one fetch batch of message bodies is held in memory.
+//! - at most three batches of message bodies are held in memory (being fetched,
+//!   waiting, being appended), and no listing of a huge folder is held whole.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -683,7 +684,7 @@ impl FolderCopy<'_, '_> {
         // one: a fetcher thread hands batches over a channel of one, so at most three
         // batches of bodies are in memory (being fetched, waiting, being appended).
         // `Ok(None)` marks the end; a closed channel without it is a failure.
-        type Batch = (Vec<Meta>, HashMap<String, Vec<u8>>);
+        type Batch = (Vec<Meta>, HashMap<String, (String, Vec<u8>)>);
         std::thread::scope(|scope| -> Result<(), Stop> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<anyhow::Result<Option<Batch>>>(1);
             scope.spawn(move || {
@@ -691,9 +692,11 @@ impl FolderCopy<'_, '_> {
                 let send = |src: &mut dyn Source, metas: &[Meta]| -> bool {
                     let sizes: Vec<u64> = metas.iter().map(|m| m.size).collect();
                     for range in decide::batches(&sizes, opts.batch_bytes, opts.batch_count) {
+                        // Keys are computed here, off the thread that waits on the target.
                         let mut bodies = HashMap::new();
                         let res = src.fetch(&metas[range.clone()], &mut |id, body| {
-                            bodies.insert(id.to_string(), body);
+                            let key = dedupe::key(&body, opts.dedupe);
+                            bodies.insert(id.to_string(), (key, body));
                         });
                         let failed = res.is_err();
                         let msg = res.map(|()| Some((metas[range].to_vec(), bodies)));
@@ -747,7 +750,7 @@ impl FolderCopy<'_, '_> {
                 let mut waiting: HashMap<String, Vec<&Meta>> = HashMap::new();
                 let mut batch_bytes = 0u64;
                 for meta in &batch {
-                    let Some(body) = bodies.get(&meta.id) else {
+                    let Some((key, body)) = bodies.get(&meta.id) else {
                         // Not a silent skip: the run is partial and the next run tries again.
                         self.fail(
                             &mut records,
@@ -757,7 +760,7 @@ impl FolderCopy<'_, '_> {
                         continue;
                     };
                     batch_bytes += meta.size;
-                    let key = dedupe::key(body, opts.dedupe);
+                    let key = key.clone();
                     let fp = dedupe::fingerprint(&key);
                     let mut act = decide::action(
                         dedupe,
@@ -827,7 +830,7 @@ impl FolderCopy<'_, '_> {
                         mailbox: &self.target_raw,
                         flags,
                         internal_date: date.as_deref(),
-                        body: &bodies[&meta.id],
+                        body: &bodies[&meta.id].1,
                     })
                     .collect();
                 // One MULTIAPPEND per batch where offered: the server stores the batch in
@@ -867,7 +870,7 @@ impl FolderCopy<'_, '_> {
                                 mailbox: &self.target_raw,
                                 flags: &system,
                                 internal_date: date.as_deref(),
-                                body: &bodies[&meta.id],
+                                body: &bodies[&meta.id].1,
                             })
                         }
                         other => other,
