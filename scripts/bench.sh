@@ -6,6 +6,9 @@
 #   scripts/bench.sh --tiny     ~40 messages per corpus: checks that the benchmark runs (CI)
 #   scripts/bench.sh --scale N  make the "small" corpus N messages (e.g. 1000, 10000, 50000,
 #                               to see that mailferry's memory stays flat)
+#   scripts/bench.sh --repeat N copy each corpus N times with each tool, alternating which
+#                               goes first (default 3, --tiny 1); the table shows the median
+#                               wall time, the range, and the highest peak memory
 #
 # Everything is local and deterministic: one throwaway Dovecot (scripts/testbed.sh) on
 # loopback ports 31143/31993/31110/31995 (BENCH_IMAP_PORT, BENCH_IMAPS_PORT, BENCH_POP3_PORT,
@@ -27,18 +30,22 @@ cd "$(dirname "$0")/.."
 root=$PWD
 cmdline="scripts/bench.sh${*:+ $*}"
 
-tiny=0; scale=
+tiny=0; scale=; repeat=
 while [ $# -gt 0 ]; do
   case "$1" in
     --tiny) tiny=1 ;;
     --scale) scale=${2:?--scale needs a number}; shift ;;
     --scale=*) scale=${1#--scale=} ;;
+    --repeat) repeat=${2:?--repeat needs a number}; shift ;;
+    --repeat=*) repeat=${1#--repeat=} ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "bench: unknown argument '$1' (--tiny, --scale N)" >&2; exit 2 ;;
+    *) echo "bench: unknown argument '$1' (--tiny, --scale N, --repeat N)" >&2; exit 2 ;;
   esac
   shift
 done
 case "$scale" in ''|*[!0-9]*) [ -z "$scale" ] || { echo "bench: --scale needs a number" >&2; exit 2; } ;; esac
+case "$repeat" in ''|*[!0-9]*|0) [ -z "$repeat" ] || { echo "bench: --repeat needs a number from 1" >&2; exit 2; } ;; esac
+[ -n "$repeat" ] || { if [ "$tiny" = 1 ]; then repeat=1; else repeat=3; fi; }
 
 t_start=$(date +%s.%N)
 say() { echo "== $*" >&2; }
@@ -77,7 +84,8 @@ count_of() { if [ "$1" = mixed ]; then echo "$n_mixed"; else echo "$n_small"; fi
 pw=bench-password
 users=()
 for c in $corpora; do
-  for role in src mf mb pop; do users+=("$role-$c:$pw"); done
+  for role in src pop; do users+=("$role-$c:$pw"); done
+  for i in $(seq "$repeat"); do users+=("mf-$c-$i:$pw" "mb-$c-$i:$pw"); done
 done
 say "starting Dovecot in $dc (IMAPS $imaps_port, POP3S $pop3s_port)"
 MAX_CONN=100 IMAP_PORT=$imap_port IMAPS_PORT=$imaps_port POP3_PORT=$pop3_port POP3S_PORT=$pop3s_port \
@@ -123,15 +131,19 @@ for c in $corpora; do
   src=src-$c
   common=(--from-password-file "$pwfile" --to-password-file "$pwfile" --ca-file "$ca" --json)
 
-  # mailferry, IMAP -> IMAP
-  run "$c/mailferry" "$mf" migrate --from "imaps://$src@localhost:$imaps_port" \
-    --to "imaps://mf-$c@localhost:$imaps_port" --state "$work/state-$c.sqlite" "${common[@]}"
-  check "$c/mailferry" verify "${imap[@]}" --user "mf-$c" --mode exact --source "$work/$src.json"
-
-  # mbsync, IMAP -> IMAP
-  mkdir -p "$work/mbsync-state-$c"
-  rc=$work/mbsyncrc-$c
-  cat > "$rc" <<RC
+  for i in $(seq "$repeat"); do
+    # Rounds alternate which tool goes first, so neither always meets a fresher server.
+    if [ $((i % 2)) = 1 ]; then order="mailferry mbsync"; else order="mbsync mailferry"; fi
+    for tool in $order; do
+      if [ "$tool" = mailferry ]; then
+        run "$c/mailferry@$i" "$mf" migrate --from "imaps://$src@localhost:$imaps_port" \
+          --to "imaps://mf-$c-$i@localhost:$imaps_port" --state "$work/state-$c-$i.sqlite" "${common[@]}"
+        check "$c/mailferry@$i" verify "${imap[@]}" --user "mf-$c-$i" --mode exact --source "$work/$src.json"
+        continue
+      fi
+      mkdir -p "$work/mbsync-state-$c-$i"
+      rc=$work/mbsyncrc-$c-$i
+      cat > "$rc" <<RC
 IMAPAccount far
 Host localhost
 Port $imaps_port
@@ -143,7 +155,7 @@ CertificateFile $ca
 IMAPAccount near
 Host localhost
 Port $imaps_port
-User mb-$c
+User mb-$c-$i
 PassCmd "cat $pwfile"
 SSLType IMAPS
 CertificateFile $ca
@@ -162,15 +174,17 @@ Create Near
 Sync Pull
 Expunge None
 CopyArrivalDate yes
-SyncState $work/mbsync-state-$c/
+SyncState $work/mbsync-state-$c-$i/
 RC
-  run "$c/mbsync" mbsync -q -c "$rc" -a
-  check "$c/mbsync" verify "${imap[@]}" --user "mb-$c" --mode mbsync --source "$work/$src.json"
+      run "$c/mbsync@$i" mbsync -q -c "$rc" -a
+      check "$c/mbsync@$i" verify "${imap[@]}" --user "mb-$c-$i" --mode mbsync --source "$work/$src.json"
+    done
+  done
 
   # mailferry again, same --state: nothing new to copy
   run "$c/noop" "$mf" migrate --from "imaps://$src@localhost:$imaps_port" \
-    --to "imaps://mf-$c@localhost:$imaps_port" --state "$work/state-$c.sqlite" "${common[@]}"
-  check "$c/noop" check-noop "${imap[@]}" --user "mf-$c" --summary "$work/$c-noop.log" \
+    --to "imaps://mf-$c-1@localhost:$imaps_port" --state "$work/state-$c-1.sqlite" "${common[@]}"
+  check "$c/noop" check-noop "${imap[@]}" --user "mf-$c-1" --summary "$work/$c-noop.log" \
     --source "$work/$src.json"
 
   # mailferry, POP3 -> IMAP (the INBOX)

@@ -469,6 +469,12 @@ def cmd_verify_mbox(argv):
 
 # ---------------------------------------------------------------- the table
 
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
 def cmd_table(argv):
     ap = argparse.ArgumentParser(prog="bench_measure.py table")
     ap.add_argument("--results", required=True)
@@ -481,17 +487,19 @@ def cmd_table(argv):
             if kind == "corpus":
                 corpora[r["corpus"]] = r
             elif "wall_s" in r:
-                runs[r["label"]] = r
+                # "mixed/mailferry@2" is round 2 of "mixed/mailferry".
+                runs.setdefault(r["label"].split("@")[0], []).append(r)
             elif "ok" in r:
                 checks[r["label"]] = r
-    rows = []
-    hdr = ("corpus", "run", "messages", "MB", "wall s", "msg/s", "MB/s", "peak RSS MB",
-           "mf/mbsync", "result")
+    rows, rounds = [], []
+    hdr = ("corpus", "run", "messages", "MB", "wall s", "range s", "msg/s", "MB/s",
+           "peak RSS MB", "mf/mbsync", "result")
     any_bad = False
     for corpus, c in corpora.items():
         n_all, mb_all = c["messages"], c["bytes"] / 1e6
         n_inbox, mb_inbox = c["inbox_messages"], c["inbox_bytes"] / 1e6
-        mb_wall = runs.get("%s/mbsync" % corpus, {}).get("wall_s")
+        mb_runs = runs.get("%s/mbsync" % corpus, [])
+        mb_wall = median([r["wall_s"] for r in mb_runs]) if mb_runs else None
         for tool, what, n, mb in (("mailferry", "IMAP->IMAP", n_all, mb_all),
                                   ("mbsync", "IMAP->IMAP", n_all, mb_all),
                                   ("mailferry", "POP3->IMAP (INBOX)", n_inbox, mb_inbox),
@@ -499,36 +507,52 @@ def cmd_table(argv):
                                   ("mailferry", "IMAP->IMAP no-op re-run", n_all, mb_all)):
             key = {"IMAP->IMAP": tool, "POP3->IMAP (INBOX)": "pop3",
                    "IMAP->mbox": "mbox", "IMAP->IMAP no-op re-run": "noop"}[what]
-            label = "%s/%s" % (corpus, key)
-            r = runs.get(label)
-            if not r:
+            base = "%s/%s" % (corpus, key)
+            rs = runs.get(base)
+            if not rs:
                 continue
-            chk = checks.get(label)
-            ok = r["exit"] == 0 and chk is not None and chk["ok"]
+            ok = True
+            for r in rs:
+                chk = checks.get(r["label"])
+                ok &= r["exit"] == 0 and chk is not None and chk["ok"]
             any_bad |= not ok
-            status = "ok" if ok else ("exit %d" % r["exit"] if r["exit"] else "WRONG")
+            bad_exit = next((r["exit"] for r in rs if r["exit"]), 0)
+            status = "ok" if ok else ("exit %d" % bad_exit if bad_exit else "WRONG")
             if ok and key == "mbsync":
                 status = "ok (+X-TUID)"
-            w = r["wall_s"]
+            walls = [r["wall_s"] for r in rs]
+            w = median(walls)
+            spread = "%.2f-%.2f" % (min(walls), max(walls)) if len(walls) > 1 else ""
             ratio = ""
             if key == "mailferry" and mb_wall:
                 ratio = "%.2fx" % (w / mb_wall)
-            rows.append((corpus, "%s %s" % (tool, what), str(n), "%.1f" % mb, "%.2f" % w,
+                # Per round, mailferry against the mbsync run of the same round.
+                by_round = {r["label"].split("@")[1]: r["wall_s"] for r in mb_runs if "@" in r["label"]}
+                per = ["%.2f" % (r["wall_s"] / by_round[r["label"].split("@")[1]])
+                       for r in rs if "@" in r["label"] and r["label"].split("@")[1] in by_round]
+                if len(per) > 1:
+                    rounds.append("%s: mf/mbsync per round %s" % (corpus, ", ".join(per)))
+            rows.append((corpus, "%s %s" % (tool, what), str(n), "%.1f" % mb, "%.2f" % w, spread,
                          "%.0f" % (n / w) if w else "-", "%.1f" % (mb / w) if w else "-",
-                         "%.1f" % r["peak_rss_mb"], ratio, status))
+                         "%.1f" % max(r["peak_rss_mb"] for r in rs), ratio, status))
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(hdr)]
-    fmt = "  ".join("%%-%ds" % w if i < 2 or i == 9 else "%%%ds" % w for i, w in enumerate(widths))
+    fmt = "  ".join("%%-%ds" % w if i < 2 or i == 10 else "%%%ds" % w for i, w in enumerate(widths))
     print(fmt % hdr)
     print("  ".join("-" * w for w in widths))
     for r in rows:
         print(fmt % r)
     print()
+    for line in rounds:
+        print(line)
     print("messages/MB: the source's (IMAP sizes, CRLF), the same for every tool; msg/s and MB/s are")
-    print("those over wall time. mf/mbsync: mailferry wall time / mbsync wall time (<1: mailferry faster).")
+    print("those over wall time. wall s: the median over the rounds (--repeat), range s: fastest and")
+    print("slowest round; rounds alternate which tool goes first. mf/mbsync: mailferry's median wall")
+    print("time / mbsync's (<1: mailferry faster).")
     print("mailferry collapses identical copies within a folder (checked: per folder the distinct source")
     print("messages, byte for byte, flags, INTERNALDATE); mbsync copies every message and adds an X-TUID:")
     print("header (checked: same count, bodies equal once X-TUID is removed, flags, INTERNALDATE).")
-    print("peak RSS: VmHWM of the tool process (sampled from /proc every 10 ms until it exits).")
+    print("peak RSS: VmHWM of the tool process (sampled from /proc every 10 ms until it exits), the")
+    print("highest of the rounds.")
     print("no-op re-run: msg/s and MB/s are of the messages it had to consider, none copied.")
     for label, chk in checks.items():
         if not chk["ok"]:
