@@ -89,17 +89,20 @@ pub const KEEP_LISTED: usize = 5_000;
 
 /// The messages of the open folder the index does not record as handled (for a
 /// `checkpoint` of job, folder and UIDVALIDITY, when the source's ids are stable),
-/// one page at a time, in order; `each` returns false to stop.
+/// one page at a time, in order; `each` returns false to stop. Returns how many
+/// messages were listed.
 fn pending_pages(
     src: &mut dyn Source,
     index: &Index,
     checkpoint: Option<(i64, &str, u32)>,
     mut each: impl FnMut(&mut dyn Source, Vec<Meta>) -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
     let mut page = 0;
+    let mut listed = 0u64;
     let (size, _) = crate::faults::listing_sizes(LISTING_PAGE, KEEP_LISTED);
     while let Some(list) = src.listing_page(page, size)? {
         page += 1;
+        listed += list.len() as u64;
         // Asked after listing: a POP3 server shows only then whether it has UIDL.
         let mut pending = match checkpoint.filter(|_| src.stable_ids()) {
             Some((job, folder, uidvalidity)) => index.not_done(job, folder, uidvalidity, list)?,
@@ -110,7 +113,7 @@ fn pending_pages(
             break;
         }
     }
-    Ok(())
+    Ok(listed)
 }
 
 /// Decode a wire name; a name that is not valid modified UTF-7 is shown lossily
@@ -365,7 +368,7 @@ pub fn migrate_into(
     let (_, keep_listed) = crate::faults::listing_sizes(LISTING_PAGE, KEEP_LISTED);
     for (raw, display, target_name) in mapped {
         let opened = src.open(&raw)?;
-        let (mut count, mut bytes) = (0u64, 0u64);
+        let (mut count, mut bytes, mut listed) = (0u64, 0u64, 0u64);
         let mut kept = Some(Vec::new());
         if opened.count > 0 {
             let checkpoint = Some((job_id, display.as_str(), opened.uidvalidity));
@@ -377,7 +380,7 @@ pub fn migrate_into(
                     ));
                 }
             }
-            pending_pages(src, index, checkpoint, |_, page| {
+            listed = pending_pages(src, index, checkpoint, |_, page| {
                 count += page.len() as u64;
                 bytes += page.iter().map(|m| m.size).sum::<u64>();
                 kept = match kept.take() {
@@ -392,8 +395,7 @@ pub fn migrate_into(
         }
         kept_total += kept.as_ref().map_or(0, Vec::len);
         log::info(format!(
-            "{display} → {target_name}: {} messages, {count} not yet copied",
-            opened.count
+            "{display} → {target_name}: {listed} messages, {count} not yet copied"
         ));
         plans.push(FolderPlan {
             raw,

@@ -330,43 +330,87 @@ pub fn from_line_date(from_line: &[u8]) -> Option<DateTime<FixedOffset>> {
 
 // ---------------------------------------------------------------- reader
 
-/// Byte ranges `(separator line, body)` of every message in `data`.
-fn split(data: &[u8]) -> Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> {
-    let mut seps: Vec<std::ops::Range<usize>> = Vec::new();
-    let mut at = 0;
-    // The start of the file counts as following an empty line.
-    let mut after_blank = true;
-    for line in lines(data) {
-        if after_blank && line.starts_with(FROM) && looks_like_separator(strip_eol(line)) {
-            seps.push(at..at + line.len());
-        }
-        after_blank = is_blank(line);
-        at += line.len();
-    }
-    let ends = seps.iter().skip(1).map(|s| s.start).chain([data.len()]);
-    seps.iter()
-        .zip(ends)
-        .map(|(sep, end)| {
-            let body = drop_trailing_blank(&data[sep.end..end]);
-            (sep.clone(), sep.end..sep.end + body.len())
-        })
-        .collect()
-}
-
 /// Read every message of an mbox file (see the module docs for the rules).
 pub fn parse(data: &[u8], dialect: Dialect) -> Vec<Entry> {
-    let (data, base) = match data.strip_prefix(BOM) {
-        Some(rest) => (rest, BOM.len()),
-        None => (data, 0),
-    };
-    split(data)
-        .into_iter()
-        .map(|(sep, body)| Entry {
-            from_line: strip_eol(&data[sep.clone()]).to_vec(),
-            message: unquote(&data[body], dialect),
-            offset: (base + sep.start) as u64,
-        })
-        .collect()
+    let mut r = Reader::new(data, dialect, 0);
+    let mut out = Vec::new();
+    while let Ok(Some(e)) = r.next_entry() {
+        out.push(e);
+    }
+    out
+}
+
+/// Reads an mbox stream one message at a time, by the rules of [`parse`], holding
+/// only the message being read: a file of any size in memory bounded by its largest
+/// message.
+pub struct Reader<R> {
+    r: R,
+    dialect: Dialect,
+    /// Offset in the file of the next byte to read.
+    at: u64,
+    started: bool,
+    after_blank: bool,
+    /// The separator line (without line ending) and offset of the message being read.
+    current: Option<(Vec<u8>, u64)>,
+    line: Vec<u8>,
+}
+
+impl<R: std::io::BufRead> Reader<R> {
+    /// Read from `r`, which is positioned at byte `start` of the file. Reading may
+    /// start at a separator line (the offset of an [`Entry`]) or at the file's start.
+    pub fn new(r: R, dialect: Dialect, start: u64) -> Self {
+        Reader {
+            r,
+            dialect,
+            at: start,
+            started: start != 0,
+            // The start of the file, or of a message, counts as following an empty line.
+            after_blank: true,
+            current: None,
+            line: Vec::new(),
+        }
+    }
+
+    /// The next message, or `None` at the end of the stream.
+    pub fn next_entry(&mut self) -> io::Result<Option<Entry>> {
+        if !self.started {
+            self.started = true;
+            if self.r.fill_buf()?.starts_with(BOM) {
+                self.r.consume(BOM.len());
+                self.at += BOM.len() as u64;
+            }
+        }
+        let mut body = Vec::new();
+        loop {
+            self.line.clear();
+            let n = self.r.read_until(b'\n', &mut self.line)?;
+            if n == 0 {
+                return Ok(self.current.take().map(|c| self.finish(c, &body)));
+            }
+            let line = &self.line;
+            let is_sep =
+                self.after_blank && line.starts_with(FROM) && looks_like_separator(strip_eol(line));
+            self.after_blank = is_blank(line);
+            let offset = self.at;
+            self.at += n as u64;
+            if is_sep {
+                let sep = (strip_eol(line).to_vec(), offset);
+                if let Some(done) = self.current.replace(sep) {
+                    return Ok(Some(self.finish(done, &body)));
+                }
+            } else if self.current.is_some() {
+                body.extend_from_slice(line);
+            }
+        }
+    }
+
+    fn finish(&self, (from_line, offset): (Vec<u8>, u64), body: &[u8]) -> Entry {
+        Entry {
+            from_line,
+            message: unquote(drop_trailing_blank(body), self.dialect),
+            offset,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -183,3 +183,72 @@ fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Restoring a 150 MB mbox file (1,500 messages of 100 kB, as another tool wrote it):
+/// the file is read as a stream, one message at a time, so memory stays far below
+/// the file's size; every message arrives byte for byte.
+#[test]
+fn a_150_mb_mbox_file_is_restored_in_bounded_memory() {
+    let d = Dovecot::start(&[DST]);
+    let n = 1_500;
+    let mut file = Vec::new();
+    let mut want = Vec::new();
+    let mut x: u32 = 7;
+    for i in 0..n {
+        let mut msg = format!(
+            "From: m{i}@example.test\nSubject: part {i}\nMessage-ID: <p{i}@example.test>\n\n"
+        )
+        .into_bytes();
+        while msg.len() < 100_000 {
+            for _ in 0..70 {
+                x = x.wrapping_mul(1103515245).wrapping_add(12345);
+                msg.push(b'a' + (x >> 16) as u8 % 26);
+            }
+            msg.push(b'\n');
+        }
+        file.extend_from_slice(b"From m@example.test Thu Jan  1 00:00:00 2015\n");
+        file.extend_from_slice(&msg);
+        file.push(b'\n');
+        want.push(msg);
+    }
+    let path = d.dir.path().join("big.mbox");
+    std::fs::write(&path, &file).unwrap();
+    drop(file);
+    let state = d.dir.path().join("state.sqlite");
+    let (pw, ca) = (
+        d.pwfile().display().to_string(),
+        d.ca().display().to_string(),
+    );
+    let (out, peak_mb) = run_measured(&[
+        "restore",
+        "--from",
+        &path.display().to_string(),
+        "--to",
+        &d.imaps_url(DST),
+        "--to-password-file",
+        &pw,
+        "--ca-file",
+        &ca,
+        "--to-folder",
+        "INBOX",
+        "--state",
+        &state.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    eprintln!("peak RSS restoring a 150 MB mbox file: {peak_mb} MB");
+    // Holding the file would alone take 150 MB.
+    assert!(peak_mb < 60, "peak RSS {peak_mb} MB for a 150 MB mbox file");
+    // A server that stores bare-LF messages serves them with CRLF.
+    let mut got: Vec<Vec<u8>> = d.snapshot(DST).0["INBOX"]
+        .iter()
+        .map(|m| {
+            String::from_utf8(m.body.clone())
+                .unwrap()
+                .replace("\r\n", "\n")
+                .into_bytes()
+        })
+        .collect();
+    got.sort();
+    want.sort();
+    assert!(got == want, "the restored messages differ from the file's");
+}

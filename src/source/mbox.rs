@@ -8,9 +8,13 @@
 //! `Status:`/`X-Status:` headers and the date from the `From ` line. Message ids are
 //! the byte offset and a hash of the message: a file rewritten by another program
 //! (compacted, exported again) gets new ids where its content changed.
-//! A folder's file is read whole into memory while that folder is copied.
+//! Files are read as streams, one message at a time: listing a folder reads its file
+//! once (for sizes, hashes, flags and dates) and fetching seeks to each message's
+//! offset, so memory is bounded by the largest message, not by the file.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom, Take};
 use std::path::{Path, PathBuf};
 
 use super::{Opened, Source, Tree};
@@ -31,7 +35,19 @@ pub struct MboxSource {
     /// For a mailferry backup: where each file's recorded messages end. Bytes past
     /// that were written by an interrupted backup and are not messages.
     ends: Option<HashMap<String, u64>>,
-    current: Vec<(Meta, Vec<u8>)>,
+    /// The open folder.
+    current: Option<OpenFile>,
+    /// The listing in progress: its reader and the ordinal of its next message.
+    lister: Option<(mbox::Reader<BufReader<Take<File>>>, u64)>,
+}
+
+struct OpenFile {
+    folder: String,
+    /// Relative to `base`, as the manifest names it.
+    file: String,
+    path: PathBuf,
+    /// How many bytes of the file hold messages (a backup's unrecorded tail is not).
+    len: u64,
 }
 
 fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) -> std::io::Result<()> {
@@ -128,8 +144,68 @@ impl MboxSource {
             folders,
             manifest,
             ends: in_backup.then_some(ends),
-            current: Vec::new(),
+            current: None,
+            lister: None,
         })
+    }
+
+    fn file(&self) -> anyhow::Result<&OpenFile> {
+        self.current
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no mbox folder is open"))
+    }
+
+    /// A reader of the open file from byte `offset` (a message's start, or 0).
+    fn reader(&self, offset: u64) -> anyhow::Result<mbox::Reader<BufReader<Take<File>>>> {
+        let of = self.file()?;
+        let mut f = File::open(&of.path)
+            .map_err(|e| input(format!("cannot read {}: {e}", of.path.display())))?;
+        f.seek(SeekFrom::Start(offset))?;
+        let rest = of.len.saturating_sub(offset);
+        Ok(mbox::Reader::new(
+            BufReader::with_capacity(256 * 1024, f.take(rest)),
+            self.dialect,
+            offset,
+        ))
+    }
+
+    /// The message's metadata and bytes, or `None` when the manifest files it under
+    /// another folder.
+    fn entry(&self, n: u64, m: mbox::Entry) -> anyhow::Result<Option<(Meta, Vec<u8>)>> {
+        let of = self.file()?;
+        let mut body = m.message;
+        let meta = match self.manifest.get(&(of.file.clone(), m.offset)) {
+            Some(e) if e.folder != of.folder => return Ok(None),
+            Some(e) => {
+                if (body.len() as u64) > e.size {
+                    body.truncate(e.size as usize);
+                }
+                let sha = dedupe::sha256_hex(&body);
+                if sha != e.sha256 {
+                    crate::log::warn(format!(
+                        "{}: the message at byte {} differs from what the manifest recorded; copying it as it is",
+                        of.path.display(),
+                        m.offset
+                    ));
+                }
+                Meta {
+                    id: format!("{}:{}", m.offset, &sha[..16]),
+                    order: n,
+                    size: body.len() as u64,
+                    flags: e.flags.clone(),
+                    internal_date: e.internaldate.clone(),
+                }
+            }
+            None => Meta {
+                id: format!("{}:{}", m.offset, &dedupe::sha256_hex(&body)[..16]),
+                order: n,
+                size: body.len() as u64,
+                flags: flags_from_headers(&body),
+                internal_date: mbox::from_line_date(&m.from_line)
+                    .map(|d| d.format("%d-%b-%Y %H:%M:%S %z").to_string()),
+            },
+        };
+        Ok(Some((meta, body)))
     }
 }
 
@@ -164,79 +240,89 @@ impl Source for MboxSource {
             .map(|(_, file)| file.clone())
             .ok_or_else(|| input(format!("no folder {folder} in {}", self.name)))?;
         let path = self.base.join(&file);
-        let mut data = std::fs::read(&path)
-            .map_err(|e| input(format!("cannot read {}: {e}", path.display())))?;
+        let mut len = std::fs::metadata(&path)
+            .map_err(|e| input(format!("cannot read {}: {e}", path.display())))?
+            .len();
         if let Some(ends) = &self.ends {
-            let end = ends.get(&file).copied().unwrap_or(0) as usize;
-            if data.len() > end {
+            let end = ends.get(&file).copied().unwrap_or(0);
+            if len > end {
                 crate::log::warn(format!(
                     "{}: ignoring {} bytes after the last recorded message (an interrupted backup left them)",
                     path.display(),
-                    data.len() - end
+                    len - end
                 ));
-                data.truncate(end);
+                len = end;
             }
         }
-        self.current.clear();
-        for (n, m) in mbox::parse(&data, self.dialect).into_iter().enumerate() {
-            let mut body = m.message;
-            let meta = match self.manifest.get(&(file.clone(), m.offset)) {
-                Some(e) if e.folder != folder => continue,
-                Some(e) => {
-                    if (body.len() as u64) > e.size {
-                        body.truncate(e.size as usize);
-                    }
-                    if dedupe::sha256_hex(&body) != e.sha256 {
-                        crate::log::warn(format!(
-                            "{}: the message at byte {} differs from what the manifest recorded; copying it as it is",
-                            path.display(),
-                            m.offset
-                        ));
-                    }
-                    Meta {
-                        id: format!("{}:{}", m.offset, &dedupe::sha256_hex(&body)[..16]),
-                        order: n as u64,
-                        size: body.len() as u64,
-                        flags: e.flags.clone(),
-                        internal_date: e.internaldate.clone(),
-                    }
-                }
-                None => Meta {
-                    id: format!("{}:{}", m.offset, &dedupe::sha256_hex(&body)[..16]),
-                    order: n as u64,
-                    size: body.len() as u64,
-                    flags: flags_from_headers(&body),
-                    internal_date: mbox::from_line_date(&m.from_line)
-                        .map(|d| d.format("%d-%b-%Y %H:%M:%S %z").to_string()),
-                },
-            };
-            self.current.push((meta, body));
-        }
+        self.lister = None;
+        self.current = Some(OpenFile {
+            folder,
+            file,
+            path,
+            len,
+        });
+        // How many messages the file holds is known only once it is read: say 1
+        // for a file with bytes in it (the engine lists it), 0 for an empty one.
         Ok(Opened {
             uidvalidity: 0,
-            count: self.current.len() as u64,
+            count: u64::from(len > 0),
         })
     }
 
     fn listing(&mut self) -> anyhow::Result<Vec<Meta>> {
-        Ok(self.current.iter().map(|(m, _)| m.clone()).collect())
+        let mut all = Vec::new();
+        let mut page = 0;
+        while let Some(p) = self.listing_page(page, crate::engine::LISTING_PAGE)? {
+            all.extend(p);
+            page += 1;
+        }
+        Ok(all)
+    }
+
+    fn listing_page(&mut self, page: usize, max: usize) -> anyhow::Result<Option<Vec<Meta>>> {
+        if page == 0 {
+            self.lister = Some((self.reader(0)?, 0));
+        }
+        let Some((mut reader, mut n)) = self.lister.take() else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        let mut read = 0;
+        while read < max.max(1) {
+            let Some(m) = reader.next_entry()? else { break };
+            read += 1;
+            if let Some((meta, _)) = self.entry(n, m)? {
+                out.push(meta);
+            }
+            n += 1;
+        }
+        if read == 0 {
+            return Ok(None);
+        }
+        self.lister = Some((reader, n));
+        Ok(Some(out))
     }
 
     fn fetch(&mut self, metas: &[Meta], each: &mut dyn FnMut(&str, Vec<u8>)) -> anyhow::Result<()> {
-        let by_id: HashMap<&str, &Vec<u8>> = self
-            .current
-            .iter()
-            .map(|(m, b)| (m.id.as_str(), b))
-            .collect();
-        for m in metas {
-            if let Some(b) = by_id.get(m.id.as_str()) {
-                each(&m.id, (*b).clone());
+        for want in metas {
+            let Some(offset) = want.id.split(':').next().and_then(|o| o.parse().ok()) else {
+                continue;
+            };
+            let Some(m) = self.reader(offset)?.next_entry()? else {
+                continue;
+            };
+            // Only the message that was listed: a file changed since is not trusted.
+            if let Some((meta, body)) = self.entry(want.order, m)? {
+                if meta.id == want.id {
+                    each(&want.id, body);
+                }
             }
         }
         Ok(())
     }
 
     fn close(&mut self) {
-        self.current.clear();
+        self.current = None;
+        self.lister = None;
     }
 }
