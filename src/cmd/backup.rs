@@ -13,9 +13,9 @@ pub fn run(a: &BackupArgs) -> anyhow::Result<i32> {
             "backup reads from an IMAP or POP3 account; to copy mbox files, copy the files",
         ));
     }
-    let opts = plan::options(&a.folders, a.dry_run)?;
-    let net = plan::net(&a.net);
-    let state = a.state.clone().unwrap_or_else(index::default_path);
+    let opts = plan::options(&a.job.folders, a.dry_run)?;
+    let net = plan::net(&a.job.net);
+    let state = a.job.state.clone().unwrap_or_else(index::default_path);
     let _lock = index::lock(&state)?;
     let mut index = Index::open(&state)?;
     if !a.json {

@@ -13,25 +13,21 @@ pub fn run(a: &MigrateArgs) -> anyhow::Result<i32> {
         a.pair.from_password_file.as_deref(),
         &a.pair.to,
         a.pair.to_password_file.as_deref(),
-        &a.net,
-        a.state.as_deref(),
-        &a.folders,
+        &a.job,
         &a.copy,
     )
 }
 
 /// The common road of `migrate` and `restore`.
-#[allow(clippy::too_many_arguments)]
 pub fn copy(
     from: &str,
     from_password_file: Option<&std::path::Path>,
     to: &str,
     to_password_file: Option<&std::path::Path>,
-    net_args: &crate::cli::NetArgs,
-    state: Option<&std::path::Path>,
-    folders: &crate::cli::FolderArgs,
+    job: &crate::cli::JobArgs,
     c: &crate::cli::CopyArgs,
 ) -> anyhow::Result<i32> {
+    let (net_args, state, folders) = (&job.net, job.state.as_deref(), &job.folders);
     // Phase 1: everything the user typed is checked before any connection.
     let opts = plan::copy_options(folders, c, from)?;
     crate::endpoint::parse(from)?;

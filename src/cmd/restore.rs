@@ -9,9 +9,7 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<i32> {
         None,
         &a.to,
         a.to_password_file.as_deref(),
-        &a.net,
-        a.state.as_deref(),
-        &a.folders,
+        &a.job,
         &a.copy,
     )
 }
