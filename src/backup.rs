@@ -26,8 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decide::{self, Meta};
 use crate::dedupe::{self, Mode};
-use crate::engine::map_folders;
-use crate::engine::Options;
+use crate::engine::{map_folders, Options, KEEP_LISTED, LISTING_PAGE};
 use crate::error::{input, local};
 use crate::folders::TargetLayout;
 use crate::index::{Index, Outcome, Record};
@@ -138,10 +137,20 @@ impl Layout {
 /// Read a manifest, ignoring a torn last line; with `repair` (only a backup that
 /// is about to write) also cut it off the file. Readers never write.
 pub fn read_manifest(path: &Path, repair: bool) -> anyhow::Result<Vec<Entry>> {
-    let Ok(f) = File::open(path) else {
-        return Ok(Vec::new());
-    };
     let mut out = Vec::new();
+    each_manifest_entry(path, repair, |e| out.push(e))?;
+    Ok(out)
+}
+
+/// As [`read_manifest`], handing each entry to `each` instead of holding them all.
+pub fn each_manifest_entry(
+    path: &Path,
+    repair: bool,
+    mut each: impl FnMut(Entry),
+) -> anyhow::Result<()> {
+    let Ok(f) = File::open(path) else {
+        return Ok(());
+    };
     let mut good_len = 0u64;
     let mut reader = BufReader::new(f);
     let mut line = Vec::new();
@@ -156,7 +165,7 @@ pub fn read_manifest(path: &Path, repair: bool) -> anyhow::Result<Vec<Entry>> {
         let complete = line.ends_with(b"\n");
         match serde_json::from_slice::<Entry>(&line) {
             Ok(e) if complete => {
-                out.push(e);
+                each(e);
                 good_len += read as u64;
             }
             _ if !complete => {
@@ -182,7 +191,49 @@ pub fn read_manifest(path: &Path, repair: bool) -> anyhow::Result<Vec<Entry>> {
             Ok(_) => unreachable!(),
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// A folder of a backup, planned.
+struct Plan {
+    raw: Vec<u8>,
+    display: String,
+    uidvalidity: u32,
+    /// Messages not yet stored, and their bytes.
+    count: u64,
+    bytes: u64,
+    /// Their listing while the run's total stays small; `None`: listed again.
+    kept: Option<Vec<Meta>>,
+}
+
+/// The fingerprint of "this folder's message `id` under `uidvalidity` is stored".
+fn stored(folder: &str, uidvalidity: u32, id: &str) -> u128 {
+    dedupe::fingerprint(&format!("{folder}\0{uidvalidity}\0{id}"))
+}
+
+/// The messages of the open folder the manifest does not hold (when the source's
+/// ids are stable), a page at a time, in order.
+fn pending_pages(
+    src: &mut dyn Source,
+    done: &HashSet<u128>,
+    folder: &str,
+    uidvalidity: u32,
+    mut each: impl FnMut(&mut dyn Source, Vec<Meta>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let (size, _) = crate::faults::listing_sizes(LISTING_PAGE, KEEP_LISTED);
+    let mut page = 0;
+    while let Some(list) = src.listing_page(page, size)? {
+        page += 1;
+        // Asked after listing: a POP3 server shows only then whether it has UIDL.
+        let stable = src.stable_ids();
+        let mut pending: Vec<Meta> = list
+            .into_iter()
+            .filter(|m| !stable || !done.contains(&stored(folder, uidvalidity, &m.id)))
+            .collect();
+        pending.sort_by_key(|m| m.order);
+        each(src, pending)?;
+    }
+    Ok(())
 }
 
 /// Where the last recorded message of each file ends.
@@ -270,7 +321,19 @@ pub fn backup_into(
             .map_err(|e| input(format!("cannot create {}: {e}", layout.base.display())))?;
     }
     let in_backup = layout.manifest.exists();
-    let entries = read_manifest(&layout.manifest, !opts.dry_run)?;
+    // What the manifest says, in compact form (fingerprints, 16 bytes a message): which
+    // messages are stored, the keys stored per folder, where each file's data ends.
+    let mut done: HashSet<u128> = HashSet::new();
+    let mut keys: HashMap<String, HashSet<u128>> = HashMap::new();
+    let mut ends: HashMap<String, u64> = HashMap::new();
+    each_manifest_entry(&layout.manifest, !opts.dry_run, |e| {
+        done.insert(stored(&e.folder, e.uidvalidity, &e.id));
+        let end = ends.entry(e.file.clone()).or_default();
+        *end = (*end).max(e.offset + e.length);
+        keys.entry(e.folder)
+            .or_default()
+            .insert(dedupe::fingerprint(&e.key));
+    })?;
     let job_id = index.job(&summary.source, &summary.target)?;
 
     let tree = src.folders()?;
@@ -282,6 +345,8 @@ pub fn backup_into(
     let mapped = map_folders(&tree.entries, &tree.prefix, tree.delim, &target, opts);
 
     let mut plans = Vec::new();
+    let mut kept_total = 0usize;
+    let (_, keep_listed) = crate::faults::listing_sizes(LISTING_PAGE, KEEP_LISTED);
     let mut names: HashMap<String, String> = HashMap::new();
     for (raw, source_name, _) in mapped {
         // The backup keeps the source's names; only --folder-map renames.
@@ -296,32 +361,41 @@ pub fn backup_into(
             )));
         }
         let opened = src.open(&raw)?;
-        let done: HashSet<String> = entries
-            .iter()
-            .filter(|e| e.folder == display && e.uidvalidity == opened.uidvalidity)
-            .map(|e| e.id.clone())
-            .collect();
-        let pending = if opened.count == 0 {
-            Vec::new()
-        } else {
-            let list = src.listing()?;
-            if src.stable_ids() {
-                decide::pending(&list, &done)
-            } else {
-                decide::pending(&list, &HashSet::new())
-            }
-        };
-        plans.push((raw, display, opened.uidvalidity, pending));
+        let (mut count, mut bytes) = (0u64, 0u64);
+        let mut kept = Some(Vec::new());
+        if opened.count > 0 {
+            pending_pages(src, &done, &display, opened.uidvalidity, |_, page| {
+                count += page.len() as u64;
+                bytes += page.iter().map(|m| m.size).sum::<u64>();
+                kept = match kept.take() {
+                    Some(mut k) if kept_total + k.len() + page.len() <= keep_listed => {
+                        k.extend(page);
+                        Some(k)
+                    }
+                    _ => None,
+                };
+                Ok(())
+            })?;
+        }
+        kept_total += kept.as_ref().map_or(0, Vec::len);
+        plans.push(Plan {
+            raw,
+            display,
+            uidvalidity: opened.uidvalidity,
+            count,
+            bytes,
+            kept,
+        });
     }
     summary.folders = plans.len();
     if opts.dry_run {
         summary.planned = plans
             .iter()
-            .map(|(_, d, _, p)| Planned {
-                folder: d.clone(),
-                target_folder: layout.file_for(d),
-                messages: p.len() as u64,
-                bytes: p.iter().map(|m| m.size).sum(),
+            .map(|p| Planned {
+                folder: p.display.clone(),
+                target_folder: layout.file_for(&p.display),
+                messages: p.count,
+                bytes: p.bytes,
             })
             .collect();
         src.close();
@@ -329,8 +403,8 @@ pub fn backup_into(
         return Ok(());
     }
 
-    let total_msgs: u64 = plans.iter().map(|p| p.3.len() as u64).sum();
-    let total_bytes: u64 = plans.iter().flat_map(|p| &p.3).map(|m| m.size).sum();
+    let total_msgs: u64 = plans.iter().map(|p| p.count).sum();
+    let total_bytes: u64 = plans.iter().map(|p| p.bytes).sum();
     let progress = crate::progress::start(&summary.target, total_msgs, total_bytes);
     let mut manifest = OpenOptions::new()
         .create(true)
@@ -338,9 +412,9 @@ pub fn backup_into(
         .open(&layout.manifest)
         .map_err(|e| input(format!("cannot write {}: {e}", layout.manifest.display())))?;
     private(&layout.manifest);
-    let mut ends = committed_ends(&entries);
 
-    for (raw, display, uidvalidity, pending) in &plans {
+    for plan in &mut plans {
+        let (raw, display, uidvalidity) = (&plan.raw, &plan.display, &plan.uidvalidity);
         let file = layout.file_for(display);
         let path = layout.base.join(&file);
         if let Some(dir) = path.parent() {
@@ -361,7 +435,7 @@ pub fn backup_into(
             ends.get(&file).copied().unwrap_or(0),
             in_backup,
         )?;
-        if pending.is_empty() {
+        if plan.count == 0 {
             continue;
         }
         let mut offset = mbox
@@ -372,116 +446,122 @@ pub fn backup_into(
                 "{display}: the source folder's UIDVALIDITY changed during the run; run again"
             )));
         }
-        let mut seen: HashSet<String> = entries
-            .iter()
-            .filter(|e| e.folder == *display)
-            .map(|e| e.key.clone())
-            .collect();
-        let sizes: Vec<u64> = pending.iter().map(|m| m.size).collect();
-        for range in decide::batches(&sizes, opts.batch_bytes, opts.batch_count) {
-            let batch: &[Meta] = &pending[range];
-            let mut bodies: HashMap<String, Vec<u8>> = HashMap::new();
-            src.fetch(batch, &mut |id, body| {
-                bodies.insert(id.to_string(), body);
-            })?;
-            let mut new_entries = Vec::new();
-            let mut bytes = 0;
-            for meta in batch {
-                let Some(body) = bodies.get(&meta.id) else {
-                    let reason = "the source did not return this message (deleted meanwhile, or the server could not read it)";
-                    log::warn(format!("{display} message {}: {reason}", meta.id));
-                    summary.failed.push(crate::summary::Failure {
-                        folder: display.clone(),
-                        id: meta.id.clone(),
-                        reason: reason.to_string(),
+        let seen = keys.entry(display.clone()).or_default();
+        let mut copy_page = |src: &mut dyn Source, pending: Vec<Meta>| -> anyhow::Result<()> {
+            let sizes: Vec<u64> = pending.iter().map(|m| m.size).collect();
+            for range in decide::batches(&sizes, opts.batch_bytes, opts.batch_count) {
+                let batch: &[Meta] = &pending[range];
+                let mut bodies: HashMap<String, Vec<u8>> = HashMap::new();
+                src.fetch(batch, &mut |id, body| {
+                    bodies.insert(id.to_string(), body);
+                })?;
+                let mut new_entries = Vec::new();
+                let mut bytes = 0;
+                for meta in batch {
+                    let Some(body) = bodies.get(&meta.id) else {
+                        let reason = "the source did not return this message (deleted meanwhile, or the server could not read it)";
+                        log::warn(format!("{display} message {}: {reason}", meta.id));
+                        summary.failed.push(crate::summary::Failure {
+                            folder: display.clone(),
+                            id: meta.id.clone(),
+                            reason: reason.to_string(),
+                        });
+                        continue;
+                    };
+                    let key = dedupe::key(body, opts.dedupe);
+                    let date = meta.internal_date.clone().or_else(|| {
+                        if src.dates_from_headers() {
+                            dedupe::header_date(body)
+                        } else {
+                            None
+                        }
                     });
-                    continue;
-                };
-                let key = dedupe::key(body, opts.dedupe);
-                let date = meta.internal_date.clone().or_else(|| {
-                    if src.dates_from_headers() {
-                        dedupe::header_date(body)
-                    } else {
-                        None
+                    let duplicate =
+                        opts.dedupe != Mode::None && !seen.insert(dedupe::fingerprint(&key));
+                    let mut length = 0;
+                    if !duplicate {
+                        let mut buf = Vec::with_capacity(body.len() + 128);
+                        crate::mbox::write_message(
+                            &mut buf,
+                            &sender_of(body),
+                            date.as_deref().and_then(parse_internaldate),
+                            body,
+                        )?;
+                        mbox.write_all(&buf)
+                            .map_err(|e| local(format!("cannot write {}: {e}", path.display())))?;
+                        length = buf.len() as u64;
+                        crate::faults::after_append();
                     }
-                });
-                let duplicate = opts.dedupe != Mode::None && !seen.insert(key.clone());
-                let mut length = 0;
-                if !duplicate {
-                    let mut buf = Vec::with_capacity(body.len() + 128);
-                    crate::mbox::write_message(
-                        &mut buf,
-                        &sender_of(body),
-                        date.as_deref().and_then(parse_internaldate),
-                        body,
-                    )?;
-                    mbox.write_all(&buf)
-                        .map_err(|e| local(format!("cannot write {}: {e}", path.display())))?;
-                    length = buf.len() as u64;
-                    crate::faults::after_append();
+                    bytes += meta.size;
+                    new_entries.push(Entry {
+                        folder: display.clone(),
+                        file: file.clone(),
+                        offset,
+                        length,
+                        size: body.len() as u64,
+                        sha256: dedupe::sha256_hex(body),
+                        flags: meta
+                            .flags
+                            .iter()
+                            .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+                            .cloned()
+                            .collect(),
+                        internaldate: date,
+                        uidvalidity: *uidvalidity,
+                        id: meta.id.clone(),
+                        key,
+                        duplicate,
+                    });
+                    offset += length;
                 }
-                bytes += meta.size;
-                new_entries.push(Entry {
-                    folder: display.clone(),
-                    file: file.clone(),
-                    offset,
-                    length,
-                    size: body.len() as u64,
-                    sha256: dedupe::sha256_hex(body),
-                    flags: meta
-                        .flags
-                        .iter()
-                        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
-                        .cloned()
-                        .collect(),
-                    internaldate: date,
-                    uidvalidity: *uidvalidity,
-                    id: meta.id.clone(),
-                    key,
-                    duplicate,
-                });
-                offset += length;
-            }
-            // Write, then record: data synced before the manifest, manifest before the index.
-            mbox.sync_data()
-                .map_err(|e| local(format!("cannot write {}: {e}", path.display())))?;
-            let mut lines = Vec::new();
-            for e in &new_entries {
-                serde_json::to_writer(&mut lines, e)?;
-                lines.push(b'\n');
-            }
-            manifest
-                .write_all(&lines)
-                .and_then(|()| manifest.sync_data())
-                .map_err(|e| local(format!("cannot write {}: {e}", layout.manifest.display())))?;
-            ends.insert(file.clone(), offset);
-            let records: Vec<Record> = new_entries
-                .iter()
-                .map(|e| Record::Done {
-                    job: job_id,
-                    folder: e.folder.clone(),
-                    uidvalidity: e.uidvalidity,
-                    id: e.id.clone(),
-                    key: e.key.clone(),
-                    outcome: if e.duplicate {
-                        Outcome::Duplicate
+                // Write, then record: data synced before the manifest, manifest before the index.
+                mbox.sync_data()
+                    .map_err(|e| local(format!("cannot write {}: {e}", path.display())))?;
+                let mut lines = Vec::new();
+                for e in &new_entries {
+                    serde_json::to_writer(&mut lines, e)?;
+                    lines.push(b'\n');
+                }
+                manifest
+                    .write_all(&lines)
+                    .and_then(|()| manifest.sync_data())
+                    .map_err(|e| {
+                        local(format!("cannot write {}: {e}", layout.manifest.display()))
+                    })?;
+                ends.insert(file.clone(), offset);
+                let records: Vec<Record> = new_entries
+                    .iter()
+                    .map(|e| Record::Done {
+                        job: job_id,
+                        folder: e.folder.clone(),
+                        uidvalidity: e.uidvalidity,
+                        id: e.id.clone(),
+                        key: e.key.clone(),
+                        outcome: if e.duplicate {
+                            Outcome::Duplicate
+                        } else {
+                            Outcome::Copied
+                        },
+                        target_folder: e.file.clone(),
+                        target_uid: None,
+                    })
+                    .collect();
+                index.record(&records)?;
+                for e in &new_entries {
+                    if e.duplicate {
+                        summary.duplicates += 1;
                     } else {
-                        Outcome::Copied
-                    },
-                    target_folder: e.file.clone(),
-                    target_uid: None,
-                })
-                .collect();
-            index.record(&records)?;
-            for e in &new_entries {
-                if e.duplicate {
-                    summary.duplicates += 1;
-                } else {
-                    summary.copied += 1;
-                    summary.bytes += e.size;
+                        summary.copied += 1;
+                        summary.bytes += e.size;
+                    }
                 }
+                progress.advance(batch.len() as u64, bytes);
             }
-            progress.advance(batch.len() as u64, bytes);
+            Ok(())
+        };
+        match plan.kept.take() {
+            Some(kept) => copy_page(src, kept)?,
+            None => pending_pages(src, &done, display, *uidvalidity, copy_page)?,
         }
     }
     drop(progress);
@@ -504,7 +584,7 @@ fn write_summary_manifest(layout: &Layout) -> anyhow::Result<()> {
         uidvalidity: u32,
     }
     let mut folders: Vec<Folder> = Vec::new();
-    for e in read_manifest(&layout.manifest, false)? {
+    each_manifest_entry(&layout.manifest, false, |e| {
         let i = match folders.iter().position(|f| f.folder == e.folder) {
             Some(i) => i,
             None => {
@@ -524,7 +604,7 @@ fn write_summary_manifest(layout: &Layout) -> anyhow::Result<()> {
             f.messages += 1;
             f.bytes += e.size;
         }
-    }
+    })?;
     let path = layout.manifest.with_extension("json");
     let tmp = path.with_extension("json.tmp");
     let data = serde_json::to_vec_pretty(&serde_json::json!({ "folders": folders }))?;

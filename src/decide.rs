@@ -1,8 +1,6 @@
 //! Pure decisions of the copy: what to fetch, what to append, with which flags, in
 //! which batches. No I/O here; every function has a table test.
 
-use std::collections::HashSet;
-
 /// What the cheap listing says about one source message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
@@ -13,17 +11,6 @@ pub struct Meta {
     pub size: u64,
     pub flags: Vec<String>,
     pub internal_date: Option<String>,
-}
-
-/// The messages of a listing that the index does not record as done, in UID order.
-pub fn pending(listing: &[Meta], done: &HashSet<String>) -> Vec<Meta> {
-    let mut out: Vec<Meta> = listing
-        .iter()
-        .filter(|m| !done.contains(&m.id))
-        .cloned()
-        .collect();
-    out.sort_by_key(|m| m.order);
-    out
 }
 
 /// What to do with a fetched source message, given its key.
@@ -163,22 +150,6 @@ mod tests {
                 "{d} {seen} {known} {cand}"
             );
         }
-    }
-
-    #[test]
-    fn pending_filters_done_and_sorts() {
-        let m = |uid: u64| Meta {
-            id: uid.to_string(),
-            order: uid,
-            size: 1,
-            flags: vec![],
-            internal_date: None,
-        };
-        let got: Vec<u64> = pending(&[m(5), m(1), m(3)], &HashSet::from(["3".to_string()]))
-            .iter()
-            .map(|m| m.order)
-            .collect();
-        assert_eq!(got, vec![1, 5]);
     }
 
     #[test]
