@@ -49,21 +49,14 @@ fn odd_folder_names_survive_a_delimiter_change() {
     std::fs::write(dir.path().join("manifest.tsv"), manifest).unwrap();
     src.seed_args(SRC, &["--manifest", &s(&dir.path().join("manifest.tsv"))]);
     let state = dir.path().join("state.sqlite");
-    let out = mailferry(&[
-        "migrate",
-        "--from",
-        &src.imaps_url(SRC),
-        "--to",
-        &dst.imaps_url(DST),
-        "--from-password-file",
-        &s(&src.pwfile()),
-        "--to-password-file",
-        &s(&dst.pwfile()),
-        "--ca-file",
-        &s(&src.ca()),
-        "--state",
-        &s(&state),
-    ]);
+    let out = Run::new("migrate")
+        .from(src.imaps_url(SRC))
+        .to(dst.imaps_url(DST))
+        .from_password_file(src.pwfile())
+        .to_password_file(dst.pwfile())
+        .ca(&src)
+        .state(&state)
+        .run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let got = dst.snapshot(DST);
     for f in folders {
@@ -114,20 +107,14 @@ fn odd_messages_are_copied_exactly_or_reported() {
     let file = dir.path().join("odd.mbox");
     std::fs::write(&file, mbox_of(&messages)).unwrap();
     let state = dir.path().join("state.sqlite");
-    let out = mailferry(&[
-        "restore",
-        "--from",
-        &s(&file),
-        "--to",
-        &d.imaps_url(DST),
-        "--to-password-file",
-        &s(&d.pwfile()),
-        "--ca-file",
-        &s(&d.ca()),
-        "--state",
-        &s(&state),
-        "--json",
-    ]);
+    let out = Run::new("restore")
+        .from(&file)
+        .to(d.imaps_url(DST))
+        .to_password_file(d.pwfile())
+        .ca(&d)
+        .state(&state)
+        .arg("--json")
+        .run();
     let j: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
     let failed = j["failed"].as_array().unwrap();

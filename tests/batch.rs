@@ -74,11 +74,12 @@ fn csv(
 
 fn batch(d: &Dovecot, csv_path: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
     let state = d.dir.path().join("state.sqlite");
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
-    c.arg("batch")
+    let mut c = Run::new("batch")
         .arg(csv_path)
-        .args(["--ca-file", &s(&d.ca()), "--state", &s(&state)])
-        .args(extra);
+        .ca(d)
+        .state(&state)
+        .args(extra)
+        .command();
     c.env("MF_TEST_TARGET_PW", PASSWORD);
     for (k, v) in env {
         c.env(k, v);

@@ -23,32 +23,16 @@ fn plain() -> Dovecot {
 }
 
 fn migrate(d: &Dovecot, src_port: u16, dst_port: u16, extra: &[&str]) -> std::process::Output {
-    let pw = d.pwfile().display().to_string();
-    let state = d.dir.path().join("state.sqlite").display().to_string();
-    let from = format!("imap://{SRC}@127.0.0.1:{src_port}");
-    let to = format!("imap://{DST}@127.0.0.1:{dst_port}");
-    let mut args = vec![
-        "migrate",
-        "--from",
-        &from,
-        "--to",
-        &to,
-        "--from-password-file",
-        &pw,
-        "--to-password-file",
-        &pw,
-        "--state",
-        &state,
-        "--allow-plaintext",
-        "--retry-wait",
-        "1",
-        "--json",
-    ];
+    let mut run = Run::new("migrate")
+        .from(format!("imap://{SRC}@127.0.0.1:{src_port}"))
+        .to(format!("imap://{DST}@127.0.0.1:{dst_port}"))
+        .passwords(d)
+        .state(d.dir.path().join("state.sqlite"))
+        .args(["--allow-plaintext", "--retry-wait", "1", "--json"]);
     if !extra.contains(&"--retries") {
-        args.extend_from_slice(&["--retries", "3"]);
+        run = run.args(["--retries", "3"]);
     }
-    args.extend_from_slice(extra);
-    mailferry(&args)
+    run.args(extra).run()
 }
 
 fn check_recovered(d: &Dovecot, out: &std::process::Output, proxy: &FaultProxy) {
@@ -120,30 +104,14 @@ fn retries_are_bounded() {
 fn dovecot_restarted_in_the_middle_of_a_run() {
     let d = Dovecot::start(&[SRC, DST]);
     d.seed(SRC);
-    let pw = d.pwfile().display().to_string();
-    let ca = d.ca().display().to_string();
-    let state = d.dir.path().join("state.sqlite").display().to_string();
-    let (from, to) = (d.imaps_url(SRC), d.imaps_url(DST));
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"))
-        .args([
-            "migrate",
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--from-password-file",
-            &pw,
-            "--to-password-file",
-            &pw,
-            "--ca-file",
-            &ca,
-            "--state",
-            &state,
-            "--retries",
-            "5",
-            "--retry-wait",
-            "1",
-        ])
+    let child = Run::new("migrate")
+        .from(d.imaps_url(SRC))
+        .to(d.imaps_url(DST))
+        .passwords(&d)
+        .ca(&d)
+        .state(d.dir.path().join("state.sqlite"))
+        .args(["--retries", "5", "--retry-wait", "1"])
+        .command()
         .env("MAILFERRY_PAUSE_AFTER_APPENDS", "5")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -9,10 +9,6 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
 fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
 }
@@ -22,29 +18,15 @@ fn fixtures() -> PathBuf {
 }
 
 fn restore(d: &Dovecot, from: &Path, user: &str, state: &Path, extra: &[&str]) -> Output {
-    let (from, to, pw, ca, state) = (
-        s(from),
-        d.imaps_url(user),
-        s(&d.pwfile()),
-        s(&d.ca()),
-        s(state),
-    );
-    let mut args = vec![
-        "restore",
-        "--from",
-        &from,
-        "--to",
-        &to,
-        "--to-password-file",
-        &pw,
-        "--ca-file",
-        &ca,
-        "--state",
-        &state,
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    mailferry(&args)
+    Run::new("restore")
+        .from(from)
+        .to(d.imaps_url(user))
+        .to_password_file(d.pwfile())
+        .ca(d)
+        .state(state)
+        .arg("--json")
+        .args(extra)
+        .run()
 }
 
 /// The messages fixtures/mbox/expected/<stem>/ says a correct reader yields, as the

@@ -29,9 +29,9 @@ fn drop_into_maildir(d: &Dovecot, user: &str, name: &str, data: &[u8]) {
 }
 
 /// Run mailferry and sample its peak resident memory (VmHWM) until it exits.
-fn run_measured(args: &[&str]) -> (std::process::Output, u64) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"))
-        .args(args)
+fn run_measured(run: Run) -> (std::process::Output, u64) {
+    let mut child = run
+        .command()
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -70,25 +70,14 @@ fn a_50_mb_message_is_copied_exactly_in_bounded_memory() {
     }
     drop_into_maildir(&d, SRC, "1700000000.big.host", &msg);
     let state = d.dir.path().join("state.sqlite");
-    let (pw, ca) = (
-        d.pwfile().display().to_string(),
-        d.ca().display().to_string(),
+    let (out, peak_mb) = run_measured(
+        Run::new("migrate")
+            .from(d.imaps_url(SRC))
+            .to(d.imaps_url(DST))
+            .passwords(&d)
+            .ca(&d)
+            .state(&state),
     );
-    let (out, peak_mb) = run_measured(&[
-        "migrate",
-        "--from",
-        &d.imaps_url(SRC),
-        "--to",
-        &d.imaps_url(DST),
-        "--from-password-file",
-        &pw,
-        "--to-password-file",
-        &pw,
-        "--ca-file",
-        &ca,
-        "--state",
-        &state.display().to_string(),
-    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let got = d.snapshot(DST);
     assert!(
@@ -137,26 +126,15 @@ fn a_folder_of_100_000_messages_in_bounded_memory() {
         chown(&entry, Some(uid), Some(gid)).unwrap();
     }
     let state = d.dir.path().join("state.sqlite");
-    let (pw, ca) = (
-        d.pwfile().display().to_string(),
-        d.ca().display().to_string(),
+    let (out, peak_mb) = run_measured(
+        Run::new("migrate")
+            .from(d.imaps_url(SRC))
+            .to(d.imaps_url(DST))
+            .passwords(&d)
+            .ca(&d)
+            .state(&state)
+            .arg("--json"),
     );
-    let (out, peak_mb) = run_measured(&[
-        "migrate",
-        "--from",
-        &d.imaps_url(SRC),
-        "--to",
-        &d.imaps_url(DST),
-        "--from-password-file",
-        &pw,
-        "--to-password-file",
-        &pw,
-        "--ca-file",
-        &ca,
-        "--state",
-        &state.display().to_string(),
-        "--json",
-    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["copied"].as_u64(), Some(n as u64), "{j}");
@@ -215,25 +193,15 @@ fn a_150_mb_mbox_file_is_restored_in_bounded_memory() {
     std::fs::write(&path, &file).unwrap();
     drop(file);
     let state = d.dir.path().join("state.sqlite");
-    let (pw, ca) = (
-        d.pwfile().display().to_string(),
-        d.ca().display().to_string(),
+    let (out, peak_mb) = run_measured(
+        Run::new("restore")
+            .from(&path)
+            .to(d.imaps_url(DST))
+            .to_password_file(d.pwfile())
+            .ca(&d)
+            .opt("--to-folder", "INBOX")
+            .state(&state),
     );
-    let (out, peak_mb) = run_measured(&[
-        "restore",
-        "--from",
-        &path.display().to_string(),
-        "--to",
-        &d.imaps_url(DST),
-        "--to-password-file",
-        &pw,
-        "--ca-file",
-        &ca,
-        "--to-folder",
-        "INBOX",
-        "--state",
-        &state.display().to_string(),
-    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     eprintln!("peak RSS restoring a 150 MB mbox file: {peak_mb} MB");
     // Holding the file would alone take 150 MB.

@@ -7,36 +7,16 @@ use common::*;
 const SRC: &str = "anna@source.test";
 const DST: &str = "anna@target.test";
 
-fn migrate_args<'a>(
-    src: &'a Dovecot,
-    dst: &'a Dovecot,
-    state: &'a str,
-    urls: &'a [String; 2],
-    extra: &[&'a str],
-) -> Vec<String> {
-    let _ = (src, dst);
-    let mut v: Vec<String> = vec![
-        "migrate".into(),
-        "--from".into(),
-        urls[0].clone(),
-        "--to".into(),
-        urls[1].clone(),
-        "--from-password-file".into(),
-        src.pwfile().display().to_string(),
-        "--to-password-file".into(),
-        dst.pwfile().display().to_string(),
-        "--ca-file".into(),
-        src.ca().display().to_string(),
-        "--state".into(),
-        state.into(),
-    ];
-    v.extend(extra.iter().map(|s| s.to_string()));
-    v
-}
-
-fn run(args: &[String]) -> std::process::Output {
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    mailferry(&a)
+/// `migrate` between `urls` with each side's password file, the source's CA file
+/// and `state`.
+fn migrate(src: &Dovecot, dst: &Dovecot, state: &str, urls: &[String; 2]) -> Run {
+    Run::new("migrate")
+        .from(&urls[0])
+        .to(&urls[1])
+        .from_password_file(src.pwfile())
+        .to_password_file(dst.pwfile())
+        .ca(src)
+        .state(state)
 }
 
 fn json(o: &std::process::Output) -> serde_json::Value {
@@ -76,13 +56,9 @@ fn full_migration_is_faithful_and_resumable() {
     let urls = [src.imaps_url(SRC), dst.imaps_url(DST)];
 
     // Three connection pairs: folders are copied in parallel.
-    let out = run(&migrate_args(
-        &src,
-        &dst,
-        state,
-        &urls,
-        &["--json", "--connections", "3"],
-    ));
+    let out = migrate(&src, &dst, state, &urls)
+        .args(["--json", "--connections", "3"])
+        .run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let j = json(&out);
     let manifest = manifest();
@@ -135,7 +111,7 @@ fn full_migration_is_faithful_and_resumable() {
     assert_same(&src.snapshot(SRC), &seeded());
 
     // A second run copies nothing.
-    let out = run(&migrate_args(&src, &dst, state, &urls, &["--json"]));
+    let out = migrate(&src, &dst, state, &urls).arg("--json").run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let j = json(&out);
     assert_eq!(
@@ -146,10 +122,13 @@ fn full_migration_is_faithful_and_resumable() {
     assert_same(&dst.snapshot(DST), &expected(target_name));
 
     // verify agrees.
-    let mut v = migrate_args(&src, &dst, state, &urls, &[]);
-    v[0] = "verify".into();
-    v.retain(|a| a != "--state" && a != state);
-    let out = run(&v);
+    let out = Run::new("verify")
+        .from(&urls[0])
+        .to(&urls[1])
+        .from_password_file(src.pwfile())
+        .to_password_file(dst.pwfile())
+        .ca(&src)
+        .run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("0 messages missing"),
@@ -162,7 +141,7 @@ fn full_migration_is_faithful_and_resumable() {
         SRC,
         &["--generate", "3", "--folder", "Projects", "--seed", "7"],
     );
-    let out = run(&migrate_args(&src, &dst, state, &urls, &["--json"]));
+    let out = migrate(&src, &dst, state, &urls).arg("--json").run();
     let j = json(&out);
     assert_eq!(j["copied"], 3, "{}", text(&out));
     assert_eq!(dst.snapshot(DST).0["Projects"].len(), 4);
@@ -180,13 +159,9 @@ fn dedupes_against_the_target_and_dry_run_writes_nothing() {
     let state = state.to_str().unwrap();
     let urls = [d.imaps_url(SRC), d.imaps_url(DST)];
 
-    let out = run(&migrate_args(
-        &d,
-        &d,
-        state,
-        &urls,
-        &["--dry-run", "--json"],
-    ));
+    let out = migrate(&d, &d, state, &urls)
+        .args(["--dry-run", "--json"])
+        .run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let j = json(&out);
     let planned: u64 = j["planned"]
@@ -198,7 +173,7 @@ fn dedupes_against_the_target_and_dry_run_writes_nothing() {
     assert_eq!(planned, 31, "{j}");
     assert_eq!(d.snapshot(DST), before, "dry run changed the target");
 
-    let out = run(&migrate_args(&d, &d, state, &urls, &["--json"]));
+    let out = migrate(&d, &d, state, &urls).arg("--json").run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let j = json(&out);
     assert_eq!(
@@ -225,8 +200,7 @@ fn crash_after_any_append_then_resume_loses_and_doubles_nothing() {
     let state = src.dir.path().join("state.sqlite");
     let state = state.to_str().unwrap();
     let urls = [src.imaps_url(SRC), dst.imaps_url(DST)];
-    let args = migrate_args(&src, &dst, state, &urls, &["--json"]);
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = migrate(&src, &dst, state, &urls).arg("--json");
     let mut crashes = 0;
     // Folders listed 3 messages at a time and none kept from planning: the paths a
     // folder of hundreds of thousands of messages takes.
@@ -235,10 +209,9 @@ fn crash_after_any_append_then_resume_loses_and_doubles_nothing() {
             .env("MAILFERRY_KEEP_LISTED", "0");
     };
     for n in [1, 2, 4] {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
+        let mut cmd = run.command();
         paged(&mut cmd);
         let out = cmd
-            .args(&a)
             .env("MAILFERRY_CRASH_IN_COMMIT", n.to_string())
             .output()
             .unwrap();
@@ -252,12 +225,11 @@ fn crash_after_any_append_then_resume_loses_and_doubles_nothing() {
         }
     }
     for n in [1, 2, 5, 9, 17] {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
+        let mut cmd = run.command();
         if n % 2 == 1 {
             paged(&mut cmd);
         }
         let out = cmd
-            .args(&a)
             .env("MAILFERRY_CRASH_AFTER_APPENDS", n.to_string())
             .output()
             .unwrap();
@@ -272,9 +244,9 @@ fn crash_after_any_append_then_resume_loses_and_doubles_nothing() {
     }
     assert!(crashes >= 5, "the crash points were not reached");
     // The last run pages too, so what the paged runs left out would show.
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
+    let mut cmd = run.command();
     paged(&mut cmd);
-    let out = cmd.args(&a).output().unwrap();
+    let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_same(&dst.snapshot(DST), &expected(|f| f.to_string()));
 }
@@ -286,14 +258,11 @@ fn bad_password_untrusted_certificate_and_unreachable_host_are_clear() {
     std::fs::write(&bad, "wrong-password\n").unwrap();
     let url = d.imaps_url(SRC);
 
-    let out = mailferry(&[
-        "check",
-        &url,
-        "--password-file",
-        bad.to_str().unwrap(),
-        "--ca-file",
-        d.ca().to_str().unwrap(),
-    ]);
+    let out = Run::new("check")
+        .arg(&url)
+        .opt("--password-file", &bad)
+        .ca(&d)
+        .run();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -303,12 +272,10 @@ fn bad_password_untrusted_certificate_and_unreachable_host_are_clear() {
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(!err.contains("wrong-password"));
 
-    let out = mailferry(&[
-        "check",
-        &url,
-        "--password-file",
-        d.pwfile().to_str().unwrap(),
-    ]);
+    let out = Run::new("check")
+        .arg(&url)
+        .opt("--password-file", d.pwfile())
+        .run();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -320,14 +287,11 @@ fn bad_password_untrusted_certificate_and_unreachable_host_are_clear() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let out = mailferry(&[
-        "check",
-        &format!("imaps://{SRC}@127.0.0.1:{closed}"),
-        "--password-file",
-        d.pwfile().to_str().unwrap(),
-        "--timeout",
-        "5",
-    ]);
+    let out = Run::new("check")
+        .arg(format!("imaps://{SRC}@127.0.0.1:{closed}"))
+        .opt("--password-file", d.pwfile())
+        .opt("--timeout", "5")
+        .run();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("cannot connect"),
@@ -336,25 +300,19 @@ fn bad_password_untrusted_certificate_and_unreachable_host_are_clear() {
     );
 
     // An IMAPS client on the plain port: names the port problem.
-    let out = mailferry(&[
-        "check",
-        &format!("imaps://{SRC}@localhost:{}", d.imap),
-        "--password-file",
-        d.pwfile().to_str().unwrap(),
-        "--ca-file",
-        d.ca().to_str().unwrap(),
-        "--timeout",
-        "5",
-    ]);
+    let out = Run::new("check")
+        .arg(format!("imaps://{SRC}@localhost:{}", d.imap))
+        .opt("--password-file", d.pwfile())
+        .ca(&d)
+        .opt("--timeout", "5")
+        .run();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
 
     // Usage errors: exit 2 and no password echoed.
-    let out = mailferry(&[
-        "check",
-        "imaps://anna:hunter2@localhost",
-        "--password-file",
-        d.pwfile().to_str().unwrap(),
-    ]);
+    let out = Run::new("check")
+        .arg("imaps://anna:hunter2@localhost")
+        .opt("--password-file", d.pwfile())
+        .run();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(!text(&out).contains("hunter2"), "{}", text(&out));
     let out = mailferry(&["check", &url, "--password-file", "/nonexistent/pw"]);
@@ -368,14 +326,11 @@ fn starttls_endpoint_check_and_migration() {
         SRC,
         &["--generate", "5", "--folder", "INBOX", "--seed", "1"],
     );
-    let out = mailferry(&[
-        "check",
-        &d.imap_url(SRC),
-        "--password-file",
-        d.pwfile().to_str().unwrap(),
-        "--ca-file",
-        d.ca().to_str().unwrap(),
-    ]);
+    let out = Run::new("check")
+        .arg(d.imap_url(SRC))
+        .opt("--password-file", d.pwfile())
+        .ca(&d)
+        .run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -385,13 +340,9 @@ fn starttls_endpoint_check_and_migration() {
 
     let state = d.dir.path().join("s.sqlite");
     let urls = [d.imap_url(SRC), d.imap_url(DST)];
-    let out = run(&migrate_args(
-        &d,
-        &d,
-        state.to_str().unwrap(),
-        &urls,
-        &["--json"],
-    ));
+    let out = migrate(&d, &d, state.to_str().unwrap(), &urls)
+        .arg("--json")
+        .run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(json(&out)["copied"], 5);
     assert_eq!(d.snapshot(DST).0["INBOX"], d.snapshot(SRC).0["INBOX"]);
@@ -409,22 +360,13 @@ fn verify_reports_missing_messages() {
         DST,
         &["--generate", "3", "--folder", "INBOX", "--seed", "3"],
     );
-    let pw = d.pwfile();
-    let out = mailferry(&[
-        "verify",
-        "--from",
-        &d.imaps_url(SRC),
-        "--to",
-        &d.imaps_url(DST),
-        "--from-password-file",
-        pw.to_str().unwrap(),
-        "--to-password-file",
-        pw.to_str().unwrap(),
-        "--ca-file",
-        d.ca().to_str().unwrap(),
-        "--include",
-        "INBOX",
-    ]);
+    let out = Run::new("verify")
+        .from(d.imaps_url(SRC))
+        .to(d.imaps_url(DST))
+        .passwords(&d)
+        .ca(&d)
+        .opt("--include", "INBOX")
+        .run();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -442,13 +384,9 @@ fn uidvalidity_change_copies_nothing_twice() {
     let state = d.dir.path().join("state.sqlite");
     let state = state.to_str().unwrap();
     let urls = [d.imaps_url(SRC), d.imaps_url(DST)];
-    let out = run(&migrate_args(
-        &d,
-        &d,
-        state,
-        &urls,
-        &["--json", "--include", "INBOX"],
-    ));
+    let out = migrate(&d, &d, state, &urls)
+        .args(["--json", "--include", "INBOX"])
+        .run();
     assert_eq!(json(&out)["copied"], 19, "{}", text(&out));
     let before = d.snapshot(DST);
 
@@ -459,13 +397,9 @@ fn uidvalidity_change_copies_nothing_twice() {
             std::fs::remove_file(maildir.join(name)).unwrap();
         }
     }
-    let out = run(&migrate_args(
-        &d,
-        &d,
-        state,
-        &urls,
-        &["--json", "--include", "INBOX"],
-    ));
+    let out = migrate(&d, &d, state, &urls)
+        .args(["--json", "--include", "INBOX"])
+        .run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("UIDVALIDITY changed"),
@@ -499,12 +433,8 @@ fn namespace_prefix_folder_rules_and_masked_trace() {
     let state = src.dir.path().join("state.sqlite");
     let state = state.to_str().unwrap();
     let urls = [src.imaps_url(SRC), dst.imaps_url(DST)];
-    let out = run(&migrate_args(
-        &src,
-        &dst,
-        state,
-        &urls,
-        &[
+    let out = migrate(&src, &dst, state, &urls)
+        .args([
             "-vv",
             "--exclude",
             "Trash",
@@ -516,8 +446,8 @@ fn namespace_prefix_folder_rules_and_masked_trace() {
             "Données/**",
             "--folder-map",
             "Bills & Receipts=Finance/Bills",
-        ],
-    ));
+        ])
+        .run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -573,33 +503,26 @@ fn plaintext_login_is_refused_unless_allowed() {
             ..Config::default()
         },
     );
-    let pw = d.pwfile();
     for url in [
         d.imap_url(SRC),
         format!("pop3://{SRC}@localhost:{}", d.pop3),
     ] {
-        let out = mailferry(&[
-            "backup",
-            "--from",
-            &url,
-            "--out",
-            &d.dir.path().join("b").display().to_string(),
-            "--from-password-file",
-            pw.to_str().unwrap(),
-            "--dry-run",
-        ]);
+        let out = Run::new("backup")
+            .from(&url)
+            .opt("--out", d.dir.path().join("b"))
+            .from_password_file(d.pwfile())
+            .arg("--dry-run")
+            .run();
         assert_eq!(out.status.code(), Some(3), "{}", text(&out));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("STARTTLS") || err.contains("STLS"), "{err}");
         assert!(err.contains("--allow-plaintext"), "{err}");
     }
-    let out = mailferry(&[
-        "check",
-        &d.imap_url(SRC),
-        "--password-file",
-        pw.to_str().unwrap(),
-        "--allow-plaintext",
-    ]);
+    let out = Run::new("check")
+        .arg(d.imap_url(SRC))
+        .opt("--password-file", d.pwfile())
+        .arg("--allow-plaintext")
+        .run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("without encryption"),

@@ -13,12 +13,18 @@ fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
 }
 
-fn s(p: &std::path::Path) -> String {
-    p.display().to_string()
-}
-
 fn pop3s_url(d: &Dovecot, user: &str) -> String {
     format!("pop3s://{user}@localhost:{}", d.pop3s)
+}
+
+/// `migrate` from `from` to DST over IMAPS, with `d`'s password and CA files.
+fn migrate(d: &Dovecot, from: String, state: &std::path::Path) -> Run {
+    Run::new("migrate")
+        .from(from)
+        .to(d.imaps_url(DST))
+        .passwords(d)
+        .ca(d)
+        .state(state)
 }
 
 /// The INBOX as seeded, with identical copies collapsed (what a copy must give).
@@ -57,29 +63,11 @@ fn pop3_to_imap_collapses_duplicates_and_resumes() {
         &["--generate", "5", "--folder", "INBOX", "--seed", "dup"],
     );
     let state = d.dir.path().join("state.sqlite");
-    let args = |extra: &[&str]| {
-        let mut v = vec![
-            "migrate".to_string(),
-            "--from".into(),
-            pop3s_url(&d, SRC),
-            "--to".into(),
-            d.imaps_url(DST),
-            "--from-password-file".into(),
-            s(&d.pwfile()),
-            "--to-password-file".into(),
-            s(&d.pwfile()),
-            "--ca-file".into(),
-            s(&d.ca()),
-            "--state".into(),
-            s(&state),
-            "--json".into(),
-        ];
-        v.extend(extra.iter().map(|x| x.to_string()));
-        v
-    };
     let run = |extra: &[&str]| {
-        let a = args(extra);
-        mailferry(&a.iter().map(String::as_str).collect::<Vec<_>>())
+        migrate(&d, pop3s_url(&d, SRC), &state)
+            .arg("--json")
+            .args(extra)
+            .run()
     };
 
     let out = run(&[]);
@@ -145,25 +133,9 @@ fn pop3_stls_and_delete_after() {
         &["--generate", "4", "--folder", "INBOX", "--seed", "a"],
     );
     let state = d.dir.path().join("state.sqlite");
-    let out = mailferry(&[
-        "migrate",
-        "--from",
-        &format!("pop3://{SRC}@localhost:{}", d.pop3),
-        "--to",
-        &d.imaps_url(DST),
-        "--from-password-file",
-        &s(&d.pwfile()),
-        "--to-password-file",
-        &s(&d.pwfile()),
-        "--ca-file",
-        &s(&d.ca()),
-        "--state",
-        &s(&state),
-        "--json",
-        "--delete-after",
-        "--to-folder",
-        "From POP",
-    ]);
+    let out = migrate(&d, format!("pop3://{SRC}@localhost:{}", d.pop3), &state)
+        .args(["--json", "--delete-after", "--to-folder", "From POP"])
+        .run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let j = json(&out);
     assert_eq!(
@@ -187,21 +159,14 @@ fn backup(
     state: &std::path::Path,
     env: &[(&str, String)],
 ) -> Output {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
-    c.args([
-        "backup",
-        "--from",
-        &d.imaps_url(user),
-        "--out",
-        &s(out),
-        "--from-password-file",
-        &s(&d.pwfile()),
-        "--ca-file",
-        &s(&d.ca()),
-        "--state",
-        &s(state),
-        "--json",
-    ]);
+    let mut c = Run::new("backup")
+        .from(d.imaps_url(user))
+        .opt("--out", out)
+        .from_password_file(d.pwfile())
+        .ca(d)
+        .state(state)
+        .arg("--json")
+        .command();
     for (k, v) in env {
         c.env(k, v);
     }
@@ -215,21 +180,14 @@ fn restore(
     state: &std::path::Path,
     env: &[(&str, String)],
 ) -> Output {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"));
-    c.args([
-        "restore",
-        "--from",
-        &s(from),
-        "--to",
-        &d.imaps_url(user),
-        "--to-password-file",
-        &s(&d.pwfile()),
-        "--ca-file",
-        &s(&d.ca()),
-        "--state",
-        &s(state),
-        "--json",
-    ]);
+    let mut c = Run::new("restore")
+        .from(from)
+        .to(d.imaps_url(user))
+        .to_password_file(d.pwfile())
+        .ca(d)
+        .state(state)
+        .arg("--json")
+        .command();
     for (k, v) in env {
         c.env(k, v);
     }
@@ -353,23 +311,9 @@ fn pop3_server_without_uidl_relies_on_dedupe_keys() {
     let pop = ScriptedPop3::start(vec![a.clone(), b.clone(), a.clone()]);
     let state = d.dir.path().join("state.sqlite");
     let run = || {
-        mailferry(&[
-            "migrate",
-            "--from",
-            &format!("pop3://x@127.0.0.1:{}", pop.port),
-            "--to",
-            &d.imaps_url(DST),
-            "--from-password-file",
-            &s(&d.pwfile()),
-            "--to-password-file",
-            &s(&d.pwfile()),
-            "--ca-file",
-            &s(&d.ca()),
-            "--state",
-            &s(&state),
-            "--allow-plaintext",
-            "--json",
-        ])
+        migrate(&d, format!("pop3://x@127.0.0.1:{}", pop.port), &state)
+            .args(["--allow-plaintext", "--json"])
+            .run()
     };
     let out = run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -413,32 +357,11 @@ fn delete_after_trusts_the_target_not_the_index() {
         &["--generate", "3", "--folder", "INBOX", "--seed", "stale"],
     );
     let state = d.dir.path().join("state.sqlite");
-    let (from, to, pw, ca, st) = (
-        pop3s_url(&d, SRC),
-        d.imaps_url(DST),
-        s(&d.pwfile()),
-        s(&d.ca()),
-        s(&state),
-    );
     let run = |extra: &[&str]| {
-        let mut a = vec![
-            "migrate",
-            "--from",
-            &from,
-            "--to",
-            &to,
-            "--from-password-file",
-            &pw,
-            "--to-password-file",
-            &pw,
-            "--ca-file",
-            &ca,
-            "--state",
-            &st,
-            "--json",
-        ];
-        a.extend_from_slice(extra);
-        mailferry(&a)
+        migrate(&d, pop3s_url(&d, SRC), &state)
+            .arg("--json")
+            .args(extra)
+            .run()
     };
     let out = run(&[]);
     assert_eq!(json(&out)["copied"].as_u64(), Some(3), "{}", text(&out));
@@ -498,21 +421,14 @@ fn to_folder_for_an_mbox_file_and_restoring_an_interrupted_backup() {
     let state = dir.path().join("state.sqlite");
     let out = restore(&d, &file, DST, &state, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let out = mailferry(&[
-        "restore",
-        "--from",
-        &s(&file),
-        "--to",
-        &d.imaps_url(SRC),
-        "--to-password-file",
-        &s(&d.pwfile()),
-        "--ca-file",
-        &s(&d.ca()),
-        "--state",
-        &s(&state),
-        "--to-folder",
-        "Gmail archive",
-    ]);
+    let out = Run::new("restore")
+        .from(&file)
+        .to(d.imaps_url(SRC))
+        .to_password_file(d.pwfile())
+        .ca(&d)
+        .state(&state)
+        .opt("--to-folder", "Gmail archive")
+        .run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(d.snapshot(SRC).0["Gmail archive"].len(), 3);
 

@@ -9,34 +9,22 @@ use common::*;
 const SRC: &str = "rita@source.test";
 const DST: &str = "rita@target.test";
 
-fn s(p: &std::path::Path) -> String {
-    p.display().to_string()
-}
-
 fn migrate(
     src: &Dovecot,
     dst: &Dovecot,
     state: &std::path::Path,
     extra: &[&str],
 ) -> std::process::Output {
-    let mut a = vec![
-        "migrate".to_string(),
-        "--from".into(),
-        src.imaps_url(SRC),
-        "--to".into(),
-        dst.imaps_url(DST),
-        "--from-password-file".into(),
-        s(&src.pwfile()),
-        "--to-password-file".into(),
-        s(&dst.pwfile()),
-        "--ca-file".into(),
-        s(&src.ca()),
-        "--state".into(),
-        s(state),
-        "--json".into(),
-    ];
-    a.extend(extra.iter().map(|x| x.to_string()));
-    mailferry(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    Run::new("migrate")
+        .from(src.imaps_url(SRC))
+        .to(dst.imaps_url(DST))
+        .from_password_file(src.pwfile())
+        .to_password_file(dst.pwfile())
+        .ca(src)
+        .state(state)
+        .arg("--json")
+        .args(extra)
+        .run()
 }
 
 fn json(o: &std::process::Output) -> serde_json::Value {
@@ -163,14 +151,11 @@ fn hostname_mismatch_is_refused() {
             ..Config::default()
         },
     );
-    let out = mailferry(&[
-        "check",
-        &d.imaps_url(SRC),
-        "--password-file",
-        &s(&d.pwfile()),
-        "--ca-file",
-        &s(&certs.path().join("cert.pem")),
-    ]);
+    let out = Run::new("check")
+        .arg(d.imaps_url(SRC))
+        .opt("--password-file", d.pwfile())
+        .ca_file(certs.path().join("cert.pem"))
+        .run();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -191,108 +176,58 @@ fn no_password_is_ever_written_anywhere() {
     );
     let work = tempfile::tempdir().unwrap();
     let state = work.path().join("state.sqlite");
-    let pw = s(&d.pwfile());
-    let ca = s(&d.ca());
-    let st = s(&state);
     let (src, dst) = (d.imaps_url(SRC), d.imaps_url(DST));
     let pop = format!("pop3s://{SRC}@localhost:{}", d.pop3s);
-    let backup = s(&work.path().join("backup"));
+    let backup = work.path().join("backup");
     let csv = work.path().join("accounts.csv");
     std::fs::write(&csv, format!("source,source_password,target,target_user,target_password\n{src},{PASSWORD},localhost:{},{DST},{PASSWORD}\n", d.imaps)).unwrap();
-    let report = s(&work.path().join("report.csv"));
+    let report = work.path().join("report.csv");
     let wrong = work.path().join("wrong");
     std::fs::write(&wrong, "wrong-Pa55word-QUUX\n").unwrap();
-    let runs: Vec<Vec<String>> = vec![
-        vec![
-            "check".into(),
-            src.clone(),
-            "--password-file".into(),
-            pw.clone(),
-            "--ca-file".into(),
-            ca.clone(),
-            "-vv".into(),
-        ],
-        vec![
-            "check".into(),
-            src.clone(),
-            "--password-file".into(),
-            s(&wrong),
-            "--ca-file".into(),
-            ca.clone(),
-            "-vv".into(),
-        ],
-        vec![
-            "migrate".into(),
-            "--from".into(),
-            src.clone(),
-            "--to".into(),
-            dst.clone(),
-            "--from-password-file".into(),
-            pw.clone(),
-            "--to-password-file".into(),
-            pw.clone(),
-            "--ca-file".into(),
-            ca.clone(),
-            "--state".into(),
-            st.clone(),
-            "-vv".into(),
-        ],
-        vec![
-            "migrate".into(),
-            "--from".into(),
-            pop.clone(),
-            "--to".into(),
-            dst.clone(),
-            "--from-password-file".into(),
-            pw.clone(),
-            "--to-password-file".into(),
-            pw.clone(),
-            "--ca-file".into(),
-            ca.clone(),
-            "--state".into(),
-            st.clone(),
-            "-vv".into(),
-            "--json".into(),
-        ],
-        vec![
-            "backup".into(),
-            "--from".into(),
-            src.clone(),
-            "--out".into(),
-            backup.clone(),
-            "--from-password-file".into(),
-            pw.clone(),
-            "--ca-file".into(),
-            ca.clone(),
-            "--state".into(),
-            st.clone(),
-            "-vv".into(),
-        ],
-        vec![
-            "verify".into(),
-            "--from".into(),
-            src.clone(),
-            "--to".into(),
-            dst.clone(),
-            "--from-password-file".into(),
-            pw.clone(),
-            "--to-password-file".into(),
-            pw.clone(),
-            "--ca-file".into(),
-            ca.clone(),
-            "-vv".into(),
-        ],
-        vec![
-            "batch".into(),
-            s(&csv),
-            "--ca-file".into(),
-            ca.clone(),
-            "--state".into(),
-            st.clone(),
-            "--report".into(),
-            report.clone(),
-            "-vv".into(),
-        ],
+    let runs = [
+        Run::new("check")
+            .arg(&src)
+            .opt("--password-file", d.pwfile())
+            .ca(&d)
+            .arg("-vv"),
+        Run::new("check")
+            .arg(&src)
+            .opt("--password-file", &wrong)
+            .ca(&d)
+            .arg("-vv"),
+        Run::new("migrate")
+            .from(&src)
+            .to(&dst)
+            .passwords(&d)
+            .ca(&d)
+            .state(&state)
+            .arg("-vv"),
+        Run::new("migrate")
+            .from(&pop)
+            .to(&dst)
+            .passwords(&d)
+            .ca(&d)
+            .state(&state)
+            .args(["-vv", "--json"]),
+        Run::new("backup")
+            .from(&src)
+            .opt("--out", &backup)
+            .from_password_file(d.pwfile())
+            .ca(&d)
+            .state(&state)
+            .arg("-vv"),
+        Run::new("verify")
+            .from(&src)
+            .to(&dst)
+            .passwords(&d)
+            .ca(&d)
+            .arg("-vv"),
+        Run::new("batch")
+            .arg(&csv)
+            .ca(&d)
+            .state(&state)
+            .opt("--report", &report)
+            .arg("-vv"),
     ];
     let secrets: Vec<Vec<u8>> = vec![
         PASSWORD.as_bytes().to_vec(),
@@ -303,13 +238,13 @@ fn no_password_is_ever_written_anywhere() {
     let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
     let mut traced = false;
     for r in &runs {
-        let out = mailferry(&r.iter().map(String::as_str).collect::<Vec<_>>());
+        let out = r.run();
         traced |= String::from_utf8_lossy(&out.stderr).contains("<credentials masked>");
         for sec in &secrets {
             assert!(
                 !contains(&out.stdout, sec) && !contains(&out.stderr, sec),
                 "{:?} printed a secret:\n{}",
-                r[0],
+                r.argv()[0],
                 text(&out)
             );
         }
@@ -369,26 +304,14 @@ fn a_second_run_on_the_same_state_is_refused() {
     // The first run hangs on a stalled source connection while it holds the index.
     let stall = FaultProxy::start(d.imaps, Fault::StallAfterServerBytes(0));
     let state = d.dir.path().join("state.sqlite");
-    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_mailferry"))
-        .args([
-            "migrate",
-            "--from",
-            &format!("imaps://{SRC}@localhost:{}", stall.port),
-            "--to",
-            &d.imaps_url(DST),
-            "--from-password-file",
-            &s(&d.pwfile()),
-            "--to-password-file",
-            &s(&d.pwfile()),
-            "--ca-file",
-            &s(&d.ca()),
-            "--state",
-            &s(&state),
-            "--timeout",
-            "20",
-            "--retries",
-            "0",
-        ])
+    let mut first = Run::new("migrate")
+        .from(format!("imaps://{SRC}@localhost:{}", stall.port))
+        .to(d.imaps_url(DST))
+        .passwords(&d)
+        .ca(&d)
+        .state(&state)
+        .args(["--timeout", "20", "--retries", "0"])
+        .command()
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -455,6 +456,106 @@ pub fn mailferry(args: &[&str]) -> Output {
         .env_remove("MAILFERRY_TO_PASSWORD")
         .output()
         .expect("run mailferry")
+}
+
+/// One run of the real binary, spelled out flag by flag: each method adds the flag
+/// it is named after (`.from(url)` adds `--from URL`, `.state(path)` adds
+/// `--state PATH`), so a test still reads as the command line it passes. Only
+/// `passwords` and `ca` take a [`Dovecot`] and add its files.
+#[derive(Clone, Debug)]
+pub struct Run {
+    argv: Vec<String>,
+}
+
+// The methods are named after the flags they add (`--from-password-file`,
+// `--to-password-file`), not after conversions.
+#[allow(clippy::wrong_self_convention)]
+impl Run {
+    /// `mailferry COMMAND`.
+    pub fn new(command: &str) -> Run {
+        Run {
+            argv: vec![command.to_string()],
+        }
+    }
+
+    /// One argument as it is: a flag, a positional argument or a value.
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Run {
+        let arg = arg.as_ref();
+        let arg = arg
+            .to_str()
+            .unwrap_or_else(|| panic!("argument is not UTF-8: {arg:?}"));
+        self.argv.push(arg.to_string());
+        self
+    }
+
+    /// Several arguments as they are.
+    pub fn args<A: AsRef<OsStr>>(self, args: impl IntoIterator<Item = A>) -> Run {
+        args.into_iter().fold(self, Run::arg)
+    }
+
+    /// `FLAG VALUE`.
+    pub fn opt(self, flag: &str, value: impl AsRef<OsStr>) -> Run {
+        self.arg(flag).arg(value)
+    }
+
+    /// `--from SOURCE`: a URL, or the mbox file or directory `restore` reads.
+    pub fn from(self, source: impl AsRef<OsStr>) -> Run {
+        self.opt("--from", source)
+    }
+
+    /// `--to URL`.
+    pub fn to(self, target: impl AsRef<OsStr>) -> Run {
+        self.opt("--to", target)
+    }
+
+    /// `--from-password-file FILE`.
+    pub fn from_password_file(self, file: impl AsRef<OsStr>) -> Run {
+        self.opt("--from-password-file", file)
+    }
+
+    /// `--to-password-file FILE`.
+    pub fn to_password_file(self, file: impl AsRef<OsStr>) -> Run {
+        self.opt("--to-password-file", file)
+    }
+
+    /// `--from-password-file` and `--to-password-file`, both `d.pwfile()`.
+    pub fn passwords(self, d: &Dovecot) -> Run {
+        self.from_password_file(d.pwfile())
+            .to_password_file(d.pwfile())
+    }
+
+    /// `--ca-file PEM`.
+    pub fn ca_file(self, pem: impl AsRef<OsStr>) -> Run {
+        self.opt("--ca-file", pem)
+    }
+
+    /// `--ca-file d.ca()`.
+    pub fn ca(self, d: &Dovecot) -> Run {
+        self.ca_file(d.ca())
+    }
+
+    /// `--state PATH`.
+    pub fn state(self, path: impl AsRef<OsStr>) -> Run {
+        self.opt("--state", path)
+    }
+
+    /// The arguments after the program name.
+    pub fn argv(&self) -> &[String] {
+        &self.argv
+    }
+
+    /// Run it through [`mailferry`] (no password in the environment) and wait.
+    pub fn run(&self) -> Output {
+        mailferry(&self.argv.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// The binary with these arguments and nothing else set, for a test that adds
+    /// environment variables or output pipes, or spawns it.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_mailferry"));
+        c.args(&self.argv);
+        c
+    }
 }
 
 pub fn text(o: &Output) -> String {
