@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decide::{self, Meta};
 use crate::dedupe::{self, Mode};
-use crate::engine::{map_folders, Options, KEEP_LISTED, LISTING_PAGE};
+use crate::engine::{map_folders, pending_pages, Options, Tally, KEEP_LISTED, LISTING_PAGE};
 use crate::error::{input, local};
 use crate::folders::TargetLayout;
 use crate::index::{Index, Outcome, Record};
@@ -211,29 +211,11 @@ fn stored(folder: &str, uidvalidity: u32, id: &str) -> u128 {
     dedupe::fingerprint(&format!("{folder}\0{uidvalidity}\0{id}"))
 }
 
-/// The messages of the open folder the manifest does not hold (when the source's
-/// ids are stable), a page at a time, in order.
-fn pending_pages(
-    src: &mut dyn Source,
-    done: &HashSet<u128>,
-    folder: &str,
-    uidvalidity: u32,
-    mut each: impl FnMut(&mut dyn Source, Vec<Meta>) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let (size, _) = crate::faults::listing_sizes(LISTING_PAGE, KEEP_LISTED);
-    let mut page = 0;
-    while let Some(list) = src.listing_page(page, size)? {
-        page += 1;
-        // Asked after listing: a POP3 server shows only then whether it has UIDL.
-        let stable = src.stable_ids();
-        let mut pending: Vec<Meta> = list
-            .into_iter()
-            .filter(|m| !stable || !done.contains(&stored(folder, uidvalidity, &m.id)))
-            .collect();
-        pending.sort_by_key(|m| m.order);
-        each(src, pending)?;
-    }
-    Ok(())
+/// The messages of a page the manifest does not hold.
+fn not_stored(done: &HashSet<u128>, folder: &str, uidvalidity: u32, list: Vec<Meta>) -> Vec<Meta> {
+    list.into_iter()
+        .filter(|m| !done.contains(&stored(folder, uidvalidity, &m.id)))
+        .collect()
 }
 
 /// Where the last recorded message of each file ends.
@@ -361,30 +343,26 @@ pub fn backup_into(
             )));
         }
         let opened = src.open(&raw)?;
-        let (mut count, mut bytes) = (0u64, 0u64);
-        let mut kept = Some(Vec::new());
+        let mut tally = Tally::new();
         if opened.count > 0 {
-            pending_pages(src, &done, &display, opened.uidvalidity, |_, page| {
-                count += page.len() as u64;
-                bytes += page.iter().map(|m| m.size).sum::<u64>();
-                kept = match kept.take() {
-                    Some(mut k) if kept_total + k.len() + page.len() <= keep_listed => {
-                        k.extend(page);
-                        Some(k)
-                    }
-                    _ => None,
-                };
-                Ok(())
-            })?;
+            let (uidvalidity, room) = (opened.uidvalidity, keep_listed.saturating_sub(kept_total));
+            pending_pages(
+                src,
+                |list| Ok(not_stored(&done, &display, uidvalidity, list)),
+                |_, page| {
+                    tally.add(page, room);
+                    Ok(true)
+                },
+            )?;
         }
-        kept_total += kept.as_ref().map_or(0, Vec::len);
+        kept_total += tally.kept_len();
         plans.push(Plan {
             raw,
             display,
             uidvalidity: opened.uidvalidity,
-            count,
-            bytes,
-            kept,
+            count: tally.count,
+            bytes: tally.bytes,
+            kept: tally.kept,
         });
     }
     summary.folders = plans.len();
@@ -561,7 +539,13 @@ pub fn backup_into(
         };
         match plan.kept.take() {
             Some(kept) => copy_page(src, kept)?,
-            None => pending_pages(src, &done, display, *uidvalidity, copy_page)?,
+            None => {
+                pending_pages(
+                    src,
+                    |list| Ok(not_stored(&done, display, *uidvalidity, list)),
+                    |src, page| copy_page(src, page).map(|()| true),
+                )?;
+            }
         }
     }
     drop(progress);

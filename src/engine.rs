@@ -87,14 +87,12 @@ pub const LISTING_PAGE: usize = 2_000;
 /// second listing); beyond, folders are listed again page by page as they are copied.
 pub const KEEP_LISTED: usize = 5_000;
 
-/// The messages of the open folder the index does not record as handled (for a
-/// `checkpoint` of job, folder and UIDVALIDITY, when the source's ids are stable),
-/// one page at a time, in order; `each` returns false to stop. Returns how many
-/// messages were listed.
-fn pending_pages(
+/// The messages of the open folder not yet handled, one page at a time, in order:
+/// `not_done` drops the handled ones of a page (asked only when the source's ids are
+/// stable); `each` returns false to stop. Returns how many messages were listed.
+pub fn pending_pages(
     src: &mut dyn Source,
-    index: &Index,
-    checkpoint: Option<(i64, &str, u32)>,
+    mut not_done: impl FnMut(Vec<Meta>) -> anyhow::Result<Vec<Meta>>,
     mut each: impl FnMut(&mut dyn Source, Vec<Meta>) -> anyhow::Result<bool>,
 ) -> anyhow::Result<u64> {
     let mut page = 0;
@@ -104,9 +102,10 @@ fn pending_pages(
         page += 1;
         listed += list.len() as u64;
         // Asked after listing: a POP3 server shows only then whether it has UIDL.
-        let mut pending = match checkpoint.filter(|_| src.stable_ids()) {
-            Some((job, folder, uidvalidity)) => index.not_done(job, folder, uidvalidity, list)?,
-            None => list,
+        let mut pending = if src.stable_ids() {
+            not_done(list)?
+        } else {
+            list
         };
         pending.sort_by_key(|m| m.order);
         if !each(src, pending)? {
@@ -114,6 +113,48 @@ fn pending_pages(
         }
     }
     Ok(listed)
+}
+
+/// What planning gathers about one folder's pending messages: how many, their
+/// bytes, and their listing while the run keeps few enough ([`KEEP_LISTED`]).
+pub struct Tally {
+    pub count: u64,
+    pub bytes: u64,
+    pub kept: Option<Vec<Meta>>,
+}
+
+impl Tally {
+    pub fn new() -> Tally {
+        Tally {
+            count: 0,
+            bytes: 0,
+            kept: Some(Vec::new()),
+        }
+    }
+
+    /// Count a page; keep its listing while the kept total stays within `room`.
+    pub fn add(&mut self, page: Vec<Meta>, room: usize) {
+        self.count += page.len() as u64;
+        self.bytes += page.iter().map(|m| m.size).sum::<u64>();
+        self.kept = match self.kept.take() {
+            Some(mut k) if k.len() + page.len() <= room => {
+                k.extend(page);
+                Some(k)
+            }
+            _ => None,
+        };
+    }
+
+    /// How many messages' listings are kept.
+    pub fn kept_len(&self) -> usize {
+        self.kept.as_ref().map_or(0, Vec::len)
+    }
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally::new()
+    }
 }
 
 /// Decode a wire name; a name that is not valid modified UTF-7 is shown lossily
@@ -368,43 +409,40 @@ pub fn migrate_into(
     let (_, keep_listed) = crate::faults::listing_sizes(LISTING_PAGE, KEEP_LISTED);
     for (raw, display, target_name) in mapped {
         let opened = src.open(&raw)?;
-        let (mut count, mut bytes, mut listed) = (0u64, 0u64, 0u64);
-        let mut kept = Some(Vec::new());
+        let mut tally = Tally::new();
+        let mut listed = 0;
         if opened.count > 0 {
-            let checkpoint = Some((job_id, display.as_str(), opened.uidvalidity));
-            if !index.any_done(job_id, &display, opened.uidvalidity)? {
-                if let Some(old) = index.other_uidvalidity(job_id, &display, opened.uidvalidity)? {
+            let uidvalidity = opened.uidvalidity;
+            if !index.any_done(job_id, &display, uidvalidity)? {
+                if let Some(old) = index.other_uidvalidity(job_id, &display, uidvalidity)? {
                     log::warn(format!(
-                        "{display}: UIDVALIDITY changed ({old} → {}); every message is checked against the target by its dedupe key, nothing is copied twice",
-                        opened.uidvalidity
+                        "{display}: UIDVALIDITY changed ({old} → {uidvalidity}); every message is checked against the target by its dedupe key, nothing is copied twice"
                     ));
                 }
             }
-            listed = pending_pages(src, index, checkpoint, |_, page| {
-                count += page.len() as u64;
-                bytes += page.iter().map(|m| m.size).sum::<u64>();
-                kept = match kept.take() {
-                    Some(mut k) if kept_total + k.len() + page.len() <= keep_listed => {
-                        k.extend(page);
-                        Some(k)
-                    }
-                    _ => None,
-                };
-                Ok(true)
-            })?;
+            let room = keep_listed.saturating_sub(kept_total);
+            listed = pending_pages(
+                src,
+                |list| index.not_done(job_id, &display, uidvalidity, list),
+                |_, page| {
+                    tally.add(page, room);
+                    Ok(true)
+                },
+            )?;
         }
-        kept_total += kept.as_ref().map_or(0, Vec::len);
+        kept_total += tally.kept_len();
         log::info(format!(
-            "{display} → {target_name}: {listed} messages, {count} not yet copied"
+            "{display} → {target_name}: {listed} messages, {} not yet copied",
+            tally.count
         ));
         plans.push(FolderPlan {
             raw,
             display,
             target_name,
             uidvalidity: opened.uidvalidity,
-            count,
-            bytes,
-            kept,
+            count: tally.count,
+            bytes: tally.bytes,
+            kept: tally.kept,
         });
     }
     summary.folders = plans.len();
@@ -713,12 +751,17 @@ impl FolderCopy<'_, '_> {
                     None => {
                         let listed = (|| -> anyhow::Result<bool> {
                             let index = Index::open(&index_path)?;
-                            let cp = Some((job_id, plan.display.as_str(), plan.uidvalidity));
                             let mut all = true;
-                            pending_pages(src, &index, cp, |src, page| {
-                                all = send(src, &page);
-                                Ok(all)
-                            })?;
+                            pending_pages(
+                                src,
+                                |list| {
+                                    index.not_done(job_id, &plan.display, plan.uidvalidity, list)
+                                },
+                                |src, page| {
+                                    all = send(src, &page);
+                                    Ok(all)
+                                },
+                            )?;
                             Ok(all)
                         })();
                         match listed {
@@ -994,4 +1037,49 @@ pub fn folder_keys(
         })?;
     }
     Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metas(sizes: &[u64]) -> Vec<Meta> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| Meta {
+                id: i.to_string(),
+                order: i as u64,
+                size,
+                flags: Vec::new(),
+                internal_date: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tally_counts_every_page_and_keeps_only_within_room() {
+        // (pages, room) → (count, bytes, kept)
+        type Row = (&'static [&'static [u64]], usize, u64, u64, Option<usize>);
+        let table: &[Row] = &[
+            (&[], 5, 0, 0, Some(0)),
+            (&[&[1, 2], &[3]], 3, 3, 6, Some(3)),
+            (&[&[1, 2], &[3]], 2, 3, 6, None),
+            // Once dropped, a listing is not kept again for a later small page.
+            (&[&[1, 2, 3], &[4]], 2, 4, 10, None),
+            (&[&[7]], 0, 1, 7, None),
+        ];
+        for &(pages, room, count, bytes, kept) in table {
+            let mut t = Tally::new();
+            for p in pages {
+                t.add(metas(p), room);
+            }
+            assert_eq!(
+                (t.count, t.bytes, t.kept.as_ref().map(Vec::len)),
+                (count, bytes, kept),
+                "{pages:?} room {room}"
+            );
+            assert_eq!(t.kept_len(), kept.unwrap_or(0));
+        }
+    }
 }
