@@ -155,15 +155,24 @@ impl MboxSource {
             .ok_or_else(|| anyhow::anyhow!("no mbox folder is open"))
     }
 
-    /// A reader of the open file from byte `offset` (a message's start, or 0).
-    fn reader(&self, offset: u64) -> anyhow::Result<mbox::Reader<BufReader<Take<File>>>> {
+    /// The open file, for reading.
+    fn open_file(&self) -> anyhow::Result<File> {
         let of = self.file()?;
-        let mut f = File::open(&of.path)
-            .map_err(|e| input(format!("cannot read {}: {e}", of.path.display())))?;
+        File::open(&of.path).map_err(|e| input(format!("cannot read {}: {e}", of.path.display())))
+    }
+
+    /// A reader of `f`, the open file, from byte `offset` (a message's start, or 0)
+    /// to where its messages end, buffering `buffer` bytes.
+    fn reader<F: Read + Seek>(
+        &self,
+        mut f: F,
+        offset: u64,
+        buffer: usize,
+    ) -> anyhow::Result<mbox::Reader<BufReader<Take<F>>>> {
         f.seek(SeekFrom::Start(offset))?;
-        let rest = of.len.saturating_sub(offset);
+        let rest = self.file()?.len.saturating_sub(offset);
         Ok(mbox::Reader::new(
-            BufReader::with_capacity(256 * 1024, f.take(rest)),
+            BufReader::with_capacity(buffer, f.take(rest)),
             self.dialect,
             offset,
         ))
@@ -281,7 +290,7 @@ impl Source for MboxSource {
 
     fn listing_page(&mut self, page: usize, max: usize) -> anyhow::Result<Option<Vec<Meta>>> {
         if page == 0 {
-            self.lister = Some((self.reader(0)?, 0));
+            self.lister = Some((self.reader(self.open_file()?, 0, 256 * 1024)?, 0));
         }
         let Some((mut reader, mut n)) = self.lister.take() else {
             return Ok(None);
@@ -304,11 +313,13 @@ impl Source for MboxSource {
     }
 
     fn fetch(&mut self, metas: &[Meta], each: &mut dyn FnMut(&str, Vec<u8>)) -> anyhow::Result<()> {
+        // One open file for the batch, read from each message's offset.
+        let f = self.open_file()?;
         for want in metas {
             let Some(offset) = want.id.split(':').next().and_then(|o| o.parse().ok()) else {
                 continue;
             };
-            let Some(m) = self.reader(offset)?.next_entry()? else {
+            let Some(m) = self.reader(&f, offset, 64 * 1024)?.next_entry()? else {
                 continue;
             };
             // Only the message that was listed: a file changed since is not trusted.
