@@ -9,7 +9,7 @@
 //!   a batch after a crash is harmless;
 //! - no secret is ever stored: endpoints are stored in their password-free form.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -237,13 +237,15 @@ impl Index {
         )?)
     }
 
-    /// Ids of the source messages of this folder and UIDVALIDITY that are safely handled.
+    /// Ids of the source messages of this folder and UIDVALIDITY that are safely handled
+    /// (the whole set, for tests; runs ask [`Index::not_done`] page by page).
+    #[cfg(test)]
     pub fn done_ids(
         &self,
         job: i64,
         folder: &str,
         uidvalidity: u32,
-    ) -> anyhow::Result<HashSet<String>> {
+    ) -> anyhow::Result<std::collections::HashSet<String>> {
         let mut st = self.conn.prepare_cached(
             "SELECT id FROM source_done WHERE job_id = ?1 AND folder = ?2 AND uidvalidity = ?3",
         )?;
@@ -458,6 +460,7 @@ fn create_private(path: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
     fn records_are_idempotent_and_failures_cleared_by_success() {
