@@ -293,8 +293,10 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
             }
         };
         if let Some(t) = &target {
-            if let Some(first) = targets.insert(t.to_string().to_ascii_lowercase(), row) {
-                bad("target_user", format!("the same target {t} is already in row {first}; each target account may appear once"));
+            // One mailbox is the same whatever scheme or port reaches it.
+            let key = format!("{}@{}", t.user, t.host).to_ascii_lowercase();
+            if let Some(first) = targets.insert(key, row) {
+                bad("target_user", format!("the same target account {} on {} is already in row {first}; each target account may appear once", t.user, t.host));
             }
         }
         let target_password = {
@@ -433,6 +435,44 @@ mod tests {
             assert!(e.iter().any(|x| x.starts_with(want)), "missing {want:?} in {e:#?}");
         }
         assert_eq!(e.len(), 8, "{e:#?}");
+    }
+
+    #[test]
+    fn one_target_account_written_two_ways_is_caught() {
+        let e = errs(
+            "source,source_user,source_password,target_user,target_password,target\n\
+            imaps://h1,u1,p,d@example.ch,p,\n\
+            imaps://h2,u2,p,D@Example.ch,p,imap://MAIL.infomaniak.com:143\n\
+            imaps://h3,u3,p,d@example.ch,p,imaps://other.example.net\n",
+        );
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(
+            e[0].starts_with("row 3, column target_user: the same target account D@Example.ch on MAIL.infomaniak.com is already in row 2"),
+            "{e:#?}"
+        );
+    }
+
+    #[test]
+    fn malformed_urls_are_named() {
+        let e = errs(
+            "source,source_user,source_password,target_user,target_password,target\n\
+            imaps://h1:99999,u1,p,a@example.ch,p,\n\
+            imaps://,u2,p,b@example.ch,p,\n\
+            imaps://h3,u3,p,c@example.ch,p,imaps://t.example.net:x\n\
+            pop3s://h4,u4,p,d@example.ch,p,pop3s://t.example.net\n",
+        );
+        for want in [
+            "row 2, column source:",
+            "row 3, column source:",
+            "row 4, column target:",
+            "row 5, column target: pop3s:// cannot be a target",
+        ] {
+            assert!(
+                e.iter().any(|x| x.starts_with(want)),
+                "missing {want:?} in {e:#?}"
+            );
+        }
+        assert_eq!(e.len(), 4, "{e:#?}");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - `MAILFERRY_LISTING_PAGE=N`, `MAILFERRY_KEEP_LISTED=N`: list folders N messages at
 //!   a time / keep at most N planned messages for the copy, so small test folders
 //!   take the paths of huge ones (listed again page by page).
+//! - `MAILFERRY_PROGRESS_EVERY_MS=N`: a batch that is not on a terminal logs its
+//!   progress line every N ms instead of every 30 s.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -62,4 +64,11 @@ pub fn listing_sizes(page: usize, keep: usize) -> (usize, usize) {
         env_number("MAILFERRY_LISTING_PAGE", &PAGE).map_or(page, |n| (n as usize).max(1)),
         env_number("MAILFERRY_KEEP_LISTED", &KEEP).map_or(keep, |n| n as usize),
     )
+}
+
+/// How often a batch off a terminal logs its progress line, unless a test says.
+pub fn progress_every(default: std::time::Duration) -> std::time::Duration {
+    static EVERY: OnceLock<Option<u64>> = OnceLock::new();
+    env_number("MAILFERRY_PROGRESS_EVERY_MS", &EVERY)
+        .map_or(default, std::time::Duration::from_millis)
 }

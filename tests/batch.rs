@@ -46,6 +46,7 @@ fn csv(
     n: usize,
     source_host: &str,
     source_ports: (u16, u16),
+    target_port: u16,
     bad_password_row: Option<usize>,
 ) -> String {
     let mut out = String::from(
@@ -63,9 +64,8 @@ fn csv(
             format!("file:{}", s(&d.pwfile()))
         };
         out.push_str(&format!(
-            "{source_host}:{port};{proto};{};{pw};localhost:{};{};env:MF_TEST_TARGET_PW\n",
+            "{source_host}:{port};{proto};{};{pw};localhost:{target_port};{};env:MF_TEST_TARGET_PW\n",
             src_user(i),
-            d.imaps,
             dst_user(i)
         ));
     }
@@ -87,7 +87,8 @@ fn batch(d: &Dovecot, csv_path: &std::path::Path, extra: &[&str], env: &[(&str, 
     c.output().unwrap()
 }
 
-/// Each target INBOX holds its source's three distinct messages, once each.
+/// Each target INBOX holds its source's distinct messages (three, or more when a
+/// test added mail), once each.
 fn assert_accounts_copied(d: &Dovecot, n: usize, skip: Option<usize>) {
     for i in (0..n).filter(|i| Some(*i) != skip) {
         let src: BTreeSet<Vec<u8>> = d.snapshot(&src_user(i)).0["INBOX"]
@@ -96,10 +97,10 @@ fn assert_accounts_copied(d: &Dovecot, n: usize, skip: Option<usize>) {
             .collect();
         let dst = &d.snapshot(&dst_user(i)).0["INBOX"];
         let dst_set: BTreeSet<Vec<u8>> = dst.iter().map(|m| m.body.clone()).collect();
-        assert_eq!(src.len(), 3);
+        assert!(src.len() >= 3);
         assert_eq!(
             dst.len(),
-            3,
+            src.len(),
             "account {i}: {} messages on the target",
             dst.len()
         );
@@ -112,15 +113,58 @@ fn twenty_mixed_accounts_with_one_bad_password_and_a_report() {
     let n = 20;
     let d = setup(n);
     let path = d.dir.path().join("accounts.csv");
-    std::fs::write(&path, csv(&d, n, "localhost", (d.pop3s, d.imaps), Some(7))).unwrap();
+    std::fs::write(
+        &path,
+        csv(&d, n, "localhost", (d.pop3s, d.imaps), d.imaps, Some(7)),
+    )
+    .unwrap();
     let report = d.dir.path().join("report.csv");
-    let out = batch(&d, &path, &["--jobs", "4", "--report", &s(&report)], &[]);
+    let out = batch(
+        &d,
+        &path,
+        &["--jobs", "4", "--report", &s(&report)],
+        &[("MAILFERRY_PROGRESS_EVERY_MS", "100")],
+    );
     assert_eq!(
         out.status.code(),
         Some(1),
         "one account failed: {}",
         text(&out)
     );
+    // Off a terminal: plain progress lines while it runs, one line per account as it
+    // ends, and the report's rows again at the end.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines().any(|l| l.starts_with("batch: ")
+            && l.contains(" accounts done, ")
+            && l.contains(" MB/s")),
+        "no periodic progress line in:\n{err}"
+    );
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with('[') && l.contains("] row "))
+            .count(),
+        n,
+        "{err}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "row 3: imaps://{}@localhost:{} ok: 3 copied, 1 duplicates",
+            dst_user(1),
+            d.imaps
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "row 9: imaps://{}@localhost:{} failed",
+            dst_user(7),
+            d.imaps
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("batch: 19 of 20 accounts ok"), "{stdout}");
     assert_accounts_copied(&d, n, Some(7));
     assert_eq!(d.count(&dst_user(7)), 0);
 
@@ -128,7 +172,7 @@ fn twenty_mixed_accounts_with_one_bad_password_and_a_report() {
     let mut lines = rep.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "row,source,target,status,copied,duplicates,failed,bytes,seconds,error"
+        "row,source,target,status,copied,duplicates,failed,bytes,seconds,error,would_copy,would_copy_bytes"
     );
     let rows: Vec<Vec<String>> = csv::Reader::from_reader(rep.as_bytes())
         .records()
@@ -137,19 +181,29 @@ fn twenty_mixed_accounts_with_one_bad_password_and_a_report() {
     assert_eq!(rows.len(), n);
     for (i, r) in rows.iter().enumerate() {
         assert_eq!(r[0], (i + 2).to_string());
+        assert!(r[1].contains(&src_user(i)), "{r:?}");
         assert!(r[2].contains(&dst_user(i)), "{r:?}");
+        let bytes: u64 = r[7].parse().unwrap();
+        let seconds: f64 = r[8].parse().unwrap();
+        assert!(seconds > 0.0, "{r:?}");
         if i == 7 {
             assert_eq!(r[3], "failed");
             assert!(
                 r[9].contains("AUTH") || r[9].contains("refused"),
                 "server's words: {r:?}"
             );
+            assert_eq!((r[4].as_str(), r[7].as_str()), ("0", "0"), "{r:?}");
         } else {
             assert_eq!(
-                (r[3].as_str(), r[4].as_str(), r[5].as_str()),
-                ("ok", "3", "1"),
+                (r[3].as_str(), r[4].as_str(), r[5].as_str(), r[6].as_str()),
+                ("ok", "3", "1", "0"),
                 "{r:?}"
             );
+            let want: u64 = d.snapshot(&dst_user(i)).0["INBOX"]
+                .iter()
+                .map(|m| m.body.len() as u64)
+                .sum();
+            assert_eq!(bytes, want, "{r:?}");
         }
     }
     for secret in [PASSWORD, "wrong-password"] {
@@ -167,7 +221,11 @@ fn twenty_mixed_accounts_with_one_bad_password_and_a_report() {
         );
     }
 
-    // Re-running resumes: nothing is copied twice.
+    // Re-running resumes: nothing is copied twice, and new mail is picked up.
+    d.seed_args(
+        &src_user(5),
+        &["--generate", "1", "--folder", "INBOX", "--seed", "later"],
+    );
     let out = batch(&d, &path, &["--jobs", "4", "--json"], &[]);
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let copied: u64 = j
@@ -176,7 +234,8 @@ fn twenty_mixed_accounts_with_one_bad_password_and_a_report() {
         .iter()
         .map(|r| r["copied"].as_u64().unwrap())
         .sum();
-    assert_eq!(copied, 0, "{}", text(&out));
+    assert_eq!(copied, 1, "only the new message: {}", text(&out));
+    assert_eq!(d.count(&dst_user(5)), 4);
     assert_accounts_copied(&d, n, Some(7));
 }
 
@@ -185,19 +244,38 @@ fn interrupted_batch_resumes_with_nothing_lost_or_doubled() {
     let n = 8;
     let d = setup(n);
     let path = d.dir.path().join("accounts.csv");
-    std::fs::write(&path, csv(&d, n, "localhost", (d.pop3s, d.imaps), None)).unwrap();
+    std::fs::write(
+        &path,
+        csv(&d, n, "localhost", (d.pop3s, d.imaps), d.imaps, None),
+    )
+    .unwrap();
+    let report = d.dir.path().join("report.csv");
     for (var, n) in [
-        ("MAILFERRY_CRASH_AFTER_APPENDS", "9"),
+        // 8 accounts of 3 appends, 4 at a time: after 14 appends at least one account
+        // has ended (at most 4 × 3 appends belong to running ones).
+        ("MAILFERRY_CRASH_AFTER_APPENDS", "14"),
         ("MAILFERRY_CRASH_IN_COMMIT", "3"),
         ("MAILFERRY_CRASH_AFTER_APPENDS", "2"),
     ] {
-        let out = batch(&d, &path, &["--jobs", "4"], &[(var, n)]);
-        assert_ne!(
-            out.status.code(),
-            Some(0),
+        let out = batch(
+            &d,
+            &path,
+            &["--jobs", "4", "--report", &s(&report)],
+            &[(var, n)],
+        );
+        assert!(
+            out.status.code() != Some(0)
+                && String::from_utf8_lossy(&out.stderr).contains("crash point reached"),
             "the crash point {var}={n} was not reached: {}",
             text(&out)
         );
+        if n == "14" {
+            // The report grows as accounts end, so a killed batch still has one.
+            let rep = std::fs::read_to_string(&report).unwrap();
+            let rows: Vec<&str> = rep.lines().skip(1).collect();
+            assert!(!rows.is_empty(), "{rep}");
+            assert!(rows.iter().all(|r| r.contains(",ok,3,")), "{rep}");
+        }
     }
     let out = batch(&d, &path, &["--jobs", "4"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -211,9 +289,16 @@ fn max_per_host_is_respected_on_the_server_side() {
     let counter = ConnCounter::default();
     let pop = CountingProxy::start(d.pop3s, &counter);
     let imap = CountingProxy::start(d.imaps, &counter);
-    // Both proxies stand for one source server, 127.0.0.1; targets are on "localhost".
+    let target_counter = ConnCounter::default();
+    let target = CountingProxy::start(d.imaps, &target_counter);
+    // Both source proxies stand for one source server, 127.0.0.1; the targets are
+    // on another, "localhost".
     let path = d.dir.path().join("accounts.csv");
-    std::fs::write(&path, csv(&d, n, "127.0.0.1", (pop.port, imap.port), None)).unwrap();
+    std::fs::write(
+        &path,
+        csv(&d, n, "127.0.0.1", (pop.port, imap.port), target.port, None),
+    )
+    .unwrap();
     let out = batch(&d, &path, &["--jobs", "6", "--max-per-host", "2"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     use std::sync::atomic::Ordering;
@@ -225,12 +310,19 @@ fn max_per_host_is_respected_on_the_server_side() {
     // At any moment, POP3 and IMAP together: at most 2 connections to the source server,
     // and the workers did run side by side.
     assert_eq!(counter.peak.load(Ordering::SeqCst), 2);
+    // And the same on the target server.
+    assert_eq!(
+        target_counter.total.load(Ordering::SeqCst),
+        n,
+        "one target connection per account"
+    );
+    assert_eq!(target_counter.peak.load(Ordering::SeqCst), 2);
     assert_accounts_copied(&d, n, None);
 }
 
 #[test]
 fn bad_rows_are_all_listed_and_nothing_runs() {
-    let d = Dovecot::start(&["dst00@target.test"]);
+    let d = setup(1);
     let path = d.dir.path().join("bad.csv");
     std::fs::write(
         &path,
@@ -246,14 +338,24 @@ fn bad_rows_are_all_listed_and_nothing_runs() {
         text(&out)
     );
 
+    // Four bad rows and a good one, whose source goes through a counting proxy.
+    let counter = ConnCounter::default();
+    let proxy = CountingProxy::start(d.imaps, &counter);
     std::fs::write(
         &path,
-        "source,source_protocol,source_user,source_password,target_user,target_password\n\
-         localhost:1,ftp,u,p,one@example.ch,p\n\
-         imaps://localhost:1,,u,p,anna..alpha@example.ch,p\n\
-         imaps://localhost:1,,u,p,two@example.ch,\n\
-         imaps://localhost:1,,u,p,one@example.ch,p\n\
-         imaps://localhost:1,,u,p,dst00@target.test,p\n",
+        format!(
+            "source,source_protocol,source_user,source_password,target,target_user,target_password\n\
+             localhost:1,ftp,u,p,,one@example.ch,p\n\
+             imaps://localhost:1,,u,p,,anna..alpha@example.ch,p\n\
+             imaps://localhost:1,,u,p,,two@example.ch,\n\
+             imaps://localhost:1,,u,p,,one@example.ch,p\n\
+             imaps://localhost:{},,{},file:{},imaps://localhost:{},{},env:MF_TEST_TARGET_PW\n",
+            proxy.port,
+            src_user(0),
+            s(&d.pwfile()),
+            d.imaps,
+            dst_user(0)
+        ),
     )
     .unwrap();
     let out = batch(&d, &path, &[], &[]);
@@ -263,12 +365,48 @@ fn bad_rows_are_all_listed_and_nothing_runs() {
         "row 2, column source_protocol: unknown protocol \"ftp\"",
         "row 3, column target_user: \"anna..alpha@example.ch\" breaks the host's address rules: the part before @ has two dots in a row",
         "row 4, column target_password: empty",
-        "row 5, column target_user: the same target",
-        "4 bad rows",
+        "row 5, column target_user: the same target account one@example.ch on mail.infomaniak.com is already in row 2",
+        "4 bad rows (listed above); nothing was started",
+        "--skip-invalid to run the 1 good rows",
     ] {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
     assert!(!err.contains("row 6"), "row 6 is valid: {err}");
+    use std::sync::atomic::Ordering;
+    assert_eq!(
+        counter.total.load(Ordering::SeqCst),
+        0,
+        "a connection was opened"
+    );
+    assert_eq!(d.count(&dst_user(0)), 0);
+
+    // --skip-invalid: the good row runs, the bad ones are in the report as invalid.
+    let report = d.dir.path().join("report.csv");
+    let out = batch(&d, &path, &["--skip-invalid", "--report", &s(&report)], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(counter.total.load(Ordering::SeqCst), 1);
+    assert_accounts_copied(&d, 1, None);
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_path(&report)
+        .unwrap()
+        .records()
+        .map(Result::unwrap)
+        .collect();
+    let got: Vec<(&str, &str)> = rows.iter().map(|r| (&r[0], &r[3])).collect();
+    assert_eq!(
+        got,
+        [
+            ("2", "invalid"),
+            ("3", "invalid"),
+            ("4", "invalid"),
+            ("5", "invalid"),
+            ("6", "ok")
+        ]
+    );
+    assert!(
+        rows[0][9].contains("column source_protocol: unknown protocol"),
+        "{rows:?}"
+    );
+    assert_eq!(&rows[4][4], "3", "{rows:?}");
 }
 
 #[test]
@@ -276,7 +414,11 @@ fn shards_cover_every_row_exactly_once() {
     let n = 7;
     let d = setup(n);
     let path = d.dir.path().join("accounts.csv");
-    std::fs::write(&path, csv(&d, n, "localhost", (d.pop3s, d.imaps), None)).unwrap();
+    std::fs::write(
+        &path,
+        csv(&d, n, "localhost", (d.pop3s, d.imaps), d.imaps, None),
+    )
+    .unwrap();
     let mut seen = Vec::new();
     for k in 1..=3 {
         let out = batch(
@@ -287,12 +429,21 @@ fn shards_cover_every_row_exactly_once() {
         );
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        seen.extend(
-            j.as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["row"].as_u64().unwrap()),
-        );
+        for r in j.as_array().unwrap() {
+            seen.push(r["row"].as_u64().unwrap());
+            // A dry run says what a real run would copy: the four messages listed
+            // (the duplicate is only known once fetched), nothing yet copied.
+            assert_eq!(
+                (
+                    r["status"].as_str(),
+                    r["would_copy"].as_u64(),
+                    r["copied"].as_u64()
+                ),
+                (Some("ok"), Some(4), Some(0)),
+                "{r}"
+            );
+            assert!(r["would_copy_bytes"].as_u64().unwrap() > 400, "{r}");
+        }
     }
     seen.sort();
     assert_eq!(seen, (2..2 + n as u64).collect::<Vec<_>>());

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -88,7 +88,7 @@ fn hosts_of(a: &Account) -> Vec<String> {
 }
 
 /// One row of the report.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct AccountResult {
     pub row: usize,
     pub source: String,
@@ -102,6 +102,50 @@ pub struct AccountResult {
     pub seconds: f64,
     /// The reason, in the server's words where there are any; never a password.
     pub error: String,
+    /// `--dry-run`: what a real run would copy (messages, bytes); 0 otherwise.
+    pub would_copy: u64,
+    pub would_copy_bytes: u64,
+    #[serde(skip)]
+    dry_run: bool,
+}
+
+impl AccountResult {
+    fn new(row: usize, source: String, target: String) -> Self {
+        AccountResult {
+            row,
+            source,
+            target,
+            status: String::new(),
+            copied: 0,
+            duplicates: 0,
+            failed: 0,
+            bytes: 0,
+            seconds: 0.0,
+            error: String::new(),
+            would_copy: 0,
+            would_copy_bytes: 0,
+            dry_run: false,
+        }
+    }
+
+    /// The one line printed for an account when it ends, and in the final summary.
+    fn line(&self) -> String {
+        match self.status.as_str() {
+            "ok" if self.dry_run => format!(
+                "row {}: {} dry run: would copy {} messages ({} bytes)",
+                self.row, self.target, self.would_copy, self.would_copy_bytes
+            ),
+            "ok" => format!(
+                "row {}: {} ok: {} copied, {} duplicates, {} bytes in {:.1}s",
+                self.row, self.target, self.copied, self.duplicates, self.bytes, self.seconds
+            ),
+            "invalid" => format!("row {}: invalid: {}", self.row, self.error),
+            s => format!(
+                "row {}: {} {s}: {} copied, {} failed: {}",
+                self.row, self.target, self.copied, self.failed, self.error
+            ),
+        }
+    }
 }
 
 fn run_account(
@@ -134,6 +178,52 @@ fn run_account(
     Ok(summary)
 }
 
+/// Run one account and turn whatever happened (a panic included: it is a bug, but
+/// it must not take the other accounts down) into its report row.
+fn account_result(acc: &Account, opts: &Options, net: &NetOptions, state: &Path) -> AccountResult {
+    let t = Instant::now();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_account(acc, opts, net, state)
+    }));
+    let mut r = AccountResult::new(acc.row, acc.source.to_string(), acc.target.to_string());
+    r.seconds = t.elapsed().as_secs_f64();
+    match outcome {
+        Ok(Ok(s)) => {
+            r.copied = s.copied;
+            r.duplicates = s.duplicates;
+            r.failed = s.failed.len() as u64;
+            r.bytes = s.bytes;
+            r.would_copy = s.planned.iter().map(|p| p.messages).sum();
+            r.would_copy_bytes = s.planned.iter().map(|p| p.bytes).sum();
+            r.status = if s.ok() { "ok" } else { "partial" }.into();
+            r.error = s
+                .stopped
+                .clone()
+                .or_else(|| {
+                    s.failed
+                        .first()
+                        .map(|f| format!("{} message {}: {}", f.folder, f.id, f.reason))
+                })
+                .unwrap_or_default();
+            r.dry_run = s.dry_run;
+        }
+        Ok(Err(e)) => {
+            r.status = "failed".into();
+            r.error = format!("{e:#}");
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            r.status = "failed".into();
+            r.error = format!("internal error (a mailferry bug, please report it): {what}");
+        }
+    }
+    r
+}
+
 pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
     // Phase 1: the whole file is checked before any connection is opened.
     let shard = a
@@ -149,14 +239,38 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
     for e in &errors {
         progress::eprintln(&format!("mailferry: {}: {e}", a.csv.display()));
     }
+    // One report row per bad row, its problems joined.
+    let mut invalid: Vec<AccountResult> = Vec::new();
+    for e in &errors {
+        match invalid.iter_mut().find(|r| r.row == e.row) {
+            Some(r) => r
+                .error
+                .push_str(&format!("; column {}: {}", e.column, e.message)),
+            None => {
+                let mut r = AccountResult::new(e.row, String::new(), String::new());
+                r.status = "invalid".into();
+                r.error = format!("column {}: {}", e.column, e.message);
+                invalid.push(r);
+            }
+        }
+    }
     if !errors.is_empty() && !a.skip_invalid {
         return Err(input(format!(
             "{}: {} bad rows (listed above); nothing was started. Fix them, or pass --skip-invalid to run the {} good rows",
             a.csv.display(),
-            errors.len(),
+            invalid.len(),
             accounts.len()
         )));
     }
+    // Each shard reports the bad rows of its own share (all shards list them all on
+    // stderr, since every machine checks the whole file).
+    invalid.retain(|r| {
+        let position = errors
+            .iter()
+            .find(|e| e.row == r.row)
+            .and_then(|e| e.position);
+        position.is_none_or(|p| shard.is_none_or(|s| batch::in_shard(p, s)))
+    });
     let accounts: Vec<Account> = accounts
         .into_iter()
         .filter(|acc| shard.is_none_or(|s| batch::in_shard(acc.position, s)))
@@ -182,10 +296,15 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
     // Create and migrate the index once, before the workers open it.
     let _lock = index::lock(&state)?;
     Index::open(&state)?;
-    let mut report = match &a.report {
-        Some(p) => Some(open_report(p)?),
+    let report = match &a.report {
+        Some(p) => Some(Report::create(p)?),
         None => None,
     };
+    if let Some(rep) = &report {
+        for r in &invalid {
+            rep.add(r)?;
+        }
+    }
     if !a.json {
         progress::eprintln(&format!(
             "index: {}\n{} accounts, {} at a time, at most {} connections per server",
@@ -205,129 +324,90 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
         .map_err(|e| anyhow::anyhow!("cannot start the workers: {e}"))?;
     let display = progress::start_batch(accounts.len() as u64);
     let done = AtomicUsize::new(0);
+    let running = AtomicUsize::new(0);
     let total = accounts.len();
-    let stop_ticker = Arc::new(AtomicBool::new(false));
-    let ticker = (!progress::visible()).then(|| {
-        let stop = stop_ticker.clone();
-        std::thread::spawn(move || {
+    let stop_ticker = AtomicBool::new(false);
+    let results: Vec<AccountResult> = std::thread::scope(|scope| {
+        // Progress between account ends: the bar's line on a terminal, a plain log
+        // line every `progress_every` elsewhere.
+        scope.spawn(|| {
+            let every = crate::faults::progress_every(Duration::from_secs(30));
             let mut last = Instant::now();
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(200));
-                if last.elapsed() >= Duration::from_secs(30) {
+            while !stop_ticker.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100).min(every));
+                let line = progress::batch_line(
+                    done.load(Ordering::Relaxed),
+                    total,
+                    running.load(Ordering::Relaxed),
+                    started.elapsed(),
+                );
+                if progress::visible() {
+                    display.overall.set_message(line);
+                } else if last.elapsed() >= every {
                     last = Instant::now();
-                    progress::eprintln(&format!("batch: {} so far", progress::totals()));
+                    progress::eprintln(&format!("batch: {line}"));
                 }
             }
-        })
-    });
-    let results: Vec<AccountResult> = pool.install(|| {
-        accounts
-            .par_iter()
-            .map(|acc| {
-                let _slots = limiter.acquire(hosts_of(acc));
-                let t = Instant::now();
-                let outcome = run_account(acc, &opts, &net, &state);
-                let seconds = t.elapsed().as_secs_f64();
-                let mut r = AccountResult {
-                    row: acc.row,
-                    source: acc.source.to_string(),
-                    target: acc.target.to_string(),
-                    status: String::new(),
-                    copied: 0,
-                    duplicates: 0,
-                    failed: 0,
-                    bytes: 0,
-                    seconds,
-                    error: String::new(),
-                };
-                match outcome {
-                    Ok(s) => {
-                        r.copied = s.copied;
-                        r.duplicates = s.duplicates;
-                        r.failed = s.failed.len() as u64;
-                        r.bytes = s.bytes;
-                        r.status = if s.ok() { "ok" } else { "partial" }.into();
-                        r.error = s
-                            .stopped
-                            .clone()
-                            .or_else(|| {
-                                s.failed
-                                    .first()
-                                    .map(|f| format!("{} message {}: {}", f.folder, f.id, f.reason))
-                            })
-                            .unwrap_or_default();
+        });
+        let results = pool.install(|| {
+            accounts
+                .par_iter()
+                .map(|acc| {
+                    let _slots = limiter.acquire(hosts_of(acc));
+                    running.fetch_add(1, Ordering::Relaxed);
+                    let r = account_result(acc, &opts, &net, &state);
+                    running.fetch_sub(1, Ordering::Relaxed);
+                    let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    display.account_done();
+                    if let Some(rep) = &report {
+                        // The report grows as accounts end, so a batch stopped
+                        // overnight still says what it did.
+                        if let Err(e) = rep.add(&r) {
+                            progress::eprintln(&format!("mailferry: {e:#}"));
+                        }
                     }
-                    Err(e) => {
-                        r.status = "failed".into();
-                        r.error = format!("{e:#}");
-                    }
-                }
-                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                display.account_done();
-                let line = match r.status.as_str() {
-                    "ok" => format!(
-                        "[{n}/{total}] row {}: {} ok: {} copied, {} duplicates",
-                        r.row, r.target, r.copied, r.duplicates
-                    ),
-                    s => format!("[{n}/{total}] row {}: {} {s}: {}", r.row, r.target, r.error),
-                };
-                progress::eprintln(&line);
-                r
-            })
-            .collect()
+                    progress::eprintln(&format!("[{n}/{total}] {}", r.line()));
+                    r
+                })
+                .collect::<Vec<_>>()
+        });
+        stop_ticker.store(true, Ordering::Relaxed);
+        results
     });
-    stop_ticker.store(true, Ordering::Relaxed);
-    if let Some(t) = ticker {
-        let _ = t.join();
-    }
     drop(display);
 
     let mut all = results;
-    // Each shard reports the bad rows of its own share (all shards list them all on
-    // stderr, since every machine checks the whole file).
-    for e in errors.iter().filter(|e| {
-        e.position
-            .is_none_or(|p| shard.is_none_or(|s| batch::in_shard(p, s)))
-    }) {
-        all.push(AccountResult {
-            row: e.row,
-            source: String::new(),
-            target: String::new(),
-            status: "invalid".into(),
-            copied: 0,
-            duplicates: 0,
-            failed: 0,
-            bytes: 0,
-            seconds: 0.0,
-            error: format!("column {}: {}", e.column, e.message),
-        });
-    }
+    all.extend(invalid);
     all.sort_by_key(|r| r.row);
-    if let Some(w) = report.as_mut() {
-        for r in &all {
-            w.serialize(r)?;
-        }
-        w.flush()?;
+    if let Some(rep) = report {
+        rep.finish(&all)?;
     }
     let ok = all.iter().filter(|r| r.status == "ok").count();
     if a.json {
         progress::out(&serde_json::to_string_pretty(&all)?);
     } else {
+        // The report's rows, then the totals.
+        for r in &all {
+            progress::out(&r.line());
+        }
         progress::out(&format!(
-            "batch: {ok} of {} accounts ok in {:.1}s; {} copied, {} duplicates, {} failed messages, {} bytes",
+            "batch: {ok} of {} accounts ok in {:.1}s; {} copied, {} duplicates, {} failed messages, {} bytes{}",
             all.len(),
             started.elapsed().as_secs_f64(),
             all.iter().map(|r| r.copied).sum::<u64>(),
             all.iter().map(|r| r.duplicates).sum::<u64>(),
             all.iter().map(|r| r.failed).sum::<u64>(),
-            all.iter().map(|r| r.bytes).sum::<u64>()
+            all.iter().map(|r| r.bytes).sum::<u64>(),
+            if a.dry_run {
+                format!(
+                    "; dry run: would copy {} messages ({} bytes)",
+                    all.iter().map(|r| r.would_copy).sum::<u64>(),
+                    all.iter().map(|r| r.would_copy_bytes).sum::<u64>()
+                )
+            } else {
+                String::new()
+            }
         ));
-        for r in all.iter().filter(|r| r.status != "ok") {
-            progress::out(&format!(
-                "  row {} {} {}: {}",
-                r.row, r.target, r.status, r.error
-            ));
-        }
     }
     Ok(if ok == all.len() {
         EXIT_OK
@@ -338,7 +418,14 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
     })
 }
 
-fn open_report(path: &Path) -> anyhow::Result<csv::Writer<std::fs::File>> {
+/// `--report FILE.csv`: rows are appended as accounts end (in the order they end);
+/// at the end the file is rewritten in row order. Owner-only, like the index.
+struct Report {
+    path: std::path::PathBuf,
+    out: Mutex<csv::Writer<std::fs::File>>,
+}
+
+fn private_file(path: &Path) -> anyhow::Result<std::fs::File> {
     let mut o = std::fs::OpenOptions::new();
     o.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -350,12 +437,63 @@ fn open_report(path: &Path) -> anyhow::Result<csv::Writer<std::fs::File>> {
         .open(path)
         .map_err(|e| input(format!("cannot write the report {}: {e}", path.display())))?;
     crate::backup::private(path);
-    Ok(csv::Writer::from_writer(f))
+    Ok(f)
 }
+
+impl Report {
+    fn create(path: &Path) -> anyhow::Result<Report> {
+        let mut w = csv::Writer::from_writer(private_file(path)?);
+        // The header alone, so an empty report still names its columns.
+        w.write_record(REPORT_COLUMNS)?;
+        w.flush()?;
+        let w = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?);
+        Ok(Report {
+            path: path.to_path_buf(),
+            out: Mutex::new(w),
+        })
+    }
+
+    fn add(&self, r: &AccountResult) -> anyhow::Result<()> {
+        let mut w = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        w.serialize(r)?;
+        w.flush()
+            .map_err(|e| anyhow::anyhow!("cannot write the report {}: {e}", self.path.display()))
+    }
+
+    /// Rewrite the whole report in row order (beside it, then renamed over it).
+    fn finish(self, all: &[AccountResult]) -> anyhow::Result<()> {
+        let tmp = self.path.with_extension("csv.partial");
+        let mut w = csv::Writer::from_writer(private_file(&tmp)?);
+        for r in all {
+            w.serialize(r)?;
+        }
+        w.flush()?;
+        std::fs::rename(&tmp, &self.path)
+            .map_err(|e| anyhow::anyhow!("cannot write the report {}: {e}", self.path.display()))
+    }
+}
+
+const REPORT_COLUMNS: [&str; 12] = [
+    "row",
+    "source",
+    "target",
+    "status",
+    "copied",
+    "duplicates",
+    "failed",
+    "bytes",
+    "seconds",
+    "error",
+    "would_copy",
+    "would_copy_bytes",
+];
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn limiter_never_exceeds_its_bound() {
