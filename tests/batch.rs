@@ -476,4 +476,42 @@ fn addresses_check_lists_every_bad_address() {
     std::fs::write(&f, "anna@example.ch\nbob@example.ch\n").unwrap();
     let out = mailferry(&["addresses", "check", &s(&f)]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("2 addresses checked, 0 break the host's rules\n"),
+        "{}",
+        text(&out)
+    );
+    // A bare list whose first address is bad: checked, not taken for a header.
+    std::fs::write(&f, "anna..x.example.ch\nbob@example.ch\n").unwrap();
+    let out = mailferry(&["addresses", "check", &s(&f)]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let o = String::from_utf8_lossy(&out.stdout);
+    assert!(o.contains("row 1: \"anna..x.example.ch\""), "{o}");
+    assert!(o.contains("2 addresses checked, 1 break"), "{o}");
+    // --column picks one of several columns.
+    std::fs::write(
+        &f,
+        "Login,Forwarding address\nanna@example.ch,anna..old@example.ch\nbob@example.ch,bob@example.ch\n",
+    )
+    .unwrap();
+    let out = mailferry(&[
+        "addresses",
+        "check",
+        &s(&f),
+        "--column",
+        "forwarding ADDRESS",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let o = String::from_utf8_lossy(&out.stdout);
+    assert!(o.contains("row 2: \"anna..old@example.ch\""), "{o}");
+    assert!(o.contains("2 addresses checked, 1 break"), "{o}");
+    let out = mailferry(&["addresses", "check", &s(&f), "--column", "email"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("has no column \"email\"; its columns are login, forwarding address"),
+        "{}",
+        text(&out)
+    );
 }

@@ -22,8 +22,9 @@ pub fn check(a: &AddressesCheckArgs) -> anyhow::Result<i32> {
         None => return Err(input(format!("{} is empty", a.file.display()))),
     };
     let header: Vec<String> = first.iter().map(|c| c.to_ascii_lowercase()).collect();
-    // A bare list: the first line is already an address.
-    let bare = a.column.is_none() && header.len() == 1 && header[0].contains('@');
+    // A bare list (one column, no --column): the first line is a header only when it
+    // reads like a column name, so a bad first address is checked, not skipped.
+    let bare = a.column.is_none() && header.len() == 1 && !is_column_name(&header[0]);
     let column = if bare {
         0
     } else if let Some(name) = &a.column {
@@ -71,8 +72,40 @@ pub fn check(a: &AddressesCheckArgs) -> anyhow::Result<i32> {
         }
         check_one(row, rec.get(column).unwrap_or(""));
     }
+    let skipped = if bare {
+        String::new()
+    } else {
+        format!(" (line 1 taken as the header: {})", header.join(", "))
+    };
     crate::progress::out(&format!(
-        "{checked} addresses checked, {bad} break the host's rules"
+        "{checked} addresses checked, {bad} break the host's rules{skipped}"
     ));
     Ok(if bad == 0 { EXIT_OK } else { EXIT_INPUT })
+}
+
+/// A header cell: a word or words, no `@` and no `.` (which every address has).
+fn is_column_name(cell: &str) -> bool {
+    !cell.is_empty()
+        && cell
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '_' | '-'))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn header_or_address() {
+        for (cell, header) in [
+            ("address", true),
+            ("e-mail", true),
+            ("target_user", true),
+            ("adresse e-mail", true),
+            ("anna@example.ch", false),
+            ("anna..x.example.ch", false),
+            ("anna", true),
+            ("", false),
+        ] {
+            assert_eq!(super::is_column_name(cell), header, "{cell:?}");
+        }
+    }
 }

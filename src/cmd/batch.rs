@@ -221,6 +221,8 @@ fn account_result(acc: &Account, opts: &Options, net: &NetOptions, state: &Path)
             r.error = format!("internal error (a mailferry bug, please report it): {what}");
         }
     }
+    // One line per cell, so report files merge with line tools.
+    r.error = r.error.replace(['\r', '\n'], " ");
     r
 }
 
