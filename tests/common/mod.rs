@@ -610,15 +610,21 @@ pub struct ConnCounter {
 }
 
 /// A TCP forwarder in front of a server port that counts the connections the
-/// server sees, for `--max-per-host` tests. A connection stops counting as soon as
-/// the client closes its side.
+/// server sees, for `--max-per-host` tests. The proxy learns of a close only when
+/// its thread reads the end of the stream, a moment after the client closed; so that
+/// this delay never counts as overlap, a connection counts as open once it has been
+/// open for [`CountingProxy::GRACE`] (every connection is counted in `total` at once).
+/// A client that really held one connection too many for longer than that is seen.
 pub struct CountingProxy {
     pub port: u16,
 }
 
 impl CountingProxy {
+    pub const GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+
     pub fn start(server_port: u16, counter: &ConnCounter) -> CountingProxy {
         use std::sync::atomic::Ordering;
+        use std::sync::{Arc, Mutex};
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let c = counter.clone();
@@ -628,15 +634,32 @@ impl CountingProxy {
                 let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", server_port)) else {
                     continue;
                 };
-                let n = c.open.fetch_add(1, Ordering::SeqCst) + 1;
-                c.peak.fetch_max(n, Ordering::SeqCst);
                 c.total.fetch_add(1, Ordering::SeqCst);
+                // (counted, closed)
+                let state = Arc::new(Mutex::new((false, false)));
+                {
+                    let (c, state) = (c.clone(), state.clone());
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Self::GRACE);
+                        let mut st = state.lock().unwrap();
+                        if !st.1 {
+                            st.0 = true;
+                            let n = c.open.fetch_add(1, Ordering::SeqCst) + 1;
+                            c.peak.fetch_max(n, Ordering::SeqCst);
+                        }
+                    });
+                }
                 let open = c.open.clone();
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 std::thread::spawn(move || {
                     let (mut c, mut s) = (c2, s2);
                     let _ = std::io::copy(&mut c, &mut s);
-                    open.fetch_sub(1, Ordering::SeqCst);
+                    let mut st = state.lock().unwrap();
+                    st.1 = true;
+                    if st.0 {
+                        open.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    drop(st);
                     let _ = s.shutdown(std::net::Shutdown::Write);
                 });
                 std::thread::spawn(move || {
