@@ -168,7 +168,13 @@ pub struct Client<S: Read + Write> {
     /// STLS). A server without CAPA gives an empty list.
     caps: Option<Vec<String>>,
     who: String,
+    /// The server refused TOP once: [`Client::peek`] uses RETR from then on.
+    top_refused: bool,
 }
+
+/// A line count no message reaches (a line is at least CRLF, so this is 2 GB of
+/// empty lines), and one that 32-bit parsers of TOP's argument accept.
+const WHOLE_MESSAGE_LINES: u32 = 1_000_000_000;
 
 impl<S: Read + Write> Client<S> {
     /// Wrap a connected stream; `who` names it in traces ("source", "target").
@@ -177,6 +183,7 @@ impl<S: Read + Write> Client<S> {
             stream: BufReader::with_capacity(64 * 1024, stream),
             caps: None,
             who: who.to_string(),
+            top_refused: false,
         }
     }
 
@@ -425,6 +432,35 @@ impl<S: Read + Write> Client<S> {
         self.fetch("TOP", &format!("TOP {n} {lines}"))
     }
 
+    /// One whole message (`listed_size`: its size from LIST), leaving it unread
+    /// where the server allows. RETR makes servers such as Dovecot mark the message
+    /// read (\Seen, visible over IMAP) at the next QUIT; TOP with more lines than
+    /// any message has returns the same bytes without that. So: TOP when the server
+    /// advertises it, trusted only when it returned at least the listed size (a
+    /// server that capped the line count would return less); otherwise, and for
+    /// the rest of the session once the server refuses TOP, RETR.
+    pub fn peek(&mut self, n: u32, listed_size: u64) -> Result<Vec<u8>, Pop3Error> {
+        if !self.top_refused && self.has_cap("TOP") {
+            match self.top(n, WHOLE_MESSAGE_LINES) {
+                Ok(body) if body.len() as u64 >= listed_size => return Ok(body),
+                Ok(body) => log::info(format!(
+                    "{}: message {n}: TOP gave {} bytes where LIST said {listed_size}; fetching it with RETR",
+                    self.who,
+                    body.len()
+                )),
+                Err(e @ Pop3Error::Err { .. }) => {
+                    log::warn(format!(
+                        "{}: {e}; fetching with RETR from now on, which may mark messages read on this server",
+                        self.who
+                    ));
+                    self.top_refused = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.retr(n)
+    }
+
     /// DELE: mark a message deleted; only QUIT makes it so.
     pub fn dele(&mut self, n: u32) -> Result<(), Pop3Error> {
         self.simple("DELE", &format!("DELE {n}")).map(|_| ())
@@ -564,6 +600,36 @@ mod tests {
         "CAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n",
         "STLS\r\nUSER\r\nSASL PLAIN LOGIN\r\n.\r\n",
     );
+
+    #[test]
+    fn peek_uses_top_where_it_returns_the_whole_message() {
+        let msg = "Subject: a\r\n\r\nbody\r\n";
+        // TOP advertised and complete: no RETR.
+        let mut c = replay(&format!("{DOVECOT_CAPA}+OK\r\n{msg}.\r\n"));
+        c.capa().unwrap();
+        assert_eq!(c.peek(1, msg.len() as u64).unwrap(), msg.as_bytes());
+        assert!(written(&mut c).ends_with("TOP 1 1000000000\r\n"));
+        // TOP shorter than LIST said (a capped line count): RETR for that message.
+        let mut c = replay(&format!(
+            "{DOVECOT_CAPA}+OK\r\nSubject: a\r\n\r\n.\r\n+OK\r\n{msg}.\r\n"
+        ));
+        c.capa().unwrap();
+        assert_eq!(c.peek(2, msg.len() as u64).unwrap(), msg.as_bytes());
+        assert!(written(&mut c).ends_with("TOP 2 1000000000\r\nRETR 2\r\n"));
+        // TOP refused: RETR, and RETR only from then on.
+        let mut c = replay(&format!(
+            "{DOVECOT_CAPA}-ERR no such command\r\n+OK\r\n{msg}.\r\n+OK\r\n{msg}.\r\n"
+        ));
+        c.capa().unwrap();
+        assert_eq!(c.peek(1, 5).unwrap(), msg.as_bytes());
+        assert_eq!(c.peek(2, 5).unwrap(), msg.as_bytes());
+        assert!(written(&mut c).ends_with("TOP 1 1000000000\r\nRETR 1\r\nRETR 2\r\n"));
+        // Not advertised: RETR.
+        let mut c = replay(&format!("+OK\r\nUIDL\r\n.\r\n+OK\r\n{msg}.\r\n"));
+        c.capa().unwrap();
+        assert_eq!(c.peek(3, 5).unwrap(), msg.as_bytes());
+        assert_eq!(written(&mut c), "CAPA\r\nRETR 3\r\n");
+    }
 
     #[test]
     fn greeting_capa_and_auth_plain() {

@@ -5,7 +5,8 @@
 //! then every run downloads every message, and the dedupe keys alone keep copies out
 //! (`stable_ids` is false, so no checkpoint is trusted). Nothing is deleted unless
 //! `--delete-after` asked for it, and then only messages whose copy the target
-//! confirmed in this run.
+//! confirmed in this run. Messages are read with TOP where the server offers it, so
+//! they are not marked read either ([`crate::pop3::Client::peek`]).
 
 use std::collections::HashMap;
 
@@ -93,7 +94,7 @@ impl Source for Pop3Source {
 
     fn fetch(&mut self, metas: &[Meta], each: &mut dyn FnMut(&str, Vec<u8>)) -> anyhow::Result<()> {
         for m in metas {
-            let body = self.s()?.retr(m.order as u32)?;
+            let body = self.s()?.peek(m.order as u32, m.size)?;
             each(&m.id, body);
         }
         Ok(())
