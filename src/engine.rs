@@ -56,7 +56,7 @@ impl Default for Options {
             exclude: Vec::new(),
             rules: Rules::default(),
             batch_bytes: 4 << 20,
-            batch_count: 250,
+            batch_count: crate::faults::batch_count(250),
             delete_after: false,
             to_folder: None,
             connections: 1,

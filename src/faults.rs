@@ -10,6 +10,8 @@
 //! - `MAILFERRY_LISTING_PAGE=N`, `MAILFERRY_KEEP_LISTED=N`: list folders N messages at
 //!   a time / keep at most N planned messages for the copy, so small test folders
 //!   take the paths of huge ones (listed again page by page).
+//! - `MAILFERRY_BATCH_COUNT=N`: fetch and append at most N messages per batch, so a
+//!   small test folder is copied in many batches, as a big one is.
 //! - `MAILFERRY_PROGRESS_EVERY_MS=N`: a batch that is not on a terminal logs its
 //!   progress line every N ms instead of every 30 s.
 
@@ -71,4 +73,10 @@ pub fn progress_every(default: std::time::Duration) -> std::time::Duration {
     static EVERY: OnceLock<Option<u64>> = OnceLock::new();
     env_number("MAILFERRY_PROGRESS_EVERY_MS", &EVERY)
         .map_or(default, std::time::Duration::from_millis)
+}
+
+/// Messages per fetch/append batch, unless a test says.
+pub fn batch_count(default: usize) -> usize {
+    static COUNT: OnceLock<Option<u64>> = OnceLock::new();
+    env_number("MAILFERRY_BATCH_COUNT", &COUNT).map_or(default, |n| (n as usize).max(1))
 }

@@ -493,3 +493,154 @@ fn to_folder_for_an_mbox_file_and_restoring_an_interrupted_backup() {
         "only recorded messages: {j}"
     );
 }
+
+/// `--delete-after` deletes nothing the target does not hold: a message the target
+/// refuses stays on the POP3 server, and a run that is killed deletes nothing.
+#[test]
+fn delete_after_keeps_what_the_target_refused_and_a_killed_run_deletes_nothing() {
+    let src = Dovecot::start(&[SRC]);
+    let dst = Dovecot::start_with(
+        &[DST],
+        Config {
+            max_mail_size: Some("1M"),
+            ..Config::default()
+        },
+    );
+    src.seed_args(
+        SRC,
+        &["--generate", "6", "--folder", "INBOX", "--seed", "keep"],
+    );
+    // The fixtures' INBOX holds a message over 1 MB, which the target refuses.
+    src.seed(SRC);
+    let before = bodies(&src.snapshot(SRC), "INBOX");
+    let big: Vec<Vec<u8>> = before
+        .iter()
+        .filter(|b| b.len() > 1 << 20)
+        .cloned()
+        .collect();
+    assert_eq!(
+        big.len(),
+        1,
+        "the fixtures have one message over 1 MB in INBOX"
+    );
+    let state = src.dir.path().join("state.sqlite");
+    let run = |env: &[(&str, &str)]| {
+        let mut c = Run::new("migrate")
+            .from(pop3s_url(&src, SRC))
+            .to(dst.imaps_url(DST))
+            .from_password_file(src.pwfile())
+            .to_password_file(dst.pwfile())
+            .ca(&src)
+            .state(&state)
+            .args(["--json", "--delete-after"])
+            .command();
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+
+    // Killed after the 4th APPEND: nothing is deleted.
+    let out = run(&[("MAILFERRY_CRASH_AFTER_APPENDS", "4")]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("crash point reached"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        bodies(&src.snapshot(SRC), "INBOX"),
+        before,
+        "a killed run deleted mail"
+    );
+
+    // Every message but the big one reaches the target; exactly those are deleted.
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let j = json(&out);
+    let failed = j["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{j}");
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("larger than the maximum size"),
+        "{j}"
+    );
+    assert_eq!(
+        bodies(&src.snapshot(SRC), "INBOX"),
+        big,
+        "only the refused message stays on the POP3 server"
+    );
+    let mut distinct = before.clone();
+    distinct.dedup();
+    assert_eq!(dst.snapshot(DST).0["INBOX"].len(), distinct.len() - 1);
+    assert_eq!(j["deleted"].as_u64(), Some(before.len() as u64 - 1), "{j}");
+}
+
+/// A POP3 → IMAP run killed at several points (after an APPEND the index has not
+/// recorded, inside an index commit) and resumed, listing 3 messages at a time and
+/// copying 4 at a time: every distinct message ends up on the target once.
+#[test]
+fn pop3_run_killed_and_resumed_copies_everything_once() {
+    let d = Dovecot::start(&[SRC, DST]);
+    d.seed(SRC);
+    d.seed_args(
+        SRC,
+        &["--generate", "5", "--folder", "INBOX", "--seed", "dup"],
+    );
+    d.seed_args(
+        SRC,
+        &["--generate", "5", "--folder", "INBOX", "--seed", "dup"],
+    );
+    let state = d.dir.path().join("state.sqlite");
+    let run = |env: &[(&str, &str)]| {
+        let mut c = migrate(&d, pop3s_url(&d, SRC), &state)
+            .arg("--json")
+            .command();
+        c.env("MAILFERRY_LISTING_PAGE", "3");
+        c.env("MAILFERRY_KEEP_LISTED", "0");
+        // Batches of 4 messages, so the crash points fall between batches.
+        c.env("MAILFERRY_BATCH_COUNT", "4");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    for (var, n) in [
+        ("MAILFERRY_CRASH_AFTER_APPENDS", "2"),
+        ("MAILFERRY_CRASH_IN_COMMIT", "2"),
+        ("MAILFERRY_CRASH_AFTER_APPENDS", "5"),
+    ] {
+        let out = run(&[(var, n)]);
+        assert!(
+            out.status.code() != Some(0)
+                && String::from_utf8_lossy(&out.stderr).contains("crash point reached"),
+            "the crash point {var}={n} was not reached: {}",
+            text(&out)
+        );
+    }
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let got = bodies(&d.snapshot(DST), "INBOX");
+    let mut want = bodies(&d.snapshot(SRC), "INBOX");
+    for b in want.iter_mut() {
+        // What POP3 delivers: a last line without its line ending gets one.
+        if !b.ends_with(b"\r\n") {
+            b.extend_from_slice(b"\r\n");
+        }
+    }
+    want.sort();
+    want.dedup();
+    assert_eq!(got.len(), want.len(), "a message is missing or doubled");
+    assert!(
+        got == want,
+        "the target's messages differ from the source's"
+    );
+    // And a further run has nothing to do.
+    let j = json(&run(&[]));
+    assert_eq!(
+        (j["copied"].as_u64(), j["failed"].as_array().map(Vec::len)),
+        (Some(0), Some(0)),
+        "{j}"
+    );
+}
