@@ -348,6 +348,7 @@ pub fn backup_into(
             let (uidvalidity, room) = (opened.uidvalidity, keep_listed.saturating_sub(kept_total));
             pending_pages(
                 src,
+                opts.dedupe,
                 |list| Ok(not_stored(&done, &display, uidvalidity, list)),
                 |_, page| {
                     tally.add(page, room);
@@ -542,6 +543,7 @@ pub fn backup_into(
             None => {
                 pending_pages(
                     src,
+                    opts.dedupe,
                     |list| Ok(not_stored(&done, display, *uidvalidity, list)),
                     |src, page| copy_page(src, page).map(|()| true),
                 )?;
@@ -604,5 +606,120 @@ pub fn private(path: &Path) {
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(offset: u64, length: u64) -> Entry {
+        Entry {
+            folder: "INBOX".into(),
+            file: "INBOX.mbox".into(),
+            offset,
+            length,
+            size: length - 10,
+            sha256: "00".repeat(32),
+            flags: vec!["\\Seen".into()],
+            internaldate: None,
+            uidvalidity: 7,
+            id: format!("{offset}"),
+            key: "k".into(),
+            duplicate: false,
+        }
+    }
+
+    fn line(e: &Entry) -> String {
+        format!("{}\n", serde_json::to_string(e).unwrap())
+    }
+
+    #[test]
+    fn a_torn_last_manifest_line_is_ignored_and_only_a_backup_cuts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DIR_MANIFEST);
+        let good = format!("{}{}", line(&entry(0, 100)), line(&entry(100, 50)));
+        let torn = &line(&entry(150, 70))[..40];
+        std::fs::write(&path, format!("{good}{torn}")).unwrap();
+
+        // A reader (restore, verify) sees the two whole entries and writes nothing.
+        let read = read_manifest(&path, false).unwrap();
+        assert_eq!(read, vec![entry(0, 100), entry(100, 50)]);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{good}{torn}")
+        );
+
+        // A backup about to write cuts the torn line off first.
+        let read = read_manifest(&path, true).unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), good);
+        assert_eq!(committed_ends(&read)["INBOX.mbox"], 150);
+    }
+
+    #[test]
+    fn a_damaged_manifest_line_is_an_error_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DIR_MANIFEST);
+        std::fs::write(
+            &path,
+            format!(
+                "{}{{\"folder\": 1}}\n{}",
+                line(&entry(0, 100)),
+                line(&entry(100, 50))
+            ),
+        )
+        .unwrap();
+        let err = read_manifest(&path, true).unwrap_err().to_string();
+        assert!(
+            err.contains("line 2 is not a mailferry manifest entry")
+                && err.contains("changed outside mailferry"),
+            "{err}"
+        );
+        // Nothing was cut.
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .ends_with(&line(&entry(100, 50))));
+    }
+
+    #[test]
+    fn an_unrecorded_tail_is_cut_and_a_short_or_foreign_file_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("INBOX.mbox");
+        let recorded = b"From a@b Thu Jan  1 00:00:00 2024\nSubject: one\n\nbody\n\n";
+        let half = b"From a@b Thu Jan  1 00:00:00 2024\nSubject: two\n\nhal";
+        std::fs::write(&path, [&recorded[..], &half[..]].concat()).unwrap();
+        let end = recorded.len() as u64;
+        let open = || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap()
+        };
+
+        // Outside a backup (a file that happens to exist): refused, untouched.
+        let err = repair_file(&open(), &path, end, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not part of a mailferry backup"), "{err}");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            end + half.len() as u64
+        );
+
+        // In a backup: the half-written message is cut off, the recorded one kept.
+        repair_file(&open(), &path, end, true).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), recorded);
+        // Already right: nothing to do.
+        repair_file(&open(), &path, end, true).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), recorded);
+
+        // Shorter than the manifest says: someone changed it; refused.
+        let err = repair_file(&open(), &path, end + 5, true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is shorter than its manifest says"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), recorded);
     }
 }

@@ -92,6 +92,7 @@ pub const KEEP_LISTED: usize = 5_000;
 /// stable); `each` returns false to stop. Returns how many messages were listed.
 pub fn pending_pages(
     src: &mut dyn Source,
+    dedupe: Mode,
     mut not_done: impl FnMut(Vec<Meta>) -> anyhow::Result<Vec<Meta>>,
     mut each: impl FnMut(&mut dyn Source, Vec<Meta>) -> anyhow::Result<bool>,
 ) -> anyhow::Result<u64> {
@@ -104,6 +105,12 @@ pub fn pending_pages(
         // Asked after listing: a POP3 server shows only then whether it has UIDL.
         let mut pending = if src.stable_ids() {
             not_done(list)?
+        } else if dedupe == Mode::None {
+            // No checkpoints and no dedupe: every run would copy everything again.
+            return Err(crate::error::input(format!(
+                "{} has no stable message ids (a POP3 server without UIDL), so only the dedupe keys can tell what was copied; --dedupe none would copy every message again on every run. Use --dedupe exact (the default)",
+                src.describe()
+            )));
         } else {
             list
         };
@@ -423,6 +430,7 @@ pub fn migrate_into(
             let room = keep_listed.saturating_sub(kept_total);
             listed = pending_pages(
                 src,
+                opts.dedupe,
                 |list| index.not_done(job_id, &display, uidvalidity, list),
                 |_, page| {
                     tally.add(page, room);
@@ -754,6 +762,7 @@ impl FolderCopy<'_, '_> {
                             let mut all = true;
                             pending_pages(
                                 src,
+                                opts.dedupe,
                                 |list| {
                                     index.not_done(job_id, &plan.display, plan.uidvalidity, list)
                                 },

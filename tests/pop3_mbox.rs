@@ -376,6 +376,19 @@ fn pop3_server_without_uidl_relies_on_dedupe_keys() {
     let mut want = vec![a, b];
     want.sort();
     assert_eq!(got, want, "byte-identical, dot-unstuffed, once each");
+
+    // Without UIDL, --dedupe none would copy everything on every run: refused.
+    let out = migrate(&d, format!("pop3://x@127.0.0.1:{}", pop.port), &state)
+        .args(["--allow-plaintext", "--json", "--dedupe", "none"])
+        .run();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("has no stable message ids (a POP3 server without UIDL)"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(d.count(DST), 2);
 }
 
 /// Copies deleted on the target since the last run are not "duplicates": the next
@@ -784,4 +797,33 @@ fn pop3_backup_manifest_matches_files_and_source() {
             "INTERNALDATE restored from the manifest"
         );
     }
+
+    // A run killed while writing left half a message and half a manifest line: the
+    // next backup cuts both off before it appends the new mail.
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("INBOX.mbox"))
+        .unwrap();
+    f.write_all(b"From MAILER-DAEMON Thu Jan  1 00:00:00 2026\nSubject: half\n\nhal")
+        .unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("mailferry-manifest.jsonl"))
+        .unwrap();
+    f.write_all(b"{\"folder\":\"INBOX\",\"file\":\"INB")
+        .unwrap();
+    d.seed_args(
+        SRC,
+        &["--generate", "1", "--folder", "INBOX", "--seed", "later"],
+    );
+    let out = backup(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(json(&out)["copied"].as_u64(), Some(1), "{}", text(&out));
+    assert_eq!(python_counts(&dir), "INBOX.mbox 7\n");
+    let manifest = std::fs::read_to_string(dir.join("mailferry-manifest.jsonl")).unwrap();
+    assert!(
+        manifest.ends_with('\n') && !manifest.contains("\"INB{"),
+        "{manifest}"
+    );
 }
