@@ -331,3 +331,74 @@ fn a_second_run_on_the_same_state_is_refused() {
     let out = migrate(&d, &d, &state, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+/// A keyword the target refuses (Dovecot: longer than 50 characters, "[CANNOT]
+/// Keyword length too long") does not fail the message: it is copied with its system
+/// flags, the keyword left out with a note. The long keyword comes from a backup's
+/// manifest, since no Dovecot would store it.
+#[test]
+fn a_keyword_the_target_refuses_does_not_fail_the_message() {
+    let d = Dovecot::start(&[SRC, DST]);
+    d.seed(SRC);
+    let dir = d.dir.path().join("backup");
+    let state = d.dir.path().join("state.sqlite");
+    let out = Run::new("backup")
+        .from(d.imaps_url(SRC))
+        .opt("--out", &dir)
+        .from_password_file(d.pwfile())
+        .ca(&d)
+        .state(&state)
+        .run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let long = format!("$Label{}", "x".repeat(60));
+    let manifest = dir.join("mailferry-manifest.jsonl");
+    let text_of = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text_of.contains("\"$Label1\""));
+    std::fs::write(
+        &manifest,
+        text_of.replace("\"$Label1\"", &format!("\"{long}\"")),
+    )
+    .unwrap();
+
+    let out = Run::new("restore")
+        .from(&dir)
+        .to(d.imaps_url(DST))
+        .to_password_file(d.pwfile())
+        .ca(&d)
+        .state(&state)
+        .arg("--json")
+        .run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("target refused the keywords") && err.contains("Keyword length too long"),
+        "{err}"
+    );
+    // Every message arrived, byte for byte; those that had the long keyword carry
+    // their system flags and no keyword; the others all their flags.
+    let want = expected(|f| f.to_string());
+    let got = d.snapshot(DST);
+    let mut refused = 0;
+    for (folder, msgs) in &want.0 {
+        let have = &got.0[folder];
+        assert_eq!(have.len(), msgs.len(), "{folder}");
+        for m in msgs {
+            let h = have
+                .iter()
+                .find(|h| h.body == m.body)
+                .unwrap_or_else(|| panic!("{folder}: a message is missing or changed"));
+            let mut flags: Vec<&String> = h.flags.iter().filter(|f| *f != "\\Recent").collect();
+            flags.sort();
+            let mut want_flags: Vec<&String> = if m.flags.iter().any(|f| f == "$Label1") {
+                refused += 1;
+                m.flags.iter().filter(|f| f.starts_with('\\')).collect()
+            } else {
+                m.flags.iter().collect()
+            };
+            want_flags.sort();
+            assert_eq!(flags, want_flags, "{folder}: {}", m.subject());
+            assert_eq!(h.date, m.date, "{folder}: {}", m.subject());
+        }
+    }
+    assert_eq!(refused, 5, "the fixtures have five messages with $Label1");
+}
