@@ -360,6 +360,11 @@ fn verify_reports_missing_messages() {
         DST,
         &["--generate", "3", "--folder", "INBOX", "--seed", "3"],
     );
+    // And one on the target that the source does not have.
+    d.seed_args(
+        DST,
+        &["--generate", "1", "--folder", "INBOX", "--seed", "other"],
+    );
     let out = Run::new("verify")
         .from(d.imaps_url(SRC))
         .to(d.imaps_url(DST))
@@ -369,10 +374,14 @@ fn verify_reports_missing_messages() {
         .run();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("missing 1") && stdout.contains("1 messages missing"),
-        "{stdout}"
-    );
+    for want in [
+        "MISSING  INBOX → INBOX: source 4, target 4, missing 1, extra 1",
+        "missing source UIDs: 4\n",
+        "extra target UIDs (not in the source): 4\n",
+        "1 folders, 1 messages missing on the target",
+    ] {
+        assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
+    }
 }
 
 /// The source INBOX's UIDVALIDITY changes (its index is rebuilt): the next run
@@ -528,5 +537,44 @@ fn plaintext_login_is_refused_unless_allowed() {
         String::from_utf8_lossy(&out.stderr).contains("without encryption"),
         "{}",
         text(&out)
+    );
+}
+
+/// `-v` logs what is done per folder (planned, created); without it, none of that.
+#[test]
+fn verbose_logs_each_folder() {
+    let d = Dovecot::start(&[SRC, DST]);
+    d.seed(SRC);
+    let run = |state: &str, extra: &[&str]| {
+        Run::new("migrate")
+            .from(d.imaps_url(SRC))
+            .to(d.imaps_url(DST))
+            .passwords(&d)
+            .ca(&d)
+            .state(d.dir.path().join(state))
+            .args(extra)
+            .opt("--include", "INBOX")
+            .opt("--include", "Projects/**")
+            .run()
+    };
+    let out = run("quiet.sqlite", &["--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("not yet copied"), "{err}");
+
+    let out = run("state.sqlite", &["-v"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "INBOX → INBOX: 20 messages, 20 not yet copied",
+        "Projects/2024 → Projects/2024: 1 messages, 1 not yet copied",
+        "Projects/2024/Q1 → Projects/2024/Q1: 1 messages, 1 not yet copied",
+        "creating Projects/2024/Q1",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(
+        !err.contains("Sent"),
+        "an excluded folder was logged: {err}"
     );
 }

@@ -18,9 +18,8 @@ pub fn run(a: &BackupArgs) -> anyhow::Result<i32> {
     let state = a.job.state.clone().unwrap_or_else(index::default_path);
     let _lock = index::lock(&state)?;
     let mut index = Index::open(&state)?;
-    if !a.json {
-        eprintln!("index: {}", state.display());
-    }
+    // On stderr even with --json (stdout holds the JSON): where the state lives.
+    eprintln!("index: {}", state.display());
     let started = std::time::Instant::now();
     let mut summary = crate::summary::Summary::default();
     let source = endpoint::parse(&a.from)?;

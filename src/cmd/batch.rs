@@ -307,15 +307,14 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
             rep.add(r)?;
         }
     }
-    if !a.json {
-        progress::eprintln(&format!(
-            "index: {}\n{} accounts, {} at a time, at most {} connections per server",
-            state.display(),
-            accounts.len(),
-            a.jobs,
-            a.max_per_host
-        ));
-    }
+    // On stderr even with --json (stdout holds the JSON).
+    progress::eprintln(&format!(
+        "index: {}\n{} accounts, {} at a time, at most {} connections per server",
+        state.display(),
+        accounts.len(),
+        a.jobs,
+        a.max_per_host
+    ));
 
     // Phase 2: the accounts, in parallel.
     let started = Instant::now();

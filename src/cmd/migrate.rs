@@ -38,9 +38,8 @@ pub fn copy(
         .unwrap_or_else(index::default_path);
     let _lock = index::lock(&state)?;
     let mut index = Index::open(&state)?;
-    if !c.json {
-        eprintln!("index: {}", state.display());
-    }
+    // On stderr even with --json (stdout holds the JSON): where the state lives.
+    eprintln!("index: {}", state.display());
     // Phase 2: connections; a transient failure reconnects and resumes.
     // The password is asked for once, not on every retry.
     let source = crate::endpoint::parse(from)?;

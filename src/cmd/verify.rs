@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use crate::cli::VerifyArgs;
-use crate::engine::{self, folder_keys, layout_of, map_folders, target_layout};
+use crate::engine::{folder_keys, layout_of, map_folders, target_layout};
 use crate::error::{EXIT_OK, EXIT_PARTIAL};
 use crate::imap::{session, utf7};
 use crate::plan;
@@ -91,12 +91,17 @@ pub fn run(a: &VerifyArgs) -> anyhow::Result<i32> {
                     crate::decide::uid_set(&r.missing)
                 ));
             }
+            if !r.extra.is_empty() {
+                crate::progress::out(&format!(
+                    "         extra target UIDs (not in the source): {}",
+                    crate::decide::uid_set(&r.extra)
+                ));
+            }
         }
         crate::progress::out(&format!(
             "{} folders, {missing} messages missing on the target",
             results.len()
         ));
     }
-    let _ = engine::decode_name;
     Ok(if missing == 0 { EXIT_OK } else { EXIT_PARTIAL })
 }
