@@ -725,6 +725,12 @@ impl FolderCopy<'_, '_> {
         drop(known);
         let mut seen_in_run: HashSet<u128> = HashSet::new();
         let headers_date = src.dates_from_headers();
+        if headers_date {
+            log::info(format!(
+                "{}: the source has no INTERNALDATE; each message is dated from its topmost Received: header, else its Date: header, else the target's clock",
+                plan.display
+            ));
+        }
         let index_path = self.index.path().to_path_buf();
         let job_id = self.job_id;
 

@@ -827,3 +827,53 @@ fn pop3_backup_manifest_matches_files_and_source() {
         "{manifest}"
     );
 }
+
+/// POP3 has no INTERNALDATE: a message is dated from its topmost Received: header,
+/// else its Date: header, else the target's clock; `-v` says so.
+#[test]
+fn pop3_dates_come_from_received_then_date() {
+    use mailferry::imap::client::Append;
+    let d = Dovecot::start(&[SRC, DST]);
+    let received = b"Received: from mx.example.net by mail.example.com; Tue, 3 Mar 2020 10:00:00 +0000\r\nReceived: from laptop by mx.example.net; Mon, 2 Mar 2020 09:00:00 +0000\r\nDate: Sun, 1 Mar 2020 08:00:00 +0000\r\nSubject: received wins\r\n\r\nbody\r\n";
+    let date_only = b"Date: Wed, 4 Mar 2020 11:30:00 +0100\r\nSubject: date only\r\n\r\nbody\r\n";
+    let neither = b"Subject: no date at all\r\n\r\nbody\r\n";
+    let mut s = d.session(SRC);
+    for body in [&received[..], &date_only[..], &neither[..]] {
+        s.append(&Append {
+            mailbox: b"INBOX",
+            flags: &[],
+            internal_date: Some("01-Jan-2001 00:00:00 +0000"),
+            body,
+        })
+        .unwrap();
+    }
+    s.logout();
+    let state = d.dir.path().join("state.sqlite");
+    let before = chrono::Utc::now().timestamp();
+    let out = migrate(&d, pop3s_url(&d, SRC), &state).arg("-v").run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the source has no INTERNALDATE; each message is dated from its topmost Received: header"),
+        "{}",
+        text(&out)
+    );
+    let snap = d.snapshot(DST);
+    let date_of = |subject: &str| {
+        snap.0["INBOX"]
+            .iter()
+            .find(|m| m.subject() == format!("Subject: {subject}"))
+            .unwrap_or_else(|| panic!("{subject} missing"))
+            .date
+    };
+    let ts = |s: &str| chrono::DateTime::parse_from_rfc2822(s).unwrap().timestamp();
+    assert_eq!(
+        date_of("received wins"),
+        ts("Tue, 3 Mar 2020 10:00:00 +0000")
+    );
+    assert_eq!(date_of("date only"), ts("Wed, 4 Mar 2020 11:30:00 +0100"));
+    let now = date_of("no date at all");
+    assert!(
+        (before - 5..=chrono::Utc::now().timestamp() + 5).contains(&now),
+        "the target's clock: {now}"
+    );
+}
