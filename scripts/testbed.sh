@@ -10,6 +10,9 @@
 #   NS_PREFIX    personal namespace prefix, e.g. "INBOX." (default empty)
 #   MAX_CONN     mail_max_userip_connections (default 100)
 #   SENT DRAFTS TRASH JUNK  names of the special-use folders (default Sent Drafts Trash Junk)
+#   ARCHIVE      name of an \Archive folder (default: none)
+#   NO_SPECIAL_USE=1  no special-use folders at all: none created, no \Sent etc. attributes
+#                (clients create plain folders; SENT DRAFTS TRASH JUNK ARCHIVE are ignored)
 #   QUOTA, MAX_MAIL_SIZE  e.g. 2M and 1M: a storage quota per user and a largest message
 #   PLAINTEXT_ONLY=1  no TLS at all (no STARTTLS, no IMAPS/POP3S listeners), to test refusals
 #   CERT_DIR     reuse cert.pem/key.pem from this directory instead of making new ones
@@ -130,6 +133,7 @@ namespace inbox {
   inbox = yes
   separator = $sep
   prefix = ${NS_PREFIX:-}
+$(if [ -z "${NO_SPECIAL_USE:-}" ]; then cat <<SPECIALUSE
   mailbox "${SENT:-Sent}" {
     special_use = \\Sent
     auto = subscribe
@@ -146,6 +150,15 @@ namespace inbox {
     special_use = \\Junk
     auto = subscribe
   }
+SPECIALUSE
+fi)
+$(if [ -z "${NO_SPECIAL_USE:-}" ] && [ -n "${ARCHIVE:-}" ]; then cat <<ARCHIVECONF
+  mailbox "$ARCHIVE" {
+    special_use = \\Archive
+    auto = subscribe
+  }
+ARCHIVECONF
+fi)
 }
 CONF
 

@@ -53,12 +53,28 @@ impl Stream {
     }
 }
 
+/// Sockets here are blocking with `--timeout` set, so "would block" (EAGAIN, which
+/// Linux reports when the timeout passes) always means the time ran out: say that,
+/// not "Resource temporarily unavailable".
+fn timed_out(what: &'static str) -> impl Fn(io::Error) -> io::Error {
+    move |e| {
+        if e.kind() == io::ErrorKind::WouldBlock {
+            io::Error::new(io::ErrorKind::TimedOut, what)
+        } else {
+            e
+        }
+    }
+}
+
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Plain(s) => s.read(buf),
             Stream::Tls(s) => s.read(buf),
         }
+        .map_err(timed_out(
+            "timed out: the server sent nothing within --timeout",
+        ))
     }
 }
 
@@ -68,6 +84,9 @@ impl Write for Stream {
             Stream::Plain(s) => s.write(buf),
             Stream::Tls(s) => s.write(buf),
         }
+        .map_err(timed_out(
+            "timed out: the server took no data within --timeout",
+        ))
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {

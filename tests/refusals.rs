@@ -119,31 +119,7 @@ fn over_quota_stops_cleanly_and_the_next_run_finishes() {
 #[test]
 fn hostname_mismatch_is_refused() {
     let certs = tempfile::tempdir().unwrap();
-    let ok = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=other.example",
-            "-addext",
-            "subjectAltName=DNS:other.example",
-        ])
-        .arg("-keyout")
-        .arg(certs.path().join("key.pem"))
-        .arg("-out")
-        .arg(certs.path().join("cert.pem"))
-        .output()
-        .unwrap()
-        .status
-        .success();
-    assert!(ok);
+    self_signed_cert(certs.path(), "other.example", "DNS:other.example");
     let d = Dovecot::start_with(
         &[SRC],
         Config {

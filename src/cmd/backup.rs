@@ -8,12 +8,15 @@ use crate::mbox::Dialect;
 use crate::plan;
 
 pub fn run(a: &BackupArgs) -> anyhow::Result<i32> {
-    if let Endpoint::Mbox(_) = endpoint::parse(&a.from)? {
+    // Phase 1: the arguments and the password, before the index or a connection.
+    let source = endpoint::parse(&a.from)?;
+    if let Endpoint::Mbox(_) = source {
         return Err(input(
             "backup reads from an IMAP or POP3 account; to copy mbox files, copy the files",
         ));
     }
     let opts = plan::options(&a.job.folders, a.dry_run)?;
+    let source_password = plan::source_password(&source, a.from_password_file.as_deref())?;
     let net = plan::net(&a.job.net);
     let state = a.job.state.clone().unwrap_or_else(index::default_path);
     let _lock = index::lock(&state)?;
@@ -22,8 +25,6 @@ pub fn run(a: &BackupArgs) -> anyhow::Result<i32> {
     eprintln!("index: {}", state.display());
     let started = std::time::Instant::now();
     let mut summary = crate::summary::Summary::default();
-    let source = endpoint::parse(&a.from)?;
-    let source_password = plan::source_password(&source, a.from_password_file.as_deref())?;
     crate::retry::run(&net, &a.from, || {
         let mut src = plan::open_endpoint(&source, source_password.as_ref(), &net, Dialect::Rd)?;
         crate::backup::backup_into(src.as_mut(), &a.out, &opts, &mut index, &mut summary)

@@ -28,9 +28,20 @@ pub fn copy(
     c: &crate::cli::CopyArgs,
 ) -> anyhow::Result<i32> {
     let (net_args, state, folders) = (&job.net, job.state.as_deref(), &job.folders);
-    // Phase 1: everything the user typed is checked before any connection.
+    // Phase 1: everything the user typed is checked (and the passwords read, the
+    // source's first) before the index is opened or any connection made.
     let opts = plan::copy_options(folders, c, from)?;
-    crate::endpoint::parse(from)?;
+    let source = crate::endpoint::parse(from)?;
+    if let crate::endpoint::Endpoint::Mbox(path) = &source {
+        if !path.exists() {
+            return Err(crate::error::input(format!(
+                "{} does not exist",
+                path.display()
+            )));
+        }
+    }
+    // The password is asked for once, not on every retry.
+    let source_password = plan::source_password(&source, from_password_file)?;
     let (target, target_password) = plan::target(to, to_password_file)?;
     let net = plan::net(net_args);
     let state = state
@@ -41,9 +52,6 @@ pub fn copy(
     // On stderr even with --json (stdout holds the JSON): where the state lives.
     eprintln!("index: {}", state.display());
     // Phase 2: connections; a transient failure reconnects and resumes.
-    // The password is asked for once, not on every retry.
-    let source = crate::endpoint::parse(from)?;
-    let source_password = plan::source_password(&source, from_password_file)?;
     let dialect = plan::dialect(c.mbox_format);
     let open = || plan::open_endpoint(&source, source_password.as_ref(), &net, dialect);
     let job = Job {

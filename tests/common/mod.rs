@@ -30,37 +30,43 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Write a self-signed certificate `cert.pem` and its key `key.pem` into `dir`, for
+/// the common name `cn` and the subjectAltName list `san` ("DNS:a,IP:1.2.3.4").
+pub fn self_signed_cert(dir: &Path, cn: &str, san: &str) {
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "30",
+        ])
+        .arg("-subj")
+        .arg(format!("/CN={cn}"))
+        .arg("-addext")
+        .arg(format!("subjectAltName={san}"))
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .output()
+        .expect("openssl")
+        .status
+        .success();
+    assert!(ok, "openssl could not make a certificate");
+}
+
 /// One certificate for the whole test process (key generation is the slow part).
 fn cert_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("mailferry-cert-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let ok = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-days",
-                "30",
-                "-subj",
-                "/CN=localhost",
-                "-addext",
-                "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                "-keyout",
-            ])
-            .arg(dir.join("key.pem"))
-            .arg("-out")
-            .arg(dir.join("cert.pem"))
-            .output()
-            .expect("openssl")
-            .status
-            .success();
-        assert!(ok, "openssl could not make a certificate");
+        self_signed_cert(&dir, "localhost", "DNS:localhost,IP:127.0.0.1");
         dir
     })
 }
@@ -72,6 +78,11 @@ pub struct Config {
     pub sent: Option<&'static str>,
     pub trash: Option<&'static str>,
     pub junk: Option<&'static str>,
+    pub drafts: Option<&'static str>,
+    /// Name of an `\Archive` folder (none by default).
+    pub archive: Option<&'static str>,
+    /// No special-use folders and no `\Sent`… attributes at all (`NO_SPECIAL_USE=1`).
+    pub no_special_use: bool,
     pub plaintext_only: bool,
     pub quota: Option<&'static str>,
     pub max_mail_size: Option<&'static str>,
@@ -140,6 +151,8 @@ impl Dovecot {
             ("SENT", cfg.sent),
             ("TRASH", cfg.trash),
             ("JUNK", cfg.junk),
+            ("DRAFTS", cfg.drafts),
+            ("ARCHIVE", cfg.archive),
             ("QUOTA", cfg.quota),
             ("MAX_MAIL_SIZE", cfg.max_mail_size),
         ] {
@@ -149,6 +162,9 @@ impl Dovecot {
         }
         if cfg.plaintext_only {
             cmd.env("PLAINTEXT_ONLY", "1");
+        }
+        if cfg.no_special_use {
+            cmd.env("NO_SPECIAL_USE", "1");
         }
         let out = cmd.output().expect("run testbed.sh");
         if !out.status.success() {
