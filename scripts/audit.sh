@@ -59,7 +59,7 @@ snapshot_date() { sed -n '1s/.* on \([0-9-]*\);.*/\1/p' "$snapshot/CHECKED"; }
 
 # The check must be able to fail: a made-up advisory against the locked memchr.
 snapshot_db "$work/probe"
-memchr=$(grep -A1 '^name = "memchr"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')
+memchr=$(grep -A1 '^name = "memchr"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p' | head -n1)
 mkdir -p "$work/probe/$db/crates/memchr"
 cat > "$work/probe/$db/crates/memchr/RUSTSEC-9999-0001.md" <<EOF
 \`\`\`toml
@@ -80,12 +80,18 @@ if "$deny" --log-level error --config "$work/probe/deny.toml" --offline check ad
   echo "audit: the offline advisory check did not report a made-up advisory against memchr $memchr; it checks nothing" >&2
   exit 1
 fi
-grep -q RUSTSEC-9999-0001 "$work/probe.log" || {
+grep -q "audit.sh probe: this advisory must be reported" "$work/probe.log" || {
   cat "$work/probe.log" >&2
   echo "audit: the offline advisory check failed for another reason than the probe (above)" >&2
   exit 1
 }
 
+# A snapshot ages: say so once it is more than 90 days old (and refresh it).
+age=$(( ($(date +%s) - $(date -d "$(snapshot_date)" +%s)) / 86400 ))
+if [ "$age" -gt 90 ]; then
+  echo "audit: warning: the advisory snapshot in $snapshot was looked up $age days ago; refresh it ($snapshot/README.md)" >&2
+fi
+
 snapshot_db "$work/real"
 "$deny" --log-level error --config "$work/real/deny.toml" --offline check advisories
-echo "audit: the RustSec database cannot be fetched from this machine; advisories checked against the snapshot of $(snapshot_date) in $snapshot ($(find "$snapshot/crates" -name '*.md' | wc -l) advisories on the $(grep -vc '^#' "$snapshot/CHECKED") crates of Cargo.lock)" >&2
+echo "audit: the RustSec database cannot be fetched from this machine; advisories checked against the snapshot looked up on $(snapshot_date) in $snapshot (see its README.md for what it covers) ($(find "$snapshot/crates" -name '*.md' | wc -l) advisories on the $(grep -vc '^#' "$snapshot/CHECKED") crates of Cargo.lock)" >&2

@@ -168,8 +168,23 @@ pub struct Client<S: Read + Write> {
     /// STLS). A server without CAPA gives an empty list.
     caps: Option<Vec<String>>,
     who: String,
-    /// The server refused TOP once: [`Client::peek`] uses RETR from then on.
-    top_refused: bool,
+    /// How TOP has fared in this session, for [`Client::peek`].
+    top: TopState,
+    /// [`Client::peek`] already warned that it fell back to RETR.
+    warned_retr: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum TopState {
+    Untried,
+    Works,
+    Refused,
+}
+
+/// Whether TOP's answer is the whole message LIST sized.
+fn whole(body: &[u8], listed_size: u64) -> bool {
+    let len = body.len() as u64;
+    len == listed_size || (len == listed_size + 2 && body.ends_with(b"\r\n"))
 }
 
 /// A line count no message reaches (a line is at least CRLF, so this is 2 GB of
@@ -183,7 +198,8 @@ impl<S: Read + Write> Client<S> {
             stream: BufReader::with_capacity(64 * 1024, stream),
             caps: None,
             who: who.to_string(),
-            top_refused: false,
+            top: TopState::Untried,
+            warned_retr: false,
         }
     }
 
@@ -435,30 +451,43 @@ impl<S: Read + Write> Client<S> {
     /// One whole message (`listed_size`: its size from LIST), leaving it unread
     /// where the server allows. RETR makes servers such as Dovecot mark the message
     /// read (\Seen, visible over IMAP) at the next QUIT; TOP with more lines than
-    /// any message has returns the same bytes without that. So: TOP when the server
-    /// advertises it, trusted only when it returned at least the listed size (a
-    /// server that capped the line count would return less); otherwise, and for
-    /// the rest of the session once the server refuses TOP, RETR.
+    /// any message has returns the same bytes without that. So TOP, when the server
+    /// advertises it, and its answer is taken only when it has exactly the size
+    /// LIST gave (or two bytes more ending in CRLF: a last line without its line
+    /// ending gets one); otherwise RETR for that message. A server that refuses
+    /// the first TOP gets RETR for the rest of the session. Falling back to RETR
+    /// is said once per session, since it may mark messages read.
     pub fn peek(&mut self, n: u32, listed_size: u64) -> Result<Vec<u8>, Pop3Error> {
-        if !self.top_refused && self.has_cap("TOP") {
+        if self.top != TopState::Refused && self.has_cap("TOP") {
             match self.top(n, WHOLE_MESSAGE_LINES) {
-                Ok(body) if body.len() as u64 >= listed_size => return Ok(body),
-                Ok(body) => log::info(format!(
-                    "{}: message {n}: TOP gave {} bytes where LIST said {listed_size}; fetching it with RETR",
-                    self.who,
+                Ok(body) if whole(&body, listed_size) => {
+                    self.top = TopState::Works;
+                    return Ok(body);
+                }
+                Ok(body) => self.retr_instead(&format!(
+                    "message {n}: TOP gave {} bytes where LIST said {listed_size}",
                     body.len()
                 )),
                 Err(e @ Pop3Error::Err { .. }) => {
-                    log::warn(format!(
-                        "{}: {e}; fetching with RETR from now on, which may mark messages read on this server",
-                        self.who
-                    ));
-                    self.top_refused = true;
+                    if self.top == TopState::Untried {
+                        self.top = TopState::Refused;
+                    }
+                    self.retr_instead(&e.to_string());
                 }
                 Err(e) => return Err(e),
             }
         }
         self.retr(n)
+    }
+
+    fn retr_instead(&mut self, why: &str) {
+        if !self.warned_retr {
+            self.warned_retr = true;
+            log::warn(format!(
+                "{}: {why}; fetching with RETR instead, which may mark messages read on this server (said once)",
+                self.who
+            ));
+        }
     }
 
     /// DELE: mark a message deleted; only QUIT makes it so.
@@ -616,14 +645,36 @@ mod tests {
         c.capa().unwrap();
         assert_eq!(c.peek(2, msg.len() as u64).unwrap(), msg.as_bytes());
         assert!(written(&mut c).ends_with("TOP 2 1000000000\r\nRETR 2\r\n"));
-        // TOP refused: RETR, and RETR only from then on.
+        // TOP longer than LIST said (a server that adds bytes): RETR.
+        let mut c = replay(&format!(
+            "{DOVECOT_CAPA}+OK\r\nX-Added: 1\r\n{msg}.\r\n+OK\r\n{msg}.\r\n"
+        ));
+        c.capa().unwrap();
+        assert_eq!(c.peek(2, msg.len() as u64).unwrap(), msg.as_bytes());
+        assert!(written(&mut c).ends_with("TOP 2 1000000000\r\nRETR 2\r\n"));
+        // Two bytes more ending in CRLF: the line ending POP3 adds to a last line.
+        let mut c = replay(&format!("{DOVECOT_CAPA}+OK\r\n{msg}.\r\n"));
+        c.capa().unwrap();
+        assert_eq!(c.peek(1, msg.len() as u64 - 2).unwrap(), msg.as_bytes());
+        // The first TOP refused: RETR, and RETR only from then on.
         let mut c = replay(&format!(
             "{DOVECOT_CAPA}-ERR no such command\r\n+OK\r\n{msg}.\r\n+OK\r\n{msg}.\r\n"
         ));
         c.capa().unwrap();
-        assert_eq!(c.peek(1, 5).unwrap(), msg.as_bytes());
-        assert_eq!(c.peek(2, 5).unwrap(), msg.as_bytes());
+        let n = msg.len() as u64;
+        assert_eq!(c.peek(1, n).unwrap(), msg.as_bytes());
+        assert_eq!(c.peek(2, n).unwrap(), msg.as_bytes());
         assert!(written(&mut c).ends_with("TOP 1 1000000000\r\nRETR 1\r\nRETR 2\r\n"));
+        // A later TOP refused (one message gone): RETR for that one, TOP again next.
+        let mut c = replay(&format!(
+            "{DOVECOT_CAPA}+OK\r\n{msg}.\r\n-ERR no such message\r\n-ERR no such message\r\n+OK\r\n{msg}.\r\n"
+        ));
+        c.capa().unwrap();
+        assert_eq!(c.peek(1, n).unwrap(), msg.as_bytes());
+        assert!(c.peek(2, n).is_err());
+        assert_eq!(c.peek(3, n).unwrap(), msg.as_bytes());
+        assert!(written(&mut c)
+            .ends_with("TOP 1 1000000000\r\nTOP 2 1000000000\r\nRETR 2\r\nTOP 3 1000000000\r\n"));
         // Not advertised: RETR.
         let mut c = replay(&format!("+OK\r\nUIDL\r\n.\r\n+OK\r\n{msg}.\r\n"));
         c.capa().unwrap();

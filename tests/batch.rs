@@ -311,14 +311,14 @@ fn max_per_host_is_respected_on_the_server_side() {
     );
     // At any moment, POP3 and IMAP together: at most 2 connections to the source server,
     // and the workers did run side by side.
-    assert_eq!(counter.peak.load(Ordering::SeqCst), 2);
+    assert_eq!(counter.peak(), 2);
     // And the same on the target server.
     assert_eq!(
         target_counter.total.load(Ordering::SeqCst),
         n,
         "one target connection per account"
     );
-    assert_eq!(target_counter.peak.load(Ordering::SeqCst), 2);
+    assert_eq!(target_counter.peak(), 2);
     assert_accounts_copied(&d, n, None);
 }
 

@@ -337,6 +337,19 @@ fn starttls_endpoint_check_and_migration() {
         stdout.contains("login OK") && stdout.contains("\\Sent") && stdout.contains("UIDPLUS"),
         "{stdout}"
     );
+    // Each folder with its message count and special-use attributes.
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no line for {name}: {stdout}"))
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("INBOX").first(), Some(&"5"), "{stdout}");
+    let sent = row("Sent");
+    assert!(sent[0] == "0" && sent.contains(&"\\Sent"), "{stdout}");
 
     let state = d.dir.path().join("s.sqlite");
     let urls = [d.imap_url(SRC), d.imap_url(DST)];

@@ -328,7 +328,16 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
     let running = AtomicUsize::new(0);
     let total = accounts.len();
     let stop_ticker = AtomicBool::new(false);
+    /// Stops the ticker however the scope is left (a panic included), so the scope
+    /// never waits for it forever.
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     let results: Vec<AccountResult> = std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop_ticker);
         // Progress between account ends: the bar's line on a terminal, a plain log
         // line every `progress_every` elsewhere.
         scope.spawn(|| {
@@ -372,7 +381,6 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
                 })
                 .collect::<Vec<_>>()
         });
-        stop_ticker.store(true, Ordering::Relaxed);
         results
     });
     drop(display);
@@ -381,7 +389,12 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
     all.extend(invalid);
     all.sort_by_key(|r| r.row);
     if let Some(rep) = report {
-        rep.finish(&all)?;
+        // The rows are all in the file already; only their order is at stake.
+        if let Err(e) = rep.finish(&all) {
+            progress::eprintln(&format!(
+                "mailferry: warning: {e:#}; the report keeps its rows in the order the accounts ended"
+            ));
+        }
     }
     let ok = all.iter().filter(|r| r.status == "ok").count();
     if a.json {
@@ -495,6 +508,15 @@ const REPORT_COLUMNS: [&str; 12] = [
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn report_columns_are_the_fields_of_a_row() {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.serialize(AccountResult::new(2, "s".into(), "t".into()))
+            .unwrap();
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        assert_eq!(text.lines().next(), Some(REPORT_COLUMNS.join(",").as_str()));
+    }
 
     #[test]
     fn limiter_never_exceeds_its_bound() {

@@ -9,6 +9,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use mailferry::endpoint::{Proto, Security, Server};
 use mailferry::engine::{decode_name, listing};
@@ -616,31 +617,60 @@ pub fn assert_same(got: &Snapshot, want: &Snapshot) {
     }
 }
 
-/// Counts connections through one or more [`CountingProxy`]s: open now, the most
-/// open at once, and the total.
+/// When a connection was accepted, and when its close was seen.
+type Span = (Instant, Option<Instant>);
+
+/// Counts connections through one or more [`CountingProxy`]s: the total, and when
+/// each was open, for [`ConnCounter::peak`].
 #[derive(Clone, Default)]
 pub struct ConnCounter {
-    pub open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    pub peak: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     pub total: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    spans: std::sync::Arc<std::sync::Mutex<Vec<Span>>>,
+}
+
+impl ConnCounter {
+    /// The proxy learns of a close only when its thread reads the end of the stream,
+    /// a moment after the client closed (and perhaps already opened its next
+    /// connection); a close is taken as this much earlier than it was seen.
+    pub const CLOSE_SLACK: Duration = Duration::from_millis(30);
+
+    /// The most connections open at once. A client that really held one too many
+    /// for longer than [`ConnCounter::CLOSE_SLACK`] is seen.
+    pub fn peak(&self) -> usize {
+        let spans = self.spans.lock().unwrap();
+        let mut events: Vec<(Instant, i32)> = Vec::new();
+        for &(open, closed) in spans.iter() {
+            match closed {
+                Some(c) => {
+                    let c = c.checked_sub(Self::CLOSE_SLACK).unwrap_or(c);
+                    if c > open {
+                        events.push((open, 1));
+                        events.push((c, -1));
+                    }
+                }
+                None => events.push((open, 1)),
+            }
+        }
+        // At one instant, closes count before opens.
+        events.sort();
+        let (mut now, mut peak) = (0i32, 0i32);
+        for (_, delta) in events {
+            now += delta;
+            peak = peak.max(now);
+        }
+        peak as usize
+    }
 }
 
 /// A TCP forwarder in front of a server port that counts the connections the
-/// server sees, for `--max-per-host` tests. The proxy learns of a close only when
-/// its thread reads the end of the stream, a moment after the client closed; so that
-/// this delay never counts as overlap, a connection counts as open once it has been
-/// open for [`CountingProxy::GRACE`] (every connection is counted in `total` at once).
-/// A client that really held one connection too many for longer than that is seen.
+/// server sees, for `--max-per-host` tests.
 pub struct CountingProxy {
     pub port: u16,
 }
 
 impl CountingProxy {
-    pub const GRACE: std::time::Duration = std::time::Duration::from_millis(100);
-
     pub fn start(server_port: u16, counter: &ConnCounter) -> CountingProxy {
         use std::sync::atomic::Ordering;
-        use std::sync::{Arc, Mutex};
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let c = counter.clone();
@@ -651,31 +681,17 @@ impl CountingProxy {
                     continue;
                 };
                 c.total.fetch_add(1, Ordering::SeqCst);
-                // (counted, closed)
-                let state = Arc::new(Mutex::new((false, false)));
-                {
-                    let (c, state) = (c.clone(), state.clone());
-                    std::thread::spawn(move || {
-                        std::thread::sleep(Self::GRACE);
-                        let mut st = state.lock().unwrap();
-                        if !st.1 {
-                            st.0 = true;
-                            let n = c.open.fetch_add(1, Ordering::SeqCst) + 1;
-                            c.peak.fetch_max(n, Ordering::SeqCst);
-                        }
-                    });
-                }
-                let open = c.open.clone();
+                let spans = c.spans.clone();
+                let me = {
+                    let mut spans = spans.lock().unwrap();
+                    spans.push((Instant::now(), None));
+                    spans.len() - 1
+                };
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 std::thread::spawn(move || {
                     let (mut c, mut s) = (c2, s2);
                     let _ = std::io::copy(&mut c, &mut s);
-                    let mut st = state.lock().unwrap();
-                    st.1 = true;
-                    if st.0 {
-                        open.fetch_sub(1, Ordering::SeqCst);
-                    }
-                    drop(st);
+                    spans.lock().unwrap()[me].1 = Some(Instant::now());
                     let _ = s.shutdown(std::net::Shutdown::Write);
                 });
                 std::thread::spawn(move || {
