@@ -148,6 +148,16 @@ pub fn each_manifest_entry(
     repair: bool,
     mut each: impl FnMut(Entry),
 ) -> anyhow::Result<()> {
+    each_manifest_line(path, repair, |_, e| each(e))
+}
+
+/// As [`each_manifest_entry`], with where each entry's line starts in the file (for
+/// [`manifest_entry_at`]).
+pub fn each_manifest_line(
+    path: &Path,
+    repair: bool,
+    mut each: impl FnMut(u64, Entry),
+) -> anyhow::Result<()> {
     let Ok(f) = File::open(path) else {
         return Ok(());
     };
@@ -165,7 +175,7 @@ pub fn each_manifest_entry(
         let complete = line.ends_with(b"\n");
         match serde_json::from_slice::<Entry>(&line) {
             Ok(e) if complete => {
-                each(e);
+                each(good_len, e);
                 good_len += read as u64;
             }
             _ if !complete => {
@@ -192,6 +202,18 @@ pub fn each_manifest_entry(
         }
     }
     Ok(())
+}
+
+/// The entry whose line starts at `at` in a manifest read through `reader`.
+pub fn manifest_entry_at<R: BufRead + Seek>(reader: &mut R, at: u64) -> anyhow::Result<Entry> {
+    reader.seek(SeekFrom::Start(at))?;
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line)?;
+    serde_json::from_slice(&line).map_err(|e| {
+        input(format!(
+            "the manifest changed while it was read (byte {at}: {e}); run again"
+        ))
+    })
 }
 
 /// A folder of a backup, planned.

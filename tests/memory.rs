@@ -220,3 +220,73 @@ fn a_150_mb_mbox_file_is_restored_in_bounded_memory() {
     want.sort();
     assert!(got == want, "the restored messages differ from the file's");
 }
+
+/// Restoring a mailferry backup of 100,000 messages: the manifest (flags, dates,
+/// sizes, hashes: a few hundred bytes a message) is indexed by where each entry
+/// starts, about 30 bytes a message, and read again per message. Checked with a dry
+/// run, which lists (and checks against the manifest) every message of the backup.
+#[test]
+fn a_backup_of_100_000_messages_is_listed_in_bounded_memory() {
+    use sha2::Digest;
+    use std::io::Write;
+    let d = Dovecot::start(&[DST]);
+    let n = 100_000u64;
+    let dir = d.dir.path().join("backup");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut mbox = std::io::BufWriter::new(std::fs::File::create(dir.join("INBOX.mbox")).unwrap());
+    let mut manifest = std::io::BufWriter::new(
+        std::fs::File::create(dir.join("mailferry-manifest.jsonl")).unwrap(),
+    );
+    let mut offset = 0u64;
+    for i in 0..n {
+        let msg = format!(
+            "From: f{i}@example.test\nSubject: small {i}\nMessage-ID: <b{i}@example.test>\n\n{}\n",
+            "y".repeat(100 + (i % 200) as usize)
+        );
+        let from = "From f@example.test Thu Jan  1 00:00:00 2015\n";
+        let length = (from.len() + msg.len() + 1) as u64;
+        writeln!(mbox, "{from}{msg}").unwrap();
+        let entry = serde_json::json!({
+            "folder": "INBOX",
+            "file": "INBOX.mbox",
+            "offset": offset,
+            "length": length,
+            "size": msg.len(),
+            "sha256": format!("{:x}", sha2::Sha256::digest(msg.as_bytes())),
+            "flags": ["\\Seen", "$Label1"],
+            "internaldate": "01-Jan-2015 00:00:00 +0000",
+            "uidvalidity": 1_700_000_000u32,
+            "id": (i + 1).to_string(),
+            "key": format!("mid:<b{i}@example.test>:{:x}", sha2::Sha256::digest(msg.as_bytes())),
+        });
+        writeln!(manifest, "{entry}").unwrap();
+        offset += length;
+    }
+    mbox.flush().unwrap();
+    manifest.flush().unwrap();
+    drop((mbox, manifest));
+    let state = d.dir.path().join("state.sqlite");
+    let (out, peak_mb) = run_measured(
+        Run::new("restore")
+            .from(&dir)
+            .to(d.imaps_url(DST))
+            .to_password_file(d.pwfile())
+            .ca(&d)
+            .state(&state)
+            .args(["--dry-run", "--json"]),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["planned"][0]["messages"].as_u64(), Some(n), "{j}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("differs from what the manifest recorded"),
+        "{}",
+        text(&out)
+    );
+    eprintln!("peak RSS listing a backup of {n} messages: {peak_mb} MB");
+    // Holding the manifest's entries would alone take 30 MB more.
+    assert!(
+        peak_mb < 30,
+        "peak RSS {peak_mb} MB for a backup of {n} messages"
+    );
+}

@@ -31,7 +31,13 @@ pub struct MboxSource {
     dialect: Dialect,
     /// Folder name → file (relative to `base`).
     folders: Vec<(String, String)>,
-    manifest: HashMap<(String, u64), Entry>,
+    /// A backup's manifest, held compactly: (file number, message offset) → where
+    /// the entry's line starts in the manifest, read again when the message is
+    /// listed or fetched. About 30 bytes per message instead of the whole entry.
+    manifest: HashMap<(u32, u64), u64>,
+    /// File name → its number in `manifest`.
+    file_ids: HashMap<String, u32>,
+    manifest_reader: Option<BufReader<File>>,
     /// For a mailferry backup: where each file's recorded messages end. Bytes past
     /// that were written by an interrupted backup and are not messages.
     ends: Option<HashMap<String, u64>>,
@@ -111,14 +117,30 @@ impl MboxSource {
             Layout::for_file(path)
         };
         let in_backup = layout.manifest.exists();
-        let entries = backup::read_manifest(&layout.manifest, false)?;
-        let ends = backup::committed_ends(&entries);
         let mut folders: Vec<(String, String)> = Vec::new();
-        for e in &entries {
+        let mut manifest = HashMap::new();
+        let mut file_ids: HashMap<String, u32> = HashMap::new();
+        // Where the last recorded message of each file ends.
+        let mut ends: HashMap<String, u64> = HashMap::new();
+        backup::each_manifest_line(&layout.manifest, false, |at, e| {
             if !folders.iter().any(|(f, _)| *f == e.folder) {
                 folders.push((e.folder.clone(), e.file.clone()));
             }
-        }
+            let end = ends.entry(e.file.clone()).or_default();
+            *end = (*end).max(e.offset + e.length);
+            if !e.duplicate {
+                let next = file_ids.len() as u32;
+                let id = *file_ids.entry(e.file).or_insert(next);
+                manifest.insert((id, e.offset), at);
+            }
+        })?;
+        let manifest_reader = if in_backup {
+            let f = File::open(&layout.manifest)
+                .map_err(|e| input(format!("cannot read {}: {e}", layout.manifest.display())))?;
+            Some(BufReader::with_capacity(8 * 1024, f))
+        } else {
+            None
+        };
         let files: Vec<String> = match &layout.single {
             Some(name) => vec![name.clone()],
             None => {
@@ -132,17 +154,14 @@ impl MboxSource {
                 folders.push((folder_of_file(&f), f));
             }
         }
-        let manifest = entries
-            .into_iter()
-            .filter(|e| !e.duplicate)
-            .map(|e| ((e.file.clone(), e.offset), e))
-            .collect();
         Ok(MboxSource {
             name: format!("mbox:{}", path.display()),
             base: layout.base,
             dialect,
             folders,
             manifest,
+            file_ids,
+            manifest_reader,
             ends: in_backup.then_some(ends),
             current: None,
             lister: None,
@@ -180,11 +199,21 @@ impl MboxSource {
 
     /// The message's metadata and bytes, or `None` when the manifest files it under
     /// another folder.
-    fn entry(&self, n: u64, m: mbox::Entry) -> anyhow::Result<Option<(Meta, Vec<u8>)>> {
+    fn entry(&mut self, n: u64, m: mbox::Entry) -> anyhow::Result<Option<(Meta, Vec<u8>)>> {
         let of = self.file()?;
+        let (folder, path) = (of.folder.clone(), of.path.clone());
+        let at = self
+            .file_ids
+            .get(&of.file)
+            .and_then(|id| self.manifest.get(&(*id, m.offset)))
+            .copied();
+        let recorded: Option<Entry> = match (at, self.manifest_reader.as_mut()) {
+            (Some(at), Some(r)) => Some(backup::manifest_entry_at(r, at)?),
+            _ => None,
+        };
         let mut body = m.message;
-        let meta = match self.manifest.get(&(of.file.clone(), m.offset)) {
-            Some(e) if e.folder != of.folder => return Ok(None),
+        let meta = match recorded {
+            Some(e) if e.folder != folder => return Ok(None),
             Some(e) => {
                 if (body.len() as u64) > e.size {
                     body.truncate(e.size as usize);
@@ -193,7 +222,7 @@ impl MboxSource {
                 if sha != e.sha256 {
                     crate::log::warn(format!(
                         "{}: the message at byte {} differs from what the manifest recorded; copying it as it is",
-                        of.path.display(),
+                        path.display(),
                         m.offset
                     ));
                 }
@@ -201,8 +230,8 @@ impl MboxSource {
                     id: format!("{}:{}", m.offset, &sha[..16]),
                     order: n,
                     size: body.len() as u64,
-                    flags: e.flags.clone(),
-                    internal_date: e.internaldate.clone(),
+                    flags: e.flags,
+                    internal_date: e.internaldate,
                 }
             }
             None => Meta {
