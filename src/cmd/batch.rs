@@ -79,12 +79,44 @@ impl Drop for HostGuard<'_> {
     }
 }
 
-fn hosts_of(a: &Account) -> Vec<String> {
-    let mut v = vec![a.target.host.to_ascii_lowercase()];
+/// The servers an account connects to, as [`HostLimiter`] keys: target first.
+fn hosts_of(a: &Account, servers: &Servers) -> Vec<String> {
+    let mut v = vec![servers.key(&a.target.host)];
     if let Endpoint::Server(s) = &a.source {
-        v.push(s.host.to_ascii_lowercase());
+        v.push(servers.key(&s.host));
     }
     v
+}
+
+/// One key per server, however its name is written: each host name is resolved
+/// once, before the run, and known by its lowest address, so `localhost` and
+/// `127.0.0.1` are one server (and so is a name written in two cases). A name that
+/// does not resolve keeps its own key; connecting will say what is wrong.
+struct Servers(HashMap<String, String>);
+
+impl Servers {
+    fn resolve<'a>(hosts: impl Iterator<Item = &'a str>) -> Servers {
+        use std::net::ToSocketAddrs;
+        let mut map = HashMap::new();
+        for host in hosts {
+            let name = host.to_ascii_lowercase();
+            if map.contains_key(&name) {
+                continue;
+            }
+            let key = (name.as_str(), 0u16)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|addrs| addrs.map(|a| a.ip()).min())
+                .map_or_else(|| name.clone(), |ip| ip.to_string());
+            map.insert(name, key);
+        }
+        Servers(map)
+    }
+
+    fn key(&self, host: &str) -> String {
+        let name = host.to_ascii_lowercase();
+        self.0.get(&name).cloned().unwrap_or(name)
+    }
 }
 
 /// One row of the report.
@@ -277,8 +309,15 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
         .into_iter()
         .filter(|acc| shard.is_none_or(|s| batch::in_shard(acc.position, s)))
         .collect();
+    let servers = Servers::resolve(accounts.iter().flat_map(|a| {
+        let source = match &a.source {
+            Endpoint::Server(s) => Some(s.host.as_str()),
+            _ => None,
+        };
+        std::iter::once(a.target.host.as_str()).chain(source)
+    }));
     if let Some(acc) = accounts.iter().find(|acc| {
-        let h = hosts_of(acc);
+        let h = hosts_of(acc, &servers);
         h.len() == 2 && h[0] == h[1]
     }) {
         if a.max_per_host < 2 {
@@ -363,7 +402,7 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
             accounts
                 .par_iter()
                 .map(|acc| {
-                    let _slots = limiter.acquire(hosts_of(acc));
+                    let _slots = limiter.acquire(hosts_of(acc, &servers));
                     running.fetch_add(1, Ordering::Relaxed);
                     let r = account_result(acc, &opts, &net, &state);
                     running.fetch_sub(1, Ordering::Relaxed);
@@ -516,6 +555,25 @@ mod tests {
             .unwrap();
         let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
         assert_eq!(text.lines().next(), Some(REPORT_COLUMNS.join(",").as_str()));
+    }
+
+    #[test]
+    fn one_server_one_key_however_it_is_written() {
+        let s = Servers::resolve(
+            [
+                "localhost",
+                "127.0.0.1",
+                "LocalHost",
+                "no-such-host.invalid",
+            ]
+            .into_iter(),
+        );
+        assert_eq!(s.key("localhost"), "127.0.0.1");
+        assert_eq!(s.key("LOCALHOST"), "127.0.0.1");
+        assert_eq!(s.key("127.0.0.1"), "127.0.0.1");
+        assert_eq!(s.key("no-such-host.invalid"), "no-such-host.invalid");
+        // A name not seen before the run keeps its own key.
+        assert_eq!(s.key("Other.Example"), "other.example");
     }
 
     #[test]
