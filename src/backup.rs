@@ -321,7 +321,7 @@ pub fn backup_into(
     summary.failed.clear();
     summary.stopped = None;
     if !opts.dry_run {
-        std::fs::create_dir_all(&layout.base)
+        private_dirs(&layout.base)
             .map_err(|e| input(format!("cannot create {}: {e}", layout.base.display())))?;
     }
     let in_backup = layout.manifest.exists();
@@ -419,7 +419,7 @@ pub fn backup_into(
         let file = layout.file_for(display);
         let path = layout.base.join(&file);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
+            private_dirs(dir)
                 .map_err(|e| local(format!("cannot create {}: {e}", dir.display())))?;
         }
         let mut mbox = OpenOptions::new()
@@ -617,9 +617,23 @@ fn write_summary_manifest(layout: &Layout) -> anyhow::Result<()> {
     let tmp = path.with_extension("json.tmp");
     let data = serde_json::to_vec_pretty(&serde_json::json!({ "folders": folders }))?;
     std::fs::write(&tmp, data)
+        .map(|()| private(&tmp))
         .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|e| local(format!("cannot write {}: {e}", path.display())))?;
     Ok(())
+}
+
+/// Create a directory and its missing parents, those it creates open to their
+/// owner only (folder names are private too); existing ones are left as they are.
+fn private_dirs(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
 }
 
 /// Make a file readable by its owner only.

@@ -205,12 +205,12 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
                     _ => Some(source_text.clone()),
                 }
             } else if proto.is_empty() {
-                bad("source_protocol", format!("source {source_text:?} is a host, so source_protocol (imaps, imap, pop3s or pop3) is needed"));
+                bad("source_protocol", "source is a host name (no scheme://), so source_protocol (imaps, imap, pop3s or pop3) is needed".into());
                 None
             } else if !["imaps", "imap", "pop3s", "pop3"].contains(&proto.as_str()) {
                 bad(
                     "source_protocol",
-                    format!("unknown protocol {proto:?}; use imaps, imap, pop3s or pop3"),
+                    "unknown protocol; use imaps, imap, pop3s or pop3".into(),
                 );
                 None
             } else if user.is_empty() {
@@ -223,9 +223,9 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
                 ))
             };
             if let Some(url) = url {
-                match endpoint::parse(&url) {
+                match endpoint::parse_cell(&url) {
                     Ok(ep) => source = Some(ep),
-                    Err(e) => bad("source", e.to_string()),
+                    Err(why) => bad("source", why),
                 }
             }
         }
@@ -252,6 +252,8 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
         let target_user = cell("target_user");
         if target_user.is_empty() {
             bad("target_user", "empty; the target address is needed".into());
+        } else if !target_user.contains('@') {
+            bad("target_user", NOT_AN_ADDRESS.into());
         } else if let Err(why) = address::check(&target_user) {
             bad(
                 "target_user",
@@ -282,11 +284,11 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
                     "{scheme}://{}@{hostport}",
                     target_user.replace('%', "%25").replace('@', "%40")
                 );
-                match endpoint::parse(&url) {
+                match endpoint::parse_cell(&url) {
                     Ok(Endpoint::Server(s)) if s.proto == Proto::Imap => Some(s),
                     Ok(_) => None,
-                    Err(e) => {
-                        bad("target", e.to_string());
+                    Err(why) => {
+                        bad("target", why);
                         None
                     }
                 }
@@ -343,6 +345,10 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
     }
     (accounts, errors)
 }
+
+/// A target_user cell without `@` is not shown: when columns are shifted, it may
+/// hold a password.
+pub const NOT_AN_ADDRESS: &str = "not an address (no @); the cell is not shown, since a shifted column could have put a password there";
 
 /// Read and check a CSV file.
 pub fn load(path: &Path) -> anyhow::Result<(Vec<Account>, Vec<RowError>)> {
@@ -423,8 +429,8 @@ mod tests {
             imaps://h9,,u9,p,zoë@example.ch,p\n";
         let e = errs(csv);
         for want in [
-            "row 3, column source_protocol: unknown protocol \"ftp\"",
-            "row 4, column source_protocol: source \"h3\" is a host",
+            "row 3, column source_protocol: unknown protocol; use imaps",
+            "row 4, column source_protocol: source is a host name",
             "row 5, column source_password: empty",
             "row 6, column target_user: \"anna..alpha@example.ch\" breaks the host's address rules: the part before @ has two dots in a row",
             "row 7, column target_user: the same target",
@@ -473,6 +479,54 @@ mod tests {
             );
         }
         assert_eq!(e.len(), 4, "{e:#?}");
+    }
+
+    #[test]
+    fn a_shifted_password_is_never_echoed() {
+        // Passwords in the wrong columns (a header that does not match its rows).
+        let e = errs(
+            "source,source_protocol,source_user,source_password,target_user,target_password,target\n\
+            Src:S3cret,imaps,u,p,Tgt-S3cret,anna@example.ch,\n\
+            imaps://h,,u,p,b@example.ch,p,imaps://host:Port-S3cret\n\
+            imaps://h,Proto-S3cret,u,p,c@example.ch,p,\n\
+            imaps://u%zzS3cret@h,,,p,d@example.ch,p,\n\
+            Host-S3cret,,u,p,e@example.ch,p,\n",
+        );
+        assert_eq!(e.len(), 6, "{e:#?}");
+        for err in &e {
+            assert!(!err.contains("S3cret"), "a cell was echoed: {err}");
+        }
+        assert!(
+            e.iter()
+                .any(|x| x.starts_with("row 2, column source: not a valid URL: bad port;")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter()
+                .any(|x| x.starts_with("row 2, column target_user: not an address (no @)")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter()
+                .any(|x| x.starts_with("row 3, column target: not a valid URL: bad port;")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter()
+                .any(|x| x.starts_with("row 4, column source_protocol: give either a URL")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter()
+                .any(|x| x
+                    .starts_with("row 5, column source: not a valid URL: bad percent-encoding;")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter()
+                .any(|x| x.starts_with("row 6, column source_protocol: source is a host name")),
+            "{e:#?}"
+        );
     }
 
     #[test]

@@ -131,6 +131,20 @@ pub fn parse(text: &str) -> anyhow::Result<Endpoint> {
     })
 }
 
+/// As [`parse`], for a cell of a CSV file: the reason alone, with no part of the
+/// cell's text (a shifted column could have put a password there).
+pub fn parse_cell(text: &str) -> Result<Endpoint, String> {
+    parse_inner(text).map_err(|why| {
+        // Drop every quoted value from the reason: `bad port "x"` → `bad port`.
+        let plain: String = why.split('"').step_by(2).collect();
+        let plain = plain.trim();
+        let plain = plain.strip_suffix(" in").unwrap_or(plain);
+        format!(
+            "not a valid URL: {plain}; use imaps://USER@HOST[:PORT], imap://, pop3s://, pop3:// or mbox:PATH"
+        )
+    })
+}
+
 /// The text with anything between `scheme://user:` and the last `@` masked, so a
 /// password typed into a URL by mistake is never echoed.
 fn redact(text: &str) -> String {

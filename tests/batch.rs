@@ -357,7 +357,7 @@ fn bad_rows_are_all_listed_and_nothing_runs() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     for want in [
-        "row 2, column source_protocol: unknown protocol \"ftp\"",
+        "row 2, column source_protocol: unknown protocol; use imaps, imap, pop3s or pop3",
         "row 3, column target_user: \"anna..alpha@example.ch\" breaks the host's address rules: the part before @ has two dots in a row",
         "row 4, column target_password: empty",
         "row 5, column target_user: the same target account one@example.ch on mail.infomaniak.com is already in row 2",
@@ -482,7 +482,7 @@ fn addresses_check_lists_every_bad_address() {
     let out = mailferry(&["addresses", "check", &s(&f)]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let o = String::from_utf8_lossy(&out.stdout);
-    assert!(o.contains("row 1: \"anna..x.example.ch\""), "{o}");
+    assert!(o.contains("row 1: not an address (no @)"), "{o}");
     assert!(o.contains("2 addresses checked, 1 break"), "{o}");
     // --column picks one of several columns.
     std::fs::write(

@@ -157,6 +157,9 @@ fn no_password_is_ever_written_anywhere() {
     let backup = work.path().join("backup");
     let csv = work.path().join("accounts.csv");
     std::fs::write(&csv, format!("source,source_password,target,target_user,target_password\n{src},{PASSWORD},localhost:{},{DST},{PASSWORD}\n", d.imaps)).unwrap();
+    // A CSV whose columns are shifted: the password sits where the address should.
+    let shifted = work.path().join("shifted.csv");
+    std::fs::write(&shifted, format!("source,source_password,target,target_user,target_password\n{src},{PASSWORD},localhost:{},{PASSWORD},{DST}\n", d.imaps)).unwrap();
     let report = work.path().join("report.csv");
     let wrong = work.path().join("wrong");
     std::fs::write(&wrong, "wrong-Pa55word-QUUX\n").unwrap();
@@ -204,6 +207,15 @@ fn no_password_is_ever_written_anywhere() {
             .state(&state)
             .opt("--report", &report)
             .arg("-vv"),
+        Run::new("batch").arg(&shifted).ca(&d).state(&state),
+        Run::new("restore")
+            .from(&backup)
+            .to(&dst)
+            .to_password_file(d.pwfile())
+            .ca(&d)
+            .state(&state)
+            .arg("-vv"),
+        Run::new("addresses").arg("check").arg(&shifted),
     ];
     let secrets: Vec<Vec<u8>> = vec![
         PASSWORD.as_bytes().to_vec(),
@@ -242,10 +254,9 @@ fn no_password_is_ever_written_anywhere() {
         files.iter().any(|f| f.ends_with("state.sqlite"))
             && files.iter().any(|f| f.ends_with("report.csv"))
     );
-    for f in files
-        .iter()
-        .filter(|f| !f.ends_with("accounts.csv") && !f.ends_with("wrong"))
-    {
+    for f in files.iter().filter(|f| {
+        !f.ends_with("accounts.csv") && !f.ends_with("shifted.csv") && !f.ends_with("wrong")
+    }) {
         let data = std::fs::read(f).unwrap();
         for sec in &secrets {
             assert!(!contains(&data, sec), "{} holds a secret", f.display());
@@ -253,10 +264,7 @@ fn no_password_is_ever_written_anywhere() {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            if f.ends_with("state.sqlite")
-                || f.ends_with("report.csv")
-                || f.extension().is_some_and(|e| e == "mbox")
-            {
+            if f.ends_with("state.sqlite") || f.ends_with("report.csv") || f.starts_with(&backup) {
                 let mode = std::fs::metadata(f).unwrap().permissions().mode();
                 assert_eq!(
                     mode & 0o077,
@@ -266,6 +274,16 @@ fn no_password_is_ever_written_anywhere() {
                 );
             }
         }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the backup directory is open to others ({mode:o})"
+        );
     }
 }
 
