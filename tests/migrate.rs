@@ -591,3 +591,48 @@ fn verbose_logs_each_folder() {
         "an excluded folder was logged: {err}"
     );
 }
+
+/// SIGKILL from outside at arbitrary moments (not at instrumented points: in the
+/// middle of a FETCH, an APPEND literal, a MULTIAPPEND, an index commit, wherever
+/// the clock says), resuming each time: the target ends equal to the source,
+/// bytes, flags and dates, every message once.
+#[test]
+fn killed_at_arbitrary_moments_then_resumed_loses_and_doubles_nothing() {
+    let src = Dovecot::start(&[SRC]);
+    let dst = Dovecot::start(&[DST]);
+    for (folder, n) in [("INBOX", "500"), ("Archive/2020", "250"), ("Sent", "100")] {
+        src.seed_args(
+            SRC,
+            &["--generate", n, "--folder", folder, "--seed", folder],
+        );
+    }
+    let state = src.dir.path().join("state.sqlite");
+    let state = state.to_str().unwrap();
+    let urls = [src.imaps_url(SRC), dst.imaps_url(DST)];
+    let run = migrate(&src, &dst, state, &urls);
+    // Kill sooner than a whole copy takes, each time a little later, until a run
+    // gets to finish on its own.
+    let mut killed = 0;
+    for delay_ms in (0..20).map(|i| 60 + 35 * i) {
+        let mut cmd = run.command();
+        // Small batches and pages: many round trips, so a kill lands mid-work.
+        cmd.env("MAILFERRY_BATCH_COUNT", "3")
+            .env("MAILFERRY_LISTING_PAGE", "7")
+            .env("MAILFERRY_KEEP_LISTED", "0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        killed += 1;
+        child.wait().unwrap();
+    }
+    eprintln!("{killed} runs killed mid-way");
+    assert!(killed >= 5, "only {killed} runs were killed mid-way");
+    let out = run.arg("--json").run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_same(&dst.snapshot(DST), &src.snapshot(SRC));
+}
