@@ -21,7 +21,8 @@ Message bytes are sent as they are, except that imaplib's APPEND turns every
 bare LF (and bare CR) into CRLF; the fixtures contain no bare CR.
 
 --generate appends N small deterministic synthetic messages (2-10 KB each,
-unique Message-IDs derived from --seed) to --folder, for volume tests; the
+unique Message-IDs derived from --seed, flags cycling through \Seen,
+\Seen \Answered, none, \Flagged $Work) to --folder, for volume tests; the
 manifest is not read then.
 
 Exit status is 0 on success and 1 on any failure (with a message on stderr).
@@ -208,6 +209,12 @@ def synthetic(seed: str, i: int) -> bytes:
     return (hdr + "\r\n".join(body) + "\r\n").encode("ascii")
 
 
+def synthetic_flags(i: int) -> str:
+    """Flags of the i-th synthetic message: a cycle of read, answered, unread and
+    flagged-with-a-keyword, so copies have flags to get right."""
+    return ["\\Seen", "\\Seen \\Answered", "", "\\Flagged $Work"][i % 4]
+
+
 def synthetic_date(seed: str, i: int) -> str:
     h = hashlib.sha256(("date/%s/%d" % (seed, i)).encode()).digest()
     months = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
@@ -246,7 +253,8 @@ def main(argv=None):
                 except OSError as e:
                     raise SeedError("cannot read %s: %s" % (fname, e))
         else:
-            msgs = [(args.folder, synthetic(args.seed, i), "", synthetic_date(args.seed, i))
+            msgs = [(args.folder, synthetic(args.seed, i), synthetic_flags(i),
+                     synthetic_date(args.seed, i))
                     for i in range(args.generate)]
 
         imap = connect(args)

@@ -88,23 +88,38 @@ fn batch(d: &Dovecot, csv_path: &std::path::Path, extra: &[&str], env: &[(&str, 
 }
 
 /// Each target INBOX holds its source's distinct messages (three, or more when a
-/// test added mail), once each.
+/// test added mail), once each; from an IMAP source (odd accounts) with their flags
+/// and INTERNALDATE too (POP3 has neither: its messages are dated from headers).
 fn assert_accounts_copied(d: &Dovecot, n: usize, skip: Option<usize>) {
     for i in (0..n).filter(|i| Some(*i) != skip) {
-        let src: BTreeSet<Vec<u8>> = d.snapshot(&src_user(i)).0["INBOX"]
-            .iter()
-            .map(|m| m.body.clone())
-            .collect();
-        let dst = &d.snapshot(&dst_user(i)).0["INBOX"];
-        let dst_set: BTreeSet<Vec<u8>> = dst.iter().map(|m| m.body.clone()).collect();
+        let view = |user: &str| -> BTreeSet<(Vec<u8>, Vec<String>, i64)> {
+            d.snapshot(user).0["INBOX"]
+                .iter()
+                .map(|m| {
+                    let flags = m
+                        .flags
+                        .iter()
+                        .filter(|f| *f != "\\Recent")
+                        .cloned()
+                        .collect();
+                    if i % 2 == 1 {
+                        (m.body.clone(), flags, m.date)
+                    } else {
+                        (m.body.clone(), Vec::new(), 0)
+                    }
+                })
+                .collect()
+        };
+        let src = view(&src_user(i));
+        let dst_count = d.snapshot(&dst_user(i)).0["INBOX"].len();
+        let dst = view(&dst_user(i));
         assert!(src.len() >= 3);
         assert_eq!(
-            dst.len(),
+            dst_count,
             src.len(),
-            "account {i}: {} messages on the target",
-            dst.len()
+            "account {i}: {dst_count} messages on the target"
         );
-        assert_eq!(src, dst_set, "account {i}: messages differ");
+        assert_eq!(src, dst, "account {i}: messages, flags or dates differ");
     }
 }
 
