@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what mailferry's quick start, tests and benchmark need, from Debian's
 # packages, only when missing: Dovecot (IMAP and POP3), openssl, python3, isync
-# (mbsync, for the benchmark) and the OpenSSL headers for the build.
+# (mbsync, for the benchmark), procps (pkill, for the server-restart test) and the
+# OpenSSL headers for the build.
 set -euo pipefail
 need=()
 command -v dovecot >/dev/null || need+=(dovecot-imapd dovecot-pop3d)
@@ -11,6 +12,7 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v python3 >/dev/null || need+=(python3)
 command -v mbsync >/dev/null || need+=(isync)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v pkill >/dev/null || need+=(procps)
 pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=

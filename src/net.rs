@@ -141,11 +141,33 @@ pub fn connector(opts: &NetOptions) -> anyhow::Result<TlsConnector> {
     b.build().context("cannot set up TLS")
 }
 
+/// A handshake that failed because the connection broke (reset, closed early),
+/// not because of what the server's TLS said: worth another attempt.
+fn cut_off(e: &native_tls::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<io::Error>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    let text = e.to_string().to_ascii_lowercase();
+    text.contains("unexpected eof") || text.contains("connection reset")
+}
+
 /// Wrap a TCP stream in TLS, verifying the certificate for `host`.
 pub fn tls(tcp: TcpStream, host: &str, port: u16, opts: &NetOptions) -> anyhow::Result<Stream> {
     let c = connector(opts)?;
     match c.connect(host, tcp) {
         Ok(s) => Ok(Stream::Tls(Box::new(s))),
+        // The socket's --timeout ran out in the middle of the handshake.
+        Err(native_tls::HandshakeError::WouldBlock(_)) => Err(connect(format!(
+            "TLS handshake with {host}:{port} timed out: the server sent nothing within --timeout"
+        ))),
+        Err(native_tls::HandshakeError::Failure(e)) if cut_off(&e) => Err(connect(format!(
+            "TLS handshake with {host}:{port} was cut off: {}",
+            e.to_string().lines().next().unwrap_or("")
+        ))),
         Err(e) => {
             let text = e.to_string();
             let hint = if text.contains("certificate verify failed")

@@ -34,6 +34,18 @@ pub fn run<T>(
                 failures += 1;
                 let wait = backoff(net.retry_wait, failures, class);
                 let out_of_time = started.elapsed() + wait > net.deadline;
+                if class != Retry::Final && failures > net.retries {
+                    crate::log::warn(format!(
+                        "{what}: giving up after {failures} attempts (--retries {})",
+                        net.retries
+                    ));
+                }
+                if class != Retry::Final && failures <= net.retries && out_of_time {
+                    crate::log::warn(format!(
+                        "{what}: giving up: another attempt would end after --deadline ({}s)",
+                        net.deadline.as_secs()
+                    ));
+                }
                 if class == Retry::Final || failures > net.retries || out_of_time {
                     return Err(e);
                 }
@@ -85,6 +97,28 @@ mod tests {
             });
             assert_eq!((n, r.is_ok()), (attempts, ok), "{errs:?} {retries}");
         }
+    }
+
+    #[test]
+    fn the_deadline_ends_retries_before_they_run_out() {
+        // 1,000 retries allowed, but 150 ms in all. A lost connection waits four
+        // times --retry-wait (5 ms), doubled each time: 20 + 40 + 80 = 140 ms of
+        // waits, so four attempts, then the deadline.
+        let net = NetOptions {
+            retries: 1000,
+            retry_wait: Duration::from_millis(5),
+            deadline: Duration::from_millis(150),
+            ..NetOptions::default()
+        };
+        let started = Instant::now();
+        let mut n = 0;
+        let r: anyhow::Result<()> = run(&net, "test", || {
+            n += 1;
+            Err(connect("gone"))
+        });
+        assert!(r.is_err());
+        assert_eq!(n, 4);
+        assert!(started.elapsed() < Duration::from_millis(150));
     }
 
     #[test]

@@ -95,7 +95,24 @@ fn retries_are_bounded() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.matches("retrying").count(), 2, "{err}");
+    assert!(
+        err.contains("giving up after 3 attempts (--retries 2)"),
+        "{err}"
+    );
     assert!(t.elapsed().as_secs() < 20);
+
+    // Many retries allowed, but a 6 s --deadline: a refused connection waits four
+    // times --retry-wait (4 s), which fits; the next wait (8 s) would not.
+    let t = std::time::Instant::now();
+    let out = migrate(&d, closed, d.imap, &["--retries", "50", "--deadline", "6"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("retrying").count(), 1, "{err}");
+    assert!(
+        err.contains("giving up: another attempt would end after --deadline (6s)"),
+        "{err}"
+    );
+    assert!(t.elapsed().as_secs() < 15);
 }
 
 /// Dovecot is restarted in the middle of a run: whatever the open connections then
@@ -104,28 +121,71 @@ fn retries_are_bounded() {
 fn dovecot_restarted_in_the_middle_of_a_run() {
     let d = Dovecot::start(&[SRC, DST]);
     d.seed(SRC);
-    let child = Run::new("migrate")
+    let mut child = Run::new("migrate")
         .from(d.imaps_url(SRC))
         .to(d.imaps_url(DST))
         .passwords(&d)
         .ca(&d)
         .state(d.dir.path().join("state.sqlite"))
-        .args(["--retries", "5", "--retry-wait", "1"])
+        .args(["--retries", "5", "--retry-wait", "1", "--json"])
         .command()
         .env("MAILFERRY_PAUSE_AFTER_APPENDS", "5")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // The run pauses for 3 s after its 5th APPEND; restart the server meanwhile.
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    // The run pauses for 3 s after its 5th APPEND: restart the server as soon as it
+    // says so, while its connections are open.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            if line.contains("pausing") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the run never reached its pause");
     d.restart();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = reader.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    // The restart cut the open connections: the run reconnected and resumed.
     assert!(
-        err.contains("pausing"),
-        "the restart happened mid-run: {err}"
+        err.contains("retrying"),
+        "no reconnect after the restart: {err}"
     );
     assert_same(&d.snapshot(DST), &expected(|f| f.to_string()));
+}
+
+/// A server that accepts the connection and then says nothing, in the middle of the
+/// TLS handshake: the handshake times out (--timeout), the run reconnects and
+/// finishes. (Through TLS, so the proxy cannot see the protocol: it stalls the
+/// first connection before the server's first byte.)
+#[test]
+fn a_tls_handshake_that_stalls_is_retried() {
+    let d = Dovecot::start(&[SRC, DST]);
+    d.seed(SRC);
+    let p = FaultProxy::start(d.imaps, Fault::StallAfterServerBytes(0));
+    let out = Run::new("migrate")
+        .from(format!("imaps://{SRC}@localhost:{}", p.port))
+        .to(d.imaps_url(DST))
+        .passwords(&d)
+        .ca(&d)
+        .state(d.dir.path().join("state.sqlite"))
+        .args(["--timeout", "2", "--retry-wait", "1", "--json"])
+        .run();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TLS handshake with localhost") && err.contains("timed out"),
+        "{err}"
+    );
+    check_recovered(&d, &out, &p);
 }

@@ -135,7 +135,8 @@ fn hostname_mismatch_is_refused() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("TLS handshake") && err.contains("localhost"),
+        err.contains("TLS handshake")
+            && err.contains("the certificate is not valid for the name localhost"),
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");

@@ -200,6 +200,9 @@ impl Dovecot {
         format!("imap://{user}@localhost:{}", self.imap)
     }
     /// Stop the server and start it again with the same files and ports.
+    /// Restart the server as a crash and a restart would: the master stopped and
+    /// every process of the instance killed (its open sessions too), then started
+    /// again on the same ports and files.
     pub fn restart(&self) {
         let out = Command::new(root().join("scripts/testbed.sh"))
             .arg("stop")
@@ -207,6 +210,14 @@ impl Dovecot {
             .output()
             .unwrap();
         assert!(out.status.success());
+        // Process titles carry the instance name: "dovecot-mailferry-DIR-PID/imap".
+        let instance = format!(
+            "dovecot-mailferry-{}-",
+            self.dir.path().file_name().unwrap().to_string_lossy()
+        );
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &instance])
+            .status();
         let ok = Command::new("dovecot")
             .arg("-c")
             .arg(self.dir.path().join("dovecot.conf"))
