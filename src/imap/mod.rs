@@ -64,3 +64,60 @@ impl ImapError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{connect, input, retry_class};
+    use parse::StatusKind;
+
+    fn no(kind: StatusKind, code: Option<&str>) -> ImapError {
+        ImapError::from_status(
+            "APPEND",
+            Status {
+                kind,
+                code: code.map(str::to_string),
+                text: "words".into(),
+            },
+        )
+    }
+
+    #[test]
+    fn retry_classes_come_from_the_protocol() {
+        use StatusKind::{Bad, No};
+        // RFC 5530 codes that mean "not now": later; anything else refused: final.
+        for (err, want) in [
+            (no(No, Some("UNAVAILABLE")), Retry::Later),
+            (no(No, Some("INUSE")), Retry::Later),
+            (no(No, Some("SERVERBUG")), Retry::Later),
+            (no(No, Some("OVERQUOTA")), Retry::Later),
+            (no(No, Some("LIMIT")), Retry::Final),
+            (no(No, Some("CANNOT")), Retry::Final),
+            (no(No, Some("AUTHENTICATIONFAILED")), Retry::Final),
+            (no(No, None), Retry::Final),
+            (no(Bad, Some("UNAVAILABLE")), Retry::Final),
+            (ImapError::Bye("shutting down".into()), Retry::Now),
+            (ImapError::Protocol("garbage".into()), Retry::Now),
+            (
+                ImapError::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+                Retry::Now,
+            ),
+        ] {
+            assert_eq!(err.retry(), want, "{err}");
+        }
+    }
+
+    #[test]
+    fn the_class_is_found_through_added_context() {
+        let imap = anyhow::Error::from(no(StatusKind::No, Some("UNAVAILABLE")))
+            .context("copying INBOX")
+            .context("row 3");
+        assert_eq!(retry_class(&imap), Retry::Later);
+        let io = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
+            .context("fetching");
+        assert_eq!(retry_class(&io), Retry::Now);
+        assert_eq!(retry_class(&input("bad flag").context("x")), Retry::Final);
+        assert_eq!(retry_class(&connect("gone")), Retry::Later);
+        assert_eq!(retry_class(&anyhow::anyhow!("anything else")), Retry::Final);
+    }
+}
