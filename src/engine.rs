@@ -218,6 +218,24 @@ pub fn map_folders(
         })
         .collect();
     out.sort_by(|a, b| a.1.cmp(&b.1));
+    // Two source folders that land in one target folder (a name the target cannot
+    // hold, such as `a.b` on a target whose delimiter is `.`, becomes `a_b`; or a
+    // --folder-map): say so, since their messages are put together there.
+    let mut sources_of: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (_, display, target_name) in &out {
+        sources_of.entry(target_name).or_default().push(display);
+    }
+    let mut shared: Vec<_> = sources_of
+        .into_iter()
+        .filter(|(_, s)| s.len() > 1)
+        .collect();
+    shared.sort();
+    for (target_name, sources) in shared {
+        log::warn(format!(
+            "folders {} all go into {target_name} on the target: their messages are put together there (identical copies once); use --folder-map SRC=DST to keep them apart",
+            sources.join(", ")
+        ));
+    }
     out
 }
 

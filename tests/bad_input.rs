@@ -78,6 +78,47 @@ fn mbox_of(messages: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// Two source folders that land in one target folder (here by --folder-map; also
+/// when a name the target cannot hold, such as `a.b` on a `.` target, becomes
+/// `a_b` beside a real `a_b`): mailferry says so, and both folders' messages
+/// arrive there. (Dovecot's Maildir refuses `.` in names, so the renaming itself is
+/// covered by the unit test `folders::tests`, "a.b/c" → "INBOX.a_b.c".)
+#[test]
+fn two_folders_into_one_are_reported() {
+    let d = Dovecot::start(&[SRC, DST]);
+    for (folder, seed) in [("Old", "old"), ("Older", "older"), ("plain", "p")] {
+        d.seed_args(
+            SRC,
+            &["--generate", "2", "--folder", folder, "--seed", seed],
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = Run::new("migrate")
+        .from(d.imaps_url(SRC))
+        .to(d.imaps_url(DST))
+        .passwords(&d)
+        .ca(&d)
+        .state(dir.path().join("state.sqlite"))
+        .opt("--folder-map", "Old=Archive")
+        .opt("--folder-map", "Older=Archive")
+        .run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("folders Old, Older all go into Archive on the target"),
+        "{err}"
+    );
+    assert!(!err.contains("plain"), "{err}");
+    let got = d.snapshot(DST);
+    assert_eq!(
+        got.0.get("Archive").map(Vec::len),
+        Some(4),
+        "{:?}",
+        got.0.keys()
+    );
+    assert_eq!(got.0.get("plain").map(Vec::len), Some(2));
+}
+
 /// Messages real mailboxes contain: no headers at all, a 1.5 MB line without a
 /// newline, broken MIME, 8-bit headers that are not UTF-8, an over-long header line,
 /// a NUL byte. Each arrives byte-identical, or (NUL, which IMAP forbids outside
