@@ -266,19 +266,21 @@ fn interrupted_batch_resumes_with_nothing_lost_or_doubled() {
     .unwrap();
     let report = d.dir.path().join("report.csv");
     for (var, n) in [
-        // 8 accounts of 3 appends, 4 at a time: after 14 appends at least one account
-        // has ended (at most 4 × 3 appends belong to running ones), and at least 10
-        // appends are left for the next crash point; every account commits to the
-        // index at least once, so the third run reaches its third commit.
+        // 8 accounts of 3 appends, 4 at a time, one message per APPEND (so at most 4
+        // are in flight when a run aborts). After 14 acknowledged appends at least
+        // one account has ended (at most 4 × 3 belong to running ones); at most 17
+        // messages are on the target, so the next run has at least 7 to append and
+        // reaches its 2nd; that leaves at least 2, so the last run has work to
+        // record and reaches its first index commit.
         ("MAILFERRY_CRASH_AFTER_APPENDS", "14"),
         ("MAILFERRY_CRASH_AFTER_APPENDS", "2"),
-        ("MAILFERRY_CRASH_IN_COMMIT", "3"),
+        ("MAILFERRY_CRASH_IN_COMMIT", "1"),
     ] {
         let out = batch(
             &d,
             &path,
             &["--jobs", "4", "--report", &s(&report)],
-            &[(var, n)],
+            &[(var, n), ("MAILFERRY_BATCH_COUNT", "1")],
         );
         assert!(
             out.status.code() != Some(0)
