@@ -189,3 +189,51 @@ fn a_tls_handshake_that_stalls_is_retried() {
     );
     check_recovered(&d, &out, &p);
 }
+
+/// A server whose connection queue is full never completes the TCP handshake: the
+/// connect is bounded by --timeout (and retried, then given up), so a dead server
+/// never hangs a run.
+#[test]
+fn a_connect_that_never_completes_is_bounded_by_the_timeout() {
+    use std::io::BufRead;
+    // A listener with a queue of one, already taken: later SYNs are dropped.
+    let mut server = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("import socket,time\nl=socket.socket(); l.bind(('127.0.0.1',0)); l.listen(0)\nc=socket.create_connection(l.getsockname())\nprint(l.getsockname()[1], flush=True)\ntime.sleep(60)")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().parse().unwrap();
+    let d = plain();
+    let t = std::time::Instant::now();
+    let out = Run::new("migrate")
+        .from(format!("imap://{SRC}@127.0.0.1:{port}"))
+        .to(d.imap_url(DST))
+        .passwords(&d)
+        .state(d.dir.path().join("state.sqlite"))
+        .args([
+            "--allow-plaintext",
+            "--timeout",
+            "1",
+            "--retries",
+            "1",
+            "--retry-wait",
+            "1",
+        ])
+        .run();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot connect to 127.0.0.1:{port}")) && err.contains("timed out"),
+        "{err}"
+    );
+    assert_eq!(err.matches("retrying").count(), 1, "{err}");
+    // Two attempts of 1 s and one wait of 4 s, not the system's minutes-long default.
+    assert!(t.elapsed().as_secs() < 15, "{:?}", t.elapsed());
+}
