@@ -616,7 +616,15 @@ fn write_summary_manifest(layout: &Layout) -> anyhow::Result<()> {
     let path = layout.manifest.with_extension("json");
     let tmp = path.with_extension("json.tmp");
     let data = serde_json::to_vec_pretty(&serde_json::json!({ "folders": folders }))?;
-    std::fs::write(&tmp, data)
+    let mut o = OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(&tmp)
+        .and_then(|mut f| f.write_all(&data))
         .map(|()| private(&tmp))
         .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|e| local(format!("cannot write {}: {e}", path.display())))?;

@@ -252,7 +252,7 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
         let target_user = cell("target_user");
         if target_user.is_empty() {
             bad("target_user", "empty; the target address is needed".into());
-        } else if !target_user.contains('@') {
+        } else if !looks_like_address(&target_user) {
             bad("target_user", NOT_AN_ADDRESS.into());
         } else if let Err(why) = address::check(&target_user) {
             bad(
@@ -274,10 +274,7 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
                 );
                 None
             } else if scheme != "imaps" && scheme != "imap" {
-                bad(
-                    "target",
-                    format!("{scheme}:// cannot be a target; use imaps:// or imap://"),
-                );
+                bad("target", "only imaps:// or imap:// can be a target".into());
                 None
             } else {
                 let url = format!(
@@ -298,7 +295,7 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
             // One mailbox is the same whatever scheme or port reaches it.
             let key = format!("{}@{}", t.user, t.host).to_ascii_lowercase();
             if let Some(first) = targets.insert(key, row) {
-                bad("target_user", format!("the same target account {} on {} is already in row {first}; each target account may appear once", t.user, t.host));
+                bad("target_user", format!("the same target account (on the same server) is already in row {first}; each target account may appear once"));
             }
         }
         let target_password = {
@@ -323,7 +320,11 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
         {
             match folders::parse_map(m.trim()) {
                 Ok(pair) => folder_map.push(pair),
-                Err(e) => bad("folder_map", e),
+                // The reason only: the cell's text could be a shifted password.
+                Err(_) => bad(
+                    "folder_map",
+                    "not SRC=DST pairs separated by |, both sides naming a folder".into(),
+                ),
             }
         }
         if row_errors.is_empty() {
@@ -346,9 +347,27 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
     (accounts, errors)
 }
 
-/// A target_user cell without `@` is not shown: when columns are shifted, it may
-/// hold a password.
-pub const NOT_AN_ADDRESS: &str = "not an address (no @); the cell is not shown, since a shifted column could have put a password there";
+/// A cell that does not read as an address is not shown: when columns are shifted,
+/// it may hold a password.
+pub const NOT_AN_ADDRESS: &str = "not an address (something@domain.tld); the cell is not shown, since a shifted column could have put a password there";
+
+/// Whether a cell reads as an address, and so may be shown in a message: one `@`,
+/// something before it, and after it a domain of letters, digits, `-` and `.`
+/// ending in a top-level domain of two letters or more.
+pub fn looks_like_address(cell: &str) -> bool {
+    let Some((local, domain)) = cell.split_once('@') else {
+        return false;
+    };
+    let tld = domain.rsplit('.').next().unwrap_or("");
+    !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && domain
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && tld.len() >= 2
+        && tld.chars().all(|c| c.is_ascii_alphabetic())
+}
 
 /// Read and check a CSV file.
 pub fn load(path: &Path) -> anyhow::Result<(Vec<Account>, Vec<RowError>)> {
@@ -433,7 +452,7 @@ mod tests {
             "row 4, column source_protocol: source is a host name",
             "row 5, column source_password: empty",
             "row 6, column target_user: \"anna..alpha@example.ch\" breaks the host's address rules: the part before @ has two dots in a row",
-            "row 7, column target_user: the same target",
+            "row 7, column target_user: the same target account",
             "row 8, column target_password: empty",
             "row 9, column source_password: the environment variable MAILFERRY_TEST_UNSET_VAR is not set",
             "row 10, column target_user: \"zoë@example.ch\" breaks the host's address rules",
@@ -453,7 +472,7 @@ mod tests {
         );
         assert_eq!(e.len(), 1, "{e:#?}");
         assert!(
-            e[0].starts_with("row 3, column target_user: the same target account D@Example.ch on MAIL.infomaniak.com is already in row 2"),
+            e[0].starts_with("row 3, column target_user: the same target account (on the same server) is already in row 2"),
             "{e:#?}"
         );
     }
@@ -471,7 +490,7 @@ mod tests {
             "row 2, column source:",
             "row 3, column source:",
             "row 4, column target:",
-            "row 5, column target: pop3s:// cannot be a target",
+            "row 5, column target: only imaps:// or imap:// can be a target",
         ] {
             assert!(
                 e.iter().any(|x| x.starts_with(want)),
@@ -485,48 +504,52 @@ mod tests {
     fn a_shifted_password_is_never_echoed() {
         // Passwords in the wrong columns (a header that does not match its rows).
         let e = errs(
-            "source,source_protocol,source_user,source_password,target_user,target_password,target\n\
-            Src:S3cret,imaps,u,p,Tgt-S3cret,anna@example.ch,\n\
-            imaps://h,,u,p,b@example.ch,p,imaps://host:Port-S3cret\n\
-            imaps://h,Proto-S3cret,u,p,c@example.ch,p,\n\
-            imaps://u%zzS3cret@h,,,p,d@example.ch,p,\n\
-            Host-S3cret,,u,p,e@example.ch,p,\n",
+            "source,source_protocol,source_user,source_password,target_user,target_password,target,folder_map\n\
+            Src:S3cret,imaps,u,p,Tgt-S3cret,anna@example.ch,,\n\
+            imaps://h,,u,p,b@example.ch,p,\"imaps://host:Port\"\"S3cret\",\n\
+            imaps://h,Proto-S3cret,u,p,c@example.ch,p,,\n\
+            imaps://u%zzS3cret@h,,,p,d@example.ch,p,,\n\
+            Host-S3cret,,u,p,e@example.ch,p,,\n\
+            imaps://h,,u,p,P@ss.S3cret,p,,\n\
+            imaps://h,,u,p,g@example.ch,p,,S3cret-no-pair\n",
         );
-        assert_eq!(e.len(), 6, "{e:#?}");
         for err in &e {
             assert!(!err.contains("S3cret"), "a cell was echoed: {err}");
         }
-        assert!(
-            e.iter()
-                .any(|x| x.starts_with("row 2, column source: not a valid URL: bad port;")),
-            "{e:#?}"
-        );
-        assert!(
-            e.iter()
-                .any(|x| x.starts_with("row 2, column target_user: not an address (no @)")),
-            "{e:#?}"
-        );
-        assert!(
-            e.iter()
-                .any(|x| x.starts_with("row 3, column target: not a valid URL: bad port;")),
-            "{e:#?}"
-        );
-        assert!(
-            e.iter()
-                .any(|x| x.starts_with("row 4, column source_protocol: give either a URL")),
-            "{e:#?}"
-        );
-        assert!(
-            e.iter()
-                .any(|x| x
-                    .starts_with("row 5, column source: not a valid URL: bad percent-encoding;")),
-            "{e:#?}"
-        );
-        assert!(
-            e.iter()
-                .any(|x| x.starts_with("row 6, column source_protocol: source is a host name")),
-            "{e:#?}"
-        );
+        for want in [
+            "row 2, column source: not a valid URL: bad port;",
+            "row 2, column target_user: not an address",
+            "row 3, column target: not a valid URL: bad port;",
+            "row 4, column source_protocol: give either a URL",
+            "row 5, column source: not a valid URL: bad percent-encoding in;",
+            "row 6, column source_protocol: source is a host name",
+            "row 7, column target_user: not an address",
+            "row 8, column folder_map: not SRC=DST pairs",
+        ] {
+            assert!(
+                e.iter().any(|x| x.starts_with(want)),
+                "missing {want:?} in {e:#?}"
+            );
+        }
+        assert_eq!(e.len(), 8, "{e:#?}");
+    }
+
+    #[test]
+    fn what_reads_as_an_address() {
+        for (cell, shown) in [
+            ("anna@example.ch", true),
+            ("anna..alpha@example.ch", true),
+            ("zoë@example.ch", true),
+            ("a b@mail.example.com", true),
+            ("S3cret", false),
+            ("P@ss.w0rd", false),
+            ("pa@ss@example.ch", false),
+            ("@example.ch", false),
+            ("anna@localhost", false),
+            ("x@y.c", false),
+        ] {
+            assert_eq!(looks_like_address(cell), shown, "{cell:?}");
+        }
     }
 
     #[test]

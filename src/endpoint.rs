@@ -100,7 +100,38 @@ impl fmt::Display for Endpoint {
     }
 }
 
-fn percent_decode(s: &str) -> Result<String, String> {
+/// Why a text is not an endpoint: the reason, and the part of the text it is about
+/// (kept apart, so a CSV cell's reason can be given without any of its text).
+struct Why {
+    reason: &'static str,
+    value: Option<String>,
+}
+
+impl Why {
+    fn new(reason: &'static str) -> Why {
+        Why {
+            reason,
+            value: None,
+        }
+    }
+    fn about(reason: &'static str, value: &str) -> Why {
+        Why {
+            reason,
+            value: Some(value.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(v) => write!(f, "{} {v:?}", self.reason),
+            None => f.write_str(self.reason),
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String, Why> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -110,7 +141,7 @@ fn percent_decode(s: &str) -> Result<String, String> {
                 .get(i + 1..i + 3)
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("bad percent-encoding in {s:?}"))?;
+                .ok_or_else(|| Why::about("bad percent-encoding in", s))?;
             out.push(hex);
             i += 3;
         } else {
@@ -118,7 +149,7 @@ fn percent_decode(s: &str) -> Result<String, String> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| format!("percent-encoding in {s:?} is not UTF-8"))
+    String::from_utf8(out).map_err(|_| Why::about("percent-encoding that is not UTF-8 in", s))
 }
 
 /// Parse what the user typed for `--from`/`--to` or a CSV cell.
@@ -135,12 +166,9 @@ pub fn parse(text: &str) -> anyhow::Result<Endpoint> {
 /// cell's text (a shifted column could have put a password there).
 pub fn parse_cell(text: &str) -> Result<Endpoint, String> {
     parse_inner(text).map_err(|why| {
-        // Drop every quoted value from the reason: `bad port "x"` → `bad port`.
-        let plain: String = why.split('"').step_by(2).collect();
-        let plain = plain.trim();
-        let plain = plain.strip_suffix(" in").unwrap_or(plain);
         format!(
-            "not a valid URL: {plain}; use imaps://USER@HOST[:PORT], imap://, pop3s://, pop3:// or mbox:PATH"
+            "not a valid URL: {}; use imaps://USER@HOST[:PORT], imap://, pop3s://, pop3:// or mbox:PATH",
+            why.reason
         )
     })
 }
@@ -158,14 +186,14 @@ fn redact(text: &str) -> String {
     text.to_string()
 }
 
-fn parse_inner(text: &str) -> Result<Endpoint, String> {
+fn parse_inner(text: &str) -> Result<Endpoint, Why> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("it is empty".into());
+        return Err(Why::new("it is empty"));
     }
     if let Some(path) = text.strip_prefix("mbox:") {
         if path.is_empty() {
-            return Err("mbox: needs a path".into());
+            return Err(Why::new("mbox: needs a path"));
         }
         return Ok(Endpoint::Mbox(PathBuf::from(path)));
     }
@@ -181,40 +209,39 @@ fn parse_inner(text: &str) -> Result<Endpoint, String> {
                 port: 993,
             }));
         }
-        return Err("no scheme".into());
+        return Err(Why::new("no scheme"));
     };
     let (proto, security, default_port) = match scheme.to_ascii_lowercase().as_str() {
         "imaps" => (Proto::Imap, Security::Implicit, 993),
         "imap" => (Proto::Imap, Security::StartTls, 143),
         "pop3s" => (Proto::Pop3, Security::Implicit, 995),
         "pop3" => (Proto::Pop3, Security::StartTls, 110),
-        other => return Err(format!("unknown scheme {other:?}")),
+        other => return Err(Why::about("unknown scheme", other)),
     };
     let rest = rest.trim_end_matches('/');
     if rest.contains('/') || rest.contains('?') {
-        return Err("a path or query is not allowed after the host".into());
+        return Err(Why::new("a path or query is not allowed after the host"));
     }
     let (user, hostport) = rest
         .rsplit_once('@')
-        .ok_or_else(|| "no user name (USER@HOST)".to_string())?;
+        .ok_or_else(|| Why::new("no user name (USER@HOST)"))?;
     if user.contains(':') {
-        return Err(
-            "a password must not be written in the URL; use a password file or the environment"
-                .into(),
-        );
+        return Err(Why::new(
+            "a password must not be written in the URL; use a password file or the environment",
+        ));
     }
     let user = percent_decode(user)?;
     if user.is_empty() {
-        return Err("empty user name".into());
+        return Err(Why::new("empty user name"));
     }
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
         let (h, after) = v6
             .split_once(']')
-            .ok_or_else(|| "unclosed [ in host".to_string())?;
+            .ok_or_else(|| Why::new("unclosed [ in host"))?;
         let port = match after.strip_prefix(':') {
             Some(p) => Some(p),
             None if after.is_empty() => None,
-            None => return Err("garbage after ]".into()),
+            None => return Err(Why::new("garbage after ]")),
         };
         (h.to_string(), port)
     } else {
@@ -224,14 +251,14 @@ fn parse_inner(text: &str) -> Result<Endpoint, String> {
         }
     };
     if host.is_empty() {
-        return Err("empty host".into());
+        return Err(Why::new("empty host"));
     }
     let port = match port {
         Some(p) => p
             .parse::<u16>()
             .ok()
             .filter(|&p| p != 0)
-            .ok_or_else(|| format!("bad port {p:?}"))?,
+            .ok_or_else(|| Why::about("bad port", p))?,
         None => default_port,
     };
     Ok(Endpoint::Server(Server {

@@ -327,8 +327,10 @@ fn max_per_host_is_respected_on_the_server_side() {
         "one source and one target connection per account"
     );
     // At any moment at most 4 connections to the one server (two accounts, each with
-    // a source and a target connection), and the workers did run side by side.
-    assert_eq!(counter.peak(), 4);
+    // a source and a target connection), and the workers did run side by side (one
+    // account at a time would make 2).
+    let peak = counter.peak();
+    assert!((3..=4).contains(&peak), "peak {peak} connections");
     assert_accounts_copied(&d, n, None);
 }
 
@@ -377,7 +379,7 @@ fn bad_rows_are_all_listed_and_nothing_runs() {
         "row 2, column source_protocol: unknown protocol; use imaps, imap, pop3s or pop3",
         "row 3, column target_user: \"anna..alpha@example.ch\" breaks the host's address rules: the part before @ has two dots in a row",
         "row 4, column target_password: empty",
-        "row 5, column target_user: the same target account one@example.ch on mail.infomaniak.com is already in row 2",
+        "row 5, column target_user: the same target account (on the same server) is already in row 2",
         "4 bad rows (listed above); nothing was started",
         "--skip-invalid to run the 1 good rows",
     ] {
@@ -499,7 +501,7 @@ fn addresses_check_lists_every_bad_address() {
     let out = mailferry(&["addresses", "check", &s(&f)]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let o = String::from_utf8_lossy(&out.stdout);
-    assert!(o.contains("row 1: not an address (no @)"), "{o}");
+    assert!(o.contains("row 1: not an address (something@domain.tld)"), "{o}");
     assert!(o.contains("2 addresses checked, 1 break"), "{o}");
     // --column picks one of several columns.
     std::fs::write(

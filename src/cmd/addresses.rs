@@ -56,7 +56,7 @@ pub fn check(a: &AddressesCheckArgs) -> anyhow::Result<i32> {
     let mut bad = 0;
     let mut check_one = |row: usize, addr: &str| {
         checked += 1;
-        if !addr.contains('@') {
+        if !crate::batch::looks_like_address(addr) {
             // Not shown: in a file with shifted columns this may be a password.
             bad += 1;
             crate::progress::out(&format!("row {row}: {}", crate::batch::NOT_AN_ADDRESS));

@@ -90,25 +90,43 @@ fn hosts_of(a: &Account, servers: &Servers) -> Vec<String> {
 
 /// One key per server, however its name is written: each host name is resolved
 /// once, before the run, and known by its lowest address, so `localhost` and
-/// `127.0.0.1` are one server (and so is a name written in two cases). A name that
-/// does not resolve keeps its own key; connecting will say what is wrong.
+/// `127.0.0.1` are one server (and so is a name written in two cases). The names
+/// are looked up side by side, for at most `wait`; a name that does not resolve in
+/// time keeps its own key (connecting will say what is wrong). The lookup only
+/// makes keys: connections still go to the names as written.
 struct Servers(HashMap<String, String>);
 
 impl Servers {
-    fn resolve<'a>(hosts: impl Iterator<Item = &'a str>) -> Servers {
+    fn resolve<'a>(hosts: impl Iterator<Item = &'a str>, wait: Duration) -> Servers {
         use std::net::ToSocketAddrs;
-        let mut map = HashMap::new();
-        for host in hosts {
-            let name = host.to_ascii_lowercase();
-            if map.contains_key(&name) {
-                continue;
+        let mut names: Vec<String> = hosts.map(str::to_ascii_lowercase).collect();
+        names.sort();
+        names.dedup();
+        let (tx, rx) = std::sync::mpsc::channel();
+        for name in &names {
+            let (tx, name) = (tx.clone(), name.clone());
+            // Detached: a lookup that hangs past `wait` is left behind, not waited for.
+            std::thread::spawn(move || {
+                let ip = (name.as_str(), 0u16)
+                    .to_socket_addrs()
+                    .ok()
+                    .and_then(|addrs| addrs.map(|a| a.ip()).min());
+                let _ = tx.send((name, ip));
+            });
+        }
+        drop(tx);
+        let deadline = Instant::now() + wait;
+        let mut map: HashMap<String, String> =
+            names.iter().map(|n| (n.clone(), n.clone())).collect();
+        for _ in 0..names.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok((name, Some(ip))) => {
+                    map.insert(name, ip.to_string());
+                }
+                Ok((_, None)) => {}
+                Err(_) => break,
             }
-            let key = (name.as_str(), 0u16)
-                .to_socket_addrs()
-                .ok()
-                .and_then(|addrs| addrs.map(|a| a.ip()).min())
-                .map_or_else(|| name.clone(), |ip| ip.to_string());
-            map.insert(name, key);
         }
         Servers(map)
     }
@@ -309,13 +327,17 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
         .into_iter()
         .filter(|acc| shard.is_none_or(|s| batch::in_shard(acc.position, s)))
         .collect();
-    let servers = Servers::resolve(accounts.iter().flat_map(|a| {
-        let source = match &a.source {
-            Endpoint::Server(s) => Some(s.host.as_str()),
-            _ => None,
-        };
-        std::iter::once(a.target.host.as_str()).chain(source)
-    }));
+    let net = plan::net(&a.net);
+    let servers = Servers::resolve(
+        accounts.iter().flat_map(|a| {
+            let source = match &a.source {
+                Endpoint::Server(s) => Some(s.host.as_str()),
+                _ => None,
+            };
+            std::iter::once(a.target.host.as_str()).chain(source)
+        }),
+        net.timeout.min(Duration::from_secs(10)),
+    );
     if let Some(acc) = accounts.iter().find(|acc| {
         let h = hosts_of(acc, &servers);
         h.len() == 2 && h[0] == h[1]
@@ -332,7 +354,6 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
         dry_run: a.dry_run,
         ..Options::default()
     };
-    let net = plan::net(&a.net);
     let state = a.state.clone().unwrap_or_else(index::default_path);
     // Create and migrate the index once, before the workers open it.
     let _lock = index::lock(&state)?;
@@ -567,6 +588,7 @@ mod tests {
                 "no-such-host.invalid",
             ]
             .into_iter(),
+            Duration::from_secs(10),
         );
         assert_eq!(s.key("localhost"), "127.0.0.1");
         assert_eq!(s.key("LOCALHOST"), "127.0.0.1");

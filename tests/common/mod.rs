@@ -218,6 +218,18 @@ impl Dovecot {
         let _ = Command::new("pkill")
             .args(["-KILL", "-f", &instance])
             .status();
+        // Killed is not yet gone: wait until none is left holding the ports.
+        for _ in 0..100 {
+            let left = Command::new("pgrep")
+                .args(["-f", &instance])
+                .output()
+                .map(|o| !o.stdout.is_empty())
+                .unwrap_or(false);
+            if !left {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let ok = Command::new("dovecot")
             .arg("-c")
             .arg(self.dir.path().join("dovecot.conf"))
@@ -643,7 +655,7 @@ impl ConnCounter {
     /// The proxy learns of a close only when its thread reads the end of the stream,
     /// a moment after the client closed (and perhaps already opened its next
     /// connection); a close is taken as this much earlier than it was seen.
-    pub const CLOSE_SLACK: Duration = Duration::from_millis(30);
+    pub const CLOSE_SLACK: Duration = Duration::from_millis(100);
 
     /// The most connections open at once. A client that really held one too many
     /// for longer than [`ConnCounter::CLOSE_SLACK`] is seen.
