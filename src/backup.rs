@@ -18,7 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -204,11 +204,22 @@ pub fn each_manifest_line(
     Ok(())
 }
 
-/// The entry whose line starts at `at` in a manifest read through `reader`.
-pub fn manifest_entry_at<R: BufRead + Seek>(reader: &mut R, at: u64) -> anyhow::Result<Entry> {
-    reader.seek(SeekFrom::Start(at))?;
+/// The entry whose line starts at `at` in a manifest read through `reader`, which
+/// stands at `*pos` (updated). Entries are mostly asked for in the order of their
+/// lines, so the reader usually moves forward within its buffer instead of seeking.
+pub fn manifest_entry_at<R: Read + Seek>(
+    reader: &mut BufReader<R>,
+    pos: &mut u64,
+    at: u64,
+) -> anyhow::Result<Entry> {
+    if at >= *pos {
+        reader.seek_relative((at - *pos) as i64)?;
+    } else {
+        reader.seek(SeekFrom::Start(at))?;
+    }
     let mut line = Vec::new();
-    reader.read_until(b'\n', &mut line)?;
+    let read = reader.read_until(b'\n', &mut line)?;
+    *pos = at + read as u64;
     serde_json::from_slice(&line).map_err(|e| {
         input(format!(
             "the manifest changed while it was read (byte {at}: {e}); run again"

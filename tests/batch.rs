@@ -501,7 +501,10 @@ fn addresses_check_lists_every_bad_address() {
     let out = mailferry(&["addresses", "check", &s(&f)]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let o = String::from_utf8_lossy(&out.stdout);
-    assert!(o.contains("row 1: not an address (something@domain.tld)"), "{o}");
+    assert!(
+        o.contains("row 1: not an address (something@domain.tld)"),
+        "{o}"
+    );
     assert!(o.contains("2 addresses checked, 1 break"), "{o}");
     // --column picks one of several columns.
     std::fs::write(

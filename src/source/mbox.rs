@@ -37,7 +37,8 @@ pub struct MboxSource {
     manifest: HashMap<(u32, u64), u64>,
     /// File name → its number in `manifest`.
     file_ids: HashMap<String, u32>,
-    manifest_reader: Option<BufReader<File>>,
+    /// The manifest, and where its reader stands.
+    manifest_reader: Option<(BufReader<File>, u64)>,
     /// For a mailferry backup: where each file's recorded messages end. Bytes past
     /// that were written by an interrupted backup and are not messages.
     ends: Option<HashMap<String, u64>>,
@@ -137,7 +138,7 @@ impl MboxSource {
         let manifest_reader = if in_backup {
             let f = File::open(&layout.manifest)
                 .map_err(|e| input(format!("cannot read {}: {e}", layout.manifest.display())))?;
-            Some(BufReader::with_capacity(8 * 1024, f))
+            Some((BufReader::with_capacity(64 * 1024, f), 0))
         } else {
             None
         };
@@ -208,7 +209,7 @@ impl MboxSource {
             .and_then(|id| self.manifest.get(&(*id, m.offset)))
             .copied();
         let recorded: Option<Entry> = match (at, self.manifest_reader.as_mut()) {
-            (Some(at), Some(r)) => Some(backup::manifest_entry_at(r, at)?),
+            (Some(at), Some((r, pos))) => Some(backup::manifest_entry_at(r, pos, at)?),
             _ => None,
         };
         let mut body = m.message;
