@@ -321,7 +321,7 @@ fn backup_and_restore_round_trip_survive_crashes() {
     assert!(python_counts(&dir).lines().any(|l| l == "INBOX.mbox 21"));
 }
 
-/// Every folder into one file, and back.
+/// Every folder into one file, and back; and back again with a fresh index.
 #[test]
 fn single_file_backup_and_restore() {
     let d = Dovecot::start(&[SRC, DST]);
@@ -333,6 +333,15 @@ fn single_file_backup_and_restore() {
     assert!(file.is_file());
     let out = restore(&d, &file, DST, &state, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_same(&d.snapshot(DST), &expected(|f| f.to_string()));
+
+    // Restored again with a new index (another machine, a lost state file): the
+    // messages already there are found by their dedupe keys, none appended twice.
+    let fresh = d.dir.path().join("fresh.sqlite");
+    let out = restore(&d, &file, DST, &fresh, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let j = json(&out);
+    assert_eq!(j["copied"].as_u64(), Some(0), "{j}");
     assert_same(&d.snapshot(DST), &expected(|f| f.to_string()));
 }
 
