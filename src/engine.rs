@@ -331,18 +331,46 @@ pub fn fetch_bodies(
 /// the ones that could be its copy: by Message-ID, and by size for those without.
 #[derive(Default)]
 struct Unknown {
-    by_id: HashMap<Vec<u8>, Vec<u32>>,
+    /// Message-ID fingerprint → the first UID with it; further UIDs in `more_by_id`
+    /// (rare), so a folder of 100,000 unknown messages costs about 2.5 MB here.
+    by_id: HashMap<u128, u32>,
+    more_by_id: HashMap<u128, Vec<u32>>,
     by_size: HashMap<u64, Vec<u32>>,
     /// Every UID the target folder has now (known to the index or not).
     present: HashSet<u32>,
 }
 
+/// A Message-ID as a 16-byte key.
+fn id_key(id: &[u8]) -> u128 {
+    dedupe::fingerprint(&String::from_utf8_lossy(id))
+}
+
 impl Unknown {
+    fn add_id(&mut self, id: &[u8], uid: u32) {
+        let key = id_key(id);
+        match self.by_id.entry(key) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.more_by_id.entry(key).or_default().push(uid)
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(uid);
+            }
+        }
+    }
+
     /// Without a Message-ID, by size: as the bytes are, and with bare LFs counted as
     /// CRLF (servers differ in which one RFC822.SIZE reports).
     fn candidates(&self, msg: &[u8]) -> Vec<u32> {
         match dedupe::message_id(msg) {
-            Some(id) => self.by_id.get(&id).cloned().unwrap_or_default(),
+            Some(id) => {
+                let key = id_key(&id);
+                self.by_id
+                    .get(&key)
+                    .into_iter()
+                    .chain(self.more_by_id.get(&key).into_iter().flatten())
+                    .copied()
+                    .collect()
+            }
             None => {
                 let mut v = self
                     .by_size
@@ -358,7 +386,12 @@ impl Unknown {
         }
     }
     fn forget(&mut self, uids: &[u32]) {
-        for v in self.by_id.values_mut().chain(self.by_size.values_mut()) {
+        self.by_id.retain(|_, u| !uids.contains(u));
+        for v in self
+            .more_by_id
+            .values_mut()
+            .chain(self.by_size.values_mut())
+        {
             v.retain(|u| !uids.contains(u));
         }
     }
@@ -376,7 +409,7 @@ fn target_unknown(s: &mut Session, known: &HashMap<u32, u128>) -> Result<Unknown
                 return Ok(());
             }
             match f.header_fields.as_deref().and_then(dedupe::message_id) {
-                Some(id) => u.by_id.entry(id).or_default().push(uid),
+                Some(id) => u.add_id(&id, uid),
                 None => u.by_size.entry(f.size.unwrap_or(0)).or_default().push(uid),
             }
             Ok(())

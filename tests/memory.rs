@@ -102,29 +102,7 @@ fn a_50_mb_message_is_copied_exactly_in_bounded_memory() {
 fn a_folder_of_100_000_messages_in_bounded_memory() {
     let d = Dovecot::start(&[SRC, DST]);
     let n = 100_000;
-    let mut total = 0usize;
-    let (uid, gid) = {
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata(d.dir.path().join("mail")).unwrap();
-        (meta.uid(), meta.gid())
-    };
-    let base = d.dir.path().join("mail").join(SRC);
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(base.join(sub)).unwrap();
-    }
-    for i in 0..n {
-        let msg = format!("From: f{i}@example.test\r\nSubject: small {i}\r\nMessage-ID: <m{i}@example.test>\r\n\r\n{}\r\n", "z".repeat(200 + i % 300));
-        total += msg.len();
-        std::fs::write(
-            base.join("cur")
-                .join(format!("{}.m{i}.host:2,S", 1_600_000_000 + i)),
-            msg,
-        )
-        .unwrap();
-    }
-    for entry in walk(&base) {
-        chown(&entry, Some(uid), Some(gid)).unwrap();
-    }
+    let total = fill_inbox(&d, SRC, n, "m");
     let state = d.dir.path().join("state.sqlite");
     let (out, peak_mb) = run_measured(
         Run::new("migrate")
@@ -147,6 +125,35 @@ fn a_folder_of_100_000_messages_in_bounded_memory() {
     // The count on the target, from the server itself.
     let mut s = d.session(DST);
     assert_eq!(s.select(b"INBOX", true).unwrap().exists as usize, n);
+}
+
+/// Write `n` small messages (Message-IDs `<{tag}{i}@example.test>`) straight into
+/// `user`'s Maildir INBOX; returns their total size.
+fn fill_inbox(d: &Dovecot, user: &str, n: usize, tag: &str) -> usize {
+    let mut total = 0usize;
+    let (uid, gid) = {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(d.dir.path().join("mail")).unwrap();
+        (meta.uid(), meta.gid())
+    };
+    let base = d.dir.path().join("mail").join(user);
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(base.join(sub)).unwrap();
+    }
+    for i in 0..n {
+        let msg = format!("From: f{i}@example.test\r\nSubject: small {i}\r\nMessage-ID: <{tag}{i}@example.test>\r\n\r\n{}\r\n", "z".repeat(200 + i % 300));
+        total += msg.len();
+        std::fs::write(
+            base.join("cur")
+                .join(format!("{}.{tag}{i}.host:2,S", 1_600_000_000 + i)),
+            msg,
+        )
+        .unwrap();
+    }
+    for entry in walk(&base) {
+        chown(&entry, Some(uid), Some(gid)).unwrap();
+    }
+    total
 }
 
 fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -289,4 +296,53 @@ fn a_backup_of_100_000_messages_is_listed_in_bounded_memory() {
         peak_mb < 30,
         "peak RSS {peak_mb} MB for a backup of {n} messages"
     );
+}
+
+/// Copying into a target folder that already holds 100,000 messages the index does
+/// not know (another tool's copy, a lost state file): what mailferry keeps of them to
+/// find duplicates (a fingerprint of each Message-ID, or the size, and the UID) stays
+/// small, and a message already there is not appended again.
+#[test]
+fn a_target_folder_of_100_000_unknown_messages_in_bounded_memory() {
+    let d = Dovecot::start(&[SRC, DST]);
+    let n = 100_000;
+    fill_inbox(&d, DST, n, "t");
+    // The source: 5 new messages, and 2 the target already has.
+    let mut s = d.session(SRC);
+    for i in [0usize, 1, 2, 3, 4, 7, 99_999] {
+        let tag = if i < 5 { "new" } else { "t" };
+        let msg = format!("From: f{i}@example.test\r\nSubject: small {i}\r\nMessage-ID: <{tag}{i}@example.test>\r\n\r\n{}\r\n", "z".repeat(200 + i % 300));
+        s.append(&mailferry::imap::client::Append {
+            mailbox: b"INBOX",
+            flags: &[],
+            internal_date: None,
+            body: msg.as_bytes(),
+        })
+        .unwrap();
+    }
+    s.logout();
+    let state = d.dir.path().join("state.sqlite");
+    let (out, peak_mb) = run_measured(
+        Run::new("migrate")
+            .from(d.imaps_url(SRC))
+            .to(d.imaps_url(DST))
+            .passwords(&d)
+            .ca(&d)
+            .state(&state)
+            .arg("--json"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (j["copied"].as_u64(), j["duplicates"].as_u64()),
+        (Some(5), Some(2)),
+        "{j}"
+    );
+    eprintln!("peak RSS copying into a folder of {n} unknown messages: {peak_mb} MB");
+    assert!(
+        peak_mb < 30,
+        "peak RSS {peak_mb} MB next to {n} unknown messages"
+    );
+    let mut s = d.session(DST);
+    assert_eq!(s.select(b"INBOX", true).unwrap().exists as usize, n + 5);
 }
