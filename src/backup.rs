@@ -135,14 +135,17 @@ impl Layout {
 }
 
 /// Read a manifest, ignoring a torn last line; with `repair` (only a backup that
-/// is about to write) also cut it off the file. Readers never write.
+/// is about to write) also cut it off the file. Readers never write. (Runs read it
+/// as a stream: [`each_manifest_entry`].)
+#[cfg(test)]
 pub fn read_manifest(path: &Path, repair: bool) -> anyhow::Result<Vec<Entry>> {
     let mut out = Vec::new();
     each_manifest_entry(path, repair, |e| out.push(e))?;
     Ok(out)
 }
 
-/// As [`read_manifest`], handing each entry to `each` instead of holding them all.
+/// Each entry of a manifest in turn, ignoring a torn last line; with `repair` (only
+/// a backup that is about to write) also cut it off the file. Readers never write.
 pub fn each_manifest_entry(
     path: &Path,
     repair: bool,
@@ -251,14 +254,11 @@ fn not_stored(done: &HashSet<u128>, folder: &str, uidvalidity: u32, list: Vec<Me
         .collect()
 }
 
-/// Where the last recorded message of each file ends.
-pub fn committed_ends(entries: &[Entry]) -> HashMap<String, u64> {
-    let mut ends: HashMap<String, u64> = HashMap::new();
-    for e in entries {
-        let end = ends.entry(e.file.clone()).or_default();
-        *end = (*end).max(e.offset + e.length);
-    }
-    ends
+/// Count `e` in `ends`, where the last recorded message of each file ends (bytes
+/// past that were written by an interrupted backup and are not messages).
+pub fn note_end(ends: &mut HashMap<String, u64>, e: &Entry) {
+    let end = ends.entry(e.file.clone()).or_default();
+    *end = (*end).max(e.offset + e.length);
 }
 
 /// Bring a file back to what the manifest records: bytes after the last recorded
@@ -343,8 +343,7 @@ pub fn backup_into(
     let mut ends: HashMap<String, u64> = HashMap::new();
     each_manifest_entry(&layout.manifest, !opts.dry_run, |e| {
         done.insert(stored(&e.folder, e.uidvalidity, &e.id));
-        let end = ends.entry(e.file.clone()).or_default();
-        *end = (*end).max(e.offset + e.length);
+        note_end(&mut ends, &e);
         keys.entry(e.folder)
             .or_default()
             .insert(dedupe::fingerprint(&e.key));
@@ -709,7 +708,11 @@ mod tests {
         let read = read_manifest(&path, true).unwrap();
         assert_eq!(read.len(), 2);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), good);
-        assert_eq!(committed_ends(&read)["INBOX.mbox"], 150);
+        let mut ends = HashMap::new();
+        for e in &read {
+            note_end(&mut ends, e);
+        }
+        assert_eq!(ends["INBOX.mbox"], 150);
     }
 
     #[test]

@@ -127,8 +127,7 @@ impl MboxSource {
             if !folders.iter().any(|(f, _)| *f == e.folder) {
                 folders.push((e.folder.clone(), e.file.clone()));
             }
-            let end = ends.entry(e.file.clone()).or_default();
-            *end = (*end).max(e.offset + e.length);
+            backup::note_end(&mut ends, &e);
             if !e.duplicate {
                 let next = file_ids.len() as u32;
                 let id = *file_ids.entry(e.file).or_insert(next);
