@@ -33,12 +33,7 @@ pub fn copy(
     let opts = plan::copy_options(folders, c, from)?;
     let source = crate::endpoint::parse(from)?;
     if let crate::endpoint::Endpoint::Mbox(path) = &source {
-        if !path.exists() {
-            return Err(crate::error::input(format!(
-                "{} does not exist",
-                path.display()
-            )));
-        }
+        crate::source::mbox::check_path(path)?;
     }
     // The password is asked for once, not on every retry.
     let source_password = plan::source_password(&source, from_password_file)?;

@@ -107,11 +107,19 @@ fn flags_from_headers(msg: &[u8]) -> Vec<String> {
     flags
 }
 
+/// An mbox source's path must exist: checked on opening, and by commands before
+/// they open the index.
+pub fn check_path(path: &Path) -> anyhow::Result<()> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(input(format!("{} does not exist", path.display())))
+    }
+}
+
 impl MboxSource {
     pub fn open_path(path: &Path, dialect: Dialect) -> anyhow::Result<MboxSource> {
-        if !path.exists() {
-            return Err(input(format!("{} does not exist", path.display())));
-        }
+        check_path(path)?;
         let layout = if path.is_dir() {
             Layout::for_out(path)
         } else {
