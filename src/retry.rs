@@ -33,21 +33,22 @@ pub fn run<T>(
                 let class = retry_class(&e);
                 failures += 1;
                 let wait = backoff(net.retry_wait, failures, class);
-                let out_of_time = started.elapsed() + wait > net.deadline;
-                if class != Retry::Final && failures > net.retries {
+                if class == Retry::Final {
+                    return Err(e);
+                }
+                if failures > net.retries {
                     crate::log::warn(format!(
                         "{what}: giving up after {failures} attempt{} (--retries {})",
                         if failures == 1 { "" } else { "s" },
                         net.retries
                     ));
+                    return Err(e);
                 }
-                if class != Retry::Final && failures <= net.retries && out_of_time {
+                if started.elapsed() + wait > net.deadline {
                     crate::log::warn(format!(
                         "{what}: giving up: another attempt would end after --deadline ({}s)",
                         net.deadline.as_secs()
                     ));
-                }
-                if class == Retry::Final || failures > net.retries || out_of_time {
                     return Err(e);
                 }
                 crate::log::warn(format!(
