@@ -148,11 +148,7 @@ fn odd_messages_are_copied_exactly_or_reported() {
     let file = dir.path().join("odd.mbox");
     std::fs::write(&file, mbox_of(&messages)).unwrap();
     let state = dir.path().join("state.sqlite");
-    let out = Run::new("restore")
-        .from(&file)
-        .to(d.imaps_url(DST))
-        .to_password_file(d.pwfile())
-        .ca(&d)
+    let out = Run::restore_into(&d, &file, DST)
         .state(&state)
         .arg("--json")
         .run();

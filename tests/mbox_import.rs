@@ -18,11 +18,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn restore(d: &Dovecot, from: &Path, user: &str, state: &Path, extra: &[&str]) -> Output {
-    Run::new("restore")
-        .from(from)
-        .to(d.imaps_url(user))
-        .to_password_file(d.pwfile())
-        .ca(d)
+    Run::restore_into(d, from, user)
         .state(state)
         .arg("--json")
         .args(extra)

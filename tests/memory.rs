@@ -127,7 +127,12 @@ fn a_folder_of_100_000_messages_in_bounded_memory() {
     assert_eq!(s.select(b"INBOX", true).unwrap().exists as usize, n);
 }
 
-/// Write `n` small messages (Message-IDs `<{tag}{i}@example.test>`) straight into
+/// The `i`-th small test message, Message-ID `<{tag}{i}@example.test>`.
+fn small_message(tag: &str, i: usize) -> String {
+    format!("From: f{i}@example.test\r\nSubject: small {i}\r\nMessage-ID: <{tag}{i}@example.test>\r\n\r\n{}\r\n", "z".repeat(200 + i % 300))
+}
+
+/// Write `n` small messages ([`small_message`]) straight into
 /// `user`'s Maildir INBOX; returns their total size.
 fn fill_inbox(d: &Dovecot, user: &str, n: usize, tag: &str) -> usize {
     let mut total = 0usize;
@@ -141,7 +146,7 @@ fn fill_inbox(d: &Dovecot, user: &str, n: usize, tag: &str) -> usize {
         std::fs::create_dir_all(base.join(sub)).unwrap();
     }
     for i in 0..n {
-        let msg = format!("From: f{i}@example.test\r\nSubject: small {i}\r\nMessage-ID: <{tag}{i}@example.test>\r\n\r\n{}\r\n", "z".repeat(200 + i % 300));
+        let msg = small_message(tag, i);
         total += msg.len();
         std::fs::write(
             base.join("cur")
@@ -201,11 +206,7 @@ fn a_150_mb_mbox_file_is_restored_in_bounded_memory() {
     drop(file);
     let state = d.dir.path().join("state.sqlite");
     let (out, peak_mb) = run_measured(
-        Run::new("restore")
-            .from(&path)
-            .to(d.imaps_url(DST))
-            .to_password_file(d.pwfile())
-            .ca(&d)
+        Run::restore_into(&d, &path, DST)
             .opt("--to-folder", "INBOX")
             .state(&state),
     );
@@ -274,11 +275,7 @@ fn a_backup_of_100_000_messages_is_listed_in_bounded_memory() {
     drop((mbox, manifest));
     let state = d.dir.path().join("state.sqlite");
     let (out, peak_mb) = run_measured(
-        Run::new("restore")
-            .from(&dir)
-            .to(d.imaps_url(DST))
-            .to_password_file(d.pwfile())
-            .ca(&d)
+        Run::restore_into(&d, &dir, DST)
             .state(&state)
             .args(["--dry-run", "--json"]),
     );
@@ -311,7 +308,7 @@ fn a_target_folder_of_100_000_unknown_messages_in_bounded_memory() {
     let mut s = d.session(SRC);
     for i in [0usize, 1, 2, 3, 4, 7, 99_999] {
         let tag = if i < 5 { "new" } else { "t" };
-        let msg = format!("From: f{i}@example.test\r\nSubject: small {i}\r\nMessage-ID: <{tag}{i}@example.test>\r\n\r\n{}\r\n", "z".repeat(200 + i % 300));
+        let msg = small_message(tag, i);
         s.append(&mailferry::imap::client::Append {
             mailbox: b"INBOX",
             flags: &[],

@@ -69,19 +69,12 @@ fn pop3_to_imap_collapses_duplicates_and_resumes() {
             .args(extra)
             .run()
     };
-    // What an IMAP client of the source sees: bytes and flags (\Recent aside).
+    // What an IMAP client of the source sees: bytes and flags (the snapshot leaves
+    // \Recent aside).
     let source_view = || -> Vec<(Vec<u8>, Vec<String>)> {
         d.snapshot(SRC).0["INBOX"]
             .iter()
-            .map(|m| {
-                let flags = m
-                    .flags
-                    .iter()
-                    .filter(|f| *f != "\\Recent")
-                    .cloned()
-                    .collect();
-                (m.body.clone(), flags)
-            })
+            .map(|m| (m.body.clone(), m.flags.clone()))
             .collect()
     };
     let source_before = source_view();
@@ -207,11 +200,7 @@ fn restore(
     state: &std::path::Path,
     env: &[(&str, String)],
 ) -> Output {
-    let mut c = Run::new("restore")
-        .from(from)
-        .to(d.imaps_url(user))
-        .to_password_file(d.pwfile())
-        .ca(d)
+    let mut c = Run::restore_into(d, from, user)
         .state(state)
         .arg("--json")
         .command();
@@ -479,11 +468,7 @@ fn to_folder_for_an_mbox_file_and_restoring_an_interrupted_backup() {
     let state = dir.path().join("state.sqlite");
     let out = restore(&d, &file, DST, &state, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let out = Run::new("restore")
-        .from(&file)
-        .to(d.imaps_url(SRC))
-        .to_password_file(d.pwfile())
-        .ca(&d)
+    let out = Run::restore_into(&d, &file, SRC)
         .state(&state)
         .opt("--to-folder", "Gmail archive")
         .run();
@@ -778,11 +763,7 @@ fn pop3_backup_manifest_matches_files_and_source() {
 
     // Restore: a dry run writes nothing, then every message arrives.
     let restore = |extra: &[&str]| {
-        Run::new("restore")
-            .from(&dir)
-            .to(d.imaps_url(DST))
-            .to_password_file(d.pwfile())
-            .ca(&d)
+        Run::restore_into(&d, &dir, DST)
             .state(&state)
             .arg("--json")
             .args(extra)

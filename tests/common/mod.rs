@@ -518,6 +518,16 @@ impl Run {
         }
     }
 
+    /// `restore --from FROM` into `user`'s account on `d` over IMAPS, with `d`'s
+    /// password and CA files.
+    pub fn restore_into(d: &Dovecot, from: impl AsRef<OsStr>, user: &str) -> Run {
+        Run::new("restore")
+            .from(from)
+            .to(d.imaps_url(user))
+            .to_password_file(d.pwfile())
+            .ca(d)
+    }
+
     /// One argument as it is: a flag, a positional argument or a value.
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Run {
         let arg = arg.as_ref();
