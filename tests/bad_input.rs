@@ -93,11 +93,7 @@ fn two_folders_into_one_are_reported() {
         );
     }
     let dir = tempfile::tempdir().unwrap();
-    let out = Run::new("migrate")
-        .from(d.imaps_url(SRC))
-        .to(d.imaps_url(DST))
-        .passwords(&d)
-        .ca(&d)
+    let out = Run::migrate_within(&d, SRC, DST)
         .state(dir.path().join("state.sqlite"))
         .opt("--folder-map", "Old=Archive")
         .opt("--folder-map", "Older=Archive")

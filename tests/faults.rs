@@ -121,11 +121,7 @@ fn retries_are_bounded() {
 fn dovecot_restarted_in_the_middle_of_a_run() {
     let d = Dovecot::start(&[SRC, DST]);
     d.seed(SRC);
-    let mut child = Run::new("migrate")
-        .from(d.imaps_url(SRC))
-        .to(d.imaps_url(DST))
-        .passwords(&d)
-        .ca(&d)
+    let mut child = Run::migrate_within(&d, SRC, DST)
         .state(d.dir.path().join("state.sqlite"))
         .args(["--retries", "5", "--retry-wait", "1", "--json"])
         .command()

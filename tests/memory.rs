@@ -70,14 +70,7 @@ fn a_50_mb_message_is_copied_exactly_in_bounded_memory() {
     }
     drop_into_maildir(&d, SRC, "1700000000.big.host", &msg);
     let state = d.dir.path().join("state.sqlite");
-    let (out, peak_mb) = run_measured(
-        Run::new("migrate")
-            .from(d.imaps_url(SRC))
-            .to(d.imaps_url(DST))
-            .passwords(&d)
-            .ca(&d)
-            .state(&state),
-    );
+    let (out, peak_mb) = run_measured(Run::migrate_within(&d, SRC, DST).state(&state));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let got = d.snapshot(DST);
     assert!(
@@ -105,11 +98,7 @@ fn a_folder_of_100_000_messages_in_bounded_memory() {
     let total = fill_inbox(&d, SRC, n, "m");
     let state = d.dir.path().join("state.sqlite");
     let (out, peak_mb) = run_measured(
-        Run::new("migrate")
-            .from(d.imaps_url(SRC))
-            .to(d.imaps_url(DST))
-            .passwords(&d)
-            .ca(&d)
+        Run::migrate_within(&d, SRC, DST)
             .state(&state)
             .arg("--json"),
     );
@@ -320,11 +309,7 @@ fn a_target_folder_of_100_000_unknown_messages_in_bounded_memory() {
     s.logout();
     let state = d.dir.path().join("state.sqlite");
     let (out, peak_mb) = run_measured(
-        Run::new("migrate")
-            .from(d.imaps_url(SRC))
-            .to(d.imaps_url(DST))
-            .passwords(&d)
-            .ca(&d)
+        Run::migrate_within(&d, SRC, DST)
             .state(&state)
             .arg("--json"),
     );

@@ -559,11 +559,7 @@ fn verbose_logs_each_folder() {
     let d = Dovecot::start(&[SRC, DST]);
     d.seed(SRC);
     let run = |state: &str, extra: &[&str]| {
-        Run::new("migrate")
-            .from(d.imaps_url(SRC))
-            .to(d.imaps_url(DST))
-            .passwords(&d)
-            .ca(&d)
+        Run::migrate_within(&d, SRC, DST)
             .state(d.dir.path().join(state))
             .args(extra)
             .opt("--include", "INBOX")

@@ -583,11 +583,7 @@ fn dedupe_modes_end_to_end() {
     ];
     for (mode, user, keep, copied, dups) in &cases {
         let state = work.path().join(format!("{mode}.sqlite"));
-        let run = Run::new("migrate")
-            .from(d.imaps_url(SRC))
-            .to(d.imaps_url(user))
-            .passwords(&d)
-            .ca(&d)
+        let run = Run::migrate_within(&d, SRC, user)
             .state(&state)
             .args(["--json", "--dedupe", mode]);
         let out = run.run();

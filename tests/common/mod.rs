@@ -518,6 +518,16 @@ impl Run {
         }
     }
 
+    /// `migrate` from one account of `d` to another over IMAPS, with `d`'s password
+    /// and CA files.
+    pub fn migrate_within(d: &Dovecot, from_user: &str, to_user: &str) -> Run {
+        Run::new("migrate")
+            .from(d.imaps_url(from_user))
+            .to(d.imaps_url(to_user))
+            .passwords(d)
+            .ca(d)
+    }
+
     /// `restore --from FROM` into `user`'s account on `d` over IMAPS, with `d`'s
     /// password and CA files.
     pub fn restore_into(d: &Dovecot, from: impl AsRef<OsStr>, user: &str) -> Run {
