@@ -291,14 +291,31 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
     for e in &errors {
         progress::eprintln(&format!("mailferry: {}: {e}", a.csv.display()));
     }
-    // One report row per bad row, its problems joined.
+    if !errors.is_empty() && !a.skip_invalid {
+        let bad_rows = errors
+            .iter()
+            .map(|e| e.row)
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        return Err(input(format!(
+            "{}: {bad_rows} bad rows (listed above); nothing was started. Fix them, or pass --skip-invalid to run the {} good rows",
+            a.csv.display(),
+            accounts.len()
+        )));
+    }
+    // One report row per bad row of this shard (all shards list every problem on
+    // stderr, since every machine checks the whole file), its problems joined: a
+    // row's problems come one after another.
     let mut invalid: Vec<AccountResult> = Vec::new();
-    for e in &errors {
-        match invalid.iter_mut().find(|r| r.row == e.row) {
-            Some(r) => r
+    for e in errors.iter().filter(|e| {
+        e.position
+            .is_none_or(|p| shard.is_none_or(|s| batch::in_shard(p, s)))
+    }) {
+        match invalid.last_mut() {
+            Some(r) if r.row == e.row => r
                 .error
                 .push_str(&format!("; column {}: {}", e.column, e.message)),
-            None => {
+            _ => {
                 let mut r = AccountResult::new(e.row, String::new(), String::new());
                 r.status = "invalid".into();
                 r.error = format!("column {}: {}", e.column, e.message);
@@ -306,23 +323,6 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    if !errors.is_empty() && !a.skip_invalid {
-        return Err(input(format!(
-            "{}: {} bad rows (listed above); nothing was started. Fix them, or pass --skip-invalid to run the {} good rows",
-            a.csv.display(),
-            invalid.len(),
-            accounts.len()
-        )));
-    }
-    // Each shard reports the bad rows of its own share (all shards list them all on
-    // stderr, since every machine checks the whole file).
-    invalid.retain(|r| {
-        let position = errors
-            .iter()
-            .find(|e| e.row == r.row)
-            .and_then(|e| e.position);
-        position.is_none_or(|p| shard.is_none_or(|s| batch::in_shard(p, s)))
-    });
     let accounts: Vec<Account> = accounts
         .into_iter()
         .filter(|acc| shard.is_none_or(|s| batch::in_shard(acc.position, s)))
