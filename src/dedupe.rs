@@ -58,7 +58,12 @@ pub fn crlf_len(data: &[u8]) -> u64 {
 /// memory: 16 bytes a message instead of a 66-byte string. Two distinct keys share
 /// a fingerprint with odds near 2^-128 per pair; the index keeps the whole keys.
 pub fn fingerprint(key: &str) -> u128 {
-    let d = Sha256::digest(key.as_bytes());
+    fingerprint_bytes(key.as_bytes())
+}
+
+/// As [`fingerprint`], for bytes that need not be UTF-8 (a Message-ID as sent).
+pub fn fingerprint_bytes(data: &[u8]) -> u128 {
+    let d = Sha256::digest(data);
     u128::from_be_bytes(d[..16].try_into().expect("16 bytes"))
 }
 

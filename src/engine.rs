@@ -331,7 +331,7 @@ pub fn fetch_bodies(
 /// the ones that could be its copy: by Message-ID, and by size for those without.
 #[derive(Default)]
 struct Unknown {
-    /// Message-ID fingerprint → the first UID with it; further UIDs in `more_by_id`
+    /// Message-ID fingerprint ([`dedupe::fingerprint_bytes`]) → the first UID with it; further UIDs in `more_by_id`
     /// (rare), so a folder of 100,000 unknown messages costs about 2.5 MB here.
     by_id: HashMap<u128, u32>,
     more_by_id: HashMap<u128, Vec<u32>>,
@@ -340,14 +340,9 @@ struct Unknown {
     present: HashSet<u32>,
 }
 
-/// A Message-ID as a 16-byte key.
-fn id_key(id: &[u8]) -> u128 {
-    dedupe::fingerprint(&String::from_utf8_lossy(id))
-}
-
 impl Unknown {
     fn add_id(&mut self, id: &[u8], uid: u32) {
-        let key = id_key(id);
+        let key = dedupe::fingerprint_bytes(id);
         match self.by_id.entry(key) {
             std::collections::hash_map::Entry::Occupied(_) => {
                 self.more_by_id.entry(key).or_default().push(uid)
@@ -363,7 +358,7 @@ impl Unknown {
     fn candidates(&self, msg: &[u8]) -> Vec<u32> {
         match dedupe::message_id(msg) {
             Some(id) => {
-                let key = id_key(&id);
+                let key = dedupe::fingerprint_bytes(&id);
                 self.by_id
                     .get(&key)
                     .into_iter()
