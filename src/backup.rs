@@ -626,16 +626,8 @@ fn write_summary_manifest(layout: &Layout) -> anyhow::Result<()> {
     let path = layout.manifest.with_extension("json");
     let tmp = path.with_extension("json.tmp");
     let data = serde_json::to_vec_pretty(&serde_json::json!({ "folders": folders }))?;
-    let mut o = OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    o.open(&tmp)
+    create_private(&tmp)
         .and_then(|mut f| f.write_all(&data))
-        .map(|()| private(&tmp))
         .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|e| local(format!("cannot write {}: {e}", path.display())))?;
     Ok(())
@@ -652,6 +644,21 @@ fn private_dirs(dir: &Path) -> std::io::Result<()> {
         b.mode(0o700);
     }
     b.create(dir)
+}
+
+/// Create (or empty) a file readable by its owner only, from its first byte on.
+pub fn create_private(path: &Path) -> std::io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let f = o.open(path)?;
+    // An existing file keeps its mode through open: set it.
+    private(path);
+    Ok(f)
 }
 
 /// Make a file readable by its owner only.

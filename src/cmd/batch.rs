@@ -500,18 +500,8 @@ struct Report {
 }
 
 fn private_file(path: &Path) -> anyhow::Result<std::fs::File> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o600);
-    }
-    let f = o
-        .open(path)
-        .map_err(|e| input(format!("cannot write the report {}: {e}", path.display())))?;
-    crate::backup::private(path);
-    Ok(f)
+    crate::backup::create_private(path)
+        .map_err(|e| input(format!("cannot write the report {}: {e}", path.display())))
 }
 
 impl Report {
