@@ -66,7 +66,8 @@ pub struct BatchArgs {
     /// At most N of our connections to any one server at a time.
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub max_per_host: usize,
-    /// Write one CSV row per account: status, counts, bytes, seconds, error.
+    /// Write one CSV row per account: status, counts, bytes, seconds, error, and with
+    /// --dry-run what would be copied.
     #[arg(long, value_name = "FILE.csv")]
     pub report: Option<PathBuf>,
     /// Run the valid rows even if some rows are bad (the bad ones are listed and skipped).
