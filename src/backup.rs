@@ -300,10 +300,6 @@ fn sender_of(msg: &[u8]) -> String {
         .unwrap_or_else(|| "MAILER-DAEMON".to_string())
 }
 
-fn parse_internaldate(d: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
-    chrono::DateTime::parse_from_str(d.trim(), "%d-%b-%Y %H:%M:%S %z").ok()
-}
-
 /// Back up every selected folder of `src`.
 pub fn backup(
     src: &mut dyn Source,
@@ -389,6 +385,7 @@ pub fn backup_into(
             )?;
         }
         kept_total += tally.kept_len();
+        crate::engine::note_anomalies(src, summary);
         plans.push(Plan {
             raw,
             display,
@@ -469,6 +466,15 @@ pub fn backup_into(
                 let mut new_entries = Vec::new();
                 let mut bytes = 0;
                 for meta in batch {
+                    if let Some(problem) = &meta.problem {
+                        log::warn(format!("{display} message {}: {problem}", meta.id));
+                        summary.failed.push(crate::summary::Failure {
+                            folder: display.clone(),
+                            id: meta.id.clone(),
+                            reason: problem.clone(),
+                        });
+                        continue;
+                    }
                     let Some(body) = bodies.get(&meta.id) else {
                         let reason = "the source did not return this message (deleted meanwhile, or the server could not read it)";
                         log::warn(format!("{display} message {}: {reason}", meta.id));
@@ -480,7 +486,7 @@ pub fn backup_into(
                         continue;
                     };
                     let key = dedupe::key(body, opts.dedupe);
-                    let date = meta.internal_date.clone().or_else(|| {
+                    let date = meta.internal_date.or_else(|| {
                         if src.dates_from_headers() {
                             dedupe::header_date(body)
                         } else {
@@ -495,7 +501,7 @@ pub fn backup_into(
                         crate::mbox::write_message(
                             &mut buf,
                             &sender_of(body),
-                            date.as_deref().and_then(parse_internaldate),
+                            date.map(|d| d.datetime()),
                             body,
                         )?;
                         mbox.write_all(&buf)
@@ -517,7 +523,7 @@ pub fn backup_into(
                             .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
                             .cloned()
                             .collect(),
-                        internaldate: date,
+                        internaldate: date.map(|d| d.to_string()),
                         uidvalidity: *uidvalidity,
                         id: meta.id.clone(),
                         key,
@@ -583,6 +589,7 @@ pub fn backup_into(
         }
     }
     drop(progress);
+    crate::engine::note_anomalies(src, summary);
     src.close();
     write_summary_manifest(&layout)?;
     summary.finish(started);

@@ -10,7 +10,11 @@ pub struct Meta {
     pub order: u64,
     pub size: u64,
     pub flags: Vec<String>,
-    pub internal_date: Option<String>,
+    pub internal_date: Option<crate::imap::types::ImapDate>,
+    /// Why this message cannot be copied as the source described it (a value the
+    /// server sent that is not what it must be): it is failed with this reason,
+    /// never copied with the value, and tried again on the next run.
+    pub problem: Option<String>,
 }
 
 /// What to do with a fetched source message, given its key.

@@ -115,12 +115,12 @@ pub fn header(msg: &[u8], name: &str) -> Option<Vec<u8>> {
 
 /// An INTERNALDATE for a message that has none (POP3): the date of the topmost
 /// `Received:` header (after its `;`), else the `Date:` header, in IMAP form.
-pub fn header_date(msg: &[u8]) -> Option<String> {
-    let parse = |v: &[u8]| -> Option<String> {
+pub fn header_date(msg: &[u8]) -> Option<crate::imap::types::ImapDate> {
+    let parse = |v: &[u8]| {
         let text = String::from_utf8_lossy(v);
         let text = text.split(" (").next().unwrap_or("").trim();
         let d = chrono::DateTime::parse_from_rfc2822(text).ok()?;
-        Some(d.format("%d-%b-%Y %H:%M:%S %z").to_string())
+        crate::imap::types::ImapDate::from_datetime(d)
     };
     header(msg, "Received")
         .and_then(|r| r.rsplit(|&c| c == b';').next().and_then(parse))
@@ -232,7 +232,7 @@ mod tests {
             (b"Date: the day after tomorrow\r\n\r\n", None),
             (b"Subject: none\r\n\r\n", None),
         ] {
-            assert_eq!(header_date(msg).as_deref(), want, "{}", String::from_utf8_lossy(msg));
+            assert_eq!(header_date(msg).map(|d| d.to_string()).as_deref(), want, "{}", String::from_utf8_lossy(msg));
         }
     }
 

@@ -20,6 +20,7 @@ use crate::endpoint::Server;
 use crate::error::Retry;
 use crate::folders::{self, Folder, Rules, TargetLayout};
 use crate::imap::session::{self, Session};
+use crate::imap::types::ImapDate;
 use crate::imap::{utf7, Append, ImapError, ListEntry};
 use crate::index::{Index, Outcome, Record};
 use crate::log;
@@ -302,6 +303,7 @@ pub fn listing_of(s: &mut Session, set: &str) -> Result<Vec<Meta>, ImapError> {
                 size: f.size.unwrap_or(0),
                 flags: f.flags.unwrap_or_default(),
                 internal_date: f.internal_date,
+                problem: f.problem,
             });
         }
         Ok(())
@@ -485,6 +487,7 @@ pub fn migrate_into(
             )?;
         }
         kept_total += tally.kept_len();
+        note_anomalies(src, summary);
         log::info(format!(
             "{display} → {target_name}: {listed} messages, {} not yet copied",
             tally.count
@@ -644,6 +647,9 @@ pub fn migrate_into(
                 summary.duplicates += part.duplicates;
                 summary.bytes += part.bytes;
                 summary.failed.extend(part.failed);
+                for a in part.anomalies {
+                    summary.anomaly(&a.folder, a.what);
+                }
                 confirmed.extend(done);
             }
             if let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
@@ -661,6 +667,13 @@ pub fn migrate_into(
     src.close();
     summary.finish(started);
     Ok(())
+}
+
+/// Move what the source noticed it was told wrongly into the summary.
+pub fn note_anomalies(src: &mut dyn Source, summary: &mut Summary) {
+    for (folder, what) in src.take_anomalies() {
+        summary.anomaly(&folder, what);
+    }
 }
 
 /// What every connection pair of a copy shares.
@@ -704,7 +717,9 @@ impl GroupCtx<'_, '_> {
                 index: &mut *index,
                 confirmed: &mut *confirmed,
             };
-            copy.copy(src, tgt, self.progress)?;
+            let r = copy.copy(src, tgt, self.progress);
+            note_anomalies(src, summary);
+            r?;
         }
         Ok(())
     }
@@ -852,10 +867,14 @@ impl FolderCopy<'_, '_> {
 
                 let mut records = Vec::new();
                 // Messages to append (meta, key, flags, date), and duplicates waiting on one of them.
-                let mut to_append: Vec<(&Meta, String, Vec<String>, Option<String>)> = Vec::new();
+                let mut to_append: Vec<(&Meta, String, Vec<String>, Option<ImapDate>)> = Vec::new();
                 let mut waiting: HashMap<String, Vec<&Meta>> = HashMap::new();
                 let mut batch_bytes = 0u64;
                 for meta in &batch {
+                    if let Some(problem) = &meta.problem {
+                        self.fail(&mut records, meta, problem);
+                        continue;
+                    }
                     let Some((key, body)) = bodies.get(&meta.id) else {
                         // Not a silent skip: the run is partial and the next run tries again.
                         self.fail(
@@ -917,7 +936,7 @@ impl FolderCopy<'_, '_> {
                                     dropped.join(" ")
                                 ));
                             }
-                            let date = meta.internal_date.clone().or_else(|| {
+                            let date = meta.internal_date.or_else(|| {
                                 if headers_date {
                                     dedupe::header_date(body)
                                 } else {
@@ -935,7 +954,7 @@ impl FolderCopy<'_, '_> {
                     .map(|(meta, _, flags, date)| Append {
                         mailbox: &self.target_raw,
                         flags,
-                        internal_date: date.as_deref(),
+                        internal_date: date.as_ref(),
                         body: &bodies[&meta.id].1,
                     })
                     .collect();
@@ -975,7 +994,7 @@ impl FolderCopy<'_, '_> {
                             tgt.append(&Append {
                                 mailbox: &self.target_raw,
                                 flags: &system,
-                                internal_date: date.as_deref(),
+                                internal_date: date.as_ref(),
                                 body: &bodies[&meta.id].1,
                             })
                         }
@@ -1114,6 +1133,7 @@ mod tests {
                 size,
                 flags: Vec::new(),
                 internal_date: None,
+                problem: None,
             })
             .collect()
     }

@@ -499,6 +499,7 @@ mod tests {
             size: 1,
             flags: Vec::new(),
             internal_date: None,
+            problem: None,
         };
         let left = ix
             .not_done(job, "INBOX", 5, vec![meta("8"), meta("9"), meta("10")])

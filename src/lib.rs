@@ -17,6 +17,7 @@ pub mod faults;
 pub mod folders;
 pub mod imap;
 pub mod index;
+pub mod limits;
 pub mod log;
 pub mod mbox;
 pub mod net;

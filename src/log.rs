@@ -39,7 +39,47 @@ pub fn trace(who: &str, dir: &str, line: &[u8]) {
     }
 }
 
+/// Text for a terminal: control characters (ESC and the rest of C0 but line feed
+/// and tab, DEL, C1) are shown escaped (`\u{1b}`), so what a server said can never
+/// move the cursor, recolour or retitle the user's terminal.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| (c.is_control() && c != '\n' && c != '\t') || c == '\u{7f}';
+    if !text.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if bad(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// A warning: always shown.
 pub fn warn(msg: impl AsRef<str>) {
     crate::progress::eprintln(&format!("warning: {}", msg.as_ref()));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_escaped_for_the_terminal() {
+        for (text, want) in [
+            ("plain words", "plain words"),
+            (
+                "red \u{1b}[31malert\u{1b}[0m",
+                "red \\u{1b}[31malert\\u{1b}[0m",
+            ),
+            ("bell\u{7}\r", "bell\\u{7}\\u{d}"),
+            ("c1 \u{9b}2J", "c1 \\u{9b}2J"),
+            ("del\u{7f}", "del\\u{7f}"),
+            ("two\nlines\ttab", "two\nlines\ttab"),
+            ("ünïcode ✓", "ünïcode ✓"),
+        ] {
+            assert_eq!(super::printable(text), want, "{text:?}");
+        }
+    }
 }

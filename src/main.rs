@@ -7,7 +7,8 @@ fn main() {
     let code = match mailferry::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("mailferry: error: {err:#}");
+            let text = format!("{err:#}");
+            eprintln!("mailferry: error: {}", mailferry::log::printable(&text));
             mailferry::error::exit_code(&err)
         }
     };

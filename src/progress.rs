@@ -140,6 +140,7 @@ pub fn batch_line(done: usize, total: usize, running: usize, elapsed: Duration) 
 
 /// Print a line on stderr without tearing the bars.
 pub fn eprintln(line: &str) {
+    let line: &str = &crate::log::printable(line);
     if let Some(m) = MULTI.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
         m.suspend(|| eprintln!("{line}"));
         return;
@@ -155,5 +156,6 @@ pub fn eprintln(line: &str) {
 /// failures are ignored rather than turned into a panic.
 pub fn out(line: &str) {
     use std::io::Write;
+    let line: &str = &crate::log::printable(line);
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }

@@ -11,6 +11,16 @@ pub struct Failure {
     pub reason: String,
 }
 
+/// A disagreement between what a server announced and what it delivered (counts,
+/// UIDs, UIDVALIDITY, POP3 STAT/LIST/UIDL, APPENDUID). Never silent: it is listed in
+/// the summary and makes the exit code 1, even when every message was copied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Anomaly {
+    /// The folder it concerns (empty for the whole account).
+    pub folder: String,
+    pub what: String,
+}
+
 /// What a dry run would do for one folder.
 #[derive(Debug, Clone, Serialize)]
 pub struct Planned {
@@ -29,6 +39,8 @@ pub struct Summary {
     pub copied: u64,
     pub duplicates: u64,
     pub failed: Vec<Failure>,
+    /// What the servers said that did not add up (see [`Anomaly`]).
+    pub anomalies: Vec<Anomaly>,
     pub bytes: u64,
     pub seconds: f64,
     pub messages_per_second: f64,
@@ -53,7 +65,19 @@ impl Summary {
     }
 
     pub fn ok(&self) -> bool {
-        self.failed.is_empty() && self.stopped.is_none()
+        self.failed.is_empty() && self.stopped.is_none() && self.anomalies.is_empty()
+    }
+
+    /// Note a disagreement of a server's (also said at once as a warning).
+    pub fn anomaly(&mut self, folder: &str, what: impl Into<String>) {
+        let a = Anomaly {
+            folder: folder.to_string(),
+            what: what.into(),
+        };
+        if !self.anomalies.contains(&a) {
+            crate::log::warn(format!("{}: {}", a.folder, a.what));
+            self.anomalies.push(a);
+        }
     }
 
     pub fn print(&self, json: bool) {
@@ -104,6 +128,14 @@ impl Summary {
         }
         if !self.failed.is_empty() {
             crate::progress::out("  failed messages are retried on the next run");
+        }
+        for a in &self.anomalies {
+            crate::progress::out(&format!("  server disagreement: {}: {}", a.folder, a.what));
+        }
+        if !self.anomalies.is_empty() {
+            crate::progress::out(
+                "  the server contradicted itself; what it did not deliver is tried again on the next run",
+            );
         }
         if let Some(n) = self.deleted {
             crate::progress::out(&format!(

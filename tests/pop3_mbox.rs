@@ -828,11 +828,12 @@ fn pop3_dates_come_from_received_then_date() {
     let date_only = b"Date: Wed, 4 Mar 2020 11:30:00 +0100\r\nSubject: date only\r\n\r\nbody\r\n";
     let neither = b"Subject: no date at all\r\n\r\nbody\r\n";
     let mut s = d.session(SRC);
+    let date = mailferry::imap::types::ImapDate::parse("01-Jan-2001 00:00:00 +0000").unwrap();
     for body in [&received[..], &date_only[..], &neither[..]] {
         s.append(&Append {
             mailbox: b"INBOX",
             flags: &[],
-            internal_date: Some("01-Jan-2001 00:00:00 +0000"),
+            internal_date: Some(&date),
             body,
         })
         .unwrap();

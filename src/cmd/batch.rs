@@ -254,6 +254,11 @@ fn account_result(acc: &Account, opts: &Options, net: &NetOptions, state: &Path)
                         .first()
                         .map(|f| format!("{} message {}: {}", f.folder, f.id, f.reason))
                 })
+                .or_else(|| {
+                    s.anomalies.first().map(|a| {
+                        format!("{}: the server disagreed with itself: {}", a.folder, a.what)
+                    })
+                })
                 .unwrap_or_default();
             r.dry_run = s.dry_run;
         }
@@ -273,7 +278,21 @@ fn account_result(acc: &Account, opts: &Options, net: &NetOptions, state: &Path)
     }
     // One line per cell, so report files merge with line tools.
     r.error = r.error.replace(['\r', '\n'], " ");
+    for cell in [&mut r.source, &mut r.target, &mut r.error] {
+        *cell = spreadsheet_safe(cell);
+    }
     r
+}
+
+/// A report cell as text a spreadsheet program will not run: a cell that starts
+/// with `=`, `+`, `-`, `@`, tab or CR (a formula, for Excel, LibreOffice and Google
+/// Sheets) gets a leading `'`, the usual neutraliser (OWASP "CSV injection"). Folder
+/// names and server words reach the report, and a server chooses those.
+pub fn spreadsheet_safe(cell: &str) -> String {
+    match cell.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => format!("'{cell}"),
+        _ => cell.to_string(),
+    }
 }
 
 pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
@@ -558,6 +577,23 @@ const REPORT_COLUMNS: [&str; 12] = [
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    #[test]
+    fn formula_cells_are_neutralised() {
+        for (cell, want) in [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("+1", "'+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("INBOX message 3: refused", "INBOX message 3: refused"),
+            ("a=b", "a=b"),
+            ("", ""),
+        ] {
+            assert_eq!(spreadsheet_safe(cell), want, "{cell:?}");
+        }
+    }
 
     #[test]
     fn report_columns_are_the_fields_of_a_row() {

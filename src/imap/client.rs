@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 
 use super::parse::{self, parse_fetch, Fetch, Response, Status, StatusKind};
+use super::types::ImapDate;
 use super::ImapError;
 use crate::log;
 
@@ -55,7 +56,7 @@ pub struct Selected {
 pub struct Append<'a> {
     pub mailbox: &'a [u8],
     pub flags: &'a [String],
-    pub internal_date: Option<&'a str>,
+    pub internal_date: Option<&'a ImapDate>,
     pub body: &'a [u8],
 }
 
@@ -585,9 +586,7 @@ impl<S: Read + Write> Client<S> {
             mid.push(b')');
         }
         if let Some(d) = a.internal_date {
-            mid.extend_from_slice(b" \"");
-            mid.extend_from_slice(d.as_bytes());
-            mid.push(b'"');
+            mid.extend_from_slice(format!(" \"{d}\"").as_bytes());
         }
         mid.push(b' ');
         let mut parts = vec![Part::Text(&head)];
@@ -627,9 +626,7 @@ impl<S: Read + Write> Client<S> {
                 h.push(b')');
             }
             if let Some(d) = a.internal_date {
-                h.extend_from_slice(b" \"");
-                h.extend_from_slice(d.as_bytes());
-                h.push(b'"');
+                h.extend_from_slice(format!(" \"{d}\"").as_bytes());
             }
             h.push(b' ');
             heads.push(h);
@@ -929,6 +926,7 @@ mod tests {
 
     #[test]
     fn pipelined_appends_match_answers_in_order() {
+        let date = ImapDate::parse("01-Jan-2020 10:00:00 +0000").unwrap();
         let mut c = replay(concat!(
             "* OK [CAPABILITY IMAP4rev1 LITERAL+] ready\r\n",
             "M0001 OK [APPENDUID 7 10] Append completed.\r\n",
@@ -942,7 +940,7 @@ mod tests {
             .map(|b| Append {
                 mailbox: b"INBOX",
                 flags: &flags,
-                internal_date: Some("01-Jan-2020 10:00:00 +0000"),
+                internal_date: Some(&date),
                 body: b,
             })
             .collect();
@@ -962,6 +960,7 @@ mod tests {
 
     #[test]
     fn multiappend_sends_one_command_and_maps_the_uid_set() {
+        let date = ImapDate::parse("01-Jan-2020 10:00:00 +0000").unwrap();
         let mut c = replay(concat!(
             "* OK [CAPABILITY IMAP4rev1 LITERAL+ MULTIAPPEND] ready\r\n",
             "M0001 OK [APPENDUID 7 10:11] Append completed.\r\n",
@@ -978,7 +977,7 @@ mod tests {
             Append {
                 mailbox: b"INBOX",
                 flags: &[],
-                internal_date: Some("01-Jan-2020 10:00:00 +0000"),
+                internal_date: Some(&date),
                 body: b"bb\r\n",
             },
         ];

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod parse;
 pub mod session;
+pub mod types;
 pub mod utf7;
 
 use crate::error::Retry;

@@ -10,6 +10,8 @@
 
 use std::fmt;
 
+use super::types::{shown, valid_flag, ImapDate};
+
 /// One parsed token of a response.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Value {
@@ -425,12 +427,23 @@ pub struct Fetch {
     pub seq: u32,
     pub uid: Option<u32>,
     pub flags: Option<Vec<String>>,
-    pub internal_date: Option<String>,
+    pub internal_date: Option<ImapDate>,
+    /// A value of this message that is not what it must be (see `Meta::problem`).
+    pub problem: Option<String>,
     pub size: Option<u64>,
     /// `BODY[]` / `BINARY[]` / `RFC822`: the whole message.
     pub body: Option<Vec<u8>>,
     /// `BODY[HEADER.FIELDS (...)]`: the requested header lines.
     pub header_fields: Option<Vec<u8>>,
+}
+
+/// A value for an error message, escaped and short.
+fn shown_value(v: &Value) -> String {
+    match v {
+        Value::Atom(b) | Value::Str(b) => shown(b),
+        Value::Nil => "NIL".into(),
+        Value::List(_) => "a list".into(),
+    }
 }
 
 /// The attributes of a FETCH response; takes the values so a message body is moved
@@ -456,15 +469,42 @@ pub fn parse_fetch(seq: u32, rest: Vec<Value>) -> Result<Fetch, ParseError> {
         match key.as_str() {
             "UID" => f.uid = val.as_u64().map(|v| v as u32),
             "RFC822.SIZE" => f.size = val.as_u64(),
-            "INTERNALDATE" => f.internal_date = val.as_str().map(str::to_string),
+            "INTERNALDATE" => {
+                // A quoted date-time (RFC 3501); parsed, never kept as the server's text.
+                match val
+                    .as_bytes()
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .and_then(ImapDate::parse)
+                {
+                    Some(d) => f.internal_date = Some(d),
+                    None => {
+                        f.problem.get_or_insert(format!(
+                            "the server's INTERNALDATE {} is not an IMAP date-time",
+                            shown_value(&val)
+                        ));
+                    }
+                }
+            }
             "FLAGS" => {
-                f.flags = Some(
-                    val.as_list()
-                        .unwrap_or(&[])
-                        .iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect(),
-                )
+                let Some(list) = val.as_list() else {
+                    return err("FETCH FLAGS is not a list");
+                };
+                let mut flags = Vec::with_capacity(list.len());
+                for v in list {
+                    // A flag is an atom (RFC 3501): a string or literal is not one.
+                    match v {
+                        Value::Atom(a) if valid_flag(&String::from_utf8_lossy(a)) => {
+                            flags.push(String::from_utf8_lossy(a).into_owned())
+                        }
+                        other => {
+                            f.problem.get_or_insert(format!(
+                                "the server sent a flag that is not an IMAP flag: {}",
+                                shown_value(other)
+                            ));
+                        }
+                    }
+                }
+                f.flags = Some(flags);
             }
             k if k.starts_with("BODY[HEADER.FIELDS") => f.header_fields = val.into_bytes(),
             k if k == "RFC822" || k.starts_with("BODY[]") || k.starts_with("BINARY[]") => {
@@ -521,7 +561,10 @@ mod tests {
         assert_eq!(f.uid, Some(42));
         assert_eq!(f.size, Some(body.len() as u64));
         assert_eq!(f.flags.unwrap(), vec!["\\Seen", "$Label1"]);
-        assert_eq!(f.internal_date.unwrap(), "17-Jul-1996 02:44:25 -0700");
+        assert_eq!(
+            f.internal_date.unwrap().to_string(),
+            "17-Jul-1996 02:44:25 -0700"
+        );
         assert_eq!(f.body.unwrap(), body.to_vec());
     }
 

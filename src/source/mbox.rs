@@ -22,6 +22,7 @@ use crate::backup::{self, Entry, Layout};
 use crate::decide::Meta;
 use crate::dedupe;
 use crate::error::input;
+use crate::imap::types::ImapDate;
 use crate::imap::{utf7, ListEntry};
 use crate::mbox::{self, Dialect};
 
@@ -234,12 +235,24 @@ impl MboxSource {
                         m.offset
                     ));
                 }
+                // The manifest is a file anyone may have edited: its date is
+                // parsed, never copied into a command as text.
+                let date = e.internaldate.as_deref().map(|d| {
+                    ImapDate::parse(d).ok_or_else(|| {
+                        format!(
+                            "the manifest's internaldate {} is not an IMAP date-time",
+                            crate::imap::types::shown(d.as_bytes())
+                        )
+                    })
+                });
+                let problem = date.as_ref().and_then(|d| d.as_ref().err().cloned());
                 Meta {
                     id: format!("{}:{}", m.offset, &sha[..16]),
                     order: n,
                     size: body.len() as u64,
                     flags: e.flags,
-                    internal_date: e.internaldate,
+                    internal_date: date.and_then(Result::ok),
+                    problem,
                 }
             }
             None => Meta {
@@ -247,8 +260,8 @@ impl MboxSource {
                 order: n,
                 size: body.len() as u64,
                 flags: flags_from_headers(&body),
-                internal_date: mbox::from_line_date(&m.from_line)
-                    .map(|d| d.format("%d-%b-%Y %H:%M:%S %z").to_string()),
+                internal_date: mbox::from_line_date(&m.from_line).and_then(ImapDate::from_datetime),
+                problem: None,
             },
         };
         Ok(Some((meta, body)))

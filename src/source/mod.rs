@@ -64,5 +64,11 @@ pub trait Source: Send {
             "this source does not support --delete-after",
         ))
     }
+    /// Disagreements between what the server announced and what it delivered,
+    /// noticed since the last call, as (folder, what): the engine puts them in the
+    /// summary (they make the exit code non-zero).
+    fn take_anomalies(&mut self) -> Vec<(String, String)> {
+        Vec::new()
+    }
     fn close(&mut self);
 }

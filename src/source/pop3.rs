@@ -87,6 +87,7 @@ impl Source for Pop3Source {
                 size,
                 flags: Vec::new(),
                 internal_date: None,
+                problem: None,
             });
         }
         Ok(out)

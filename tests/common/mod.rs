@@ -3,6 +3,9 @@
 //! user would check (bytes, flags, INTERNALDATE, folder names).
 #![allow(dead_code)]
 
+pub mod fake_imap;
+pub mod fake_pop3;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::net::TcpListener;
@@ -365,8 +368,7 @@ impl Dovecot {
                     flags,
                     date: m
                         .internal_date
-                        .as_deref()
-                        .map(parse_date)
+                        .map(|d| d.datetime().timestamp())
                         .expect("INTERNALDATE"),
                 });
             }
