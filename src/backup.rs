@@ -258,7 +258,7 @@ fn not_stored(done: &HashSet<u128>, folder: &str, uidvalidity: u32, list: Vec<Me
 /// past that were written by an interrupted backup and are not messages).
 pub fn note_end(ends: &mut HashMap<String, u64>, e: &Entry) {
     let end = ends.entry(e.file.clone()).or_default();
-    *end = (*end).max(e.offset + e.length);
+    *end = (*end).max(e.offset.saturating_add(e.length));
 }
 
 /// Bring a file back to what the manifest records: bytes after the last recorded
@@ -429,6 +429,9 @@ pub fn backup_into(
             private_dirs(dir)
                 .map_err(|e| local(format!("cannot create {}: {e}", dir.display())))?;
         }
+        if layout.single.is_none() {
+            stays_inside(&layout.base, &path)?;
+        }
         let mut mbox = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -520,7 +523,10 @@ pub fn backup_into(
                         flags: meta
                             .flags
                             .iter()
-                            .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+                            .filter(|f| {
+                                !f.eq_ignore_ascii_case("\\Recent")
+                                    && crate::imap::types::valid_flag(f)
+                            })
                             .cloned()
                             .collect(),
                         internaldate: date.map(|d| d.to_string()),
@@ -638,6 +644,32 @@ fn write_summary_manifest(layout: &Layout) -> anyhow::Result<()> {
         .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|e| local(format!("cannot write {}: {e}", path.display())))?;
     Ok(())
+}
+
+/// A backup writes only inside its directory: `path` (a folder's file, its
+/// directories made) must not be, or lie under, a symbolic link leading out of
+/// `base` (someone else's file would be appended to).
+fn stays_inside(base: &Path, path: &Path) -> anyhow::Result<()> {
+    let real_base = base
+        .canonicalize()
+        .map_err(|e| local(format!("cannot read {}: {e}", base.display())))?;
+    // Not there yet: its directory decides.
+    let real = match path.canonicalize() {
+        Ok(p) => p,
+        Err(_) => match path.parent().map(Path::canonicalize) {
+            Some(Ok(dir)) => dir,
+            _ => return Ok(()),
+        },
+    };
+    if real.starts_with(&real_base) {
+        return Ok(());
+    }
+    Err(input(format!(
+        "{} leads out of the backup directory {} (through a symbolic link, to {}); a backup writes only inside its directory",
+        path.display(),
+        base.display(),
+        real.display()
+    )))
 }
 
 /// Create a directory and its missing parents, those it creates open to their

@@ -11,24 +11,39 @@
 //! Files are read as streams, one message at a time: listing a folder reads its file
 //! once (for sizes, hashes, flags and dates) and fetching seeks to each message's
 //! offset, so memory is bounded by the largest message, not by the file.
+//!
+//! A manifest is a file anyone may have edited, so nothing in it is trusted as text:
+//! - a `file` must be a relative path inside the directory, without `..`, and not a
+//!   symlink leading out of it (checked on the canonical path): anything else stops
+//!   the run before a message is copied, with the manifest line and the rule;
+//! - an `internaldate` is parsed into a date; one that is not an IMAP date-time
+//!   fails its message (named in the summary, exit 1), never reaches a command;
+//! - `flags` must be IMAP flags (`\Word` or an atom); others are left out with a
+//!   warning, the message is copied;
+//! - a `folder` has its control characters made `_` and its empty, `.` and `..`
+//!   components made `_`, `_.`, `_..` (as the backup names its files), with a
+//!   warning; two folders that would end up with one name stop the run.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Take};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use super::{Opened, Source, Tree};
 use crate::backup::{self, Entry, Layout};
 use crate::decide::Meta;
 use crate::dedupe;
 use crate::error::input;
-use crate::imap::types::ImapDate;
+use crate::imap::types::{shown, valid_flag, ImapDate};
 use crate::imap::{utf7, ListEntry};
 use crate::mbox::{self, Dialect};
 
 pub struct MboxSource {
     name: String,
+    /// The directory the files are in, canonical.
     base: PathBuf,
+    /// The one file the user named (`FILE.mbox`), which may be a link to anywhere.
+    single: Option<String>,
     dialect: Dialect,
     /// Folder name → file (relative to `base`).
     folders: Vec<(String, String)>,
@@ -82,7 +97,69 @@ fn folder_of_file(file: &str) -> String {
     if stem.eq_ignore_ascii_case("inbox") {
         "INBOX".into()
     } else {
-        stem.to_string()
+        safe_folder(stem)
+    }
+}
+
+/// A folder name from a file (a manifest, a file name) made harmless: control
+/// characters (a line break would forge a line of output) become `_`, and empty,
+/// `.` and `..` components `_`, `_.`, `_..` (as [`Layout::file_for`] names files),
+/// so a target that maps folders to directories is never asked for `..`.
+pub fn safe_folder(name: &str) -> String {
+    name.split('/')
+        .map(|c| {
+            let c: String = c
+                .chars()
+                .map(|ch| if ch.is_control() { '_' } else { ch })
+                .collect();
+            if c.is_empty() || c == "." || c == ".." {
+                format!("_{c}")
+            } else {
+                c
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The path of `rel`, a file named by a manifest or found in the directory, if it
+/// lies inside `base` (canonical): a relative path without `..` whose canonical path
+/// (symlinks followed) is under `base` and is a regular file. A file that does not
+/// exist is returned as it is (reading it says so). Otherwise the rule it breaks.
+pub fn inside(base: &Path, rel: &str) -> Result<PathBuf, String> {
+    let p = Path::new(rel);
+    if rel.is_empty() {
+        return Err("the file name is empty".into());
+    }
+    for c in p.components() {
+        match c {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => {
+                return Err(format!(
+                    "{} has a `..` component, which could lead out of the backup directory",
+                    shown(rel.as_bytes())
+                ))
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!(
+                    "{} is an absolute path, not a file of the backup directory",
+                    shown(rel.as_bytes())
+                ))
+            }
+        }
+    }
+    let joined = base.join(p);
+    match joined.canonicalize() {
+        Ok(real) if !real.starts_with(base) => Err(format!(
+            "{} leads out of the backup directory (through a symbolic link, to {})",
+            shown(rel.as_bytes()),
+            shown(real.as_os_str().as_encoded_bytes())
+        )),
+        Ok(real) if !real.is_file() => {
+            Err(format!("{} is not a regular file", shown(rel.as_bytes())))
+        }
+        Ok(real) => Ok(real),
+        Err(_) => Ok(joined),
     }
 }
 
@@ -121,20 +198,76 @@ pub fn check_path(path: &Path) -> anyhow::Result<()> {
 impl MboxSource {
     pub fn open_path(path: &Path, dialect: Dialect) -> anyhow::Result<MboxSource> {
         check_path(path)?;
-        let layout = if path.is_dir() {
+        let mut layout = if path.is_dir() {
             Layout::for_out(path)
         } else {
             Layout::for_file(path)
         };
+        layout.base = layout
+            .base
+            .canonicalize()
+            .map_err(|e| input(format!("cannot read {}: {e}", layout.base.display())))?;
         let in_backup = layout.manifest.exists();
         let mut folders: Vec<(String, String)> = Vec::new();
         let mut manifest = HashMap::new();
         let mut file_ids: HashMap<String, u32> = HashMap::new();
         // Where the last recorded message of each file ends.
         let mut ends: HashMap<String, u64> = HashMap::new();
+        // Each folder name as the manifest has it → the name used (made safe).
+        let mut names: HashMap<String, String> = HashMap::new();
+        let mut line = 0u64;
+        let mut bad: Option<String> = None;
+        let mut seen_files: HashSet<String> = HashSet::new();
+        let checked = |file: &str| -> Result<(), String> {
+            if layout.single.as_deref() == Some(file) {
+                return Ok(());
+            }
+            inside(&layout.base, file).map(drop)
+        };
         backup::each_manifest_line(&layout.manifest, false, |at, e| {
-            if !folders.iter().any(|(f, _)| *f == e.folder) {
-                folders.push((e.folder.clone(), e.file.clone()));
+            line += 1;
+            if bad.is_some() {
+                return;
+            }
+            if !seen_files.contains(&e.file) {
+                seen_files.insert(e.file.clone());
+                if let Err(rule) = checked(&e.file) {
+                    bad = Some(format!(
+                        "{} line {line}: the file {rule}; restore reads only files inside {} (the manifest was changed outside mailferry)",
+                        layout.manifest.display(),
+                        layout.base.display()
+                    ));
+                    return;
+                }
+            }
+            let folder = match names.get(&e.folder) {
+                Some(f) => f.clone(),
+                None => {
+                    let safe = safe_folder(&e.folder);
+                    if let Some((other, _)) = names.iter().find(|(_, s)| **s == safe) {
+                        bad = Some(format!(
+                            "{} line {line}: folders {} and {} would both be restored as {}; rename one in the manifest",
+                            layout.manifest.display(),
+                            shown(other.as_bytes()),
+                            shown(e.folder.as_bytes()),
+                            shown(safe.as_bytes())
+                        ));
+                        return;
+                    }
+                    if safe != e.folder {
+                        crate::log::warn(format!(
+                            "{} line {line}: folder {} is restored as {} (a folder name has no control characters and no empty, . or .. parts)",
+                            layout.manifest.display(),
+                            shown(e.folder.as_bytes()),
+                            shown(safe.as_bytes())
+                        ));
+                    }
+                    names.insert(e.folder.clone(), safe.clone());
+                    safe
+                }
+            };
+            if !folders.iter().any(|(f, _)| *f == folder) {
+                folders.push((folder, e.file.clone()));
             }
             backup::note_end(&mut ends, &e);
             if !e.duplicate {
@@ -143,6 +276,9 @@ impl MboxSource {
                 manifest.insert((id, e.offset), at);
             }
         })?;
+        if let Some(bad) = bad {
+            return Err(input(bad));
+        }
         let manifest_reader = if in_backup {
             let f = File::open(&layout.manifest)
                 .map_err(|e| input(format!("cannot read {}: {e}", layout.manifest.display())))?;
@@ -160,12 +296,19 @@ impl MboxSource {
         };
         for f in files {
             if !folders.iter().any(|(_, file)| *file == f) {
+                if let Err(rule) = checked(&f) {
+                    return Err(input(format!(
+                        "{}: the file {rule}; mailferry reads only files inside the directory it is given (copy the file in instead of linking to it)",
+                        layout.base.display()
+                    )));
+                }
                 folders.push((folder_of_file(&f), f));
             }
         }
         Ok(MboxSource {
             name: format!("mbox:{}", path.display()),
             base: layout.base,
+            single: layout.single,
             dialect,
             folders,
             manifest,
@@ -208,7 +351,13 @@ impl MboxSource {
 
     /// The message's metadata and bytes, or `None` when the manifest files it under
     /// another folder.
-    fn entry(&mut self, n: u64, m: mbox::Entry) -> anyhow::Result<Option<(Meta, Vec<u8>)>> {
+    /// `listing`: warnings about the message are given (not again when fetching).
+    fn entry(
+        &mut self,
+        n: u64,
+        m: mbox::Entry,
+        listing: bool,
+    ) -> anyhow::Result<Option<(Meta, Vec<u8>)>> {
         let of = self.file()?;
         let (folder, path) = (of.folder.clone(), of.path.clone());
         let at = self
@@ -222,13 +371,13 @@ impl MboxSource {
         };
         let mut body = m.message;
         let meta = match recorded {
-            Some(e) if e.folder != folder => return Ok(None),
+            Some(e) if safe_folder(&e.folder) != folder => return Ok(None),
             Some(e) => {
                 if (body.len() as u64) > e.size {
                     body.truncate(e.size as usize);
                 }
                 let sha = dedupe::sha256_hex(&body);
-                if sha != e.sha256 {
+                if sha != e.sha256 && listing {
                     crate::log::warn(format!(
                         "{}: the message at byte {} differs from what the manifest recorded; copying it as it is",
                         path.display(),
@@ -246,11 +395,25 @@ impl MboxSource {
                     })
                 });
                 let problem = date.as_ref().and_then(|d| d.as_ref().err().cloned());
+                // Its flags too: only IMAP flags go on; the message is still copied.
+                let (flags, bad): (Vec<String>, Vec<String>) =
+                    e.flags.into_iter().partition(|f| valid_flag(f));
+                if !bad.is_empty() && listing {
+                    crate::log::warn(format!(
+                        "{}: the message at byte {} is copied without the manifest's flags {}, which are not IMAP flags",
+                        path.display(),
+                        m.offset,
+                        bad.iter()
+                            .map(|f| shown(f.as_bytes()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
                 Meta {
                     id: format!("{}:{}", m.offset, &sha[..16]),
                     order: n,
                     size: body.len() as u64,
-                    flags: e.flags,
+                    flags,
                     internal_date: date.and_then(Result::ok),
                     problem,
                 }
@@ -298,7 +461,18 @@ impl Source for MboxSource {
             .find(|(f, _)| *f == folder)
             .map(|(_, file)| file.clone())
             .ok_or_else(|| input(format!("no folder {folder} in {}", self.name)))?;
-        let path = self.base.join(&file);
+        // Checked again on opening: the directory may have changed since.
+        let path = if self.single.as_deref() == Some(file.as_str()) {
+            self.base.join(&file)
+        } else {
+            inside(&self.base, &file).map_err(|rule| {
+                input(format!(
+                    "{}: the file {rule}; restore reads only files inside {}",
+                    self.name,
+                    self.base.display()
+                ))
+            })?
+        };
         let mut len = std::fs::metadata(&path)
             .map_err(|e| input(format!("cannot read {}: {e}", path.display())))?
             .len();
@@ -350,7 +524,7 @@ impl Source for MboxSource {
         while read < max.max(1) {
             let Some(m) = reader.next_entry()? else { break };
             read += 1;
-            if let Some((meta, _)) = self.entry(n, m)? {
+            if let Some((meta, _)) = self.entry(n, m, true)? {
                 out.push(meta);
             }
             n += 1;
@@ -373,7 +547,7 @@ impl Source for MboxSource {
                 continue;
             };
             // Only the message that was listed: a file changed since is not trusted.
-            if let Some((meta, body)) = self.entry(want.order, m)? {
+            if let Some((meta, body)) = self.entry(want.order, m, false)? {
                 if meta.id == want.id {
                     each(&want.id, body);
                 }
