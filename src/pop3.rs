@@ -4,8 +4,16 @@
 //! session for an endpoint.
 //!
 //! Invariants:
-//! - multi-line answers are read line by line (`read_until b'\n'`), never assuming a
-//!   whole answer arrives in one read;
+//! - multi-line answers are read line by line, never assuming a whole answer arrives
+//!   in one read, and every read is bounded ([`crate::limits`]): a line before login
+//!   (greeting, CAPA, STLS, AUTH) by `MAX_LINE_PRE_LOGIN`, after login by `MAX_LINE`;
+//!   a message (RETR/TOP) in total by `MAX_LITERAL`; a LIST, UIDL or CAPA answer by
+//!   `MAX_POP3_LIST_LINES` lines (CAPA also by `MAX_LINE_PRE_LOGIN` bytes in all).
+//!   Over a limit is a [`Pop3Error::Limit`] naming it; nothing beyond it is held;
+//! - every command (and the greeting) has a time budget ([`crate::limits::Paced`]),
+//!   so a server trickling keep-alive bytes cannot hold a run;
+//! - LIST and UIDL answers are checked: a message number that is not one (0,
+//!   negative, over 32 bits) or one listed twice is a protocol error, never skipped;
 //! - RETR/TOP return the message byte-exact: only the dot-stuffing is undone (a line
 //!   starting with `..` loses one `.`) and the terminating `.` line is dropped; CRLF,
 //!   bare LF and 8-bit bytes are kept as they came. A bare-LF terminator (`.\n`) from
@@ -19,11 +27,14 @@
 //! - after STLS, bytes the server sent ahead of the TLS handshake are refused, not
 //!   carried into the encrypted session.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
+use std::time::Duration;
 
 use crate::endpoint::{Security, Server};
 use crate::error::{connect, connect_final, connect_with, Retry};
 use crate::imap::client::base64;
+use crate::imap::types::shown;
+use crate::limits::{self, Paced, MAX_LINE, MAX_LINE_PRE_LOGIN, MAX_LITERAL, MAX_POP3_LIST_LINES};
 use crate::log;
 use crate::net::{self, NetOptions, Stream};
 use crate::secret::Password;
@@ -43,6 +54,10 @@ pub enum Pop3Error {
     },
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
+    /// The server sent more than a limit of [`crate::limits`] allows (the text
+    /// names the limit); the session cannot go on.
+    #[error("{0}")]
+    Limit(String),
 }
 
 fn words(text: &str) -> &str {
@@ -58,6 +73,8 @@ impl Pop3Error {
     pub fn retry(&self) -> Retry {
         match self {
             Pop3Error::Io(_) | Pop3Error::Protocol(_) => Retry::Now,
+            // The same server sends the same oversized answer again.
+            Pop3Error::Limit(_) => Retry::Final,
             Pop3Error::Err { code, .. } => {
                 let code = code.as_deref().unwrap_or("");
                 let is = |c: &str| code == c || code.starts_with(&format!("{c}/"));
@@ -135,9 +152,66 @@ fn parse_num<T: std::str::FromStr>(
     what: &str,
     line: &str,
 ) -> Result<T, Pop3Error> {
-    s.and_then(|s| s.parse().ok())
-        .ok_or_else(|| Pop3Error::Protocol(format!("bad {what} in {line:?}")))
+    s.filter(|s| s.bytes().all(|c| c.is_ascii_digit()))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Pop3Error::Protocol(format!("bad {what} in {}", shown(line.as_bytes()))))
 }
+
+/// A message number of a LIST or UIDL line: 1 to 2^32-1 (RFC 1939 numbers from 1).
+fn msg_number(s: Option<&str>, command: &str, line: &str) -> Result<u32, Pop3Error> {
+    let digits = s.filter(|s| s.bytes().all(|c| c.is_ascii_digit()));
+    match digits.and_then(|s| s.parse::<u32>().ok()) {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err(Pop3Error::Protocol(format!(
+            "{command} gave the line {}, whose message number is not a number from 1 to {}",
+            shown(line.as_bytes()),
+            u32::MAX
+        ))),
+    }
+}
+
+/// The first message number listed twice in `numbers`, if any.
+fn listed_twice(numbers: impl Iterator<Item = u32>) -> Option<u32> {
+    let mut v: Vec<u32> = numbers.collect();
+    v.sort_unstable();
+    v.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
+}
+
+/// Whether a message as RETR/TOP gave it agrees with the size LIST gave. Servers
+/// count CRLF line endings; one that stores bare LF may send them unconverted (one
+/// byte a line less), and a last line without its line ending gets one (two bytes
+/// more). Anything beyond that is a message the server did not deliver as listed.
+pub fn size_agrees(body: &[u8], listed_size: u64) -> bool {
+    let len = body.len() as u64;
+    let lines = memchr::memchr_iter(b'\n', body).count() as u64;
+    len.abs_diff(listed_size) <= lines + 2
+}
+
+/// How much of a multi-line answer may arrive.
+#[derive(Clone, Copy)]
+struct Bounds {
+    lines: usize,
+    bytes: usize,
+}
+
+/// A message (RETR, TOP).
+const MESSAGE: Bounds = Bounds {
+    lines: usize::MAX,
+    bytes: MAX_LITERAL,
+};
+/// A listing (LIST, UIDL).
+const LISTING: Bounds = Bounds {
+    lines: MAX_POP3_LIST_LINES,
+    bytes: MAX_LITERAL,
+};
+/// A capability list: before login, so held to the pre-login size in all.
+const CAPABILITIES: Bounds = Bounds {
+    lines: MAX_POP3_LIST_LINES,
+    bytes: MAX_LINE_PRE_LOGIN,
+};
+
+/// The budget of each command before [`Client::with_timeout`] sets `--timeout`'s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A status line: `+OK text` gives the text, `-ERR` an error for `command`.
 fn parse_status(buf: &[u8], command: &str) -> Result<String, Pop3Error> {
@@ -163,7 +237,11 @@ fn parse_status(buf: &[u8], command: &str) -> Result<String, Pop3Error> {
 }
 
 pub struct Client<S: Read + Write> {
-    stream: BufReader<S>,
+    stream: BufReader<Paced<S>>,
+    /// Logged in: lines may be up to `MAX_LINE` long from now on.
+    logged_in: bool,
+    /// The command being answered, for errors ("RETR 3", "the greeting").
+    doing: String,
     /// Capability lines from the last CAPA; `None` when not asked yet (or reset by
     /// STLS). A server without CAPA gives an empty list.
     caps: Option<Vec<String>>,
@@ -193,9 +271,18 @@ const WHOLE_MESSAGE_LINES: u32 = 1_000_000_000;
 
 impl<S: Read + Write> Client<S> {
     /// Wrap a connected stream; `who` names it in traces ("source", "target").
+    /// Each command has the time budget of a [`DEFAULT_TIMEOUT`].
     pub fn new(stream: S, who: &str) -> Self {
+        Self::with_timeout(stream, who, DEFAULT_TIMEOUT)
+    }
+
+    /// As [`Client::new`], each command with the time budget of `timeout`
+    /// (`--timeout`; see [`crate::limits::Paced`]).
+    pub fn with_timeout(stream: S, who: &str, timeout: Duration) -> Self {
         Client {
-            stream: BufReader::with_capacity(64 * 1024, stream),
+            stream: BufReader::with_capacity(64 * 1024, Paced::new(stream, timeout)),
+            logged_in: false,
+            doing: "the greeting".to_string(),
             caps: None,
             who: who.to_string(),
             top: TopState::Untried,
@@ -204,13 +291,23 @@ impl<S: Read + Write> Client<S> {
     }
 
     pub fn get_mut(&mut self) -> &mut S {
-        self.stream.get_mut()
+        self.stream.get_mut().get_mut()
     }
 
     /// Give back the stream (for STLS). Only valid when nothing is buffered, which
     /// [`Client::stls`] checks.
     pub fn into_inner(self) -> S {
-        self.stream.into_inner()
+        self.stream.into_inner().into_inner()
+    }
+
+    /// An I/O error while answering the current command: a limit of ours is a
+    /// [`Pop3Error::Limit`] naming the command.
+    fn io_error(&self, e: std::io::Error) -> Pop3Error {
+        if limits::is_limit(&e) {
+            Pop3Error::Limit(format!("{}: {e}", self.doing))
+        } else {
+            Pop3Error::Io(e)
+        }
     }
 
     /// The capability lines of the last CAPA (empty when not asked or not supported).
@@ -237,10 +334,15 @@ impl<S: Read + Write> Client<S> {
         })
     }
 
-    /// Read one line, with its line ending. EOF is an error.
+    /// Read one line, with its line ending, at most `MAX_LINE_PRE_LOGIN` bytes
+    /// before login and `MAX_LINE` after. EOF is an error.
     fn read_line(&mut self, buf: &mut Vec<u8>) -> Result<(), Pop3Error> {
-        buf.clear();
-        let n = self.stream.read_until(b'\n', buf)?;
+        let max = if self.logged_in {
+            MAX_LINE
+        } else {
+            MAX_LINE_PRE_LOGIN
+        };
+        let n = limits::read_line(&mut self.stream, buf, max).map_err(|e| self.io_error(e))?;
         if n == 0 || buf.last() != Some(&b'\n') {
             return Err(Pop3Error::Io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -260,8 +362,10 @@ impl<S: Read + Write> Client<S> {
 
     /// Read the body of a multi-line answer, handing each unstuffed line (with its
     /// line ending) to `each`; the trace gets the number of lines and bytes only.
+    /// More than `bounds` allows is a [`Pop3Error::Limit`].
     fn read_multi(
         &mut self,
+        bounds: Bounds,
         mut each: impl FnMut(&[u8]) -> Result<(), Pop3Error>,
     ) -> Result<(), Pop3Error> {
         let mut buf = Vec::new();
@@ -273,6 +377,18 @@ impl<S: Read + Write> Client<S> {
                 Some(line) => {
                     lines += 1;
                     bytes += line.len();
+                    if lines > bounds.lines {
+                        return Err(Pop3Error::Limit(format!(
+                            "{}: the server's answer has more than {} lines (limit)",
+                            self.doing, bounds.lines
+                        )));
+                    }
+                    if bytes > bounds.bytes {
+                        return Err(Pop3Error::Limit(format!(
+                            "{}: the server's answer is longer than {} bytes (limit)",
+                            self.doing, bounds.bytes
+                        )));
+                    }
                     each(line)?;
                 }
             }
@@ -294,7 +410,15 @@ impl<S: Read + Write> Client<S> {
             )));
         }
         log::trace(&self.who, "C:", masked(line).as_bytes());
+        // A fresh time budget for this command and its answer.
+        self.doing = masked(line)
+            .split(' ')
+            .take(2)
+            .filter(|w| *w != "<credentials")
+            .collect::<Vec<_>>()
+            .join(" ");
         let s = self.stream.get_mut();
+        s.begin();
         let mut out = Vec::with_capacity(line.len() + 2);
         out.extend_from_slice(line.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -311,6 +435,8 @@ impl<S: Read + Write> Client<S> {
 
     /// Read the server greeting (`+OK text`).
     pub fn greeting(&mut self) -> Result<String, Pop3Error> {
+        self.doing = "the greeting".to_string();
+        self.stream.get_mut().begin();
         self.read_status("the greeting")
     }
 
@@ -320,7 +446,7 @@ impl<S: Read + Write> Client<S> {
             Ok(_) => {
                 let mut caps = Vec::new();
                 let who = self.who.clone();
-                self.read_multi(|line| {
+                self.read_multi(CAPABILITIES, |line| {
                     log::trace(&who, "S:", line);
                     let text = String::from_utf8_lossy(trim_eol(line)).trim().to_string();
                     if !text.is_empty() {
@@ -379,6 +505,7 @@ impl<S: Read + Write> Client<S> {
             self.simple("USER", &format!("USER {user}"))?;
             self.simple("PASS", &format!("PASS {password}"))?;
         }
+        self.logged_in = true;
         Ok(())
     }
 
@@ -391,18 +518,22 @@ impl<S: Read + Write> Client<S> {
         Ok((count, size))
     }
 
-    /// LIST: message number and size in octets of every message.
+    /// LIST: message number and size in octets of every message. A number that is
+    /// not one (0, negative, over 32 bits) or one listed twice is a protocol error.
     pub fn list(&mut self) -> Result<Vec<(u32, u64)>, Pop3Error> {
         self.simple("LIST", "LIST")?;
         let mut out = Vec::new();
-        self.read_multi(|line| {
+        self.read_multi(LISTING, |line| {
             let text = String::from_utf8_lossy(trim_eol(line));
             let mut w = text.split_whitespace();
-            let n = parse_num(w.next(), "message number", &text)?;
+            let n = msg_number(w.next(), "LIST", &text)?;
             let size = parse_num(w.next(), "size", &text)?;
             out.push((n, size));
             Ok(())
         })?;
+        if let Some(n) = listed_twice(out.iter().map(|&(n, _)| n)) {
+            return Err(Pop3Error::Protocol(format!("LIST names message {n} twice")));
+        }
         Ok(out)
     }
 
@@ -415,23 +546,26 @@ impl<S: Read + Write> Client<S> {
             Err(e) => return Err(e),
         }
         let mut out = Vec::new();
-        self.read_multi(|line| {
+        self.read_multi(LISTING, |line| {
             let text = String::from_utf8_lossy(trim_eol(line));
             let mut w = text.split_whitespace();
-            let n = parse_num(w.next(), "message number", &text)?;
-            let uid = w
-                .next()
-                .ok_or_else(|| Pop3Error::Protocol(format!("no unique id in {text:?}")))?;
+            let n = msg_number(w.next(), "UIDL", &text)?;
+            let uid = w.next().ok_or_else(|| {
+                Pop3Error::Protocol(format!("no unique id in {}", shown(text.as_bytes())))
+            })?;
             out.push((n, uid.to_string()));
             Ok(())
         })?;
+        if let Some(n) = listed_twice(out.iter().map(|(n, _)| *n)) {
+            return Err(Pop3Error::Protocol(format!("UIDL names message {n} twice")));
+        }
         Ok(Some(out))
     }
 
     fn fetch(&mut self, name: &str, line: &str) -> Result<Vec<u8>, Pop3Error> {
         self.simple(name, line)?;
         let mut out = Vec::new();
-        self.read_multi(|l| {
+        self.read_multi(MESSAGE, |l| {
             out.extend_from_slice(l);
             Ok(())
         })?;
@@ -517,6 +651,7 @@ pub fn open(
             "{server} refused the connection: {}",
             e.server_words()
         ), e.retry()),
+        Pop3Error::Limit(_) => connect_final(format!("{server}: {e}")),
         Pop3Error::Io(io)
             if matches!(
                 io.kind(),
@@ -535,17 +670,20 @@ pub fn open(
         )),
         }
     };
-    let failed = |e: Pop3Error| connect(format!("{server}: {e}"));
+    let failed = |e: Pop3Error| match e {
+        Pop3Error::Limit(_) => connect_final(format!("{server}: {e}")),
+        e => connect(format!("{server}: {e}")),
+    };
     let mut client = match server.security {
         Security::Implicit => {
             let stream = net::tls(tcp, &server.host, server.port, opts)?;
-            let mut c = Client::new(stream, who);
+            let mut c = Client::with_timeout(stream, who, opts.timeout);
             c.greeting().map_err(greeting_error)?;
             c.capa().map_err(failed)?;
             c
         }
         Security::StartTls => {
-            let mut c = Client::new(Stream::Plain(tcp), who);
+            let mut c = Client::with_timeout(Stream::Plain(tcp), who, opts.timeout);
             c.greeting().map_err(greeting_error)?;
             c.capa().map_err(failed)?;
             if c.has_cap("STLS") {
@@ -554,7 +692,7 @@ pub fn open(
                     unreachable!("a fresh connection is plain")
                 };
                 let stream = net::tls(tcp, &server.host, server.port, opts)?;
-                let mut c = Client::new(stream, who);
+                let mut c = Client::with_timeout(stream, who, opts.timeout);
                 c.capa().map_err(failed)?;
                 c
             } else if opts.allow_plaintext {
@@ -591,9 +729,12 @@ mod tests {
     struct Replay {
         input: Cursor<Vec<u8>>,
         written: Vec<u8>,
+        /// How long each read takes (a slow server).
+        delay: Duration,
     }
     impl Read for Replay {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            std::thread::sleep(self.delay);
             // Small reads, so no answer arrives in one piece.
             let n = buf.len().min(7);
             self.input.read(&mut buf[..n])
@@ -613,8 +754,22 @@ mod tests {
             Replay {
                 input: Cursor::new(server.to_vec()),
                 written: Vec::new(),
+                delay: Duration::ZERO,
             },
             "test",
+        )
+    }
+    /// A replayed server whose every read (of 7 bytes at most) takes `delay`,
+    /// each command with the budget of `timeout`.
+    fn replay_slow(server: &[u8], delay: Duration, timeout: Duration) -> Client<Replay> {
+        Client::with_timeout(
+            Replay {
+                input: Cursor::new(server.to_vec()),
+                written: Vec::new(),
+                delay,
+            },
+            "test",
+            timeout,
         )
     }
     fn replay(server: &str) -> Client<Replay> {
@@ -959,5 +1114,173 @@ mod tests {
         assert_eq!(unstuff(b"..\r\n"), Some(&b".\r\n"[..]));
         assert_eq!(unstuff(b". \r\n"), Some(&b". \r\n"[..]));
         assert_eq!(unstuff(b"x.\r\n"), Some(&b"x.\r\n"[..]));
+    }
+
+    fn limit_text(e: &Pop3Error) -> String {
+        match e {
+            Pop3Error::Limit(t) => t.clone(),
+            other => panic!("not a limit error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lines_before_login_are_held_to_the_pre_login_limit() {
+        // A greeting one byte over the limit fails naming it; nothing more is held.
+        let long = |n: usize| format!("+OK {}\r\n", "x".repeat(n - 6));
+        let mut c = replay(&long(MAX_LINE_PRE_LOGIN + 1));
+        let err = c.greeting().unwrap_err();
+        let t = limit_text(&err);
+        assert!(t.contains(&MAX_LINE_PRE_LOGIN.to_string()), "{t}");
+        assert!(t.contains("the greeting") && t.contains("limit"), "{t}");
+        assert_eq!(err.retry(), Retry::Final);
+        // Exactly at the limit is fine.
+        let mut c = replay(&long(MAX_LINE_PRE_LOGIN));
+        c.greeting().unwrap();
+        // A capability line and an AUTH answer are pre-login too.
+        let mut c = replay(&format!("+OK\r\nUSER\r\nX-{}\r\n.\r\n", "y".repeat(70_000)));
+        assert!(limit_text(&c.capa().unwrap_err()).contains("CAPA"));
+        let mut c = replay(&format!("{DOVECOT_CAPA}{}", long(MAX_LINE_PRE_LOGIN + 1)));
+        c.capa().unwrap();
+        let t = limit_text(&c.login("a", "secret").unwrap_err());
+        assert!(t.contains("AUTH PLAIN") && !t.contains("secret"), "{t}");
+    }
+
+    #[test]
+    fn capa_is_held_to_the_pre_login_size_in_all() {
+        // Many short capability lines, together over the pre-login limit.
+        let mut wire = "+OK\r\n".to_string();
+        for i in 0..(MAX_LINE_PRE_LOGIN / 8) {
+            wire.push_str(&format!("X-{i:05}\r\n"));
+        }
+        wire.push_str(".\r\n");
+        let mut c = replay(&wire);
+        let t = limit_text(&c.capa().unwrap_err());
+        assert!(t.contains(&MAX_LINE_PRE_LOGIN.to_string()), "{t}");
+    }
+
+    #[test]
+    fn after_login_lines_may_be_longer_up_to_the_line_limit() {
+        let line = "z".repeat(MAX_LINE_PRE_LOGIN * 2);
+        let mut c = replay(&format!("+OK\r\n+OK\r\n+OK\r\n+OK\r\n{line}\r\n.\r\n"));
+        // Unadvertised CAPA: USER/PASS.
+        c.login("u", "p").unwrap_err();
+        let mut c = replay(&format!(
+            "+OK\r\nUSER\r\n.\r\n+OK\r\n+OK\r\n+OK\r\n{line}\r\n.\r\n"
+        ));
+        c.login("u", "p").unwrap();
+        assert_eq!(c.retr(1).unwrap(), format!("{line}\r\n").as_bytes());
+    }
+
+    #[test]
+    fn a_line_over_the_limit_after_login_fails_without_being_held() {
+        // The limit itself is 16 MiB; one just over it, in a message.
+        let mut wire = b"+OK\r\nUSER\r\n.\r\n+OK\r\n+OK\r\n+OK\r\n".to_vec();
+        wire.resize(wire.len() + MAX_LINE + 1, b'q');
+        wire.extend_from_slice(b"\r\n.\r\n");
+        let mut c = replay_bytes(&wire);
+        c.login("u", "p").unwrap();
+        let t = limit_text(&c.retr(7).unwrap_err());
+        assert!(
+            t.contains("RETR 7") && t.contains(&MAX_LINE.to_string()),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn multi_line_answers_are_bounded_in_lines_and_bytes() {
+        let mut c = replay("+OK\r\na\r\nb\r\nc\r\nd\r\n.\r\n");
+        c.simple("LIST", "LIST").unwrap();
+        let bounds = Bounds {
+            lines: 3,
+            bytes: 100,
+        };
+        let t = limit_text(&c.read_multi(bounds, |_| Ok(())).unwrap_err());
+        assert!(t.contains("more than 3 lines") && t.contains("LIST"), "{t}");
+        let mut c = replay("+OK\r\n0123456789\r\n0123456789\r\n.\r\n");
+        c.simple("RETR", "RETR 2").unwrap();
+        let bounds = Bounds {
+            lines: 100,
+            bytes: 20,
+        };
+        let t = limit_text(&c.read_multi(bounds, |_| Ok(())).unwrap_err());
+        assert!(
+            t.contains("longer than 20 bytes") && t.contains("RETR 2"),
+            "{t}"
+        );
+        // The real bounds: a message by MAX_LITERAL, listings by line count.
+        assert_eq!(MESSAGE.bytes, MAX_LITERAL);
+        assert_eq!(LISTING.lines, MAX_POP3_LIST_LINES);
+        assert_eq!(CAPABILITIES.lines, MAX_POP3_LIST_LINES);
+    }
+
+    #[test]
+    fn each_command_has_a_time_budget_and_the_greeting_too() {
+        // Budget: 4 × 150 ms plus 1 s per 4 KiB. A 700-byte greeting read 7 bytes at
+        // a time, 20 ms a read, needs 2 s: cut.
+        let greeting = format!("+OK {}\r\n", "k".repeat(700));
+        let ms = Duration::from_millis;
+        let mut c = replay_slow(greeting.as_bytes(), ms(20), ms(150));
+        let err = c.greeting().unwrap_err();
+        assert!(
+            matches!(&err, Pop3Error::Io(e) if e.kind() == std::io::ErrorKind::TimedOut),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("one command"), "{err}");
+        // Six short commands, about 60 ms each, 360 ms in all: each within its own
+        // budget of 600 ms, so none is cut although together they took longer.
+        let mut c = replay_slow("+OK 0 0\r\n".repeat(7).as_bytes(), ms(20), ms(150));
+        c.greeting().unwrap();
+        std::thread::sleep(ms(700));
+        for _ in 0..6 {
+            assert_eq!(c.stat().unwrap(), (0, 0));
+        }
+    }
+
+    #[test]
+    fn list_and_uidl_numbers_are_checked() {
+        for bad in ["0 100", "-1 100", "4294967296 100", "x 100", "+1 100"] {
+            let mut c = replay(&format!("+OK\r\n1 10\r\n{bad}\r\n.\r\n"));
+            let err = c.list().unwrap_err();
+            assert!(matches!(err, Pop3Error::Protocol(_)), "{bad}: {err:?}");
+            let t = err.to_string();
+            assert!(t.contains("message number") && t.contains(bad), "{t}");
+            let bad_uidl = bad.replace(" 100", " uid-b");
+            let mut c = replay(&format!("+OK\r\n1 uid-a\r\n{bad_uidl}\r\n.\r\n"));
+            let err = c.uidl().unwrap_err();
+            assert!(matches!(err, Pop3Error::Protocol(_)), "{bad}: {err:?}");
+        }
+        let mut c = replay("+OK\r\n1 10\r\n2 20\r\n1 30\r\n.\r\n");
+        let t = c.list().unwrap_err().to_string();
+        assert!(t.contains("LIST names message 1 twice"), "{t}");
+        let mut c = replay("+OK\r\n2 a\r\n2 b\r\n.\r\n");
+        let t = c.uidl().unwrap_err().to_string();
+        assert!(t.contains("UIDL names message 2 twice"), "{t}");
+        // A negative size is no size either.
+        let mut c = replay("+OK\r\n1 -5\r\n.\r\n");
+        assert!(matches!(c.list().unwrap_err(), Pop3Error::Protocol(_)));
+        // Control characters of the server reach the error text escaped.
+        let mut c = replay("+OK\r\n0\x1b[2J 1\r\n.\r\n");
+        let t = c.list().unwrap_err().to_string();
+        assert!(!t.contains('\x1b') && t.contains("\\x1b"), "{t}");
+        // Two messages may share a UIDL: that is for the source to sort out.
+        let mut c = replay("+OK\r\n1 same\r\n2 same\r\n.\r\n");
+        assert_eq!(c.uidl().unwrap().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn message_sizes_agree_with_list_within_line_ending_slack() {
+        let crlf = b"a\r\nbb\r\n"; // 7 bytes, 2 lines
+        for (body, listed, agrees) in [
+            (&crlf[..], 7, true),
+            (&crlf[..], 5, true), // two bytes more: a last line ending added
+            (&crlf[..], 9, true), // one byte a line less: bare LF sent as is
+            (&crlf[..], 12, false),
+            (&crlf[..], 2, false),
+            (&b""[..], 2, true),
+            (&b""[..], 3, false),
+            (&b"x\n"[..], 5000, false), // cut short
+        ] {
+            assert_eq!(size_agrees(body, listed), agrees, "{body:?} {listed}");
+        }
     }
 }

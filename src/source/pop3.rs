@@ -7,13 +7,22 @@
 //! `--delete-after` asked for it, and then only messages whose copy the target
 //! confirmed in this run. Messages are read with TOP where the server offers it, so
 //! they are not marked read either ([`crate::pop3::Client::peek`]).
+//!
+//! Nothing the server gets wrong passes silently: STAT and LIST disagreeing on the
+//! number of messages, UIDL and LIST disagreeing on which messages exist, several
+//! messages sharing one UIDL, and a message whose bytes are far off the size LIST
+//! gave are reported through [`Source::take_anomalies`] (the run ends with exit 1).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{Opened, Source, Tree};
 use crate::decide::Meta;
+use crate::imap::types::shown;
 use crate::imap::ListEntry;
 use crate::pop3::Session;
+
+/// The only folder of a POP3 mailbox, as anomalies name it.
+const FOLDER: &str = "INBOX";
 
 pub struct Pop3Source {
     pub session: Option<Session>,
@@ -21,6 +30,11 @@ pub struct Pop3Source {
     /// Message number by id, from the last listing.
     numbers: HashMap<String, u32>,
     has_uidl: bool,
+    /// The message count of the last STAT ([`Source::open`]), for the listing to
+    /// compare with LIST.
+    stat_count: Option<u32>,
+    /// What the server said that did not add up, as (folder, what).
+    anomalies: Vec<(String, String)>,
 }
 
 impl Pop3Source {
@@ -30,6 +44,8 @@ impl Pop3Source {
             name,
             numbers: HashMap::new(),
             has_uidl: true,
+            stat_count: None,
+            anomalies: Vec::new(),
         }
     }
 
@@ -38,6 +54,104 @@ impl Pop3Source {
             .as_mut()
             .ok_or_else(|| anyhow::anyhow!("the POP3 session is already closed"))
     }
+
+    fn anomaly(&mut self, what: String) {
+        let a = (FOLDER.to_string(), what);
+        if !self.anomalies.contains(&a) {
+            self.anomalies.push(a);
+        }
+    }
+}
+
+/// Ids for the messages of a LIST (`sizes`, in any order) from a UIDL answer, and
+/// what did not add up. Messages are taken in message-number order.
+///
+/// Several messages sharing one UIDL are distinct messages all the same (a server
+/// bug, but their mail is real): the first keeps the UIDL as its id, the second and
+/// later ones get `UIDL#2`, `UIDL#3`, … (the smallest suffix no other message's UIDL
+/// takes). Message numbers keep the arrival order and deletions do not reorder, so
+/// these ids name the same messages from run to run; should the order change all
+/// the same (an earlier sharer deleted), a message may come under an id another one
+/// was checkpointed with, and the content dedupe keys still keep a message from
+/// being copied twice. The sharing is reported on every run while it lasts.
+///
+/// A message LIST has and UIDL does not gets `#N` and a problem (no stable id to
+/// checkpoint it under: it fails, visibly, rather than risk being taken for
+/// another); one UIDL has and LIST does not is reported.
+pub fn assign_ids(sizes: &[(u32, u64)], uidl: &[(u32, String)]) -> (Vec<Meta>, Vec<String>) {
+    let mut anomalies = Vec::new();
+    let listed: HashSet<u32> = sizes.iter().map(|&(n, _)| n).collect();
+    let by_number: HashMap<u32, &str> = uidl.iter().map(|(n, u)| (*n, u.as_str())).collect();
+    let taken: HashSet<&str> = uidl
+        .iter()
+        .filter(|(n, _)| listed.contains(n))
+        .map(|(_, u)| u.as_str())
+        .collect();
+    let mut not_listed: Vec<&(u32, String)> =
+        uidl.iter().filter(|(n, _)| !listed.contains(n)).collect();
+    not_listed.sort();
+    for (n, u) in not_listed {
+        anomalies.push(format!(
+            "UIDL gave message {n} (UIDL {}) which LIST does not list; it is not copied",
+            shown(u.as_bytes())
+        ));
+    }
+    let mut order: Vec<(u32, u64)> = sizes.to_vec();
+    order.sort_unstable();
+    // UIDL → the message numbers sharing it, and the ids given so far.
+    let mut sharers: HashMap<&str, Vec<u32>> = HashMap::new();
+    let mut given: HashSet<String> = HashSet::new();
+    let mut out = Vec::with_capacity(order.len());
+    for (n, size) in order {
+        let (id, problem) = match by_number.get(&n) {
+            Some(&u) => {
+                let nums = sharers.entry(u).or_default();
+                nums.push(n);
+                let id = if nums.len() == 1 {
+                    u.to_string()
+                } else {
+                    let mut k = nums.len();
+                    loop {
+                        let id = format!("{u}#{k}");
+                        if !taken.contains(id.as_str()) && !given.contains(&id) {
+                            break id;
+                        }
+                        k += 1;
+                    }
+                };
+                (id, None)
+            }
+            None => (
+                format!("#{n}"),
+                Some(format!(
+                    "the server's UIDL answer has no unique id for message {n}, so it cannot be told apart from others across runs"
+                )),
+            ),
+        };
+        given.insert(id.clone());
+        out.push(Meta {
+            id,
+            order: u64::from(n),
+            size,
+            flags: Vec::new(),
+            internal_date: None,
+            problem,
+        });
+    }
+    let mut shared: Vec<(&str, Vec<u32>)> =
+        sharers.into_iter().filter(|(_, v)| v.len() > 1).collect();
+    shared.sort_by_key(|(_, v)| v[0]);
+    for (u, nums) in shared {
+        let shown_nums: Vec<String> = nums.iter().take(5).map(u32::to_string).collect();
+        let more = if nums.len() > 5 { ", …" } else { "" };
+        anomalies.push(format!(
+            "{} messages (numbers {}{more}) share the UIDL {}; they are copied as distinct messages, the second and later ones under that UIDL with #2, #3, … appended",
+            nums.len(),
+            shown_nums.join(", "),
+            shown(u.as_bytes()),
+        ));
+    }
+    (out, anomalies)
 }
 
 impl Source for Pop3Source {
@@ -59,6 +173,7 @@ impl Source for Pop3Source {
 
     fn open(&mut self, _raw: &[u8]) -> anyhow::Result<Opened> {
         let (count, _) = self.s()?.stat()?;
+        self.stat_count = Some(count);
         Ok(Opened {
             uidvalidity: 0,
             count: u64::from(count),
@@ -75,27 +190,60 @@ impl Source for Pop3Source {
             ));
         }
         self.has_uidl = uidls.is_some();
-        let uidl: HashMap<u32, String> = uidls.unwrap_or_default().into_iter().collect();
-        self.numbers.clear();
-        let mut out = Vec::with_capacity(sizes.len());
-        for (n, size) in sizes {
-            let id = uidl.get(&n).cloned().unwrap_or_else(|| format!("#{n}"));
-            self.numbers.insert(id.clone(), n);
-            out.push(Meta {
-                id,
-                order: u64::from(n),
-                size,
-                flags: Vec::new(),
-                internal_date: None,
-                problem: None,
-            });
+        let stat_count = match self.stat_count {
+            Some(c) => c,
+            None => self.s()?.stat()?.0,
+        };
+        if stat_count as usize != sizes.len() {
+            self.anomaly(format!(
+                "STAT said {stat_count} messages but LIST listed {}; the listed ones are copied",
+                sizes.len()
+            ));
         }
+        let out = match uidls {
+            Some(uidl) => {
+                let (out, anomalies) = assign_ids(&sizes, &uidl);
+                for a in anomalies {
+                    self.anomaly(a);
+                }
+                out
+            }
+            None => {
+                let mut sizes = sizes;
+                sizes.sort_unstable();
+                sizes
+                    .into_iter()
+                    .map(|(n, size)| Meta {
+                        id: format!("#{n}"),
+                        order: u64::from(n),
+                        size,
+                        flags: Vec::new(),
+                        internal_date: None,
+                        problem: None,
+                    })
+                    .collect()
+            }
+        };
+        self.numbers = out.iter().map(|m| (m.id.clone(), m.order as u32)).collect();
         Ok(out)
     }
 
     fn fetch(&mut self, metas: &[Meta], each: &mut dyn FnMut(&str, Vec<u8>)) -> anyhow::Result<()> {
         for m in metas {
-            let body = self.s()?.peek(m.order as u32, m.size)?;
+            if m.problem.is_some() {
+                // Failed by the engine with its reason; not worth a download.
+                continue;
+            }
+            let n = m.order as u32;
+            let body = self.s()?.peek(n, m.size)?;
+            if !crate::pop3::size_agrees(&body, m.size) {
+                self.anomaly(format!(
+                    "message {n} ({}): the server sent {} bytes where LIST said {}; copied as sent",
+                    shown(m.id.as_bytes()),
+                    body.len(),
+                    m.size
+                ));
+            }
             each(&m.id, body);
         }
         Ok(())
@@ -124,9 +272,62 @@ impl Source for Pop3Source {
         Ok(numbers.len())
     }
 
+    fn take_anomalies(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.anomalies)
+    }
+
     fn close(&mut self) {
         if let Some(mut s) = self.session.take() {
             let _ = s.quit();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(metas: &[Meta]) -> Vec<(u64, &str)> {
+        metas.iter().map(|m| (m.order, m.id.as_str())).collect()
+    }
+
+    #[test]
+    fn messages_sharing_a_uidl_stay_distinct_and_are_reported() {
+        let sizes = [(1, 10), (2, 20), (3, 30), (4, 40), (5, 50)];
+        let uidl: Vec<(u32, String)> = [(1, "a"), (2, "b"), (3, "a"), (4, "a#2"), (5, "a")]
+            .iter()
+            .map(|&(n, u)| (n, u.to_string()))
+            .collect();
+        let (metas, anomalies) = assign_ids(&sizes, &uidl);
+        // "a#2" is another message's real UIDL: the sharers skip it.
+        assert_eq!(
+            ids(&metas),
+            vec![(1, "a"), (2, "b"), (3, "a#3"), (4, "a#2"), (5, "a#4")]
+        );
+        assert!(metas.iter().all(|m| m.problem.is_none()));
+        assert_eq!(anomalies.len(), 1, "{anomalies:?}");
+        assert!(
+            anomalies[0].contains("3 messages (numbers 1, 3, 5) share the UIDL \"a\""),
+            "{anomalies:?}"
+        );
+        // The same answer in another line order gives the same ids.
+        let mut rev = uidl.clone();
+        rev.reverse();
+        let mut sizes_rev = sizes;
+        sizes_rev.reverse();
+        assert_eq!(assign_ids(&sizes_rev, &rev).0, metas);
+    }
+
+    #[test]
+    fn uidl_and_list_disagreeing_is_never_silent() {
+        let sizes = [(1, 10), (2, 20)];
+        let uidl = vec![(1, "x".to_string()), (3, "gone\x1b".to_string())];
+        let (metas, anomalies) = assign_ids(&sizes, &uidl);
+        assert_eq!(ids(&metas), vec![(1, "x"), (2, "#2")]);
+        // No id to checkpoint message 2 under: it fails, visibly.
+        assert!(metas[1].problem.as_deref().unwrap().contains("message 2"));
+        assert_eq!(anomalies.len(), 1);
+        assert!(anomalies[0].contains("message 3"), "{anomalies:?}");
+        assert!(anomalies[0].contains("\\x1b") && !anomalies[0].contains('\x1b'));
     }
 }
