@@ -109,7 +109,7 @@ pub fn pending_pages(
         } else if dedupe == Mode::None {
             // No checkpoints and no dedupe: every run would copy everything again.
             return Err(crate::error::input(format!(
-                "{} has no stable message ids (a POP3 server without UIDL), so only the dedupe keys can tell what was copied; --dedupe none would copy every message again on every run. Use --dedupe exact (the default)",
+                "{} has no stable message ids (a POP3 server without UIDL, or an IMAP folder without UIDVALIDITY), so only the dedupe keys can tell what was copied; --dedupe none would copy every message again on every run. Use --dedupe exact (the default)",
                 src.describe()
             )));
         } else {
@@ -964,9 +964,7 @@ impl FolderCopy<'_, '_> {
                 let results = if appends.len() > 1 && tgt.has_cap("MULTIAPPEND") {
                     match tgt.append_multi(&self.target_raw, &appends) {
                         Ok(uids) => uids.into_iter().map(Ok).collect(),
-                        Err(ImapError::No { .. } | ImapError::Bad { .. }) => {
-                            tgt.append_many(&appends)?
-                        }
+                        Err(e) if e.per_message() => tgt.append_many(&appends)?,
                         Err(e) => return Err(Stop::Error(e.into())),
                     }
                 } else {
@@ -1001,6 +999,24 @@ impl FolderCopy<'_, '_> {
                         other => other,
                     };
                     let waiters = waiting.remove(key).unwrap_or_default();
+                    // APPENDUID of another UIDVALIDITY than the folder's names no
+                    // message we can find again: not recorded, and said.
+                    let result = result.map(|au| {
+                        au.filter(|au| {
+                            let same = au.uidvalidity == tsel.uidvalidity;
+                            if !same {
+                                self.summary.anomaly(
+                                    &plan.target_name,
+                                    format!(
+                                        "the target's APPENDUID names UIDVALIDITY {} but the folder has {}; its UIDs are not recorded",
+                                        au.uidvalidity, tsel.uidvalidity
+                                    ),
+                                );
+                            }
+                            same
+                        })
+                        .map(|au| au.uid)
+                    });
                     match result {
                         Ok(tuid) => {
                             crate::faults::after_append();
@@ -1021,15 +1037,15 @@ impl FolderCopy<'_, '_> {
                                 records.push(self.done(w, key, Outcome::Duplicate, None));
                             }
                         }
-                        Err(e @ (ImapError::No { .. } | ImapError::Bad { .. })) => {
+                        Err(e) if e.per_message() => {
                             let reason = e.server_words();
+                            let why = match &e {
+                                ImapError::Unsafe(w) => format!("not sent: {w}"),
+                                _ => format!("the target refused it: {reason}"),
+                            };
                             seen_in_run.remove(&dedupe::fingerprint(key));
                             for m in std::iter::once(*meta).chain(waiters) {
-                                self.fail(
-                                    &mut records,
-                                    m,
-                                    &format!("the target refused it: {reason}"),
-                                );
+                                self.fail(&mut records, m, &why);
                             }
                             if e.code().as_deref() == Some("OVERQUOTA") {
                                 stop = Some(format!(

@@ -11,7 +11,9 @@
 //!    target's folder with the same attribute, else to a well-known name there, else
 //!    to the standard name; its children follow it;
 //! 4. a component that contains the target's delimiter gets that character replaced
-//!    by `_` (it would otherwise split into two levels).
+//!    by `_` (it would otherwise split into two levels), and so does a control
+//!    character (CR, LF, NUL, ESC…: no server takes them in a name, and a name a
+//!    server chose must not carry them on).
 
 use std::collections::HashMap;
 
@@ -185,10 +187,10 @@ pub fn join_target(path: &[String], target: &TargetLayout) -> String {
         } else {
             path
         };
-    let parts: Vec<String> = match target.delim {
-        Some(d) => path.iter().map(|c| c.replace(d, "_")).collect(),
-        None => path.to_vec(),
-    };
+    let parts: Vec<String> = path
+        .iter()
+        .map(|c| c.replace(|ch: char| ch.is_control() || Some(ch) == target.delim, "_"))
+        .collect();
     let joined = match target.delim {
         Some(d) => parts.join(&d.to_string()),
         None => parts.join("_"),

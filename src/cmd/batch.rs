@@ -278,10 +278,18 @@ fn account_result(acc: &Account, opts: &Options, net: &NetOptions, state: &Path)
     }
     // One line per cell, so report files merge with line tools.
     r.error = r.error.replace(['\r', '\n'], " ");
-    for cell in [&mut r.source, &mut r.target, &mut r.error] {
-        *cell = spreadsheet_safe(cell);
-    }
     r
+}
+
+impl AccountResult {
+    /// The row as the report holds it: its text cells spreadsheet-safe.
+    fn for_csv(&self) -> AccountResult {
+        let mut r = self.clone();
+        for cell in [&mut r.source, &mut r.target, &mut r.status, &mut r.error] {
+            *cell = spreadsheet_safe(cell);
+        }
+        r
+    }
 }
 
 /// A report cell as text a spreadsheet program will not run: a cell that starts
@@ -540,7 +548,7 @@ impl Report {
 
     fn add(&self, r: &AccountResult) -> anyhow::Result<()> {
         let mut w = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        w.serialize(r)?;
+        w.serialize(r.for_csv())?;
         w.flush()
             .map_err(|e| anyhow::anyhow!("cannot write the report {}: {e}", self.path.display()))
     }
@@ -550,7 +558,7 @@ impl Report {
         let tmp = self.path.with_extension("csv.partial");
         let mut w = csv::Writer::from_writer(private_file(&tmp)?);
         for r in all {
-            w.serialize(r)?;
+            w.serialize(r.for_csv())?;
         }
         w.flush()?;
         std::fs::rename(&tmp, &self.path)

@@ -8,14 +8,19 @@
 //!   continuation request otherwise;
 //! - APPENDs can be pipelined (LITERAL+ only): all are written, then the tagged
 //!   answers are matched back to them in order;
-//! - credentials never reach the trace: the login line is masked before logging.
+//! - credentials never reach the trace: the login line is masked before logging;
+//! - what the server sends is bounded (`crate::limits`): a line before login, a line
+//!   after, a literal, the literals of a response, and each command's time;
+//! - no text part of a command carries CR, LF or NUL: the writer refuses the whole
+//!   command before a byte of it is sent, so no value can start a command of its own.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 
 use super::parse::{self, parse_fetch, Fetch, Response, Status, StatusKind};
-use super::types::ImapDate;
+use super::types::{ImapDate, UidSet};
 use super::ImapError;
+use crate::limits::{self, Paced};
 use crate::log;
 
 /// One part of a command: plain text or a literal.
@@ -48,6 +53,10 @@ pub struct Selected {
     pub exists: u32,
     pub uidvalidity: u32,
     pub uidnext: Option<u32>,
+    /// `* N EXISTS`; `None` when the server did not say (a disagreement).
+    pub exists_announced: bool,
+    /// `[UIDVALIDITY n]`; `None` when missing (or 0: not a valid UIDVALIDITY).
+    pub uidvalidity_announced: bool,
     /// PERMANENTFLAGS; `\*` means new keywords may be created.
     pub permanent_flags: Vec<String>,
 }
@@ -60,8 +69,19 @@ pub struct Append<'a> {
     pub body: &'a [u8],
 }
 
+/// What APPENDUID (RFC 4315) says of one appended message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendUid {
+    pub uidvalidity: u32,
+    pub uid: u32,
+}
+
 pub struct Client<S: Read + Write> {
-    stream: BufReader<S>,
+    stream: BufReader<Paced<S>>,
+    /// The longest response line accepted now (shorter before login).
+    max_line: usize,
+    /// The last `* N EXISTS` of the selected mailbox.
+    exists: Option<u32>,
     next_tag: u32,
     caps: Vec<String>,
     who: String,
@@ -126,7 +146,12 @@ impl<S: Read + Write> Client<S> {
     /// Wrap a connected stream; `who` names it in traces ("source", "target").
     pub fn new(stream: S, who: &str) -> Self {
         Client {
-            stream: BufReader::with_capacity(64 * 1024, stream),
+            stream: BufReader::with_capacity(
+                64 * 1024,
+                Paced::new(stream, std::time::Duration::from_secs(60)),
+            ),
+            max_line: limits::MAX_LINE_PRE_LOGIN,
+            exists: None,
             next_tag: 1,
             caps: Vec::new(),
             who: who.to_string(),
@@ -135,12 +160,28 @@ impl<S: Read + Write> Client<S> {
     }
 
     pub fn get_mut(&mut self) -> &mut S {
-        self.stream.get_mut()
+        self.stream.get_mut().get_mut()
     }
 
     /// Give back the stream (for STARTTLS). Only valid when nothing is buffered.
     pub fn into_inner(self) -> S {
-        self.stream.into_inner()
+        self.stream.into_inner().into_inner()
+    }
+
+    /// `--timeout`: bounds each read and write (on the socket) and, times
+    /// [`limits::COMMAND_TIMEOUTS`], each command.
+    pub fn set_timeout(&mut self, timeout: std::time::Duration) {
+        self.stream.get_mut().set_timeout(timeout);
+    }
+
+    /// A command starts: its time budget starts afresh.
+    fn begin(&mut self) {
+        self.stream.get_mut().begin();
+    }
+
+    /// The last `* N EXISTS` the server sent for the selected mailbox.
+    pub fn exists(&self) -> Option<u32> {
+        self.exists
     }
 
     pub fn capabilities(&self) -> &[String] {
@@ -165,14 +206,44 @@ impl<S: Read + Write> Client<S> {
         let mut literals = Vec::new();
         loop {
             let start = buf.len();
-            let n = self.stream.read_until(b'\n', &mut buf)?;
+            // The text of one response, all its lines together, is bounded.
+            let room = self.max_line.saturating_sub(start);
+            let n = limits::append_line(&mut self.stream, &mut buf, room).map_err(|e| {
+                if limits::is_limit(&e) {
+                    ImapError::Limit(format!(
+                        "the server sent a response line longer than {} bytes (limit{})",
+                        self.max_line,
+                        if self.max_line == limits::MAX_LINE_PRE_LOGIN {
+                            " before login"
+                        } else {
+                            ""
+                        }
+                    ))
+                } else {
+                    ImapError::Io(e)
+                }
+            })?;
             if n == 0 {
                 return Err(eof());
             }
             match parse::trailing_literal(&buf[start..]) {
                 Some(len) => {
+                    if len > limits::MAX_LITERAL {
+                        return Err(ImapError::Limit(format!(
+                            "the server announced a literal of {len} bytes, more than {} (limit)",
+                            limits::MAX_LITERAL
+                        )));
+                    }
+                    if literals.len() >= limits::MAX_LITERALS {
+                        return Err(ImapError::Limit(format!(
+                            "the server sent more than {} literals in one response (limit)",
+                            limits::MAX_LITERALS
+                        )));
+                    }
+                    // Reserved as announced up to 64 MiB, grown beyond as bytes
+                    // really arrive: an announcement alone allocates little.
                     let mut data = Vec::new();
-                    data.try_reserve_exact(len).map_err(|_| {
+                    data.try_reserve_exact(len.min(64 << 20)).map_err(|_| {
                         ImapError::Protocol(format!(
                             "the server announced a literal of {len} bytes, more than this machine can hold"
                         ))
@@ -198,6 +269,7 @@ impl<S: Read + Write> Client<S> {
 
     /// Read the server greeting; PREAUTH and BYE are reported.
     pub fn greeting(&mut self) -> Result<StatusKind, ImapError> {
+        self.begin();
         match self.read_response()? {
             Response::UntaggedStatus(s) => {
                 self.set_caps_from_code(&s);
@@ -236,6 +308,22 @@ impl<S: Read + Write> Client<S> {
         parts: &[Part<'_>],
         secret: bool,
     ) -> Result<(), ImapError> {
+        // Checked whole before anything is written: a refused command leaves no
+        // half of itself on the wire.
+        for part in parts {
+            if let Part::Text(t) = part {
+                if let Some(&c) = t.iter().find(|&&c| matches!(c, b'\r' | b'\n' | 0)) {
+                    return Err(ImapError::Unsafe(format!(
+                        "refusing to send a command with {} outside a literal (a value that came from a server must never start a command of its own)",
+                        match c {
+                            b'\r' => "CR",
+                            b'\n' => "LF",
+                            _ => "NUL",
+                        }
+                    )));
+                }
+            }
+        }
         let literal_plus = self.has_cap("LITERAL+");
         let mut line = format!("{tag} ").into_bytes();
         let mut traced = line.clone();
@@ -315,6 +403,7 @@ impl<S: Read + Write> Client<S> {
         on_data: &mut dyn FnMut(Response) -> Result<(), ImapError>,
     ) -> Result<Status, ImapError> {
         let tag = self.tag();
+        self.begin();
         self.write_command(&tag, parts, secret)?;
         self.flush_out()?;
         self.wait_tagged(&tag, name, on_data)
@@ -351,6 +440,10 @@ impl<S: Read + Write> Client<S> {
                 }
                 Response::UntaggedStatus(s) if s.kind == StatusKind::Bye => {
                     bye = Some(s.describe());
+                }
+                Response::Numbered { num, ref name, .. } if name == "EXISTS" => {
+                    self.exists = Some(num);
+                    on_data(resp)?;
                 }
                 Response::Data { ref name, ref rest } if name == "CAPABILITY" => {
                     self.caps = rest
@@ -417,6 +510,7 @@ impl<S: Read + Write> Client<S> {
             });
             self.run_inner("LOGIN", &parts, true, &mut |_| Ok(()))?
         };
+        self.max_line = limits::MAX_LINE;
         if status.code_name().as_deref() != Some("CAPABILITY") {
             self.capability()?;
         }
@@ -485,9 +579,13 @@ impl<S: Read + Write> Client<S> {
         let mut q = Vec::new();
         let parts = [Part::Text(verb), mailbox_part(mailbox, &mut q)];
         let mut sel = Selected::default();
+        self.exists = None;
         let status = self.run(if readonly { "EXAMINE" } else { "SELECT" }, &parts, |r| {
             match r {
-                Response::Numbered { num, name, .. } if name == "EXISTS" => sel.exists = num,
+                Response::Numbered { num, name, .. } if name == "EXISTS" => {
+                    sel.exists = num;
+                    sel.exists_announced = true;
+                }
                 Response::UntaggedStatus(s) => apply_select_code(&mut sel, &s),
                 _ => {}
             }
@@ -519,6 +617,7 @@ impl<S: Read + Write> Client<S> {
     }
 
     /// `UID FETCH set items`, each FETCH response handed to `each` as it arrives.
+    /// `set` and `items` are made by mailferry, never taken from a server.
     pub fn uid_fetch(
         &mut self,
         set: &str,
@@ -538,39 +637,53 @@ impl<S: Read + Write> Client<S> {
         Ok(())
     }
 
-    /// Every UID of the selected folder, ascending: `UID SEARCH RETURN (ALL) ALL`
-    /// (RFC 4731, a compact set) where ESEARCH is offered, else `UID SEARCH ALL`.
-    pub fn uid_search_all(&mut self) -> Result<Vec<u32>, ImapError> {
+    /// Every UID of the selected folder: `UID SEARCH RETURN (ALL) ALL` (RFC 4731, a
+    /// compact set) where ESEARCH is offered, else `UID SEARCH ALL`. Kept as ranges.
+    pub fn uid_search_all(&mut self) -> Result<UidSet, ImapError> {
         let esearch = self.has_cap("ESEARCH");
         let cmd: &[u8] = if esearch {
             b"UID SEARCH RETURN (ALL) ALL"
         } else {
             b"UID SEARCH ALL"
         };
-        let mut out = Vec::new();
+        let mut out: Option<UidSet> = None;
+        let mut answers = 0;
         self.run("UID SEARCH", &[Part::Text(cmd)], |r| {
             match r {
-                Response::Data { name, rest } if name == "SEARCH" => {
-                    out.extend(rest.iter().filter_map(|v| v.as_u64()).map(|v| v as u32));
+                Response::Search(set) => {
+                    answers += 1;
+                    out = Some(set);
                 }
                 Response::Data { name, rest } if name == "ESEARCH" => {
+                    answers += 1;
                     // (TAG "x") UID ALL set: the set follows the ALL atom.
+                    let mut set = UidSet::default();
                     let mut it = rest.iter();
                     while let Some(v) = it.next() {
                         if v.is_atom("ALL") {
-                            if let Some(set) = it.next().and_then(|v| v.as_str()) {
-                                out.extend(expand_uid_set(set));
-                            }
+                            let text = it.next().and_then(|v| v.as_str()).unwrap_or("");
+                            set = UidSet::parse(text).ok_or_else(|| {
+                                ImapError::Protocol(format!(
+                                    "ESEARCH answered ALL {}, which is not a set of UIDs",
+                                    super::types::shown(text.as_bytes())
+                                ))
+                            })?;
                         }
                     }
+                    out = Some(set);
                 }
                 _ => {}
             }
             Ok(())
         })?;
-        out.sort_unstable();
-        out.dedup();
-        Ok(out)
+        if answers > 1 {
+            return Err(ImapError::Protocol(format!(
+                "the server answered one UID SEARCH {answers} times"
+            )));
+        }
+        // No answer at all is an empty result (RFC 3501 always sends `* SEARCH`,
+        // but servers with ESEARCH may omit an empty one).
+        Ok(out.unwrap_or_default())
     }
 
     fn write_append(&mut self, tag: &str, a: &Append<'_>) -> Result<(), ImapError> {
@@ -599,8 +712,9 @@ impl<S: Read + Write> Client<S> {
     }
 
     /// APPEND one message; returns the new UID when the server reports APPENDUID.
-    pub fn append(&mut self, a: &Append<'_>) -> Result<Option<u32>, ImapError> {
+    pub fn append(&mut self, a: &Append<'_>) -> Result<Option<AppendUid>, ImapError> {
         let tag = self.tag();
+        self.begin();
         self.write_append(&tag, a)?;
         self.flush_out()?;
         let status = self.wait_tagged(&tag, "APPEND", &mut |_| Ok(()))?;
@@ -609,12 +723,13 @@ impl<S: Read + Write> Client<S> {
 
     /// MULTIAPPEND (RFC 3502): several messages to one mailbox in one command, which
     /// the server stores in one transaction (all or none). Returns the new UIDs in
-    /// order when the server reports APPENDUID with a UID set.
+    /// order when the server reports APPENDUID with a UID set of the batch's size
+    /// (a set of another size is ignored: the copies are found by key later).
     pub fn append_multi(
         &mut self,
         mailbox: &[u8],
         batch: &[Append<'_>],
-    ) -> Result<Vec<Option<u32>>, ImapError> {
+    ) -> Result<Vec<Option<AppendUid>>, ImapError> {
         let mut q = Vec::new();
         let mut parts = vec![Part::Text(b"APPEND "), mailbox_part(mailbox, &mut q)];
         let mut heads = Vec::with_capacity(batch.len());
@@ -636,27 +751,18 @@ impl<S: Read + Write> Client<S> {
             parts.push(Part::Literal(a.body));
         }
         let tag = self.tag();
+        self.begin();
         self.write_command(&tag, &parts, false)?;
         self.flush_out()?;
         let status = self.wait_tagged(&tag, "APPEND", &mut |_| Ok(()))?;
-        let uids = if status.code_name().as_deref() == Some("APPENDUID") {
-            status
-                .code_args()
-                .get(1)
-                .map(|set| expand_uid_set(set))
-                .unwrap_or_default()
-        } else {
-            Vec::new()
+        let uids: Vec<AppendUid> = match appenduid_set(&status) {
+            Some((uidvalidity, set)) if set.len() == batch.len() as u64 => set
+                .iter()
+                .map(|uid| AppendUid { uidvalidity, uid })
+                .collect(),
+            _ => Vec::new(),
         };
-        Ok((0..batch.len())
-            .map(|i| {
-                if uids.len() == batch.len() {
-                    Some(uids[i])
-                } else {
-                    None
-                }
-            })
-            .collect())
+        Ok((0..batch.len()).map(|i| uids.get(i).copied()).collect())
     }
 
     /// APPEND several messages. With LITERAL+ they are pipelined: all written at
@@ -665,12 +771,12 @@ impl<S: Read + Write> Client<S> {
     pub fn append_many(
         &mut self,
         batch: &[Append<'_>],
-    ) -> Result<Vec<Result<Option<u32>, ImapError>>, ImapError> {
+    ) -> Result<Vec<Result<Option<AppendUid>, ImapError>>, ImapError> {
         if !self.has_cap("LITERAL+") {
             let mut out = Vec::new();
             for a in batch {
                 match self.append(a) {
-                    Err(e @ (ImapError::No { .. } | ImapError::Bad { .. })) => out.push(Err(e)),
+                    Err(e) if e.per_message() => out.push(Err(e)),
                     Err(e) => return Err(e),
                     Ok(uid) => out.push(Ok(uid)),
                 }
@@ -678,16 +784,24 @@ impl<S: Read + Write> Client<S> {
             return Ok(out);
         }
         let mut tags = Vec::with_capacity(batch.len());
+        let mut results: HashMap<String, Result<Option<AppendUid>, ImapError>> = HashMap::new();
+        self.begin();
         for a in batch {
             let tag = self.tag();
-            self.write_append(&tag, a)?;
+            match self.write_append(&tag, a) {
+                // Refused before a byte was written: this message fails, the rest go on.
+                Err(e @ ImapError::Unsafe(_)) => {
+                    results.insert(tag.clone(), Err(e));
+                }
+                Err(e) => return Err(e),
+                Ok(()) => {}
+            }
             if self.out.len() > 256 * 1024 {
                 self.flush_out()?;
             }
             tags.push(tag);
         }
         self.flush_out()?;
-        let mut results: HashMap<String, Result<Option<u32>, ImapError>> = HashMap::new();
         for tag in &tags {
             if results.contains_key(tag) {
                 continue;
@@ -695,6 +809,12 @@ impl<S: Read + Write> Client<S> {
             loop {
                 match self.read_response()? {
                     Response::Tagged { tag: t, status } => {
+                        if !tags.contains(&t) || results.contains_key(&t) {
+                            return Err(ImapError::Protocol(format!(
+                                "answer for unknown or already answered tag {}",
+                                super::types::shown(t.as_bytes())
+                            )));
+                        }
                         let r = match status.kind {
                             StatusKind::Ok => Ok(appenduid(&status)),
                             _ => Err(ImapError::from_status("APPEND", status)),
@@ -727,7 +847,6 @@ impl<S: Read + Write> Client<S> {
     }
 }
 
-/// `1:3,7` → [1, 2, 3, 7] (an APPENDUID set lists the new UIDs in append order).
 fn eof() -> ImapError {
     ImapError::Io(std::io::Error::new(
         std::io::ErrorKind::UnexpectedEof,
@@ -735,42 +854,35 @@ fn eof() -> ImapError {
     ))
 }
 
-pub fn expand_uid_set(set: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    for part in set.split(',') {
-        match part.split_once(':') {
-            Some((a, b)) => {
-                if let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) {
-                    let (lo, hi) = (a.min(b), a.max(b));
-                    if hi - lo > 1_000_000 {
-                        return Vec::new();
-                    }
-                    out.extend(lo..=hi);
-                }
-            }
-            None => {
-                if let Ok(u) = part.parse() {
-                    out.push(u);
-                }
-            }
-        }
+/// `[APPENDUID uidvalidity set]` (RFC 4315): the set lists the new UIDs in append
+/// order. A malformed one is no APPENDUID (the copies are then found by key).
+fn appenduid_set(status: &Status) -> Option<(u32, UidSet)> {
+    if status.code_name().as_deref() != Some("APPENDUID") {
+        return None;
     }
-    out
+    let args = status.code_args();
+    let validity = UidSet::parse(args.first()?)?;
+    let set = UidSet::parse(args.get(1)?)?;
+    (validity.len() == 1 && args.len() == 2).then(|| (validity.iter().next().unwrap_or(0), set))
 }
 
-fn appenduid(status: &Status) -> Option<u32> {
-    if status.code_name().as_deref() == Some("APPENDUID") {
-        status.code_args().get(1).and_then(|s| s.parse().ok())
-    } else {
-        None
-    }
+fn appenduid(status: &Status) -> Option<AppendUid> {
+    let (uidvalidity, set) = appenduid_set(status)?;
+    let uid = set.iter().next().filter(|_| set.len() == 1)?;
+    Some(AppendUid { uidvalidity, uid })
 }
 
 fn apply_select_code(sel: &mut Selected, s: &Status) {
     let args = s.code_args();
     match s.code_name().as_deref() {
         Some("UIDVALIDITY") => {
-            sel.uidvalidity = args.first().and_then(|a| a.parse().ok()).unwrap_or(0)
+            // A non-zero 32-bit number (RFC 3501 `nz-number`); anything else is none.
+            let v = args
+                .first()
+                .and_then(|a| UidSet::parse(a))
+                .filter(|s| s.len() == 1);
+            sel.uidvalidity = v.and_then(|s| s.iter().next()).unwrap_or(0);
+            sel.uidvalidity_announced = sel.uidvalidity != 0;
         }
         Some("UIDNEXT") => sel.uidnext = args.first().and_then(|a| a.parse().ok()),
         Some("PERMANENTFLAGS") => {
@@ -808,6 +920,7 @@ fn list_entry(rest: &[parse::Value]) -> Result<ListEntry, ImapError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Retry;
     use std::io::Cursor;
 
     /// A replayed server: reads come from the transcript, writes are recorded.
@@ -891,14 +1004,14 @@ mod tests {
             "M0001 OK Search completed.\r\n",
         ));
         c.caps = vec!["IMAP4rev1".into(), "ESEARCH".into()];
-        assert_eq!(c.uid_search_all().unwrap(), [1, 2, 3, 7, 10, 11]);
+        assert_eq!(c.uid_search_all().unwrap().to_string(), "1:3,7,10:11");
         assert_eq!(
             c.get_mut().written,
             b"M0001 UID SEARCH RETURN (ALL) ALL\r\n"
         );
         // Without ESEARCH: every UID listed, in any order.
         let mut c = replay("* SEARCH 9 4 5\r\nM0001 OK done\r\n");
-        assert_eq!(c.uid_search_all().unwrap(), [4, 5, 9]);
+        assert_eq!(c.uid_search_all().unwrap().to_string(), "4:5,9");
         assert_eq!(c.get_mut().written, b"M0001 UID SEARCH ALL\r\n");
         // An empty folder: ESEARCH without ALL.
         let mut c = replay("* ESEARCH (TAG \"M0001\") UID\r\nM0001 OK done\r\n");
@@ -945,13 +1058,13 @@ mod tests {
             })
             .collect();
         let res = c.append_many(&msgs).unwrap();
-        assert_eq!(res[0].as_ref().unwrap(), &Some(10));
+        assert_eq!(res[0].as_ref().unwrap().unwrap().uid, 10);
         assert!(res[1]
             .as_ref()
             .unwrap_err()
             .to_string()
             .contains("Message too large"));
-        assert_eq!(res[2].as_ref().unwrap(), &Some(11));
+        assert_eq!(res[2].as_ref().unwrap().unwrap().uid, 11);
         let w = String::from_utf8(c.get_mut().written.clone()).unwrap();
         assert!(w.starts_with(
             "M0001 APPEND \"INBOX\" (\\Seen) \"01-Jan-2020 10:00:00 +0000\" {3+}\r\na\r\n\r\n"
@@ -983,13 +1096,21 @@ mod tests {
         ];
         assert_eq!(
             c.append_multi(b"INBOX", &msgs).unwrap(),
-            vec![Some(10), Some(11)]
+            vec![
+                Some(AppendUid {
+                    uidvalidity: 7,
+                    uid: 10
+                }),
+                Some(AppendUid {
+                    uidvalidity: 7,
+                    uid: 11
+                })
+            ]
         );
         assert_eq!(
             String::from_utf8(c.get_mut().written.clone()).unwrap(),
             "M0001 APPEND \"INBOX\" (\\Seen) {3+}\r\na\r\n \"01-Jan-2020 10:00:00 +0000\" {4+}\r\nbb\r\n\r\n"
         );
-        assert_eq!(expand_uid_set("5,7:9"), vec![5, 7, 8, 9]);
     }
 
     #[test]
@@ -1013,6 +1134,130 @@ mod tests {
             c.get_mut().written,
             b"M0001 APPEND \"INBOX\" {3}\r\nx\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_command_with_a_line_break_outside_a_literal_is_never_sent() {
+        let mut c = replay("* OK [CAPABILITY IMAP4rev1 LITERAL+] ready\r\n");
+        c.greeting().unwrap();
+        for text in [&b"NOOP\r\nX1 CREATE evil"[..], b"NOOP\nX", b"NOOP\0"] {
+            let err = c.simple("NOOP", &[Part::Text(text)]).unwrap_err();
+            assert!(matches!(err, ImapError::Unsafe(_)), "{err}");
+            assert_eq!(err.retry(), Retry::Final);
+        }
+        assert!(c.get_mut().written.is_empty(), "nothing was sent");
+        // In a pipelined batch only the message with the bad value fails; its
+        // neighbours go, and nothing of it is on the wire.
+        let mut c = replay(concat!(
+            "* OK [CAPABILITY IMAP4rev1 LITERAL+] ready\r\n",
+            "M0001 OK [APPENDUID 7 1] done\r\n",
+            "M0003 OK [APPENDUID 7 2] done\r\n",
+        ));
+        c.greeting().unwrap();
+        let good = vec!["\\Seen".to_string()];
+        let bad = vec!["\\Seen\r\nX CREATE evil".to_string()];
+        let msgs: Vec<Append> = [&good, &bad, &good]
+            .iter()
+            .map(|f| Append {
+                mailbox: b"INBOX",
+                flags: f,
+                internal_date: None,
+                body: b"x\r\n",
+            })
+            .collect();
+        let res = c.append_many(&msgs).unwrap();
+        assert!(res[0].is_ok() && res[2].is_ok());
+        assert!(matches!(res[1], Err(ImapError::Unsafe(_))));
+        let w = String::from_utf8(c.get_mut().written.clone()).unwrap();
+        assert!(!w.contains("evil") && !w.contains("M0002"), "{w}");
+    }
+
+    #[test]
+    fn lines_and_literals_are_bounded() {
+        // Before login: 64 KiB.
+        let long = format!("* OK {}\r\n", "a".repeat(70_000));
+        let err = replay(&long).greeting().unwrap_err();
+        assert!(matches!(err, ImapError::Limit(_)), "{err}");
+        assert!(
+            err.to_string().contains("65536 bytes (limit before login)"),
+            "{err}"
+        );
+        assert_eq!(err.retry(), Retry::Final);
+        // After login the same line is fine.
+        let mut c = replay(&format!("{long}M0001 OK done\r\n"));
+        c.max_line = limits::MAX_LINE;
+        c.simple("NOOP", &[Part::Text(b"NOOP")]).unwrap();
+        // A literal over the limit is refused from its announcement.
+        let mut c = replay("* 1 FETCH (BODY[] {1073741825}\r\nxx");
+        c.max_line = limits::MAX_LINE;
+        let err = c.simple("NOOP", &[Part::Text(b"NOOP")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("1073741825 bytes, more than 1073741824"),
+            "{err}"
+        );
+        // An announcement alone allocates nothing big: the stream ends first.
+        let mut c = replay("* 1 FETCH (BODY[] {1000000000}\r\nxx");
+        c.max_line = limits::MAX_LINE;
+        let err = c.simple("NOOP", &[Part::Text(b"NOOP")]).unwrap_err();
+        assert!(matches!(err, ImapError::Io(_)), "{err}");
+    }
+
+    #[test]
+    fn appenduid_is_read_with_its_uidvalidity_and_malformed_ones_are_none() {
+        for (code, want) in [
+            ("APPENDUID 7 10", Some((7, 10))),
+            ("APPENDUID 4294967295 1", Some((4294967295, 1))),
+            ("APPENDUID 0 10", None),
+            ("APPENDUID 7 0", None),
+            ("APPENDUID 7 -1", None),
+            ("APPENDUID 7 4294967296", None),
+            ("APPENDUID 7 10:11", None),
+            ("APPENDUID 7", None),
+            ("APPENDUID 7 10 11", None),
+            ("UIDNEXT 10", None),
+        ] {
+            let status = Status {
+                kind: StatusKind::Ok,
+                code: Some(code.into()),
+                text: String::new(),
+            };
+            assert_eq!(
+                appenduid(&status).map(|a| (a.uidvalidity, a.uid)),
+                want,
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn uidvalidity_and_exists_say_whether_they_were_announced() {
+        for (lines, validity, announced, exists) in [
+            ("* 2 EXISTS\r\n* OK [UIDVALIDITY 9] x\r\n", 9, true, Some(2)),
+            ("* 2 EXISTS\r\n", 0, false, Some(2)),
+            (
+                "* 2 EXISTS\r\n* OK [UIDVALIDITY 0] x\r\n",
+                0,
+                false,
+                Some(2),
+            ),
+            ("* OK [UIDVALIDITY -3] x\r\n", 0, false, None),
+            ("* OK [UIDVALIDITY 4294967296] x\r\n", 0, false, None),
+        ] {
+            let mut c = replay(&format!("{lines}M0001 OK done\r\n"));
+            let sel = c.select(b"INBOX", true).unwrap();
+            assert_eq!(
+                (sel.uidvalidity, sel.uidvalidity_announced),
+                (validity, announced),
+                "{lines}"
+            );
+            assert_eq!(
+                sel.exists_announced.then_some(sel.exists),
+                exists,
+                "{lines}"
+            );
+            assert_eq!(c.exists(), exists);
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub mod types;
 pub mod utf7;
 
 use crate::error::Retry;
-pub use client::{Append, Client, ListEntry, Selected};
+pub use client::{Append, AppendUid, Client, ListEntry, Selected};
 use parse::Status;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +23,13 @@ pub enum ImapError {
     Bye(String),
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
+    /// The server sent more than a documented limit allows (`crate::limits`).
+    #[error("the server's answer is over a limit: {0}")]
+    Limit(String),
+    /// A command that would carry CR, LF or NUL outside a literal, refused before
+    /// a byte of it was sent.
+    #[error("{0}")]
+    Unsafe(String),
 }
 
 impl ImapError {
@@ -47,6 +54,7 @@ impl ImapError {
         match self {
             ImapError::Io(_) | ImapError::Bye(_) => Retry::Now,
             ImapError::Protocol(_) => Retry::Now,
+            ImapError::Limit(_) | ImapError::Unsafe(_) => Retry::Final,
             ImapError::Bad { .. } => Retry::Final,
             ImapError::No { .. } => match self.code().as_deref() {
                 Some("UNAVAILABLE") | Some("INUSE") | Some("OVERQUOTA") | Some("SERVERBUG") => {
@@ -55,6 +63,15 @@ impl ImapError {
                 _ => Retry::Final,
             },
         }
+    }
+
+    /// Whether this failure concerns one message only (the server refused it, or
+    /// mailferry refused to send it), so the others of a batch go on.
+    pub fn per_message(&self) -> bool {
+        matches!(
+            self,
+            ImapError::No { .. } | ImapError::Bad { .. } | ImapError::Unsafe(_)
+        )
     }
 
     /// The server's own words for a refusal (for reports), or the error text.

@@ -7,10 +7,17 @@
 //! message bodies stay opaque.
 //! Status responses (`OK`/`NO`/`BAD`/`BYE`/`PREAUTH`) keep the server's own words and
 //! response code so errors can show them to the user.
+//!
+//! The server is not trusted: every loop here consumes input or stops, lists nest
+//! at most [`MAX_DEPTH`] deep, a response holds at most [`MAX_VALUES`] values, a
+//! quoted string never spans a line, and numbers that must be UIDs are non-zero
+//! 32-bit values or the response is refused. A `* SEARCH` answer is read straight
+//! into UIDs (4 bytes each), not into values.
 
 use std::fmt;
 
-use super::types::{shown, valid_flag, ImapDate};
+use super::types::{shown, valid_flag, ImapDate, UidSet};
+use crate::limits::{MAX_DEPTH, MAX_LITERAL, MAX_VALUES};
 
 /// One parsed token of a response.
 #[derive(Clone, PartialEq, Eq)]
@@ -54,7 +61,9 @@ impl Value {
     }
     pub fn as_u64(&self) -> Option<u64> {
         match self {
-            Value::Atom(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+            Value::Atom(b) if !b.is_empty() && b.iter().all(u8::is_ascii_digit) => {
+                std::str::from_utf8(b).ok()?.parse().ok()
+            }
             _ => None,
         }
     }
@@ -128,6 +137,8 @@ pub enum Response {
     Data { name: String, rest: Vec<Value> },
     /// `+ text`
     Continue(String),
+    /// `* SEARCH n n n …`: the UIDs (or sequence numbers), as a set of ranges.
+    Search(UidSet),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +159,8 @@ struct Cursor<'a> {
     pos: usize,
     /// Literals read apart from the text, taken in order; `None`: inlined in `b`.
     apart: Option<std::collections::VecDeque<Vec<u8>>>,
+    depth: usize,
+    values: usize,
 }
 
 impl<'a> Cursor<'a> {
@@ -185,16 +198,29 @@ impl<'a> Cursor<'a> {
 
     fn value(&mut self) -> Result<Value, ParseError> {
         self.skip_spaces();
+        self.values += 1;
+        if self.values > MAX_VALUES {
+            return err(format!(
+                "the response has more than {MAX_VALUES} values (limit)"
+            ));
+        }
         match self.peek() {
             None => err("response ended where a value was expected"),
             Some(b'(') => {
                 self.pos += 1;
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return err(format!(
+                        "the response nests lists more than {MAX_DEPTH} deep (limit)"
+                    ));
+                }
                 let mut items = Vec::new();
                 loop {
                     self.skip_spaces();
                     match self.peek() {
                         Some(b')') => {
                             self.pos += 1;
+                            self.depth -= 1;
                             return Ok(Value::List(items));
                         }
                         None | Some(b'\r') | Some(b'\n') => return err("unterminated list"),
@@ -202,12 +228,15 @@ impl<'a> Cursor<'a> {
                     }
                 }
             }
+            Some(b')') => err("a ')' that closes no list"),
             Some(b'"') => {
                 self.pos += 1;
                 let mut out = Vec::new();
                 loop {
                     match self.peek() {
-                        None => return err("unterminated quoted string"),
+                        None | Some(b'\r') | Some(b'\n') => {
+                            return err("unterminated quoted string")
+                        }
                         Some(b'\\') => {
                             self.pos += 1;
                             match self.peek() {
@@ -242,6 +271,10 @@ impl<'a> Cursor<'a> {
                     self.pos += 1;
                 }
                 let atom = &self.b[start..self.pos];
+                if atom.is_empty() {
+                    // Nothing consumed: refuse rather than loop.
+                    return err("a value was expected");
+                }
                 if atom.eq_ignore_ascii_case(b"NIL") {
                     Ok(Value::Nil)
                 } else {
@@ -264,6 +297,11 @@ impl<'a> Cursor<'a> {
             .ok()
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| ParseError("bad literal length".into()))?;
+        if len > MAX_LITERAL {
+            return err(format!(
+                "a literal of {len} bytes, more than {MAX_LITERAL} (limit)"
+            ));
+        }
         if self.peek() == Some(b'+') {
             self.pos += 1;
         }
@@ -346,6 +384,8 @@ pub fn parse_response(b: &[u8]) -> Result<Response, ParseError> {
         b,
         pos: 0,
         apart: None,
+        depth: 0,
+        values: 0,
     })
 }
 
@@ -356,6 +396,8 @@ pub fn parse_response_with(b: &[u8], literals: Vec<Vec<u8>>) -> Result<Response,
         b,
         pos: 0,
         apart: Some(literals.into()),
+        depth: 0,
+        values: 0,
     })
 }
 
@@ -379,6 +421,9 @@ fn parse(mut c: Cursor<'_>) -> Result<Response, ParseError> {
                 return Ok(Response::Numbered { num, name, rest });
             }
             let name = String::from_utf8_lossy(word).to_ascii_uppercase();
+            if name == "SEARCH" {
+                return search_numbers(c.rest_of_line()).map(Response::Search);
+            }
             let rest = c.values()?;
             Ok(Response::Data { name, rest })
         }
@@ -397,6 +442,35 @@ fn parse(mut c: Cursor<'_>) -> Result<Response, ParseError> {
             }
         }
     }
+}
+
+/// The numbers of a `* SEARCH` answer: each a non-zero 32-bit number.
+fn search_numbers(line: &[u8]) -> Result<UidSet, ParseError> {
+    let mut out = Vec::new();
+    for word in line.split(|&c| c == b' ').filter(|w| !w.is_empty()) {
+        match std::str::from_utf8(word)
+            .ok()
+            .and_then(|w| w.parse::<u32>().ok())
+        {
+            Some(n) if n > 0 && word.iter().all(u8::is_ascii_digit) => out.push(n),
+            _ => {
+                return err(format!(
+                    "SEARCH answered {}, which is not a UID (a number from 1 to 4294967295)",
+                    shown(word)
+                ))
+            }
+        }
+    }
+    Ok(UidSet::from_uids(out))
+}
+
+/// A UID: a non-zero 32-bit number written as digits (RFC 3501 `nz-number`).
+pub fn nz_number(v: &Value) -> Option<u32> {
+    let b = v.as_bytes().filter(|_| matches!(v, Value::Atom(_)))?;
+    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(b).ok()?.parse().ok().filter(|&n| n > 0)
 }
 
 /// If `line` (ending in CRLF or LF) ends with a literal announcement `{N}` / `{N+}` /
@@ -467,8 +541,23 @@ pub fn parse_fetch(seq: u32, rest: Vec<Value>) -> Result<Fetch, ParseError> {
             .next()
             .ok_or_else(|| ParseError(format!("FETCH item {key} has no value")))?;
         match key.as_str() {
-            "UID" => f.uid = val.as_u64().map(|v| v as u32),
-            "RFC822.SIZE" => f.size = val.as_u64(),
+            "UID" => {
+                f.uid = Some(nz_number(&val).ok_or_else(|| {
+                    ParseError(format!(
+                        "FETCH gave the UID {}, which is not a UID (a number from 1 to 4294967295)",
+                        shown_value(&val)
+                    ))
+                })?)
+            }
+            "RFC822.SIZE" => match val.as_u64().filter(|_| matches!(val, Value::Atom(_))) {
+                Some(n) => f.size = Some(n),
+                None => {
+                    f.problem.get_or_insert(format!(
+                        "the server's RFC822.SIZE {} is not a size",
+                        shown_value(&val)
+                    ));
+                }
+            },
             "INTERNALDATE" => {
                 // A quoted date-time (RFC 3501); parsed, never kept as the server's text.
                 match val
@@ -626,6 +715,104 @@ mod tests {
             parse_response(b"+ OK\r\n").unwrap(),
             Response::Continue("OK".into())
         );
+    }
+
+    #[test]
+    fn every_loop_makes_progress_or_stops() {
+        // (response, what the error says); each must end, and quickly.
+        let deep = format!(
+            "* 1 FETCH ({}{}\r\n",
+            "(".repeat(50_000),
+            ")".repeat(50_001)
+        );
+        let many = format!("* 1 FETCH (X ({}))\r\n", "a ".repeat(MAX_VALUES + 1));
+        for (input, says) in [
+            ("* 1 FETCH (UID 1) )\r\n", "closes no list"),
+            ("* LIST ) \"/\" INBOX\r\n", "closes no list"),
+            ("* 1 FETCH (UID 1 FLAGS (\\Seen)))\r\n", "closes no list"),
+            (deep.as_str(), "more than 64 deep"),
+            (many.as_str(), "more than 100000 values"),
+            (
+                "* LIST () \"/\" \"a\r\nb\"\r\n",
+                "unterminated quoted string",
+            ),
+            (
+                "* 1 FETCH (BODY[] {999999999999999999999}\r\n)\r\n",
+                "bad literal length",
+            ),
+            ("* 1 FETCH (BODY[] {2000000000}\r\n)\r\n", "(limit)"),
+        ] {
+            let started = std::time::Instant::now();
+            let e = parse_response(input.as_bytes()).unwrap_err();
+            assert!(e.0.contains(says), "{e} for {:.60}", input);
+            assert!(started.elapsed().as_secs() < 2);
+        }
+        // Nesting up to the limit is fine.
+        let ok = format!("* 1 FETCH (X {}{})\r\n", "(".repeat(62), ")".repeat(62));
+        assert!(parse_response(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn search_numbers_are_uids_or_the_answer_is_refused() {
+        let Response::Search(set) = parse_response(b"* SEARCH 5 1 2 3 9\r\n").unwrap() else {
+            panic!()
+        };
+        assert_eq!(set.to_string(), "1:3,5,9");
+        let Response::Search(set) = parse_response(b"* SEARCH\r\n").unwrap() else {
+            panic!()
+        };
+        assert!(set.is_empty());
+        for bad in [
+            "* SEARCH 1 -2\r\n",
+            "* SEARCH 0\r\n",
+            "* SEARCH 4294967296\r\n",
+            "* SEARCH +4\r\n",
+            "* SEARCH (MODSEQ 3)\r\n",
+        ] {
+            let e = parse_response(bad.as_bytes()).unwrap_err();
+            assert!(e.0.contains("not a UID"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn fetch_values_are_typed_or_refused() {
+        let fetch = |items: &str| {
+            let Response::Numbered { num, rest, .. } =
+                parse_response(format!("* 1 FETCH ({items})\r\n").as_bytes()).unwrap()
+            else {
+                panic!()
+            };
+            parse_fetch(num, rest)
+        };
+        // A UID that is not a non-zero 32-bit number ends the FETCH.
+        for uid in ["0", "-1", "4294967296", "+5", "NIL", "\"5\""] {
+            let e = fetch(&format!("UID {uid}")).unwrap_err();
+            assert!(e.0.contains("not a UID"), "{uid}: {e}");
+        }
+        assert_eq!(fetch("UID 4294967295").unwrap().uid, Some(4294967295));
+        // A date or flag that is not one makes the message's problem, escaped.
+        let f =
+            fetch("UID 2 INTERNALDATE {38}\r\n01-Jan-2020 10:00:00 +0000\"\r\nX1 NOOP \"").unwrap();
+        assert_eq!(f.internal_date, None);
+        let p = f.problem.unwrap();
+        assert!(
+            p.contains("INTERNALDATE") && p.contains("\\r\\nX1 NOOP"),
+            "{p}"
+        );
+        let f = fetch("UID 3 FLAGS (\\Seen {9}\r\nx\r\nX CR y)").unwrap();
+        assert!(f.problem.unwrap().contains("not an IMAP flag"));
+        let f = fetch("UID 3 FLAGS (\\Seen \"quoted\")").unwrap();
+        assert!(f.problem.is_some());
+        let f = fetch("UID 3 RFC822.SIZE -5").unwrap();
+        assert!(f.problem.unwrap().contains("RFC822.SIZE"));
+        let f = fetch("UID 4 FLAGS (\\Seen $Label1) INTERNALDATE \" 1-Jan-2020 10:00:00 +0000\"")
+            .unwrap();
+        assert_eq!(f.problem, None);
+        assert_eq!(
+            f.internal_date.unwrap().to_string(),
+            "01-Jan-2020 10:00:00 +0000"
+        );
+        assert!(fetch("UID 1 FLAGS NIL").is_err());
     }
 
     #[test]

@@ -27,11 +27,13 @@ pub fn open(
         Security::Implicit => {
             let stream = net::tls(tcp, &server.host, server.port, opts)?;
             let mut c = Client::new(stream, who);
+            c.set_timeout(opts.timeout);
             c.greeting().map_err(hint_port)?;
             c
         }
         Security::StartTls => {
             let mut c = Client::new(Stream::Plain(tcp), who);
+            c.set_timeout(opts.timeout);
             c.greeting().map_err(hint_port)?;
             if c.capabilities().is_empty() {
                 c.capability()?;
@@ -43,6 +45,7 @@ pub fn open(
                 };
                 let stream = net::tls(tcp, &server.host, server.port, opts)?;
                 let mut c = Client::new(stream, who);
+                c.set_timeout(opts.timeout);
                 c.capability()?;
                 c
             } else if opts.allow_plaintext {

@@ -106,6 +106,110 @@ pub fn valid_flag(f: &str) -> bool {
     }
 }
 
+/// A set of UIDs (RFC 3501 `sequence-set` of `nz-number`s, no `*`), kept as sorted,
+/// disjoint ranges: `1:1000002` is one range, never a million numbers in memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UidSet(Vec<(u32, u32)>);
+
+/// Ranges one set may hold (a 16 MiB line holds at most about 2 million).
+const MAX_RANGES: usize = 4_000_000;
+
+impl UidSet {
+    /// Parse `1:3,7,10:11` (either end of a range may come first). Anything else —
+    /// `*`, 0, numbers over 2^32-1, signs, empty parts — is `None`.
+    pub fn parse(text: &str) -> Option<UidSet> {
+        let num = |s: &str| digits(s, 1, 10).filter(|&n| n > 0);
+        let mut ranges = Vec::new();
+        for part in text.split(',') {
+            let (a, b) = match part.split_once(':') {
+                Some((a, b)) => (num(a)?, num(b)?),
+                None => (num(part)?, num(part)?),
+            };
+            ranges.push((a.min(b), a.max(b)));
+            if ranges.len() > MAX_RANGES {
+                return None;
+            }
+        }
+        Some(UidSet::from_ranges(ranges))
+    }
+
+    /// From UIDs in any order, duplicates allowed.
+    pub fn from_uids(mut uids: Vec<u32>) -> UidSet {
+        uids.sort_unstable();
+        UidSet::from_ranges(uids.into_iter().map(|u| (u, u)).collect())
+    }
+
+    fn from_ranges(mut r: Vec<(u32, u32)>) -> UidSet {
+        r.sort_unstable();
+        let mut out: Vec<(u32, u32)> = Vec::with_capacity(r.len());
+        for (a, b) in r {
+            match out.last_mut() {
+                Some(last) if u64::from(a) <= u64::from(last.1) + 1 => last.1 = last.1.max(b),
+                _ => out.push((a, b)),
+            }
+        }
+        UidSet(out)
+    }
+
+    /// How many UIDs (up to 2^32 - 1, so a u64).
+    pub fn len(&self) -> u64 {
+        self.0.iter().map(|&(a, b)| u64::from(b - a) + 1).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn contains(&self, uid: u32) -> bool {
+        let i = self.0.partition_point(|&(_, b)| b < uid);
+        self.0.get(i).is_some_and(|&(a, _)| a <= uid)
+    }
+
+    /// The UIDs `skip .. skip + max` in ascending order, as a set (a page of a
+    /// listing), without expanding the rest.
+    pub fn window(&self, skip: u64, max: u64) -> UidSet {
+        let (mut skip, mut left) = (skip, max);
+        let mut out = Vec::new();
+        for &(a, b) in &self.0 {
+            if left == 0 {
+                break;
+            }
+            let n = u64::from(b - a) + 1;
+            if skip >= n {
+                skip -= n;
+                continue;
+            }
+            let start = u64::from(a) + skip;
+            let take = (n - skip).min(left);
+            out.push((start as u32, (start + take - 1) as u32));
+            left -= take;
+            skip = 0;
+        }
+        UidSet(out)
+    }
+
+    /// Every UID, ascending (for small sets: a page, an APPENDUID).
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.0.iter().flat_map(|&(a, b)| a..=b)
+    }
+}
+
+impl fmt::Display for UidSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, &(a, b)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if a == b {
+                write!(f, "{a}")?;
+            } else {
+                write!(f, "{a}:{b}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A server's value for an error message: escaped (no control characters reach
 /// the terminal or a log line) and cut to 60 bytes.
 pub fn shown(v: &[u8]) -> String {
@@ -177,6 +281,43 @@ mod tests {
         ] {
             assert_eq!(valid_flag(f), ok, "{f:?}");
         }
+    }
+
+    #[test]
+    fn uid_sets_stay_ranges() {
+        for (text, want, len) in [
+            ("1:3,7,10:11", Some("1:3,7,10:11"), 6),
+            ("7,5:3", Some("3:5,7"), 4),
+            ("1:1000002", Some("1:1000002"), 1_000_002),
+            ("1:4294967295", Some("1:4294967295"), 4_294_967_295),
+            ("2,1,3", Some("1:3"), 3),
+            ("0:5", None, 0),
+            ("1:*", None, 0),
+            ("4294967296", None, 0),
+            ("-1", None, 0),
+            ("+1", None, 0),
+            ("1,,2", None, 0),
+            ("", None, 0),
+        ] {
+            let set = UidSet::parse(text);
+            assert_eq!(
+                set.as_ref().map(|s| s.to_string()).as_deref(),
+                want,
+                "{text}"
+            );
+            if let Some(s) = set {
+                assert_eq!(s.len(), len, "{text}");
+            }
+        }
+        let s = UidSet::parse("1:3,7,10:11").unwrap();
+        assert_eq!(s.window(0, 2).to_string(), "1:2");
+        assert_eq!(s.window(2, 3).to_string(), "3,7,10");
+        assert_eq!(s.window(5, 10).to_string(), "11");
+        assert!(s.window(6, 10).is_empty());
+        assert!(s.contains(7) && s.contains(11) && !s.contains(8) && !s.contains(12));
+        let huge = UidSet::parse("1:4294967295").unwrap();
+        assert_eq!(huge.window(4_294_967_294, 5).to_string(), "4294967295");
+        assert_eq!(UidSet::from_uids(vec![9, 4, 5, 4]).to_string(), "4:5,9");
     }
 
     #[test]
