@@ -41,8 +41,10 @@ use crate::secret::Password;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Pop3Error {
+    /// (Not the error's `source`: its text is already in this one's, and the
+    /// error chain printed with `{:#}` would say it twice.)
     #[error("connection error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// `-ERR` with the server's words (`text`, verbatim after `-ERR `, response code
     /// included); `code` is the RFC 2449/3206 response code in brackets if any
     /// ("AUTH", "IN-USE", "SYS/TEMP", "SYS/PERM", "LOGIN-DELAY"), upper-cased.
@@ -58,6 +60,12 @@ pub enum Pop3Error {
     /// names the limit); the session cannot go on.
     #[error("{0}")]
     Limit(String),
+}
+
+impl From<std::io::Error> for Pop3Error {
+    fn from(e: std::io::Error) -> Self {
+        Pop3Error::Io(e)
+    }
 }
 
 fn words(text: &str) -> &str {

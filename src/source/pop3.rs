@@ -49,6 +49,12 @@ impl Pop3Source {
         }
     }
 
+    /// A failure of the session, named after the endpoint.
+    fn named(&self) -> impl Fn(crate::pop3::Pop3Error) -> anyhow::Error {
+        let name = self.name.clone();
+        move |e| anyhow::Error::new(e).context(name.clone())
+    }
+
     fn s(&mut self) -> anyhow::Result<&mut Session> {
         self.session
             .as_mut()
@@ -172,7 +178,8 @@ impl Source for Pop3Source {
     }
 
     fn open(&mut self, _raw: &[u8]) -> anyhow::Result<Opened> {
-        let (count, _) = self.s()?.stat()?;
+        let named = self.named();
+        let (count, _) = self.s()?.stat().map_err(named)?;
         self.stat_count = Some(count);
         Ok(Opened {
             uidvalidity: 0,
@@ -181,8 +188,9 @@ impl Source for Pop3Source {
     }
 
     fn listing(&mut self) -> anyhow::Result<Vec<Meta>> {
-        let sizes = self.s()?.list()?;
-        let uidls = self.s()?.uidl()?;
+        let named = self.named();
+        let sizes = self.s()?.list().map_err(&named)?;
+        let uidls = self.s()?.uidl().map_err(&named)?;
         if uidls.is_none() && self.has_uidl {
             crate::log::warn(format!(
                 "{}: the server has no UIDL, so messages have no stable ids: every run downloads every message and only the dedupe keys keep copies out",
@@ -192,7 +200,7 @@ impl Source for Pop3Source {
         self.has_uidl = uidls.is_some();
         let stat_count = match self.stat_count {
             Some(c) => c,
-            None => self.s()?.stat()?.0,
+            None => self.s()?.stat().map_err(&named)?.0,
         };
         if stat_count as usize != sizes.len() {
             self.anomaly(format!(
@@ -229,13 +237,14 @@ impl Source for Pop3Source {
     }
 
     fn fetch(&mut self, metas: &[Meta], each: &mut dyn FnMut(&str, Vec<u8>)) -> anyhow::Result<()> {
+        let named = self.named();
         for m in metas {
             if m.problem.is_some() {
                 // Failed by the engine with its reason; not worth a download.
                 continue;
             }
             let n = m.order as u32;
-            let body = self.s()?.peek(n, m.size)?;
+            let body = self.s()?.peek(n, m.size).map_err(&named)?;
             if !crate::pop3::size_agrees(&body, m.size) {
                 self.anomaly(format!(
                     "message {n} ({}): the server sent {} bytes where LIST said {}; copied as sent",

@@ -1,0 +1,279 @@
+//! A hostile or broken POP3 server can neither steer mailferry nor make it lose
+//! mail silently: endless lines and trickled answers end the run in bounded memory
+//! and time with an error naming the limit, and what the server gets wrong about
+//! its own mailbox (STAT against LIST, shared UIDLs) is reported with exit 1 while
+//! every message still arrives. The source is a scripted server
+//! ([`common::fake_pop3`]), the target a real Dovecot.
+
+mod common;
+
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::fake_pop3::{FakePop3, Pop3Script, Retr};
+use common::*;
+
+const DST: &str = "paul@target.test";
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
+}
+
+/// `migrate` from the fake server to DST over IMAPS.
+fn migrate(d: &Dovecot, pop: &FakePop3) -> Run {
+    Run::new("migrate")
+        .from(pop.url())
+        .to(d.imaps_url(DST))
+        .passwords(d)
+        .ca(d)
+        .state(d.dir.path().join("state.sqlite"))
+        .arg("--allow-plaintext")
+}
+
+/// What a bounded run gave: its output, its peak resident memory in MB (VmHWM) and
+/// how long it took.
+struct Measured {
+    out: Output,
+    peak_mb: u64,
+    took: Duration,
+}
+
+/// Run mailferry, sampling its peak memory, and kill it once it passes `deadline`
+/// or `max_mb` (the code before the limits held endless lines in memory and
+/// waited on trickles for ever): the test then fails with what was seen.
+fn run_bounded(run: Run, deadline: Duration, max_mb: u64) -> Measured {
+    let started = Instant::now();
+    let mut child = run
+        .command()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0u64;
+    let mut killed = None;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path) {
+            if let Some(kb) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak_kb = peak_kb.max(kb);
+            }
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if started.elapsed() > deadline {
+            killed = Some(format!("still running after {deadline:?}"));
+        } else if peak_kb / 1024 > max_mb {
+            killed = Some(format!("over {max_mb} MB resident"));
+        }
+        if killed.is_some() {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    if let Some(why) = killed {
+        panic!(
+            "mailferry was killed: {why} (peak {} MB)\n{}",
+            peak_kb / 1024,
+            text(&out)
+        );
+    }
+    eprintln!(
+        "peak {} MB, {:.1} s\n{}",
+        peak_kb / 1024,
+        took.as_secs_f64(),
+        text(&out)
+    );
+    Measured {
+        out,
+        peak_mb: peak_kb / 1024,
+        took,
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn msg(n: usize) -> Vec<u8> {
+    format!(
+        "From: a{n}@example.test\r\nSubject: message {n}\r\nMessage-ID: <m{n}@example.test>\r\nDate: Mon, 1 Jan 2024 10:00:0{n} +0000\r\n\r\nbody {n}\r\n"
+    )
+    .into_bytes()
+}
+
+fn bodies(snap: &Snapshot) -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = snap
+        .0
+        .get("INBOX")
+        .map(|m| m.iter().map(|m| m.body.clone()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A greeting line that never ends: the run fails at the pre-login line limit
+/// (64 KiB), naming it, without holding the line.
+#[test]
+fn an_endless_greeting_fails_at_the_pre_login_limit_in_small_memory() {
+    let d = Dovecot::start(&[DST]);
+    let pop = FakePop3::start(Pop3Script::new(vec![msg(1)]).endless_greeting());
+    let m = run_bounded(
+        migrate(&d, &pop).args(["--retries", "0"]),
+        Duration::from_secs(60),
+        1024,
+    );
+    assert_ne!(m.out.status.code(), Some(0), "{}", text(&m.out));
+    let err = stderr(&m.out);
+    assert!(
+        err.contains("longer than 65536 bytes (limit)") && err.contains("greeting"),
+        "{}",
+        text(&m.out)
+    );
+    assert!(m.peak_mb < 100, "peak {} MB", m.peak_mb);
+    assert_eq!(d.count(DST), 0);
+}
+
+/// After login, a message line that never ends: the run fails at the line limit
+/// (16 MiB), naming it, in bounded memory; nothing half-read is copied.
+#[test]
+fn an_endless_line_in_a_message_fails_at_the_line_limit_in_bounded_memory() {
+    let d = Dovecot::start(&[DST]);
+    let pop = FakePop3::start(
+        Pop3Script::new(vec![msg(1)])
+            .with_uidls()
+            .retr(Retr::EndlessLine),
+    );
+    let m = run_bounded(
+        migrate(&d, &pop).args(["--retries", "0"]),
+        Duration::from_secs(120),
+        1024,
+    );
+    assert_ne!(m.out.status.code(), Some(0), "{}", text(&m.out));
+    let err = stderr(&m.out);
+    assert!(
+        err.contains("RETR 1") && err.contains("longer than 16777216 bytes (limit)"),
+        "{}",
+        text(&m.out)
+    );
+    // The 16 MiB line buffer, not the gigabytes the server would send.
+    assert!(m.peak_mb < 200, "peak {} MB", m.peak_mb);
+    assert_eq!(d.count(DST), 0);
+}
+
+/// A server that answers RETR with one keep-alive byte every 300 ms: each read
+/// succeeds within --timeout, but the command's budget (4 × --timeout plus the
+/// time its bytes need) runs out, and with --retries 0 the run ends.
+#[test]
+fn a_trickling_server_is_cut_by_the_command_budget() {
+    let d = Dovecot::start(&[DST]);
+    let pop = FakePop3::start(
+        Pop3Script::new(vec![msg(1)])
+            .with_uidls()
+            .retr(Retr::Trickle),
+    );
+    let m = run_bounded(
+        migrate(&d, &pop).args(["--timeout", "1", "--retries", "0"]),
+        Duration::from_secs(60),
+        1024,
+    );
+    assert!(m.took < Duration::from_secs(30), "took {:?}", m.took);
+    assert_ne!(m.out.status.code(), Some(0), "{}", text(&m.out));
+    assert!(
+        stderr(&m.out).contains("timed out") && stderr(&m.out).contains("one command"),
+        "{}",
+        text(&m.out)
+    );
+    assert_eq!(d.count(DST), 0);
+}
+
+/// STAT says three messages, LIST lists two: both are copied, and the summary
+/// names the disagreement with exit 1.
+#[test]
+fn stat_disagreeing_with_list_is_reported_with_exit_1() {
+    let d = Dovecot::start(&[DST]);
+    let pop = FakePop3::start(
+        Pop3Script::new(vec![msg(1), msg(2)])
+            .with_uidls()
+            .stat_count(3),
+    );
+    let out = migrate(&d, &pop).run();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(
+        all.contains("server disagreement: INBOX: STAT said 3 messages but LIST listed 2"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(bodies(&d.snapshot(DST)), vec![msg(1), msg(2)]);
+}
+
+/// Two messages with one UIDL are two messages: both arrive on the target, the
+/// shared UIDL is reported (exit 1), and a second run copies nothing again.
+#[test]
+fn messages_sharing_a_uidl_both_arrive_and_are_reported() {
+    let d = Dovecot::start(&[DST]);
+    let pop = FakePop3::start(
+        Pop3Script::new(vec![msg(1), msg(2), msg(3)]).uidls(&["same", "other", "same"]),
+    );
+    let out = migrate(&d, &pop).arg("--json").run();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let j = json(&out);
+    assert_eq!(
+        (j["copied"].as_u64(), j["duplicates"].as_u64()),
+        (Some(3), Some(0)),
+        "{j}"
+    );
+    let what = j["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| format!("{}: {}", a["folder"], a["what"]))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        what.contains("messages (numbers 1, 3) share the UIDL \\\"same\\\""),
+        "{what}"
+    );
+    assert!(what.contains("\"INBOX\""), "{what}");
+    assert_eq!(bodies(&d.snapshot(DST)), vec![msg(1), msg(2), msg(3)]);
+
+    // The ids are stable: nothing is copied again, the sharing is still said.
+    let out = migrate(&d, &pop).arg("--json").run();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let j = json(&out);
+    assert_eq!(
+        (j["copied"].as_u64(), j["duplicates"].as_u64()),
+        (Some(0), Some(0)),
+        "{j}"
+    );
+    assert_eq!(d.count(DST), 3);
+}
+
+/// A LIST answer that never ends is cut at the line-count limit; the run fails
+/// naming it and holds no more than the listing of that many lines.
+#[test]
+fn an_endless_list_is_cut_at_the_line_count_limit() {
+    let d = Dovecot::start(&[DST]);
+    let pop = FakePop3::start(Pop3Script::new(vec![msg(1)]).with_uidls().endless_list());
+    let m = run_bounded(
+        migrate(&d, &pop).args(["--retries", "0"]),
+        Duration::from_secs(300),
+        2048,
+    );
+    assert_ne!(m.out.status.code(), Some(0), "{}", text(&m.out));
+    assert!(
+        stderr(&m.out).contains("LIST")
+            && stderr(&m.out).contains("more than 10000000 lines (limit)"),
+        "{}",
+        text(&m.out)
+    );
+    assert_eq!(d.count(DST), 0);
+}
