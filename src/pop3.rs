@@ -218,7 +218,7 @@ const CAPABILITIES: Bounds = Bounds {
     bytes: MAX_LINE_PRE_LOGIN,
 };
 
-/// The budget of each command before [`Client::with_timeout`] sets `--timeout`'s.
+/// The budget of each command before [`Client::set_timeout`] sets `--timeout`'s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A status line: `+OK text` gives the text, `-ERR` an error for `command`.
@@ -279,16 +279,11 @@ const WHOLE_MESSAGE_LINES: u32 = 1_000_000_000;
 
 impl<S: Read + Write> Client<S> {
     /// Wrap a connected stream; `who` names it in traces ("source", "target").
-    /// Each command has the time budget of a [`DEFAULT_TIMEOUT`].
+    /// Each command has the time budget of a [`DEFAULT_TIMEOUT`] until
+    /// [`Client::set_timeout`].
     pub fn new(stream: S, who: &str) -> Self {
-        Self::with_timeout(stream, who, DEFAULT_TIMEOUT)
-    }
-
-    /// As [`Client::new`], each command with the time budget of `timeout`
-    /// (`--timeout`; see [`crate::limits::Paced`]).
-    pub fn with_timeout(stream: S, who: &str, timeout: Duration) -> Self {
         Client {
-            stream: BufReader::with_capacity(64 * 1024, Paced::new(stream, timeout)),
+            stream: BufReader::with_capacity(64 * 1024, Paced::new(stream, DEFAULT_TIMEOUT)),
             logged_in: false,
             doing: "the greeting".to_string(),
             caps: None,
@@ -296,6 +291,12 @@ impl<S: Read + Write> Client<S> {
             top: TopState::Untried,
             warned_retr: false,
         }
+    }
+
+    /// Each command from now on has the time budget of `timeout` (`--timeout`;
+    /// see [`crate::limits::Paced`]).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.stream.get_mut().set_timeout(timeout);
     }
 
     pub fn get_mut(&mut self) -> &mut S {
@@ -685,13 +686,15 @@ pub fn open(
     let mut client = match server.security {
         Security::Implicit => {
             let stream = net::tls(tcp, &server.host, server.port, opts)?;
-            let mut c = Client::with_timeout(stream, who, opts.timeout);
+            let mut c = Client::new(stream, who);
+            c.set_timeout(opts.timeout);
             c.greeting().map_err(greeting_error)?;
             c.capa().map_err(failed)?;
             c
         }
         Security::StartTls => {
-            let mut c = Client::with_timeout(Stream::Plain(tcp), who, opts.timeout);
+            let mut c = Client::new(Stream::Plain(tcp), who);
+            c.set_timeout(opts.timeout);
             c.greeting().map_err(greeting_error)?;
             c.capa().map_err(failed)?;
             if c.has_cap("STLS") {
@@ -700,7 +703,8 @@ pub fn open(
                     unreachable!("a fresh connection is plain")
                 };
                 let stream = net::tls(tcp, &server.host, server.port, opts)?;
-                let mut c = Client::with_timeout(stream, who, opts.timeout);
+                let mut c = Client::new(stream, who);
+                c.set_timeout(opts.timeout);
                 c.capa().map_err(failed)?;
                 c
             } else if opts.allow_plaintext {
@@ -770,15 +774,16 @@ mod tests {
     /// A replayed server whose every read (of 7 bytes at most) takes `delay`,
     /// each command with the budget of `timeout`.
     fn replay_slow(server: &[u8], delay: Duration, timeout: Duration) -> Client<Replay> {
-        Client::with_timeout(
+        let mut c = Client::new(
             Replay {
                 input: Cursor::new(server.to_vec()),
                 written: Vec::new(),
                 delay,
             },
             "test",
-            timeout,
-        )
+        );
+        c.set_timeout(timeout);
+        c
     }
     fn replay(server: &str) -> Client<Replay> {
         replay_bytes(server.as_bytes())
