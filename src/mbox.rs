@@ -13,7 +13,7 @@
 //! returns the last message of the file too, removes exactly one blank line before
 //! each separator (and at the end of the file), and unquotes per [`Dialect`].
 
-use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeZone, Utc};
 use std::io::{self, Write};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -138,10 +138,21 @@ fn sender_token(sender: &str) -> String {
 }
 
 /// C asctime form of the UTC time, e.g. `Thu Jan  1 00:00:00 1970`.
+///
+/// The year must come out as 4 digits, or the line is no separator to a reader
+/// (this one included) and the message would be read as part of the one before: a
+/// time whose UTC year is before 0 or after 9999 (`01-Jan-0000 00:00:00 +0100` is
+/// an INTERNALDATE a server may send) is written as the first or last second of
+/// that range. A backup's manifest keeps the exact date.
 fn asctime(date: Option<DateTime<FixedOffset>>) -> String {
     let utc = match date {
         Some(d) => d.with_timezone(&Utc),
         None => DateTime::<Utc>::UNIX_EPOCH,
+    };
+    let utc = match utc.year() {
+        ..=-1 => Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap(),
+        10000.. => Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+        _ => utc,
     };
     utc.format("%a %b %e %H:%M:%S %Y").to_string()
 }
@@ -373,19 +384,21 @@ impl<R: std::io::BufRead> Reader<R> {
 
     /// The next message, or `None` at the end of the stream.
     pub fn next_entry(&mut self) -> io::Result<Option<Entry>> {
-        if !self.started {
-            self.started = true;
-            if self.r.fill_buf()?.starts_with(BOM) {
-                self.r.consume(BOM.len());
-                self.at += BOM.len() as u64;
-            }
-        }
+        // A BOM is looked for in the file's first line, not in what the first read
+        // happened to buffer (a small buffer or a short read holds less than it).
+        let mut first_line = !self.started;
+        self.started = true;
         let mut body = Vec::new();
         loop {
             self.line.clear();
-            let n = self.r.read_until(b'\n', &mut self.line)?;
+            let mut n = self.r.read_until(b'\n', &mut self.line)?;
             if n == 0 {
                 return Ok(self.current.take().map(|c| self.finish(c, &body)));
+            }
+            if std::mem::take(&mut first_line) && self.line.starts_with(BOM) {
+                self.line.drain(..BOM.len());
+                self.at += BOM.len() as u64;
+                n -= BOM.len();
             }
             let line = &self.line;
             let is_sep =
@@ -492,6 +505,46 @@ mod tests {
             let mut out = Vec::new();
             write_message(&mut out, "s", None, msg).unwrap();
             assert_eq!(out, *want, "{:?}", String::from_utf8_lossy(msg));
+        }
+    }
+
+    /// A date whose UTC year has no 4 digits (found by tests/fuzz.rs): the separator
+    /// still reads as one, so the message is not glued to the one before.
+    #[test]
+    fn separator_years_stay_four_digits() {
+        for (date, year) in [
+            ("0000-01-01T00:30:00+01:00", "0000"),
+            ("9999-12-31T23:30:00-01:00", "9999"),
+            ("0999-06-01T00:00:00Z", "0999"),
+        ] {
+            let mut file = Vec::new();
+            write_message(&mut file, "a", None, b"one\n").unwrap();
+            write_message(&mut file, "b", Some(super::tests::date(date)), b"two\n").unwrap();
+            let entries = parse(&file, Dialect::Rd);
+            assert_eq!(messages(&entries), [&b"one\n"[..], b"two\n"], "{date}");
+            assert!(entries[1].from_line.ends_with(year.as_bytes()), "{date}");
+            assert!(from_line_date(&entries[1].from_line).is_some(), "{date}");
+        }
+    }
+
+    /// A BOM is found in the first line whatever the reader's buffer holds (found
+    /// by tests/fuzz.rs: a 1- or 2-byte buffer missed it, and every message).
+    #[test]
+    fn bom_with_a_small_buffer() {
+        let file = b"\xEF\xBB\xBFFrom a Thu Jan  1 00:00:00 1970\none\n\n";
+        for cap in 1..8 {
+            let mut r = Reader::new(
+                std::io::BufReader::with_capacity(cap, &file[..]),
+                Dialect::Rd,
+                0,
+            );
+            let e = r.next_entry().unwrap().unwrap();
+            assert_eq!(
+                (e.message.as_slice(), e.offset),
+                (&b"one\n"[..], 3),
+                "{cap}"
+            );
+            assert!(r.next_entry().unwrap().is_none());
         }
     }
 

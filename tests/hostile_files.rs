@@ -231,7 +231,7 @@ fn restore_reads_only_files_inside_the_backup_directory() {
 
     // Without the link, the directory restores (the rule stops only what it must).
     std::fs::remove_file(dir.join("link.mbox")).unwrap();
-    write_manifest(&manifest, &[good.clone()]);
+    write_manifest(&manifest, std::slice::from_ref(&good));
     let out = restore(&d, &dir, &state);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let snap = d.snapshot(DST);
