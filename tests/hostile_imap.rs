@@ -77,23 +77,19 @@ fn values_from_the_source_never_become_commands_on_the_target() {
     f.extend(literal("x)\r\nX3 CREATE hostile_flag\r\nX4 NOOP (y"));
     f.push(b')');
     flagged.flags = f;
-    let mut evil_name = FakeBox::new("", vec![FakeMsg::new(1, &msg(4))]);
-    evil_name.name = b"Evil\r\nX5 CREATE hostile_name".to_vec();
-    evil_name.wire = literal("Evil\r\nX5 CREATE hostile_name");
-    let fake = FakeImap::start(vec![
-        FakeBox::new("INBOX", vec![FakeMsg::new(1, &msg(1)), dated, flagged]),
-        evil_name,
-    ]);
+    let fake = FakeImap::start(vec![FakeBox::new(
+        "INBOX",
+        vec![FakeMsg::new(1, &msg(1)), dated, flagged],
+    )]);
     let state = d.dir.path().join("state.sqlite");
     let b = bounded(&from_fake(&fake, &d, &state).arg("--json"), 60);
     let out = text(&b.out);
-    assert_eq!(b.out.status.code(), Some(1), "{out}");
-
     let names = folders(&d, DST);
     assert!(
-        !names.iter().any(|n| n.starts_with("hostile")),
+        !names.iter().any(|n| n.contains("hostile")),
         "a command from the source ran on the target: {names:?}"
     );
+    assert_eq!(b.out.status.code(), Some(1), "{out}");
     // The good message arrived exactly; the two with hostile values failed, each
     // named with the value that was refused, escaped.
     assert_eq!(bodies(&d, DST, "INBOX"), vec![msg(1)]);
@@ -109,8 +105,23 @@ fn values_from_the_source_never_become_commands_on_the_target() {
     assert!(reason_of("2").contains("INTERNALDATE"), "{out}");
     assert!(reason_of("2").contains("\\r\\nX1 CREATE"), "escaped: {out}");
     assert!(reason_of("3").contains("not an IMAP flag"), "{out}");
-    // The odd folder name went over as a name, its control characters made `_`,
-    // with its message.
+}
+
+#[test]
+fn a_folder_name_with_line_breaks_arrives_as_a_name() {
+    let d = Dovecot::start(&[DST]);
+    let mut evil = FakeBox::new("", vec![FakeMsg::new(1, &msg(4))]);
+    evil.name = b"Evil\r\nX5 CREATE hostile_name".to_vec();
+    evil.wire = literal("Evil\r\nX5 CREATE hostile_name");
+    let fake = FakeImap::start(vec![FakeBox::new("INBOX", vec![]), evil]);
+    let state = d.dir.path().join("state.sqlite");
+    let b = bounded(&from_fake(&fake, &d, &state), 60);
+    let out = text(&b.out);
+    let names = folders(&d, DST);
+    assert!(!names.iter().any(|n| n.starts_with("hostile")), "{names:?}");
+    assert_eq!(b.out.status.code(), Some(0), "{out}");
+    // Its control characters are made `_` (no server takes them in a name), and
+    // its message is there.
     assert!(
         names.contains(&"Evil__X5 CREATE hostile_name".to_string()),
         "{names:?}"
