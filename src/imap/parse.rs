@@ -288,7 +288,10 @@ impl<'a> Cursor<'a> {
         if self.peek() == Some(b'~') {
             self.pos += 1;
         }
-        self.pos += 1; // '{'
+        if self.peek() != Some(b'{') {
+            return err("a '~' that starts no literal");
+        }
+        self.pos += 1;
         let start = self.pos;
         while matches!(self.peek(), Some(b'0'..=b'9')) {
             self.pos += 1;
@@ -729,6 +732,8 @@ mod tests {
         for (input, says) in [
             ("* 1 FETCH (UID 1) )\r\n", "closes no list"),
             ("* LIST ) \"/\" INBOX\r\n", "closes no list"),
+            ("* 1 FETCH (BINARY[] ~", "starts no literal"),
+            ("* 1 FETCH (BINARY[] ~x\r\n", "starts no literal"),
             ("* 1 FETCH (UID 1 FLAGS (\\Seen)))\r\n", "closes no list"),
             (deep.as_str(), "more than 64 deep"),
             (many.as_str(), "more than 100000 values"),
