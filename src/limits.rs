@@ -33,7 +33,7 @@ pub const COMMAND_TIMEOUTS: u32 = 4;
 /// 4 MB batch gets 256 s more, a 50 MB message 53 minutes.
 pub const MIN_RATE: u64 = 16 * 1024;
 /// Lines of one POP3 multi-line answer that is not a message (LIST, UIDL, CAPA).
-pub const MAX_POP3_LIST_LINES: usize = 10_000_000;
+pub const MAX_POP3_LIST_LINES: usize = 1_000_000;
 
 /// Read one line ending in `\n` into `buf` (cleared first), at most `max` bytes.
 /// Returns the bytes read (0 at end of stream). A longer line is an error naming

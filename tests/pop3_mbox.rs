@@ -382,7 +382,7 @@ fn pop3_server_without_uidl_relies_on_dedupe_keys() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("has no stable message ids (a POP3 server without UIDL)"),
+            .contains("has no stable message ids (a POP3 server without UIDL"),
         "{}",
         text(&out)
     );
