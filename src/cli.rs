@@ -45,6 +45,40 @@ pub enum Command {
 pub enum AddressesCommand {
     /// Check every address of a CSV file against the target host's rules.
     Check(AddressesCheckArgs),
+    /// Create the missing addresses of a CSV file on an Infomaniak mail hosting (API), with their passwords.
+    Create(AddressesCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AddressesCreateArgs {
+    /// The addresses: a batch CSV (target_user, and target_password where known) or a list of addresses.
+    pub file: PathBuf,
+    /// The column with the addresses [default: target_user, address or email, or the only column].
+    #[arg(long, value_name = "NAME")]
+    pub column: Option<String>,
+    /// The mail hosting (the number in the Manager's address of the mail service).
+    #[arg(long, value_name = "ID")]
+    pub mail_hosting: u64,
+    /// File whose first line is the API token (else MAILFERRY_API_TOKEN, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
+    /// The API's base URL (plain http:// only to this machine).
+    #[arg(long, value_name = "URL", default_value = crate::provision::DEFAULT_API_URL)]
+    pub api_url: String,
+    /// Write the CSV that `batch` reads: the same rows, each target_password a file: cell.
+    #[arg(long, value_name = "FILE.csv")]
+    pub out: Option<PathBuf>,
+    /// Where the password files go (owner-only) [default: FILE's name + "-passwords", beside FILE].
+    #[arg(long, value_name = "DIR")]
+    pub password_dir: Option<PathBuf>,
+    /// Write one CSV row per address: row, address, status, code, description, password_file.
+    #[arg(long, value_name = "FILE.csv")]
+    pub report: Option<PathBuf>,
+    /// List what would be created; create and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod faults;
 pub mod folders;
+pub mod http;
 pub mod imap;
 pub mod index;
 pub mod limits;
@@ -24,6 +25,7 @@ pub mod net;
 pub mod plan;
 pub mod pop3;
 pub mod progress;
+pub mod provision;
 pub mod retry;
 pub mod secret;
 pub mod source;
@@ -43,6 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Batch(a) => cmd::batch::run(a),
         Command::Addresses { command } => match command {
             cli::AddressesCommand::Check(a) => cmd::addresses::check(a),
+            cli::AddressesCommand::Create(a) => cmd::addresses::create(a),
         },
     }
 }
