@@ -71,6 +71,8 @@ pub struct FolderPlan {
     pub raw: Vec<u8>,
     pub display: String,
     pub target_name: String,
+    /// The special-use role the target folder should get if it is created.
+    pub role: Option<String>,
     pub uidvalidity: u32,
     /// Messages not yet copied, and their bytes, when the folder was planned.
     pub count: u64,
@@ -190,6 +192,20 @@ pub fn map_folders(
     target: &TargetLayout,
     opts: &Options,
 ) -> Vec<(Vec<u8>, String, String)> {
+    map_folders_with_roles(src_list, src_prefix, src_delim, target, opts)
+        .into_iter()
+        .map(|(raw, display, target_name, _)| (raw, display, target_name))
+        .collect()
+}
+
+/// As [`map_folders`], with each folder's special-use role (`\Sent`, …) if any.
+pub fn map_folders_with_roles(
+    src_list: &[ListEntry],
+    src_prefix: &str,
+    src_delim: Option<char>,
+    target: &TargetLayout,
+    opts: &Options,
+) -> Vec<(Vec<u8>, String, String, Option<String>)> {
     let mut folders = Vec::new();
     let mut roles = HashMap::new();
     // Roles the source marks by attribute are not also guessed from names.
@@ -210,12 +226,13 @@ pub fn map_folders(
         }
         folders.push((e.raw.clone(), Folder { path, role }));
     }
-    let mut out: Vec<(Vec<u8>, String, String)> = folders
+    let mut out: Vec<(Vec<u8>, String, String, Option<String>)> = folders
         .into_iter()
         .filter(|(_, f)| folders::selected(&f.display(), &opts.include, &opts.exclude))
         .map(|(raw, f)| {
             let tpath = folders::map_folder(&f, &opts.rules, target, &roles);
-            (raw, f.display(), folders::join_target(&tpath, target))
+            let role = f.role.clone().filter(|_| f.path.len() == 1);
+            (raw, f.display(), folders::join_target(&tpath, target), role)
         })
         .collect();
     out.sort_by(|a, b| a.1.cmp(&b.1));
@@ -223,7 +240,7 @@ pub fn map_folders(
     // hold, such as `a.b` on a target whose delimiter is `.`, becomes `a_b`; or a
     // --folder-map): say so, since their messages are put together there.
     let mut sources_of: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (_, display, target_name) in &out {
+    for (_, display, target_name, _) in &out {
         sources_of.entry(target_name).or_default().push(display);
     }
     let mut shared: Vec<_> = sources_of
@@ -444,6 +461,7 @@ pub fn migrate_into(
     summary.target = job.target.to_string();
     summary.dry_run = job.opts.dry_run;
     summary.failed.clear();
+    summary.failed_folders.clear();
     summary.stopped = None;
     let mut tgt = session::open(job.target, job.target_password, job.net, "target")?;
 
@@ -452,7 +470,7 @@ pub fn migrate_into(
     let (tgt_prefix, tgt_delim) = layout_of(&mut tgt, &tgt_list)?;
     let layout = target_layout(&tgt_list, tgt_prefix, tgt_delim);
     let opts = with_to_folder(job.opts, &tree)?;
-    let mapped = map_folders(&tree.entries, &tree.prefix, tree.delim, &layout, &opts);
+    let mapped = map_folders_with_roles(&tree.entries, &tree.prefix, tree.delim, &layout, &opts);
     let tgt_existing: HashSet<Vec<u8>> = tgt_list.iter().map(|e| e.raw.clone()).collect();
 
     let job_id = index.job(&summary.source, &summary.target)?;
@@ -462,7 +480,7 @@ pub fn migrate_into(
     let mut plans = Vec::new();
     let mut kept_total = 0usize;
     let (_, keep_listed) = crate::faults::listing_sizes(LISTING_PAGE, KEEP_LISTED);
-    for (raw, display, target_name) in mapped {
+    for (raw, display, target_name, role) in mapped {
         let opened = src.open(&raw)?;
         let mut tally = Tally::new();
         let mut listed = 0;
@@ -496,6 +514,7 @@ pub fn migrate_into(
             raw,
             display,
             target_name,
+            role,
             uidvalidity: opened.uidvalidity,
             count: tally.count,
             bytes: tally.bytes,
@@ -545,7 +564,8 @@ pub fn migrate_into(
     let ctx = GroupCtx {
         job,
         job_id,
-        tgt_existing: &tgt_existing,
+        delim: layout.delim,
+        tgt_existing: std::sync::Mutex::new(tgt_existing),
         progress: &progress,
     };
     match job.reopen.filter(|_| workers > 1 && !job.opts.delete_after) {
@@ -647,6 +667,10 @@ pub fn migrate_into(
                 summary.duplicates += part.duplicates;
                 summary.bytes += part.bytes;
                 summary.failed.extend(part.failed);
+                summary.failed_folders.extend(part.failed_folders);
+                for r in part.renamed {
+                    summary.renamed(&r.folder, &r.target_folder, &r.why);
+                }
                 for a in part.anomalies {
                     summary.anomaly(&a.folder, a.what);
                 }
@@ -680,7 +704,10 @@ pub fn note_anomalies(src: &mut dyn Source, summary: &mut Summary) {
 struct GroupCtx<'a, 'j> {
     job: &'a Job<'j>,
     job_id: i64,
-    tgt_existing: &'a HashSet<Vec<u8>>,
+    /// The target's hierarchy delimiter.
+    delim: Option<char>,
+    /// Target folders known to exist (listed at the start, or created since).
+    tgt_existing: std::sync::Mutex<HashSet<Vec<u8>>>,
     progress: &'a crate::progress::Progress,
 }
 
@@ -697,32 +724,154 @@ impl GroupCtx<'_, '_> {
         confirmed: &mut Vec<String>,
     ) -> Result<(), Stop> {
         for plan in group {
-            let target_raw = utf7::encode(&plan.target_name).into_bytes();
-            if !self.tgt_existing.contains(&target_raw) {
-                log::info(format!("creating {}", plan.target_name));
-                tgt.create(&target_raw)?;
-                if let Err(e) = tgt.subscribe(&target_raw) {
-                    log::warn(format!("could not subscribe to {}: {e}", plan.target_name));
+            match self.folder(plan, src, tgt, index, summary, confirmed) {
+                Ok(()) => {}
+                // The server refused something about this folder (CREATE, SELECT,
+                // EXAMINE, FETCH): the folder fails with its words, the others go on,
+                // and the next run tries it again.
+                Err(Stop::Error(e)) if folder_refusal(&e) => {
+                    summary.folder_failed(&plan.display, &plan.target_name, format!("{e:#}"));
                 }
+                Err(other) => return Err(other),
             }
-            if plan.count == 0 {
-                continue;
-            }
-            let mut copy = FolderCopy {
-                job: self.job,
-                job_id: self.job_id,
-                plan,
-                target_raw,
-                summary: &mut *summary,
-                index: &mut *index,
-                confirmed: &mut *confirmed,
-            };
-            let r = copy.copy(src, tgt, self.progress);
-            note_anomalies(src, summary);
-            r?;
         }
         Ok(())
     }
+
+    fn folder(
+        &self,
+        plan: &FolderPlan,
+        src: &mut dyn Source,
+        tgt: &mut Session,
+        index: &mut Index,
+        summary: &mut Summary,
+        confirmed: &mut Vec<String>,
+    ) -> Result<(), Stop> {
+        let target_name = self.ensure(plan, tgt, summary)?;
+        let renamed;
+        let plan = if target_name != plan.target_name {
+            renamed = FolderPlan {
+                target_name,
+                ..plan.clone()
+            };
+            &renamed
+        } else {
+            plan
+        };
+        if plan.count == 0 {
+            return Ok(());
+        }
+        let mut copy = FolderCopy {
+            job: self.job,
+            job_id: self.job_id,
+            plan,
+            target_raw: utf7::encode(&plan.target_name).into_bytes(),
+            summary: &mut *summary,
+            index: &mut *index,
+            confirmed: &mut *confirmed,
+        };
+        let r = copy.copy(src, tgt, self.progress);
+        note_anomalies(src, summary);
+        r
+    }
+
+    /// Make sure the plan's target folder exists; returns the name it has. A name
+    /// the target refuses is tried again as [`folders::plain_name`] makes it (the
+    /// target's own rules, learnt from its answer), and the folder is listed in the
+    /// summary as renamed.
+    fn ensure(
+        &self,
+        plan: &FolderPlan,
+        tgt: &mut Session,
+        summary: &mut Summary,
+    ) -> Result<String, Stop> {
+        let exists = |name: &str| {
+            self.tgt_existing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(utf7::encode(name).as_bytes())
+        };
+        let delim = self.delim;
+        let plain = folders::plain_name(&plan.target_name, delim);
+        if exists(&plan.target_name) {
+            return Ok(plan.target_name.clone());
+        }
+        if plain != plan.target_name && exists(&plain) {
+            summary.renamed(
+                &plan.display,
+                &plain,
+                "the target refused the name; an earlier run put the folder here",
+            );
+            return Ok(plain);
+        }
+        match self.create(&plan.target_name, plan.role.as_deref(), tgt) {
+            Ok(()) => Ok(plan.target_name.clone()),
+            Err(e) if e.per_message() && plain != plan.target_name => {
+                self.create(&plain, plan.role.as_deref(), tgt)
+                    .map_err(|_| e_context(&e, plan))?;
+                summary.renamed(
+                    &plan.display,
+                    &plain,
+                    &format!(
+                        "the target refused {:?}: {}",
+                        plan.target_name,
+                        e.server_words()
+                    ),
+                );
+                Ok(plain)
+            }
+            Err(e) => Err(Stop::Error(e_context(&e, plan))),
+        }
+    }
+
+    fn create(&self, name: &str, role: Option<&str>, tgt: &mut Session) -> Result<(), ImapError> {
+        let raw = utf7::encode(name).into_bytes();
+        log::info(format!("creating {name}"));
+        tgt.create_with_role(&raw, role)?;
+        if let Err(e) = tgt.subscribe(&raw) {
+            log::warn(format!("could not subscribe to {name}: {e}"));
+        }
+        self.tgt_existing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(raw);
+        Ok(())
+    }
+}
+
+/// A refusal of CREATE, with the folder named.
+fn e_context(e: &ImapError, plan: &FolderPlan) -> anyhow::Error {
+    FolderRefused(format!(
+        "the target refused to create {}: {}",
+        plan.target_name,
+        e.server_words()
+    ))
+    .into()
+}
+
+/// The server's refusal of one folder.
+#[derive(Debug)]
+struct FolderRefused(String);
+
+impl std::fmt::Display for FolderRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FolderRefused {}
+
+/// Whether an error is a server's final refusal concerning one folder (a NO or BAD
+/// that is not "try later", or a CREATE that failed), not a lost connection, a
+/// busy server or a broken protocol.
+fn folder_refusal(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.is::<FolderRefused>()
+            || c.downcast_ref::<ImapError>().is_some_and(|i| {
+                matches!(i, ImapError::No { .. } | ImapError::Bad { .. })
+                    && i.retry() == Retry::Final
+            })
+    })
 }
 
 enum Stop {

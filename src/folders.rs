@@ -334,3 +334,48 @@ mod tests {
         assert!(parse_map("=x").is_err());
     }
 }
+
+/// A target name in plain characters: in each level (split by `delim`), every
+/// character but letters, digits, space, `-` and `_` becomes `_`. Tried when a
+/// target refuses a name (Dovecot's Maildir++ takes no `.` even with `/` as its
+/// delimiter, `v1.2`; other servers refuse other characters), so that the folder
+/// still arrives, under a name that stays the same from run to run.
+pub fn plain_name(name: &str, delim: Option<char>) -> String {
+    let plain = |level: &str| -> String {
+        level
+            .chars()
+            .map(|c| {
+                if c.is_alphanumeric() || c == ' ' || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    match delim {
+        Some(d) => name
+            .split(d)
+            .map(plain)
+            .collect::<Vec<_>>()
+            .join(&d.to_string()),
+        None => plain(name),
+    }
+}
+
+#[cfg(test)]
+mod plain_tests {
+    #[test]
+    fn plain_names_keep_levels_and_letters() {
+        for (name, delim, want) in [
+            ("v1.2", Some('/'), "v1_2"),
+            ("Archive/2019.01", Some('/'), "Archive/2019_01"),
+            ("INBOX.a+b", Some('.'), "INBOX.a_b"),
+            ("Café Crème", None, "Café Crème"),
+            ("x:y*z", Some('/'), "x_y_z"),
+            ("plain", Some('/'), "plain"),
+        ] {
+            assert_eq!(super::plain_name(name, delim), want, "{name}");
+        }
+    }
+}

@@ -21,6 +21,24 @@ pub struct Anomaly {
     pub what: String,
 }
 
+/// A folder the servers refused (CREATE, SELECT, EXAMINE, FETCH): its messages
+/// are not copied in this run and are tried again in the next.
+#[derive(Debug, Clone, Serialize)]
+pub struct FolderFailure {
+    pub folder: String,
+    pub target_folder: String,
+    /// The server's own words.
+    pub reason: String,
+}
+
+/// A folder that went to another name than the usual one, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Renamed {
+    pub folder: String,
+    pub target_folder: String,
+    pub why: String,
+}
+
 /// What a dry run would do for one folder.
 #[derive(Debug, Clone, Serialize)]
 pub struct Planned {
@@ -39,6 +57,10 @@ pub struct Summary {
     pub copied: u64,
     pub duplicates: u64,
     pub failed: Vec<Failure>,
+    /// Folders that failed as a whole (see [`FolderFailure`]).
+    pub failed_folders: Vec<FolderFailure>,
+    /// Folders put under another name than the usual one.
+    pub renamed: Vec<Renamed>,
     /// What the servers said that did not add up (see [`Anomaly`]).
     pub anomalies: Vec<Anomaly>,
     pub bytes: u64,
@@ -50,6 +72,10 @@ pub struct Summary {
     /// Messages deleted from the source (`--delete-after`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted: Option<u64>,
+    /// The error that ended the run, when one did (the summary then says what
+    /// was done before it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// Set when the run stopped early (e.g. the target is over quota).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
@@ -65,7 +91,33 @@ impl Summary {
     }
 
     pub fn ok(&self) -> bool {
-        self.failed.is_empty() && self.stopped.is_none() && self.anomalies.is_empty()
+        self.failed.is_empty()
+            && self.failed_folders.is_empty()
+            && self.stopped.is_none()
+            && self.anomalies.is_empty()
+    }
+
+    /// A folder failed as a whole (said at once as a warning).
+    pub fn folder_failed(&mut self, folder: &str, target_folder: &str, reason: String) {
+        crate::log::warn(format!("{folder}: the folder is not copied: {reason}"));
+        self.failed_folders.push(FolderFailure {
+            folder: folder.to_string(),
+            target_folder: target_folder.to_string(),
+            reason,
+        });
+    }
+
+    /// A folder went to another name (said at once as a warning).
+    pub fn renamed(&mut self, folder: &str, target_folder: &str, why: &str) {
+        let r = Renamed {
+            folder: folder.to_string(),
+            target_folder: target_folder.to_string(),
+            why: why.to_string(),
+        };
+        if !self.renamed.contains(&r) {
+            crate::log::warn(format!("{folder} goes into {target_folder}: {why}"));
+            self.renamed.push(r);
+        }
     }
 
     /// Note a disagreement of a server's (also said at once as a warning).
@@ -129,6 +181,21 @@ impl Summary {
         if !self.failed.is_empty() {
             crate::progress::out("  failed messages are retried on the next run");
         }
+        for f in &self.failed_folders {
+            crate::progress::out(&format!(
+                "  failed folder: {} → {}: {}",
+                f.folder, f.target_folder, f.reason
+            ));
+        }
+        if !self.failed_folders.is_empty() {
+            crate::progress::out("  failed folders are retried on the next run");
+        }
+        for r in &self.renamed {
+            crate::progress::out(&format!(
+                "  renamed: {} → {} ({})",
+                r.folder, r.target_folder, r.why
+            ));
+        }
         for a in &self.anomalies {
             crate::progress::out(&format!("  server disagreement: {}: {}", a.folder, a.what));
         }
@@ -144,6 +211,9 @@ impl Summary {
         }
         if let Some(s) = &self.stopped {
             crate::progress::out(&format!("  stopped: {s}"));
+        }
+        if let Some(e) = &self.error {
+            crate::progress::out(&format!("  ended by an error: {e}"));
         }
     }
 }

@@ -255,6 +255,11 @@ fn account_result(acc: &Account, opts: &Options, net: &NetOptions, state: &Path)
                         .map(|f| format!("{} message {}: {}", f.folder, f.id, f.reason))
                 })
                 .or_else(|| {
+                    s.failed_folders
+                        .first()
+                        .map(|f| format!("folder {}: {}", f.folder, f.reason))
+                })
+                .or_else(|| {
                     s.anomalies.first().map(|a| {
                         format!("{}: the server disagreed with itself: {}", a.folder, a.what)
                     })

@@ -58,11 +58,19 @@ pub fn copy(
     };
     let started = std::time::Instant::now();
     let mut summary = crate::summary::Summary::default();
-    crate::retry::run(&net, from, || {
+    let result = crate::retry::run(&net, from, || {
         let mut src = open()?;
         engine::migrate_into(src.as_mut(), &job, &mut index, &mut summary)
-    })?;
+    });
     summary.finish(started);
+    if let Err(e) = result {
+        // Whatever ended the run, what it did is said (and the error after it).
+        summary.error = Some(format!("{e:#}"));
+        if c.json || !summary.source.is_empty() {
+            summary.print(c.json);
+        }
+        return Err(e);
+    }
     summary.print(c.json);
     Ok(if summary.ok() { EXIT_OK } else { EXIT_PARTIAL })
 }

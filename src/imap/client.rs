@@ -595,19 +595,68 @@ impl<S: Read + Write> Client<S> {
         Ok(sel)
     }
 
-    /// CREATE a mailbox; "already exists" is success.
+    /// CREATE a mailbox. A refusal is checked with LIST: a mailbox that turns out
+    /// to exist (whatever the server's words: Dovecot says `[ALREADYEXISTS]`,
+    /// Cyrus "Mailbox already exists", Courier "Cannot create this folder.") is
+    /// success.
     pub fn create(&mut self, mailbox: &[u8]) -> Result<(), ImapError> {
+        self.create_with_role(mailbox, None)
+    }
+
+    /// CREATE, with `(USE (\Role))` (RFC 6154) where the server offers
+    /// CREATE-SPECIAL-USE and a role is given; a refused USE falls back to a plain
+    /// CREATE.
+    pub fn create_with_role(
+        &mut self,
+        mailbox: &[u8],
+        role: Option<&str>,
+    ) -> Result<(), ImapError> {
+        let mut q = Vec::new();
+        let name = mailbox_part(mailbox, &mut q);
+        let role = role.filter(|r| {
+            self.has_cap("CREATE-SPECIAL-USE") && super::types::valid_flag(r) && r.starts_with('\\')
+        });
+        if let Some(r) = role {
+            let with_use = format!(" (USE ({r}))");
+            let parts = [
+                Part::Text(b"CREATE "),
+                name,
+                Part::Text(with_use.as_bytes()),
+            ];
+            if self.simple("CREATE", &parts).is_ok() {
+                return Ok(());
+            }
+        }
         let mut q = Vec::new();
         let parts = [Part::Text(b"CREATE "), mailbox_part(mailbox, &mut q)];
         match self.simple("CREATE", &parts) {
             Ok(_) => Ok(()),
-            Err(ImapError::No { status, .. })
-                if status.code_name().as_deref() == Some("ALREADYEXISTS") =>
-            {
-                Ok(())
+            Err(e @ (ImapError::No { .. } | ImapError::Bad { .. })) => {
+                if self.listed(mailbox)? {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Whether LIST shows this exact mailbox.
+    pub fn listed(&mut self, mailbox: &[u8]) -> Result<bool, ImapError> {
+        let mut q = Vec::new();
+        let parts = [Part::Text(b"LIST \"\" "), mailbox_part(mailbox, &mut q)];
+        let mut found = false;
+        self.run("LIST", &parts, |r| {
+            if let Response::Data { name, rest } = r {
+                if name == "LIST" {
+                    let e = list_entry(&rest)?;
+                    found |= e.raw == mailbox && !e.has_attr("\\NonExistent");
+                }
+            }
+            Ok(())
+        })?;
+        Ok(found)
     }
 
     pub fn subscribe(&mut self, mailbox: &[u8]) -> Result<(), ImapError> {

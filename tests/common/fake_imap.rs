@@ -88,6 +88,10 @@ pub struct State {
     pub appenduid_validity: Option<String>,
     /// Every command line received, in order.
     pub log: Vec<Vec<u8>>,
+    /// The capabilities announced after login.
+    pub caps: String,
+    /// CREATE of these names is refused (`NO [CANNOT] …`).
+    pub refuse_create: Vec<Vec<u8>>,
 }
 
 pub struct FakeImap {
@@ -105,6 +109,8 @@ impl FakeImap {
             hook: None,
             appenduid_validity: None,
             log: Vec::new(),
+            caps: CAPS.to_string(),
+            refuse_create: Vec::new(),
         }));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -266,12 +272,13 @@ fn serve(conn: TcpStream, st: &Arc<Mutex<State>>) -> std::io::Result<()> {
             }
         }
         let ok = |what: &str| format!("{tag} OK {what}\r\n").into_bytes();
+        let caps = st.lock().unwrap().caps.clone();
         let reply: Vec<u8> = match name.as_str() {
             "AUTHENTICATE" | "LOGIN" => {
-                format!("{tag} OK [CAPABILITY {CAPS}] logged in\r\n").into_bytes()
+                format!("{tag} OK [CAPABILITY {caps}] logged in\r\n").into_bytes()
             }
             "CAPABILITY" => {
-                let mut v = format!("* CAPABILITY {CAPS}\r\n").into_bytes();
+                let mut v = format!("* CAPABILITY {caps}\r\n").into_bytes();
                 v.extend(ok("done"));
                 v
             }
@@ -283,7 +290,10 @@ fn serve(conn: TcpStream, st: &Arc<Mutex<State>>) -> std::io::Result<()> {
             "LIST" => {
                 let s = st.lock().unwrap();
                 let mut v = Vec::new();
-                for b in &s.boxes {
+                // `LIST "" name` (no wildcard) lists that one mailbox.
+                let pattern = quoted_arg(&raw, 3);
+                let one = !pattern.contains(&b'*') && !pattern.contains(&b'%');
+                for b in s.boxes.iter().filter(|b| !one || b.name == pattern) {
                     v.extend_from_slice(b"* LIST () \"/\" ");
                     v.extend_from_slice(&b.wire);
                     v.extend_from_slice(b"\r\n");
@@ -315,7 +325,16 @@ fn serve(conn: TcpStream, st: &Arc<Mutex<State>>) -> std::io::Result<()> {
             "CREATE" => {
                 let mbox = quoted_arg(&raw, 2);
                 let mut s = st.lock().unwrap();
-                if !s.boxes.iter().any(|b| b.name == mbox) {
+                if s.refuse_create.contains(&mbox) {
+                    w.write_all(format!("{tag} NO [CANNOT] Invalid mailbox name\r\n").as_bytes())?;
+                    continue;
+                }
+                if s.boxes.iter().any(|b| b.name == mbox) {
+                    // Cyrus's words: no response code.
+                    w.write_all(format!("{tag} NO Mailbox already exists\r\n").as_bytes())?;
+                    continue;
+                }
+                {
                     let mut b = FakeBox::new("", Vec::new());
                     b.wire = raw_quote(&mbox);
                     b.name = mbox;

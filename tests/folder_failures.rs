@@ -1,0 +1,219 @@
+//! A folder is the unit of failure: a folder the target refuses fails alone (with
+//! the server's words and the folder's name), the others are copied, the exit code
+//! says so and the next run tries it again; a name the target cannot hold is
+//! renamed and listed; CREATE of a folder that exists is success whatever the
+//! server's words; a summary is printed whatever ends the run.
+
+mod common;
+
+use std::time::Duration;
+
+use common::fake_imap::*;
+use common::*;
+use mailferry::imap::Append;
+
+const SRC: &str = "fold@source.test";
+const DST: &str = "fold@target.test";
+
+fn msg(n: u32) -> Vec<u8> {
+    format!("From: a@example.test\r\nMessage-ID: <fold-{n}@example.test>\r\nSubject: {n}\r\n\r\nbody {n}\r\n")
+        .into_bytes()
+}
+
+/// Source folders (created on the Dovecot account SRC), one message each.
+fn source_folders(d: &Dovecot, names: &[&str]) {
+    let mut s = d.session(SRC);
+    for (i, name) in names.iter().enumerate() {
+        if *name != "INBOX" {
+            s.create(name.as_bytes()).unwrap();
+        }
+        s.append(&Append {
+            mailbox: name.as_bytes(),
+            flags: &[],
+            internal_date: None,
+            body: &msg(i as u32 + 1),
+        })
+        .unwrap();
+    }
+    s.logout();
+}
+
+fn into_fake(d: &Dovecot, target: &FakeImap, state: &str) -> Run {
+    Run::new("migrate")
+        .from(d.imaps_url(SRC))
+        .to(target.url("t@fake.test"))
+        .passwords(d)
+        .ca(d)
+        .state(d.dir.path().join(state))
+        .args(["--allow-plaintext", "--retries", "0", "--json"])
+}
+
+fn json(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
+}
+
+fn run(r: &Run) -> std::process::Output {
+    let b = run_bounded(r.command(), Duration::from_secs(120));
+    assert!(!b.killed, "{}", text(&b.out));
+    b.out
+}
+
+#[test]
+fn a_folder_the_target_refuses_fails_alone_and_is_tried_again() {
+    let d = Dovecot::start(&[SRC]);
+    source_folders(&d, &["INBOX", "Alpha", "Refused", "Zulu"]);
+    let target = FakeImap::start(vec![FakeBox::new("INBOX", vec![])])
+        .with(|s| s.refuse_create = vec![b"Refused".to_vec()]);
+    let out = run(&into_fake(&d, &target, "s.sqlite"));
+    let j = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let failed = j["failed_folders"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{j}");
+    assert_eq!(failed[0]["folder"], "Refused");
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("[CANNOT] Invalid mailbox name"),
+        "{j}"
+    );
+    // The folders before and after it were copied.
+    for name in ["INBOX", "Alpha", "Zulu"] {
+        assert_eq!(target.messages(name).len(), 1, "{name}: {}", text(&out));
+    }
+    assert!(target.messages("Refused").is_empty());
+    // The target takes it now: the next run copies it, and nothing else again.
+    target.state.lock().unwrap().refuse_create.clear();
+    let out = run(&into_fake(&d, &target, "s.sqlite"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(json(&out)["copied"], 1);
+    for name in ["INBOX", "Alpha", "Refused", "Zulu"] {
+        assert_eq!(target.messages(name).len(), 1, "{name}");
+    }
+}
+
+#[test]
+fn a_name_the_target_cannot_hold_is_renamed_and_listed() {
+    // Dovecot's Maildir++ takes no `.` in a name even with `/` as its delimiter.
+    let d = Dovecot::start(&[DST]);
+    let dir = d.dir.path().join("mboxes");
+    std::fs::create_dir(&dir).unwrap();
+    for (file, n) in [("2019.01.mbox", 1), ("Other.mbox", 2)] {
+        let mut data = b"From a@example.test Tue Jan  1 10:00:00 2019\n".to_vec();
+        data.extend(msg(n).iter().filter(|&&c| c != b'\r'));
+        data.push(b'\n');
+        std::fs::write(dir.join(file), data).unwrap();
+    }
+    let out = run(&Run::restore_into(&d, &dir, DST)
+        .state(d.dir.path().join("r.sqlite"))
+        .arg("--json"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let j = json(&out);
+    let renamed = j["renamed"].as_array().unwrap();
+    assert_eq!(renamed.len(), 1, "{j}");
+    assert_eq!(
+        (
+            renamed[0]["folder"].as_str(),
+            renamed[0]["target_folder"].as_str()
+        ),
+        (Some("2019.01"), Some("2019_01"))
+    );
+    let snap = d.snapshot(DST);
+    assert_eq!(
+        snap.0.get("2019_01").map(Vec::len),
+        Some(1),
+        "{:?}",
+        snap.0.keys()
+    );
+    assert_eq!(snap.0.get("Other").map(Vec::len), Some(1));
+    // Run again: it goes to the same folder, nothing twice, still listed.
+    let out = run(&Run::restore_into(&d, &dir, DST)
+        .state(d.dir.path().join("r.sqlite"))
+        .arg("--json"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(json(&out)["renamed"].as_array().unwrap().len(), 1);
+    assert_eq!(d.snapshot(DST).0.get("2019_01").map(Vec::len), Some(1));
+}
+
+#[test]
+fn two_folders_into_one_on_a_target_that_says_exists_in_its_own_words() {
+    let d = Dovecot::start(&[SRC]);
+    source_folders(&d, &["Trash", "Deleted Items"]);
+    // The target answers a CREATE of an existing folder as Cyrus does, without
+    // a response code.
+    let target = FakeImap::start(vec![FakeBox::new("INBOX", vec![])]);
+    let out = run(&into_fake(&d, &target, "s.sqlite").args([
+        "--folder-map",
+        "Trash=Old",
+        "--folder-map",
+        "Deleted Items=Old",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(target.messages("Old").len(), 2, "{}", text(&out));
+    let creates = target
+        .log()
+        .iter()
+        .filter(|l| String::from_utf8_lossy(l).contains("CREATE \"Old\""))
+        .count();
+    assert_eq!(creates, 1, "CREATE sent once");
+}
+
+#[test]
+fn special_use_folders_are_created_with_use_where_offered() {
+    let d = Dovecot::start(&[SRC]);
+    source_folders(&d, &["Sent"]);
+    let target = FakeImap::start(vec![FakeBox::new("INBOX", vec![])]).with(|s| {
+        s.caps =
+            "IMAP4rev1 LITERAL+ UIDPLUS NAMESPACE ESEARCH SPECIAL-USE CREATE-SPECIAL-USE".into()
+    });
+    let out = run(&into_fake(&d, &target, "s.sqlite").args(["--include", "Sent"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let log: Vec<String> = target
+        .log()
+        .iter()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("CREATE \"Sent\" (USE (\\Sent))")),
+        "{log:?}"
+    );
+    assert_eq!(target.messages("Sent").len(), 1);
+}
+
+#[test]
+fn a_summary_is_printed_whatever_ends_the_run() {
+    let d = Dovecot::start(&[SRC]);
+    source_folders(&d, &["INBOX", "Later"]);
+    // The target breaks the protocol on the second folder's SELECT.
+    let target = FakeImap::start(vec![FakeBox::new("INBOX", vec![])]).with(|s| {
+        s.hook = Some(std::sync::Arc::new(|c: &Cmd, _: &mut _| {
+            (c.name == "SELECT" && String::from_utf8_lossy(&c.raw).contains("Later"))
+                .then(|| b"* 1 FETCH (UID 1) )\r\n".to_vec())
+        }))
+    });
+    let out = run(&into_fake(&d, &target, "s.sqlite"));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let j = json(&out);
+    assert_eq!(j["copied"], 1, "{j}");
+    assert!(
+        j["error"].as_str().unwrap().contains("closes no list"),
+        "{j}"
+    );
+    // And in text: what was done, then the error.
+    let text_run = Run::new("migrate")
+        .from(d.imaps_url(SRC))
+        .to(target.url("t@fake.test"))
+        .passwords(&d)
+        .ca(&d)
+        .state(d.dir.path().join("t.sqlite"))
+        .args(["--allow-plaintext", "--retries", "0"]);
+    let out = run(&text_run);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("skipped as duplicates: 1"),
+        "{}",
+        text(&out)
+    );
+    assert!(stdout.contains("ended by an error:"), "{}", text(&out));
+}
