@@ -948,7 +948,11 @@ impl FolderCopy<'_, '_> {
         // one: a fetcher thread hands batches over a channel of one, so at most three
         // batches of bodies are in memory (being fetched, waiting, being appended).
         // `Ok(None)` marks the end; a closed channel without it is a failure.
-        type Batch = (Vec<Meta>, HashMap<String, (String, Vec<u8>)>);
+        type Batch = (
+            Vec<Meta>,
+            HashMap<String, (String, Vec<u8>)>,
+            HashMap<String, String>,
+        );
         std::thread::scope(|scope| -> Result<(), Stop> {
             let (tx, rx) = std::sync::mpsc::sync_channel::<anyhow::Result<Option<Batch>>>(1);
             scope.spawn(move || {
@@ -962,8 +966,10 @@ impl FolderCopy<'_, '_> {
                             let key = dedupe::key(&body, opts.dedupe);
                             bodies.insert(id.to_string(), (key, body));
                         });
+                        let refused: HashMap<String, String> =
+                            src.take_refused().into_iter().collect();
                         let failed = res.is_err();
-                        let msg = res.map(|()| Some((metas[range].to_vec(), bodies)));
+                        let msg = res.map(|()| Some((metas[range].to_vec(), bodies, refused)));
                         if tx.send(msg).is_err() || failed {
                             return false;
                         }
@@ -1003,7 +1009,7 @@ impl FolderCopy<'_, '_> {
                 }
             });
             loop {
-                let (batch, bodies) = match rx.recv() {
+                let (batch, bodies, refused) = match rx.recv() {
                     Ok(Ok(Some(b))) => b,
                     Ok(Ok(None)) => break,
                     Ok(Err(e)) => return Err(Stop::Error(e)),
@@ -1026,11 +1032,11 @@ impl FolderCopy<'_, '_> {
                     }
                     let Some((key, body)) = bodies.get(&meta.id) else {
                         // Not a silent skip: the run is partial and the next run tries again.
-                        self.fail(
-                            &mut records,
-                            meta,
+                        let why = refused.get(&meta.id).map_or(
                             "the source did not return this message (deleted meanwhile, or the server could not read it)",
+                            String::as_str,
                         );
+                        self.fail(&mut records, meta, why);
                         continue;
                     };
                     batch_bytes += meta.size;

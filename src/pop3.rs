@@ -189,6 +189,12 @@ fn listed_twice(numbers: impl Iterator<Item = u32>) -> Option<u32> {
 /// count CRLF line endings; one that stores bare LF may send them unconverted (one
 /// byte a line less), and a last line without its line ending gets one (two bytes
 /// more). Anything beyond that is a message the server did not deliver as listed.
+/// Whether a message is far from LIST's size (beyond [`size_agrees`] and by more
+/// than 5 %): not the message (a server's notice in its place), so not copied.
+pub fn size_far_off(body: &[u8], listed_size: u64) -> bool {
+    !size_agrees(body, listed_size) && (body.len() as u64).abs_diff(listed_size) * 20 > listed_size
+}
+
 pub fn size_agrees(body: &[u8], listed_size: u64) -> bool {
     let len = body.len() as u64;
     let lines = memchr::memchr_iter(b'\n', body).count() as u64;
@@ -443,6 +449,11 @@ impl<S: Read + Write> Client<S> {
     }
 
     /// Read the server greeting (`+OK text`).
+    /// `UTF8` (RFC 6856), in the AUTHORIZATION state, before logging in.
+    pub fn utf8(&mut self) -> Result<(), Pop3Error> {
+        self.simple("UTF8", "UTF8").map(|_| ())
+    }
+
     pub fn greeting(&mut self) -> Result<String, Pop3Error> {
         self.doing = "the greeting".to_string();
         self.stream.get_mut().begin();
@@ -719,6 +730,15 @@ pub fn open(
             }
         }
     };
+    // RFC 6856: a server that offers UTF8 may serve messages with raw UTF-8 in
+    // their headers only once it is enabled (Courier serves a notice instead).
+    if client.has_cap("UTF8") {
+        if let Err(e) = client.utf8() {
+            log::warn(format!(
+                "{server}: the server offers UTF8 but refused it: {e}"
+            ));
+        }
+    }
     client
         .login(&server.user, password.expose())
         .map_err(|e| login_error(server, e))?;
@@ -1295,5 +1315,26 @@ mod tests {
         ] {
             assert_eq!(size_agrees(body, listed), agrees, "{body:?} {listed}");
         }
+    }
+
+    #[test]
+    fn far_off_sizes_are_not_the_message() {
+        let body = b"Subject: x\r\n\r\nbody\r\n".to_vec(); // 20 bytes, 3 lines
+        for (listed, far) in [
+            (20, false),
+            (23, false),   // within the line-ending allowance
+            (21, false),
+            (2_000, true), // a notice in place of a 2 KB message
+            (10, true),
+        ] {
+            assert_eq!(size_far_off(&body, listed), far, "{listed}");
+        }
+    }
+
+    #[test]
+    fn utf8_is_sent_as_a_command() {
+        let mut c = replay("+OK UTF8 enabled\r\n");
+        c.utf8().unwrap();
+        assert_eq!(written(&mut c), "UTF8\r\n");
     }
 }

@@ -277,3 +277,47 @@ fn an_endless_list_is_cut_at_the_line_count_limit() {
     );
     assert_eq!(d.count(DST), 0);
 }
+
+/// A message with raw UTF-8 in its header, from a server that serves it only once
+/// UTF8 (RFC 6856) is enabled, as Courier POP3 does: mailferry enables it where
+/// CAPA offers it, and the message arrives byte for byte.
+#[test]
+fn utf8_is_enabled_where_offered_so_raw_utf8_headers_arrive() {
+    let d = Dovecot::start(&[DST]);
+    let utf8 = "From: Zoë <zoe@example.test>\r\nSubject: Grüße aus Zürich\r\nMessage-ID: <utf8@example.test>\r\n\r\nbody\r\n"
+        .as_bytes()
+        .to_vec();
+    let pop = FakePop3::start(
+        Pop3Script::new(vec![utf8.clone(), msg(2)])
+            .with_uidls()
+            .courier_utf8(),
+    );
+    let out = migrate(&d, &pop).run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mut want = vec![utf8, msg(2)];
+    want.sort();
+    assert_eq!(bodies(&d.snapshot(DST)), want);
+}
+
+/// A server that sends something else than the message (far from LIST's size): the
+/// message fails with the reason, nothing is stored, and the next run tries again.
+#[test]
+fn a_notice_in_place_of_a_message_fails_it() {
+    let d = Dovecot::start(&[DST]);
+    let pop = FakePop3::start(
+        Pop3Script::new(vec![msg(1)])
+            .with_uidls()
+            .retr(Retr::Notice),
+    );
+    for _ in 0..2 {
+        let out = migrate(&d, &pop).arg("--json").run();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let j = json(&out);
+        let reason = j["failed"][0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(reason.contains("so this is not the message"), "{j}");
+        assert_eq!(d.count(DST), 0);
+    }
+}

@@ -64,6 +64,11 @@ pub trait Source: Send {
             "this source does not support --delete-after",
         ))
     }
+    /// Messages the last [`Source::fetch`] did not hand over because what came is
+    /// not the message, as (id, reason): failed with that reason, tried again.
+    fn take_refused(&mut self) -> Vec<(String, String)> {
+        Vec::new()
+    }
     /// Disagreements between what the server announced and what it delivered,
     /// noticed since the last call, as (folder, what): the engine puts them in the
     /// summary (they make the exit code non-zero).

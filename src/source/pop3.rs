@@ -35,6 +35,8 @@ pub struct Pop3Source {
     stat_count: Option<u32>,
     /// What the server said that did not add up, as (folder, what).
     anomalies: Vec<(String, String)>,
+    /// Messages of the last fetch that were not handed over, with the reason.
+    refused: Vec<(String, String)>,
 }
 
 impl Pop3Source {
@@ -46,6 +48,7 @@ impl Pop3Source {
             has_uidl: true,
             stat_count: None,
             anomalies: Vec::new(),
+            refused: Vec::new(),
         }
     }
 
@@ -245,6 +248,19 @@ impl Source for Pop3Source {
             }
             let n = m.order as u32;
             let body = self.s()?.peek(n, m.size).map_err(&named)?;
+            if crate::pop3::size_far_off(&body, m.size) {
+                // Not the message: a server's notice in its place (Courier without
+                // UTF8 for a message with raw UTF-8 headers). Failed, tried again.
+                self.refused.push((
+                    m.id.clone(),
+                    format!(
+                        "the server sent {} bytes where LIST said {}, so this is not the message (a server notice in its place?); not copied",
+                        body.len(),
+                        m.size
+                    ),
+                ));
+                continue;
+            }
             if !crate::pop3::size_agrees(&body, m.size) {
                 self.anomaly(format!(
                     "message {n} ({}): the server sent {} bytes where LIST said {}; copied as sent",
@@ -279,6 +295,10 @@ impl Source for Pop3Source {
         s.quit()?;
         self.session = None;
         Ok(numbers.len())
+    }
+
+    fn take_refused(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.refused)
     }
 
     fn take_anomalies(&mut self) -> Vec<(String, String)> {

@@ -24,6 +24,9 @@ pub enum Retr {
     EndlessLine,
     /// `+OK`, then short lines without a terminating `.`, forever.
     EndlessLines,
+    /// A short notice in place of every message (as Courier does for raw UTF-8
+    /// headers without UTF8).
+    Notice,
 }
 
 /// What one [`FakePop3`] serves and how it misbehaves.
@@ -43,6 +46,8 @@ pub struct Pop3Script {
     pub endless_list: bool,
     /// Advertise TOP (and answer it like RETR).
     pub top: bool,
+    /// Behave as Courier POP3 does about UTF8 (see [`Pop3Script::courier_utf8`]).
+    pub courier_utf8: bool,
 }
 
 impl Pop3Script {
@@ -85,6 +90,13 @@ impl Pop3Script {
 
     pub fn endless_list(mut self) -> Pop3Script {
         self.endless_list = true;
+        self
+    }
+
+    /// As Courier: CAPA offers UTF8, and until the client sends it, a message with
+    /// 8-bit bytes in its header is served as a short notice instead.
+    pub fn courier_utf8(mut self) -> Pop3Script {
+        self.courier_utf8 = true;
         self
     }
 
@@ -160,6 +172,14 @@ fn forever(w: &mut TcpStream, chunk: &[u8], stop: &AtomicBool, sent: &AtomicUsiz
     }
 }
 
+fn eight_bit_header(m: &[u8]) -> bool {
+    let end = m
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(m.len());
+    m[..end].iter().any(|&c| c >= 0x80)
+}
+
 fn stuffed(m: &[u8]) -> Vec<u8> {
     let mut v = b"+OK\r\n".to_vec();
     for l in m.split_inclusive(|&c| c == b'\n') {
@@ -190,6 +210,7 @@ fn serve(
     }
     w.write_all(b"+OK fake POP3 ready\r\n")?;
     let mut line = String::new();
+    let mut utf8_on = false;
     loop {
         line.clear();
         if r.read_line(&mut line)? == 0 {
@@ -210,8 +231,15 @@ fn serve(
                 if s.top {
                     caps.push_str("TOP\r\n");
                 }
+                if s.courier_utf8 {
+                    caps.push_str("UTF8\r\n");
+                }
                 caps.push_str(".\r\n");
                 caps.into_bytes()
+            }
+            "UTF8" if s.courier_utf8 => {
+                utf8_on = true;
+                b"+OK UTF8 enabled\r\n".to_vec()
             }
             "USER" | "PASS" | "NOOP" => b"+OK\r\n".to_vec(),
             "STAT" => format!(
@@ -247,7 +275,11 @@ fn serve(
             "RETR" | "TOP" if cmd[0].eq_ignore_ascii_case("RETR") || s.top => match message() {
                 None => b"-ERR no such message\r\n".to_vec(),
                 Some(m) => match s.retr {
+                    Retr::Normal if s.courier_utf8 && !utf8_on && eight_bit_header(m) => stuffed(
+                        b"Subject: message not available\r\n\r\nThis message has UTF-8 headers; enable UTF8 to read it.\r\n",
+                    ),
                     Retr::Normal => stuffed(m),
+                    Retr::Notice => stuffed(b"Subject: not available\r\n\r\nThis message cannot be shown.\r\n"),
                     Retr::Trickle => {
                         w.write_all(b"+OK\r\n")?;
                         let keep = b"X-Keep-Alive: still here\r\n";
