@@ -148,7 +148,11 @@ def ensure_folder(imap, name: str, created: set):
     typ, data = imap.create(enc)
     text = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
     if typ != "OK" and "ALREADYEXISTS" not in text.upper() and "already exists" not in text.lower():
-        raise SeedError("CREATE %s failed: %s %s" % (enc, typ, text))
+        # Courier refuses an existing folder without saying so ("Cannot create this
+        # folder."): the folder is there if LIST shows it.
+        ltyp, ldata = imap.list('""', enc)
+        if ltyp != "OK" or not [d for d in ldata if d]:
+            raise SeedError("CREATE %s failed: %s %s" % (enc, typ, text))
     created.add(name)
 
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fake_imap;
+pub mod servers;
 pub mod fake_pop3;
 
 use std::collections::BTreeMap;

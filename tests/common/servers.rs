@@ -1,0 +1,483 @@
+//! Test beds beyond Dovecot: Cyrus IMAP 3.6 (with its POP3 server) in two layouts and
+//! Courier-IMAP 5.0 with Courier POP3, started per test like `Dovecot` by
+//! `scripts/testbed-cyrus.sh` and `scripts/testbed-courier.sh` on free loopback ports,
+//! with the shared self-signed test certificate (trusted through `ca()`, never by
+//! turning verification off). `scripts/install-deps.sh` unpacks both servers beside
+//! Dovecot.
+//!
+//! A [`MailServer`] offers what tests use of a `Dovecot`: URLs, the CA and password
+//! files, seeding with `scripts/seed.py`, and a [`Snapshot`] read back over IMAPS. The
+//! snapshot holds the personal namespace only, with the personal prefix (`INBOX.` on
+//! Cyrus's default layout and Courier) taken off and `/` as separator, so it compares
+//! with a Dovecot snapshot and with [`expected`] directly.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use super::{cert_dir, free_port, root, Msg, Snapshot, PASSWORD};
+use mailferry::endpoint::{Proto, Security, Server};
+use mailferry::engine::{decode_name, listing};
+use mailferry::imap::session;
+use mailferry::net::NetOptions;
+use mailferry::secret::Password;
+
+/// Cyrus's namespace layouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Cyrus's default: personal folders under `INBOX.`, `.` as separator; other
+    /// users' folders under `user.`, shared folders at the top level.
+    Default,
+    /// `altnamespace: yes` + `unixhierarchysep: yes`: no prefix, `/` as separator;
+    /// `Other Users/` and `Shared Folders/`.
+    AltNamespace,
+}
+
+/// A server family of the test bed (Dovecot is `Dovecot`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Cyrus(Layout),
+    Courier,
+}
+
+impl Family {
+    /// Every family besides Dovecot, for tests that run against each.
+    pub const ALL: [Family; 3] = [
+        Family::Cyrus(Layout::Default),
+        Family::Cyrus(Layout::AltNamespace),
+        Family::Courier,
+    ];
+
+    pub fn start(self, users: &[&str]) -> MailServer {
+        match self {
+            Family::Cyrus(layout) => Cyrus::start(users, layout),
+            Family::Courier => Courier::start(users),
+        }
+    }
+
+    /// A short name for messages: `cyrus`, `cyrus-altnamespace`, `courier`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Cyrus(Layout::Default) => "cyrus",
+            Family::Cyrus(Layout::AltNamespace) => "cyrus-altnamespace",
+            Family::Courier => "courier",
+        }
+    }
+
+    /// The personal namespace prefix as the server spells it.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Family::Cyrus(Layout::AltNamespace) => "",
+            _ => "INBOX.",
+        }
+    }
+
+    pub fn separator(self) -> char {
+        match self {
+            Family::Cyrus(Layout::AltNamespace) => '/',
+            _ => '.',
+        }
+    }
+
+    fn script(self) -> &'static str {
+        match self {
+            Family::Cyrus(_) => "scripts/testbed-cyrus.sh",
+            Family::Courier => "scripts/testbed-courier.sh",
+        }
+    }
+}
+
+/// Cyrus IMAP + Cyrus POP3 (`scripts/testbed-cyrus.sh`).
+pub struct Cyrus;
+
+impl Cyrus {
+    /// Users log in as given (`user@domain`) with [`PASSWORD`]; each has INBOX, Sent,
+    /// Drafts, Trash and Junk (special-use), created by Cyrus at the first login.
+    pub fn start(users: &[&str], layout: Layout) -> MailServer {
+        MailServer::start(Family::Cyrus(layout), users)
+    }
+}
+
+/// Courier-IMAP + Courier POP3 (`scripts/testbed-courier.sh`).
+pub struct Courier;
+
+impl Courier {
+    /// Users log in as given with [`PASSWORD`]; each has INBOX, INBOX.Sent,
+    /// INBOX.Drafts, INBOX.Trash and INBOX.Junk (Courier has no special-use).
+    pub fn start(users: &[&str]) -> MailServer {
+        MailServer::start(Family::Courier, users)
+    }
+}
+
+/// A running Cyrus or Courier; stopped when dropped (also when the test panics).
+pub struct MailServer {
+    pub family: Family,
+    pub dir: tempfile::TempDir,
+    pub imap: u16,
+    pub imaps: u16,
+    pub pop3: u16,
+    pub pop3s: u16,
+}
+
+impl MailServer {
+    fn start(family: Family, users: &[&str]) -> MailServer {
+        // As for Dovecot: a port picked free can be taken before the server binds it.
+        let mut last = String::new();
+        for _ in 0..4 {
+            match Self::try_start(family, users) {
+                Ok(s) => return s,
+                Err(e) => {
+                    eprintln!("{} did not start, trying other ports: {e}", family.name());
+                    last = e;
+                }
+            }
+        }
+        panic!("{}: {last}", family.name());
+    }
+
+    fn try_start(family: Family, users: &[&str]) -> Result<MailServer, String> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("mf-{}-", family.name()))
+            .tempdir()
+            .unwrap();
+        let s = MailServer {
+            family,
+            imap: free_port(),
+            imaps: free_port(),
+            pop3: free_port(),
+            pop3s: free_port(),
+            dir,
+        };
+        let mut cmd = Command::new(root().join(family.script()));
+        cmd.arg("start").arg(s.dir.path());
+        for u in users {
+            cmd.arg(format!("{u}:{PASSWORD}"));
+        }
+        cmd.env("IMAP_PORT", s.imap.to_string())
+            .env("IMAPS_PORT", s.imaps.to_string())
+            .env("POP3_PORT", s.pop3.to_string())
+            .env("POP3S_PORT", s.pop3s.to_string())
+            .env("CERT_DIR", cert_dir());
+        if let Family::Cyrus(layout) = family {
+            cmd.env(
+                "LAYOUT",
+                match layout {
+                    Layout::Default => "default",
+                    Layout::AltNamespace => "altnamespace",
+                },
+            );
+        }
+        let out = cmd.output().expect("run the test bed script");
+        if !out.status.success() {
+            // Drop stops whatever did start.
+            return Err(format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                s.log()
+            ));
+        }
+        std::fs::write(s.dir.path().join("pw"), format!("{PASSWORD}\n")).unwrap();
+        Ok(s)
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.family.name()
+    }
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+    pub fn pwfile(&self) -> PathBuf {
+        self.dir.path().join("pw")
+    }
+    pub fn imaps_url(&self, user: &str) -> String {
+        format!("imaps://{user}@localhost:{}", self.imaps)
+    }
+    pub fn imap_url(&self, user: &str) -> String {
+        format!("imap://{user}@localhost:{}", self.imap)
+    }
+    pub fn pop3s_url(&self, user: &str) -> String {
+        format!("pop3s://{user}@localhost:{}", self.pop3s)
+    }
+
+    /// What the daemons printed (Courier: everything it logs; Cyrus logs to syslog,
+    /// so only the master's own start-up messages).
+    pub fn log(&self) -> String {
+        let file = match self.family {
+            Family::Cyrus(_) => "cyrus.log",
+            Family::Courier => "courier.log",
+        };
+        std::fs::read_to_string(self.dir.path().join(file)).unwrap_or_default()
+    }
+
+    /// The server's own name of a folder given with `/` (as in the manifest):
+    /// `Projects/2024` is `INBOX.Projects.2024` on Courier.
+    pub fn folder(&self, name: &str) -> String {
+        if name.eq_ignore_ascii_case("INBOX") {
+            return "INBOX".into();
+        }
+        format!(
+            "{}{}",
+            self.family.prefix(),
+            name.replace('/', &self.family.separator().to_string())
+        )
+    }
+
+    /// Put the fixture mailbox into `user` with the independent Python seeder.
+    pub fn seed(&self, user: &str) {
+        self.seed_args(user, &[]);
+    }
+
+    pub fn seed_args(&self, user: &str, extra: &[&str]) {
+        let out = Command::new("python3")
+            .arg(root().join("scripts/seed.py"))
+            .args(["--host", "localhost", "--user", user])
+            .args(["--port", &self.imaps.to_string()])
+            .args(["--folder-prefix", self.family.prefix()])
+            .arg("--password-file")
+            .arg(self.pwfile())
+            .arg("--ca-file")
+            .arg(self.ca())
+            .arg("--manifest")
+            .arg(root().join("fixtures/mail/manifest.tsv"))
+            .args(extra)
+            .output()
+            .expect("python3 seed.py");
+        assert!(
+            out.status.success(),
+            "seed.py into {}: {}",
+            self.name(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Run IMAP commands as `user` with Python's imaplib over IMAPS (independent of
+    /// mailferry): each `(command, args)` pair must answer OK. For set-ups the seeder
+    /// does not cover (ACLs, folders with odd names).
+    pub fn imap_commands(&self, user: &str, commands: &[(&str, &str)]) {
+        let script = r#"
+import imaplib, ssl, sys
+port, ca, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+imap = imaplib.IMAP4_SSL("localhost", port, ssl_context=ssl.create_default_context(cafile=ca))
+imap.login(user, pw)
+args = sys.argv[5:]
+for cmd, arg in zip(args[0::2], args[1::2]):
+    typ, data = imap._simple_command(cmd, arg) if arg else imap._simple_command(cmd)
+    if typ != "OK":
+        sys.exit("%s %s: %s %r" % (cmd, arg, typ, data))
+imap.logout()
+"#;
+        let mut cmd = Command::new("python3");
+        cmd.arg("-c")
+            .arg(script)
+            .arg(self.imaps.to_string())
+            .arg(self.ca())
+            .arg(user)
+            .arg(PASSWORD);
+        for (c, a) in commands {
+            cmd.arg(c).arg(a);
+        }
+        let out = cmd.output().expect("python3");
+        assert!(
+            out.status.success(),
+            "IMAP commands on {}: {}",
+            self.name(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// APPEND `message` to the server's folder `folder` (its own spelling, see
+    /// [`MailServer::folder`]) as `user`, with imaplib; the folder is created first
+    /// when missing.
+    pub fn append(&self, user: &str, folder: &str, message: &[u8]) {
+        let script = r#"
+import imaplib, ssl, sys
+port, ca, user, pw, folder, path = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+imap = imaplib.IMAP4_SSL("localhost", port, ssl_context=ssl.create_default_context(cafile=ca))
+imap.login(user, pw)
+q = '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
+typ, data = imap.list('""', q)
+if not [d for d in data if d]:
+    typ, data = imap.create(q)
+    if typ != "OK":
+        sys.exit("CREATE %s: %r" % (q, data))
+typ, data = imap.append(q, None, None, open(path, "rb").read())
+if typ != "OK":
+    sys.exit("APPEND %s: %r" % (q, data))
+imap.logout()
+"#;
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), message).unwrap();
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(self.imaps.to_string())
+            .arg(self.ca())
+            .arg(user)
+            .arg(PASSWORD)
+            .arg(folder)
+            .arg(file.path())
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "append to {}: {}",
+            self.name(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn server(&self, user: &str) -> Server {
+        Server {
+            proto: Proto::Imap,
+            security: Security::Implicit,
+            user: user.into(),
+            host: "localhost".into(),
+            port: self.imaps,
+        }
+    }
+
+    pub fn session(&self, user: &str) -> session::Session {
+        let net = NetOptions {
+            ca_file: Some(self.ca()),
+            ..NetOptions::default()
+        };
+        session::open(&self.server(user), &Password::new(PASSWORD), &net, "test").unwrap()
+    }
+
+    /// The personal folder of a LIST name, with `/` as separator and the personal
+    /// prefix taken off; `None` for other users' and shared folders.
+    fn personal(&self, name: &str, delim: Option<char>) -> Option<String> {
+        if name.eq_ignore_ascii_case("INBOX") {
+            return Some("INBOX".into());
+        }
+        let rest = match self.family {
+            Family::Cyrus(Layout::AltNamespace) => {
+                if name.starts_with("Other Users/") || name.starts_with("Shared Folders/") {
+                    return None;
+                }
+                name
+            }
+            _ => name.strip_prefix(self.family.prefix())?,
+        };
+        Some(match delim {
+            Some(d) => rest.replace(d, "/"),
+            None => rest.to_string(),
+        })
+    }
+
+    /// Everything a user would check in the personal namespace, folder by folder
+    /// (names as in the manifest: `/` as separator, no `INBOX.` prefix).
+    pub fn snapshot(&self, user: &str) -> Snapshot {
+        let mut s = self.session(user);
+        let list = s.list().unwrap();
+        let mut out = BTreeMap::new();
+        for e in list {
+            if e.has_attr("\\Noselect") || e.has_attr("\\NonExistent") {
+                continue;
+            }
+            let Some(name) = self.personal(&decode_name(&e.raw), e.delim) else {
+                continue;
+            };
+            s.select(&e.raw, true).unwrap();
+            let metas = listing(&mut s).unwrap();
+            let mut msgs = Vec::new();
+            for m in metas {
+                let mut body = None;
+                s.uid_fetch(&m.id, "(UID BODY.PEEK[])", |f| {
+                    body = f.body;
+                    Ok(())
+                })
+                .unwrap();
+                let mut flags: Vec<String> =
+                    m.flags.into_iter().filter(|f| f != "\\Recent").collect();
+                flags.sort();
+                msgs.push(Msg {
+                    body: body.expect("body"),
+                    flags,
+                    date: m
+                        .internal_date
+                        .map(|d| d.datetime().timestamp())
+                        .expect("INTERNALDATE"),
+                });
+            }
+            msgs.sort();
+            out.insert(name, msgs);
+        }
+        s.logout();
+        Snapshot(out)
+    }
+
+    /// Every folder LIST shows `user`, as the server spells it (decoded), other
+    /// users' and shared folders included.
+    pub fn folders(&self, user: &str) -> Vec<String> {
+        let mut s = self.session(user);
+        let mut v: Vec<String> = s
+            .list()
+            .unwrap()
+            .iter()
+            .map(|e| decode_name(&e.raw))
+            .collect();
+        s.logout();
+        v.sort();
+        v
+    }
+
+    /// The special-use attributes of the personal folders (names as in
+    /// [`MailServer::snapshot`]), lower-cased: Cyrus spells them `\sent`.
+    pub fn special_use(&self, user: &str) -> BTreeMap<String, Vec<String>> {
+        let mut s = self.session(user);
+        let mut out = BTreeMap::new();
+        for e in s.list().unwrap() {
+            let Some(name) = self.personal(&decode_name(&e.raw), e.delim) else {
+                continue;
+            };
+            let uses: Vec<String> = e
+                .attrs
+                .iter()
+                .map(|a| a.to_ascii_lowercase())
+                .filter(|a| {
+                    [
+                        "\\sent",
+                        "\\drafts",
+                        "\\trash",
+                        "\\junk",
+                        "\\archive",
+                        "\\all",
+                        "\\flagged",
+                    ]
+                    .contains(&a.as_str())
+                })
+                .collect();
+            if !uses.is_empty() {
+                out.insert(name, uses);
+            }
+        }
+        s.logout();
+        out
+    }
+
+    pub fn count(&self, user: &str) -> usize {
+        self.snapshot(user).0.values().map(Vec::len).sum()
+    }
+}
+
+impl Drop for MailServer {
+    fn drop(&mut self) {
+        let _ = Command::new(root().join(self.family.script()))
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+/// `migrate` between any two servers of the test bed over IMAPS: the password files
+/// of both sides (they hold the same [`PASSWORD`]) and a CA file that trusts both
+/// (they share the test certificate).
+pub fn migrate_between(from: String, to: String, pwfile: PathBuf, ca: PathBuf) -> super::Run {
+    super::Run::new("migrate")
+        .from(from)
+        .to(to)
+        .from_password_file(&pwfile)
+        .to_password_file(&pwfile)
+        .ca_file(ca)
+}
