@@ -67,6 +67,35 @@ pub fn fingerprint_bytes(data: &[u8]) -> u128 {
     u128::from_be_bytes(d[..16].try_into().expect("16 bytes"))
 }
 
+/// A fingerprint that survives what servers are known to do to a message they
+/// store: Cyrus turns 8-bit header bytes into `X`, Courier adds a final line end.
+/// Header bytes at or above 0x80 count as `X`, line ends as CRLF, and line ends
+/// at the very end are left out. Only used to tell "stored changed by the target"
+/// from "missing", and only for messages whose exact keys differ.
+pub fn loose_fingerprint(msg: &[u8]) -> u128 {
+    let mut end = msg.len();
+    while end > 0 && matches!(msg[end - 1], b'\r' | b'\n') {
+        end -= 1;
+    }
+    let msg = &msg[..end];
+    let split = body_offset(msg).min(msg.len());
+    let header: Vec<u8> = msg[..split]
+        .iter()
+        .map(|&c| if c >= 0x80 { b'X' } else { c })
+        .collect();
+    let mut h = Sha256::new();
+    hash_crlf(&mut h, &header);
+    hash_crlf(&mut h, &msg[split..]);
+    let d = h.finalize();
+    u128::from_be_bytes(d[..16].try_into().expect("16 bytes"))
+}
+
+/// Whether a server might store this message other than as sent (8-bit bytes in
+/// its header, or no final line end), so that only its bytes can tell.
+pub fn may_be_changed(msg: &[u8]) -> bool {
+    !msg.ends_with(b"\n") || msg[..body_offset(msg)].iter().any(|&c| c >= 0x80)
+}
+
 /// SHA-256 of the bytes exactly as they are, in hex.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
@@ -178,6 +207,25 @@ pub fn key(msg: &[u8], mode: Mode) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loose_fingerprints_see_through_what_servers_change() {
+        let sent = "Subject: Grüße\r\n\r\nbody".as_bytes();
+        let cyrus = b"Subject: GrXXXXe\r\n\r\nbody"; // ü and ß: two bytes each
+        let courier = "Subject: Grüße\r\n\r\nbody\r\n".as_bytes();
+        let other = "Subject: Grüße\r\n\r\nbodY".as_bytes();
+        let f = loose_fingerprint(sent);
+        assert_eq!(loose_fingerprint(cyrus), f);
+        assert_eq!(loose_fingerprint(courier), f);
+        assert_ne!(loose_fingerprint(other), f);
+        // 8-bit bytes in the body are the body's: not loosened.
+        assert_ne!(
+            loose_fingerprint("S: a\r\n\r\nü".as_bytes()),
+            loose_fingerprint(b"S: a\r\n\r\nXX")
+        );
+        assert!(may_be_changed(sent) && may_be_changed(b"S: a\r\n\r\nno end"));
+        assert!(!may_be_changed(b"S: a\r\n\r\nb\r\n"));
+    }
 
     const A: &[u8] = b"Message-ID: <1@x>\r\nSubject: a\r\n\r\nbody one\r\n";
     const A_LF: &[u8] = b"Message-ID: <1@x>\nSubject: a\n\nbody one\n";

@@ -668,6 +668,7 @@ pub fn migrate_into(
                 summary.bytes += part.bytes;
                 summary.failed.extend(part.failed);
                 summary.failed_folders.extend(part.failed_folders);
+                summary.changed.extend(part.changed);
                 for r in part.renamed {
                     summary.renamed(&r.folder, &r.target_folder, &r.why);
                 }
@@ -1052,16 +1053,32 @@ impl FolderCopy<'_, '_> {
                         let cands = unknown.candidates(body);
                         let mut found = Vec::new();
                         fetch_bodies(tgt, &cands, |uid, tbody| {
-                            found.push((uid, dedupe::key(&tbody, opts.dedupe)));
+                            let loose = dedupe::loose_fingerprint(&tbody);
+                            found.push((uid, dedupe::key(&tbody, opts.dedupe), loose));
                         })?;
-                        for (uid, k) in &found {
+                        let loose = dedupe::loose_fingerprint(body);
+                        for (uid, k, l) in &found {
+                            // A copy the target stored changed (an earlier run's,
+                            // with the index lost) is this message: known under
+                            // the key of what was sent, the stored one kept apart.
+                            let changed = *k != key && *l == loose;
                             records.push(Record::TargetKnown {
                                 target: target_id.clone(),
                                 folder: plan.target_name.clone(),
                                 uidvalidity: tsel.uidvalidity,
                                 uid: *uid,
-                                key: k.clone(),
+                                key: if changed { key.clone() } else { k.clone() },
                             });
+                            if changed {
+                                records.push(Record::TargetChanged {
+                                    target: target_id.clone(),
+                                    folder: plan.target_name.clone(),
+                                    uidvalidity: tsel.uidvalidity,
+                                    uid: *uid,
+                                    stored_key: k.clone(),
+                                });
+                                known_keys.insert(fp);
+                            }
                             known_keys.insert(dedupe::fingerprint(k));
                         }
                         unknown.forget(&cands);
@@ -1126,6 +1143,7 @@ impl FolderCopy<'_, '_> {
                     tgt.append_many(&appends)?
                 };
                 let mut stop = None;
+                let mut stored: Vec<(&Meta, &str, u32)> = Vec::new();
                 for ((meta, key, flags, date), result) in to_append.iter().zip(results) {
                     let result = match result {
                         Err(e)
@@ -1175,6 +1193,9 @@ impl FolderCopy<'_, '_> {
                     match result {
                         Ok(tuid) => {
                             crate::faults::after_append();
+                            if let Some(uid) = tuid {
+                                stored.push((meta, key.as_str(), uid));
+                            }
                             self.summary.copied += 1;
                             self.summary.bytes += meta.size;
                             records.push(self.done(meta, key, Outcome::Copied, tuid));
@@ -1215,6 +1236,10 @@ impl FolderCopy<'_, '_> {
                         }
                     }
                 }
+                if stop.is_none() {
+                    let changed = self.check_stored(tgt, &stored, &bodies, tsel.uidvalidity)?;
+                    records.extend(changed);
+                }
                 self.index.record(&records)?;
                 if opts.delete_after {
                     for r in &records {
@@ -1230,6 +1255,67 @@ impl FolderCopy<'_, '_> {
             }
             Ok(())
         })
+    }
+
+    /// What the target stored of the messages just appended (`stored`: source
+    /// message, key sent, new UID): sizes are compared for all, bytes for those
+    /// whose size differs or that a server may change (8-bit header bytes, no
+    /// final line end). A message stored other than as sent is counted as
+    /// "stored changed by the target" and its stored key recorded.
+    fn check_stored(
+        &mut self,
+        tgt: &mut Session,
+        stored: &[(&Meta, &str, u32)],
+        bodies: &HashMap<String, (String, Vec<u8>)>,
+        uidvalidity: u32,
+    ) -> Result<Vec<Record>, ImapError> {
+        if stored.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sizes: HashMap<u32, u64> = HashMap::new();
+        let set = crate::imap::types::UidSet::from_uids(stored.iter().map(|s| s.2).collect());
+        tgt.uid_fetch(&set.to_string(), "(UID RFC822.SIZE)", |f| {
+            if let (Some(uid), Some(size)) = (f.uid, f.size) {
+                sizes.insert(uid, size);
+            }
+            Ok(())
+        })?;
+        let suspects: Vec<u32> = stored
+            .iter()
+            .filter(|(meta, _, uid)| {
+                let body = &bodies[&meta.id].1;
+                let size = sizes.get(uid).copied();
+                let same = size == Some(body.len() as u64) || size == Some(dedupe::crlf_len(body));
+                !same || dedupe::may_be_changed(body)
+            })
+            .map(|s| s.2)
+            .collect();
+        let mut stored_keys = HashMap::new();
+        fetch_bodies(tgt, &suspects, |uid, tbody| {
+            stored_keys.insert(uid, dedupe::key(&tbody, self.job.opts.dedupe));
+        })?;
+        let mut records = Vec::new();
+        for (meta, key, uid) in stored {
+            match stored_keys.get(uid) {
+                Some(k) if k != key => {
+                    self.summary.changed.push(crate::summary::Changed {
+                        folder: self.plan.display.clone(),
+                        id: meta.id.clone(),
+                        target_folder: self.plan.target_name.clone(),
+                        target_uid: *uid,
+                    });
+                    records.push(Record::TargetChanged {
+                        target: self.job.target.to_string(),
+                        folder: self.plan.target_name.clone(),
+                        uidvalidity,
+                        uid: *uid,
+                        stored_key: k.clone(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(records)
     }
 
     fn done(&self, meta: &Meta, key: &str, outcome: Outcome, target_uid: Option<u32>) -> Record {
@@ -1272,7 +1358,7 @@ pub fn folder_keys(
     raw: &[u8],
     mode: Mode,
     opts: &Options,
-) -> anyhow::Result<Option<Vec<(u32, String)>>> {
+) -> anyhow::Result<Option<Vec<(u32, String, u128)>>> {
     match s.select(raw, true) {
         Ok(_) => {}
         Err(ImapError::No { .. }) => return Ok(None),
@@ -1284,7 +1370,11 @@ pub fn folder_keys(
     for range in decide::batches(&sizes, opts.batch_bytes, opts.batch_count) {
         let uids: Vec<u32> = list[range].iter().map(|m| m.order as u32).collect();
         fetch_bodies(s, &uids, |uid, body| {
-            out.push((uid, dedupe::key(&body, mode)))
+            out.push((
+                uid,
+                dedupe::key(&body, mode),
+                dedupe::loose_fingerprint(&body),
+            ))
         })?;
     }
     Ok(Some(out))

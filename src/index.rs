@@ -88,6 +88,17 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO source_failures
         SELECT job_id, folder, uidvalidity, CAST(uid AS TEXT), reason, at FROM failures;
     DROP TABLE failures;",
+    // 3: target messages the target stored other than as sent (Cyrus's 8-bit
+    // header bytes, Courier's final CRLF): the key of what it stores, beside the
+    // key of what was sent (in target_messages).
+    "CREATE TABLE target_changed (
+        target TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        uid INTEGER NOT NULL,
+        stored_key TEXT NOT NULL,
+        PRIMARY KEY (target, folder, uidvalidity, uid)
+    ) WITHOUT ROWID;",
 ];
 
 /// What happened to a source message.
@@ -125,6 +136,14 @@ pub enum Record {
         uidvalidity: u32,
         uid: u32,
         key: String,
+    },
+    /// A target message stored other than as sent: the key of what is stored.
+    TargetChanged {
+        target: String,
+        folder: String,
+        uidvalidity: u32,
+        uid: u32,
+        stored_key: String,
     },
     Failed {
         job: i64,
@@ -376,6 +395,26 @@ impl Index {
                         uidvalidity,
                         uid,
                         key
+                    ])?;
+                }
+                Record::TargetChanged {
+                    target,
+                    folder,
+                    uidvalidity,
+                    uid,
+                    stored_key,
+                } => {
+                    tx.prepare_cached(
+                        "INSERT INTO target_changed (target, folder, uidvalidity, uid, stored_key)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT DO UPDATE SET stored_key = excluded.stored_key",
+                    )?
+                    .execute(params![
+                        target,
+                        folder,
+                        uidvalidity,
+                        uid,
+                        stored_key
                     ])?;
                 }
                 Record::Failed {

@@ -31,6 +31,17 @@ pub struct FolderFailure {
     pub reason: String,
 }
 
+/// A message the target stored other than as it was sent (Cyrus turns 8-bit
+/// header bytes into `X`, Courier adds a final CRLF): on the target, not lost, and
+/// not appended again; `verify` reports it as changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Changed {
+    pub folder: String,
+    pub id: String,
+    pub target_folder: String,
+    pub target_uid: u32,
+}
+
 /// A folder that went to another name than the usual one, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Renamed {
@@ -61,6 +72,8 @@ pub struct Summary {
     pub failed_folders: Vec<FolderFailure>,
     /// Folders put under another name than the usual one.
     pub renamed: Vec<Renamed>,
+    /// Messages the target stored changed (see [`Changed`]).
+    pub changed: Vec<Changed>,
     /// What the servers said that did not add up (see [`Anomaly`]).
     pub anomalies: Vec<Anomaly>,
     pub bytes: u64,
@@ -76,6 +89,10 @@ pub struct Summary {
     /// was done before it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// How the source was read, where the user should know it (an mbox backup
+    /// that no longer matched its manifest, messages left out on purpose).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Set when the run stopped early (e.g. the target is over quota).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
@@ -117,6 +134,13 @@ impl Summary {
         if !self.renamed.contains(&r) {
             crate::log::warn(format!("{folder} goes into {target_folder}: {why}"));
             self.renamed.push(r);
+        }
+    }
+
+    /// Note how the source was read (once; not a failure).
+    pub fn note(&mut self, what: String) {
+        if !self.notes.contains(&what) {
+            self.notes.push(what);
         }
     }
 
@@ -190,6 +214,18 @@ impl Summary {
         if !self.failed_folders.is_empty() {
             crate::progress::out("  failed folders are retried on the next run");
         }
+        if !self.changed.is_empty() {
+            crate::progress::out(&format!(
+                "  stored changed by the target: {} (copied; the server altered what it stored)",
+                self.changed.len()
+            ));
+        }
+        for c in &self.changed {
+            crate::progress::out(&format!(
+                "  changed: {} message {} → {} UID {}",
+                c.folder, c.id, c.target_folder, c.target_uid
+            ));
+        }
         for r in &self.renamed {
             crate::progress::out(&format!(
                 "  renamed: {} → {} ({})",
@@ -203,6 +239,9 @@ impl Summary {
             crate::progress::out(
                 "  the server contradicted itself; what it did not deliver is tried again on the next run",
             );
+        }
+        for n in &self.notes {
+            crate::progress::out(&format!("  note: {n}"));
         }
         if let Some(n) = self.deleted {
             crate::progress::out(&format!(

@@ -217,3 +217,55 @@ fn a_summary_is_printed_whatever_ends_the_run() {
     );
     assert!(stdout.contains("ended by an error:"), "{}", text(&out));
 }
+
+/// Messages the target stores changed (Cyrus: 8-bit header bytes made `X`;
+/// Courier: a final CRLF added) are counted as such, not appended again by a
+/// later run (even with a fresh index), and `verify` calls them changed, not
+/// missing.
+#[test]
+fn what_the_target_changes_is_known_not_lost_and_not_appended_again() {
+    for (alter, body) in [
+        (
+            cyrus_alter as fn(&[u8]) -> Vec<u8>,
+            "From: a@example.test\r\nMessage-ID: <8bit@example.test>\r\nSubject: Grüße\r\n\r\nbody\r\n".as_bytes().to_vec(),
+        ),
+        (
+            courier_alter,
+            b"From: a@example.test\r\nMessage-ID: <noend@example.test>\r\nSubject: x\r\n\r\nno final line end".to_vec(),
+        ),
+    ] {
+        let d = Dovecot::start(&[SRC]);
+        let mut s = d.session(SRC);
+        for b in [&body, &msg(1)] {
+            s.append(&Append { mailbox: b"INBOX", flags: &[], internal_date: None, body: b }).unwrap();
+        }
+        s.logout();
+        let target = FakeImap::start(vec![FakeBox::new("INBOX", vec![])]).with(|s| s.alter = Some(alter));
+        let first = into_fake(&d, &target, "a.sqlite").args(["--include", "INBOX"]);
+        let out = run(&first);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let j = json(&out);
+        assert_eq!(j["copied"], 2, "{j}");
+        let changed = j["changed"].as_array().unwrap();
+        assert_eq!(changed.len(), 1, "{j}");
+        assert_eq!(changed[0]["folder"], "INBOX");
+        assert_eq!(target.messages("INBOX").len(), 2);
+        // Again with the same index, then with a fresh one: nothing appended.
+        for state in ["a.sqlite", "fresh.sqlite"] {
+            let out = run(&into_fake(&d, &target, state).args(["--include", "INBOX"]));
+            assert_eq!(out.status.code(), Some(0), "{state}: {}", text(&out));
+            assert_eq!(target.messages("INBOX").len(), 2, "{state}: appended again: {}", text(&out));
+        }
+        // verify: changed, not missing.
+        let out = run(&Run::new("verify")
+            .from(d.imaps_url(SRC))
+            .to(target.url("t@fake.test"))
+            .passwords(&d)
+            .ca(&d)
+            .args(["--allow-plaintext", "--include", "INBOX", "--json"]));
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v[0]["missing"].as_array().unwrap().len(), 0, "{v}");
+        assert_eq!(v[0]["changed"].as_array().unwrap().len(), 1, "{v}");
+    }
+}

@@ -22,6 +22,9 @@ struct FolderResult {
     missing: Vec<u32>,
     /// Target UIDs whose message is not in the source folder.
     extra: Vec<u32>,
+    /// Source UIDs whose message the target stored changed (8-bit header bytes
+    /// made `X`, a final CRLF added): there, not missing.
+    changed: Vec<u32>,
 }
 
 pub fn run(a: &VerifyArgs) -> anyhow::Result<i32> {
@@ -45,23 +48,26 @@ pub fn run(a: &VerifyArgs) -> anyhow::Result<i32> {
             &opts,
         )?
         .unwrap_or_default();
-        let tset: HashSet<&String> = tkeys.iter().map(|(_, k)| k).collect();
-        let sset: HashSet<&String> = skeys.iter().map(|(_, k)| k).collect();
+        let tset: HashSet<&String> = tkeys.iter().map(|(_, k, _)| k).collect();
+        let sset: HashSet<&String> = skeys.iter().map(|(_, k, _)| k).collect();
+        let tloose: HashSet<u128> = tkeys.iter().map(|(_, _, l)| *l).collect();
+        let sloose: HashSet<u128> = skeys.iter().map(|(_, _, l)| *l).collect();
+        let (changed, missing): (Vec<_>, Vec<_>) = skeys
+            .iter()
+            .filter(|(_, k, _)| !tset.contains(k))
+            .partition(|(_, _, l)| tloose.contains(l));
         results.push(FolderResult {
             folder: display,
             target_folder: target_name,
             source_messages: skeys.len(),
             target_messages: tkeys.len(),
-            missing: skeys
-                .iter()
-                .filter(|(_, k)| !tset.contains(k))
-                .map(|(u, _)| *u)
-                .collect(),
+            missing: missing.iter().map(|(u, _, _)| *u).collect(),
             extra: tkeys
                 .iter()
-                .filter(|(_, k)| !sset.contains(k))
-                .map(|(u, _)| *u)
+                .filter(|(_, k, l)| !sset.contains(k) && !sloose.contains(l))
+                .map(|(u, _, _)| *u)
                 .collect(),
+            changed: changed.iter().map(|(u, _, _)| *u).collect(),
         });
     }
     src.logout();
@@ -77,14 +83,21 @@ pub fn run(a: &VerifyArgs) -> anyhow::Result<i32> {
                 "MISSING"
             };
             crate::progress::out(&format!(
-                "{state:<8} {} → {}: source {}, target {}, missing {}, extra {}",
+                "{state:<8} {} → {}: source {}, target {}, missing {}, extra {}, stored changed by the target {}",
                 r.folder,
                 r.target_folder,
                 r.source_messages,
                 r.target_messages,
                 r.missing.len(),
-                r.extra.len()
+                r.extra.len(),
+                r.changed.len()
             ));
+            if !r.changed.is_empty() {
+                crate::progress::out(&format!(
+                    "         source UIDs the target stored changed: {}",
+                    crate::decide::uid_set(&r.changed)
+                ));
+            }
             if !r.missing.is_empty() {
                 crate::progress::out(&format!(
                     "         missing source UIDs: {}",

@@ -92,6 +92,31 @@ pub struct State {
     pub caps: String,
     /// CREATE of these names is refused (`NO [CANNOT] …`).
     pub refuse_create: Vec<Vec<u8>>,
+    /// What the server does to a message it stores (as Cyrus or Courier do).
+    pub alter: Option<fn(&[u8]) -> Vec<u8>>,
+}
+
+/// Cyrus: 8-bit bytes in the header become `X`.
+pub fn cyrus_alter(m: &[u8]) -> Vec<u8> {
+    let end = m
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(m.len(), |p| p + 4);
+    let mut v: Vec<u8> = m[..end]
+        .iter()
+        .map(|&c| if c >= 0x80 { b'X' } else { c })
+        .collect();
+    v.extend_from_slice(&m[end..]);
+    v
+}
+
+/// Courier: a final CRLF added to a message without one.
+pub fn courier_alter(m: &[u8]) -> Vec<u8> {
+    let mut v = m.to_vec();
+    if !v.ends_with(b"\n") {
+        v.extend_from_slice(b"\r\n");
+    }
+    v
 }
 
 pub struct FakeImap {
@@ -111,6 +136,7 @@ impl FakeImap {
             log: Vec::new(),
             caps: CAPS.to_string(),
             refuse_create: Vec::new(),
+            alter: None,
         }));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -385,6 +411,10 @@ fn serve(conn: TcpStream, st: &Arc<Mutex<State>>) -> std::io::Result<()> {
                 let nl = open + raw[open..].iter().position(|&c| c == b'\n').unwrap_or(0);
                 let body = raw[nl + 1..raw.len() - 2].to_vec();
                 let mut s = st.lock().unwrap();
+                let body = match s.alter {
+                    Some(f) => f(&body),
+                    None => body,
+                };
                 let forced = s.appenduid_validity.clone();
                 match s.boxes.iter_mut().find(|b| b.name == mbox) {
                     Some(b) => {
