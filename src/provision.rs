@@ -334,8 +334,15 @@ impl<'a> Api<'a> {
         self.sent.push_back(Instant::now());
     }
 
-    /// One request on a fresh connection.
-    fn once(&mut self, method: &str, target: &str, body: &[u8]) -> anyhow::Result<http::Response> {
+    /// One request on a fresh connection. `hide` are this request's secrets
+    /// besides the token (a password): masked in whatever server text is traced.
+    fn once(
+        &mut self,
+        method: &str,
+        target: &str,
+        body: &[u8],
+        hide: &[&str],
+    ) -> anyhow::Result<http::Response> {
         self.pace();
         crate::log::trace("api", ">", format!("{method} {target}").as_bytes());
         if !body.is_empty() {
@@ -388,12 +395,14 @@ impl<'a> Api<'a> {
         );
         if crate::log::level() >= 2 {
             let text = String::from_utf8_lossy(&resp.body);
-            crate::log::trace("api", "<", mask(&text, &[self.token.expose()]).as_bytes());
+            let mut secrets = vec![self.token.expose()];
+            secrets.extend_from_slice(hide);
+            crate::log::trace("api", "<", mask(&text, &secrets).as_bytes());
         }
         Ok(resp)
     }
 
-    /// A request with 429 waited out and, when `retry` is set, 5xx answers and
+    /// A request (`hide`: as for [`Api::once`]) with 429 waited out and, when `retry` is set, 5xx answers and
     /// lost connections retried (`--retries`, `--retry-wait`, `--deadline`). An
     /// answer that is neither comes back as it is.
     fn send(
@@ -401,13 +410,14 @@ impl<'a> Api<'a> {
         method: &str,
         target: &str,
         body: &[u8],
+        hide: &[&str],
         retry: bool,
     ) -> anyhow::Result<http::Response> {
         let started = Instant::now();
         let mut failures = 0u32;
         let mut limited = 0u32;
         loop {
-            let failure = match self.once(method, target, body) {
+            let failure = match self.once(method, target, body, hide) {
                 Ok(resp) if resp.status == 429 => {
                     limited += 1;
                     let wait = retry_after(resp.header("retry-after"), SystemTime::now())
@@ -433,7 +443,7 @@ impl<'a> Api<'a> {
                     };
                     connect(format!(
                         "{method} {target}: {}",
-                        mask(&detail, &[self.token.expose()])
+                        mask(&detail, &[&[self.token.expose()], hide].concat())
                     ))
                 }
                 Ok(resp) => return Ok(resp),
@@ -485,7 +495,7 @@ impl<'a> Api<'a> {
         let mut page = 1u32;
         loop {
             let target = format!("{}?page={page}&per_page={PER_PAGE}", self.mailboxes_path());
-            let resp = self.send("GET", &target, b"", true)?;
+            let resp = self.send("GET", &target, b"", &[], true)?;
             let doc = match classify(resp.status, &resp.reason, &resp.body) {
                 Answer::Success(doc) => doc,
                 Answer::Refused {
@@ -542,7 +552,7 @@ impl<'a> Api<'a> {
     /// Whether the mailbox `name` exists (one GET).
     pub fn exists(&mut self, name: &str) -> anyhow::Result<bool> {
         let target = format!("{}/{name}", self.mailboxes_path());
-        let resp = self.send("GET", &target, b"", true)?;
+        let resp = self.send("GET", &target, b"", &[], true)?;
         match classify(resp.status, &resp.reason, &resp.body) {
             Answer::Success(_) => Ok(true),
             Answer::Refused { status: 404, .. } => Ok(false),
@@ -572,7 +582,7 @@ impl<'a> Api<'a> {
         let secrets = [self.token.expose(), password.expose()];
         let mut failures = 0u32;
         loop {
-            match self.send("POST", &target, &body, false) {
+            match self.send("POST", &target, &body, &[password.expose()], false) {
                 Ok(resp) => {
                     return match classify(resp.status, &resp.reason, &resp.body) {
                         Answer::Success(_) => Ok(Added::Created),

@@ -1,6 +1,8 @@
 //! `mailferry batch ACCOUNTS.csv`: every row checked first, then the accounts run on
 //! a pool of `--jobs` workers with at most `--max-per-host` connections to any one
-//! server; a failing account is reported and never stops the others.
+//! server; a failing account is reported and never stops the others. With
+//! `--dry-run`, a pre-flight first logs in to every target account and says how
+//! each login went.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -286,7 +288,66 @@ fn account_result(acc: &Account, opts: &Options, net: &NetOptions, state: &Path)
     r
 }
 
+/// `batch --dry-run`'s pre-flight: log in to every target account (and out), at
+/// most `--max-per-host` connections per server at a time, and say on stderr how
+/// each went, in row order. Returns the rows whose login failed, with the reason.
+fn preflight(
+    accounts: &[Account],
+    net: &NetOptions,
+    pool: &rayon::ThreadPool,
+    limiter: &HostLimiter,
+    servers: &Servers,
+) -> HashMap<usize, String> {
+    let mut results: Vec<(usize, String, Option<String>)> = pool.install(|| {
+        accounts
+            .par_iter()
+            .map(|acc| {
+                let _slot = limiter.acquire(vec![servers.key(&acc.target.host)]);
+                let login = crate::retry::run(net, &format!("row {} pre-flight", acc.row), || {
+                    let mut s = crate::imap::session::open(
+                        &acc.target,
+                        &acc.target_password,
+                        net,
+                        "target",
+                    )?;
+                    s.logout();
+                    Ok(())
+                });
+                let why = login
+                    .err()
+                    .map(|e| format!("{e:#}").replace(['\r', '\n'], " "));
+                (acc.row, acc.target.to_string(), why)
+            })
+            .collect()
+    });
+    results.sort_by_key(|r| r.0);
+    for (row, target, why) in &results {
+        progress::eprintln(&match why {
+            None => format!("pre-flight: row {row}: {target}: login ok"),
+            Some(why) => format!("pre-flight: row {row}: {target}: login failed: {why}"),
+        });
+    }
+    let ok = results.iter().filter(|r| r.2.is_none()).count();
+    progress::eprintln(&format!(
+        "pre-flight: {ok} of {} target logins ok",
+        results.len()
+    ));
+    results
+        .into_iter()
+        .filter_map(|(row, _, why)| why.map(|w| (row, w)))
+        .collect()
+}
+
 impl AccountResult {
+    /// An account the pre-flight could not log in to: not looked at further.
+    fn login_refused(acc: &Account, why: &str) -> AccountResult {
+        let mut r = AccountResult::new(acc.row, acc.source.to_string(), acc.target.to_string());
+        r.status = "failed".into();
+        r.error = format!("target login failed (pre-flight): {why}");
+        r.dry_run = true;
+        r
+    }
+
     /// The row as the report holds it: its text cells spreadsheet-safe.
     fn for_csv(&self) -> AccountResult {
         let mut r = self.clone();
@@ -408,13 +469,21 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
         a.max_per_host
     ));
 
-    // Phase 2: the accounts, in parallel.
-    let started = Instant::now();
     let limiter = HostLimiter::new(a.max_per_host);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.jobs)
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the workers: {e}"))?;
+    // Pre-flight (`--dry-run`): every target login is tried and reported before
+    // any account is looked at; an account whose target refuses fails with that.
+    let refused: HashMap<usize, String> = if a.dry_run {
+        preflight(&accounts, &net, &pool, &limiter, &servers)
+    } else {
+        HashMap::new()
+    };
+
+    // Phase 2: the accounts, in parallel.
+    let started = Instant::now();
     let display = progress::start_batch(accounts.len() as u64);
     let done = AtomicUsize::new(0);
     let running = AtomicUsize::new(0);
@@ -457,7 +526,10 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
                 .map(|acc| {
                     let _slots = limiter.acquire(hosts_of(acc, &servers));
                     running.fetch_add(1, Ordering::Relaxed);
-                    let r = account_result(acc, &opts, &net, &state);
+                    let r = match refused.get(&acc.row) {
+                        Some(why) => AccountResult::login_refused(acc, why),
+                        None => account_result(acc, &opts, &net, &state),
+                    };
                     running.fetch_sub(1, Ordering::Relaxed);
                     let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                     display.account_done();

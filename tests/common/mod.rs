@@ -3,6 +3,7 @@
 //! user would check (bytes, flags, INTERNALDATE, folder names).
 #![allow(dead_code)]
 
+pub mod fake_api;
 pub mod fake_imap;
 pub mod servers;
 pub mod fake_pop3;
