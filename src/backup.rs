@@ -248,10 +248,56 @@ fn stored(folder: &str, uidvalidity: u32, id: &str) -> u128 {
 }
 
 /// The messages of a page the manifest does not hold.
-fn not_stored(done: &HashSet<u128>, folder: &str, uidvalidity: u32, list: Vec<Meta>) -> Vec<Meta> {
+fn not_stored(done: &Stored, folder: &str, uidvalidity: u32, list: Vec<Meta>) -> Vec<Meta> {
     list.into_iter()
-        .filter(|m| !done.contains(&stored(folder, uidvalidity, &m.id)))
+        .filter(|m| !done.contains_key(&stored(folder, uidvalidity, &m.id)))
         .collect()
+}
+
+/// The stored messages of a backup: [`stored`] fingerprint → where its latest
+/// manifest line starts, and the fingerprint of the flags that line records.
+type Stored = HashMap<u128, (u64, u128)>;
+
+/// The flags a backup records for a message: IMAP flags, not `\Recent`.
+fn kept_flags(flags: &[String]) -> Vec<String> {
+    flags
+        .iter()
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent") && crate::imap::types::valid_flag(f))
+        .cloned()
+        .collect()
+}
+
+/// A fingerprint of a set of flags (order and case do not matter).
+fn flags_fingerprint(flags: &[String]) -> u128 {
+    let mut v: Vec<String> = flags.iter().map(|f| f.to_ascii_lowercase()).collect();
+    v.sort();
+    v.dedup();
+    dedupe::fingerprint(&v.join(" "))
+}
+
+/// Record new flags of messages already backed up: for each (manifest line, new
+/// flags), the entry again with the new flags, appended (a later line for the same
+/// message replaces the earlier one when the backup is read). Synced.
+fn record_flag_changes(layout: &Layout, changed: &[(u64, Vec<String>)]) -> anyhow::Result<()> {
+    let name = || layout.manifest.display().to_string();
+    let f =
+        File::open(&layout.manifest).map_err(|e| local(format!("cannot read {}: {e}", name())))?;
+    let mut reader = BufReader::new(f);
+    let mut pos = 0;
+    let mut lines = Vec::new();
+    for (at, flags) in changed {
+        let mut e = manifest_entry_at(&mut reader, &mut pos, *at)?;
+        e.flags = flags.clone();
+        serde_json::to_writer(&mut lines, &e)?;
+        lines.push(b'\n');
+    }
+    let mut out = OpenOptions::new()
+        .append(true)
+        .open(&layout.manifest)
+        .map_err(|e| local(format!("cannot write {}: {e}", name())))?;
+    out.write_all(&lines)
+        .and_then(|()| out.sync_data())
+        .map_err(|e| local(format!("cannot write {}: {e}", name())))
 }
 
 /// Count `e` in `ends`, where the last recorded message of each file ends (bytes
@@ -334,11 +380,14 @@ pub fn backup_into(
     let in_backup = layout.manifest.exists();
     // What the manifest says, in compact form (fingerprints, 16 bytes a message): which
     // messages are stored, the keys stored per folder, where each file's data ends.
-    let mut done: HashSet<u128> = HashSet::new();
+    let mut done: Stored = HashMap::new();
     let mut keys: HashMap<String, HashSet<u128>> = HashMap::new();
     let mut ends: HashMap<String, u64> = HashMap::new();
-    each_manifest_entry(&layout.manifest, !opts.dry_run, |e| {
-        done.insert(stored(&e.folder, e.uidvalidity, &e.id));
+    each_manifest_line(&layout.manifest, !opts.dry_run, |at, e| {
+        done.insert(
+            stored(&e.folder, e.uidvalidity, &e.id),
+            (at, flags_fingerprint(&e.flags)),
+        );
         note_end(&mut ends, &e);
         keys.entry(e.folder)
             .or_default()
@@ -355,6 +404,8 @@ pub fn backup_into(
     let mapped = map_folders(&tree.entries, &tree.prefix, tree.delim, &target, opts);
 
     let mut plans = Vec::new();
+    // (manifest line, new flags) of messages backed up before whose flags changed.
+    let mut changed: Vec<(u64, Vec<String>)> = Vec::new();
     let mut kept_total = 0usize;
     let (_, keep_listed) = crate::faults::listing_sizes(LISTING_PAGE, KEEP_LISTED);
     let mut names: HashMap<String, String> = HashMap::new();
@@ -377,7 +428,19 @@ pub fn backup_into(
             pending_pages(
                 src,
                 opts.dedupe,
-                |list| Ok(not_stored(&done, &display, uidvalidity, list)),
+                |list| {
+                    // Messages stored before whose flags changed at the source.
+                    for m in &list {
+                        let key = stored(&display, uidvalidity, &m.id);
+                        if let Some((at, was)) = done.get(&key) {
+                            let now = kept_flags(&m.flags);
+                            if flags_fingerprint(&now) != *was {
+                                changed.push((*at, now));
+                            }
+                        }
+                    }
+                    Ok(not_stored(&done, &display, uidvalidity, list))
+                },
                 |_, page| {
                     tally.add(page, room);
                     Ok(true)
@@ -396,6 +459,20 @@ pub fn backup_into(
         });
     }
     summary.folders = plans.len();
+    if !changed.is_empty() {
+        let verb = if opts.dry_run {
+            "would record"
+        } else {
+            "recorded"
+        };
+        if !opts.dry_run {
+            record_flag_changes(&layout, &changed)?;
+        }
+        summary.note(format!(
+            "{} messages backed up before have new flags at the source; the manifest {verb} them",
+            changed.len()
+        ));
+    }
     if opts.dry_run {
         summary.planned = plans
             .iter()
@@ -520,15 +597,7 @@ pub fn backup_into(
                         length,
                         size: body.len() as u64,
                         sha256: dedupe::sha256_hex(body),
-                        flags: meta
-                            .flags
-                            .iter()
-                            .filter(|f| {
-                                !f.eq_ignore_ascii_case("\\Recent")
-                                    && crate::imap::types::valid_flag(f)
-                            })
-                            .cloned()
-                            .collect(),
+                        flags: kept_flags(&meta.flags),
                         internaldate: date.map(|d| d.to_string()),
                         uidvalidity: *uidvalidity,
                         id: meta.id.clone(),
@@ -615,7 +684,12 @@ fn write_summary_manifest(layout: &Layout) -> anyhow::Result<()> {
         uidvalidity: u32,
     }
     let mut folders: Vec<Folder> = Vec::new();
+    // A message whose flags changed has a later line of its own: counted once.
+    let mut counted: HashSet<u128> = HashSet::new();
     each_manifest_entry(&layout.manifest, false, |e| {
+        if !counted.insert(stored(&e.folder, e.uidvalidity, &e.id)) {
+            return;
+        }
         let i = match folders.iter().position(|f| f.folder == e.folder) {
             Some(i) => i,
             None => {

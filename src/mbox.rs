@@ -14,7 +14,7 @@
 //! each separator (and at the end of the file), and unquotes per [`Dialect`].
 
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeZone, Utc};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 const FROM: &[u8] = b"From ";
@@ -114,13 +114,6 @@ pub fn unquote_o(body: &[u8]) -> Vec<u8> {
         }
     }
     out
-}
-
-fn unquote(body: &[u8], dialect: Dialect) -> Vec<u8> {
-    match dialect {
-        Dialect::Rd => unquote_rd(body),
-        Dialect::O => unquote_o(body),
-    }
 }
 
 // ---------------------------------------------------------------- writer
@@ -339,11 +332,328 @@ pub fn from_line_date(from_line: &[u8]) -> Option<DateTime<FixedOffset>> {
         .single()
 }
 
+// ---------------------------------------------------------------- formats
+
+/// How `>From ` lines of a file are unquoted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quoting {
+    /// mboxrd: `^>+From ` loses one `>`.
+    Rd,
+    /// mboxo and mboxcl: only `>From ` loses its `>`.
+    O,
+    /// mboxcl2 and MMDF: nothing is quoted, nothing unquoted.
+    None,
+}
+
+/// How a file's messages are framed and quoted: the dialects found in the wild.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Format {
+    pub quoting: Quoting,
+    /// mboxcl/mboxcl2: a `Content-Length:` header gives the body's length, and a
+    /// `From ` line inside that length is body. A length that does not end at a
+    /// separator (or the end of the file) is ignored for that message.
+    pub content_length: bool,
+    /// MMDF: each message between two lines of four `^A`.
+    pub mmdf: bool,
+    /// Separators without a date (`From 1844347792267117879@xxx`, `From -`): a
+    /// `From ` line with one word after an empty line starts a message too.
+    pub dateless: bool,
+}
+
+impl Format {
+    pub fn plain(dialect: Dialect) -> Format {
+        Format {
+            quoting: match dialect {
+                Dialect::Rd => Quoting::Rd,
+                Dialect::O => Quoting::O,
+            },
+            content_length: false,
+            mmdf: false,
+            dateless: false,
+        }
+    }
+
+    pub const MBOXCL: Format = Format {
+        quoting: Quoting::O,
+        content_length: true,
+        mmdf: false,
+        dateless: false,
+    };
+    pub const MBOXCL2: Format = Format {
+        quoting: Quoting::None,
+        content_length: true,
+        mmdf: false,
+        dateless: false,
+    };
+    pub const MMDF: Format = Format {
+        quoting: Quoting::None,
+        content_length: false,
+        mmdf: true,
+        dateless: false,
+    };
+
+    /// The dialect's usual name, as `-v` states it.
+    pub fn name(&self) -> String {
+        let base = match (self.mmdf, self.content_length, self.quoting) {
+            (true, ..) => "MMDF",
+            (_, true, Quoting::None) => "mboxcl2",
+            (_, true, _) => "mboxcl",
+            (_, _, Quoting::Rd) => "mboxrd",
+            (_, _, Quoting::O) => "mboxo",
+            (_, _, Quoting::None) => "mbox without quoting",
+        };
+        if self.dateless {
+            format!("{base} with dateless separators")
+        } else {
+            base.to_string()
+        }
+    }
+}
+
+/// What [`detect`] found: the format, and why, in words for `-v`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detected {
+    pub format: Format,
+    pub why: String,
+    pub crlf: bool,
+}
+
+/// How many bytes of a file [`detect`] looks at.
+pub const SAMPLE: usize = 1 << 20;
+
+const MMDF_SEP: &[u8] = b"\x01\x01\x01\x01";
+
+fn is_mmdf_sep(line: &[u8]) -> bool {
+    strip_eol(line) == MMDF_SEP
+}
+
+/// A separator of the dateless kind: `From ` and one word (`-`, an address, a
+/// Takeout id), nothing after it.
+fn looks_like_bare_separator(line: &[u8]) -> bool {
+    let Some(rest) = line.strip_prefix(FROM) else {
+        return false;
+    };
+    let rest = rest.trim_ascii();
+    !rest.is_empty() && !rest.iter().any(u8::is_ascii_whitespace)
+}
+
+/// Whether `line` (without its line ending) starts a message under `f`.
+fn starts_message(f: &Format, line: &[u8]) -> bool {
+    line.starts_with(FROM)
+        && (looks_like_separator(line) || (f.dateless && looks_like_bare_separator(line)))
+}
+
+/// One header of a header block (unfolded value), if present.
+fn header_in(block: &[u8], name: &str) -> Option<Vec<u8>> {
+    crate::dedupe::header(block, name)
+}
+
+/// Decide a file's dialect from its first bytes (`sample`, at most [`SAMPLE`];
+/// `whole`: the sample is the whole file). `Err` when the sample is no mailbox of
+/// any kind (the words say what was found instead). An empty file is an mbox with
+/// no messages.
+///
+/// The rules, in order: four `^A` first → MMDF; the first line must otherwise be
+/// a `From ` line (a date is not required: without one, dateless separators are
+/// read); `Content-Length:` headers that each end exactly at the next separator →
+/// mboxcl2 (or mboxcl when bodies show `>From ` and never an unquoted `From `);
+/// marks that only mboxo writers leave → mboxo: Thunderbird's `X-Mozilla-Status`
+/// or `From - ` separators, procmail/formail's two spaces after the sender, mutt's,
+/// Pine's and Python's `Status:`/`X-Status:` on most messages, Python's
+/// `From MAILER-DAEMON` on every one; otherwise mboxrd.
+pub fn detect(sample: &[u8], whole: bool) -> Result<Detected, String> {
+    let data = sample.strip_prefix(BOM).unwrap_or(sample);
+    let start = data
+        .iter()
+        .position(|&b| b != b'\n' && b != b'\r')
+        .unwrap_or(data.len());
+    let data = &data[start..];
+    let plain = |format: Format, why: &str| Detected {
+        format,
+        why: why.to_string(),
+        crlf: false,
+    };
+    if data.is_empty() {
+        return Ok(plain(Format::plain(Dialect::Rd), "empty"));
+    }
+    let first = lines(data).next().unwrap_or_default();
+    let crlf = first.ends_with(b"\r\n");
+    if is_mmdf_sep(first) {
+        return Ok(Detected {
+            crlf,
+            ..plain(Format::MMDF, "lines of four ^A around each message")
+        });
+    }
+    let first = strip_eol(first);
+    if !first.starts_with(FROM) || first.trim_ascii() == b"From" {
+        let shown: String = String::from_utf8_lossy(&first[..first.len().min(40)])
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        return Err(format!(
+            "not an mbox file: it starts with {shown:?}, not with a `From ` line (mbox) or four ^A (MMDF)"
+        ));
+    }
+    let dateless = !looks_like_separator(first);
+    let f = Format {
+        dateless,
+        ..Format::plain(Dialect::Rd)
+    };
+    // The messages of the sample: separator, header block, where the body starts.
+    struct Msg<'a> {
+        sep: &'a [u8],
+        headers: &'a [u8],
+        body: usize,
+    }
+    let mut msgs: Vec<Msg> = Vec::new();
+    let mut pos = 0;
+    let mut after_blank = true;
+    let mut in_headers: Option<(usize, usize)> = None; // (sep index, headers start)
+    for line in lines(data) {
+        let here = pos;
+        pos += line.len();
+        let bare = strip_eol(line);
+        if let Some((sep, hstart)) = in_headers {
+            if is_blank(line) || !line.ends_with(b"\n") {
+                msgs.push(Msg {
+                    sep: strip_eol(&data[sep..])
+                        .split(|&b| b == b'\n')
+                        .next()
+                        .unwrap_or_default(),
+                    headers: &data[hstart..pos],
+                    body: pos,
+                });
+                in_headers = None;
+            }
+        } else if after_blank && starts_message(&f, bare) {
+            in_headers = Some((here, pos));
+        }
+        after_blank = is_blank(line);
+    }
+    let sep_of = |m: &Msg| strip_eol(m.sep).to_vec();
+    let n = msgs.len().max(1);
+    let lengths: Vec<(usize, Option<usize>)> = msgs
+        .iter()
+        .map(|m| {
+            let cl = header_in(m.headers, "Content-Length")
+                .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<usize>().ok());
+            (m.body, cl)
+        })
+        .collect();
+    // Content-Length: every length seen in the sample must end at a separator.
+    let (mut cl_ok, mut cl_bad) = (0, 0);
+    let mut unquoted_from = false;
+    let mut quoted_from = false;
+    for &(body, cl) in &lengths {
+        let Some(len) = cl else { continue };
+        let Some(end) = body.checked_add(len) else {
+            cl_bad += 1;
+            continue;
+        };
+        if end > data.len() {
+            if whole {
+                cl_bad += 1;
+            }
+            continue;
+        }
+        let mut rest = &data[end..];
+        while let Some(r) = rest
+            .strip_prefix(b"\n")
+            .or_else(|| rest.strip_prefix(b"\r\n"))
+        {
+            rest = r;
+        }
+        let at_sep = rest.starts_with(FROM) || (rest.is_empty() && (whole || end < data.len()));
+        if at_sep || (rest.len() < 5 && !whole) {
+            cl_ok += 1;
+            for l in lines(&data[body..end]) {
+                unquoted_from |= l.starts_with(FROM);
+                quoted_from |= l.starts_with(b">") && is_quotable(l);
+            }
+        } else {
+            cl_bad += 1;
+        }
+    }
+    let mut detected = if cl_ok > 0 && cl_bad == 0 {
+        if quoted_from && !unquoted_from {
+            plain(
+                Format {
+                    dateless,
+                    ..Format::MBOXCL
+                },
+                "Content-Length headers that end at each separator, and >From quoting",
+            )
+        } else {
+            plain(
+                Format {
+                    dateless,
+                    ..Format::MBOXCL2
+                },
+                "Content-Length headers that end at each separator",
+            )
+        }
+    } else {
+        let count = |name: &str| {
+            msgs.iter()
+                .filter(|m| header_in(m.headers, name).is_some())
+                .count()
+        };
+        let seps: Vec<Vec<u8>> = msgs.iter().map(sep_of).collect();
+        let why = if count("X-Mozilla-Status") > 0 {
+            Some("X-Mozilla-Status headers: written by Thunderbird")
+        } else if seps
+            .iter()
+            .any(|s| s.starts_with(b"From - ") || s.as_slice() == b"From -")
+        {
+            Some("`From - ` separators: written by Thunderbird")
+        } else if seps.iter().any(|s| {
+            let rest = &s[FROM.len()..];
+            let token = rest.iter().take_while(|b| !b.is_ascii_whitespace()).count();
+            rest[token..].starts_with(b"  ") && !rest[token..].starts_with(b"   ")
+        }) {
+            Some("two spaces after the sender in separators: written by procmail or formail")
+        } else if (count("Status") + count("X-Status")) * 2 > n
+            || msgs
+                .iter()
+                .filter(|m| header_in(m.headers, "Status").is_some())
+                .count()
+                * 2
+                > n
+        {
+            Some("Status:/X-Status: headers: written by mutt, Pine, Python's mailbox or Dovecot")
+        } else if !seps.is_empty() && seps.iter().all(|s| s.starts_with(b"From MAILER-DAEMON ")) {
+            Some("`From MAILER-DAEMON` separators: written by Python's mailbox")
+        } else {
+            None
+        };
+        match why {
+            Some(why) => plain(
+                Format {
+                    dateless,
+                    ..Format::plain(Dialect::O)
+                },
+                why,
+            ),
+            None => plain(
+                f,
+                "no mark of an mboxo writer (read as mboxrd; --mbox-format mboxo if it is not)",
+            ),
+        }
+    };
+    detected.crlf = crlf;
+    Ok(detected)
+}
+
 // ---------------------------------------------------------------- reader
 
 /// Read every message of an mbox file (see the module docs for the rules).
 pub fn parse(data: &[u8], dialect: Dialect) -> Vec<Entry> {
-    let mut r = Reader::new(data, dialect, 0);
+    parse_format(data, Format::plain(dialect))
+}
+
+/// Read every message of a file in `format`.
+pub fn parse_format(data: &[u8], format: Format) -> Vec<Entry> {
+    let mut r = Reader::with_format(data, format, 0);
     let mut out = Vec::new();
     while let Ok(Some(e)) = r.next_entry() {
         out.push(e);
@@ -351,12 +661,16 @@ pub fn parse(data: &[u8], dialect: Dialect) -> Vec<Entry> {
     out
 }
 
+/// A Content-Length above this is not believed (the message is read by its
+/// separators), so a bad header never makes the reader hold more than this.
+pub const MAX_CONTENT_LENGTH: u64 = 256 << 20;
+
 /// Reads an mbox stream one message at a time, by the rules of [`parse`], holding
 /// only the message being read: a file of any size in memory bounded by its largest
 /// message.
 pub struct Reader<R> {
     r: R,
-    dialect: Dialect,
+    format: Format,
     /// Offset in the file of the next byte to read.
     at: u64,
     started: bool,
@@ -364,22 +678,99 @@ pub struct Reader<R> {
     /// The separator line (without line ending) and offset of the message being read.
     current: Option<(Vec<u8>, u64)>,
     line: Vec<u8>,
+    /// Bytes read ahead and given back (a Content-Length that did not fit): read
+    /// again before `r`.
+    back: Vec<u8>,
+    back_at: usize,
+}
+
+/// Where the message being read stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Headers,
+    Body,
+    /// Its Content-Length was honoured: the lines up to the next separator are not
+    /// part of it.
+    Done,
 }
 
 impl<R: std::io::BufRead> Reader<R> {
     /// Read from `r`, which is positioned at byte `start` of the file. Reading may
     /// start at a separator line (the offset of an [`Entry`]) or at the file's start.
     pub fn new(r: R, dialect: Dialect, start: u64) -> Self {
+        Reader::with_format(r, Format::plain(dialect), start)
+    }
+
+    /// As [`Reader::new`], for a file in `format`.
+    pub fn with_format(r: R, format: Format, start: u64) -> Self {
         Reader {
             r,
-            dialect,
+            format,
             at: start,
             started: start != 0,
             // The start of the file, or of a message, counts as following an empty line.
             after_blank: true,
             current: None,
             line: Vec::new(),
+            back: Vec::new(),
+            back_at: 0,
         }
+    }
+
+    /// One line into `self.line` (given-back bytes first); its length.
+    fn read_line(&mut self) -> io::Result<usize> {
+        self.line.clear();
+        if self.back_at < self.back.len() {
+            let rest = &self.back[self.back_at..];
+            let n = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |p| p + 1);
+            self.line.extend_from_slice(&rest[..n]);
+            self.back_at += n;
+            if self.back_at == self.back.len() {
+                self.back.clear();
+                self.back_at = 0;
+                if !self.line.ends_with(b"\n") {
+                    let more = self.r.read_until(b'\n', &mut self.line)?;
+                    return Ok(n + more);
+                }
+            }
+            return Ok(n);
+        }
+        self.r.read_until(b'\n', &mut self.line)
+    }
+
+    /// Up to `n` bytes (fewer only at the end of the stream).
+    fn read_bytes(&mut self, n: usize, out: &mut Vec<u8>) -> io::Result<usize> {
+        let mut got = 0;
+        if self.back_at < self.back.len() {
+            let take = (self.back.len() - self.back_at).min(n);
+            out.extend_from_slice(&self.back[self.back_at..self.back_at + take]);
+            self.back_at += take;
+            got += take;
+            if self.back_at == self.back.len() {
+                self.back.clear();
+                self.back_at = 0;
+            }
+        }
+        let before = out.len();
+        (&mut self.r)
+            .take((n - got) as u64)
+            .read_to_end(out)
+            .map(|k| {
+                debug_assert_eq!(out.len() - before, k);
+                got + k
+            })
+    }
+
+    /// Give bytes back: they are read again next.
+    fn give_back(&mut self, bytes: &[u8]) {
+        let mut v = bytes.to_vec();
+        v.extend_from_slice(&self.back[self.back_at..]);
+        self.back = v;
+        self.back_at = 0;
+        self.at -= bytes.len() as u64;
     }
 
     /// The next message, or `None` at the end of the stream.
@@ -389,41 +780,365 @@ impl<R: std::io::BufRead> Reader<R> {
         let mut first_line = !self.started;
         self.started = true;
         let mut body = Vec::new();
+        let mut part = Part::Headers;
+        let mut length: Option<u64> = None;
         loop {
-            self.line.clear();
-            let mut n = self.r.read_until(b'\n', &mut self.line)?;
+            let mut n = self.read_line()?;
             if n == 0 {
-                return Ok(self.current.take().map(|c| self.finish(c, &body)));
+                return Ok(self.current.take().map(|c| self.finish(c, &body, part)));
             }
             if std::mem::take(&mut first_line) && self.line.starts_with(BOM) {
                 self.line.drain(..BOM.len());
                 self.at += BOM.len() as u64;
                 n -= BOM.len();
             }
-            let line = &self.line;
-            let is_sep =
-                self.after_blank && line.starts_with(FROM) && looks_like_separator(strip_eol(line));
-            self.after_blank = is_blank(line);
             let offset = self.at;
             self.at += n as u64;
+            if self.format.mmdf {
+                if is_mmdf_sep(&self.line) {
+                    match self.current.take() {
+                        Some(done) => return Ok(Some(self.finish(done, &body, Part::Done))),
+                        None => self.current = Some((Vec::new(), offset)),
+                    }
+                } else if self.current.is_some() {
+                    body.extend_from_slice(&self.line);
+                }
+                continue;
+            }
+            let line = &self.line;
+            let is_sep = (self.after_blank || part == Part::Done)
+                && starts_message(&self.format, strip_eol(line));
+            self.after_blank = is_blank(line);
             if is_sep {
                 let sep = (strip_eol(line).to_vec(), offset);
                 if let Some(done) = self.current.replace(sep) {
-                    return Ok(Some(self.finish(done, &body)));
+                    return Ok(Some(self.finish(done, &body, part)));
                 }
-            } else if self.current.is_some() {
-                body.extend_from_slice(line);
+                continue;
+            }
+            if self.current.is_none() || part == Part::Done {
+                continue;
+            }
+            body.extend_from_slice(line);
+            if part != Part::Headers {
+                continue;
+            }
+            if !is_blank(line) {
+                continue;
+            }
+            part = Part::Body;
+            if !self.format.content_length {
+                continue;
+            }
+            if length.is_none() {
+                length = crate::dedupe::header(&body, "Content-Length")
+                    .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<u64>().ok());
+            }
+            if let Some(len) = length.filter(|&l| l <= MAX_CONTENT_LENGTH) {
+                if self.take_counted(len as usize, &mut body)? {
+                    part = Part::Done;
+                    self.after_blank = true;
+                }
             }
         }
     }
 
-    fn finish(&self, (from_line, offset): (Vec<u8>, u64), body: &[u8]) -> Entry {
+    /// Read a body of `len` bytes into `body` if it ends at a separator or at the
+    /// end of the stream (blank lines between are allowed); else give everything
+    /// read back. Whether it did.
+    fn take_counted(&mut self, len: usize, body: &mut Vec<u8>) -> io::Result<bool> {
+        let mut chunk = Vec::with_capacity(len.min(1 << 20));
+        let got = self.read_bytes(len, &mut chunk)?;
+        self.at += got as u64;
+        let mut ahead: Vec<u8> = Vec::new();
+        let fits = if got < len {
+            false
+        } else {
+            // What follows: blank lines, then a `From ` line or the end.
+            loop {
+                let n = self.read_line()?;
+                self.at += n as u64;
+                ahead.extend_from_slice(&self.line);
+                if n == 0 {
+                    break true;
+                }
+                if is_blank(&self.line) {
+                    continue;
+                }
+                break self.line.starts_with(FROM);
+            }
+        };
+        if fits {
+            body.extend_from_slice(&chunk);
+            self.give_back(&ahead);
+        } else {
+            let mut all = chunk;
+            all.extend_from_slice(&ahead);
+            self.give_back(&all);
+        }
+        Ok(fits)
+    }
+
+    fn finish(&self, (from_line, offset): (Vec<u8>, u64), body: &[u8], part: Part) -> Entry {
+        let body = if part == Part::Done || self.format.mmdf {
+            body
+        } else {
+            drop_trailing_blank(body)
+        };
         Entry {
             from_line,
-            message: unquote(drop_trailing_blank(body), self.dialect),
+            message: match self.format.quoting {
+                Quoting::Rd => unquote_rd(body),
+                Quoting::O => unquote_o(body),
+                Quoting::None => body.to_vec(),
+            },
             offset,
         }
     }
+}
+
+// ---------------------------------------------------------------- marks
+
+/// What mail clients wrote into a message's headers about its state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// IMAP flags and keywords, in the order found, without repeats.
+    pub flags: Vec<String>,
+    /// Thunderbird deleted it (X-Mozilla-Status 0x0008) but had not compacted the
+    /// folder yet: it is not a message of the folder.
+    pub deleted: bool,
+    /// UW-IMAP's and Dovecot's "DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA"
+    /// first message: folder state, not mail.
+    pub placeholder: bool,
+    /// Google Takeout's `X-Gmail-Labels`, as written (nested labels keep their `/`).
+    pub labels: Vec<String>,
+}
+
+fn push_flag(flags: &mut Vec<String>, f: &str) {
+    if !flags.iter().any(|g| g.eq_ignore_ascii_case(f)) {
+        flags.push(f.to_string());
+    }
+}
+
+/// A keyword made of `word`: characters an IMAP atom cannot hold become `_`.
+pub fn keyword(word: &str) -> Option<String> {
+    let k: String = word
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && !matches!(c, '(' | ')' | '{' | '%' | '*' | '"' | '\\' | ']')
+            {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    (!k.is_empty()).then_some(k)
+}
+
+/// The labels of an `X-Gmail-Labels` value: comma-separated, a label holding a
+/// comma in double quotes.
+pub fn split_labels(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in value.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out.into_iter()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// What a Gmail label means for a restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabelUse {
+    /// A folder, with its special-use role if it has one.
+    Folder(String, Option<&'static str>),
+    /// A flag or keyword (`Opened`, `Starred`, `Important`, `Category …`).
+    Flag(String),
+    /// `Unread`: no `\Seen`, whatever else says so.
+    Unread,
+    /// `Archived`: out of the inbox; a message with no folder label goes to the archive.
+    Archived,
+}
+
+pub fn label_use(label: &str) -> LabelUse {
+    match label.to_ascii_lowercase().as_str() {
+        "inbox" => LabelUse::Folder("INBOX".into(), None),
+        "sent" | "sent mail" => LabelUse::Folder("Sent".into(), Some("\\Sent")),
+        "spam" => LabelUse::Folder("Spam".into(), Some("\\Junk")),
+        "trash" => LabelUse::Folder("Trash".into(), Some("\\Trash")),
+        "drafts" | "draft" => LabelUse::Folder("Drafts".into(), Some("\\Drafts")),
+        "opened" => LabelUse::Flag("\\Seen".into()),
+        "starred" => LabelUse::Flag("\\Flagged".into()),
+        "important" => LabelUse::Flag("$Important".into()),
+        "unread" => LabelUse::Unread,
+        "archived" => LabelUse::Archived,
+        l if l.starts_with("category ") => {
+            LabelUse::Flag(keyword(label).unwrap_or_else(|| "Category".into()))
+        }
+        _ => LabelUse::Folder(label.to_string(), None),
+    }
+}
+
+/// The folder of the messages no folder label names (Takeout's "Archived").
+pub const ARCHIVE: &str = "Archive";
+
+/// The folders a message goes to under `--labels-as-folders` (each once; the
+/// archive when no label names a folder) and the flags its labels give.
+pub fn label_folders(
+    labels: &[String],
+) -> (Vec<(String, Option<&'static str>)>, Vec<String>, bool) {
+    let mut folders: Vec<(String, Option<&'static str>)> = Vec::new();
+    let mut flags = Vec::new();
+    let mut unread = false;
+    for l in labels {
+        match label_use(l) {
+            LabelUse::Folder(f, role) => {
+                if !folders.iter().any(|(g, _)| *g == f) {
+                    folders.push((f, role));
+                }
+            }
+            LabelUse::Flag(f) => push_flag(&mut flags, &f),
+            LabelUse::Unread => unread = true,
+            LabelUse::Archived => {}
+        }
+    }
+    if folders.is_empty() {
+        folders.push((ARCHIVE.to_string(), Some("\\Archive")));
+    }
+    (folders, flags, unread)
+}
+
+/// Flags, keywords, Thunderbird's deletion mark and Gmail's labels from a
+/// message's headers: mutt/Pine/Python/Dovecot `Status:` (R: `\Seen`) and
+/// `X-Status:` (A F T D: `\Answered \Flagged \Draft \Deleted`), Dovecot's and
+/// UW-IMAP's `X-Keywords:`, Thunderbird's `X-Mozilla-Status` (0x1 read, 0x2
+/// replied, 0x4 flagged, 0x8 deleted, 0x1000 forwarded), `X-Mozilla-Status2`
+/// (0x00200000 IMAP-deleted) and `X-Mozilla-Keys:`, and Takeout's `X-Gmail-Labels`
+/// (Opened, Starred, Important and Category labels; the others become keywords
+/// unless `labels_are_folders`).
+pub fn marks(msg: &[u8], labels_are_folders: bool) -> Marks {
+    use crate::dedupe::header;
+    let mut m = Marks::default();
+    let text = |v: Vec<u8>| String::from_utf8_lossy(&v).trim().to_string();
+    let status = header(msg, "Status").map(text).unwrap_or_default();
+    let x = header(msg, "X-Status").map(text).unwrap_or_default();
+    if status.contains('R') {
+        push_flag(&mut m.flags, "\\Seen");
+    }
+    for (c, f) in [
+        ('A', "\\Answered"),
+        ('F', "\\Flagged"),
+        ('T', "\\Draft"),
+        ('D', "\\Deleted"),
+    ] {
+        if x.contains(c) {
+            push_flag(&mut m.flags, f);
+        }
+    }
+    let hex = |name: &str| {
+        header(msg, name)
+            .map(text)
+            .and_then(|v| u32::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+    };
+    if let Some(s) = hex("X-Mozilla-Status") {
+        for (bit, f) in [
+            (0x1, "\\Seen"),
+            (0x2, "\\Answered"),
+            (0x4, "\\Flagged"),
+            (0x1000, "$Forwarded"),
+        ] {
+            if s & bit != 0 {
+                push_flag(&mut m.flags, f);
+            }
+        }
+        m.deleted = s & 0x8 != 0;
+    }
+    if hex("X-Mozilla-Status2").is_some_and(|s| s & 0x0020_0000 != 0) {
+        push_flag(&mut m.flags, "\\Deleted");
+    }
+    for name in ["X-Mozilla-Keys", "X-Keywords"] {
+        if let Some(v) = header(msg, name).map(text) {
+            for k in v.split([' ', ',', '\t']).filter_map(keyword) {
+                push_flag(&mut m.flags, &k);
+            }
+        }
+    }
+    if let Some(v) = header(msg, "X-Gmail-Labels").map(text) {
+        m.labels = split_labels(&v);
+        let mut unread = false;
+        for l in &m.labels {
+            match label_use(l) {
+                LabelUse::Flag(f) => push_flag(&mut m.flags, &f),
+                LabelUse::Unread => unread = true,
+                LabelUse::Folder(..) | LabelUse::Archived if !labels_are_folders => {
+                    if let Some(k) = keyword(l) {
+                        push_flag(&mut m.flags, &k);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if unread {
+            m.flags.retain(|f| f != "\\Seen");
+        }
+    }
+    m.placeholder = header(msg, "Subject")
+        .is_some_and(|s| text(s).starts_with("DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA"))
+        && (header(msg, "X-IMAP").is_some() || header(msg, "X-IMAPbase").is_some());
+    m
+}
+
+/// Headers a mail client adds to an mbox message it reads or serves (mutt, Pine,
+/// Dovecot, UW-IMAP, Thunderbird): without them a message comes back as it was
+/// stored.
+const CLIENT_HEADERS: &[&str] = &[
+    "status",
+    "x-status",
+    "x-keywords",
+    "x-uid",
+    "x-imap",
+    "x-imapbase",
+    "content-length",
+    "lines",
+    "x-mozilla-status",
+    "x-mozilla-status2",
+    "x-mozilla-keys",
+];
+
+/// `msg` without the header fields mail clients add ([`CLIENT_HEADERS`], with
+/// their continuation lines), or `None` when it has none.
+pub fn without_client_headers(msg: &[u8]) -> Option<Vec<u8>> {
+    let end = crate::dedupe::body_offset(msg);
+    let mut out = Vec::with_capacity(msg.len());
+    let mut dropping = false;
+    let mut dropped = false;
+    for line in lines(&msg[..end]) {
+        let folded = line.first().is_some_and(|c| *c == b' ' || *c == b'\t');
+        if !folded {
+            let name = line.split(|&b| b == b':').next().unwrap_or_default();
+            dropping = line.contains(&b':')
+                && CLIENT_HEADERS
+                    .iter()
+                    .any(|h| name.eq_ignore_ascii_case(h.as_bytes()));
+        }
+        if dropping {
+            dropped = true;
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(&msg[end..]);
+    dropped.then_some(out)
 }
 
 #[cfg(test)]

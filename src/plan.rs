@@ -14,7 +14,7 @@ use crate::mbox::Dialect;
 use crate::net::NetOptions;
 use crate::secret::{self, Password};
 use crate::source::imap::ImapSource;
-use crate::source::mbox::MboxSource;
+use crate::source::mbox::{MboxSource, ReadOptions};
 use crate::source::pop3::Pop3Source;
 use crate::source::Source;
 
@@ -103,10 +103,10 @@ pub fn open_endpoint(
     ep: &Endpoint,
     password: Option<&Password>,
     net: &NetOptions,
-    dialect: Dialect,
+    mbox: impl Into<ReadOptions>,
 ) -> anyhow::Result<Box<dyn Source>> {
     match ep {
-        Endpoint::Mbox(path) => Ok(Box::new(MboxSource::open_path(path, dialect)?)),
+        Endpoint::Mbox(path) => Ok(Box::new(MboxSource::open_with(path, mbox.into())?)),
         Endpoint::Server(server) => {
             let password = password.ok_or_else(|| input(format!("no password for {server}")))?;
             let name = server.to_string();
@@ -136,10 +136,21 @@ pub fn target(text: &str, password_file: Option<&Path>) -> anyhow::Result<(Serve
     Ok((target, password))
 }
 
-pub fn dialect(f: MboxFormat) -> Dialect {
-    match f {
-        MboxFormat::Mboxrd => Dialect::Rd,
-        MboxFormat::Mboxo => Dialect::O,
+/// How mbox input is read: `--mbox-format` (`auto`: decided per file) and
+/// `--labels-as-folders`.
+pub fn mbox_options(f: MboxFormat, labels_as_folders: bool) -> ReadOptions {
+    use crate::mbox::Format;
+    let format = match f {
+        MboxFormat::Auto => None,
+        MboxFormat::Mboxrd => Some(Format::plain(Dialect::Rd)),
+        MboxFormat::Mboxo => Some(Format::plain(Dialect::O)),
+        MboxFormat::Mboxcl => Some(Format::MBOXCL),
+        MboxFormat::Mboxcl2 => Some(Format::MBOXCL2),
+        MboxFormat::Mmdf => Some(Format::MMDF),
+    };
+    ReadOptions {
+        format,
+        labels_as_folders,
     }
 }
 

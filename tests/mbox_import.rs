@@ -165,10 +165,10 @@ fn mutt_status_headers() {
     check("mutt-status", &[]);
 }
 
-/// A file without a single valid separator holds no message: nothing is copied and
-/// the run succeeds.
+/// A file without a single valid separator is no mbox file: an input error naming
+/// the file (exit 2), never "copied: 0" with exit 0 (issue 15).
 #[test]
-fn no_separator_restores_nothing() {
+fn no_separator_is_an_input_error() {
     const USER: &str = "empty@mbox.test";
     let d = Dovecot::start(&[USER]);
     let file = d.dir.path().join("notes.mbox");
@@ -179,9 +179,9 @@ fn no_separator_restores_nothing() {
     .unwrap();
     let state = d.dir.path().join("state.sqlite");
     let out = restore(&d, &file, USER, &state, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let j = json(&out);
-    assert_eq!(j["copied"].as_u64(), Some(0), "{j}");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("notes.mbox") && err.contains("not an mbox file"), "{}", text(&out));
     assert_eq!(d.count(USER), 0, "{:?}", d.snapshot(USER));
 }
 

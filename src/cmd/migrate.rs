@@ -15,6 +15,7 @@ pub fn run(a: &MigrateArgs) -> anyhow::Result<i32> {
         a.pair.to_password_file.as_deref(),
         &a.job,
         &a.copy,
+        false,
     )
 }
 
@@ -26,6 +27,7 @@ pub fn copy(
     to_password_file: Option<&std::path::Path>,
     job: &crate::cli::JobArgs,
     c: &crate::cli::CopyArgs,
+    labels_as_folders: bool,
 ) -> anyhow::Result<i32> {
     let (net_args, state, folders) = (&job.net, job.state.as_deref(), &job.folders);
     // Phase 1: everything the user typed is checked (and the passwords read, the
@@ -47,8 +49,8 @@ pub fn copy(
     // On stderr even with --json (stdout holds the JSON): where the state lives.
     eprintln!("index: {}", state.display());
     // Phase 2: connections; a transient failure reconnects and resumes.
-    let dialect = plan::dialect(c.mbox_format);
-    let open = || plan::open_endpoint(&source, source_password.as_ref(), &net, dialect);
+    let mbox = plan::mbox_options(c.mbox_format, labels_as_folders);
+    let open = || plan::open_endpoint(&source, source_password.as_ref(), &net, mbox);
     let job = Job {
         target: &target,
         target_password: &target_password,

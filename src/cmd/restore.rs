@@ -11,5 +11,6 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<i32> {
         a.to_password_file.as_deref(),
         &a.job,
         &a.copy,
+        a.labels_as_folders,
     )
 }

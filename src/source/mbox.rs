@@ -1,16 +1,37 @@
 //! mbox files as a source: a backup directory written by `mailferry backup` (with its
-//! manifest), a single mbox file, or a directory of mbox files from another tool.
+//! manifest), a single mbox file, a directory of mbox files from another tool, or a
+//! Thunderbird profile's folder tree.
 //!
-//! With a manifest, each message gets back its folder, flags, INTERNALDATE and exact
-//! size (the writer adds a final newline to a message that had none; the size cuts it
-//! off again) and its SHA-256 is checked. Without one, the folder is the file's path
-//! (`Archive/2019.mbox` → `Archive/2019`, `INBOX.mbox` → INBOX), flags come from
-//! `Status:`/`X-Status:` headers and the date from the `From ` line. Message ids are
-//! the byte offset and a hash of the message: a file rewritten by another program
-//! (compacted, exported again) gets new ids where its content changed.
-//! Files are read as streams, one message at a time: listing a folder reads its file
-//! once (for sizes, hashes, flags and dates) and fetching seeks to each message's
-//! offset, so memory is bounded by the largest message, not by the file.
+//! **Dialects.** Each file's dialect is decided from its contents ([`mbox::detect`]:
+//! mboxrd, mboxo, mboxcl/mboxcl2 with `Content-Length:`, MMDF, dateless separators,
+//! CRLF) and stated with `-v`; `--mbox-format` forces one. A file that is none of
+//! them is an input error naming it, and so is a directory with no mailbox in it:
+//! a readable-looking input never restores nothing in silence.
+//!
+//! **A backup's manifest is checked against its files, not trusted.** On opening a
+//! file, every recorded message is read at its offset and its SHA-256 compared. If
+//! all match, the manifest gives each message its folder, flags, INTERNALDATE and
+//! exact size (the writer adds a final newline to a message that had none; the size
+//! takes it off again); bytes after the last recorded message are an interrupted
+//! backup's tail and are left out. If anything differs (mutt added `Status:`,
+//! Dovecot served the file, a message was removed), the whole file is read as a
+//! plain mbox and nothing is cut: each message is matched to the manifest by its
+//! content — as it is, or without the headers mail clients add
+//! ([`mbox::without_client_headers`]), in which case the message is restored as it
+//! was backed up — and a match keeps the manifest's folder, flags and date; the
+//! others take them from their own headers. The summary says so.
+//!
+//! **Without a manifest**, the folder is the file's path (`Archive/2019.mbox` →
+//! `Archive/2019`, `INBOX.mbox` → INBOX, Thunderbird's `Archives.sbd/2019` →
+//! `Archives/2019`), flags come from the headers mail clients write
+//! ([`mbox::marks`]: mutt, Pine, Python, Dovecot, Thunderbird, Takeout) and the date
+//! from the `From ` line (else `Received:`/`Date:`). Thunderbird's deleted messages
+//! and UW-IMAP's folder-data placeholder are skipped and counted. With
+//! `--labels-as-folders`, a Takeout file is presented as one folder per label, each
+//! listing the file's messages that carry it.
+//!
+//! Message ids are the byte offset and a hash of the message. Files are read as
+//! streams, one message at a time, so memory is bounded by the largest message.
 //!
 //! A manifest is a file anyone may have edited, so nothing in it is trusted as text:
 //! - a `file` must be a relative path inside the directory, without `..`, and not a
@@ -24,7 +45,7 @@
 //!   components made `_`, `_.`, `_..` (as the backup names its files), with a
 //!   warning; two folders that would end up with one name stop the run.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Take};
 use std::path::{Component, Path, PathBuf};
@@ -36,7 +57,49 @@ use crate::dedupe;
 use crate::error::input;
 use crate::imap::types::{shown, valid_flag, ImapDate};
 use crate::imap::{utf7, ListEntry};
-use crate::mbox::{self, Dialect};
+use crate::mbox::{self, Dialect, Format};
+
+/// How mbox files are to be read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadOptions {
+    /// `--mbox-format`: `None` decides per file from its contents.
+    pub format: Option<Format>,
+    /// `--labels-as-folders`: Takeout's labels become folders.
+    pub labels_as_folders: bool,
+}
+
+impl From<Dialect> for ReadOptions {
+    fn from(d: Dialect) -> ReadOptions {
+        ReadOptions {
+            format: Some(Format::plain(d)),
+            labels_as_folders: false,
+        }
+    }
+}
+
+/// A folder of the source.
+#[derive(Debug, Clone)]
+struct Spec {
+    folder: String,
+    /// Relative to `base`.
+    file: String,
+    /// `--labels-as-folders`: the folder lists the file's messages with this label folder.
+    label: bool,
+    attrs: Vec<String>,
+}
+
+/// What is known of a file once it was first opened.
+#[derive(Debug, Clone)]
+struct FileState {
+    format: Format,
+    /// How many bytes hold messages (a backup's interrupted tail does not).
+    len: u64,
+    /// A backup file that no longer fits its manifest, read as a plain mbox.
+    rewritten: bool,
+    /// In a rewritten file of several folders: the folder of each message the
+    /// manifest no longer knows (the folder of the recorded message before it).
+    assigned: HashMap<u64, String>,
+}
 
 pub struct MboxSource {
     name: String,
@@ -44,36 +107,71 @@ pub struct MboxSource {
     base: PathBuf,
     /// The one file the user named (`FILE.mbox`), which may be a link to anywhere.
     single: Option<String>,
-    dialect: Dialect,
-    /// Folder name → file (relative to `base`).
-    folders: Vec<(String, String)>,
+    opts: ReadOptions,
+    folders: Vec<Spec>,
     /// A backup's manifest, held compactly: (file number, message offset) → where
     /// the entry's line starts in the manifest, read again when the message is
     /// listed or fetched. About 30 bytes per message instead of the whole entry.
     manifest: HashMap<(u32, u64), u64>,
     /// File name → its number in `manifest`.
     file_ids: HashMap<String, u32>,
+    /// File name → how many messages the manifest records in it.
+    recorded: HashMap<String, u64>,
+    manifest_path: PathBuf,
     /// The manifest, and where its reader stands.
     manifest_reader: Option<(BufReader<File>, u64)>,
-    /// For a mailferry backup: where each file's recorded messages end. Bytes past
-    /// that were written by an interrupted backup and are not messages.
+    /// For a mailferry backup: where each file's recorded messages end.
     ends: Option<HashMap<String, u64>>,
+    /// Formats decided while opening (files without a manifest).
+    detected: HashMap<String, Format>,
+    files: HashMap<String, FileState>,
     /// The open folder.
     current: Option<OpenFile>,
     /// The listing in progress: its reader and the ordinal of its next message.
     lister: Option<(mbox::Reader<BufReader<Take<File>>>, u64)>,
+    /// Messages left out on purpose, per file: (Thunderbird-deleted, placeholders).
+    skipped: BTreeMap<String, (HashSet<u64>, HashSet<u64>)>,
+    notes: Vec<String>,
 }
 
 struct OpenFile {
-    folder: String,
-    /// Relative to `base`, as the manifest names it.
-    file: String,
+    spec: Spec,
     path: PathBuf,
-    /// How many bytes of the file hold messages (a backup's unrecorded tail is not).
-    len: u64,
+    state: FileState,
 }
 
-fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) -> std::io::Result<()> {
+/// Names that are never mailboxes in a mail client's directory.
+fn never_a_mailbox(name: &str) -> bool {
+    const EXT: &[&str] = &[
+        ".msf",
+        ".dat",
+        ".json",
+        ".sqlite",
+        ".sqlite-wal",
+        ".sqlite-shm",
+        ".html",
+        ".js",
+        ".mozlz4",
+        ".lz4",
+        ".log",
+        ".ini",
+        ".xml",
+        ".db",
+        ".txt",
+        ".jsonl",
+        ".rdf",
+        ".bak",
+        ".lock",
+        ".tmp",
+    ];
+    let lower = name.to_ascii_lowercase();
+    name.starts_with('.') || EXT.iter().any(|e| lower.ends_with(e)) || lower.contains(".manifest.")
+}
+
+/// The files of a directory tree that may be mailboxes: `.mbox` files, and (outside
+/// a backup) other files that are not known to be something else, such as
+/// Thunderbird's extension-less folder files.
+fn walk(dir: &Path, rel: &str, only_mbox: bool, out: &mut Vec<String>) -> std::io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
@@ -84,21 +182,60 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) -> std::io::Result<()> {
             format!("{rel}/{name}")
         };
         if e.file_type()?.is_dir() {
-            walk(&e.path(), &rel_name, out)?;
-        } else if name.ends_with(".mbox") {
+            walk(&e.path(), &rel_name, only_mbox, out)?;
+        } else if name.ends_with(".mbox") || (!only_mbox && !never_a_mailbox(&name)) {
             out.push(rel_name);
         }
     }
     Ok(())
 }
 
+/// The folder a file stands for: its path without `.mbox`, Thunderbird's `.sbd`
+/// directories as the folders they hold; `inbox` is INBOX.
 fn folder_of_file(file: &str) -> String {
     let stem = file.strip_suffix(".mbox").unwrap_or(file);
+    let parts: Vec<&str> = stem
+        .split('/')
+        .map(|p| p.strip_suffix(".sbd").unwrap_or(p))
+        .collect();
+    let stem = parts.join("/");
     if stem.eq_ignore_ascii_case("inbox") {
         "INBOX".into()
     } else {
-        safe_folder(stem)
+        safe_folder(&stem)
     }
+}
+
+/// The first bytes of a file, at most [`mbox::SAMPLE`], and whether that is all of it.
+fn sample(path: &Path) -> std::io::Result<(Vec<u8>, bool)> {
+    let mut buf = Vec::new();
+    File::open(path)?
+        .take(mbox::SAMPLE as u64 + 1)
+        .read_to_end(&mut buf)?;
+    let whole = buf.len() <= mbox::SAMPLE;
+    buf.truncate(mbox::SAMPLE);
+    Ok((buf, whole))
+}
+
+/// The candidate originals of a message read from a rewritten backup file: as it
+/// is, without the newline the writer added, and the same without the headers
+/// mail clients add. The flag says whether client headers were removed.
+fn originals(msg: &[u8]) -> Vec<(Vec<u8>, bool)> {
+    let mut out = Vec::new();
+    let mut push = |m: Vec<u8>, stripped: bool| {
+        if let Some(short) = m.strip_suffix(b"\n") {
+            let short = short.to_vec();
+            out.push((m, stripped));
+            out.push((short, stripped));
+        } else {
+            out.push((m, stripped));
+        }
+    };
+    push(msg.to_vec(), false);
+    if let Some(s) = mbox::without_client_headers(msg) {
+        push(s, true);
+    }
+    out
 }
 
 /// A folder name from a file (a manifest, a file name) made harmless: control
@@ -163,28 +300,6 @@ pub fn inside(base: &Path, rel: &str) -> Result<PathBuf, String> {
     }
 }
 
-/// Flags from mutt/Thunderbird-style `Status:` and `X-Status:` headers.
-fn flags_from_headers(msg: &[u8]) -> Vec<String> {
-    let mut flags = Vec::new();
-    let status = dedupe::header(msg, "Status").unwrap_or_default();
-    let x = dedupe::header(msg, "X-Status").unwrap_or_default();
-    let has = |v: &[u8], c: u8| v.contains(&c);
-    if has(&status, b'R') {
-        flags.push("\\Seen".to_string());
-    }
-    for (c, f) in [
-        (b'A', "\\Answered"),
-        (b'F', "\\Flagged"),
-        (b'T', "\\Draft"),
-        (b'D', "\\Deleted"),
-    ] {
-        if has(&x, c) {
-            flags.push(f.to_string());
-        }
-    }
-    flags
-}
-
 /// An mbox source's path must exist: checked on opening, and by commands before
 /// they open the index.
 pub fn check_path(path: &Path) -> anyhow::Result<()> {
@@ -197,6 +312,10 @@ pub fn check_path(path: &Path) -> anyhow::Result<()> {
 
 impl MboxSource {
     pub fn open_path(path: &Path, dialect: Dialect) -> anyhow::Result<MboxSource> {
+        MboxSource::open_with(path, dialect.into())
+    }
+
+    pub fn open_with(path: &Path, opts: ReadOptions) -> anyhow::Result<MboxSource> {
         check_path(path)?;
         let mut layout = if path.is_dir() {
             Layout::for_out(path)
@@ -208,9 +327,10 @@ impl MboxSource {
             .canonicalize()
             .map_err(|e| input(format!("cannot read {}: {e}", layout.base.display())))?;
         let in_backup = layout.manifest.exists();
-        let mut folders: Vec<(String, String)> = Vec::new();
+        let mut folders: Vec<Spec> = Vec::new();
         let mut manifest = HashMap::new();
         let mut file_ids: HashMap<String, u32> = HashMap::new();
+        let mut recorded: HashMap<String, u64> = HashMap::new();
         // Where the last recorded message of each file ends.
         let mut ends: HashMap<String, u64> = HashMap::new();
         // Each folder name as the manifest has it → the name used (made safe).
@@ -266,14 +386,22 @@ impl MboxSource {
                     safe
                 }
             };
-            if !folders.iter().any(|(f, _)| *f == folder) {
-                folders.push((folder, e.file.clone()));
+            if !folders.iter().any(|s| s.folder == folder) {
+                folders.push(Spec {
+                    folder,
+                    file: e.file.clone(),
+                    label: false,
+                    attrs: Vec::new(),
+                });
             }
             backup::note_end(&mut ends, &e);
             if !e.duplicate {
                 let next = file_ids.len() as u32;
-                let id = *file_ids.entry(e.file).or_insert(next);
-                manifest.insert((id, e.offset), at);
+                let id = *file_ids.entry(e.file.clone()).or_insert(next);
+                // A later line for the same message (new flags) replaces the earlier.
+                if manifest.insert((id, e.offset), at).is_none() {
+                    *recorded.entry(e.file).or_default() += 1;
+                }
             }
         })?;
         if let Some(bad) = bad {
@@ -290,33 +418,134 @@ impl MboxSource {
             Some(name) => vec![name.clone()],
             None => {
                 let mut v = Vec::new();
-                walk(&layout.base, "", &mut v)?;
+                walk(&layout.base, "", in_backup, &mut v)?;
                 v
             }
         };
+        let mut detected = HashMap::new();
+        let mut found = !folders.is_empty();
+        let mut not_mailboxes = Vec::new();
         for f in files {
-            if !folders.iter().any(|(_, file)| *file == f) {
-                if let Err(rule) = checked(&f) {
-                    return Err(input(format!(
-                        "{}: the file {rule}; mailferry reads only files inside the directory it is given (copy the file in instead of linking to it)",
-                        layout.base.display()
-                    )));
-                }
-                folders.push((folder_of_file(&f), f));
+            if folders.iter().any(|s| s.file == f) {
+                continue;
             }
+            if let Err(rule) = checked(&f) {
+                return Err(input(format!(
+                    "{}: the file {rule}; mailferry reads only files inside the directory it is given (copy the file in instead of linking to it)",
+                    layout.base.display()
+                )));
+            }
+            let full = layout.base.join(&f);
+            // A file the user named, or a `.mbox` file, must be a mailbox; other
+            // files in a directory (a mail client's indexes and settings) may not be.
+            let named = layout.single.is_some() || f.ends_with(".mbox");
+            let (data, whole) =
+                sample(&full).map_err(|e| input(format!("cannot read {}: {e}", full.display())))?;
+            let d = match mbox::detect(&data, whole) {
+                Ok(d) => d,
+                Err(why) if named => {
+                    return Err(input(format!("{}: {why}", full.display())));
+                }
+                Err(why) => {
+                    crate::log::info(format!("{}: skipped, {why}", full.display()));
+                    not_mailboxes.push(f);
+                    continue;
+                }
+            };
+            let empty = data
+                .iter()
+                .all(|b| b.is_ascii_whitespace() || BOM_BYTES.contains(b));
+            if empty && !named && !layout.base.join(format!("{f}.msf")).exists() {
+                not_mailboxes.push(f);
+                continue;
+            }
+            let format = match opts.format {
+                Some(forced) => Format {
+                    dateless: forced.dateless || d.format.dateless,
+                    ..forced
+                },
+                None => d.format,
+            };
+            if !empty {
+                crate::log::info(format!(
+                    "{}: {}{} ({}){}",
+                    full.display(),
+                    format.name(),
+                    if d.crlf { ", CRLF line endings" } else { "" },
+                    if opts.format.is_some() {
+                        "as --mbox-format says".to_string()
+                    } else {
+                        d.why
+                    },
+                    ""
+                ));
+            }
+            found = true;
+            detected.insert(f.clone(), format);
+            let own = folder_of_file(&f);
+            if opts.labels_as_folders {
+                let labels = label_folders_of(&full, format)?;
+                if !labels.is_empty() {
+                    for (label, role) in labels {
+                        let folder = safe_folder(&label);
+                        if folders.iter().any(|s| s.folder == folder) {
+                            continue;
+                        }
+                        folders.push(Spec {
+                            folder,
+                            file: f.clone(),
+                            label: true,
+                            attrs: role.map(|r| vec![r.to_string()]).unwrap_or_default(),
+                        });
+                    }
+                    continue;
+                }
+            }
+            folders.push(Spec {
+                folder: own,
+                file: f,
+                label: false,
+                attrs: Vec::new(),
+            });
+        }
+        if !found {
+            let what = if not_mailboxes.is_empty() {
+                "it holds no files".to_string()
+            } else {
+                format!(
+                    "none of its {} files is an mbox file (mbox, mboxcl, MMDF, a Thunderbird folder): {}",
+                    not_mailboxes.len(),
+                    not_mailboxes
+                        .iter()
+                        .take(5)
+                        .map(|f| shown(f.as_bytes()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            return Err(input(format!(
+                "{}: no mailbox to restore: {what}",
+                path.display()
+            )));
         }
         Ok(MboxSource {
             name: format!("mbox:{}", path.display()),
             base: layout.base,
             single: layout.single,
-            dialect,
+            opts,
             folders,
             manifest,
             file_ids,
+            recorded,
+            manifest_path: layout.manifest,
             manifest_reader,
             ends: in_backup.then_some(ends),
+            detected,
+            files: HashMap::new(),
             current: None,
             lister: None,
+            skipped: BTreeMap::new(),
+            notes: Vec::new(),
         })
     }
 
@@ -341,16 +570,178 @@ impl MboxSource {
         buffer: usize,
     ) -> anyhow::Result<mbox::Reader<BufReader<Take<F>>>> {
         f.seek(SeekFrom::Start(offset))?;
-        let rest = self.file()?.len.saturating_sub(offset);
-        Ok(mbox::Reader::new(
+        let state = &self.file()?.state;
+        let rest = state.len.saturating_sub(offset);
+        Ok(mbox::Reader::with_format(
             BufReader::with_capacity(buffer, f.take(rest)),
-            self.dialect,
+            state.format,
             offset,
         ))
     }
 
-    /// The message's metadata and bytes, or `None` when the manifest files it under
-    /// another folder.
+    /// The manifest entry whose line starts at `at`.
+    fn entry_at(&mut self, at: u64) -> anyhow::Result<Entry> {
+        let (r, pos) = self
+            .manifest_reader
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("no manifest"))?;
+        backup::manifest_entry_at(r, pos, at)
+    }
+
+    /// What a file is, decided when a folder of it is first opened: for a file of a
+    /// backup, whether the manifest still fits it (see the module docs).
+    fn state_for(&mut self, file: &str, path: &Path) -> anyhow::Result<FileState> {
+        let file_len = std::fs::metadata(path)
+            .map_err(|e| input(format!("cannot read {}: {e}", path.display())))?
+            .len();
+        let Some(end) = self
+            .ends
+            .as_ref()
+            .and_then(|ends| ends.get(file).copied())
+            .filter(|_| self.recorded.contains_key(file))
+        else {
+            let format = self
+                .detected
+                .get(file)
+                .copied()
+                .or(self.opts.format)
+                .unwrap_or(Format::plain(Dialect::Rd));
+            return Ok(FileState {
+                format,
+                len: file_len,
+                rewritten: false,
+                assigned: HashMap::new(),
+            });
+        };
+        let format = self.opts.format.unwrap_or(Format::plain(Dialect::Rd));
+        let fid = self.file_ids.get(file).copied();
+        let want = self.recorded.get(file).copied().unwrap_or(0);
+        let open =
+            || File::open(path).map_err(|e| input(format!("cannot read {}: {e}", path.display())));
+        let mut r =
+            mbox::Reader::with_format(BufReader::with_capacity(256 * 1024, open()?), format, 0);
+        let mut ok = 0u64;
+        let mut fits = file_len >= end;
+        while fits {
+            let Some(m) = r.next_entry()? else { break };
+            if m.offset >= end {
+                break;
+            }
+            let at = fid.and_then(|id| self.manifest.get(&(id, m.offset)).copied());
+            let Some(at) = at else {
+                fits = false;
+                break;
+            };
+            let e = self.entry_at(at)?;
+            let mut body = m.message;
+            body.truncate(e.size.min(body.len() as u64) as usize);
+            if body.len() as u64 != e.size || dedupe::sha256_hex(&body) != e.sha256 {
+                fits = false;
+            } else {
+                ok += 1;
+            }
+        }
+        if fits && ok == want {
+            crate::log::info(format!(
+                "{}: mailferry backup (mboxrd), every message as the manifest records it",
+                path.display()
+            ));
+            if file_len > end {
+                let what = format!(
+                    "{}: {} bytes after the last recorded message were left out (an interrupted backup wrote them and did not record them)",
+                    path.display(),
+                    file_len - end
+                );
+                crate::log::warn(&what);
+                self.note(what);
+            }
+            return Ok(FileState {
+                format,
+                len: end,
+                rewritten: false,
+                assigned: HashMap::new(),
+            });
+        }
+        // Rewritten: every message of the file, matched to the manifest by content.
+        let mut by_offset: HashMap<u64, (u64, String)> = HashMap::new();
+        backup::each_manifest_line(&self.manifest_path, false, |at, e| {
+            if e.file == file && !e.duplicate {
+                by_offset.insert(e.offset, (at, e.sha256));
+            }
+        })?;
+        let mut by_sha: HashMap<u128, Vec<u64>> = HashMap::new();
+        let mut sorted: Vec<(u64, (u64, String))> = by_offset.into_iter().collect();
+        sorted.sort();
+        for (_, (at, sha)) in sorted {
+            by_sha
+                .entry(dedupe::fingerprint(&sha))
+                .or_default()
+                .push(at);
+        }
+        let next = self.file_ids.len() as u32;
+        let fid = *self.file_ids.entry(file.to_string()).or_insert(next);
+        self.manifest.retain(|(id, _), _| *id != fid);
+        let of_file: Vec<String> = self
+            .folders
+            .iter()
+            .filter(|s| s.file == file)
+            .map(|s| s.folder.clone())
+            .collect();
+        let several = of_file.len() > 1;
+        let mut last = of_file.first().cloned().unwrap_or_default();
+        let mut assigned = HashMap::new();
+        let mut uses: HashMap<u128, usize> = HashMap::new();
+        let (mut total, mut matched) = (0u64, 0u64);
+        let mut r =
+            mbox::Reader::with_format(BufReader::with_capacity(256 * 1024, open()?), format, 0);
+        while let Some(m) = r.next_entry()? {
+            total += 1;
+            let hit = originals(&m.message).iter().find_map(|(o, _)| {
+                let fp = dedupe::fingerprint(&dedupe::sha256_hex(o));
+                by_sha.get(&fp).map(|ats| {
+                    let k = uses.entry(fp).or_default();
+                    let at = ats[(*k).min(ats.len() - 1)];
+                    *k += 1;
+                    at
+                })
+            });
+            match hit {
+                Some(at) => {
+                    matched += 1;
+                    self.manifest.insert((fid, m.offset), at);
+                    if several {
+                        last = safe_folder(&self.entry_at(at)?.folder);
+                    }
+                }
+                None if several => {
+                    assigned.insert(m.offset, last.clone());
+                }
+                None => {}
+            }
+        }
+        let what = format!(
+            "{}: the file no longer matches its manifest (another program changed it after the backup, e.g. mutt or Dovecot); it was read as a plain mbox and nothing was left out: {total} messages, {matched} found in the manifest by their content (restored as backed up, with the manifest's flags and dates), {} with flags and dates from their own headers",
+            path.display(),
+            total - matched
+        );
+        crate::log::warn(&what);
+        self.note(what);
+        Ok(FileState {
+            format,
+            len: file_len,
+            rewritten: true,
+            assigned,
+        })
+    }
+
+    fn note(&mut self, what: String) {
+        if !self.notes.contains(&what) {
+            self.notes.push(what);
+        }
+    }
+
+    /// The message's metadata and bytes, or `None` when it belongs to another folder
+    /// or is no message (Thunderbird-deleted, a folder-data placeholder).
     /// `listing`: warnings about the message are given (not again when fetching).
     fn entry(
         &mut self,
@@ -359,31 +750,42 @@ impl MboxSource {
         listing: bool,
     ) -> anyhow::Result<Option<(Meta, Vec<u8>)>> {
         let of = self.file()?;
-        let (folder, path) = (of.folder.clone(), of.path.clone());
+        let (spec, path) = (of.spec.clone(), of.path.clone());
         let at = self
             .file_ids
-            .get(&of.file)
+            .get(&spec.file)
             .and_then(|id| self.manifest.get(&(*id, m.offset)))
             .copied();
-        let recorded: Option<Entry> = match (at, self.manifest_reader.as_mut()) {
-            (Some(at), Some((r, pos))) => Some(backup::manifest_entry_at(r, pos, at)?),
+        let recorded: Option<Entry> = match at {
+            Some(at) if self.manifest_reader.is_some() => Some(self.entry_at(at)?),
             _ => None,
         };
-        let mut body = m.message;
         let meta = match recorded {
-            Some(e) if safe_folder(&e.folder) != folder => return Ok(None),
+            Some(e) if safe_folder(&e.folder) != spec.folder => return Ok(None),
             Some(e) => {
-                if (body.len() as u64) > e.size {
-                    body.truncate(e.size as usize);
-                }
-                let sha = dedupe::sha256_hex(&body);
-                if sha != e.sha256 && listing {
-                    crate::log::warn(format!(
-                        "{}: the message at byte {} differs from what the manifest recorded; copying it as it is",
-                        path.display(),
-                        m.offset
-                    ));
-                }
+                let pick = originals(&m.message)
+                    .into_iter()
+                    .find(|(o, _)| o.len() as u64 == e.size && dedupe::sha256_hex(o) == e.sha256);
+                let (body, extra) = match pick {
+                    Some((o, stripped)) => {
+                        let extra = if stripped {
+                            mbox::marks(&m.message, false).flags
+                        } else {
+                            Vec::new()
+                        };
+                        (o, extra)
+                    }
+                    None => {
+                        if listing {
+                            crate::log::warn(format!(
+                                "{}: the message at byte {} differs from what the manifest recorded; copying it whole as it is",
+                                path.display(),
+                                m.offset
+                            ));
+                        }
+                        (m.message, Vec::new())
+                    }
+                };
                 // The manifest is a file anyone may have edited: its date is
                 // parsed, never copied into a command as text.
                 let date = e.internaldate.as_deref().map(|d| {
@@ -396,7 +798,7 @@ impl MboxSource {
                 });
                 let problem = date.as_ref().and_then(|d| d.as_ref().err().cloned());
                 // Its flags too: only IMAP flags go on; the message is still copied.
-                let (flags, bad): (Vec<String>, Vec<String>) =
+                let (mut flags, bad): (Vec<String>, Vec<String>) =
                     e.flags.into_iter().partition(|f| valid_flag(f));
                 if !bad.is_empty() && listing {
                     crate::log::warn(format!(
@@ -409,26 +811,93 @@ impl MboxSource {
                             .join(", ")
                     ));
                 }
+                for f in extra {
+                    if !flags.iter().any(|g| g.eq_ignore_ascii_case(&f)) {
+                        flags.push(f);
+                    }
+                }
+                let sha = dedupe::sha256_hex(&body);
+                return Ok(Some((
+                    Meta {
+                        id: format!("{}:{}", m.offset, &sha[..16]),
+                        order: n,
+                        size: body.len() as u64,
+                        flags,
+                        internal_date: date.and_then(Result::ok),
+                        problem,
+                    },
+                    body,
+                )));
+            }
+            None => {
+                let state = &self.file()?.state;
+                if state.rewritten
+                    && !state.assigned.is_empty()
+                    && state.assigned.get(&m.offset) != Some(&spec.folder)
+                {
+                    return Ok(None);
+                }
+                let marks = mbox::marks(&m.message, spec.label);
+                if marks.deleted || marks.placeholder {
+                    if listing {
+                        let counts = self.skipped.entry(path.display().to_string()).or_default();
+                        let set = if marks.deleted {
+                            &mut counts.0
+                        } else {
+                            &mut counts.1
+                        };
+                        set.insert(m.offset);
+                    }
+                    return Ok(None);
+                }
+                if spec.label {
+                    let (folders, _, _) = mbox::label_folders(&marks.labels);
+                    if !folders.iter().any(|(f, _)| safe_folder(f) == spec.folder) {
+                        return Ok(None);
+                    }
+                }
+                let date = mbox::from_line_date(&m.from_line)
+                    .and_then(ImapDate::from_datetime)
+                    .or_else(|| dedupe::header_date(&m.message));
                 Meta {
-                    id: format!("{}:{}", m.offset, &sha[..16]),
+                    id: format!("{}:{}", m.offset, &dedupe::sha256_hex(&m.message)[..16]),
                     order: n,
-                    size: body.len() as u64,
-                    flags,
-                    internal_date: date.and_then(Result::ok),
-                    problem,
+                    size: m.message.len() as u64,
+                    flags: marks.flags.into_iter().filter(|f| valid_flag(f)).collect(),
+                    internal_date: date,
+                    problem: None,
                 }
             }
-            None => Meta {
-                id: format!("{}:{}", m.offset, &dedupe::sha256_hex(&body)[..16]),
-                order: n,
-                size: body.len() as u64,
-                flags: flags_from_headers(&body),
-                internal_date: mbox::from_line_date(&m.from_line).and_then(ImapDate::from_datetime),
-                problem: None,
-            },
         };
-        Ok(Some((meta, body)))
+        Ok(Some((meta, m.message)))
     }
+}
+
+const BOM_BYTES: &[u8] = b"\xEF\xBB\xBF";
+
+/// The label folders of a Takeout file's messages, in order of first use; empty
+/// when no message has `X-Gmail-Labels`.
+fn label_folders_of(
+    path: &Path,
+    format: Format,
+) -> anyhow::Result<Vec<(String, Option<&'static str>)>> {
+    let f = File::open(path).map_err(|e| input(format!("cannot read {}: {e}", path.display())))?;
+    let mut r = mbox::Reader::with_format(BufReader::with_capacity(256 * 1024, f), format, 0);
+    let mut out: Vec<(String, Option<&'static str>)> = Vec::new();
+    let mut any = false;
+    while let Some(m) = r.next_entry()? {
+        let marks = mbox::marks(&m.message, true);
+        if marks.deleted || marks.placeholder {
+            continue;
+        }
+        any |= !marks.labels.is_empty();
+        for (f, role) in mbox::label_folders(&marks.labels).0 {
+            if !out.iter().any(|(g, _)| *g == f) {
+                out.push((f, role));
+            }
+        }
+    }
+    Ok(if any { out } else { Vec::new() })
 }
 
 impl Source for MboxSource {
@@ -441,10 +910,10 @@ impl Source for MboxSource {
             entries: self
                 .folders
                 .iter()
-                .map(|(f, _)| ListEntry {
-                    attrs: Vec::new(),
+                .map(|s| ListEntry {
+                    attrs: s.attrs.clone(),
                     delim: Some('/'),
-                    raw: utf7::encode(f).into_bytes(),
+                    raw: utf7::encode(&s.folder).into_bytes(),
                 })
                 .collect(),
             prefix: String::new(),
@@ -455,12 +924,13 @@ impl Source for MboxSource {
     fn open(&mut self, raw: &[u8]) -> anyhow::Result<Opened> {
         let folder =
             utf7::decode(raw).unwrap_or_else(|_| String::from_utf8_lossy(raw).into_owned());
-        let file = self
+        let spec = self
             .folders
             .iter()
-            .find(|(f, _)| *f == folder)
-            .map(|(_, file)| file.clone())
+            .find(|s| s.folder == folder)
+            .cloned()
             .ok_or_else(|| input(format!("no folder {folder} in {}", self.name)))?;
+        let file = spec.file.clone();
         // Checked again on opening: the directory may have changed since.
         let path = if self.single.as_deref() == Some(file.as_str()) {
             self.base.join(&file)
@@ -473,27 +943,18 @@ impl Source for MboxSource {
                 ))
             })?
         };
-        let mut len = std::fs::metadata(&path)
-            .map_err(|e| input(format!("cannot read {}: {e}", path.display())))?
-            .len();
-        if let Some(ends) = &self.ends {
-            let end = ends.get(&file).copied().unwrap_or(0);
-            if len > end {
-                crate::log::warn(format!(
-                    "{}: ignoring {} bytes after the last recorded message (an interrupted backup left them)",
-                    path.display(),
-                    len - end
-                ));
-                len = end;
-            }
-        }
         self.lister = None;
-        self.current = Some(OpenFile {
-            folder,
-            file,
-            path,
-            len,
-        });
+        self.current = None;
+        let state = match self.files.get(&file) {
+            Some(s) => s.clone(),
+            None => {
+                let s = self.state_for(&file, &path)?;
+                self.files.insert(file.clone(), s.clone());
+                s
+            }
+        };
+        let len = state.len;
+        self.current = Some(OpenFile { spec, path, state });
         // How many messages the file holds is known only once it is read: say 1
         // for a file with bytes in it (the engine lists it), 0 for an empty one.
         Ok(Opened {
@@ -554,6 +1015,24 @@ impl Source for MboxSource {
             }
         }
         Ok(())
+    }
+
+    fn take_notes(&mut self) -> Vec<String> {
+        let mut notes = std::mem::take(&mut self.notes);
+        for (path, (deleted, placeholders)) in std::mem::take(&mut self.skipped) {
+            if !deleted.is_empty() {
+                notes.push(format!(
+                    "{path}: {} messages Thunderbird marks as deleted (not yet compacted away) were left out",
+                    deleted.len()
+                ));
+            }
+            if !placeholders.is_empty() {
+                notes.push(format!(
+                    "{path}: the \"DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA\" placeholder (UW-IMAP, Dovecot) was left out"
+                ));
+            }
+        }
+        notes
     }
 
     fn close(&mut self) {

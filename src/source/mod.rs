@@ -69,6 +69,12 @@ pub trait Source: Send {
     fn take_refused(&mut self) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// What the run should say in its summary about how the source was read (an
+    /// mbox backup that no longer matched its manifest, messages left out on
+    /// purpose), since the last call. Not failures: the exit code stays as it is.
+    fn take_notes(&mut self) -> Vec<String> {
+        Vec::new()
+    }
     /// Disagreements between what the server announced and what it delivered,
     /// noticed since the last call, as (folder, what): the engine puts them in the
     /// summary (they make the exit code non-zero).
