@@ -227,15 +227,21 @@ pub struct CopyArgs {
     /// (faster, and more memory: about 45–50 MB instead of 32 MB with 2 on mixed mail).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub connections: usize,
-    /// How `>From ` lines of mbox input are unquoted: mboxrd (every level) or mboxo (one level).
-    #[arg(long, value_enum, default_value = "mboxrd")]
+    /// The dialect of mbox input: auto (decided per file from its contents, said with -v),
+    /// or forced: mboxrd (`>From ` unquoted at every level), mboxo (one level),
+    /// mboxcl (Content-Length, one level), mboxcl2 (Content-Length, no quoting), mmdf.
+    #[arg(long, value_enum, default_value = "auto")]
     pub mbox_format: MboxFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum MboxFormat {
+    Auto,
     Mboxrd,
     Mboxo,
+    Mboxcl,
+    Mboxcl2,
+    Mmdf,
 }
 
 #[derive(Debug, Args)]
@@ -274,6 +280,11 @@ pub struct RestoreArgs {
     pub job: JobArgs,
     #[command(flatten)]
     pub copy: CopyArgs,
+    /// Google Takeout: put each message into one folder per X-Gmail-Labels label
+    /// (Inbox to INBOX, Sent, Spam and Trash to theirs, the unlabelled to Archive);
+    /// without it, labels become keywords.
+    #[arg(long)]
+    pub labels_as_folders: bool,
 }
 
 #[derive(Debug, Args)]
