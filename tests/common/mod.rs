@@ -5,8 +5,8 @@
 
 pub mod fake_api;
 pub mod fake_imap;
-pub mod servers;
 pub mod fake_pop3;
+pub mod servers;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;

@@ -12,7 +12,7 @@
 //! with a Dovecot snapshot and with [`expected`] directly.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::{cert_dir, free_port, root, Msg, Snapshot, PASSWORD};
@@ -289,41 +289,7 @@ imap.logout()
     /// [`MailServer::folder`]) as `user`, with imaplib; the folder is created first
     /// when missing.
     pub fn append(&self, user: &str, folder: &str, message: &[u8]) {
-        let script = r#"
-import imaplib, ssl, sys
-port, ca, user, pw, folder, path = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
-imap = imaplib.IMAP4_SSL("localhost", port, ssl_context=ssl.create_default_context(cafile=ca))
-imap.login(user, pw)
-q = '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
-typ, data = imap.list('""', q)
-if not [d for d in data if d]:
-    typ, data = imap.create(q)
-    if typ != "OK":
-        sys.exit("CREATE %s: %r" % (q, data))
-typ, data = imap.append(q, None, None, open(path, "rb").read())
-if typ != "OK":
-    sys.exit("APPEND %s: %r" % (q, data))
-imap.logout()
-"#;
-        let file = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(file.path(), message).unwrap();
-        let out = Command::new("python3")
-            .arg("-c")
-            .arg(script)
-            .arg(self.imaps.to_string())
-            .arg(self.ca())
-            .arg(user)
-            .arg(PASSWORD)
-            .arg(folder)
-            .arg(file.path())
-            .output()
-            .expect("python3");
-        assert!(
-            out.status.success(),
-            "append to {}: {}",
-            self.name(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        append_over_imaps(self.imaps, &self.ca(), user, folder, message);
     }
 
     pub fn server(&self, user: &str) -> Server {
@@ -480,4 +446,45 @@ pub fn migrate_between(from: String, to: String, pwfile: PathBuf, ca: PathBuf) -
         .from_password_file(&pwfile)
         .to_password_file(&pwfile)
         .ca_file(ca)
+}
+
+/// APPEND `message` to `folder` (the server's own spelling) of `user` on the IMAPS
+/// port `port` of localhost with Python's imaplib (independent of mailferry),
+/// creating the folder first when LIST does not show it. Any test server will do
+/// (Dovecot too: `append_over_imaps(d.imaps, &d.ca(), …)`).
+pub fn append_over_imaps(port: u16, ca: &Path, user: &str, folder: &str, message: &[u8]) {
+    let script = r#"
+import imaplib, ssl, sys
+port, ca, user, pw, folder, path = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+imap = imaplib.IMAP4_SSL("localhost", port, ssl_context=ssl.create_default_context(cafile=ca))
+imap.login(user, pw)
+q = '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
+typ, data = imap.list('""', q)
+if not [d for d in data if d]:
+    typ, data = imap.create(q)
+    if typ != "OK":
+        sys.exit("CREATE %s: %r" % (q, data))
+typ, data = imap.append(q, None, None, open(path, "rb").read())
+if typ != "OK":
+    sys.exit("APPEND %s: %r" % (q, data))
+imap.logout()
+"#;
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), message).unwrap();
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(port.to_string())
+        .arg(ca)
+        .arg(user)
+        .arg(PASSWORD)
+        .arg(folder)
+        .arg(file.path())
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "append to {folder} on port {port}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
