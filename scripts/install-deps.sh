@@ -30,10 +30,12 @@ pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
 TESTBED_ROOT=${MAILFERRY_TESTBED_ROOT:-/opt/mailferry-testbed}
 cyrus_pkgs=(cyrus-imapd cyrus-pop3d cyrus-common sasl2-bin)
 courier_pkgs=(courier-imap courier-pop courier-base courier-authdaemon courier-authlib courier-authlib-userdb)
-for l in libidn12 libcourier-unicode4 libgamin0 libltdl7 libgdbm6 libgdbm-compat4 libxapian30 libpcre3 \
-  libical3 libsasl2-2 libsasl2-modules libsasl2-modules-db libwrap0 libjansson4 libicu72 libxml2 \
-  libsqlite3-0 libdb5.3 libcom-err2 util-linux perl; do
-  dpkg-query -W -f='${Status}' "$l" 2>/dev/null | grep -q 'ok installed' || need+=("$l")
+testbed_libs=(libidn12 libcourier-unicode4 libgamin0 libltdl7 libgdbm6 libgdbm-compat4 libxapian30 libpcre3
+  libical3 libsasl2-2 libsasl2-modules libsasl2-modules-db libwrap0 libjansson4 libicu72 libxml2
+  libsqlite3-0 libdb5.3 libcom-err2 util-linux perl)
+installed=$(dpkg-query -W -f='${Package} ${Status}\n' "${testbed_libs[@]}" 2>/dev/null | awk '/ok installed/{print $1}')
+for l in "${testbed_libs[@]}"; do
+  grep -qx "$l" <<<"$installed" || need+=("$l")
 done
 
 if [ ${#need[@]} -gt 0 ]; then
@@ -62,12 +64,5 @@ unpack() {
 }
 unpack "$TESTBED_ROOT/cyrus" "${cyrus_pkgs[@]}"
 unpack "$TESTBED_ROOT/courier" "${courier_pkgs[@]}"
-
-# Courier's programs look for their configuration, modules and socket at fixed
-# paths; each test instance bind-mounts its own over these (in a private mount
-# namespace, see scripts/testbed-courier.sh), so the mount points must exist.
-for d in /etc/courier /run/courier /usr/lib/courier-authlib; do
-  [ -d "$d" ] || $SUDO mkdir -p "$d"
-done
 
 dovecot --version >/dev/null || { echo "install-deps: dovecot does not run any more" >&2; exit 1; }
