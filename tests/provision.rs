@@ -490,6 +490,10 @@ fn the_output_csv_drives_a_batch_into_the_created_accounts() {
     let out = create(&api, &w, &input, &["--out", &s(&out_csv)]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
+    // Dovecot looks at its passwd file at most once a second (db-passwd-file.c,
+    // `last_sync_time`): users added in the second of its last look are seen from
+    // the next one.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     // The pre-flight logs in with every created password before anything runs.
     let state = w.path("state.sqlite");
     let dry = Run::new("batch")

@@ -21,7 +21,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -46,8 +45,6 @@ pub struct ApiState {
     pub page_size: usize,
     /// Dovecot's passwd file, where added mailboxes become users.
     pub passwd: Option<PathBuf>,
-    /// The mtime last given to the passwd file.
-    passwd_stamp: Option<std::time::SystemTime>,
     /// "METHOD target → status" per request (never a header or a body).
     pub log: Vec<String>,
     /// Requests received.
@@ -67,7 +64,6 @@ impl FakeApi {
             lose_answer_of: None,
             page_size: 7,
             passwd: None,
-            passwd_stamp: None,
             log: Vec::new(),
             requests: 0,
             rate_limited: 0,
@@ -294,18 +290,6 @@ fn handle(
                     .open(passwd)
                     .unwrap();
                 writeln!(f, "{name}@{}:{{PLAIN}}{pw}::::::", s.domain).unwrap();
-                // Dovecot re-reads a passwd file when its mtime changes, in whole
-                // seconds: give every write a second of its own, or an add in the
-                // same second as Dovecot's last read would go unseen.
-                let now = std::time::SystemTime::now();
-                let stamp = match s.passwd_stamp {
-                    Some(last) if last + Duration::from_secs(1) > now => {
-                        last + Duration::from_secs(1)
-                    }
-                    _ => now,
-                };
-                f.set_modified(stamp).unwrap();
-                s.passwd_stamp = Some(stamp);
             }
             if s.lose_answer_of.as_deref() == Some(name) {
                 return (502, String::new(), json!("<html>bad gateway</html>"), false);
