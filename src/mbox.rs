@@ -797,11 +797,18 @@ impl<R: std::io::BufRead> Reader<R> {
             if self.format.mmdf {
                 if is_mmdf_sep(&self.line) {
                     match self.current.take() {
-                        Some(done) => return Ok(Some(self.finish(done, &body, Part::Done))),
+                        // The line end before the closing ^A belongs to the file,
+                        // as Python's MMDF reader and writer have it.
+                        Some(done) => return Ok(Some(self.finish(done, &body, Part::Body))),
                         None => self.current = Some((Vec::new(), offset)),
                     }
-                } else if self.current.is_some() {
-                    body.extend_from_slice(&self.line);
+                } else if let Some((from_line, _)) = self.current.as_mut() {
+                    // Python's MMDF (and some MTAs) put a `From ` line first.
+                    if body.is_empty() && from_line.is_empty() && self.line.starts_with(FROM) {
+                        *from_line = strip_eol(&self.line).to_vec();
+                    } else {
+                        body.extend_from_slice(&self.line);
+                    }
                 }
                 continue;
             }
@@ -880,7 +887,7 @@ impl<R: std::io::BufRead> Reader<R> {
     }
 
     fn finish(&self, (from_line, offset): (Vec<u8>, u64), body: &[u8], part: Part) -> Entry {
-        let body = if part == Part::Done || self.format.mmdf {
+        let body = if part == Part::Done {
             body
         } else {
             drop_trailing_blank(body)

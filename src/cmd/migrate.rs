@@ -62,7 +62,12 @@ pub fn copy(
     let mut summary = crate::summary::Summary::default();
     let result = crate::retry::run(&net, from, || {
         let mut src = open()?;
-        engine::migrate_into(src.as_mut(), &job, &mut index, &mut summary)
+        let done = engine::migrate_into(src.as_mut(), &job, &mut index, &mut summary);
+        // How an mbox source was read (a rewritten backup, messages left out).
+        for note in src.take_notes() {
+            summary.note(note);
+        }
+        done
     });
     summary.finish(started);
     if let Err(e) = result {
