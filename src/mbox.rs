@@ -999,12 +999,13 @@ pub fn label_use(label: &str) -> LabelUse {
 /// The folder of the messages no folder label names (Takeout's "Archived").
 pub const ARCHIVE: &str = "Archive";
 
+/// A folder a label stands for, with its special-use role.
+pub type LabelFolder = (String, Option<&'static str>);
+
 /// The folders a message goes to under `--labels-as-folders` (each once; the
 /// archive when no label names a folder) and the flags its labels give.
-pub fn label_folders(
-    labels: &[String],
-) -> (Vec<(String, Option<&'static str>)>, Vec<String>, bool) {
-    let mut folders: Vec<(String, Option<&'static str>)> = Vec::new();
+pub fn label_folders(labels: &[String]) -> (Vec<LabelFolder>, Vec<String>, bool) {
+    let mut folders: Vec<LabelFolder> = Vec::new();
     let mut flags = Vec::new();
     let mut unread = false;
     for l in labels {
