@@ -20,7 +20,7 @@ use crate::endpoint::Server;
 use crate::error::Retry;
 use crate::folders::{self, Folder, Rules, TargetLayout};
 use crate::imap::session::{self, Session};
-use crate::imap::types::ImapDate;
+use crate::imap::types::{ImapDate, UidSet};
 use crate::imap::{utf7, Append, ImapError, ListEntry};
 use crate::index::{Index, Outcome, Record};
 use crate::log;
@@ -329,18 +329,56 @@ pub fn listing_of(s: &mut Session, set: &str) -> Result<Vec<Meta>, ImapError> {
     Ok(out)
 }
 
-/// Fetch bodies of `uids` (sorted) from the selected folder, one call per body.
+/// The cheap listing of the messages of `wanted`, in UID order: what the server
+/// sends for UIDs not asked for, or twice, is dropped as it arrives (and counted,
+/// the second number), so a server cannot make a page hold more than it asked.
+pub fn listing_within(s: &mut Session, wanted: &UidSet) -> Result<(Vec<Meta>, u64), ImapError> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    let mut unasked = 0u64;
+    // About 200 bytes a message: the command's budget grows with them.
+    s.expect(wanted.len().saturating_mul(256));
+    s.uid_fetch(
+        &wanted.to_string(),
+        "(UID RFC822.SIZE FLAGS INTERNALDATE)",
+        |f| {
+            match f.uid {
+                Some(uid) if wanted.contains(uid) && seen.insert(uid) => out.push(Meta {
+                    id: uid.to_string(),
+                    order: u64::from(uid),
+                    size: f.size.unwrap_or(0),
+                    flags: f.flags.unwrap_or_default(),
+                    internal_date: f.internal_date,
+                    problem: f.problem,
+                }),
+                _ => unasked += 1,
+            }
+            Ok(())
+        },
+    )?;
+    out.sort_by_key(|m| m.order);
+    Ok((out, unasked))
+}
+
+/// Fetch bodies of `uids` (sorted) from the selected folder, one call per body;
+/// `expected`: about how many bytes they are (the command's budget grows with
+/// them). A body for a UID not asked for, or a second one, is dropped at once.
 pub fn fetch_bodies(
     s: &mut Session,
     uids: &[u32],
+    expected: u64,
     mut each: impl FnMut(u32, Vec<u8>),
 ) -> Result<(), ImapError> {
     if uids.is_empty() {
         return Ok(());
     }
+    let mut seen = HashSet::new();
+    s.expect(expected);
     s.uid_fetch(&decide::uid_set(uids), "(UID BODY.PEEK[])", |f| {
         if let (Some(uid), Some(body)) = (f.uid, f.body) {
-            each(uid, body);
+            if uids.binary_search(&uid).is_ok() && seen.insert(uid) {
+                each(uid, body);
+            }
         }
         Ok(())
     })
@@ -413,6 +451,8 @@ impl Unknown {
 
 fn target_unknown(s: &mut Session, known: &HashMap<u32, u128>) -> Result<Unknown, ImapError> {
     let mut u = Unknown::default();
+    // A Message-ID header and its size: about 200 bytes a message.
+    s.expect(u64::from(s.exists().unwrap_or(0)).saturating_mul(256));
     s.uid_fetch(
         "1:*",
         "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
@@ -483,8 +523,9 @@ pub fn migrate_into(
     for (raw, display, target_name, role) in mapped {
         let opened = src.open(&raw)?;
         let mut tally = Tally::new();
-        let mut listed = 0;
-        if opened.count > 0 {
+        // Listed even when the server says it is empty: a count of 0 with mail
+        // in the folder would otherwise skip it silently.
+        let listed = {
             let uidvalidity = opened.uidvalidity;
             if !index.any_done(job_id, &display, uidvalidity)? {
                 if let Some(old) = index.other_uidvalidity(job_id, &display, uidvalidity)? {
@@ -494,7 +535,7 @@ pub fn migrate_into(
                 }
             }
             let room = keep_listed.saturating_sub(kept_total);
-            listed = pending_pages(
+            pending_pages(
                 src,
                 opts.dedupe,
                 |list| index.not_done(job_id, &display, uidvalidity, list),
@@ -502,8 +543,8 @@ pub fn migrate_into(
                     tally.add(page, room);
                     Ok(true)
                 },
-            )?;
-        }
+            )?
+        };
         kept_total += tally.kept_len();
         note_anomalies(src, summary);
         log::info(format!(
@@ -675,6 +716,7 @@ pub fn migrate_into(
                 for a in part.anomalies {
                     summary.anomaly(&a.folder, a.what);
                 }
+                summary.anomalies_more += part.anomalies_more;
                 confirmed.extend(done);
             }
             if let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
@@ -692,6 +734,13 @@ pub fn migrate_into(
     src.close();
     summary.finish(started);
     Ok(())
+}
+
+/// Without a trusted target UIDVALIDITY, nothing is recorded about target UIDs.
+fn untrusted(records: &mut Vec<Record>, trust_target: bool) {
+    if !trust_target {
+        records.retain(|r| !matches!(r, Record::TargetKnown { .. } | Record::TargetChanged { .. }));
+    }
 }
 
 /// Move what the source noticed it was told wrongly into the summary.
@@ -916,9 +965,21 @@ impl FolderCopy<'_, '_> {
             ))));
         }
         let tsel = tgt.select(&self.target_raw, false)?;
-        let known = self
-            .index
-            .target_keys(&target_id, &plan.target_name, tsel.uidvalidity)?;
+        // A target folder without a valid UIDVALIDITY may reuse UIDs: what the
+        // index knows of its UIDs is not trusted, and none is recorded.
+        let trust_target = tsel.uidvalidity_announced;
+        if !trust_target {
+            self.summary.anomaly(
+                &plan.target_name,
+                "the target gave no valid UIDVALIDITY: its UIDs are neither trusted nor recorded; copies there are found by their keys",
+            );
+        }
+        let known = if trust_target {
+            self.index
+                .target_keys(&target_id, &plan.target_name, tsel.uidvalidity)?
+        } else {
+            HashMap::new()
+        };
         let dedupe = opts.dedupe != Mode::None;
         let mut unknown = if dedupe {
             target_unknown(tgt, &known)?
@@ -1050,9 +1111,11 @@ impl FolderCopy<'_, '_> {
                         !unknown.candidates(body).is_empty(),
                     );
                     if act == Action::CheckTarget {
-                        let cands = unknown.candidates(body);
+                        let mut cands = unknown.candidates(body);
+                        cands.sort_unstable();
                         let mut found = Vec::new();
-                        fetch_bodies(tgt, &cands, |uid, tbody| {
+                        let expected = body.len() as u64 * cands.len() as u64;
+                        fetch_bodies(tgt, &cands, expected, |uid, tbody| {
                             let loose = dedupe::loose_fingerprint(&tbody);
                             found.push((uid, dedupe::key(&tbody, opts.dedupe), loose));
                         })?;
@@ -1231,6 +1294,7 @@ impl FolderCopy<'_, '_> {
                             }
                         }
                         Err(e) => {
+                            untrusted(&mut records, trust_target);
                             self.index.record(&records)?;
                             return Err(Stop::Error(e.into()));
                         }
@@ -1240,6 +1304,7 @@ impl FolderCopy<'_, '_> {
                     let changed = self.check_stored(tgt, &stored, &bodies, tsel.uidvalidity)?;
                     records.extend(changed);
                 }
+                untrusted(&mut records, trust_target);
                 self.index.record(&records)?;
                 if opts.delete_after {
                     for r in &records {
@@ -1291,7 +1356,14 @@ impl FolderCopy<'_, '_> {
             .map(|s| s.2)
             .collect();
         let mut stored_keys = HashMap::new();
-        fetch_bodies(tgt, &suspects, |uid, tbody| {
+        let expected: u64 = stored
+            .iter()
+            .filter(|s| suspects.contains(&s.2))
+            .map(|s| bodies[&s.0.id].1.len() as u64)
+            .sum();
+        let mut suspects = suspects;
+        suspects.sort_unstable();
+        fetch_bodies(tgt, &suspects, expected, |uid, tbody| {
             stored_keys.insert(uid, dedupe::key(&tbody, self.job.opts.dedupe));
         })?;
         let mut records = Vec::new();
@@ -1368,8 +1440,9 @@ pub fn folder_keys(
     let sizes: Vec<u64> = list.iter().map(|m| m.size).collect();
     let mut out = Vec::with_capacity(list.len());
     for range in decide::batches(&sizes, opts.batch_bytes, opts.batch_count) {
-        let uids: Vec<u32> = list[range].iter().map(|m| m.order as u32).collect();
-        fetch_bodies(s, &uids, |uid, body| {
+        let uids: Vec<u32> = list[range.clone()].iter().map(|m| m.order as u32).collect();
+        let expected = list[range.clone()].iter().map(|m| m.size).sum();
+        fetch_bodies(s, &uids, expected, |uid, body| {
             out.push((
                 uid,
                 dedupe::key(&body, mode),

@@ -9,6 +9,7 @@
 //! need at [`MIN_RATE`]; a server that trickles keep-alive bytes cannot hold a run.
 
 use std::io::{self, BufRead, Read, Write};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One line (IMAP: a response's text without its literals; POP3: one line) before
@@ -25,8 +26,17 @@ pub const MAX_LITERAL: usize = 1 << 30;
 pub const MAX_DEPTH: usize = 64;
 /// Values (atoms, strings, lists) in one IMAP response, `* SEARCH` numbers excepted.
 pub const MAX_VALUES: usize = 100_000;
-/// Literals in one IMAP response.
+/// Literals in one IMAP response (and their bytes together: [`MAX_LITERAL`]).
 pub const MAX_LITERALS: usize = 10_000;
+/// Folders one LIST may name.
+pub const MAX_FOLDERS: usize = 100_000;
+/// Flags (system flags and keywords) one message may carry.
+pub const MAX_FLAGS: usize = 1_000;
+/// UIDs listed in one folder: SEARCH may name more, the rest is not listed (and
+/// said). Listing also stops after [`EMPTY_PAGES`] pages in a row that FETCH
+/// answered with nothing, since a folder's SEARCH lists only what it holds.
+pub const MAX_FOLDER_UIDS: u64 = 10_000_000;
+pub const EMPTY_PAGES: u32 = 3;
 /// A command's time budget, in multiples of `--timeout`, before its bytes count.
 pub const COMMAND_TIMEOUTS: u32 = 4;
 /// Bytes a second a command is granted on top of its base budget (128 kbit/s): a
@@ -83,15 +93,43 @@ pub fn is_limit(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::InvalidData
 }
 
+/// When the running command must end, shared between [`Paced`] (which knows the
+/// command and its bytes) and the socket under TLS (`net::Socket`), which bounds
+/// every wait on the wire by it, also inside a TLS record or handshake.
+#[derive(Debug, Default)]
+pub struct Deadline(Mutex<Option<Instant>>);
+
+impl Deadline {
+    pub fn new() -> Arc<Deadline> {
+        Arc::new(Deadline::default())
+    }
+    pub fn set(&self, at: Option<Instant>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = at;
+    }
+    /// The time left, `None` when no command runs; zero when it is over.
+    pub fn left(&self) -> Option<Duration> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+}
+
 /// A stream whose commands are held to a time budget (see the module text). The
 /// protocol client calls [`Paced::begin`] when it starts a command; every read and
 /// write after that checks the budget first, so a read that waits is bounded by
-/// the socket's `--timeout` and the whole command by the budget.
+/// the socket's `--timeout` and the whole command by the budget. Only the bytes a
+/// command was expected to move extend its budget: what mailferry writes, and what
+/// it reads up to [`Paced::expect`] (a FETCH of bodies expects their sizes), so a
+/// server cannot buy itself time by sending what nobody asked for.
 pub struct Paced<S> {
     inner: S,
     timeout: Duration,
     started: Instant,
-    moved: u64,
+    written: u64,
+    read: u64,
+    expected: u64,
+    sink: Option<Arc<Deadline>>,
 }
 
 impl<S> Paced<S> {
@@ -100,7 +138,33 @@ impl<S> Paced<S> {
             inner,
             timeout,
             started: Instant::now(),
-            moved: 0,
+            written: 0,
+            read: 0,
+            expected: 0,
+            sink: None,
+        }
+    }
+
+    /// Share the deadline with the socket under TLS, which then bounds every wait.
+    pub fn share(&mut self, sink: Arc<Deadline>) {
+        self.sink = Some(sink);
+    }
+
+    /// The running command is expected to read this many bytes more (bodies).
+    pub fn expect(&mut self, bytes: u64) {
+        self.expected = self.expected.saturating_add(bytes);
+        self.publish();
+    }
+
+    fn moved(&self) -> u64 {
+        self.written + self.read.min(self.expected)
+    }
+
+    fn publish(&self) {
+        if let Some(sink) = &self.sink {
+            sink.set(Some(
+                self.started + Self::budget(self.timeout, self.moved()),
+            ));
         }
     }
 
@@ -111,7 +175,10 @@ impl<S> Paced<S> {
     /// A command starts: a fresh budget.
     pub fn begin(&mut self) {
         self.started = Instant::now();
-        self.moved = 0;
+        self.written = 0;
+        self.read = 0;
+        self.expected = 0;
+        self.publish();
     }
 
     pub fn get_mut(&mut self) -> &mut S {
@@ -132,16 +199,16 @@ impl<S> Paced<S> {
     }
 
     fn check(&self) -> io::Result<()> {
-        let budget = Self::budget(self.timeout, self.moved);
+        let budget = Self::budget(self.timeout, self.moved());
         if self.started.elapsed() > budget {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
-                    "timed out: the server took more than {:.0} s for one command ({} × --timeout, plus 1 s per {} KiB moved; {} bytes moved)",
+                    "timed out: the server took more than {:.0} s for one command ({} × --timeout, plus 1 s per {} KiB it had to move; {} bytes)",
                     budget.as_secs_f64(),
                     COMMAND_TIMEOUTS,
                     MIN_RATE / 1024,
-                    self.moved
+                    self.moved()
                 ),
             ));
         }
@@ -153,7 +220,10 @@ impl<S: Read> Read for Paced<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.check()?;
         let n = self.inner.read(buf)?;
-        self.moved += n as u64;
+        self.read += n as u64;
+        if self.read <= self.expected {
+            self.publish();
+        }
         Ok(n)
     }
 }
@@ -162,7 +232,8 @@ impl<S: Write> Write for Paced<S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.check()?;
         let n = self.inner.write(buf)?;
-        self.moved += n as u64;
+        self.written += n as u64;
+        self.publish();
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -218,7 +289,36 @@ mod tests {
     fn the_budget_grows_with_the_bytes_moved() {
         let t = Duration::from_secs(10);
         assert_eq!(Paced::<()>::budget(t, 0), Duration::from_secs(40));
-        assert_eq!(Paced::<()>::budget(t, 4096 * 100), Duration::from_secs(140));
+        assert_eq!(
+            Paced::<()>::budget(t, MIN_RATE * 100),
+            Duration::from_secs(140)
+        );
+    }
+
+    #[test]
+    fn only_expected_bytes_buy_time_and_the_deadline_is_shared() {
+        let sink = Deadline::new();
+        let mut p = Paced::new(
+            io::Cursor::new(vec![b'x'; 64 * 1024]),
+            Duration::from_secs(1),
+        );
+        p.share(sink.clone());
+        p.begin();
+        let base = sink.left().unwrap();
+        assert!(base <= Duration::from_secs(4) && base > Duration::from_secs(3));
+        // Bytes nobody asked for: no more time.
+        let mut b = vec![0u8; 32 * 1024];
+        p.read_exact(&mut b).unwrap();
+        assert!(sink.left().unwrap() <= base);
+        // Bytes a FETCH of bodies expects: one more second per MIN_RATE.
+        p.begin();
+        p.expect(MIN_RATE * 2);
+        p.read_exact(&mut b).unwrap();
+        assert!(
+            sink.left().unwrap() > Duration::from_secs(5),
+            "{:?}",
+            sink.left()
+        );
     }
 
     #[test]

@@ -43,7 +43,25 @@ pub fn trace(who: &str, dir: &str, line: &[u8]) {
 /// and tab, DEL, C1) are shown escaped (`\u{1b}`), so what a server said can never
 /// move the cursor, recolour or retitle the user's terminal.
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    let bad = |c: char| (c.is_control() && c != '\n' && c != '\t') || c == '\u{7f}';
+    escaped(text, false)
+}
+
+/// As [`printable`] for a line of its own (a warning, an error): line feeds are
+/// escaped too, so a server's text cannot fake a line of mailferry's.
+pub fn printable_line(text: &str) -> std::borrow::Cow<'_, str> {
+    escaped(text, true)
+}
+
+/// Unicode format characters that reorder or hide text (bidi overrides and
+/// isolates, zero-width ones, the BOM).
+fn format_char(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+}
+
+fn escaped(text: &str, lines: bool) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| {
+        (c.is_control() && c != '\t' && (lines || c != '\n')) || c == '\u{7f}' || format_char(c)
+    };
     if !text.chars().any(bad) {
         return std::borrow::Cow::Borrowed(text);
     }
@@ -77,6 +95,7 @@ mod tests {
             ("c1 \u{9b}2J", "c1 \\u{9b}2J"),
             ("del\u{7f}", "del\\u{7f}"),
             ("two\nlines\ttab", "two\nlines\ttab"),
+            ("rtl \u{202e}fdp.exe", "rtl \\u{202e}fdp.exe"),
             ("ünïcode ✓", "ünïcode ✓"),
         ] {
             assert_eq!(super::printable(text), want, "{text:?}");

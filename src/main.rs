@@ -8,7 +8,10 @@ fn main() {
         Ok(code) => code,
         Err(err) => {
             let text = format!("{err:#}");
-            eprintln!("mailferry: error: {}", mailferry::log::printable(&text));
+            eprintln!(
+                "mailferry: error: {}",
+                mailferry::log::printable_line(&text)
+            );
             mailferry::error::exit_code(&err)
         }
     };

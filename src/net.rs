@@ -7,7 +7,11 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::Context;
+
+use crate::limits::Deadline;
 use native_tls::{Certificate, TlsConnector, TlsStream};
 
 use crate::error::{connect, connect_final, input};
@@ -41,15 +45,114 @@ impl Default for NetOptions {
     }
 }
 
+/// A TCP connection whose every wait is bounded by `--timeout` and by the running
+/// command's deadline ([`Deadline`], set by the protocol client's budget). It sits
+/// under TLS, so a server that trickles a TLS record (or its handshake) one byte
+/// at a time is cut there too, not only between records.
+#[derive(Debug)]
+pub struct Socket {
+    tcp: TcpStream,
+    timeout: Duration,
+    deadline: Arc<Deadline>,
+    /// The read/write timeout last set on the socket.
+    set_to: Duration,
+}
+
+impl Socket {
+    fn new(tcp: TcpStream, timeout: Duration) -> Socket {
+        Socket {
+            tcp,
+            timeout,
+            deadline: Deadline::new(),
+            set_to: timeout,
+        }
+    }
+
+    /// The deadline this socket enforces (shared with the protocol client).
+    pub fn deadline(&self) -> Arc<Deadline> {
+        self.deadline.clone()
+    }
+
+    pub fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    /// Before a wait: the socket's timeout is `--timeout` or the time left.
+    fn arm(&mut self) -> io::Result<()> {
+        let t = match self.deadline.left() {
+            Some(left) if left.is_zero() => return Err(over_budget()),
+            Some(left) => left.min(self.timeout),
+            None => self.timeout,
+        }
+        .max(Duration::from_millis(1));
+        // One system call only when the bound changes by more than a little.
+        if t.abs_diff(self.set_to) > Duration::from_millis(50) || t < self.set_to {
+            self.tcp.set_read_timeout(Some(t))?;
+            self.tcp.set_write_timeout(Some(t))?;
+            self.set_to = t;
+        }
+        Ok(())
+    }
+
+    /// A wait that timed out: the command's budget, or `--timeout` itself.
+    fn waited(&self, e: io::Error) -> io::Error {
+        let timed = matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        );
+        if timed && self.deadline.left().is_some_and(|l| l.is_zero()) {
+            over_budget()
+        } else {
+            e
+        }
+    }
+}
+
+fn over_budget() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!(
+            "timed out: the server took too long for one command (its budget: {} × --timeout, plus 1 s per {} KiB it had to move)",
+            crate::limits::COMMAND_TIMEOUTS,
+            crate::limits::MIN_RATE / 1024
+        ),
+    )
+}
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.tcp.read(buf).map_err(|e| self.waited(e))
+    }
+}
+
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.arm()?;
+        self.tcp.write(buf).map_err(|e| self.waited(e))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
 /// A plain or TLS stream, so one client type serves both.
 pub enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Plain(Socket),
+    Tls(Box<TlsStream<Socket>>),
 }
 
 impl Stream {
     pub fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))
+    }
+
+    /// The deadline the socket under this stream enforces.
+    pub fn deadline(&self) -> Arc<Deadline> {
+        match self {
+            Stream::Plain(s) => s.deadline(),
+            Stream::Tls(s) => s.get_ref().deadline(),
+        }
     }
 }
 
@@ -96,7 +199,7 @@ impl Write for Stream {
     }
 }
 
-pub fn tcp(host: &str, port: u16, opts: &NetOptions) -> anyhow::Result<TcpStream> {
+pub fn tcp(host: &str, port: u16, opts: &NetOptions) -> anyhow::Result<Socket> {
     let addrs: Vec<_> = (host, port)
         .to_socket_addrs()
         .map_err(|e| connect_final(format!("cannot resolve {host}: {e}; check the host name")))?
@@ -108,7 +211,7 @@ pub fn tcp(host: &str, port: u16, opts: &NetOptions) -> anyhow::Result<TcpStream
                 s.set_read_timeout(Some(opts.timeout))?;
                 s.set_write_timeout(Some(opts.timeout))?;
                 s.set_nodelay(true)?;
-                return Ok(s);
+                return Ok(Socket::new(s, opts.timeout));
             }
             Err(e) => last = Some(e),
         }
@@ -156,9 +259,16 @@ fn cut_off(e: &native_tls::Error) -> bool {
 }
 
 /// Wrap a TCP stream in TLS, verifying the certificate for `host`.
-pub fn tls(tcp: TcpStream, host: &str, port: u16, opts: &NetOptions) -> anyhow::Result<Stream> {
+pub fn tls(tcp: Socket, host: &str, port: u16, opts: &NetOptions) -> anyhow::Result<Stream> {
     let c = connector(opts)?;
-    match c.connect(host, tcp) {
+    // The handshake has a budget of its own, like a command.
+    let deadline = tcp.deadline();
+    deadline.set(Some(
+        std::time::Instant::now() + opts.timeout * crate::limits::COMMAND_TIMEOUTS,
+    ));
+    let res = c.connect(host, tcp);
+    deadline.set(None);
+    match res {
         Ok(s) => Ok(Stream::Tls(Box::new(s))),
         // The socket's --timeout ran out in the middle of the handshake.
         Err(native_tls::HandshakeError::WouldBlock(_)) => Err(connect(format!(

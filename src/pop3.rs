@@ -189,10 +189,12 @@ fn listed_twice(numbers: impl Iterator<Item = u32>) -> Option<u32> {
 /// count CRLF line endings; one that stores bare LF may send them unconverted (one
 /// byte a line less), and a last line without its line ending gets one (two bytes
 /// more). Anything beyond that is a message the server did not deliver as listed.
-/// Whether a message is far from LIST's size (beyond [`size_agrees`] and by more
-/// than 5 %): not the message (a server's notice in its place), so not copied.
+/// Whether a message is far from LIST's size: under half of it, or over twice it
+/// and 1 KiB more. Not the message (a server's notice in its place), so not
+/// copied. Estimated sizes (Exchange's) stay well within these bounds.
 pub fn size_far_off(body: &[u8], listed_size: u64) -> bool {
-    !size_agrees(body, listed_size) && (body.len() as u64).abs_diff(listed_size) * 20 > listed_size
+    let len = body.len() as u64;
+    !size_agrees(body, listed_size) && (len * 2 < listed_size || len > listed_size * 2 + 1024)
 }
 
 pub fn size_agrees(body: &[u8], listed_size: u64) -> bool {
@@ -264,6 +266,8 @@ pub struct Client<S: Read + Write> {
     top: TopState,
     /// [`Client::peek`] already warned that it fell back to RETR.
     warned_retr: bool,
+    /// Bytes the next command is expected to read (a message's LIST size).
+    expect_next: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -296,6 +300,7 @@ impl<S: Read + Write> Client<S> {
             who: who.to_string(),
             top: TopState::Untried,
             warned_retr: false,
+            expect_next: 0,
         }
     }
 
@@ -303,6 +308,11 @@ impl<S: Read + Write> Client<S> {
     /// see [`crate::limits::Paced`]).
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.stream.get_mut().set_timeout(timeout);
+    }
+
+    /// Let the socket under TLS enforce each command's deadline.
+    pub fn share_deadline(&mut self, d: std::sync::Arc<limits::Deadline>) {
+        self.stream.get_mut().share(d);
     }
 
     pub fn get_mut(&mut self) -> &mut S {
@@ -432,8 +442,10 @@ impl<S: Read + Write> Client<S> {
             .filter(|w| *w != "<credentials")
             .collect::<Vec<_>>()
             .join(" ");
+        let expected = std::mem::take(&mut self.expect_next);
         let s = self.stream.get_mut();
         s.begin();
+        s.expect(expected);
         let mut out = Vec::with_capacity(line.len() + 2);
         out.extend_from_slice(line.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -613,6 +625,7 @@ impl<S: Read + Write> Client<S> {
     /// is said once per session, since it may mark messages read.
     pub fn peek(&mut self, n: u32, listed_size: u64) -> Result<Vec<u8>, Pop3Error> {
         if self.top != TopState::Refused && self.has_cap("TOP") {
+            self.expect_next = listed_size;
             match self.top(n, WHOLE_MESSAGE_LINES) {
                 Ok(body) if whole(&body, listed_size) => {
                     self.top = TopState::Works;
@@ -631,6 +644,7 @@ impl<S: Read + Write> Client<S> {
                 Err(e) => return Err(e),
             }
         }
+        self.expect_next = listed_size;
         self.retr(n)
     }
 
@@ -697,15 +711,19 @@ pub fn open(
     let mut client = match server.security {
         Security::Implicit => {
             let stream = net::tls(tcp, &server.host, server.port, opts)?;
+            let deadline = stream.deadline();
             let mut c = Client::new(stream, who);
             c.set_timeout(opts.timeout);
+            c.share_deadline(deadline);
             c.greeting().map_err(greeting_error)?;
             c.capa().map_err(failed)?;
             c
         }
         Security::StartTls => {
+            let deadline = tcp.deadline();
             let mut c = Client::new(Stream::Plain(tcp), who);
             c.set_timeout(opts.timeout);
+            c.share_deadline(deadline);
             c.greeting().map_err(greeting_error)?;
             c.capa().map_err(failed)?;
             if c.has_cap("STLS") {
@@ -714,8 +732,10 @@ pub fn open(
                     unreachable!("a fresh connection is plain")
                 };
                 let stream = net::tls(tcp, &server.host, server.port, opts)?;
+                let deadline = stream.deadline();
                 let mut c = Client::new(stream, who);
                 c.set_timeout(opts.timeout);
+                c.share_deadline(deadline);
                 c.capa().map_err(failed)?;
                 c
             } else if opts.allow_plaintext {
@@ -1322,10 +1342,13 @@ mod tests {
         let body = b"Subject: x\r\n\r\nbody\r\n".to_vec(); // 20 bytes, 3 lines
         for (listed, far) in [
             (20, false),
-            (23, false),   // within the line-ending allowance
+            (23, false), // within the line-ending allowance
             (21, false),
             (2_000, true), // a notice in place of a 2 KB message
-            (10, true),
+            (30, false),   // an estimate 50 % off
+            (41, true),
+            (0, false),
+            (9, false),
         ] {
             assert_eq!(size_far_off(&body, listed), far, "{listed}");
         }

@@ -140,7 +140,7 @@ pub fn batch_line(done: usize, total: usize, running: usize, elapsed: Duration) 
 
 /// Print a line on stderr without tearing the bars.
 pub fn eprintln(line: &str) {
-    let line: &str = &crate::log::printable(line);
+    let line: &str = &crate::log::printable_line(line);
     if let Some(m) = MULTI.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
         m.suspend(|| eprintln!("{line}"));
         return;

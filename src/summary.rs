@@ -59,6 +59,13 @@ pub struct Planned {
     pub bytes: u64,
 }
 
+/// Disagreements listed one by one; beyond, they are counted.
+pub const MAX_ANOMALIES: usize = 100;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
     pub source: String,
@@ -74,8 +81,14 @@ pub struct Summary {
     pub renamed: Vec<Renamed>,
     /// Messages the target stored changed (see [`Changed`]).
     pub changed: Vec<Changed>,
-    /// What the servers said that did not add up (see [`Anomaly`]).
+    /// What the servers said that did not add up (see [`Anomaly`]), the first
+    /// [`MAX_ANOMALIES`] of them.
     pub anomalies: Vec<Anomaly>,
+    /// Disagreements beyond those listed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub anomalies_more: u64,
+    #[serde(skip)]
+    anomalies_seen: std::collections::HashSet<(String, String)>,
     pub bytes: u64,
     pub seconds: f64,
     pub messages_per_second: f64,
@@ -107,11 +120,13 @@ impl Summary {
         }
     }
 
+    /// Whether nothing went wrong.
     pub fn ok(&self) -> bool {
         self.failed.is_empty()
             && self.failed_folders.is_empty()
             && self.stopped.is_none()
             && self.anomalies.is_empty()
+            && self.anomalies_more == 0
     }
 
     /// A folder failed as a whole (said at once as a warning).
@@ -146,14 +161,19 @@ impl Summary {
 
     /// Note a disagreement of a server's (also said at once as a warning).
     pub fn anomaly(&mut self, folder: &str, what: impl Into<String>) {
-        let a = Anomaly {
-            folder: folder.to_string(),
-            what: what.into(),
-        };
-        if !self.anomalies.contains(&a) {
-            crate::log::warn(format!("{}: {}", a.folder, a.what));
-            self.anomalies.push(a);
+        let key = (folder.to_string(), what.into());
+        if !self.anomalies_seen.insert(key.clone()) {
+            return;
         }
+        if self.anomalies.len() >= MAX_ANOMALIES {
+            self.anomalies_more += 1;
+            return;
+        }
+        crate::log::warn(format!("{}: {}", key.0, key.1));
+        self.anomalies.push(Anomaly {
+            folder: key.0,
+            what: key.1,
+        });
     }
 
     pub fn print(&self, json: bool) {
@@ -234,6 +254,12 @@ impl Summary {
         }
         for a in &self.anomalies {
             crate::progress::out(&format!("  server disagreement: {}: {}", a.folder, a.what));
+        }
+        if self.anomalies_more > 0 {
+            crate::progress::out(&format!(
+                "  … and {} more server disagreements",
+                self.anomalies_more
+            ));
         }
         if !self.anomalies.is_empty() {
             crate::progress::out(

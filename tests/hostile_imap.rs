@@ -190,20 +190,32 @@ fn a_huge_uid_range_is_paged_never_expanded_and_never_taken_for_empty() {
     let out = text(&b.out);
     assert_eq!(b.out.status.code(), Some(1), "{out}");
     assert_eq!(bodies(&d, DST, "INBOX").len(), 3, "{out}");
+    // Page 1 (UIDs 1:2000) gave 3; pages 2–4 gave nothing, so the listing stops
+    // there and says how much it did not read.
     assert!(
-        out.contains("SEARCH listed 999999 UIDs that FETCH did not return"),
+        out.contains("SEARCH listed 7997 UIDs that FETCH did not return (the first: 4)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FETCH returned nothing for 3 pages in a row of what SEARCH listed; the remaining 992002 UIDs are not listed"),
         "{out}"
     );
     assert!(b.peak_mb < 60, "peak {} MB", b.peak_mb);
-    // The listing went page by page (2,000 UIDs a command), never one expanded set.
-    let fetches = fake
+    // The listing went page by page (2,000 UIDs a command), never one expanded set,
+    // and stopped.
+    let fetches: Vec<String> = fake
         .log()
         .iter()
-        .filter(|l| l.windows(9).any(|w| w == b"UID FETCH"))
-        .count();
-    assert!(fetches >= 500, "{fetches} FETCH commands");
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .filter(|l| l.contains("UID FETCH"))
+        .collect();
+    assert!(
+        fetches.iter().any(|l| l.contains("UID FETCH 1:2000 ")),
+        "{fetches:?}"
+    );
+    assert!(fetches.len() < 10, "{fetches:?}");
 
-    // A range a folder of 3 messages cannot have: refused at once, not paged.
+    // A range a folder of 3 messages cannot have: said, and not paged through.
     let forged = FakeImap::start(vec![FakeBox::new(
         "INBOX",
         (1..=3).map(|n| FakeMsg::new(n, &msg(n))).collect(),
@@ -226,6 +238,11 @@ fn a_huge_uid_range_is_paged_never_expanded_and_never_taken_for_empty() {
         out.contains("SEARCH listed 4294967295 UIDs but the folder has 3 messages"),
         "{out}"
     );
+    assert!(
+        out.contains("only the first 10000000 are listed (limit)"),
+        "{out}"
+    );
+    assert!(b.secs < 30.0, "took {:.1} s", b.secs);
 }
 
 #[test]
@@ -554,4 +571,272 @@ fn a_folder_name_reaches_the_report_as_text_not_as_a_formula() {
     assert!(error.starts_with("'=SUM(1+1)"), "{error:?}\n{out}");
     // On the terminal it stays as it is (escaped for control characters only).
     assert!(out.contains("failed: =SUM(1+1)"), "{out}");
+}
+
+/// A proxy to `to` whose server→client bytes trickle one every 500 ms once the
+/// client has sent `after` TLS application-data records (0: from the start, so the
+/// handshake itself trickles).
+fn tls_trickle_proxy(to: u16, after: usize) -> u16 {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let s = std::net::TcpStream::connect(("127.0.0.1", to)).unwrap();
+            let app = std::sync::Arc::new(AtomicUsize::new(0));
+            let (mut c1, mut s1) = (c.try_clone().unwrap(), s.try_clone().unwrap());
+            let a1 = app.clone();
+            std::thread::spawn(move || {
+                // Client → server, counting application-data records (type 23).
+                let (mut hdr, mut left, mut buf) = (Vec::new(), 0usize, [0u8; 4096]);
+                loop {
+                    let n = match c1.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    for &b in &buf[..n] {
+                        if left > 0 {
+                            left -= 1;
+                            continue;
+                        }
+                        hdr.push(b);
+                        if hdr.len() == 5 {
+                            if hdr[0] == 23 {
+                                a1.fetch_add(1, Ordering::SeqCst);
+                            }
+                            left = u16::from_be_bytes([hdr[3], hdr[4]]) as usize;
+                            hdr.clear();
+                        }
+                    }
+                    if s1.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+            let (mut s2, mut c2) = (s, c);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = match s2.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    if app.load(Ordering::SeqCst) >= after {
+                        for &b in &buf[..n] {
+                            if c2.write_all(&[b]).is_err() {
+                                return;
+                            }
+                            std::thread::sleep(Duration::from_millis(500));
+                        }
+                    } else if c2.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Inside TLS a read waits for a whole record: the deadline is enforced on the
+/// socket under TLS, so a server trickling a record (or its handshake) one byte
+/// every half second is cut at the command's budget (4 × --timeout = 8 s), over
+/// IMAPS and POP3S.
+#[test]
+fn a_trickle_inside_tls_is_cut_by_the_command_deadline() {
+    let d = Dovecot::start(&[SRC, DST]);
+    d.seed(SRC);
+    for (scheme, port, after) in [
+        ("imaps", d.imaps, 0),
+        ("imaps", d.imaps, 2),
+        // TLS 1.3: the client's Finished is an application-data record too.
+        ("pop3s", d.pop3s, 2),
+    ] {
+        let proxy = tls_trickle_proxy(port, after);
+        let run = Run::new("migrate")
+            .from(format!("{scheme}://{SRC}@localhost:{proxy}"))
+            .to(d.imaps_url(DST))
+            .passwords(&d)
+            .ca(&d)
+            .state(d.dir.path().join(format!("{scheme}{after}.sqlite")))
+            .args(["--retries", "0", "--timeout", "2"]);
+        let b = bounded(&run, 45);
+        let out = text(&b.out);
+        assert_eq!(
+            b.out.status.code(),
+            Some(3),
+            "{scheme} after {after}: {out}"
+        );
+        assert!(
+            out.contains("timed out") || out.contains("within 2s"),
+            "{scheme} after {after}: {out}"
+        );
+        assert!(
+            b.secs < 20.0,
+            "{scheme} after {after}: took {:.1} s",
+            b.secs
+        );
+    }
+}
+
+/// A server saying its folder is empty (EXISTS 0) while SEARCH and FETCH give
+/// mail: the folder is listed anyway, the mail copied, the disagreement said.
+#[test]
+fn an_empty_folder_that_is_not_is_listed_and_said() {
+    let d = Dovecot::start(&[DST]);
+    let mut inbox = FakeBox::new(
+        "INBOX",
+        vec![FakeMsg::new(1, &msg(1)), FakeMsg::new(2, &msg(2))],
+    );
+    inbox.exists_says = Some(0);
+    let fake = FakeImap::start(vec![inbox]);
+    let b = bounded(&from_fake(&fake, &d, &d.dir.path().join("e.sqlite")), 60);
+    let out = text(&b.out);
+    assert_eq!(b.out.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("SEARCH listed 2 UIDs but the folder has 0 messages"),
+        "{out}"
+    );
+    assert_eq!(bodies(&d, DST, "INBOX"), vec![msg(1), msg(2)]);
+}
+
+/// Mail deleted by another client while the run lists the folder (FETCH leaves it
+/// out, SEARCH no longer finds it) is not a disagreement.
+#[test]
+fn mail_expunged_meanwhile_is_not_a_disagreement() {
+    let d = Dovecot::start(&[DST]);
+    let fake = FakeImap::start(vec![FakeBox::new(
+        "INBOX",
+        (1..=3).map(|n| FakeMsg::new(n, &msg(n))).collect(),
+    )]);
+    let st = fake.state.clone();
+    fake.state.lock().unwrap().hook = Some(std::sync::Arc::new(move |c: &Cmd, _: &mut _| {
+        // The listing FETCH: UID 2 is expunged just before it is answered.
+        let t = String::from_utf8_lossy(&c.raw);
+        if c.name == "UID FETCH" && t.contains("RFC822.SIZE FLAGS") {
+            if let Ok(mut s) = st.try_lock() {
+                s.boxes[0].messages.retain(|m| m.uid != 2);
+            }
+        }
+        None
+    }));
+    let b = bounded(&from_fake(&fake, &d, &d.dir.path().join("x.sqlite")), 60);
+    let out = text(&b.out);
+    assert_eq!(b.out.status.code(), Some(0), "{out}");
+    assert_eq!(bodies(&d, DST, "INBOX"), vec![msg(1), msg(3)]);
+}
+
+/// A slow but steady target (each APPEND answered after 300 ms, 30 messages
+/// pipelined, --timeout 1): each answer starts the next one's budget, so it is
+/// not cut for the size of the batch.
+#[test]
+fn a_slow_steady_target_is_not_cut() {
+    let d = Dovecot::start(&[SRC]);
+    let mut s = d.session(SRC);
+    for n in 1..=30 {
+        s.append(&mailferry::imap::Append {
+            mailbox: b"INBOX",
+            flags: &[],
+            internal_date: None,
+            body: &msg(n),
+        })
+        .unwrap();
+    }
+    s.logout();
+    let target = FakeImap::start(vec![FakeBox::new("INBOX", vec![])]).with(|s| {
+        s.hook = Some(std::sync::Arc::new(|c: &Cmd, _: &mut _| {
+            if c.name == "APPEND" {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            None
+        }))
+    });
+    let run = Run::new("migrate")
+        .from(d.imaps_url(SRC))
+        .to(target.url("t@fake.test"))
+        .passwords(&d)
+        .ca(&d)
+        .state(d.dir.path().join("slow.sqlite"))
+        .args([
+            "--allow-plaintext",
+            "--retries",
+            "0",
+            "--timeout",
+            "1",
+            "--include",
+            "INBOX",
+        ]);
+    let b = bounded(&run, 120);
+    assert_eq!(b.out.status.code(), Some(0), "{}", text(&b.out));
+    assert_eq!(target.messages("INBOX").len(), 30);
+}
+
+/// A server streaming what nobody asked for, fast (untagged `* OK` lines at full
+/// speed), buys itself no time: the command is cut at its base budget.
+#[test]
+fn a_fast_stream_of_unasked_data_is_cut_too() {
+    let d = Dovecot::start(&[DST]);
+    let fake =
+        FakeImap::start(vec![FakeBox::new("INBOX", vec![FakeMsg::new(1, &msg(1))])]).with(|s| {
+            s.hook = Some(std::sync::Arc::new(
+                |c: &Cmd, w: &mut std::net::TcpStream| {
+                    (c.name == "UID SEARCH").then(|| {
+                        let line = b"* OK still searching\r\n".repeat(1000);
+                        while std::io::Write::write_all(w, &line).is_ok() {}
+                        Vec::new()
+                    })
+                },
+            ))
+        });
+    let b = bounded(
+        &from_fake(&fake, &d, &d.dir.path().join("f.sqlite")).args(["--timeout", "1"]),
+        60,
+    );
+    let out = text(&b.out);
+    assert_eq!(b.out.status.code(), Some(3), "{out}");
+    assert!(out.contains("for one command"), "{out}");
+    assert!(b.secs < 20.0, "took {:.1} s", b.secs);
+    assert!(b.peak_mb < 60, "peak {} MB", b.peak_mb);
+}
+
+/// Unasked bodies and flag floods are dropped or refused as they arrive: a page
+/// of listing cannot be made to hold gigabytes.
+#[test]
+fn unasked_bodies_and_flag_floods_stay_out_of_memory() {
+    let d = Dovecot::start(&[DST]);
+    let fake =
+        FakeImap::start(vec![FakeBox::new("INBOX", vec![FakeMsg::new(1, &msg(1))])]).with(|s| {
+            s.hook = Some(std::sync::Arc::new(
+                |c: &Cmd, w: &mut std::net::TcpStream| {
+                    let t = String::from_utf8_lossy(&c.raw).into_owned();
+                    if c.name == "UID FETCH" && t.contains("BODY.PEEK[]") {
+                        // 40 bodies of 8 MB for UIDs nobody asked for, then UID 1.
+                        let big = vec![b'x'; 8 << 20];
+                        for n in 100..140 {
+                            let head = format!("* {n} FETCH (UID {n} BODY[] {{{}}}\r\n", big.len());
+                            let _ = std::io::Write::write_all(w, head.as_bytes());
+                            let _ = std::io::Write::write_all(w, &big);
+                            let _ = std::io::Write::write_all(w, b")\r\n");
+                        }
+                        let m = msg(1);
+                        let mut v =
+                            format!("* 1 FETCH (UID 1 BODY[] {{{}}}\r\n", m.len()).into_bytes();
+                        v.extend_from_slice(&m);
+                        v.extend(format!(")\r\n{} OK done\r\n", c.tag).into_bytes());
+                        return Some(v);
+                    }
+                    None
+                },
+            ))
+        });
+    let b = bounded(&from_fake(&fake, &d, &d.dir.path().join("u.sqlite")), 120);
+    let out = text(&b.out);
+    assert_eq!(b.out.status.code(), Some(0), "{out}");
+    assert_eq!(bodies(&d, DST, "INBOX"), vec![msg(1)]);
+    assert!(
+        b.peak_mb < 100,
+        "peak {} MB: unasked bodies were held",
+        b.peak_mb
+    );
 }

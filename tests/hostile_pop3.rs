@@ -321,3 +321,48 @@ fn a_notice_in_place_of_a_message_fails_it() {
         assert_eq!(d.count(DST), 0);
     }
 }
+
+/// STAT saying 0 while LIST has mail: the mailbox is listed anyway, the mail
+/// copied, the disagreement said (exit 1).
+#[test]
+fn stat_zero_with_mail_in_list_is_listed_and_said() {
+    let d = Dovecot::start(&[DST]);
+    let pop = FakePop3::start(
+        Pop3Script::new(vec![msg(1), msg(2)])
+            .with_uidls()
+            .stat_count(0),
+    );
+    let out = migrate(&d, &pop).run();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("STAT said 0 messages but LIST listed 2"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(bodies(&d.snapshot(DST)), vec![msg(1), msg(2)]);
+}
+
+/// A flood of disagreements (UIDL naming 40,000 messages LIST does not have) is
+/// said in a bounded number of lines and does not slow the run down.
+#[test]
+fn a_flood_of_disagreements_is_said_briefly() {
+    let d = Dovecot::start(&[DST]);
+    let uidls: Vec<String> = (1..=40_000).map(|i| format!("u{i}")).collect();
+    let refs: Vec<&str> = uidls.iter().map(String::as_str).collect();
+    let pop = FakePop3::start(Pop3Script::new(vec![msg(1)]).uidls(&refs));
+    let started = Instant::now();
+    let out = migrate(&d, &pop).run();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(all.lines().count() < 100, "{} lines", all.lines().count());
+    assert!(
+        all.contains("UIDL gave 39989 more messages which LIST does not list"),
+        "{all}"
+    );
+    assert_eq!(d.count(DST), 1);
+}

@@ -82,6 +82,8 @@ pub struct Client<S: Read + Write> {
     max_line: usize,
     /// The last `* N EXISTS` of the selected mailbox.
     exists: Option<u32>,
+    /// Bytes the next command is expected to read (see [`Client::expect`]).
+    expect_next: u64,
     next_tag: u32,
     caps: Vec<String>,
     who: String,
@@ -152,6 +154,7 @@ impl<S: Read + Write> Client<S> {
             ),
             max_line: limits::MAX_LINE_PRE_LOGIN,
             exists: None,
+            expect_next: 0,
             next_tag: 1,
             caps: Vec::new(),
             who: who.to_string(),
@@ -177,6 +180,17 @@ impl<S: Read + Write> Client<S> {
     /// A command starts: its time budget starts afresh.
     fn begin(&mut self) {
         self.stream.get_mut().begin();
+    }
+
+    /// Let the socket under TLS enforce each command's deadline.
+    pub fn share_deadline(&mut self, d: std::sync::Arc<limits::Deadline>) {
+        self.stream.get_mut().share(d);
+    }
+
+    /// The next command will read about this many bytes of bodies (its budget
+    /// grows with them as they arrive).
+    pub fn expect(&mut self, bytes: u64) {
+        self.expect_next = bytes;
     }
 
     /// The last `* N EXISTS` the server sent for the selected mailbox.
@@ -231,6 +245,13 @@ impl<S: Read + Write> Client<S> {
                     if len > limits::MAX_LITERAL {
                         return Err(ImapError::Limit(format!(
                             "the server announced a literal of {len} bytes, more than {} (limit)",
+                            limits::MAX_LITERAL
+                        )));
+                    }
+                    let held: usize = literals.iter().map(Vec::len).sum();
+                    if held.saturating_add(len) > limits::MAX_LITERAL {
+                        return Err(ImapError::Limit(format!(
+                            "the server sent more than {} bytes of literals in one response (limit)",
                             limits::MAX_LITERAL
                         )));
                     }
@@ -404,6 +425,8 @@ impl<S: Read + Write> Client<S> {
     ) -> Result<Status, ImapError> {
         let tag = self.tag();
         self.begin();
+        let expected = std::mem::take(&mut self.expect_next);
+        self.stream.get_mut().expect(expected);
         self.write_command(&tag, parts, secret)?;
         self.flush_out()?;
         self.wait_tagged(&tag, name, on_data)
@@ -524,7 +547,8 @@ impl<S: Read + Write> Client<S> {
         Ok(())
     }
 
-    /// All mailboxes, with special-use attributes where the server has them.
+    /// All mailboxes, with special-use attributes where the server has them; at
+    /// most [`limits::MAX_FOLDERS`].
     pub fn list(&mut self) -> Result<Vec<ListEntry>, ImapError> {
         let cmd: &[u8] = if self.has_cap("SPECIAL-USE") && self.has_cap("LIST-EXTENDED") {
             b"LIST \"\" \"*\" RETURN (SPECIAL-USE)"
@@ -535,6 +559,12 @@ impl<S: Read + Write> Client<S> {
         self.run("LIST", &[Part::Text(cmd)], |r| {
             if let Response::Data { name, rest } = r {
                 if name == "LIST" {
+                    if out.len() >= limits::MAX_FOLDERS {
+                        return Err(ImapError::Limit(format!(
+                            "the server listed more than {} folders (limit)",
+                            limits::MAX_FOLDERS
+                        )));
+                    }
                     out.push(list_entry(&rest)?);
                 }
             }
@@ -689,12 +719,23 @@ impl<S: Read + Write> Client<S> {
     /// Every UID of the selected folder: `UID SEARCH RETURN (ALL) ALL` (RFC 4731, a
     /// compact set) where ESEARCH is offered, else `UID SEARCH ALL`. Kept as ranges.
     pub fn uid_search_all(&mut self) -> Result<UidSet, ImapError> {
+        self.uid_search("ALL")
+    }
+
+    /// Which UIDs of `set` still exist in the selected folder.
+    pub fn uid_search_within(&mut self, set: &UidSet) -> Result<UidSet, ImapError> {
+        self.uid_search(&format!("UID {set}"))
+    }
+
+    /// `UID SEARCH criteria` (made by mailferry, never from a server).
+    fn uid_search(&mut self, criteria: &str) -> Result<UidSet, ImapError> {
         let esearch = self.has_cap("ESEARCH");
-        let cmd: &[u8] = if esearch {
-            b"UID SEARCH RETURN (ALL) ALL"
+        let cmd = if esearch {
+            format!("UID SEARCH RETURN (ALL) {criteria}")
         } else {
-            b"UID SEARCH ALL"
+            format!("UID SEARCH {criteria}")
         };
+        let cmd = cmd.as_bytes();
         let mut out: Option<UidSet> = None;
         let mut answers = 0;
         self.run("UID SEARCH", &[Part::Text(cmd)], |r| {
@@ -870,6 +911,9 @@ impl<S: Read + Write> Client<S> {
                         };
                         let done = &t == tag;
                         results.insert(t, r);
+                        // Each answer starts the next one's budget: a slow but
+                        // steady target is not cut for the size of a batch.
+                        self.begin();
                         if done {
                             break;
                         }

@@ -581,6 +581,14 @@ pub fn parse_fetch(seq: u32, rest: Vec<Value>) -> Result<Fetch, ParseError> {
                 let Some(list) = val.as_list() else {
                     return err("FETCH FLAGS is not a list");
                 };
+                if list.len() > crate::limits::MAX_FLAGS {
+                    f.problem.get_or_insert(format!(
+                        "the server sent {} flags for one message, more than {} (limit)",
+                        list.len(),
+                        crate::limits::MAX_FLAGS
+                    ));
+                    continue;
+                }
                 let mut flags = Vec::with_capacity(list.len());
                 for v in list {
                     // A flag is an atom (RFC 3501): a string or literal is not one.

@@ -26,14 +26,18 @@ pub fn open(
     let mut client = match server.security {
         Security::Implicit => {
             let stream = net::tls(tcp, &server.host, server.port, opts)?;
+            let deadline = stream.deadline();
             let mut c = Client::new(stream, who);
             c.set_timeout(opts.timeout);
+            c.share_deadline(deadline);
             c.greeting().map_err(hint_port)?;
             c
         }
         Security::StartTls => {
+            let deadline = tcp.deadline();
             let mut c = Client::new(Stream::Plain(tcp), who);
             c.set_timeout(opts.timeout);
+            c.share_deadline(deadline);
             c.greeting().map_err(hint_port)?;
             if c.capabilities().is_empty() {
                 c.capability()?;
@@ -44,8 +48,10 @@ pub fn open(
                     unreachable!("a fresh connection is plain")
                 };
                 let stream = net::tls(tcp, &server.host, server.port, opts)?;
+                let deadline = stream.deadline();
                 let mut c = Client::new(stream, who);
                 c.set_timeout(opts.timeout);
+                c.share_deadline(deadline);
                 c.capability()?;
                 c
             } else if opts.allow_plaintext {

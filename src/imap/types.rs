@@ -62,7 +62,12 @@ impl ImapDate {
             return None;
         }
         let offset = FixedOffset::east_opt(sign * (zh as i32 * 3600 + zm as i32 * 60))?;
-        let naive = NaiveDate::from_ymd_opt(year as i32, month, day)?.and_hms_opt(h, m, s)?;
+        // A leap second (23:59:60) is a valid time of day.
+        let naive = match s {
+            60 => NaiveDate::from_ymd_opt(year as i32, month, day)?
+                .and_hms_milli_opt(h, m, 59, 1_000)?,
+            _ => NaiveDate::from_ymd_opt(year as i32, month, day)?.and_hms_opt(h, m, s)?,
+        };
         Some(ImapDate(offset.from_local_datetime(&naive).single()?))
     }
 
@@ -243,6 +248,10 @@ mod tests {
             (
                 "01-Jan-2020 10:00:00 +0530",
                 Some("01-Jan-2020 10:00:00 +0530"),
+            ),
+            (
+                "31-Dec-2016 23:59:60 +0000",
+                Some("31-Dec-2016 23:59:60 +0000"),
             ),
             ("01-Jan-2020 10:00:00 +0000\"\r\nX1 CREATE evil", None),
             ("01-Jan-2020 10:00:00 +0000 extra", None),

@@ -6,17 +6,20 @@
 //! - no (or a zero) UIDVALIDITY: the folder's UIDs are not stable, so its
 //!   checkpoints are not trusted and every message is checked by its dedupe key;
 //! - no EXISTS: the folder is listed anyway (never taken for empty);
-//! - SEARCH listing more UIDs than EXISTS: refused (a folder cannot hold more
-//!   messages than it has), so a forged range cannot make a run page through
-//!   billions of UIDs;
-//! - FETCH leaving out UIDs that SEARCH listed, or giving UIDs nobody asked for.
+//! - SEARCH listing more UIDs than EXISTS (a folder cannot hold more messages
+//!   than it has); the listing then goes on, but stops after a few pages in a
+//!   row that FETCH answers with nothing, so a forged range cannot make a run
+//!   page through billions of UIDs;
+//! - FETCH leaving out UIDs that SEARCH listed (and that still exist: a message
+//!   expunged meanwhile by another client is not a disagreement), or giving UIDs
+//!   nobody asked for (dropped as they arrive).
 
 use super::{Opened, Source, Tree};
 use crate::decide::Meta;
-use crate::engine::{decode_name, fetch_bodies, layout_of, listing, listing_of};
+use crate::engine::{decode_name, fetch_bodies, layout_of, listing, listing_within};
 use crate::imap::session::Session;
 use crate::imap::types::UidSet;
-use crate::imap::ImapError;
+use crate::limits::{EMPTY_PAGES, MAX_FOLDER_UIDS};
 
 /// UIDs a SEARCH may list in a folder whose size the server did not announce.
 pub const UNANNOUNCED_MAX: u64 = 1_000_000;
@@ -35,6 +38,8 @@ pub struct ImapSource {
     first_missing: Option<u32>,
     /// UIDs FETCH delivered that were not asked for.
     unasked: u64,
+    /// Pages in a row that FETCH answered with nothing.
+    empty_pages: u32,
     anomalies: Vec<(String, String)>,
 }
 
@@ -49,6 +54,7 @@ impl ImapSource {
             missing: 0,
             first_missing: None,
             unasked: 0,
+            empty_pages: 0,
             anomalies: Vec::new(),
         }
     }
@@ -126,50 +132,68 @@ impl Source for ImapSource {
         let max = max.max(1) as u64;
         if page == 0 {
             self.settle_listing();
+            self.empty_pages = 0;
             self.uids = self.session.uid_search_all()?;
-            // A folder holds at most EXISTS messages; without EXISTS, at most
-            // UNANNOUNCED_MAX are believed.
-            let (cap, said) = match self.session.exists() {
-                Some(e) => (u64::from(e), format!("the folder has {e} messages (EXISTS)")),
-                None => (
-                    UNANNOUNCED_MAX,
-                    format!("the folder announced no EXISTS, and {UNANNOUNCED_MAX} is the most believed then (limit)"),
-                ),
+            // A folder holds at most EXISTS messages: more UIDs is a disagreement
+            // (said), and the listing below stops where FETCH delivers nothing.
+            let listed = self.uids.len();
+            let said = match self.session.exists() {
+                Some(e) if listed > u64::from(e) => Some(format!("the folder has {e} messages (EXISTS)")),
+                None if listed > UNANNOUNCED_MAX => Some(format!(
+                    "the folder announced no EXISTS, and {UNANNOUNCED_MAX} is the most believed then (limit)"
+                )),
+                _ => None,
             };
-            if self.uids.len() > cap {
-                let what = format!(
-                    "SEARCH listed {} UIDs but {said}; the folder is not copied",
-                    self.uids.len()
-                );
-                self.uids = UidSet::default();
-                self.anomaly(what.clone());
-                return Err(ImapError::Protocol(format!("{}: {what}", self.folder)).into());
+            if let Some(said) = said {
+                self.anomaly(format!("SEARCH listed {listed} UIDs but {said}"));
+            }
+            if listed > MAX_FOLDER_UIDS {
+                self.anomaly(format!(
+                    "SEARCH listed {listed} UIDs; only the first {MAX_FOLDER_UIDS} are listed (limit)"
+                ));
             }
         }
-        let wanted = self.uids.window(page as u64 * max, max);
+        let skip = page as u64 * max;
+        let wanted = self
+            .uids
+            .window(skip, max.min(MAX_FOLDER_UIDS.saturating_sub(skip)));
         if wanted.is_empty() {
             self.settle_listing();
             return Ok(None);
         }
-        let got = listing_of(&mut self.session, &wanted.to_string())?;
-        let mut delivered = Vec::with_capacity(got.len());
-        for m in got {
-            if wanted.contains(m.order as u32) {
-                delivered.push(m);
-            } else {
-                self.unasked += 1;
-            }
-        }
-        delivered.dedup_by_key(|m| m.order);
+        let (delivered, unasked) = listing_within(&mut self.session, &wanted)?;
+        self.unasked += unasked;
         if (delivered.len() as u64) < wanted.len() {
+            // What FETCH left out may have been expunged meanwhile (another client
+            // deleting mail): only what still exists is a disagreement.
             let have: std::collections::HashSet<u64> = delivered.iter().map(|m| m.order).collect();
-            let missing = wanted.iter().filter(|&u| !have.contains(&u64::from(u)));
-            let mut n = 0;
-            for u in missing {
-                n += 1;
-                self.first_missing.get_or_insert(u);
+            let left_out = UidSet::from_uids(
+                wanted
+                    .iter()
+                    .filter(|&u| !have.contains(&u64::from(u)))
+                    .collect(),
+            );
+            let still = self.session.uid_search_within(&left_out)?;
+            // Only what was asked counts, and only `left_out` (a page) is walked:
+            // the answer may be any set at all.
+            let still = UidSet::from_uids(left_out.iter().filter(|&u| still.contains(u)).collect());
+            if let Some(first) = still.iter().next() {
+                self.first_missing.get_or_insert(first);
             }
-            self.missing += n;
+            self.missing += still.len();
+        }
+        if delivered.is_empty() {
+            self.empty_pages += 1;
+            if self.empty_pages >= EMPTY_PAGES {
+                let rest = self.uids.len().saturating_sub(skip + wanted.len());
+                self.anomaly(format!(
+                    "FETCH returned nothing for {EMPTY_PAGES} pages in a row of what SEARCH listed; the remaining {rest} UIDs are not listed"
+                ));
+                self.settle_listing();
+                return Ok(None);
+            }
+        } else {
+            self.empty_pages = 0;
         }
         Ok(Some(delivered))
     }
@@ -177,7 +201,8 @@ impl Source for ImapSource {
     fn fetch(&mut self, metas: &[Meta], each: &mut dyn FnMut(&str, Vec<u8>)) -> anyhow::Result<()> {
         let mut uids: Vec<u32> = metas.iter().map(|m| m.order as u32).collect();
         uids.sort_unstable();
-        fetch_bodies(&mut self.session, &uids, |uid, body| {
+        let expected = metas.iter().map(|m| m.size).sum();
+        fetch_bodies(&mut self.session, &uids, expected, |uid, body| {
             each(&uid.to_string(), body)
         })?;
         Ok(())

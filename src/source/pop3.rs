@@ -65,10 +65,8 @@ impl Pop3Source {
     }
 
     fn anomaly(&mut self, what: String) {
-        let a = (FOLDER.to_string(), what);
-        if !self.anomalies.contains(&a) {
-            self.anomalies.push(a);
-        }
+        // The summary drops repeats and keeps a bounded number.
+        self.anomalies.push((FOLDER.to_string(), what));
     }
 }
 
@@ -76,13 +74,12 @@ impl Pop3Source {
 /// what did not add up. Messages are taken in message-number order.
 ///
 /// Several messages sharing one UIDL are distinct messages all the same (a server
-/// bug, but their mail is real): the first keeps the UIDL as its id, the second and
-/// later ones get `UIDL#2`, `UIDL#3`, … (the smallest suffix no other message's UIDL
-/// takes). Message numbers keep the arrival order and deletions do not reorder, so
-/// these ids name the same messages from run to run; should the order change all
-/// the same (an earlier sharer deleted), a message may come under an id another one
-/// was checkpointed with, and the content dedupe keys still keep a message from
-/// being copied twice. The sharing is reported on every run while it lasts.
+/// bug, but their mail is real): each gets `UIDL#1`, `UIDL#2`, … in message-number
+/// order (the smallest suffix no other message's UIDL takes), and none keeps the
+/// bare UIDL. So an id checkpointed for an unshared UIDL is never given to another
+/// message: should a sharer be deleted, the one left gets the bare UIDL again,
+/// which no run recorded for it, and its dedupe key (checked against the target)
+/// tells whether it was copied. The sharing is reported on every run while it lasts.
 ///
 /// A message LIST has and UIDL does not gets `#N` and a problem (no stable id to
 /// checkpoint it under: it fails, visibly, rather than risk being taken for
@@ -99,14 +96,26 @@ pub fn assign_ids(sizes: &[(u32, u64)], uidl: &[(u32, String)]) -> (Vec<Meta>, V
     let mut not_listed: Vec<&(u32, String)> =
         uidl.iter().filter(|(n, _)| !listed.contains(n)).collect();
     not_listed.sort();
-    for (n, u) in not_listed {
+    for (n, u) in not_listed.iter().take(10) {
         anomalies.push(format!(
             "UIDL gave message {n} (UIDL {}) which LIST does not list; it is not copied",
             shown(u.as_bytes())
         ));
     }
+    if not_listed.len() > 10 {
+        anomalies.push(format!(
+            "UIDL gave {} more messages which LIST does not list",
+            not_listed.len() - 10
+        ));
+    }
     let mut order: Vec<(u32, u64)> = sizes.to_vec();
     order.sort_unstable();
+    let mut sharing: HashMap<&str, usize> = HashMap::new();
+    for (n, _) in &order {
+        if let Some(&u) = by_number.get(n) {
+            *sharing.entry(u).or_default() += 1;
+        }
+    }
     // UIDL → the message numbers sharing it, and the ids given so far.
     let mut sharers: HashMap<&str, Vec<u32>> = HashMap::new();
     let mut given: HashSet<String> = HashSet::new();
@@ -116,7 +125,7 @@ pub fn assign_ids(sizes: &[(u32, u64)], uidl: &[(u32, String)]) -> (Vec<Meta>, V
             Some(&u) => {
                 let nums = sharers.entry(u).or_default();
                 nums.push(n);
-                let id = if nums.len() == 1 {
+                let id = if sharing.get(u) == Some(&1) {
                     u.to_string()
                 } else {
                     let mut k = nums.len();
@@ -154,7 +163,7 @@ pub fn assign_ids(sizes: &[(u32, u64)], uidl: &[(u32, String)]) -> (Vec<Meta>, V
         let shown_nums: Vec<String> = nums.iter().take(5).map(u32::to_string).collect();
         let more = if nums.len() > 5 { ", …" } else { "" };
         anomalies.push(format!(
-            "{} messages (numbers {}{more}) share the UIDL {}; they are copied as distinct messages, the second and later ones under that UIDL with #2, #3, … appended",
+            "{} messages (numbers {}{more}) share the UIDL {}; they are copied as distinct messages, under that UIDL with #1, #2, … appended",
             nums.len(),
             shown_nums.join(", "),
             shown(u.as_bytes()),
@@ -262,7 +271,9 @@ impl Source for Pop3Source {
                 continue;
             }
             if !crate::pop3::size_agrees(&body, m.size) {
-                self.anomaly(format!(
+                // Some servers list estimated sizes (Exchange, unless
+                // EnableExactRFC822Size): a note, not a disagreement.
+                crate::log::info(format!(
                     "message {n} ({}): the server sent {} bytes where LIST said {}; copied as sent",
                     shown(m.id.as_bytes()),
                     body.len(),
@@ -328,10 +339,11 @@ mod tests {
             .map(|&(n, u)| (n, u.to_string()))
             .collect();
         let (metas, anomalies) = assign_ids(&sizes, &uidl);
-        // "a#2" is another message's real UIDL: the sharers skip it.
+        // "a#2" is another message's real UIDL: the sharers skip it; none of
+        // them keeps the bare "a".
         assert_eq!(
             ids(&metas),
-            vec![(1, "a"), (2, "b"), (3, "a#3"), (4, "a#2"), (5, "a#4")]
+            vec![(1, "a#1"), (2, "b"), (3, "a#3"), (4, "a#2"), (5, "a#4")]
         );
         assert!(metas.iter().all(|m| m.problem.is_none()));
         assert_eq!(anomalies.len(), 1, "{anomalies:?}");

@@ -93,8 +93,11 @@ pub struct State {
     /// CREATE of these names is refused (`NO [CANNOT] …`).
     pub refuse_create: Vec<Vec<u8>>,
     /// What the server does to a message it stores (as Cyrus or Courier do).
-    pub alter: Option<fn(&[u8]) -> Vec<u8>>,
+    pub alter: Option<Alter>,
 }
+
+/// A change a server makes to what it stores.
+pub type Alter = fn(&[u8]) -> Vec<u8>;
 
 /// Cyrus: 8-bit bytes in the header become `X`.
 pub fn cyrus_alter(m: &[u8]) -> Vec<u8> {
@@ -370,11 +373,19 @@ fn serve(conn: TcpStream, st: &Arc<Mutex<State>>) -> std::io::Result<()> {
             }
             "UID SEARCH" => {
                 let s = st.lock().unwrap();
+                // `UID SEARCH [RETURN (ALL)] UID set` narrows to the set.
+                let words: Vec<&str> = text.trim_end().split(' ').collect();
+                let within = words
+                    .iter()
+                    .position(|w| w.eq_ignore_ascii_case("UID"))
+                    .filter(|&i| i > 1)
+                    .and_then(|i| words.get(i + 1).map(|s| s.to_string()));
                 let uids: Vec<String> = selected
                     .map(|i| {
                         s.boxes[i]
                             .messages
                             .iter()
+                            .filter(|m| within.as_deref().is_none_or(|set| in_set(set, m.uid)))
                             .map(|m| m.uid.to_string())
                             .collect()
                     })
