@@ -429,6 +429,15 @@ impl MboxSource {
             if folders.iter().any(|s| s.file == f) {
                 continue;
             }
+            if in_backup {
+                // No manifest entry: the unrecorded first file of an interrupted
+                // backup, or a file added to the directory by hand.
+                crate::log::warn(format!(
+                    "{}: skipped, the backup's manifest records no message in it (an interrupted backup, or a file added later: restore it on its own)",
+                    layout.base.join(&f).display()
+                ));
+                continue;
+            }
             if let Err(rule) = checked(&f) {
                 return Err(input(format!(
                     "{}: the file {rule}; mailferry reads only files inside the directory it is given (copy the file in instead of linking to it)",
