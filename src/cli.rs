@@ -181,6 +181,9 @@ pub struct FolderArgs {
     /// Skip folders matching this glob (and their children); repeatable.
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
+    /// Also copy other users' and shared folders (IMAP namespaces), into the target folder TREE (only the account's own folders are copied by default).
+    #[arg(long, value_name = "TREE")]
+    pub include_shared: Option<String>,
     /// When two messages are the same: exact bytes, Message-ID plus body, or never.
     #[arg(long, value_enum, default_value = "exact")]
     pub dedupe: Mode,

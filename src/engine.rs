@@ -46,6 +46,9 @@ pub struct Options {
     pub to_folder: Option<Vec<String>>,
     /// Connection pairs per account: folders are copied in parallel over them.
     pub connections: usize,
+    /// `--include-shared TREE`: other users' and shared folders go under TREE;
+    /// `None`: only the account's own folders are copied.
+    pub include_shared: Option<Vec<String>>,
 }
 
 impl Default for Options {
@@ -61,6 +64,7 @@ impl Default for Options {
             delete_after: false,
             to_folder: None,
             connections: 1,
+            include_shared: None,
         }
     }
 }
@@ -255,6 +259,57 @@ pub fn map_folders_with_roles(
         ));
     }
     out
+}
+
+/// Only the account's own folders, unless `--include-shared TREE`: then the
+/// others (other users', shared) too, each under TREE with its whole name as its
+/// path there, and never as a special-use folder of the account's.
+pub fn own_folders(
+    tree: crate::source::Tree,
+    namespaces: Option<&crate::imap::Namespaces>,
+    opts: &Options,
+) -> (crate::source::Tree, Options) {
+    let mut opts = opts.clone();
+    let Some(ns) = namespaces else {
+        return (tree, opts);
+    };
+    let (foreign, own): (Vec<ListEntry>, Vec<ListEntry>) =
+        tree.entries.into_iter().partition(|e| ns.is_foreign(&e.raw));
+    let mut entries = own;
+    match &opts.include_shared {
+        None if !foreign.is_empty() => log::warn(format!(
+            "{} folders of other users or shared folders are not copied ({}); use --include-shared TREE to copy them under TREE",
+            foreign.len(),
+            foreign
+                .iter()
+                .take(3)
+                .map(|e| decode_name(&e.raw))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        None => {}
+        Some(under) => {
+            for mut e in foreign {
+                let whole = decode_name(&e.raw);
+                let path: Vec<String> = match e.delim.or(tree.delim) {
+                    Some(d) => whole.split(d).map(str::to_string).collect(),
+                    None => vec![whole],
+                };
+                let src_path = folders::split(&decode_name(&e.raw), e.delim.or(tree.delim), &tree.prefix);
+                opts.rules.map.push((src_path, under.iter().cloned().chain(path).collect()));
+                e.attrs.retain(|a| folders::role_of(std::slice::from_ref(a), &[]).is_none());
+                entries.push(e);
+            }
+        }
+    }
+    (
+        crate::source::Tree {
+            entries,
+            prefix: tree.prefix,
+            delim: tree.delim,
+        },
+        opts,
+    )
 }
 
 /// `--to-folder` as a folder mapping: the source's one folder, whatever its name
@@ -506,10 +561,11 @@ pub fn migrate_into(
     let mut tgt = session::open(job.target, job.target_password, job.net, "target")?;
 
     let tree = src.folders()?;
+    let (tree, own_opts) = own_folders(tree, src.namespaces().as_ref(), job.opts);
     let tgt_list = tgt.list()?;
     let (tgt_prefix, tgt_delim) = layout_of(&mut tgt, &tgt_list)?;
     let layout = target_layout(&tgt_list, tgt_prefix, tgt_delim);
-    let opts = with_to_folder(job.opts, &tree)?;
+    let opts = with_to_folder(&own_opts, &tree)?;
     let mapped = map_folders_with_roles(&tree.entries, &tree.prefix, tree.delim, &layout, &opts);
     let tgt_existing: HashSet<Vec<u8>> = tgt_list.iter().map(|e| e.raw.clone()).collect();
 

@@ -190,8 +190,15 @@ pub fn options(f: &FolderArgs, dry_run: bool) -> anyhow::Result<Options> {
         .iter()
         .map(|m| folders::parse_map(m).map_err(input))
         .collect::<Result<Vec<_>, _>>()?;
+    let include_shared = f
+        .include_shared
+        .as_ref()
+        .map(|t| folders::parse_map(&format!("X={t}")).map(|(_, dst)| dst))
+        .transpose()
+        .map_err(input)?;
     Ok(Options {
         dedupe: f.dedupe,
+        include_shared,
         dry_run,
         include: f.include.clone(),
         exclude: f.exclude.clone(),

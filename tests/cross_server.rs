@@ -466,16 +466,35 @@ fn other_users_folders(layout: Layout) {
         "{}",
         text(&out)
     );
+    assert!(text(&out).contains("--include-shared"), "{}", text(&out));
+    // Asked for, they go under the tree the user names, with their whole name.
+    let out = migrate(
+        x.imaps_url(SRC),
+        &x.pwfile(),
+        d.imaps_url(DST),
+        &d.pwfile(),
+        &d.ca(),
+        &state,
+    )
+    .args(["--include-shared", "Shared Mail", "--json"])
+    .run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let target = d.snapshot(DST);
+    let under: Vec<(String, usize)> = counts(&target)
+        .into_iter()
+        .filter(|(f, _)| f.starts_with("Shared Mail/"))
+        .collect();
+    assert_eq!(under.len(), 1, "{under:?}\n{}", text(&out));
+    assert!(under[0].0.contains("bob") && under[0].0.ends_with("Shared"), "{under:?}");
+    assert_eq!(under[0].1, 1);
 }
 
 #[test]
-#[ignore = "issue 12: Cyrus: other users' folders are copied as the user's own"]
 fn cyrus_other_users_folders_stay() {
     other_users_folders(Layout::Default);
 }
 
 #[test]
-#[ignore = "issue 12: Cyrus: other users' folders are copied as the user's own"]
 fn cyrus_altnamespace_other_users_folders_stay() {
     other_users_folders(Layout::AltNamespace);
 }

@@ -47,6 +47,39 @@ impl ListEntry {
 /// A namespace's prefix (on the wire) and hierarchy delimiter (RFC 2342).
 pub type Namespace = (Vec<u8>, Option<char>);
 
+/// The namespaces of an account: the user's own, and the others (other users',
+/// shared), which are not the user's mail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Namespaces {
+    pub personal: Vec<Namespace>,
+    pub others: Vec<Namespace>,
+}
+
+impl Namespaces {
+    /// Whether a mailbox (on the wire) belongs to another user or is shared: the
+    /// namespace with the longest prefix it starts with (or equals, without the
+    /// trailing delimiter) decides, personal winning ties; INBOX is personal.
+    pub fn is_foreign(&self, raw: &[u8]) -> bool {
+        if raw.eq_ignore_ascii_case(b"INBOX") {
+            return false;
+        }
+        let fits = |(p, d): &Namespace| -> Option<usize> {
+            let bare = match d {
+                Some(d) if p.ends_with(&[*d as u8]) => &p[..p.len() - 1],
+                _ => &p[..],
+            };
+            (raw.starts_with(p) || (!bare.is_empty() && raw == bare)).then_some(p.len())
+        };
+        let own = self.personal.iter().filter_map(fits).max();
+        let other = self.others.iter().filter_map(fits).max();
+        match (own, other) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(o), Some(f)) => f > o,
+        }
+    }
+}
+
 /// What SELECT / EXAMINE tells about a mailbox.
 #[derive(Debug, Clone, Default)]
 pub struct Selected {
@@ -575,6 +608,12 @@ impl<S: Read + Write> Client<S> {
 
     /// The personal namespace's prefix and delimiter (RFC 2342), if announced.
     pub fn personal_namespace(&mut self) -> Result<Option<Namespace>, ImapError> {
+        Ok(self.namespaces()?.and_then(|n| n.personal.into_iter().next()))
+    }
+
+    /// Every namespace the server announces (RFC 2342): personal, other users',
+    /// shared; `None` without NAMESPACE.
+    pub fn namespaces(&mut self) -> Result<Option<Namespaces>, ImapError> {
         if !self.has_cap("NAMESPACE") {
             return Ok(None);
         }
@@ -582,20 +621,27 @@ impl<S: Read + Write> Client<S> {
         self.run("NAMESPACE", &[Part::Text(b"NAMESPACE")], |r| {
             if let Response::Data { name, rest } = r {
                 if name == "NAMESPACE" {
-                    if let Some(first) = rest
-                        .first()
-                        .and_then(|v| v.as_list())
-                        .and_then(|l| l.first())
-                        .and_then(|v| v.as_list())
-                    {
-                        let prefix = first.first().and_then(|v| v.as_bytes()).unwrap_or(b"");
-                        let delim = first
-                            .get(1)
-                            .and_then(|v| v.as_bytes())
-                            .and_then(|b| b.first())
-                            .map(|&c| c as char);
-                        found = Some((prefix.to_vec(), delim));
-                    }
+                    let group = |i: usize| -> Vec<Namespace> {
+                        rest.get(i)
+                            .and_then(|v| v.as_list())
+                            .unwrap_or(&[])
+                            .iter()
+                            .filter_map(|ns| ns.as_list())
+                            .map(|ns| {
+                                let prefix = ns.first().and_then(|v| v.as_bytes()).unwrap_or(b"");
+                                let delim = ns
+                                    .get(1)
+                                    .and_then(|v| v.as_bytes())
+                                    .and_then(|b| b.first())
+                                    .map(|&c| c as char);
+                                (prefix.to_vec(), delim)
+                            })
+                            .collect()
+                    };
+                    found = Some(Namespaces {
+                        personal: group(0),
+                        others: group(1).into_iter().chain(group(2)).collect(),
+                    });
                 }
             }
             Ok(())
@@ -1350,6 +1396,32 @@ mod tests {
                 "{lines}"
             );
             assert_eq!(c.exists(), exists);
+        }
+    }
+
+    #[test]
+    fn foreign_folders_are_told_by_the_longest_namespace_prefix() {
+        let ns = |p: &[(&str, char)], o: &[(&str, char)]| Namespaces {
+            personal: p.iter().map(|(x, d)| (x.as_bytes().to_vec(), Some(*d))).collect(),
+            others: o.iter().map(|(x, d)| (x.as_bytes().to_vec(), Some(*d))).collect(),
+        };
+        // Cyrus default: shared has the empty prefix.
+        let cyrus = ns(&[("INBOX.", '.')], &[("user.", '.'), ("", '.')]);
+        // Cyrus altnamespace.
+        let alt = ns(&[("", '/')], &[("Other Users/", '/'), ("Shared Folders/", '/')]);
+        for (n, raw, foreign) in [
+            (&cyrus, "INBOX", false),
+            (&cyrus, "INBOX.Sent", false),
+            (&cyrus, "user.bob.Shared", true),
+            (&cyrus, "user", true),
+            (&cyrus, "Company News", true),
+            (&alt, "Sent", false),
+            (&alt, "Other Users/bob/Shared", true),
+            (&alt, "Shared Folders/News", true),
+            (&alt, "Other Users", true),
+            (&alt, "Other Usersx", false),
+        ] {
+            assert_eq!(n.is_foreign(raw.as_bytes()), foreign, "{raw}");
         }
     }
 

@@ -8,7 +8,7 @@ pub mod types;
 pub mod utf7;
 
 use crate::error::Retry;
-pub use client::{Append, AppendUid, Client, ListEntry, Selected};
+pub use client::{Append, AppendUid, Client, ListEntry, Namespaces, Selected};
 use parse::Status;
 
 #[derive(Debug, thiserror::Error)]

@@ -41,6 +41,8 @@ pub struct ImapSource {
     /// Pages in a row that FETCH answered with nothing.
     empty_pages: u32,
     anomalies: Vec<(String, String)>,
+    /// The account's namespaces, from [`Source::folders`].
+    namespaces: Option<crate::imap::Namespaces>,
 }
 
 impl ImapSource {
@@ -56,6 +58,7 @@ impl ImapSource {
             unasked: 0,
             empty_pages: 0,
             anomalies: Vec::new(),
+            namespaces: None,
         }
     }
 
@@ -93,6 +96,7 @@ impl Source for ImapSource {
 
     fn folders(&mut self) -> anyhow::Result<Tree> {
         let entries = self.session.list()?;
+        self.namespaces = self.session.namespaces()?;
         let (prefix, delim) = layout_of(&mut self.session, &entries)?;
         Ok(Tree {
             entries,
@@ -210,6 +214,10 @@ impl Source for ImapSource {
 
     fn stable_ids(&self) -> bool {
         self.stable
+    }
+
+    fn namespaces(&self) -> Option<crate::imap::Namespaces> {
+        self.namespaces.clone()
     }
 
     fn take_anomalies(&mut self) -> Vec<(String, String)> {

@@ -64,6 +64,11 @@ pub trait Source: Send {
             "this source does not support --delete-after",
         ))
     }
+    /// The account's namespaces (IMAP NAMESPACE, RFC 2342), known after
+    /// [`Source::folders`]; `None` for sources without them.
+    fn namespaces(&self) -> Option<crate::imap::Namespaces> {
+        None
+    }
     /// Messages the last [`Source::fetch`] did not hand over because what came is
     /// not the message, as (id, reason): failed with that reason, tried again.
     fn take_refused(&mut self) -> Vec<(String, String)> {
