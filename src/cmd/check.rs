@@ -1,4 +1,7 @@
-//! `mailferry check URL`: log in and show what the server offers.
+//! `mailferry check URL`: log in and show what the server offers. Any source the
+//! copy takes works: an IMAP account (capabilities, folders, counts from STATUS),
+//! a POP3 mailbox or mbox files (folders and counts, read through the same
+//! `Source` as the copy).
 
 use serde::Serialize;
 
@@ -25,6 +28,11 @@ struct Report {
 }
 
 pub fn run(a: &CheckArgs) -> anyhow::Result<i32> {
+    use crate::endpoint::{Endpoint, Proto};
+    match crate::endpoint::parse(&a.url)? {
+        Endpoint::Server(s) if s.proto == Proto::Imap => {}
+        other => return run_source(a, &other),
+    }
     let server = plan::imap_server(&a.url, "URL")?;
     let password = secret::resolve(
         a.password_file.as_deref(),
@@ -39,16 +47,13 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<i32> {
     for e in &list {
         let mut messages = None;
         if !e.has_attr("\\Noselect") && !e.has_attr("\\NonExistent") {
-            let mut cmd = b"STATUS ".to_vec();
-            cmd.push(b'"');
-            for &c in &e.raw {
-                if c == b'"' || c == b'\\' {
-                    cmd.push(b'\\');
-                }
-                cmd.push(c);
-            }
-            cmd.extend_from_slice(b"\" (MESSAGES)");
-            s.run("STATUS", &[Part::Text(&cmd)], |r| {
+            // The name as a literal: whatever the server called it, it is data.
+            let parts = [
+                Part::Text(b"STATUS "),
+                Part::Literal(&e.raw),
+                Part::Text(b" (MESSAGES)"),
+            ];
+            s.run("STATUS", &parts, |r| {
                 if let Response::Data { name, rest } = r {
                     if name == "STATUS" {
                         if let Some(l) = rest.get(1).and_then(|v| v.as_list()) {
@@ -71,11 +76,68 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<i32> {
         folders,
     };
     s.logout();
-    if a.json {
-        crate::progress::out(&serde_json::to_string_pretty(&report)?);
+    print(&report, a.json)
+}
+
+/// A POP3 mailbox or mbox files: what the copy would read, folder by folder.
+fn run_source(a: &CheckArgs, ep: &crate::endpoint::Endpoint) -> anyhow::Result<i32> {
+    use crate::endpoint::Endpoint;
+    let password = match ep {
+        Endpoint::Server(server) => Some(secret::resolve(
+            a.password_file.as_deref(),
+            "MAILFERRY_PASSWORD",
+            "account",
+            &server.to_string(),
+        )?),
+        Endpoint::Mbox(path) => {
+            crate::source::mbox::check_path(path)?;
+            None
+        }
+    };
+    let net = plan::net(&a.net);
+    let mut src = plan::open_endpoint(ep, password.as_ref(), &net, crate::mbox::Dialect::Rd)?;
+    let tree = src.folders()?;
+    let mut folders = Vec::new();
+    for e in &tree.entries {
+        src.open(&e.raw)?;
+        // Counted by listing, as a copy would.
+        let mut n = 0u64;
+        let mut page = 0;
+        while let Some(list) = src.listing_page(page, crate::engine::LISTING_PAGE)? {
+            page += 1;
+            n += list.len() as u64;
+        }
+        folders.push(FolderInfo {
+            name: decode_name(&e.raw),
+            messages: Some(n),
+            attributes: e.attrs.clone(),
+        });
+    }
+    for (folder, what) in src.take_anomalies() {
+        crate::log::warn(format!("{folder}: {what}"));
+    }
+    let report = Report {
+        account: src.describe(),
+        capabilities: Vec::new(),
+        folders,
+    };
+    src.close();
+    print(&report, a.json)
+}
+
+fn print(report: &Report, json: bool) -> anyhow::Result<i32> {
+    if json {
+        crate::progress::out(&serde_json::to_string_pretty(report)?);
     } else {
-        crate::progress::out(&format!("{}: login OK", report.account));
-        crate::progress::out(&format!("capabilities: {}", report.capabilities.join(" ")));
+        let ok = if report.capabilities.is_empty() && !report.account.contains("://") {
+            "readable"
+        } else {
+            "login OK"
+        };
+        crate::progress::out(&format!("{}: {ok}", report.account));
+        if !report.capabilities.is_empty() {
+            crate::progress::out(&format!("capabilities: {}", report.capabilities.join(" ")));
+        }
         crate::progress::out("folders:");
         for f in &report.folders {
             let count = f.messages.map_or("-".to_string(), |m| m.to_string());
