@@ -273,8 +273,10 @@ pub fn own_folders(
     let Some(ns) = namespaces else {
         return (tree, opts);
     };
-    let (foreign, own): (Vec<ListEntry>, Vec<ListEntry>) =
-        tree.entries.into_iter().partition(|e| ns.is_foreign(&e.raw));
+    let (foreign, own): (Vec<ListEntry>, Vec<ListEntry>) = tree
+        .entries
+        .into_iter()
+        .partition(|e| ns.is_foreign(&e.raw));
     let mut entries = own;
     match &opts.include_shared {
         None if !foreign.is_empty() => log::warn(format!(

@@ -485,7 +485,10 @@ fn other_users_folders(layout: Layout) {
         .filter(|(f, _)| f.starts_with("Shared Mail/"))
         .collect();
     assert_eq!(under.len(), 1, "{under:?}\n{}", text(&out));
-    assert!(under[0].0.contains("bob") && under[0].0.ends_with("Shared"), "{under:?}");
+    assert!(
+        under[0].0.contains("bob") && under[0].0.ends_with("Shared"),
+        "{under:?}"
+    );
     assert_eq!(under[0].1, 1);
 }
 

@@ -181,7 +181,11 @@ fn no_separator_is_an_input_error() {
     let out = restore(&d, &file, USER, &state, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("notes.mbox") && err.contains("not an mbox file"), "{}", text(&out));
+    assert!(
+        err.contains("notes.mbox") && err.contains("not an mbox file"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(d.count(USER), 0, "{:?}", d.snapshot(USER));
 }
 

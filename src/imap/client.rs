@@ -608,7 +608,9 @@ impl<S: Read + Write> Client<S> {
 
     /// The personal namespace's prefix and delimiter (RFC 2342), if announced.
     pub fn personal_namespace(&mut self) -> Result<Option<Namespace>, ImapError> {
-        Ok(self.namespaces()?.and_then(|n| n.personal.into_iter().next()))
+        Ok(self
+            .namespaces()?
+            .and_then(|n| n.personal.into_iter().next()))
     }
 
     /// Every namespace the server announces (RFC 2342): personal, other users',
@@ -1402,13 +1404,22 @@ mod tests {
     #[test]
     fn foreign_folders_are_told_by_the_longest_namespace_prefix() {
         let ns = |p: &[(&str, char)], o: &[(&str, char)]| Namespaces {
-            personal: p.iter().map(|(x, d)| (x.as_bytes().to_vec(), Some(*d))).collect(),
-            others: o.iter().map(|(x, d)| (x.as_bytes().to_vec(), Some(*d))).collect(),
+            personal: p
+                .iter()
+                .map(|(x, d)| (x.as_bytes().to_vec(), Some(*d)))
+                .collect(),
+            others: o
+                .iter()
+                .map(|(x, d)| (x.as_bytes().to_vec(), Some(*d)))
+                .collect(),
         };
         // Cyrus default: shared has the empty prefix.
         let cyrus = ns(&[("INBOX.", '.')], &[("user.", '.'), ("", '.')]);
         // Cyrus altnamespace.
-        let alt = ns(&[("", '/')], &[("Other Users/", '/'), ("Shared Folders/", '/')]);
+        let alt = ns(
+            &[("", '/')],
+            &[("Other Users/", '/'), ("Shared Folders/", '/')],
+        );
         for (n, raw, foreign) in [
             (&cyrus, "INBOX", false),
             (&cyrus, "INBOX.Sent", false),
