@@ -396,6 +396,9 @@ pub fn backup_into(
     let job_id = index.job(&summary.source, &summary.target)?;
 
     let tree = src.folders()?;
+    // Only the account's own folders, unless --include-shared (as a copy does).
+    let (tree, own_opts) = crate::engine::own_folders(tree, src.namespaces().as_ref(), opts);
+    let opts = &own_opts;
     let target = TargetLayout {
         delim: Some('/'),
         ..TargetLayout::default()
@@ -423,7 +426,9 @@ pub fn backup_into(
         }
         let opened = src.open(&raw)?;
         let mut tally = Tally::new();
-        if opened.count > 0 {
+        // Listed even when the server says it is empty (a count of 0 with mail
+        // in the folder must not skip it silently).
+        {
             let (uidvalidity, room) = (opened.uidvalidity, keep_listed.saturating_sub(kept_total));
             pending_pages(
                 src,
