@@ -674,3 +674,91 @@ fn pop3_session_works() {
     c.dele(1).unwrap();
     c.quit().unwrap();
 }
+
+/// An IMAP session as the client reads it in production (`read_raw`: lines, then
+/// literals read apart, then `parse_response_with`).
+const IMAP_SESSION: &[u8] = b"* OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ AUTH=PLAIN] ready\r\n\
+M0001 OK [CAPABILITY IMAP4rev1 LITERAL+ UIDPLUS NAMESPACE ESEARCH MULTIAPPEND] in\r\n\
+* NAMESPACE ((\"\" \"/\")) ((\"Other Users/\" \"/\")) NIL\r\n\
+M0002 OK done\r\n\
+* LIST (\\HasNoChildren) \"/\" INBOX\r\n* LIST (\\Sent) \"/\" {4}\r\nSent\r\n\
+M0003 OK done\r\n\
+* FLAGS (\\Seen)\r\n* 2 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [PERMANENTFLAGS (\\Seen \\*)] ok\r\n\
+M0004 OK [READ-ONLY] done\r\n\
+* ESEARCH (TAG \"M0005\") UID ALL 1:2\r\nM0005 OK done\r\n\
+* 1 FETCH (UID 1 RFC822.SIZE 12 FLAGS (\\Seen $k) INTERNALDATE \" 1-Jan-2020 10:00:00 +0000\")\r\n\
+* 2 FETCH (UID 2 RFC822.SIZE 5 FLAGS () INTERNALDATE \"02-Jan-2020 10:00:00 +0000\")\r\n\
+M0006 OK done\r\n\
+* 1 FETCH (UID 1 BODY[] {12}\r\nSubject: x\r\n)\r\n* 2 EXPUNGE\r\nM0007 OK done\r\n\
+M0008 OK [APPENDUID 7 3] done\r\nM0009 OK [APPENDUID 7 4:5] done\r\n* BYE bye\r\nM0010 OK done\r\n";
+
+/// Runs the session; what a clean one gives: (folders, EXISTS, UIDs, bodies).
+fn imap_session(input: Vec<u8>) -> (usize, u32, String, usize) {
+    use mailferry::imap::types::{ImapDate, UidSet};
+    use mailferry::imap::{Append, Client};
+    let stream = Scripted {
+        input: Cursor::new(input),
+        output: Vec::new(),
+    };
+    let mut c = Client::new(stream, "fuzz");
+    let _ = c.greeting();
+    let _ = c.login("user", "password");
+    let _ = c.namespaces();
+    let folders = c.list().map(|l| l.len()).unwrap_or(0);
+    let exists = c.select(b"INBOX", true).map(|s| s.exists).unwrap_or(0);
+    let set = c.uid_search_all().unwrap_or_default();
+    // Walk the set as a listing does: a window, never the whole range.
+    let page = set.window(0, 2000);
+    let _ = c.uid_fetch(
+        &page.to_string(),
+        "(UID RFC822.SIZE FLAGS INTERNALDATE)",
+        |_| Ok(()),
+    );
+    let mut bodies = 0;
+    let _ = c.uid_fetch("1", "(UID BODY.PEEK[])", |f| {
+        bodies += usize::from(f.body.is_some());
+        Ok(())
+    });
+    let date = ImapDate::parse("01-Jan-2020 10:00:00 +0000");
+    let flags = vec!["\\Seen".to_string()];
+    let one = Append {
+        mailbox: b"INBOX",
+        flags: &flags,
+        internal_date: date.as_ref(),
+        body: b"x\r\n",
+    };
+    let _ = c.append(&one);
+    let two = Append {
+        mailbox: b"INBOX",
+        flags: &flags,
+        internal_date: None,
+        body: b"y\r\n",
+    };
+    let _ = c.append_multi(b"INBOX", &[one, two]);
+    let _ = UidSet::parse("1:2");
+    c.logout();
+    (folders, exists, set.to_string(), bodies)
+}
+
+/// A whole IMAP session through the production reader, against a server saying
+/// random or mutated things: every call returns, none panics or waits forever.
+#[test]
+fn imap_client_on_random_and_mutated_sessions() {
+    proptest!(config(3000), |(
+        changes in prop::collection::vec(mutation(), 1..6),
+        random in prop::collection::vec(any::<u8>(), 0..400),
+        use_random in any::<bool>(),
+    )| {
+        let input = if use_random { random } else { mutate(IMAP_SESSION.to_vec(), &changes) };
+        returns(Duration::from_secs(5), move || { imap_session(input); });
+    });
+}
+
+/// The unchanged IMAP session goes through (the mutations start from something real).
+#[test]
+fn imap_session_works() {
+    assert_eq!(
+        imap_session(IMAP_SESSION.to_vec()),
+        (2, 2, "1:2".to_string(), 1)
+    );
+}
