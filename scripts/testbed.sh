@@ -16,6 +16,8 @@
 #   QUOTA, MAX_MAIL_SIZE  e.g. 2M and 1M: a storage quota per user and a largest message
 #   PLAINTEXT_ONLY=1  no TLS at all (no STARTTLS, no IMAPS/POP3S listeners), to test refusals
 #   CERT_DIR     reuse cert.pem/key.pem from this directory instead of making new ones
+#   MAIL_LOCATION  Dovecot's mail_location, e.g. "mbox:/path/%u:INBOX=/path/%u/INBOX.mbox"
+#                (default maildir:DIR/mail/%u); the caller makes its directories
 #
 # DIR/cert.pem is the self-signed certificate (CN=localhost, SAN localhost and 127.0.0.1);
 # clients trust it with `--ca-file DIR/cert.pem`. DIR/users is the passwd-file: append
@@ -91,7 +93,7 @@ auth_mechanisms = plain login
 default_login_user = $login_user
 default_internal_user = $internal_user
 first_valid_uid = $uid
-mail_location = maildir:$dir/mail/%u
+mail_location = ${MAIL_LOCATION:-maildir:$dir/mail/%u}
 mail_max_userip_connections = ${MAX_CONN:-100}
 pop3_uidl_format = %08Xu%08Xv
 passdb {

@@ -1149,6 +1149,29 @@ pub fn without_client_headers(msg: &[u8]) -> Option<Vec<u8>> {
     dropped.then_some(out)
 }
 
+/// `msg` with the empty line that ends its header block written with the other
+/// line ending (`\r\n` for `\n` and back), or `None` when it has no such line.
+/// Dovecot, when it rewrites the headers of an mbox message (X-UID, Status…),
+/// writes that line as a bare `\n` even in a message whose lines end `\r\n`.
+pub fn other_blank_line(msg: &[u8]) -> Option<Vec<u8>> {
+    let end = crate::dedupe::body_offset(msg);
+    let head = &msg[..end];
+    let start = head[..head.len().saturating_sub(1)]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    let other: &[u8] = match &head[start..] {
+        b"\n" => b"\r\n",
+        b"\r\n" => b"\n",
+        _ => return None,
+    };
+    let mut out = Vec::with_capacity(msg.len() + 1);
+    out.extend_from_slice(&head[..start]);
+    out.extend_from_slice(other);
+    out.extend_from_slice(&msg[end..]);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1499,6 +1522,329 @@ From c Thu Jan  1 00:00:00 1970\nlast\n";
         for (body, want) in table {
             assert_eq!(drop_trailing_blank(body), *want, "{body:?}");
         }
+    }
+
+    /// Each dialect decided from a file's contents: (name, sample, whole, format,
+    /// CRLF, words of the reason).
+    #[test]
+    fn detect_table() {
+        let dateless = |f: Format| Format {
+            dateless: true,
+            ..f
+        };
+        let rd = Format::plain(Dialect::Rd);
+        let o = Format::plain(Dialect::O);
+        let cl2_body = "x\n\nFrom b@x Thu Jan  1 00:00:00 1970\nSubject: quoted\n\nbody\n";
+        let cl2 = format!(
+            "From a@x Thu Jan  1 00:00:00 1970\nSubject: 1\nContent-Length: {}\n\n{cl2_body}\n\
+             From c@x Thu Jan  1 00:00:01 1970\nSubject: 2\nContent-Length: 2\n\nx\n\n",
+            cl2_body.len()
+        );
+        let cl_body = ">From quoted\n";
+        let cl = format!(
+            "From a@x Thu Jan  1 00:00:00 1970\nContent-Length: {}\n\n{cl_body}\n\
+             From c@x Thu Jan  1 00:00:01 1970\nContent-Length: 2\n\nx\n",
+            cl_body.len()
+        );
+        // A Content-Length that does not end at a separator: not mboxcl.
+        let cl_wrong = "From a@x Thu Jan  1 00:00:00 1970\nContent-Length: 3\n\none two\n\n\
+             From c@x Thu Jan  1 00:00:01 1970\nContent-Length: 2\n\nx\n";
+        // In a sample (not the whole file), a length past its end is not held against it.
+        let cl_past_sample =
+            format!("{cl2}From d@x Thu Jan  1 00:00:02 1970\nContent-Length: 900\n\nx");
+        let two = |a: &str, b: &str| format!("{a}Subject: 1\n\none\n\n{b}Subject: 2\n\ntwo\n");
+        let table: Vec<(&str, String, bool, Format, bool, &str)> = vec![
+            ("empty", String::new(), true, rd, false, "empty"),
+            ("only line ends", "\n\r\n".into(), true, rd, false, "empty"),
+            (
+                "mboxrd",
+                two(
+                    "From a@x Thu Jan  1 00:00:00 1970\n",
+                    "From b@x Thu Jan  1 00:00:01 1970\n",
+                ),
+                true,
+                rd,
+                false,
+                "no mark of an mboxo writer",
+            ),
+            (
+                "crlf",
+                two(
+                    "From a@x Thu Jan  1 00:00:00 1970\r\n",
+                    "From b@x Thu Jan  1 00:00:01 1970\r\n",
+                ),
+                true,
+                rd,
+                true,
+                "no mark",
+            ),
+            (
+                "bom and blank lines first",
+                format!(
+                    "\u{feff}\n\n{}",
+                    two(
+                        "From a@x Thu Jan  1 00:00:00 1970\n",
+                        "From b@x Thu Jan  1 00:00:01 1970\n"
+                    )
+                ),
+                true,
+                rd,
+                false,
+                "no mark",
+            ),
+            (
+                "MMDF",
+                "\x01\x01\x01\x01\nSubject: 1\n\none\n\x01\x01\x01\x01\n".into(),
+                true,
+                Format::MMDF,
+                false,
+                "four ^A",
+            ),
+            (
+                "MMDF crlf",
+                "\x01\x01\x01\x01\r\nSubject: 1\r\n\r\none\r\n\x01\x01\x01\x01\r\n".into(),
+                true,
+                Format::MMDF,
+                true,
+                "four ^A",
+            ),
+            (
+                "mboxcl2",
+                cl2.clone(),
+                true,
+                Format::MBOXCL2,
+                false,
+                "Content-Length",
+            ),
+            (
+                "mboxcl2 sample",
+                cl_past_sample,
+                false,
+                Format::MBOXCL2,
+                false,
+                "Content-Length",
+            ),
+            ("mboxcl", cl, true, Format::MBOXCL, false, ">From quoting"),
+            (
+                "Content-Length not at a separator",
+                cl_wrong.into(),
+                true,
+                rd,
+                false,
+                "no mark",
+            ),
+            (
+                "Thunderbird",
+                two(
+                    "From - Mon Jan 15 09:30:00 2024\nX-Mozilla-Status: 0001\n",
+                    "From - Mon Jan 15 09:30:01 2024\n",
+                ),
+                true,
+                o,
+                false,
+                "X-Mozilla-Status",
+            ),
+            (
+                "bare From -",
+                two("From - \n", "From - \n"),
+                true,
+                dateless(o),
+                false,
+                "`From - `",
+            ),
+            (
+                "procmail",
+                two(
+                    "From a@x  Thu Jan  1 00:00:00 1970\n",
+                    "From b@x  Thu Jan  1 00:00:01 1970\n",
+                ),
+                true,
+                o,
+                false,
+                "procmail",
+            ),
+            (
+                "mutt Status",
+                two(
+                    "From a@x Thu Jan  1 00:00:00 1970\nStatus: RO\n",
+                    "From b@x Thu Jan  1 00:00:01 1970\nStatus: O\n",
+                ),
+                true,
+                o,
+                false,
+                "Status:",
+            ),
+            (
+                "Status on one of three",
+                format!(
+                    "{}From c@x Thu Jan  1 00:00:02 1970\nSubject: 3\n\nthree\n",
+                    two(
+                        "From a@x Thu Jan  1 00:00:00 1970\nStatus: RO\n",
+                        "From b@x Thu Jan  1 00:00:01 1970\n"
+                    )
+                ),
+                true,
+                rd,
+                false,
+                "no mark",
+            ),
+            (
+                "Python",
+                two(
+                    "From MAILER-DAEMON Thu Jan  1 00:00:00 1970\n",
+                    "From MAILER-DAEMON Thu Jan  1 00:00:01 1970\n",
+                ),
+                true,
+                o,
+                false,
+                "MAILER-DAEMON",
+            ),
+            (
+                "dateless Takeout",
+                two(
+                    "From 1844347792267117879@xxx\n",
+                    "From 1844347792267117880@xxx\n",
+                ),
+                true,
+                dateless(rd),
+                false,
+                "no mark",
+            ),
+        ];
+        for (name, sample, whole, format, crlf, why) in table {
+            let got = detect(sample.as_bytes(), whole).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(got.format, format, "{name}: {}", got.why);
+            assert_eq!(got.crlf, crlf, "{name}");
+            assert!(got.why.contains(why), "{name}: {}", got.why);
+        }
+        // No mailbox of any kind: the words say what the file starts with.
+        for (name, sample) in [
+            (
+                "a single message",
+                &b"Subject: a letter\n\nnot a mailbox\n"[..],
+            ),
+            ("a bare From line", b"From\nSubject: x\n\n"),
+            ("binary", b"\x00\x01\x02PK\x03\x04"),
+        ] {
+            let e = detect(sample, true).expect_err(name);
+            assert!(
+                e.starts_with("not an mbox file: it starts with"),
+                "{name}: {e}"
+            );
+        }
+    }
+
+    /// A Content-Length is honoured only where it ends at a separator (or the end of
+    /// the file); otherwise that message, and only that one, is read by separators.
+    #[test]
+    fn content_length_fallback() {
+        let honoured = "x\n\nFrom b@x Thu Jan  1 00:00:00 1970\nnot a message\n";
+        let file = format!(
+            // Too short: it ends in the middle of "one two".
+            "From a@x Thu Jan  1 00:00:00 1970\nContent-Length: 3\nSubject: 1\n\none two\n\n\
+             From c@x Thu Jan  1 00:00:01 1970\nContent-Length: {}\n\n{honoured}\n\
+             From d@x Thu Jan  1 00:00:02 1970\nContent-Length: x7\n\nnot a number\n\n\
+             From e@x Thu Jan  1 00:00:03 1970\nContent-Length: 0\n\n\n\
+             From f@x Thu Jan  1 00:00:04 1970\nContent-Length: 999\n\npast the end\n",
+            honoured.len()
+        );
+        let second = format!("Content-Length: {}\n\n{honoured}", honoured.len());
+        let want: [&[u8]; 5] = [
+            b"Content-Length: 3\nSubject: 1\n\none two\n",
+            second.as_bytes(),
+            b"Content-Length: x7\n\nnot a number\n",
+            b"Content-Length: 0\n\n",
+            b"Content-Length: 999\n\npast the end\n",
+        ];
+        for format in [Format::MBOXCL2, Format::MBOXCL] {
+            let entries = parse_format(file.as_bytes(), format);
+            assert_eq!(messages(&entries), want, "{}", format.name());
+            assert_eq!(
+                &file.as_bytes()[entries[2].offset as usize..][..8],
+                b"From d@x"
+            );
+            // Read through a tiny buffer (the bytes given back cross reads).
+            let mut r = Reader::with_format(
+                std::io::BufReader::with_capacity(3, file.as_bytes()),
+                format,
+                0,
+            );
+            let mut got = Vec::new();
+            while let Some(e) = r.next_entry().unwrap() {
+                got.push(e.message);
+            }
+            assert_eq!(
+                got,
+                want.map(<[u8]>::to_vec),
+                "{} small buffer",
+                format.name()
+            );
+        }
+        // Without Content-Length reading, the body's separator splits the message.
+        assert_eq!(parse(file.as_bytes(), Dialect::O).len(), 6);
+    }
+
+    #[test]
+    fn without_client_headers_table() {
+        let table: &[(&str, Bytes, Option<Bytes>)] = &[
+            ("none", b"Subject: s\n\nStatus: RO\n", None),
+            (
+                "Dovecot's",
+                b"X-IMAPbase: 1 2 $k\nSubject: s\nX-UID: 1   \nStatus: RO\nX-Status: F\n\
+X-Keywords: $k             \nContent-Length: 5\n\nbody\nX-UID: 1\n",
+                Some(b"Subject: s\n\nbody\nX-UID: 1\n"),
+            ),
+            (
+                "folded, CRLF, any case",
+                b"x-keywords: a\r\n\tb\r\nSubject: s\r\n c\r\nX-MOZILLA-STATUS: 0001\r\n\r\nb",
+                Some(b"Subject: s\r\n c\r\n\r\nb"),
+            ),
+            (
+                "Thunderbird, mutt",
+                b"X-Mozilla-Status: 0001\nX-Mozilla-Status2: 00000000\nX-Mozilla-Keys: work\n\
+Lines: 3\nX-IMAP: 1 2\nSubject: s\n\n",
+                Some(b"Subject: s\n\n"),
+            ),
+            (
+                "names that only start alike",
+                b"Status-Report: x\nX-UIDL: 3\nLines-Of-Code: 4\nContent-Length-X: 1\n\n",
+                None,
+            ),
+            ("only client headers", b"Status: O\n\nbody", Some(b"\nbody")),
+            (
+                "no empty line",
+                b"Subject: s\nStatus: O\n",
+                Some(b"Subject: s\n"),
+            ),
+            ("empty", b"", None),
+            ("body only", b"\nStatus: RO\n", None),
+        ];
+        for (name, msg, want) in table {
+            assert_eq!(without_client_headers(msg).as_deref(), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn other_blank_line_table() {
+        let table: &[(Bytes, Option<Bytes>)] = &[
+            (b"A: b\r\n\r\nbody\r\n\r\n", Some(b"A: b\r\n\nbody\r\n\r\n")),
+            (b"A: b\r\n\nbody", Some(b"A: b\r\n\r\nbody")),
+            (b"A: b\n\nbody\n", Some(b"A: b\n\r\nbody\n")),
+            (b"\r\nbody", Some(b"\nbody")),
+            (b"\n", Some(b"\r\n")),
+            (b"A: b\r\n", None),
+            (b"A: b", None),
+            (b"", None),
+        ];
+        for (msg, want) in table {
+            assert_eq!(other_blank_line(msg).as_deref(), *want, "{msg:?}");
+        }
+        // What Dovecot does to a CRLF message it serves from an mbox file, undone.
+        let orig = b"From: a@x\r\nSubject: s\r\n\r\nbody\r\n";
+        let served =
+            b"From: a@x\r\nSubject: s\r\nX-UID: 1   \nStatus: RO\nX-Keywords: $k  \n\nbody\r\n";
+        let stripped = without_client_headers(served).unwrap();
+        assert_eq!(other_blank_line(&stripped).unwrap(), orig);
     }
 
     /// Manual check against Python: `MBOX_OUT=/tmp/x.mbox cargo test --lib write_sample -- --ignored`

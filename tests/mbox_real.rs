@@ -512,3 +512,258 @@ fn incremental_backup_records_flag_changes() {
     }
     assert_eq!(snap.0["Sent"], d.snapshot(SRC).0["Sent"]);
 }
+
+/// Copy a directory tree (files keep their mode).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let dest = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &dest);
+        } else {
+            std::fs::copy(&path, &dest).unwrap();
+        }
+    }
+}
+
+/// The `.mbox` files under `dir`, relative to it, sorted.
+fn mbox_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "mbox") {
+                let rel = path.strip_prefix(dir).unwrap();
+                out.push(rel.to_str().unwrap().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The header block of an mbox message, as text.
+fn header_block(msg: &[u8]) -> String {
+    let end = msg
+        .windows(2)
+        .position(|w| w == b"\n\n" || w == b"\n\r")
+        .map_or(msg.len(), |p| p + 1);
+    String::from_utf8_lossy(&msg[..end]).into_owned()
+}
+
+/// Issue 15's "served by Dovecot", with a real Dovecot: a backup of the fixtures is
+/// served as Dovecot's own mbox folders (`mail_location = mbox:COPY:INBOX=COPY/INBOX.mbox`,
+/// the backup's files and manifest copied into COPY), every folder is selected and
+/// flags are changed on some messages (odd ones `\Seen $Rewritten`, the second
+/// `\Flagged`), so Dovecot rewrites every file in place: X-IMAPbase, X-UID, Status,
+/// X-Status, X-Keywords and Content-Length headers inserted, and — found by this
+/// test — the empty line that ends each header block written as `\n` where the
+/// message had `\r\n`. Then COPY, with its original manifest, is restored into a
+/// third account: every message comes back byte for byte as it was backed up (the
+/// headers Dovecot added taken off, its line ending undone), with its date, its
+/// flags from the manifest plus those Dovecot's headers now carry, and none cut.
+///
+/// Against a7f00d5 this fails: its restore trusted the manifest. It took each
+/// message at the manifest's offset and cut it to the manifest's size ("copying it
+/// as it is"), and cut each file at the manifest's end as an interrupted backup's
+/// tail. Dovecot's inserted headers move every message but the first: the first
+/// came back cut by as many bytes as Dovecot added to it (the end of its body
+/// lost), the others were read with Dovecot's headers in them and without the
+/// manifest's flags, and the messages pushed past the manifest's end were dropped
+/// (tried by hand with a7f00d5's binary on such a directory: 16 of INBOX's 19
+/// messages, none byte-identical). The restore before this test's fix (a7e7828)
+/// failed too: its content match did not see through the `\n` header end, so no
+/// message matched the manifest and every one came back with Dovecot's headers
+/// and without the manifest's flags.
+#[test]
+fn backup_served_by_real_dovecot_restores_whole() {
+    use mailferry::imap::client::Part;
+    const DOVE: &str = "dove@mbox.test";
+    let d = Dovecot::start(&[SRC, USER]);
+    let dir = d.dir.path().join("backup");
+    backed_up(&d, &dir);
+    let files = mbox_files(&dir);
+    assert!(files.len() > 5, "{files:?}");
+
+    // The backup's own files, manifest included, in a directory Dovecot owns.
+    let copy = d.dir.path().join("served");
+    let control = d.dir.path().join("served-control");
+    copy_tree(&dir, &copy);
+    std::fs::create_dir_all(&control).unwrap();
+    let root_user = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if root_user {
+        // testbed.sh runs the mail processes as `mail` under root.
+        for p in [&copy, &control] {
+            let ok = Command::new("chown")
+                .args(["-R", "mail:mail"])
+                .arg(p)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown {}", p.display());
+        }
+    }
+    let location = format!(
+        "mbox:{c}:INBOX={c}/INBOX.mbox:INDEX=MEMORY:CONTROL={}:UTF-8",
+        control.display(),
+        c = copy.display()
+    );
+    let dove = Dovecot::start_with(
+        &[DOVE],
+        Config {
+            mail_location: Some(location),
+            // Dovecot would create Sent, Drafts… files in the backup.
+            no_special_use: true,
+            ..Config::default()
+        },
+    );
+
+    // The manifest: each file's messages in file order (sequence numbers), skipping
+    // the records of identical copies stored once.
+    let manifest = std::fs::read_to_string(dir.join("mailferry-manifest.jsonl")).unwrap();
+    let mut by_file: std::collections::BTreeMap<String, Vec<(u64, String, String)>> =
+        Default::default();
+    for line in manifest.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        if e["duplicate"].as_bool() == Some(true) {
+            continue;
+        }
+        by_file
+            .entry(e["file"].as_str().unwrap().to_string())
+            .or_default()
+            .push((
+                e["offset"].as_u64().unwrap(),
+                e["folder"].as_str().unwrap().to_string(),
+                e["sha256"].as_str().unwrap().to_string(),
+            ));
+    }
+    for v in by_file.values_mut() {
+        v.sort();
+    }
+    assert_eq!(by_file.keys().cloned().collect::<Vec<_>>(), files);
+
+    // Log in, select every folder that is a file of the backup, change flags.
+    let mut added: std::collections::HashMap<(String, String), Vec<&str>> = Default::default();
+    let mut served = Vec::new();
+    let mut s = dove.session(DOVE);
+    for e in s.list().unwrap() {
+        if e.has_attr("\\Noselect") || e.has_attr("\\NonExistent") {
+            continue;
+        }
+        let mut name = mailferry::engine::decode_name(&e.raw);
+        if let Some(sep) = e.delim {
+            name = name.replace(sep, "/");
+        }
+        let file = if name == "INBOX" {
+            "INBOX.mbox".to_string()
+        } else if name.ends_with(".mbox") {
+            name
+        } else {
+            continue; // the manifest files, seen as folders
+        };
+        let sel = s.select(&e.raw, false).unwrap();
+        let msgs = &by_file[&file];
+        assert_eq!(
+            sel.exists as usize,
+            msgs.len(),
+            "{file}: Dovecot sees another number of messages\n{}",
+            dove.log()
+        );
+        for (i, (_, folder, sha)) in msgs.iter().enumerate() {
+            let seq = i + 1;
+            let flags: &[&str] = match seq {
+                2 => &["\\Flagged"],
+                n if n % 2 == 1 => &["\\Seen", "$Rewritten"],
+                _ => continue,
+            };
+            let cmd = format!("STORE {seq} +FLAGS ({})", flags.join(" "));
+            s.simple("STORE", &[Part::Text(cmd.as_bytes())]).unwrap();
+            added.insert((folder.clone(), sha.clone()), flags.to_vec());
+        }
+        s.simple("CLOSE", &[Part::Text(b"CLOSE")]).unwrap();
+        served.push(file);
+    }
+    s.logout();
+    drop(dove);
+    served.sort();
+    assert_eq!(
+        served, files,
+        "every file of the backup is a Dovecot folder"
+    );
+
+    // Dovecot rewrote every file in place: its headers are in every message, and
+    // they carry the flags set above.
+    for file in &files {
+        let before = std::fs::read(dir.join(file)).unwrap();
+        let after = std::fs::read(copy.join(file)).unwrap();
+        assert_ne!(before, after, "{file}: Dovecot did not rewrite it");
+        let msgs = mailferry::mbox::parse(&after, mailferry::mbox::Dialect::Rd);
+        assert_eq!(msgs.len(), by_file[file].len(), "{file}");
+        for (i, m) in msgs.iter().enumerate() {
+            let h = header_block(&m.message);
+            assert!(h.contains("X-UID: "), "{file} #{}: {h}", i + 1);
+            if i == 0 {
+                assert!(h.contains("X-IMAPbase: "), "{file}: {h}");
+            }
+            if i % 2 == 0 {
+                assert!(h.contains("Status: RO"), "{file} #{}: {h}", i + 1);
+                assert!(
+                    h.lines()
+                        .any(|l| l.starts_with("X-Keywords:") && l.contains("$Rewritten")),
+                    "{file} #{}: {h}",
+                    i + 1
+                );
+            } else if i == 1 {
+                assert!(h.contains("X-Status: F"), "{file} #2: {h}");
+            }
+        }
+    }
+
+    // Restore the rewritten directory, with its original manifest.
+    let j = restored_ok(&d, &copy, &[]);
+    // Each file is said to be read whole, every message found in the manifest.
+    let rewritten: Vec<&str> = j["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n.as_str())
+        .filter(|n| n.contains("no longer matches its manifest"))
+        .collect();
+    assert_eq!(rewritten.len(), files.len(), "{j}");
+    for n in rewritten {
+        assert!(
+            n.ends_with(", 0 with flags and dates from their own headers"),
+            "{n}"
+        );
+    }
+    // What was backed up (identical copies in one folder stored once), with the
+    // manifest's flags plus those Dovecot's headers now carry.
+    let mut want = seeded();
+    for (folder, msgs) in want.0.iter_mut() {
+        let mut seen: Vec<Msg> = Vec::new();
+        for mut m in std::mem::take(msgs) {
+            if seen.iter().any(|s| s.body == m.body) {
+                continue;
+            }
+            let key = (folder.clone(), mailferry::dedupe::sha256_hex(&m.body));
+            for f in added.get(&key).into_iter().flatten() {
+                if !m.flags.iter().any(|g| g == f) {
+                    m.flags.push(f.to_string());
+                }
+            }
+            m.flags.sort();
+            seen.push(m);
+        }
+        seen.sort();
+        *msgs = seen;
+    }
+    assert!(added.len() >= files.len(), "{added:?}");
+    assert_same(&d.snapshot(USER), &want);
+}

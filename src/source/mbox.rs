@@ -17,9 +17,10 @@
 //! Dovecot served the file, a message was removed), the whole file is read as a
 //! plain mbox and nothing is cut: each message is matched to the manifest by its
 //! content — as it is, or without the headers mail clients add
-//! ([`mbox::without_client_headers`]), in which case the message is restored as it
-//! was backed up — and a match keeps the manifest's folder, flags and date; the
-//! others take them from their own headers. The summary says so.
+//! ([`mbox::without_client_headers`]; Dovecot's bare `\n` ending a CRLF header
+//! block undone, [`mbox::other_blank_line`]), in which case the message is
+//! restored as it was backed up — and a match keeps the manifest's folder, flags
+//! and date; the others take them from their own headers. The summary says so.
 //!
 //! **Without a manifest**, the folder is the file's path (`Archive/2019.mbox` →
 //! `Archive/2019`, `INBOX.mbox` → INBOX, Thunderbird's `Archives.sbd/2019` →
@@ -219,16 +220,22 @@ fn sample(path: &Path) -> std::io::Result<(Vec<u8>, bool)> {
 
 /// The candidate originals of a message read from a rewritten backup file: as it
 /// is, without the newline the writer added, and the same without the headers
-/// mail clients add. The flag says whether client headers were removed.
+/// mail clients add; each also with the empty line that ends the header block in
+/// the other line ending (Dovecot writes it as `\n` when it rewrites the headers
+/// of a message whose lines end `\r\n`). Only a candidate whose SHA-256 the
+/// manifest records is ever used. The flag says whether client headers were removed.
 fn originals(msg: &[u8]) -> Vec<(Vec<u8>, bool)> {
     let mut out = Vec::new();
     let mut push = |m: Vec<u8>, stripped: bool| {
-        if let Some(short) = m.strip_suffix(b"\n") {
-            let short = short.to_vec();
-            out.push((m, stripped));
-            out.push((short, stripped));
-        } else {
-            out.push((m, stripped));
+        let other = mbox::other_blank_line(&m);
+        for m in std::iter::once(m).chain(other) {
+            if let Some(short) = m.strip_suffix(b"\n") {
+                let short = short.to_vec();
+                out.push((m, stripped));
+                out.push((short, stripped));
+            } else {
+                out.push((m, stripped));
+            }
         }
     };
     push(msg.to_vec(), false);

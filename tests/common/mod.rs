@@ -94,6 +94,9 @@ pub struct Config {
     pub max_mail_size: Option<&'static str>,
     /// Use this directory's cert.pem/key.pem instead of the shared test certificate.
     pub cert_dir: Option<PathBuf>,
+    /// Dovecot's `mail_location` (`MAIL_LOCATION`), e.g. an mbox directory; the
+    /// default is a maildir per user in the server's own directory.
+    pub mail_location: Option<String>,
 }
 
 /// A running Dovecot; stopped when dropped (also when the test panics).
@@ -165,6 +168,9 @@ impl Dovecot {
             if let Some(v) = v {
                 cmd.env(k, v);
             }
+        }
+        if let Some(loc) = &cfg.mail_location {
+            cmd.env("MAIL_LOCATION", loc);
         }
         if cfg.plaintext_only {
             cmd.env("PLAINTEXT_ONLY", "1");
