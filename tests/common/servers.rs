@@ -140,6 +140,22 @@ impl MailServer {
             .prefix(&format!("mf-{}-", family.name()))
             .tempdir()
             .unwrap();
+        // A port picked free can also be taken by another test's server, which then
+        // answers in place of this one, with the same user names and password: a
+        // user only this instance has, logged in first (by the start script over
+        // IMAPS, and below over POP3S), proves the ports are this instance's.
+        let sentinel = format!(
+            "bed-{}@testbed.test",
+            dir.path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .to_ascii_lowercase()
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "")
+        );
+        let users: Vec<&str> = std::iter::once(sentinel.as_str())
+            .chain(users.iter().copied())
+            .collect();
         let s = MailServer {
             family,
             imap: free_port(),
@@ -177,6 +193,31 @@ impl MailServer {
             ));
         }
         std::fs::write(s.dir.path().join("pw"), format!("{PASSWORD}\n")).unwrap();
+        let pop = Command::new("python3")
+            .arg("-c")
+            .arg(
+                r#"
+import poplib, ssl, sys
+port, ca, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+pop = poplib.POP3_SSL("localhost", port, context=ssl.create_default_context(cafile=ca), timeout=10)
+pop.user(user)
+pop.pass_(pw)
+pop.quit()
+"#,
+            )
+            .arg(s.pop3s.to_string())
+            .arg(s.ca())
+            .arg(&sentinel)
+            .arg(PASSWORD)
+            .output()
+            .expect("python3");
+        if !pop.status.success() {
+            return Err(format!(
+                "POP3S port {} is not this instance's: {}",
+                s.pop3s,
+                String::from_utf8_lossy(&pop.stderr)
+            ));
+        }
         Ok(s)
     }
 
@@ -487,4 +528,261 @@ imap.logout()
         "append to {folder} on port {port}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The special-use attributes of `d`'s folders (names as in [`Dovecot::snapshot`]),
+/// lower-cased, as [`MailServer::special_use`] gives them.
+pub fn dovecot_special_use(d: &super::Dovecot, user: &str) -> BTreeMap<String, Vec<String>> {
+    let mut s = d.session(user);
+    let mut out = BTreeMap::new();
+    for e in s.list().unwrap() {
+        let mut name = decode_name(&e.raw);
+        if let Some(delim) = e.delim {
+            name = name.replace(delim, "/");
+        }
+        let uses: Vec<String> = e
+            .attrs
+            .iter()
+            .map(|a| a.to_ascii_lowercase())
+            .filter(|a| SPECIAL_USES.contains(&a.as_str()))
+            .collect();
+        if !uses.is_empty() {
+            out.insert(name, uses);
+        }
+    }
+    s.logout();
+    out
+}
+
+const SPECIAL_USES: [&str; 7] = [
+    "\\sent",
+    "\\drafts",
+    "\\trash",
+    "\\junk",
+    "\\archive",
+    "\\all",
+    "\\flagged",
+];
+
+/// The fixtures' special-use folders and the attribute each stands for.
+pub const FIXTURE_SPECIAL: [(&str, &str); 4] = [
+    ("Sent", "\\sent"),
+    ("Drafts", "\\drafts"),
+    ("Trash", "\\trash"),
+    ("Junk", "\\junk"),
+];
+
+/// Any server of the test bed, Dovecot included, behind one interface, for tests
+/// that run the same case between every pair of families.
+pub enum Bed {
+    /// A Dovecot with `.` as separator and special-use folders named `Sent Items`,
+    /// `Drafts`, `Deleted Items` and `Spam` (not the fixtures' names, so that the
+    /// special-use mapping shows in both directions).
+    Dovecot(super::Dovecot),
+    Other(MailServer),
+}
+
+impl Bed {
+    /// Dovecot's special-use folder names on a [`Bed::dovecot`].
+    pub const DOVECOT_SPECIAL: [(&'static str, &'static str); 4] = [
+        ("Sent Items", "\\sent"),
+        ("Drafts", "\\drafts"),
+        ("Deleted Items", "\\trash"),
+        ("Spam", "\\junk"),
+    ];
+
+    pub fn dovecot(users: &[&str]) -> Bed {
+        Bed::Dovecot(super::Dovecot::start_with(
+            users,
+            super::Config {
+                separator: Some("."),
+                sent: Some("Sent Items"),
+                trash: Some("Deleted Items"),
+                junk: Some("Spam"),
+                ..super::Config::default()
+            },
+        ))
+    }
+
+    pub fn start(family: Family, users: &[&str]) -> Bed {
+        Bed::Other(family.start(users))
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Bed::Dovecot(_) => "dovecot",
+            Bed::Other(s) => s.name(),
+        }
+    }
+
+    pub fn family(&self) -> Option<Family> {
+        match self {
+            Bed::Dovecot(_) => None,
+            Bed::Other(s) => Some(s.family),
+        }
+    }
+
+    pub fn imaps_url(&self, user: &str) -> String {
+        match self {
+            Bed::Dovecot(d) => d.imaps_url(user),
+            Bed::Other(s) => s.imaps_url(user),
+        }
+    }
+
+    pub fn pop3s_url(&self, user: &str) -> String {
+        match self {
+            Bed::Dovecot(d) => format!("pop3s://{user}@localhost:{}", d.pop3s),
+            Bed::Other(s) => s.pop3s_url(user),
+        }
+    }
+
+    pub fn pwfile(&self) -> PathBuf {
+        match self {
+            Bed::Dovecot(d) => d.pwfile(),
+            Bed::Other(s) => s.pwfile(),
+        }
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        match self {
+            Bed::Dovecot(d) => d.ca(),
+            Bed::Other(s) => s.ca(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        match self {
+            Bed::Dovecot(d) => d.dir.path(),
+            Bed::Other(s) => s.dir.path(),
+        }
+    }
+
+    pub fn log(&self) -> String {
+        match self {
+            Bed::Dovecot(d) => d.log(),
+            Bed::Other(s) => s.log(),
+        }
+    }
+
+    /// The personal folders with their messages (names with `/`, no prefix).
+    pub fn snapshot(&self, user: &str) -> Snapshot {
+        match self {
+            Bed::Dovecot(d) => d.snapshot(user),
+            Bed::Other(s) => s.snapshot(user),
+        }
+    }
+
+    /// Special-use attributes by folder (empty on Courier, which has none).
+    pub fn special_use(&self, user: &str) -> BTreeMap<String, Vec<String>> {
+        match self {
+            Bed::Dovecot(d) => dovecot_special_use(d, user),
+            Bed::Other(s) => s.special_use(user),
+        }
+    }
+
+    /// Whether the server marks its special-use folders (RFC 6154).
+    pub fn has_special_use(&self) -> bool {
+        self.family() != Some(Family::Courier)
+    }
+
+    /// The folder (snapshot form) the user has for a special use (`\sent`…):
+    /// where a mail client, and mailferry, put that mail on this server.
+    pub fn special(&self, usage: &str) -> &'static str {
+        let table: &[(&'static str, &str)] = match self {
+            Bed::Dovecot(_) => &Self::DOVECOT_SPECIAL,
+            Bed::Other(_) => &FIXTURE_SPECIAL,
+        };
+        table
+            .iter()
+            .find(|(_, u)| *u == usage)
+            .map(|(f, _)| *f)
+            .unwrap_or_else(|| panic!("no {usage} folder"))
+    }
+
+    /// The fixture folder `folder` as seeded on this server: the special-use ones
+    /// go to the server's own special-use folders.
+    pub fn seeded_name(&self, folder: &str) -> String {
+        match FIXTURE_SPECIAL.iter().find(|(f, _)| *f == folder) {
+            Some((_, usage)) => self.special(usage).to_string(),
+            None => folder.to_string(),
+        }
+    }
+
+    /// The bytes this server keeps of a message APPENDed to it: Cyrus turns every
+    /// 8-bit byte of the header into `X`, Courier adds a final CRLF to a message
+    /// without one; Dovecot keeps every byte.
+    pub fn stores(&self, body: &[u8]) -> Vec<u8> {
+        match self.family() {
+            None => body.to_vec(),
+            Some(Family::Cyrus(_)) => {
+                let end = body
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .unwrap_or(body.len());
+                let mut out = body.to_vec();
+                for c in &mut out[..end] {
+                    if *c >= 0x80 {
+                        *c = b'X';
+                    }
+                }
+                out
+            }
+            Some(Family::Courier) => {
+                let mut out = body.to_vec();
+                if !out.ends_with(b"\r\n") {
+                    out.extend_from_slice(b"\r\n");
+                }
+                out
+            }
+        }
+    }
+
+    /// Put the fixture mailbox into `user` with seed.py, the special-use folders
+    /// under this server's names (see [`Bed::seeded_name`]).
+    pub fn seed(&self, user: &str) {
+        let text = std::fs::read_to_string(root().join("fixtures/mail/manifest.tsv")).unwrap();
+        let fixtures = root().join("fixtures/mail");
+        let mut out = String::new();
+        for (i, line) in text.lines().enumerate() {
+            let cols: Vec<&str> = line.split('\t').collect();
+            if i == 0 || cols.len() < 4 {
+                out.push_str(line);
+            } else {
+                out.push_str(&format!(
+                    "{}\t{}\t{}\t{}",
+                    self.seeded_name(cols[0]),
+                    fixtures.join(cols[1]).display(),
+                    cols[2],
+                    cols[3]
+                ));
+            }
+            out.push('\n');
+        }
+        let manifest = self.dir().join(format!("manifest-{user}.tsv"));
+        std::fs::write(&manifest, out).unwrap();
+        let manifest = manifest.to_str().unwrap();
+        match self {
+            Bed::Dovecot(d) => d.seed_args(user, &["--manifest", manifest]),
+            Bed::Other(s) => s.seed_args(user, &["--manifest", manifest]),
+        }
+    }
+
+    /// What [`Bed::seed`] leaves on this server, as its snapshot shows it: the
+    /// fixtures under [`Bed::seeded_name`], as [`Bed::stores`] keeps them.
+    pub fn seeded(&self) -> Snapshot {
+        let mut out: BTreeMap<String, Vec<Msg>> = BTreeMap::new();
+        for (folder, msgs) in super::seeded().0 {
+            let v = out.entry(self.seeded_name(&folder)).or_default();
+            for m in msgs {
+                v.push(Msg {
+                    body: self.stores(&m.body),
+                    ..m
+                });
+            }
+        }
+        for v in out.values_mut() {
+            v.sort();
+        }
+        Snapshot(out)
+    }
 }
