@@ -25,11 +25,19 @@ pub fn run(a: &BackupArgs) -> anyhow::Result<i32> {
     eprintln!("index: {}", state.display());
     let started = std::time::Instant::now();
     let mut summary = crate::summary::Summary::default();
-    crate::retry::run(&net, &a.from, || {
+    let result = crate::retry::run(&net, &a.from, || {
         let mut src = plan::open_endpoint(&source, source_password.as_ref(), &net, Dialect::Rd)?;
         crate::backup::backup_into(src.as_mut(), &a.out, &opts, &mut index, &mut summary)
-    })?;
+    });
     summary.finish(started);
+    if let Err(e) = result {
+        // Whatever ended the run, what it did is said (and the error after it).
+        summary.error = Some(format!("{e:#}"));
+        if a.json || !summary.source.is_empty() {
+            summary.print(a.json);
+        }
+        return Err(e);
+    }
     summary.print(a.json);
     Ok(if summary.ok() { EXIT_OK } else { EXIT_PARTIAL })
 }
