@@ -27,6 +27,7 @@ pub mod pop3;
 pub mod progress;
 pub mod provision;
 pub mod retry;
+pub mod sasl;
 pub mod secret;
 pub mod source;
 pub mod summary;

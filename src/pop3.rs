@@ -1,4 +1,5 @@
-//! A small POP3 client (RFC 1939, CAPA RFC 2449, AUTH PLAIN RFC 5034, STLS RFC 2595),
+//! A small POP3 client (RFC 1939, CAPA RFC 2449, AUTH RFC 5034 with PLAIN, XOAUTH2 and
+//! OAUTHBEARER, STLS RFC 2595),
 //! generic over `Read + Write` like the IMAP client, so unit tests replay a server
 //! transcript and the same code runs over TLS for real; [`open`] gives a logged-in
 //! session for an endpoint.
@@ -21,8 +22,8 @@
 //!   forgot to stuff keeps its dot;
 //! - `-ERR` answers keep the server's words and the RFC 2449/3206 response code, which
 //!   alone decides how a failure may be retried;
-//! - credentials never reach the trace: `PASS` and `AUTH PLAIN` lines are masked
-//!   before logging, and message bodies are traced as a size only;
+//! - credentials never reach the trace: `PASS` and `AUTH` lines and SASL responses
+//!   are masked before logging, and message bodies are traced as a size only;
 //! - no command with a line break in it is ever sent (no injection via user names);
 //! - after STLS, bytes the server sent ahead of the TLS handshake are refused, not
 //!   carried into the encrypted session.
@@ -32,11 +33,11 @@ use std::time::Duration;
 
 use crate::endpoint::{Security, Server};
 use crate::error::{connect, connect_final, connect_with, Retry};
-use crate::imap::client::base64;
 use crate::imap::types::shown;
 use crate::limits::{self, Paced, MAX_LINE, MAX_LINE_PRE_LOGIN, MAX_LITERAL, MAX_POP3_LIST_LINES};
 use crate::log;
 use crate::net::{self, NetOptions, Stream};
+use crate::sasl::{self, Login, Mech};
 use crate::secret::Password;
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +140,11 @@ fn masked(line: &str) -> String {
     } else {
         line.to_string()
     }
+}
+
+/// Whether a line is a SASL continuation (`+ challenge` or a bare `+`).
+fn is_continuation(line: &[u8]) -> bool {
+    line.starts_with(b"+ ") || trim_eol(line) == b"+"
 }
 
 /// Undo dot-stuffing of one line of a multi-line answer. `None` for the terminator.
@@ -454,6 +460,21 @@ impl<S: Read + Write> Client<S> {
         Ok(())
     }
 
+    /// Send one SASL response line (CRLF added): the trace shows only that
+    /// credentials went, the time budget is the command's.
+    fn send_secret(&mut self, line: &str) -> Result<(), Pop3Error> {
+        if line.contains(['\r', '\n', '\0']) {
+            return Err(Pop3Error::Protocol(
+                "refusing to send a SASL response with a line break".into(),
+            ));
+        }
+        log::trace(&self.who, "C:", b"<credentials masked>");
+        let s = self.stream.get_mut();
+        s.write_all(format!("{line}\r\n").as_bytes())?;
+        s.flush()?;
+        Ok(())
+    }
+
     /// Send a command and read its status line; `name` names it in errors.
     fn simple(&mut self, name: &str, line: &str) -> Result<String, Pop3Error> {
         self.send(line)?;
@@ -508,34 +529,82 @@ impl<S: Read + Write> Client<S> {
         Ok(())
     }
 
-    /// Log in: AUTH PLAIN with an initial response when the server advertises
-    /// "SASL PLAIN", USER/PASS otherwise. Asks CAPA first if not done yet.
+    /// Log in with the mailbox's password: AUTH PLAIN with an initial response when
+    /// the server advertises "SASL PLAIN", USER/PASS otherwise. Asks CAPA first if
+    /// not done yet.
     pub fn login(&mut self, user: &str, password: &str) -> Result<(), Pop3Error> {
+        self.authenticate(user, &Login::Password(password))
+    }
+
+    /// Log in to the mailbox `user`: with its password (see [`Client::login`]), as
+    /// an administrator (AUTH PLAIN, authzid = `user`), or with an OAuth2 token
+    /// (AUTH XOAUTH2 where offered, else OAUTHBEARER; the response on its own line
+    /// after the command, as Microsoft requires). A mechanism the server does not
+    /// announce is refused before anything is sent.
+    pub fn authenticate(&mut self, user: &str, login: &Login<'_>) -> Result<(), Pop3Error> {
         if self.caps.is_none() {
             self.capa()?;
         }
-        if self.has_cap("SASL PLAIN") {
-            let mut blob = Vec::new();
-            blob.push(0);
-            blob.extend_from_slice(user.as_bytes());
-            blob.push(0);
-            blob.extend_from_slice(password.as_bytes());
-            self.send(&format!("AUTH PLAIN {}", base64(&blob)))?;
-            let mut buf = Vec::new();
-            self.read_line(&mut buf)?;
-            log::trace(&self.who, "S:", &buf);
-            if buf.starts_with(b"+ ") || trim_eol(&buf) == b"+" {
-                // A continuation although the initial response was given: cancel.
-                self.send("*")?;
-                let _ = self.read_status("AUTH");
-                return Err(Pop3Error::Protocol(
-                    "the server asked for more after AUTH PLAIN with an initial response".into(),
-                ));
+        match login {
+            Login::Password(password) if !self.has_cap("SASL PLAIN") => {
+                self.simple("USER", &format!("USER {user}"))?;
+                self.simple("PASS", &format!("PASS {password}"))?;
             }
-            parse_status(&buf, "AUTH PLAIN")?;
-        } else {
-            self.simple("USER", &format!("USER {user}"))?;
-            self.simple("PASS", &format!("PASS {password}"))?;
+            Login::Password(_) | Login::Admin { .. } => {
+                if !self.has_cap("SASL PLAIN") {
+                    return Err(Pop3Error::Protocol(
+                        "the server does not offer SASL PLAIN, which an admin login needs (authorization identity = the mailbox)".into(),
+                    ));
+                }
+                let response = sasl::initial_response(Mech::Plain, user, login);
+                self.send(&format!("AUTH PLAIN {response}"))?;
+                let mut buf = Vec::new();
+                self.read_line(&mut buf)?;
+                log::trace(&self.who, "S:", &buf);
+                if is_continuation(&buf) {
+                    // A continuation although the initial response was given: cancel.
+                    self.send("*")?;
+                    let _ = self.read_status("AUTH");
+                    return Err(Pop3Error::Protocol(
+                        "the server asked for more after AUTH PLAIN with an initial response"
+                            .into(),
+                    ));
+                }
+                parse_status(&buf, "AUTH PLAIN")?;
+            }
+            Login::Bearer(_) => {
+                let mech = sasl::bearer_mech(|m| self.has_cap(&format!("SASL {m}")))
+                    .ok_or_else(|| {
+                        Pop3Error::Protocol(
+                            "the server offers neither SASL XOAUTH2 nor SASL OAUTHBEARER, which an OAuth2 token needs".into(),
+                        )
+                    })?;
+                let name = mech.name();
+                let command = format!("AUTH {name}");
+                self.send(&command)?;
+                let mut pending = Some(sasl::initial_response(mech, user, login));
+                let mut aborted = false;
+                loop {
+                    let mut buf = Vec::new();
+                    self.read_line(&mut buf)?;
+                    log::trace(&self.who, "S:", &buf);
+                    if !is_continuation(&buf) {
+                        parse_status(&buf, &command)?;
+                        break;
+                    }
+                    let reply = match pending.take() {
+                        Some(r) => r,
+                        None if !aborted => {
+                            aborted = true;
+                            mech.abort_line().to_string()
+                        }
+                        None => return Err(Pop3Error::Protocol(format!(
+                            "{command}: the server asked for more after the exchange was aborted"
+                        ))),
+                    };
+                    self.send_secret(&reply)?;
+                }
+            }
         }
         self.logged_in = true;
         Ok(())
@@ -775,6 +844,7 @@ fn login_error(server: &Server, e: Pop3Error) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::imap::client::base64;
     use std::io::Cursor;
 
     /// A replayed server: reads come from the transcript, writes are recorded.
@@ -910,6 +980,102 @@ mod tests {
             written(&mut c),
             format!("CAPA\r\nAUTH PLAIN {}\r\n", base64(b"\0a@b.ch\0pw"))
         );
+    }
+
+    const OAUTH_CAPA: &str =
+        "+OK\r\nCAPA\r\nUIDL\r\nUSER\r\nSASL PLAIN XOAUTH2 OAUTHBEARER\r\n.\r\n";
+
+    #[test]
+    fn admin_login_sends_plain_with_the_mailbox_as_authzid() {
+        let mut c = replay(&format!("+OK ready\r\n{DOVECOT_CAPA}+OK Logged in.\r\n"));
+        c.greeting().unwrap();
+        let login = Login::Admin {
+            admin: "admin",
+            password: "s3cret",
+        };
+        c.authenticate("anna@x.ch", &login).unwrap();
+        assert_eq!(
+            written(&mut c),
+            format!(
+                "CAPA\r\nAUTH PLAIN {}\r\n",
+                base64(b"anna@x.ch\0admin\0s3cret")
+            )
+        );
+    }
+
+    #[test]
+    fn admin_login_needs_sasl_plain_and_sends_nothing_without_it() {
+        let mut c = replay("+OK ready\r\n+OK\r\nUSER\r\n.\r\n");
+        c.greeting().unwrap();
+        c.capa().unwrap();
+        let before = written(&mut c);
+        let login = Login::Admin {
+            admin: "admin",
+            password: "s3cret",
+        };
+        let err = c.authenticate("anna@x.ch", &login).unwrap_err();
+        assert!(err.to_string().contains("SASL PLAIN"), "{err}");
+        assert_eq!(written(&mut c), before);
+    }
+
+    #[test]
+    fn a_token_goes_on_its_own_line_after_auth_xoauth2() {
+        let mut c = replay(&format!(
+            "+OK ready\r\n{OAUTH_CAPA}+ \r\n+OK Logged in.\r\n"
+        ));
+        c.greeting().unwrap();
+        c.authenticate("anna@x.ch", &Login::Bearer("tok")).unwrap();
+        assert_eq!(
+            written(&mut c),
+            format!(
+                "CAPA\r\nAUTH XOAUTH2\r\n{}\r\n",
+                base64(b"user=anna@x.ch\x01auth=Bearer tok\x01\x01")
+            )
+        );
+    }
+
+    #[test]
+    fn a_token_goes_with_oauthbearer_when_only_it_is_offered() {
+        let mut c =
+            replay("+OK ready\r\n+OK\r\nUIDL\r\nSASL OAUTHBEARER\r\n.\r\n+\r\n+OK Logged in.\r\n");
+        c.greeting().unwrap();
+        c.authenticate("anna@x.ch", &Login::Bearer("tok")).unwrap();
+        assert_eq!(
+            written(&mut c),
+            format!(
+                "CAPA\r\nAUTH OAUTHBEARER\r\n{}\r\n",
+                base64(b"n,a=anna@x.ch,\x01auth=Bearer tok\x01\x01")
+            )
+        );
+    }
+
+    #[test]
+    fn a_refused_token_is_acknowledged_and_keeps_the_server_words() {
+        let mut c = replay(&format!(
+            "+OK ready\r\n{OAUTH_CAPA}+ \r\n+ eyJzdGF0dXMiOiI0MDEifQ==\r\n-ERR [AUTH] AccessTokenExpired\r\n"
+        ));
+        c.greeting().unwrap();
+        let err = c
+            .authenticate("anna@x.ch", &Login::Bearer("tok"))
+            .unwrap_err();
+        assert_eq!(err.retry(), Retry::Final);
+        assert!(err.to_string().contains("AccessTokenExpired"), "{err}");
+        assert!(
+            written(&mut c).ends_with("\r\n\r\n"),
+            "an empty line aborts"
+        );
+    }
+
+    #[test]
+    fn a_token_needs_a_bearer_mechanism_and_sends_nothing_without_it() {
+        let mut c = replay(&format!("+OK ready\r\n{DOVECOT_CAPA}"));
+        c.greeting().unwrap();
+        c.capa().unwrap();
+        let err = c
+            .authenticate("anna@x.ch", &Login::Bearer("tok"))
+            .unwrap_err();
+        assert!(err.to_string().contains("XOAUTH2"), "{err}");
+        assert_eq!(written(&mut c), "CAPA\r\n");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use super::types::{ImapDate, UidSet};
 use super::ImapError;
 use crate::limits::{self, Paced};
 use crate::log;
+use crate::sasl::{self, Login, Mech};
 
 /// One part of a command: plain text or a literal.
 pub enum Part<'a> {
@@ -526,9 +527,17 @@ impl<S: Read + Write> Client<S> {
         Ok(())
     }
 
-    /// Log in: AUTHENTICATE PLAIN with SASL-IR where offered, LOGIN otherwise.
-    /// Refuses when the server says LOGINDISABLED.
+    /// Log in with the mailbox's password: AUTHENTICATE PLAIN with SASL-IR where
+    /// offered, LOGIN otherwise. Refuses when the server says LOGINDISABLED.
     pub fn login(&mut self, user: &str, password: &str) -> Result<(), ImapError> {
+        self.authenticate(user, &Login::Password(password))
+    }
+
+    /// Log in to the mailbox `user`: with its password (see [`Client::login`]), as
+    /// an administrator (AUTHENTICATE PLAIN, authzid = `user`), or with an OAuth2
+    /// token (AUTHENTICATE XOAUTH2 where offered, else OAUTHBEARER). A mechanism the
+    /// server does not announce is refused before anything is sent.
+    pub fn authenticate(&mut self, user: &str, login: &Login<'_>) -> Result<(), ImapError> {
         if self.caps.is_empty() {
             self.capability()?;
         }
@@ -537,40 +546,126 @@ impl<S: Read + Write> Client<S> {
                 "the server does not allow logging in on this connection (LOGINDISABLED)".into(),
             ));
         }
-        let status = if self.has_cap("AUTH=PLAIN") && self.has_cap("SASL-IR") {
-            let mut blob = Vec::new();
-            blob.push(0);
-            blob.extend_from_slice(user.as_bytes());
-            blob.push(0);
-            blob.extend_from_slice(password.as_bytes());
-            let line = format!("AUTHENTICATE PLAIN {}", base64(&blob));
-            self.run_inner(
-                "AUTHENTICATE",
-                &[Part::Text(line.as_bytes())],
-                true,
-                &mut |_| Ok(()),
-            )?
-        } else {
-            let (u, p) = (quote(user.as_bytes()), quote(password.as_bytes()));
-            let mut parts = vec![Part::Text(b"LOGIN ")];
-            parts.push(if quotable(user.as_bytes()) {
-                Part::Text(&u)
-            } else {
-                Part::Literal(user.as_bytes())
-            });
-            parts.push(Part::Text(b" "));
-            parts.push(if quotable(password.as_bytes()) {
-                Part::Text(&p)
-            } else {
-                Part::Literal(password.as_bytes())
-            });
-            self.run_inner("LOGIN", &parts, true, &mut |_| Ok(()))?
+        let status = match login {
+            Login::Password(password)
+                if !(self.has_cap("AUTH=PLAIN") && self.has_cap("SASL-IR")) =>
+            {
+                let (u, p) = (quote(user.as_bytes()), quote(password.as_bytes()));
+                let mut parts = vec![Part::Text(b"LOGIN ")];
+                parts.push(if quotable(user.as_bytes()) {
+                    Part::Text(&u)
+                } else {
+                    Part::Literal(user.as_bytes())
+                });
+                parts.push(Part::Text(b" "));
+                parts.push(if quotable(password.as_bytes()) {
+                    Part::Text(&p)
+                } else {
+                    Part::Literal(password.as_bytes())
+                });
+                self.run_inner("LOGIN", &parts, true, &mut |_| Ok(()))?
+            }
+            Login::Password(_) => self.sasl(Mech::Plain, user, login)?,
+            Login::Admin { .. } => {
+                if !self.has_cap("AUTH=PLAIN") {
+                    return Err(ImapError::Protocol(
+                        "the server does not offer AUTH=PLAIN, which an admin login needs (authorization identity = the mailbox)".into(),
+                    ));
+                }
+                self.sasl(Mech::Plain, user, login)?
+            }
+            Login::Bearer(_) => {
+                let mech = sasl::bearer_mech(|m| self.has_cap(&format!("AUTH={m}")))
+                    .ok_or_else(|| {
+                        ImapError::Protocol(
+                            "the server offers neither AUTH=XOAUTH2 nor AUTH=OAUTHBEARER, which an OAuth2 token needs".into(),
+                        )
+                    })?;
+                self.sasl(mech, user, login)?
+            }
         };
         self.max_line = limits::MAX_LINE;
         if status.code_name().as_deref() != Some("CAPABILITY") {
             self.capability()?;
         }
         Ok(())
+    }
+
+    /// One SASL exchange (RFC 3501 AUTHENTICATE): the initial response on the
+    /// command line with SASL-IR, after the first continuation otherwise; a
+    /// further challenge (a refused token's error details) is answered with the
+    /// mechanism's abort so the server sends its tagged NO. The trace shows the
+    /// mechanism and the server's lines, never the client's responses.
+    fn sasl(&mut self, mech: Mech, user: &str, login: &Login<'_>) -> Result<Status, ImapError> {
+        let tag = self.tag();
+        self.begin();
+        let response = sasl::initial_response(mech, user, login);
+        let name = mech.name();
+        let mut pending = Some(response);
+        let mut line = format!("{tag} AUTHENTICATE {name}");
+        if self.has_cap("SASL-IR") {
+            line.push(' ');
+            line.push_str(&pending.take().unwrap_or_default());
+            log::trace(
+                &self.who,
+                "C:",
+                format!("{tag} AUTHENTICATE {name} <credentials masked>").as_bytes(),
+            );
+        } else {
+            log::trace(
+                &self.who,
+                "C:",
+                format!("{tag} AUTHENTICATE {name}").as_bytes(),
+            );
+        }
+        line.push_str("\r\n");
+        self.out.extend_from_slice(line.as_bytes());
+        self.flush_out()?;
+        let mut aborted = false;
+        loop {
+            match self.read_response()? {
+                Response::Continue(_) => {
+                    let reply = match pending.take() {
+                        Some(r) => r,
+                        None if !aborted => {
+                            aborted = true;
+                            mech.abort_line().to_string()
+                        }
+                        None => {
+                            return Err(ImapError::Protocol(format!(
+                                "AUTHENTICATE {name}: the server asked for more after the exchange was aborted"
+                            )))
+                        }
+                    };
+                    log::trace(&self.who, "C:", b"<credentials masked>");
+                    self.out.extend_from_slice(reply.as_bytes());
+                    self.out.extend_from_slice(b"\r\n");
+                    self.flush_out()?;
+                }
+                Response::Tagged { tag: t, status } if t == tag => {
+                    self.set_caps_from_code(&status);
+                    return match status.kind {
+                        StatusKind::Ok => Ok(status),
+                        _ => Err(ImapError::from_status("AUTHENTICATE", status)),
+                    };
+                }
+                Response::Tagged { tag: t, .. } => {
+                    return Err(ImapError::Protocol(format!(
+                        "answer for unknown tag {t} while waiting for {tag}"
+                    )))
+                }
+                Response::UntaggedStatus(s) if s.kind == StatusKind::Bye => {
+                    return Err(ImapError::Bye(s.describe()))
+                }
+                Response::Data { ref name, ref rest } if name == "CAPABILITY" => {
+                    self.caps = rest
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect();
+                }
+                _ => {}
+            }
+        }
     }
 
     /// `STARTTLS`; afterwards the caller wraps the stream and calls `capability`.
@@ -1106,6 +1201,140 @@ mod tests {
             format!("M0001 AUTHENTICATE PLAIN {}\r\n", base64(b"\0a@b.ch\0pw"))
         );
         assert!(c.has_cap("UIDPLUS"));
+    }
+
+    fn written(c: &mut Client<Replay>) -> String {
+        String::from_utf8(c.get_mut().written.clone()).unwrap()
+    }
+
+    #[test]
+    fn admin_login_sends_plain_with_the_mailbox_as_authzid() {
+        let mut c = replay(concat!(
+            "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready\r\n",
+            "M0001 OK [CAPABILITY IMAP4rev1 UIDPLUS] Logged in\r\n",
+        ));
+        c.greeting().unwrap();
+        let login = Login::Admin {
+            admin: "admin",
+            password: "s3cret",
+        };
+        c.authenticate("anna@x.ch", &login).unwrap();
+        assert_eq!(
+            written(&mut c),
+            format!(
+                "M0001 AUTHENTICATE PLAIN {}\r\n",
+                base64(b"anna@x.ch\0admin\0s3cret")
+            )
+        );
+    }
+
+    #[test]
+    fn admin_login_without_sasl_ir_waits_for_the_continuation() {
+        let mut c = replay(concat!(
+            "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n",
+            "+ \r\n",
+            "M0001 OK [CAPABILITY IMAP4rev1] Logged in\r\n",
+        ));
+        c.greeting().unwrap();
+        let login = Login::Admin {
+            admin: "admin",
+            password: "s3cret",
+        };
+        c.authenticate("anna@x.ch", &login).unwrap();
+        assert_eq!(
+            written(&mut c),
+            format!(
+                "M0001 AUTHENTICATE PLAIN\r\n{}\r\n",
+                base64(b"anna@x.ch\0admin\0s3cret")
+            )
+        );
+    }
+
+    #[test]
+    fn admin_login_needs_auth_plain_and_sends_nothing_without_it() {
+        let mut c = replay("* OK [CAPABILITY IMAP4rev1 AUTH=LOGIN] ready\r\n");
+        c.greeting().unwrap();
+        let login = Login::Admin {
+            admin: "admin",
+            password: "s3cret",
+        };
+        let err = c.authenticate("anna@x.ch", &login).unwrap_err();
+        assert!(err.to_string().contains("AUTH=PLAIN"), "{err}");
+        assert!(c.get_mut().written.is_empty());
+    }
+
+    #[test]
+    fn a_token_goes_with_xoauth2_where_offered() {
+        let mut c = replay(concat!(
+            "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN AUTH=XOAUTH2 AUTH=OAUTHBEARER] ready\r\n",
+            "M0001 OK Logged in\r\n",
+            "* CAPABILITY IMAP4rev1 UIDPLUS\r\nM0002 OK done\r\n",
+        ));
+        c.greeting().unwrap();
+        c.authenticate("anna@x.ch", &Login::Bearer("tok")).unwrap();
+        assert_eq!(
+            written(&mut c),
+            format!(
+                "M0001 AUTHENTICATE XOAUTH2 {}\r\nM0002 CAPABILITY\r\n",
+                base64(b"user=anna@x.ch\x01auth=Bearer tok\x01\x01")
+            )
+        );
+        assert!(c.has_cap("UIDPLUS"));
+    }
+
+    #[test]
+    fn a_token_goes_with_oauthbearer_when_only_it_is_offered() {
+        let mut c = replay(concat!(
+            "* OK [CAPABILITY IMAP4rev1 AUTH=OAUTHBEARER] ready\r\n",
+            "+ \r\n",
+            "M0001 OK [CAPABILITY IMAP4rev1] Logged in\r\n",
+        ));
+        c.greeting().unwrap();
+        c.authenticate("anna@x.ch", &Login::Bearer("tok")).unwrap();
+        assert_eq!(
+            written(&mut c),
+            format!(
+                "M0001 AUTHENTICATE OAUTHBEARER\r\n{}\r\n",
+                base64(b"n,a=anna@x.ch,\x01auth=Bearer tok\x01\x01")
+            )
+        );
+    }
+
+    #[test]
+    fn a_refused_token_is_acknowledged_and_keeps_the_server_words() {
+        // The server's error challenge (base64 JSON) is answered with an empty
+        // line (XOAUTH2) or AQ== (OAUTHBEARER); then the tagged NO comes.
+        for (caps, mech, abort) in [
+            ("AUTH=XOAUTH2", "XOAUTH2", ""),
+            ("AUTH=OAUTHBEARER", "OAUTHBEARER", "AQ=="),
+        ] {
+            let mut c = replay(&format!(
+                "* OK [CAPABILITY IMAP4rev1 SASL-IR {caps}] ready\r\n\
+                 + eyJzdGF0dXMiOiI0MDEifQ==\r\n\
+                 M0001 NO [AUTHENTICATIONFAILED] AccessTokenExpired\r\n"
+            ));
+            c.greeting().unwrap();
+            let err = c
+                .authenticate("anna@x.ch", &Login::Bearer("tok"))
+                .unwrap_err();
+            assert!(matches!(err, ImapError::No { .. }), "{err}");
+            assert!(err.to_string().contains("AccessTokenExpired"), "{err}");
+            assert_eq!(err.retry(), Retry::Final);
+            let w = written(&mut c);
+            assert!(w.starts_with(&format!("M0001 AUTHENTICATE {mech} ")), "{w}");
+            assert!(w.ends_with(&format!("\r\n{abort}\r\n")), "{w}");
+        }
+    }
+
+    #[test]
+    fn a_token_needs_a_bearer_mechanism_and_sends_nothing_without_it() {
+        let mut c = replay("* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready\r\n");
+        c.greeting().unwrap();
+        let err = c
+            .authenticate("anna@x.ch", &Login::Bearer("tok"))
+            .unwrap_err();
+        assert!(err.to_string().contains("XOAUTH2"), "{err}");
+        assert!(c.get_mut().written.is_empty());
     }
 
     /// Dovecot treats loopback connections as secure and never announces
