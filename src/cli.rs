@@ -167,6 +167,35 @@ pub struct PairArgs {
     /// File whose first line is the target password (else MAILFERRY_TO_PASSWORD, else a prompt).
     #[arg(long, value_name = "FILE")]
     pub to_password_file: Option<PathBuf>,
+    /// Log in to the source mailbox as this administrator (master user; SASL PLAIN with the mailbox as authorization identity); the password is the admin's (MAILFERRY_FROM_PASSWORD or a prompt, or the password file).
+    #[arg(long, value_name = "USER")]
+    pub from_admin: Option<String>,
+    /// Run this command (sh -c) at every source login for an OAuth2 access token (its first line of output), sent with XOAUTH2 or OAUTHBEARER instead of a password.
+    #[arg(long, value_name = "CMD")]
+    pub from_token_cmd: Option<String>,
+    /// Log in to the target mailbox as this administrator (master user; SASL PLAIN with the mailbox as authorization identity); the password is the admin's (MAILFERRY_TO_PASSWORD or a prompt, or the password file).
+    #[arg(long, value_name = "USER")]
+    pub to_admin: Option<String>,
+    /// Run this command (sh -c) at every target login for an OAuth2 access token (its first line of output), sent with XOAUTH2 or OAUTHBEARER instead of a password.
+    #[arg(long, value_name = "CMD")]
+    pub to_token_cmd: Option<String>,
+}
+
+impl PairArgs {
+    pub fn from_auth(&self) -> crate::plan::Auth<'_> {
+        crate::plan::Auth {
+            password_file: self.from_password_file.as_deref(),
+            admin: self.from_admin.as_deref(),
+            token_cmd: self.from_token_cmd.as_deref(),
+        }
+    }
+    pub fn to_auth(&self) -> crate::plan::Auth<'_> {
+        crate::plan::Auth {
+            password_file: self.to_password_file.as_deref(),
+            admin: self.to_admin.as_deref(),
+            token_cmd: self.to_token_cmd.as_deref(),
+        }
+    }
 }
 
 /// Which folders go where, and when two messages are the same.
@@ -258,6 +287,12 @@ pub struct BackupArgs {
     /// File whose first line is the source password (else MAILFERRY_FROM_PASSWORD, else a prompt).
     #[arg(long, value_name = "FILE")]
     pub from_password_file: Option<PathBuf>,
+    /// Log in to the source mailbox as this administrator (master user; SASL PLAIN with the mailbox as authorization identity); the password is the admin's (MAILFERRY_FROM_PASSWORD or a prompt, or the password file).
+    #[arg(long, value_name = "USER")]
+    pub from_admin: Option<String>,
+    /// Run this command (sh -c) at every source login for an OAuth2 access token (its first line of output), sent with XOAUTH2 or OAUTHBEARER instead of a password.
+    #[arg(long, value_name = "CMD")]
+    pub from_token_cmd: Option<String>,
     #[command(flatten)]
     pub job: JobArgs,
     /// Show per folder what would be written; write nothing.
@@ -279,6 +314,12 @@ pub struct RestoreArgs {
     /// File whose first line is the target password (else MAILFERRY_TO_PASSWORD, else a prompt).
     #[arg(long, value_name = "FILE")]
     pub to_password_file: Option<PathBuf>,
+    /// Log in to the target mailbox as this administrator (master user; SASL PLAIN with the mailbox as authorization identity); the password is the admin's (MAILFERRY_TO_PASSWORD or a prompt, or the password file).
+    #[arg(long, value_name = "USER")]
+    pub to_admin: Option<String>,
+    /// Run this command (sh -c) at every target login for an OAuth2 access token (its first line of output), sent with XOAUTH2 or OAUTHBEARER instead of a password.
+    #[arg(long, value_name = "CMD")]
+    pub to_token_cmd: Option<String>,
     #[command(flatten)]
     pub job: JobArgs,
     #[command(flatten)]
@@ -297,6 +338,12 @@ pub struct CheckArgs {
     /// File whose first line is the password (else MAILFERRY_PASSWORD, else a prompt).
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// Log in to the mailbox as this administrator (master user); the password is the admin's.
+    #[arg(long, value_name = "USER")]
+    pub admin: Option<String>,
+    /// Run this command (sh -c) for an OAuth2 access token (its first line of output) instead of a password.
+    #[arg(long, value_name = "CMD")]
+    pub token_cmd: Option<String>,
     #[command(flatten)]
     pub net: NetArgs,
     /// Print the result as JSON on stdout.

@@ -60,6 +60,22 @@ impl Server {
 
     /// The one line for a refused login: the server's words and what to check
     /// (at the default host: the full address and the address's own password).
+    /// As [`Server::login_refused`], with what to check for an admin login or a
+    /// token instead of the password.
+    pub fn login_refused_as(
+        &self,
+        server_words: &str,
+        credentials: &crate::secret::Credentials,
+    ) -> String {
+        match credentials.refused_hint() {
+            None => self.login_refused(server_words),
+            Some(hint) => format!(
+                "login as {} at {}:{} refused: {server_words}; {hint}",
+                self.user, self.host, self.port
+            ),
+        }
+    }
+
     pub fn login_refused(&self, server_words: &str) -> String {
         let hint = if self.is_default_host() {
             "the username must be the full email address and the password that of the address itself (not of the Infomaniak user account)"

@@ -25,7 +25,7 @@ use crate::imap::{utf7, Append, ImapError, ListEntry};
 use crate::index::{Index, Outcome, Record};
 use crate::log;
 use crate::net::NetOptions;
-use crate::secret::Password;
+use crate::secret::Credentials;
 use crate::source::Source;
 use crate::summary::{Failure, Planned, Summary};
 
@@ -235,7 +235,11 @@ pub fn map_folders_with_roles(
         .filter(|(_, f)| folders::selected(&f.display(), &opts.include, &opts.exclude))
         .map(|(raw, f)| {
             let tpath = folders::map_folder(&f, &opts.rules, target, &roles);
-            let role = f.role.clone().filter(|_| f.path.len() == 1);
+            // A role is the account's own: not for a folder a rule put elsewhere
+            // (--folder-map, --include-shared).
+            let role = f.role.clone().filter(|_| {
+                f.path.len() == 1 && folders::apply_map(&f.path, &opts.rules).is_none()
+            });
             (raw, f.display(), folders::join_target(&tpath, target), role)
         })
         .collect();
@@ -487,8 +491,15 @@ impl Unknown {
                     .cloned()
                     .unwrap_or_default();
                 let crlf = dedupe::crlf_len(msg);
-                if crlf != msg.len() as u64 {
-                    v.extend(self.by_size.get(&crlf).into_iter().flatten());
+                let mut sizes = vec![crlf];
+                // A server that adds a final CRLF (Courier) stores 2 bytes more.
+                if !msg.ends_with(b"\n") {
+                    sizes.extend([msg.len() as u64 + 2, crlf + 2]);
+                }
+                sizes.sort_unstable();
+                sizes.dedup();
+                for size in sizes.into_iter().filter(|&n| n != msg.len() as u64) {
+                    v.extend(self.by_size.get(&size).into_iter().flatten());
                 }
                 v
             }
@@ -532,7 +543,8 @@ fn target_unknown(s: &mut Session, known: &HashMap<u32, u128>) -> Result<Unknown
 /// Everything a copy needs to know about the job besides the source.
 pub struct Job<'a> {
     pub target: &'a Server,
-    pub target_password: &'a Password,
+    /// How the target is logged in to, at every (re)connect.
+    pub target_credentials: &'a Credentials,
     pub net: &'a NetOptions,
     pub opts: &'a Options,
     /// Opens another connection to the source, for copying folders in parallel.
@@ -560,7 +572,7 @@ pub fn migrate_into(
     summary.failed.clear();
     summary.failed_folders.clear();
     summary.stopped = None;
-    let mut tgt = session::open(job.target, job.target_password, job.net, "target")?;
+    let mut tgt = session::open_with(job.target, job.target_credentials, job.net, "target")?;
 
     let tree = src.folders()?;
     let (tree, own_opts) = own_folders(tree, src.namespaces().as_ref(), job.opts);
@@ -569,7 +581,12 @@ pub fn migrate_into(
     let layout = target_layout(&tgt_list, tgt_prefix, tgt_delim);
     let opts = with_to_folder(&own_opts, &tree)?;
     let mapped = map_folders_with_roles(&tree.entries, &tree.prefix, tree.delim, &layout, &opts);
-    let tgt_existing: HashSet<Vec<u8>> = tgt_list.iter().map(|e| e.raw.clone()).collect();
+    // A \Noselect placeholder is no folder to copy into: it is created (or fails).
+    let tgt_existing: HashSet<Vec<u8>> = tgt_list
+        .iter()
+        .filter(|e| !e.has_attr("\\Noselect") && !e.has_attr("\\NonExistent"))
+        .map(|e| e.raw.clone())
+        .collect();
 
     let job_id = index.job(&summary.source, &summary.target)?;
 
@@ -579,11 +596,19 @@ pub fn migrate_into(
     let mut kept_total = 0usize;
     let (_, keep_listed) = crate::faults::listing_sizes(LISTING_PAGE, KEEP_LISTED);
     for (raw, display, target_name, role) in mapped {
-        let opened = src.open(&raw)?;
+        // A folder the source refuses (EXAMINE, FETCH) fails alone, here too.
+        let opened = match src.open(&raw) {
+            Ok(o) => o,
+            Err(e) if folder_refusal(&e) => {
+                summary.folder_failed(&display, &target_name, format!("{e:#}"));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let mut tally = Tally::new();
         // Listed even when the server says it is empty: a count of 0 with mail
         // in the folder would otherwise skip it silently.
-        let listed = {
+        let listed = match (|| -> anyhow::Result<u64> {
             let uidvalidity = opened.uidvalidity;
             if !index.any_done(job_id, &display, uidvalidity)? {
                 if let Some(old) = index.other_uidvalidity(job_id, &display, uidvalidity)? {
@@ -601,7 +626,15 @@ pub fn migrate_into(
                     tally.add(page, room);
                     Ok(true)
                 },
-            )?
+            )
+        })() {
+            Ok(n) => n,
+            Err(e) if folder_refusal(&e) => {
+                summary.folder_failed(&display, &target_name, format!("{e:#}"));
+                note_anomalies(src, summary);
+                continue;
+            }
+            Err(e) => return Err(e),
         };
         kept_total += tally.kept_len();
         note_anomalies(src, summary);
@@ -718,9 +751,9 @@ pub fn migrate_into(
                             let mut done = Vec::new();
                             let opened = (|| -> anyhow::Result<_> {
                                 let s = reopen()?;
-                                let t = session::open(
+                                let t = session::open_with(
                                     job.target,
-                                    job.target_password,
+                                    job.target_credentials,
                                     job.net,
                                     "target",
                                 )?;
@@ -904,19 +937,21 @@ impl GroupCtx<'_, '_> {
         if exists(&plan.target_name) {
             return Ok(plan.target_name.clone());
         }
-        if plain != plan.target_name && exists(&plain) {
-            summary.renamed(
-                &plan.display,
-                &plain,
-                "the target refused the name; an earlier run put the folder here",
-            );
-            return Ok(plain);
-        }
+        // The name as it is, first: only a final refusal of it (not "over
+        // quota", not "try later") leads to the plain name.
         match self.create(&plan.target_name, plan.role.as_deref(), tgt) {
             Ok(()) => Ok(plan.target_name.clone()),
-            Err(e) if e.per_message() && plain != plan.target_name => {
-                self.create(&plain, plan.role.as_deref(), tgt)
-                    .map_err(|_| e_context(&e, plan))?;
+            Err(e) if e.code().as_deref() == Some("OVERQUOTA") => Err(Stop::Account(format!(
+                "the target {} is over quota ({}); free space or raise the quota, then run again",
+                self.job.target,
+                e.server_words()
+            ))),
+            Err(e) if e.retry() != Retry::Final || !e.per_message() => Err(Stop::Error(e.into())),
+            Err(e) if plain != plan.target_name => {
+                if !exists(&plain) {
+                    self.create(&plain, plan.role.as_deref(), tgt)
+                        .map_err(|_| e_context(&e, plan))?;
+                }
                 summary.renamed(
                     &plan.display,
                     &plain,
@@ -1174,15 +1209,14 @@ impl FolderCopy<'_, '_> {
                         let mut found = Vec::new();
                         let expected = body.len() as u64 * cands.len() as u64;
                         fetch_bodies(tgt, &cands, expected, |uid, tbody| {
-                            let loose = dedupe::loose_fingerprint(&tbody);
-                            found.push((uid, dedupe::key(&tbody, opts.dedupe), loose));
+                            found.push((uid, dedupe::key(&tbody, opts.dedupe)));
                         })?;
-                        let loose = dedupe::loose_fingerprint(body);
-                        for (uid, k, l) in &found {
+                        let variants = dedupe::stored_variants(body, opts.dedupe);
+                        for (uid, k) in &found {
                             // A copy the target stored changed (an earlier run's,
                             // with the index lost) is this message: known under
                             // the key of what was sent, the stored one kept apart.
-                            let changed = *k != key && *l == loose;
+                            let changed = *k != key && variants.contains(k);
                             records.push(Record::TargetKnown {
                                 target: target_id.clone(),
                                 folder: plan.target_name.clone(),
@@ -1358,12 +1392,14 @@ impl FolderCopy<'_, '_> {
                         }
                     }
                 }
-                if stop.is_none() {
-                    let changed = self.check_stored(tgt, &stored, &bodies, tsel.uidvalidity)?;
-                    records.extend(changed);
-                }
                 untrusted(&mut records, trust_target);
                 self.index.record(&records)?;
+                // What the target stored, checked once the batch is recorded (a
+                // connection lost here loses no record of what was appended).
+                if stop.is_none() && trust_target {
+                    let changed = self.check_stored(tgt, &stored, &bodies, tsel.uidvalidity)?;
+                    self.index.record(&changed)?;
+                }
                 if opts.delete_after {
                     for r in &records {
                         if let Record::Done { id, .. } = r {
@@ -1397,12 +1433,28 @@ impl FolderCopy<'_, '_> {
         }
         let mut sizes: HashMap<u32, u64> = HashMap::new();
         let set = crate::imap::types::UidSet::from_uids(stored.iter().map(|s| s.2).collect());
-        tgt.uid_fetch(&set.to_string(), "(UID RFC822.SIZE)", |f| {
-            if let (Some(uid), Some(size)) = (f.uid, f.size) {
-                sizes.insert(uid, size);
+        for attempt in 0..2 {
+            tgt.uid_fetch(&set.to_string(), "(UID RFC822.SIZE)", |f| {
+                if let (Some(uid), Some(size)) = (f.uid, f.size) {
+                    sizes.insert(uid, size);
+                }
+                Ok(())
+            })?;
+            if sizes.len() >= stored.len() || attempt == 1 {
+                break;
             }
-            Ok(())
-        })?;
+            // Courier shows new messages to FETCH only after a NOOP.
+            tgt.simple("NOOP", &[crate::imap::client::Part::Text(b"NOOP")])?;
+        }
+        if sizes.len() < stored.len() {
+            self.summary.anomaly(
+                &self.plan.target_name,
+                format!(
+                    "the target's APPENDUID named {} new UIDs that FETCH does not show",
+                    stored.len() - sizes.len()
+                ),
+            );
+        }
         let suspects: Vec<u32> = stored
             .iter()
             .filter(|(meta, _, uid)| {
@@ -1488,10 +1540,20 @@ pub fn folder_keys(
     raw: &[u8],
     mode: Mode,
     opts: &Options,
-) -> anyhow::Result<Option<Vec<(u32, String, u128)>>> {
+) -> anyhow::Result<Option<Vec<(u32, String)>>> {
     match s.select(raw, true) {
         Ok(_) => {}
-        Err(ImapError::No { .. }) => return Ok(None),
+        // A folder that does not exist (no code, [NONEXISTENT], or [CANNOT]: a
+        // name the server cannot hold, RFC 5530); a refusal for another reason
+        // is an error, not an empty folder.
+        Err(e @ ImapError::No { .. })
+            if matches!(
+                e.code().as_deref(),
+                None | Some("NONEXISTENT") | Some("CANNOT")
+            ) =>
+        {
+            return Ok(None)
+        }
         Err(e) => return Err(e.into()),
     }
     let list = listing(s)?;
@@ -1501,11 +1563,7 @@ pub fn folder_keys(
         let uids: Vec<u32> = list[range.clone()].iter().map(|m| m.order as u32).collect();
         let expected = list[range.clone()].iter().map(|m| m.size).sum();
         fetch_bodies(s, &uids, expected, |uid, body| {
-            out.push((
-                uid,
-                dedupe::key(&body, mode),
-                dedupe::loose_fingerprint(&body),
-            ))
+            out.push((uid, dedupe::key(&body, mode)))
         })?;
     }
     Ok(Some(out))

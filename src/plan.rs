@@ -12,7 +12,7 @@ use crate::error::input;
 use crate::folders::{self, Rules};
 use crate::mbox::Dialect;
 use crate::net::NetOptions;
-use crate::secret::{self, Password};
+use crate::secret::{self, Credentials, Password};
 use crate::source::imap::ImapSource;
 use crate::source::mbox::{MboxSource, ReadOptions};
 use crate::source::pop3::Pop3Source;
@@ -81,42 +81,113 @@ pub fn pair(a: &PairArgs) -> anyhow::Result<Pair> {
     })
 }
 
-/// The source's password (none for mbox files), resolved once per run so a retry
-/// never prompts again.
-pub fn source_password(
-    ep: &Endpoint,
-    password_file: Option<&Path>,
-) -> anyhow::Result<Option<Password>> {
-    Ok(match ep {
-        Endpoint::Server(server) => Some(secret::resolve(
-            password_file,
-            "MAILFERRY_FROM_PASSWORD",
-            "source",
-            &server.to_string(),
-        )?),
-        Endpoint::Mbox(_) => None,
-    })
+/// How one side logs in, as the user typed it: `--{side}password-file`,
+/// `--{side}admin USER`, `--{side}token-cmd CMD`.
+#[derive(Clone, Copy, Default)]
+pub struct Auth<'a> {
+    pub password_file: Option<&'a Path>,
+    pub admin: Option<&'a str>,
+    pub token_cmd: Option<&'a str>,
 }
 
-/// Open a parsed source endpoint with its (already resolved) password.
+/// One side's credentials: a token command as given (run at every connect), or
+/// a password (the admin's with `admin`) resolved now, once per run, so a retry
+/// never prompts again. `flag` is the flags' prefix ("from-", "to-", "") and
+/// `env_var`/`what` name the password's variable and the side in messages.
+pub fn credentials(
+    auth: Auth<'_>,
+    flag: &str,
+    env_var: &str,
+    what: &str,
+    server: &Server,
+) -> anyhow::Result<Credentials> {
+    check_auth(auth, flag)?;
+    if let Some(cmd) = auth.token_cmd {
+        return Ok(Credentials::TokenCmd(cmd.to_string()));
+    }
+    if let Some(admin) = auth.admin {
+        let password = secret::resolve(
+            auth.password_file,
+            env_var,
+            what,
+            &format!("{server} (the password of the admin {admin})"),
+        )?;
+        return Ok(Credentials::Admin {
+            admin: admin.to_string(),
+            password,
+        });
+    }
+    Ok(Credentials::Password(secret::resolve(
+        auth.password_file,
+        env_var,
+        what,
+        &server.to_string(),
+    )?))
+}
+
+/// The combinations of login flags that make no sense, refused without I/O.
+pub fn check_auth(auth: Auth<'_>, flag: &str) -> anyhow::Result<()> {
+    if auth.admin.is_some() && auth.token_cmd.is_some() {
+        return Err(input(format!(
+            "--{flag}admin and --{flag}token-cmd do not go together: an admin logs in with its password, a token command replaces any password"
+        )));
+    }
+    if auth.token_cmd.is_some() && auth.password_file.is_some() {
+        return Err(input(format!(
+            "--{flag}token-cmd replaces the password: drop --{flag}password-file"
+        )));
+    }
+    if auth.admin.is_some_and(|a| a.trim().is_empty()) {
+        return Err(input(format!("--{flag}admin needs the admin's user name")));
+    }
+    if auth.token_cmd.is_some_and(|c| c.trim().is_empty()) {
+        return Err(input(format!("--{flag}token-cmd needs a command")));
+    }
+    Ok(())
+}
+
+/// The source's credentials (none for mbox files), see [`credentials`].
+pub fn source_credentials(ep: &Endpoint, auth: Auth<'_>) -> anyhow::Result<Option<Credentials>> {
+    match ep {
+        Endpoint::Server(server) => Ok(Some(credentials(
+            auth,
+            "from-",
+            "MAILFERRY_FROM_PASSWORD",
+            "source",
+            server,
+        )?)),
+        Endpoint::Mbox(p) => {
+            if auth.admin.is_some() || auth.token_cmd.is_some() {
+                return Err(input(format!(
+                    "mbox:{} is read from files: --from-admin and --from-token-cmd are for an IMAP or POP3 source",
+                    p.display()
+                )));
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// Open a parsed source endpoint with its (already resolved) credentials.
 pub fn open_endpoint(
     ep: &Endpoint,
-    password: Option<&Password>,
+    credentials: Option<&Credentials>,
     net: &NetOptions,
     mbox: impl Into<ReadOptions>,
 ) -> anyhow::Result<Box<dyn Source>> {
     match ep {
         Endpoint::Mbox(path) => Ok(Box::new(MboxSource::open_with(path, mbox.into())?)),
         Endpoint::Server(server) => {
-            let password = password.ok_or_else(|| input(format!("no password for {server}")))?;
+            let credentials =
+                credentials.ok_or_else(|| input(format!("no password for {server}")))?;
             let name = server.to_string();
             Ok(match server.proto {
                 Proto::Imap => Box::new(ImapSource::new(
-                    crate::imap::session::open(server, password, net, "source")?,
+                    crate::imap::session::open_with(server, credentials, net, "source")?,
                     name,
                 )),
                 Proto::Pop3 => Box::new(Pop3Source::new(
-                    crate::pop3::open(server, password, net, "source")?,
+                    crate::pop3::open_with(server, credentials, net, "source")?,
                     name,
                 )),
             })
@@ -124,16 +195,11 @@ pub fn open_endpoint(
     }
 }
 
-/// The target server of a copy and its password.
-pub fn target(text: &str, password_file: Option<&Path>) -> anyhow::Result<(Server, Password)> {
+/// The target server of a copy and its credentials.
+pub fn target(text: &str, auth: Auth<'_>) -> anyhow::Result<(Server, Credentials)> {
     let target = imap_server(text, "--to")?;
-    let password = secret::resolve(
-        password_file,
-        "MAILFERRY_TO_PASSWORD",
-        "target",
-        &target.to_string(),
-    )?;
-    Ok((target, password))
+    let credentials = credentials(auth, "to-", "MAILFERRY_TO_PASSWORD", "target", &target)?;
+    Ok((target, credentials))
 }
 
 /// How mbox input is read: `--mbox-format` (`auto`: decided per file) and
@@ -205,4 +271,62 @@ pub fn options(f: &FolderArgs, dry_run: bool) -> anyhow::Result<Options> {
         rules: Rules { map },
         ..Options::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_flags_that_do_not_go_together_are_refused() {
+        let file = Path::new("pw.txt");
+        let cases: [(Auth<'_>, Option<&str>); 6] = [
+            (Auth::default(), None),
+            (
+                Auth {
+                    admin: Some("admin"),
+                    password_file: Some(file),
+                    ..Auth::default()
+                },
+                None,
+            ),
+            (
+                Auth {
+                    token_cmd: Some("tok"),
+                    ..Auth::default()
+                },
+                None,
+            ),
+            (
+                Auth {
+                    admin: Some("admin"),
+                    token_cmd: Some("tok"),
+                    ..Auth::default()
+                },
+                Some("--from-admin and --from-token-cmd do not go together"),
+            ),
+            (
+                Auth {
+                    token_cmd: Some("tok"),
+                    password_file: Some(file),
+                    ..Auth::default()
+                },
+                Some("--from-token-cmd replaces the password"),
+            ),
+            (
+                Auth {
+                    admin: Some(" "),
+                    ..Auth::default()
+                },
+                Some("--from-admin needs the admin's user name"),
+            ),
+        ];
+        for (auth, refused) in cases {
+            match (check_auth(auth, "from-"), refused) {
+                (Ok(()), None) => {}
+                (Err(e), Some(says)) => assert!(e.to_string().contains(says), "{e}"),
+                (got, want) => panic!("{:?} but {want:?}", got.map_err(|e| e.to_string())),
+            }
+        }
+    }
 }

@@ -38,7 +38,7 @@ use crate::limits::{self, Paced, MAX_LINE, MAX_LINE_PRE_LOGIN, MAX_LITERAL, MAX_
 use crate::log;
 use crate::net::{self, NetOptions, Stream};
 use crate::sasl::{self, Login, Mech};
-use crate::secret::Password;
+use crate::secret::{Credentials, Password};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Pop3Error {
@@ -598,9 +598,11 @@ impl<S: Read + Write> Client<S> {
                             aborted = true;
                             mech.abort_line().to_string()
                         }
-                        None => return Err(Pop3Error::Protocol(format!(
+                        None => {
+                            return Err(Pop3Error::Protocol(format!(
                             "{command}: the server asked for more after the exchange was aborted"
-                        ))),
+                        )))
+                        }
                     };
                     self.send_secret(&reply)?;
                 }
@@ -740,10 +742,21 @@ impl<S: Read + Write> Client<S> {
 
 pub type Session = Client<Stream>;
 
-/// Connect, secure (implicit TLS or STLS) and log in.
+/// Connect, secure (implicit TLS or STLS) and log in with the mailbox's password.
 pub fn open(
     server: &Server,
     password: &Password,
+    opts: &NetOptions,
+    who: &str,
+) -> anyhow::Result<Session> {
+    open_with(server, &Credentials::Password(password.clone()), opts, who)
+}
+
+/// Connect, secure and log in with a side's credentials (a token command runs
+/// now, once the connection is secured).
+pub fn open_with(
+    server: &Server,
+    credentials: &Credentials,
     opts: &NetOptions,
     who: &str,
 ) -> anyhow::Result<Session> {
@@ -828,15 +841,18 @@ pub fn open(
             ));
         }
     }
-    client
-        .login(&server.user, password.expose())
-        .map_err(|e| login_error(server, e))?;
+    credentials
+        .with_login(|login| client.authenticate(&server.user, login))?
+        .map_err(|e| login_error(server, credentials, e))?;
     Ok(client)
 }
 
-fn login_error(server: &Server, e: Pop3Error) -> anyhow::Error {
+fn login_error(server: &Server, credentials: &Credentials, e: Pop3Error) -> anyhow::Error {
     match &e {
-        Pop3Error::Err { .. } => connect_with(server.login_refused(&e.server_words()), e.retry()),
+        Pop3Error::Err { .. } => connect_with(
+            server.login_refused_as(&e.server_words(), credentials),
+            e.retry(),
+        ),
         other => connect_with(format!("{server}: login failed: {other}"), other.retry()),
     }
 }

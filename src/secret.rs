@@ -1,12 +1,14 @@
 //! Passwords: read from a file, the environment or a terminal prompt, never from
 //! the command line. [`Password`] prints as `***` in every Debug/Display form, so a
-//! stray `{:?}` cannot leak it.
+//! stray `{:?}` cannot leak it. [`Credentials`] says how a side logs in (password, admin
+//! login, token command) and is asked at every (re)connect.
 
 use std::fmt;
 use std::io::IsTerminal;
 use std::path::Path;
 
 use crate::error::input;
+use crate::sasl::Login;
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Password(String);
@@ -72,4 +74,141 @@ pub fn resolve(
         what_flag = if what == "source" { "from" } else if what == "target" { "to" } else { "" }
     )
     .replace("---password-file", "--password-file")))
+}
+
+/// How one side logs in. Asked at every (re)connect, not once per run: a token
+/// command runs afresh each time, so a long run never reconnects with an expired
+/// token. Prints no secret in any form (`Password` is `***`; a token command's
+/// text is a command, not a secret).
+#[derive(Clone, Debug)]
+pub enum Credentials {
+    /// The mailbox's own password.
+    Password(Password),
+    /// An administrator (master user) and its password, logging in to the mailbox
+    /// by SASL PLAIN with the mailbox as authorization identity.
+    Admin { admin: String, password: Password },
+    /// A command whose first stdout line is an OAuth2 access token (mbsync's PassCmd).
+    TokenCmd(String),
+}
+
+impl From<Password> for Credentials {
+    fn from(p: Password) -> Self {
+        Credentials::Password(p)
+    }
+}
+
+impl Credentials {
+    /// Run `f` with what one connection logs in with; a token command runs now.
+    /// A failing token command is a final connect error (retrying cannot help).
+    pub fn with_login<T>(&self, f: impl FnOnce(&Login<'_>) -> T) -> anyhow::Result<T> {
+        Ok(match self {
+            Credentials::Password(p) => f(&Login::Password(p.expose())),
+            Credentials::Admin { admin, password } => f(&Login::Admin {
+                admin,
+                password: password.expose(),
+            }),
+            Credentials::TokenCmd(cmd) => {
+                let token = run_token_cmd(cmd)?;
+                f(&Login::Bearer(token.expose()))
+            }
+        })
+    }
+
+    /// What to check when the server refused the login (the end of a message).
+    pub fn refused_hint(&self) -> Option<String> {
+        match self {
+            Credentials::Password(_) => None,
+            Credentials::Admin { admin, .. } => Some(format!(
+                "check the admin user {admin} and its password, and that the server lets it log in to other mailboxes (a master user)"
+            )),
+            Credentials::TokenCmd(_) => Some(
+                "check that the token command gives a valid, unexpired access token for this mailbox (its scope, its tenant, the mailbox permission of the app)"
+                    .to_string(),
+            ),
+        }
+    }
+}
+
+/// Run a token command (`sh -c CMD`, stdin closed, stderr the user's): its first
+/// stdout line, trimmed, is the token. The token never appears in an error.
+pub fn run_token_cmd(cmd: &str) -> anyhow::Result<Password> {
+    use crate::error::connect_final;
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| connect_final(format!("cannot run the token command `{cmd}`: {e}")))?;
+    if !out.status.success() {
+        return Err(connect_final(format!(
+            "the token command `{cmd}` failed ({}); no token, no login",
+            out.status
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.is_empty() {
+        return Err(connect_final(format!(
+            "the token command `{cmd}` printed no token (its first line of output is the access token)"
+        )));
+    }
+    if token.chars().any(|c| c.is_control()) {
+        return Err(connect_final(format!(
+            "the token command `{cmd}` printed a first line with control characters; it must be the access token alone"
+        )));
+    }
+    Ok(Password(token.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_command_runs_at_every_login_and_its_first_line_is_the_token() {
+        let dir = std::env::temp_dir().join(format!("mailferry-tokcmd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let count = dir.join("count");
+        let cmd = format!(
+            "echo x >> {0}; echo tok$(wc -l < {0} | tr -d ' '); echo second line",
+            count.display()
+        );
+        let c = Credentials::TokenCmd(cmd);
+        let seen = |c: &Credentials| {
+            c.with_login(|l| match l {
+                Login::Bearer(t) => t.to_string(),
+                _ => panic!("not a bearer login"),
+            })
+            .unwrap()
+        };
+        assert_eq!(seen(&c), "tok1");
+        assert_eq!(seen(&c), "tok2");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failing_or_silent_token_command_is_a_final_error() {
+        for (cmd, says) in [
+            ("echo $((6 * 7))-leaked; exit 3", "failed"),
+            ("true", "printed no token"),
+        ] {
+            let err = Credentials::TokenCmd(cmd.into())
+                .with_login(|_| ())
+                .unwrap_err();
+            let text = format!("{err:#}");
+            assert!(text.contains(says), "{text}");
+            assert!(!text.contains("42-leaked"), "{text}");
+            assert_eq!(crate::error::retry_class(&err), crate::error::Retry::Final);
+        }
+    }
+
+    #[test]
+    fn credentials_never_print_a_secret() {
+        let c = Credentials::Admin {
+            admin: "admin".into(),
+            password: Password::new("s3cret"),
+        };
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
 }

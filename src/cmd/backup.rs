@@ -16,7 +16,14 @@ pub fn run(a: &BackupArgs) -> anyhow::Result<i32> {
         ));
     }
     let opts = plan::options(&a.job.folders, a.dry_run)?;
-    let source_password = plan::source_password(&source, a.from_password_file.as_deref())?;
+    let source_credentials = plan::source_credentials(
+        &source,
+        plan::Auth {
+            password_file: a.from_password_file.as_deref(),
+            admin: a.from_admin.as_deref(),
+            token_cmd: a.from_token_cmd.as_deref(),
+        },
+    )?;
     let net = plan::net(&a.job.net);
     let state = a.job.state.clone().unwrap_or_else(index::default_path);
     let _lock = index::lock(&state)?;
@@ -26,7 +33,7 @@ pub fn run(a: &BackupArgs) -> anyhow::Result<i32> {
     let started = std::time::Instant::now();
     let mut summary = crate::summary::Summary::default();
     let result = crate::retry::run(&net, &a.from, || {
-        let mut src = plan::open_endpoint(&source, source_password.as_ref(), &net, Dialect::Rd)?;
+        let mut src = plan::open_endpoint(&source, source_credentials.as_ref(), &net, Dialect::Rd)?;
         crate::backup::backup_into(src.as_mut(), &a.out, &opts, &mut index, &mut summary)
     });
     summary.finish(started);

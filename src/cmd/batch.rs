@@ -22,6 +22,7 @@ use crate::folders::Rules;
 use crate::index::{self, Index};
 use crate::mbox::Dialect;
 use crate::net::NetOptions;
+use crate::secret::Credentials;
 use crate::{plan, progress};
 
 /// Connections per server: an account waits until every server it needs has room.
@@ -213,9 +214,11 @@ fn run_account(
     };
     // One connection pair per account: the batch runs accounts side by side, and
     // --max-per-host counts one source and one target connection per account.
+    let target_credentials = Credentials::Password(a.target_password.clone());
+    let source_credentials = a.source_password.clone().map(Credentials::Password);
     let job = Job {
         target: &a.target,
-        target_password: &a.target_password,
+        target_credentials: &target_credentials,
         net,
         opts: &opts,
         reopen: None,
@@ -223,7 +226,8 @@ fn run_account(
     let started = std::time::Instant::now();
     let mut summary = crate::summary::Summary::default();
     crate::retry::run(net, &format!("row {}", a.row), || {
-        let mut src = plan::open_endpoint(&a.source, a.source_password.as_ref(), net, Dialect::Rd)?;
+        let mut src =
+            plan::open_endpoint(&a.source, source_credentials.as_ref(), net, Dialect::Rd)?;
         engine::migrate_into(src.as_mut(), &job, &mut index, &mut summary)
     })?;
     summary.finish(started);

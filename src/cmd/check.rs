@@ -11,7 +11,7 @@ use crate::error::EXIT_OK;
 use crate::imap::client::Part;
 use crate::imap::parse::Response;
 use crate::imap::session;
-use crate::{plan, secret};
+use crate::plan;
 
 #[derive(Serialize)]
 struct FolderInfo {
@@ -27,6 +27,15 @@ struct Report {
     folders: Vec<FolderInfo>,
 }
 
+/// How `check` logs in: `--password-file`, `--admin`, `--token-cmd`.
+fn auth(a: &CheckArgs) -> plan::Auth<'_> {
+    plan::Auth {
+        password_file: a.password_file.as_deref(),
+        admin: a.admin.as_deref(),
+        token_cmd: a.token_cmd.as_deref(),
+    }
+}
+
 pub fn run(a: &CheckArgs) -> anyhow::Result<i32> {
     use crate::endpoint::{Endpoint, Proto};
     match crate::endpoint::parse(&a.url)? {
@@ -34,14 +43,9 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<i32> {
         other => return run_source(a, &other),
     }
     let server = plan::imap_server(&a.url, "URL")?;
-    let password = secret::resolve(
-        a.password_file.as_deref(),
-        "MAILFERRY_PASSWORD",
-        "account",
-        &server.to_string(),
-    )?;
+    let credentials = plan::credentials(auth(a), "", "MAILFERRY_PASSWORD", "account", &server)?;
     let net = plan::net(&a.net);
-    let mut s = session::open(&server, &password, &net, "server")?;
+    let mut s = session::open_with(&server, &credentials, &net, "server")?;
     let list = s.list()?;
     let mut folders = Vec::new();
     for e in &list {
@@ -82,20 +86,32 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<i32> {
 /// A POP3 mailbox or mbox files: what the copy would read, folder by folder.
 fn run_source(a: &CheckArgs, ep: &crate::endpoint::Endpoint) -> anyhow::Result<i32> {
     use crate::endpoint::Endpoint;
-    let password = match ep {
-        Endpoint::Server(server) => Some(secret::resolve(
-            a.password_file.as_deref(),
+    let credentials = match ep {
+        Endpoint::Server(server) => Some(plan::credentials(
+            auth(a),
+            "",
             "MAILFERRY_PASSWORD",
             "account",
-            &server.to_string(),
+            server,
         )?),
         Endpoint::Mbox(path) => {
+            plan::check_auth(auth(a), "")?;
+            if a.admin.is_some() || a.token_cmd.is_some() {
+                return Err(crate::error::input(
+                    "--admin and --token-cmd are for an IMAP or POP3 account, not mbox files",
+                ));
+            }
             crate::source::mbox::check_path(path)?;
             None
         }
     };
     let net = plan::net(&a.net);
-    let mut src = plan::open_endpoint(ep, password.as_ref(), &net, crate::mbox::Dialect::Rd)?;
+    let mut src = plan::open_endpoint(
+        ep,
+        credentials.as_ref(),
+        &net,
+        plan::mbox_options(crate::cli::MboxFormat::Auto, false),
+    )?;
     let tree = src.folders()?;
     let mut folders = Vec::new();
     for e in &tree.entries {

@@ -10,9 +10,9 @@ use crate::plan;
 pub fn run(a: &MigrateArgs) -> anyhow::Result<i32> {
     copy(
         &a.pair.from,
-        a.pair.from_password_file.as_deref(),
+        a.pair.from_auth(),
         &a.pair.to,
-        a.pair.to_password_file.as_deref(),
+        a.pair.to_auth(),
         &a.job,
         &a.copy,
         false,
@@ -22,9 +22,9 @@ pub fn run(a: &MigrateArgs) -> anyhow::Result<i32> {
 /// The common road of `migrate` and `restore`.
 pub fn copy(
     from: &str,
-    from_password_file: Option<&std::path::Path>,
+    from_auth: plan::Auth<'_>,
     to: &str,
-    to_password_file: Option<&std::path::Path>,
+    to_auth: plan::Auth<'_>,
     job: &crate::cli::JobArgs,
     c: &crate::cli::CopyArgs,
     labels_as_folders: bool,
@@ -37,9 +37,12 @@ pub fn copy(
     if let crate::endpoint::Endpoint::Mbox(path) = &source {
         crate::source::mbox::check_path(path)?;
     }
-    // The password is asked for once, not on every retry.
-    let source_password = plan::source_password(&source, from_password_file)?;
-    let (target, target_password) = plan::target(to, to_password_file)?;
+    // The password is asked for once, not on every retry (a token command runs
+    // at every connect). Bad combinations of login flags are refused first.
+    plan::check_auth(from_auth, "from-")?;
+    plan::check_auth(to_auth, "to-")?;
+    let source_credentials = plan::source_credentials(&source, from_auth)?;
+    let (target, target_credentials) = plan::target(to, to_auth)?;
     let net = plan::net(net_args);
     let state = state
         .map(|p| p.to_path_buf())
@@ -50,10 +53,10 @@ pub fn copy(
     eprintln!("index: {}", state.display());
     // Phase 2: connections; a transient failure reconnects and resumes.
     let mbox = plan::mbox_options(c.mbox_format, labels_as_folders);
-    let open = || plan::open_endpoint(&source, source_password.as_ref(), &net, mbox);
+    let open = || plan::open_endpoint(&source, source_credentials.as_ref(), &net, mbox);
     let job = Job {
         target: &target,
-        target_password: &target_password,
+        target_credentials: &target_credentials,
         net: &net,
         opts: &opts,
         reopen: Some(&open),

@@ -6,9 +6,13 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<i32> {
     let from = format!("mbox:{}", a.from.display());
     super::migrate::copy(
         &from,
-        None,
+        crate::plan::Auth::default(),
         &a.to,
-        a.to_password_file.as_deref(),
+        crate::plan::Auth {
+            password_file: a.to_password_file.as_deref(),
+            admin: a.to_admin.as_deref(),
+            token_cmd: a.to_token_cmd.as_deref(),
+        },
         &a.job,
         &a.copy,
         a.labels_as_folders,

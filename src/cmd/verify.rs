@@ -35,8 +35,9 @@ struct FolderResult {
     changed: Vec<String>,
 }
 
-/// (id, exact key, loose fingerprint) of a source message.
-type Keyed = (String, String, u128);
+/// (id, exact key, the keys of the forms a server may store it in) of a source
+/// message (see `dedupe::stored_variants`).
+type Keyed = (String, String, Vec<String>);
 
 pub fn run(a: &VerifyArgs) -> anyhow::Result<i32> {
     let opts = plan::options(&a.folders, false)?;
@@ -44,33 +45,39 @@ pub fn run(a: &VerifyArgs) -> anyhow::Result<i32> {
     if let crate::endpoint::Endpoint::Mbox(path) = &source {
         crate::source::mbox::check_path(path)?;
     }
-    let source_password = plan::source_password(&source, a.pair.from_password_file.as_deref())?;
-    let (target, target_password) = plan::target(&a.pair.to, a.pair.to_password_file.as_deref())?;
+    plan::check_auth(a.pair.from_auth(), "from-")?;
+    plan::check_auth(a.pair.to_auth(), "to-")?;
+    let source_credentials = plan::source_credentials(&source, a.pair.from_auth())?;
+    let (target, target_credentials) = plan::target(&a.pair.to, a.pair.to_auth())?;
     let net = plan::net(&a.net);
     let mut src = plan::open_endpoint(
         &source,
-        source_password.as_ref(),
+        source_credentials.as_ref(),
         &net,
-        crate::mbox::Dialect::Rd,
+        plan::mbox_options(crate::cli::MboxFormat::Auto, false),
     )?;
-    let mut tgt = session::open(&target, &target_password, &net, "target")?;
+    let mut tgt = session::open_with(&target, &target_credentials, &net, "target")?;
     let tree = src.folders()?;
     let (tree, opts) = own_folders(tree, src.namespaces().as_ref(), &opts);
     let tgt_list = tgt.list()?;
     let (tp, td) = layout_of(&mut tgt, &tgt_list)?;
     let layout = target_layout(&tgt_list, tp, td);
     let mut results = Vec::new();
-    for (raw, display, target_name) in
+    for (raw, display, mut target_name) in
         map_folders(&tree.entries, &tree.prefix, tree.delim, &layout, &opts)
     {
         let skeys = source_keys(src.as_mut(), &raw, a.folders.dedupe, &opts)?;
-        let tkeys = folder_keys(
-            &mut tgt,
-            utf7::encode(&target_name).as_bytes(),
-            a.folders.dedupe,
-            &opts,
-        )?
-        .unwrap_or_default();
+        let mode = a.folders.dedupe;
+        let mut tkeys = folder_keys(&mut tgt, utf7::encode(&target_name).as_bytes(), mode, &opts)?;
+        // A folder the copy had to rename (a name the target refused).
+        let plain = crate::folders::plain_name(&target_name, layout.delim);
+        if tkeys.is_none() && plain != target_name {
+            tkeys = folder_keys(&mut tgt, utf7::encode(&plain).as_bytes(), mode, &opts)?;
+            if tkeys.is_some() {
+                target_name = plain;
+            }
+        }
+        let tkeys = tkeys.unwrap_or_default();
         results.push(compare(display, target_name, &skeys, &tkeys));
     }
     src.close();
@@ -96,7 +103,7 @@ fn source_keys(
                 out.push((
                     id.to_string(),
                     dedupe::key(&body, mode),
-                    dedupe::loose_fingerprint(&body),
+                    dedupe::stored_variants(&body, mode),
                 ))
             })?;
         }
@@ -111,16 +118,18 @@ fn compare(
     folder: String,
     target_folder: String,
     skeys: &[Keyed],
-    tkeys: &[(u32, String, u128)],
+    tkeys: &[(u32, String)],
 ) -> FolderResult {
-    let tset: HashSet<&String> = tkeys.iter().map(|(_, k, _)| k).collect();
-    let sset: HashSet<&String> = skeys.iter().map(|(_, k, _)| k).collect();
-    let tloose: HashSet<u128> = tkeys.iter().map(|(_, _, l)| *l).collect();
-    let sloose: HashSet<u128> = skeys.iter().map(|(_, _, l)| *l).collect();
+    let tset: HashSet<&String> = tkeys.iter().map(|(_, k)| k).collect();
+    // The source's keys, and the forms a server may have stored them in.
+    let sset: HashSet<&String> = skeys
+        .iter()
+        .flat_map(|(_, k, v)| std::iter::once(k).chain(v))
+        .collect();
     let (changed, missing): (Vec<_>, Vec<_>) = skeys
         .iter()
         .filter(|(_, k, _)| !tset.contains(k))
-        .partition(|(_, _, l)| tloose.contains(l));
+        .partition(|(_, _, v)| v.iter().any(|k| tset.contains(k)));
     FolderResult {
         folder,
         target_folder,
@@ -129,8 +138,8 @@ fn compare(
         missing: missing.iter().map(|(id, _, _)| id.clone()).collect(),
         extra: tkeys
             .iter()
-            .filter(|(_, k, l)| !sset.contains(k) && !sloose.contains(l))
-            .map(|(u, _, _)| *u)
+            .filter(|(_, k)| !sset.contains(k))
+            .map(|(u, _)| *u)
             .collect(),
         changed: changed.iter().map(|(id, _, _)| id.clone()).collect(),
     }

@@ -5,14 +5,25 @@ use super::{Client, ImapError};
 use crate::endpoint::{Security, Server};
 use crate::error::{connect_final, connect_with};
 use crate::net::{self, NetOptions, Stream};
-use crate::secret::Password;
+use crate::secret::{Credentials, Password};
 
 pub type Session = Client<Stream>;
 
-/// Connect, secure and log in.
+/// Connect, secure and log in with the mailbox's password.
 pub fn open(
     server: &Server,
     password: &Password,
+    opts: &NetOptions,
+    who: &str,
+) -> anyhow::Result<Session> {
+    open_with(server, &Credentials::Password(password.clone()), opts, who)
+}
+
+/// Connect, secure and log in with a side's credentials (a token command runs
+/// now, once the connection is secured).
+pub fn open_with(
+    server: &Server,
+    credentials: &Credentials,
     opts: &NetOptions,
     who: &str,
 ) -> anyhow::Result<Session> {
@@ -74,17 +85,18 @@ pub fn open(
             "{server} does not allow logging in on this connection (LOGINDISABLED); use imaps:// or a server that offers STARTTLS"
         )));
     }
-    client
-        .login(&server.user, password.expose())
-        .map_err(|e| login_error(server, e))?;
+    credentials
+        .with_login(|login| client.authenticate(&server.user, login))?
+        .map_err(|e| login_error(server, credentials, e))?;
     Ok(client)
 }
 
-fn login_error(server: &Server, e: ImapError) -> anyhow::Error {
+fn login_error(server: &Server, credentials: &Credentials, e: ImapError) -> anyhow::Error {
     match &e {
-        ImapError::No { .. } | ImapError::Bad { .. } => {
-            connect_with(server.login_refused(&e.server_words()), e.retry())
-        }
+        ImapError::No { .. } | ImapError::Bad { .. } => connect_with(
+            server.login_refused_as(&e.server_words(), credentials),
+            e.retry(),
+        ),
         other => connect_with(format!("{server}: login failed: {other}"), other.retry()),
     }
 }
