@@ -67,27 +67,41 @@ pub fn fingerprint_bytes(data: &[u8]) -> u128 {
     u128::from_be_bytes(d[..16].try_into().expect("16 bytes"))
 }
 
-/// A fingerprint that survives what servers are known to do to a message they
-/// store: Cyrus turns 8-bit header bytes into `X`, Courier adds a final line end.
-/// Header bytes at or above 0x80 count as `X`, line ends as CRLF, and line ends
-/// at the very end are left out. Only used to tell "stored changed by the target"
-/// from "missing", and only for messages whose exact keys differ.
-pub fn loose_fingerprint(msg: &[u8]) -> u128 {
-    let mut end = msg.len();
-    while end > 0 && matches!(msg[end - 1], b'\r' | b'\n') {
-        end -= 1;
+/// The keys of the forms a server is known to store this message in, other than
+/// as sent: Cyrus turns 8-bit header bytes into `X`, Courier adds a final CRLF
+/// to a message without one (and both, on such a server pair). Empty when no
+/// server would change it. One way only: a stored message matches when it is one
+/// of these forms of the source message, so two messages that differ in anything
+/// but those header bytes never match each other.
+pub fn stored_variants(msg: &[u8], mode: Mode) -> Vec<String> {
+    let split = body_offset(msg);
+    let eight_bit = msg[..split].iter().any(|&c| c >= 0x80);
+    let no_end = !msg.ends_with(b"\n");
+    let mut out = Vec::new();
+    let cyrus = |m: &[u8]| -> Vec<u8> {
+        let mut v: Vec<u8> = m[..split]
+            .iter()
+            .map(|&c| if c >= 0x80 { b'X' } else { c })
+            .collect();
+        v.extend_from_slice(&m[split..]);
+        v
+    };
+    let courier = |m: &[u8]| -> Vec<u8> {
+        let mut v = m.to_vec();
+        v.extend_from_slice(b"\r\n");
+        v
+    };
+    if eight_bit {
+        out.push(key(&cyrus(msg), mode));
     }
-    let msg = &msg[..end];
-    let split = body_offset(msg).min(msg.len());
-    let header: Vec<u8> = msg[..split]
-        .iter()
-        .map(|&c| if c >= 0x80 { b'X' } else { c })
-        .collect();
-    let mut h = Sha256::new();
-    hash_crlf(&mut h, &header);
-    hash_crlf(&mut h, &msg[split..]);
-    let d = h.finalize();
-    u128::from_be_bytes(d[..16].try_into().expect("16 bytes"))
+    if no_end {
+        out.push(key(&courier(msg), mode));
+        if eight_bit {
+            out.push(key(&courier(&cyrus(msg)), mode));
+        }
+    }
+    out.retain(|k| *k != key(msg, mode));
+    out
 }
 
 /// Whether a server might store this message other than as sent (8-bit bytes in
@@ -209,20 +223,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loose_fingerprints_see_through_what_servers_change() {
+    fn stored_variants_are_what_servers_make_of_a_message_and_nothing_else() {
         let sent = "Subject: Grüße\r\n\r\nbody".as_bytes();
-        let cyrus = b"Subject: GrXXXXe\r\n\r\nbody"; // ü and ß: two bytes each
+        let cyrus = b"Subject: GrXXXXe\r\n\r\nbody";
         let courier = "Subject: Grüße\r\n\r\nbody\r\n".as_bytes();
-        let other = "Subject: Grüße\r\n\r\nbodY".as_bytes();
-        let f = loose_fingerprint(sent);
-        assert_eq!(loose_fingerprint(cyrus), f);
-        assert_eq!(loose_fingerprint(courier), f);
-        assert_ne!(loose_fingerprint(other), f);
-        // 8-bit bytes in the body are the body's: not loosened.
-        assert_ne!(
-            loose_fingerprint("S: a\r\n\r\nü".as_bytes()),
-            loose_fingerprint(b"S: a\r\n\r\nXX")
-        );
+        let both = b"Subject: GrXXXXe\r\n\r\nbody\r\n";
+        let v = stored_variants(sent, Mode::Exact);
+        for stored in [&cyrus[..], courier, &both[..]] {
+            assert!(
+                v.contains(&key(stored, Mode::Exact)),
+                "{:?}",
+                String::from_utf8_lossy(stored)
+            );
+        }
+        // Another message is never one of them: another body, another 8-bit
+        // character where the server keeps bytes (the body), or the other way
+        // round (X in the source, 8-bit on the target).
+        for other in [
+            "Subject: Grüße\r\n\r\nbodY".as_bytes(),
+            "Subject: Grüße\r\n\r\nbödy".as_bytes(),
+        ] {
+            assert!(!v.contains(&key(other, Mode::Exact)));
+        }
+        assert!(!stored_variants(cyrus, Mode::Exact).contains(&key(sent, Mode::Exact)));
+        // A plain message with a final line end: no server changes it.
+        assert!(stored_variants(b"S: a\r\n\r\nb\r\n", Mode::Exact).is_empty());
         assert!(may_be_changed(sent) && may_be_changed(b"S: a\r\n\r\nno end"));
         assert!(!may_be_changed(b"S: a\r\n\r\nb\r\n"));
     }

@@ -126,6 +126,13 @@ fn a_name_the_target_cannot_hold_is_renamed_and_listed() {
         snap.0.keys()
     );
     assert_eq!(snap.0.get("Other").map(Vec::len), Some(1));
+    // verify finds the renamed folder, nothing missing.
+    let out = run(&Run::new("verify")
+        .from(format!("mbox:{}", dir.display()))
+        .to(d.imaps_url(DST))
+        .to_password_file(d.pwfile())
+        .ca(&d));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     // Run again: it goes to the same folder, nothing twice, still listed.
     let out = run(&Run::restore_into(&d, &dir, DST)
         .state(d.dir.path().join("r.sqlite"))
@@ -233,6 +240,11 @@ fn what_the_target_changes_is_known_not_lost_and_not_appended_again() {
             courier_alter,
             b"From: a@example.test\r\nMessage-ID: <noend@example.test>\r\nSubject: x\r\n\r\nno final line end".to_vec(),
         ),
+        // No Message-ID: found again by its size, 2 bytes more on the target.
+        (
+            courier_alter,
+            b"From: a@example.test\r\nSubject: no id\r\n\r\nno final line end".to_vec(),
+        ),
     ] {
         let d = Dovecot::start(&[SRC]);
         let mut s = d.session(SRC);
@@ -268,4 +280,76 @@ fn what_the_target_changes_is_known_not_lost_and_not_appended_again() {
         assert_eq!(v[0]["missing"].as_array().unwrap().len(), 0, "{v}");
         assert_eq!(v[0]["changed"].as_array().unwrap().len(), 1, "{v}");
     }
+}
+
+/// A folder the source refuses to open (EXAMINE answered NO) fails alone, also
+/// while the run is being planned; the others are copied.
+#[test]
+fn a_folder_the_source_refuses_fails_alone() {
+    let d = Dovecot::start(&[DST]);
+    let source = FakeImap::start(vec![
+        FakeBox::new("INBOX", vec![FakeMsg::new(1, &msg(1))]),
+        FakeBox::new("Locked", vec![FakeMsg::new(1, &msg(2))]),
+        FakeBox::new("Zeta", vec![FakeMsg::new(1, &msg(3))]),
+    ])
+    .with(|s| {
+        s.hook = Some(std::sync::Arc::new(|c: &Cmd, _: &mut _| {
+            (c.name == "EXAMINE" && String::from_utf8_lossy(&c.raw).contains("Locked"))
+                .then(|| format!("{} NO [NOPERM] Permission denied\r\n", c.tag).into_bytes())
+        }))
+    });
+    let out = run(&Run::new("migrate")
+        .from(source.url("s@fake.test"))
+        .to(d.imaps_url(DST))
+        .passwords(&d)
+        .ca(&d)
+        .state(d.dir.path().join("x.sqlite"))
+        .args(["--allow-plaintext", "--retries", "0", "--json"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let j = json(&out);
+    let failed = j["failed_folders"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{j}");
+    assert_eq!(failed[0]["folder"], "Locked");
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("[NOPERM] Permission denied"),
+        "{j}"
+    );
+    let snap = d.snapshot(DST);
+    assert_eq!(snap.0.get("INBOX").map(Vec::len), Some(1));
+    assert_eq!(snap.0.get("Zeta").map(Vec::len), Some(1));
+}
+
+/// A CREATE refused for a passing reason (over quota) is not a name the target
+/// cannot hold: no plain-name folder is made, the account stops cleanly.
+#[test]
+fn an_over_quota_create_stops_and_renames_nothing() {
+    let d = Dovecot::start(&[SRC]);
+    source_folders(&d, &["v1:2"]);
+    let target = FakeImap::start(vec![FakeBox::new("INBOX", vec![])]).with(|s| {
+        s.hook = Some(std::sync::Arc::new(|c: &Cmd, _: &mut _| {
+            (c.name == "CREATE")
+                .then(|| format!("{} NO [OVERQUOTA] Quota exceeded\r\n", c.tag).into_bytes())
+        }))
+    });
+    let out = run(&into_fake(&d, &target, "q.sqlite").args(["--include", "v1:2"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let j = json(&out);
+    assert!(
+        j["stopped"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("over quota"),
+        "{j}"
+    );
+    assert_eq!(j["renamed"].as_array().unwrap().len(), 0, "{j}");
+    let creates: Vec<String> = target
+        .log()
+        .iter()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .filter(|l| l.contains("CREATE"))
+        .collect();
+    assert!(creates.iter().all(|l| !l.contains("v1_2")), "{creates:?}");
 }

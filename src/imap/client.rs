@@ -824,7 +824,9 @@ impl<S: Read + Write> Client<S> {
             if let Response::Data { name, rest } = r {
                 if name == "LIST" {
                     let e = list_entry(&rest)?;
-                    found |= e.raw == mailbox && !e.has_attr("\\NonExistent");
+                    found |= e.raw == mailbox
+                        && !e.has_attr("\\NonExistent")
+                        && !e.has_attr("\\Noselect");
                 }
             }
             Ok(())
