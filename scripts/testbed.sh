@@ -18,6 +18,12 @@
 #   CERT_DIR     reuse cert.pem/key.pem from this directory instead of making new ones
 #   MAIL_LOCATION  Dovecot's mail_location, e.g. "mbox:/path/%u:INBOX=/path/%u/INBOX.mbox"
 #                (default maildir:DIR/mail/%u); the caller makes its directories
+#   MASTER_USER  ADMIN:PASSWORD: a master user (DIR/masters) that logs in to any mailbox,
+#                by SASL PLAIN with the mailbox as authorization identity or as
+#                `user*ADMIN` (auth_master_user_separator = *)
+#   OAUTH2_INTROSPECT_URL  e.g. http://127.0.0.1:PORT/introspect: XOAUTH2 and OAUTHBEARER
+#                logins, each token POSTed there (token=…) and accepted when the answer
+#                is {"active": true, "username": "<the user>"} (DIR/oauth2.conf.ext)
 #
 # DIR/cert.pem is the self-signed certificate (CN=localhost, SAN localhost and 127.0.0.1);
 # clients trust it with `--ca-file DIR/cert.pem`. DIR/users is the passwd-file: append
@@ -73,6 +79,36 @@ for up in "$@"; do
 done
 chmod 644 "$dir/users"
 
+mechanisms="plain login"
+master_passdb=""
+if [ -n "${MASTER_USER:-}" ]; then
+  echo "${MASTER_USER%%:*}:{PLAIN}${MASTER_USER#*:}::::::" > "$dir/masters"
+  chmod 644 "$dir/masters"
+  master_passdb="auth_master_user_separator = *
+passdb {
+  driver = passwd-file
+  master = yes
+  args = scheme=PLAIN $dir/masters
+}"
+fi
+oauth2_passdb=""
+if [ -n "${OAUTH2_INTROSPECT_URL:-}" ]; then
+  mechanisms="plain login xoauth2 oauthbearer"
+  cat > "$dir/oauth2.conf.ext" <<OAUTH2
+introspection_mode = post
+introspection_url = $OAUTH2_INTROSPECT_URL
+username_attribute = username
+active_attribute = active
+active_value = true
+OAUTH2
+  chmod 644 "$dir/oauth2.conf.ext"
+  oauth2_passdb="passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = $dir/oauth2.conf.ext
+}"
+fi
+
 sep=${SEPARATOR:-/}
 ssl=yes
 if [ -n "${PLAINTEXT_ONLY:-}" ]; then
@@ -89,13 +125,15 @@ ssl = $ssl
 ssl_cert = <$dir/cert.pem
 ssl_key = <$dir/key.pem
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = $mechanisms
 default_login_user = $login_user
 default_internal_user = $internal_user
 first_valid_uid = $uid
 mail_location = ${MAIL_LOCATION:-maildir:$dir/mail/%u}
 mail_max_userip_connections = ${MAX_CONN:-100}
 pop3_uidl_format = %08Xu%08Xv
+$master_passdb
+$oauth2_passdb
 passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%u $dir/users

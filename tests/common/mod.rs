@@ -97,6 +97,11 @@ pub struct Config {
     /// Dovecot's `mail_location` (`MAIL_LOCATION`), e.g. an mbox directory; the
     /// default is a maildir per user in the server's own directory.
     pub mail_location: Option<String>,
+    /// `ADMIN:PASSWORD` of a master user that logs in to any mailbox (`MASTER_USER`).
+    pub master_user: Option<String>,
+    /// Where Dovecot POSTs OAuth2 tokens to check them (`OAUTH2_INTROSPECT_URL`):
+    /// XOAUTH2 and OAUTHBEARER logins are offered.
+    pub oauth2_introspect_url: Option<String>,
 }
 
 /// A running Dovecot; stopped when dropped (also when the test panics).
@@ -171,6 +176,12 @@ impl Dovecot {
         }
         if let Some(loc) = &cfg.mail_location {
             cmd.env("MAIL_LOCATION", loc);
+        }
+        if let Some(m) = &cfg.master_user {
+            cmd.env("MASTER_USER", m);
+        }
+        if let Some(url) = &cfg.oauth2_introspect_url {
+            cmd.env("OAUTH2_INTROSPECT_URL", url);
         }
         if cfg.plaintext_only {
             cmd.env("PLAINTEXT_ONLY", "1");
