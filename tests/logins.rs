@@ -1,0 +1,367 @@
+//! Logins beyond a mailbox's own password, against real Dovecot instances: an
+//! administrator (master user) logging in to a mailbox by SASL PLAIN with an
+//! authorization identity, and OAuth2 access tokens from a token command sent with
+//! XOAUTH2, checked by Dovecot at an introspection endpoint played by this test.
+//! No secret of these (the admin password, a token) may show in any output, even
+//! `-vv`, or in the index.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const SRC: &str = "anna@source.test";
+const DST: &str = "anna@target.test";
+const ADMIN: &str = "admin";
+const ADMIN_PASSWORD: &str = "Adm1n-master-PW-QUUX";
+
+/// Every file of the index (the database and its journal files) as one text.
+fn index_text(state: &Path) -> String {
+    let dir = state.parent().unwrap();
+    let name = state.file_name().unwrap().to_string_lossy().to_string();
+    let mut all = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().starts_with(&name) {
+            all.extend(std::fs::read(e.path()).unwrap());
+        }
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+/// Assert that `secret` is nowhere in a run's output or the index.
+fn assert_hidden(secret: &str, out: &std::process::Output, state: &Path, what: &str) {
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(secret),
+        "{what} on stdout"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains(secret),
+        "{what} on stderr"
+    );
+    assert!(!index_text(state).contains(secret), "{what} in the index");
+}
+
+fn master() -> Config {
+    Config {
+        master_user: Some(format!("{ADMIN}:{ADMIN_PASSWORD}")),
+        ..Config::default()
+    }
+}
+
+/// An administrator moves a mailbox whose password nobody gave: the mail arrives
+/// whole; the admin password shows nowhere, not even in the `-vv` trace (nor its
+/// SASL blob); POP3 takes the same admin login; a wrong admin password is one
+/// clear error (exit 3).
+#[test]
+fn admin_login_migrates_without_the_user_password() {
+    let src = Dovecot::start_with(&[SRC], master());
+    let dst = Dovecot::start(&[DST]);
+    src.seed(SRC);
+    let admin_pw = src.dir.path().join("admin-pw");
+    std::fs::write(&admin_pw, format!("{ADMIN_PASSWORD}\n")).unwrap();
+    let state = src.dir.path().join("state.sqlite");
+
+    let out = Run::new("migrate")
+        .from(src.imaps_url(SRC))
+        .opt("--from-admin", ADMIN)
+        .from_password_file(&admin_pw)
+        .to(dst.imaps_url(DST))
+        .to_password_file(dst.pwfile())
+        .ca(&src)
+        .state(&state)
+        .args(["-vv", "--json"])
+        .run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_same(&dst.snapshot(DST), &expected_with(|f| f.to_string(), true));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("AUTHENTICATE PLAIN <credentials masked>"),
+        "-vv traces the SASL exchange masked"
+    );
+    assert_hidden(ADMIN_PASSWORD, &out, &state, "the admin password");
+    let blob =
+        mailferry::imap::client::base64(format!("{SRC}\0{ADMIN}\0{ADMIN_PASSWORD}").as_bytes());
+    assert_hidden(&blob, &out, &state, "the admin's SASL blob");
+
+    // POP3: the same admin login.
+    let pop3 = format!("pop3s://{SRC}@localhost:{}", src.pop3s);
+    let out = Run::new("check")
+        .arg(&pop3)
+        .opt("--admin", ADMIN)
+        .opt("--password-file", &admin_pw)
+        .ca(&src)
+        .run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // A wrong admin password: one error naming what to check, exit 3, no retries.
+    let wrong = src.dir.path().join("wrong-pw");
+    std::fs::write(&wrong, "not-the-admin-password\n").unwrap();
+    let started = Instant::now();
+    let out = Run::new("migrate")
+        .from(src.imaps_url(SRC))
+        .opt("--from-admin", ADMIN)
+        .from_password_file(&wrong)
+        .to(dst.imaps_url(DST))
+        .to_password_file(dst.pwfile())
+        .ca(&src)
+        .state(&state)
+        .run();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("login as {SRC} at localhost:{}", src.imaps))
+            && err.contains("refused")
+            && err.contains("check the admin user admin and its password"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "a refused login is final, not retried"
+    );
+
+    // Flags that do not go together are refused before anything runs.
+    let out = Run::new("migrate")
+        .from(src.imaps_url(SRC))
+        .opt("--from-admin", ADMIN)
+        .opt("--from-token-cmd", "true")
+        .to(dst.imaps_url(DST))
+        .to_password_file(dst.pwfile())
+        .state(src.dir.path().join("other.sqlite"))
+        .run();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        !src.dir.path().join("other.sqlite").exists(),
+        "no index made"
+    );
+}
+
+/// The test's OAuth2 authority: `GET /token?user=U[&ttl=S]` issues a fresh token for
+/// U, valid S seconds (default 300); `POST /introspect` (Dovecot's check, body
+/// `token=…`) answers `{"active":true,"username":U}` only for a token it issued and
+/// only until it expires, `{"active":false}` otherwise.
+struct Authority {
+    port: u16,
+    issued: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+    checks: Arc<Mutex<usize>>,
+}
+
+impl Authority {
+    fn start() -> Authority {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let issued: Arc<Mutex<HashMap<String, (String, Instant)>>> = Arc::default();
+        let checks: Arc<Mutex<usize>> = Arc::default();
+        let (tokens, counter) = (issued.clone(), checks.clone());
+        std::thread::spawn(move || {
+            let mut serial = 0u64;
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                serial += 1;
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut request = String::new();
+                if r.read_line(&mut request).is_err() {
+                    continue;
+                }
+                let mut length = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = r.read_exact(&mut body);
+                let body = String::from_utf8_lossy(&body).to_string();
+                let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
+                let answer = if let Some(query) = path.strip_prefix("/token?") {
+                    let arg = |k: &str| {
+                        query
+                            .split('&')
+                            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                            .map(str::to_string)
+                    };
+                    let user = arg("user").unwrap_or_default();
+                    let ttl: u64 = arg("ttl").and_then(|t| t.parse().ok()).unwrap_or(300);
+                    let nanos = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .subsec_nanos();
+                    let token = format!("ya29-test-{serial}-{nanos:09}-tOkEn");
+                    tokens.lock().unwrap().insert(
+                        token.clone(),
+                        (user, Instant::now() + Duration::from_secs(ttl)),
+                    );
+                    format!("{token}\n")
+                } else if path.starts_with("/introspect") {
+                    *counter.lock().unwrap() += 1;
+                    let token = body
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix("token="))
+                        .unwrap_or("");
+                    match tokens.lock().unwrap().get(token) {
+                        Some((user, until)) if Instant::now() < *until => {
+                            format!("{{\"active\":true,\"username\":\"{user}\"}}")
+                        }
+                        _ => "{\"active\":false}".to_string(),
+                    }
+                } else {
+                    "{}".to_string()
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        });
+        Authority {
+            port,
+            issued,
+            checks,
+        }
+    }
+
+    fn introspect_url(&self) -> String {
+        format!("http://127.0.0.1:{}/introspect", self.port)
+    }
+
+    fn config(&self) -> Config {
+        Config {
+            oauth2_introspect_url: Some(self.introspect_url()),
+            ..Config::default()
+        }
+    }
+
+    /// A token command (a file in `dir`) asking this authority for a token for `user`.
+    fn token_cmd(&self, dir: &Path, user: &str, ttl: u64) -> String {
+        let script = dir.join("token.py");
+        std::fs::write(
+            &script,
+            format!(
+                "import sys, urllib.request\nprint(urllib.request.urlopen('http://127.0.0.1:{}/token?user=' + sys.argv[1] + '&ttl=' + sys.argv[2]).read().decode().strip())\n",
+                self.port
+            ),
+        )
+        .unwrap();
+        format!("python3 {} {user} {ttl}", script.display())
+    }
+
+    fn tokens(&self) -> Vec<String> {
+        self.issued.lock().unwrap().keys().cloned().collect()
+    }
+}
+
+/// Both sides log in with OAuth2 tokens from token commands (XOAUTH2): the mail
+/// arrives whole, every connection asked for its own token, Dovecot checked them
+/// at the test's introspection endpoint; no token shows in any output or the
+/// index; POP3 takes a token too; an expired token and a failing token command are
+/// each one clear error.
+#[test]
+fn token_commands_log_in_with_xoauth2() {
+    let auth = Authority::start();
+    let src = Dovecot::start_with(&[SRC], auth.config());
+    let dst = Dovecot::start_with(&[DST], auth.config());
+    src.seed(SRC);
+    let state = src.dir.path().join("state.sqlite");
+    let from_cmd = auth.token_cmd(src.dir.path(), SRC, 300);
+    let to_cmd = auth.token_cmd(dst.dir.path(), DST, 300);
+
+    let out = Run::new("migrate")
+        .from(src.imaps_url(SRC))
+        .opt("--from-token-cmd", &from_cmd)
+        .to(dst.imaps_url(DST))
+        .opt("--to-token-cmd", &to_cmd)
+        .ca(&src)
+        .state(&state)
+        .args(["-vv", "--json", "--connections", "2"])
+        .run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_same(&dst.snapshot(DST), &expected_with(|f| f.to_string(), true));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("AUTHENTICATE XOAUTH2 <credentials masked>"),
+        "XOAUTH2, masked in the trace"
+    );
+    let tokens = auth.tokens();
+    assert!(
+        tokens.len() >= 4,
+        "a token per connection (2 pairs): {}",
+        tokens.len()
+    );
+    assert!(*auth.checks.lock().unwrap() >= 4, "Dovecot checked them");
+    for t in &tokens {
+        assert_hidden(t, &out, &state, "a token");
+        for user in [SRC, DST] {
+            let blob = mailferry::imap::client::base64(
+                format!("user={user}\x01auth=Bearer {t}\x01\x01").as_bytes(),
+            );
+            assert_hidden(&blob, &out, &state, "a token's SASL blob");
+        }
+    }
+
+    // POP3 with a token (the response on its own line after AUTH XOAUTH2).
+    let out = Run::new("check")
+        .arg(format!("pop3s://{SRC}@localhost:{}", src.pop3s))
+        .opt("--token-cmd", &from_cmd)
+        .ca(&src)
+        .args(["-vv"])
+        .run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for t in auth.tokens() {
+        assert!(!String::from_utf8_lossy(&out.stderr).contains(&t));
+    }
+
+    // A token that expired (issued for one second): refused, one clear error.
+    let short = auth.token_cmd(dst.dir.path(), SRC, 1);
+    let expired = std::process::Command::new("sh")
+        .args(["-c", &short])
+        .output()
+        .unwrap();
+    let expired = String::from_utf8(expired.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(1500));
+    let file = src.dir.path().join("expired-token");
+    std::fs::write(&file, format!("{expired}\n")).unwrap();
+    let out = Run::new("check")
+        .arg(src.imaps_url(SRC))
+        .opt("--token-cmd", format!("cat {}", file.display()))
+        .ca(&src)
+        .run();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused") && err.contains("check that the token command gives a valid"),
+        "{}",
+        text(&out)
+    );
+    assert!(!err.contains(&expired), "the expired token is a secret too");
+
+    // A failing token command: one clear error, exit 3.
+    let out = Run::new("check")
+        .arg(src.imaps_url(SRC))
+        .opt("--token-cmd", "exit 7")
+        .ca(&src)
+        .run();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the token command `exit 7` failed"),
+        "{}",
+        text(&out)
+    );
+}
