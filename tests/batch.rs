@@ -181,7 +181,7 @@ fn twenty_mixed_accounts_with_one_bad_password_and_a_report() {
     let mut lines = rep.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "row,source,target,status,copied,duplicates,failed,bytes,seconds,error,would_copy,would_copy_bytes"
+        "row,source,target,status,copied,duplicates,failed,bytes,seconds,error,would_copy,would_copy_bytes,failed_folders,renamed,changed"
     );
     let rows: Vec<Vec<String>> = csv::Reader::from_reader(rep.as_bytes())
         .records()

@@ -353,3 +353,42 @@ fn an_over_quota_create_stops_and_renames_nothing() {
         .collect();
     assert!(creates.iter().all(|l| !l.contains("v1_2")), "{creates:?}");
 }
+
+/// In a batch, a folder the target refuses is named in the report's
+/// `failed_folders` cell, and the account is partial, not failed.
+#[test]
+fn a_batch_report_names_failed_folders() {
+    let d = Dovecot::start(&[SRC]);
+    source_folders(&d, &["INBOX", "Refused"]);
+    let target = FakeImap::start(vec![FakeBox::new("INBOX", vec![])])
+        .with(|s| s.refuse_create = vec![b"Refused".to_vec()]);
+    let csv = d.dir.path().join("accounts.csv");
+    let pw = d.pwfile();
+    std::fs::write(
+        &csv,
+        format!(
+            "source;source_protocol;source_user;source_password;target;target_user;target_password\nlocalhost:{};imaps;{SRC};file:{};imap://localhost:{};t@fake.test;file:{}\n",
+            d.imaps,
+            pw.display(),
+            target.port,
+            pw.display()
+        ),
+    )
+    .unwrap();
+    let report = d.dir.path().join("report.csv");
+    let out = run(&Run::new("batch")
+        .arg(&csv)
+        .ca(&d)
+        .state(d.dir.path().join("b.sqlite"))
+        .opt("--report", &report)
+        .args(["--allow-plaintext", "--retries", "0"]));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let rep = std::fs::read_to_string(&report).unwrap();
+    let mut rd = csv::Reader::from_reader(rep.as_bytes());
+    let header = rd.headers().unwrap().clone();
+    let row = rd.records().next().unwrap().unwrap();
+    let cell = |name: &str| row[header.iter().position(|h| h == name).unwrap()].to_string();
+    assert_eq!(cell("status"), "partial", "{rep}");
+    assert_eq!(cell("failed_folders"), "Refused", "{rep}");
+    assert_eq!(cell("copied"), "1", "{rep}");
+}

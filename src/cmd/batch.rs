@@ -158,6 +158,11 @@ pub struct AccountResult {
     /// `--dry-run`: what a real run would copy (messages, bytes); 0 otherwise.
     pub would_copy: u64,
     pub would_copy_bytes: u64,
+    /// Folders that failed as a whole (names, `; `-separated).
+    pub failed_folders: String,
+    /// Folders put under another name, and messages the target stored changed.
+    pub renamed: u64,
+    pub changed: u64,
     #[serde(skip)]
     dry_run: bool,
 }
@@ -177,6 +182,9 @@ impl AccountResult {
             error: String::new(),
             would_copy: 0,
             would_copy_bytes: 0,
+            failed_folders: String::new(),
+            renamed: 0,
+            changed: 0,
             dry_run: false,
         }
     }
@@ -206,8 +214,12 @@ fn run_account(
     base: &Options,
     net: &NetOptions,
     state: &Path,
-) -> anyhow::Result<crate::summary::Summary> {
-    let mut index = Index::open(state)?;
+) -> (crate::summary::Summary, anyhow::Result<()>) {
+    let mut summary = crate::summary::Summary::default();
+    let mut index = match Index::open(state) {
+        Ok(i) => i,
+        Err(e) => return (summary, Err(e)),
+    };
     let mut opts = base.clone();
     opts.rules = Rules {
         map: a.folder_map.clone(),
@@ -224,14 +236,14 @@ fn run_account(
         reopen: None,
     };
     let started = std::time::Instant::now();
-    let mut summary = crate::summary::Summary::default();
-    crate::retry::run(net, &format!("row {}", a.row), || {
+    let result = crate::retry::run(net, &format!("row {}", a.row), || {
         let mut src =
             plan::open_endpoint(&a.source, source_credentials.as_ref(), net, Dialect::Rd)?;
         engine::migrate_into(src.as_mut(), &job, &mut index, &mut summary)
-    })?;
+    });
     summary.finish(started);
-    Ok(summary)
+    // What the account did is kept whatever ended it.
+    (summary, result)
 }
 
 /// Run one account and turn whatever happened (a panic included: it is a bug, but
@@ -244,7 +256,7 @@ fn account_result(acc: &Account, opts: &Options, net: &NetOptions, state: &Path)
     let mut r = AccountResult::new(acc.row, acc.source.to_string(), acc.target.to_string());
     r.seconds = t.elapsed().as_secs_f64();
     match outcome {
-        Ok(Ok(s)) => {
+        Ok((s, result)) => {
             r.copied = s.copied;
             r.duplicates = s.duplicates;
             r.failed = s.failed.len() as u64;
@@ -272,10 +284,18 @@ fn account_result(acc: &Account, opts: &Options, net: &NetOptions, state: &Path)
                 })
                 .unwrap_or_default();
             r.dry_run = s.dry_run;
-        }
-        Ok(Err(e)) => {
-            r.status = "failed".into();
-            r.error = format!("{e:#}");
+            r.failed_folders = s
+                .failed_folders
+                .iter()
+                .map(|f| f.folder.clone())
+                .collect::<Vec<_>>()
+                .join("; ");
+            r.renamed = s.renamed.len() as u64;
+            r.changed = s.changed.len() as u64;
+            if let Err(e) = result {
+                r.status = "failed".into();
+                r.error = format!("{e:#}");
+            }
         }
         Err(panic) => {
             let what = panic
@@ -355,7 +375,13 @@ impl AccountResult {
     /// The row as the report holds it: its text cells spreadsheet-safe.
     fn for_csv(&self) -> AccountResult {
         let mut r = self.clone();
-        for cell in [&mut r.source, &mut r.target, &mut r.status, &mut r.error] {
+        for cell in [
+            &mut r.source,
+            &mut r.target,
+            &mut r.status,
+            &mut r.error,
+            &mut r.failed_folders,
+        ] {
             *cell = spreadsheet_safe(cell);
         }
         r
@@ -647,7 +673,7 @@ impl Report {
     }
 }
 
-const REPORT_COLUMNS: [&str; 12] = [
+const REPORT_COLUMNS: [&str; 15] = [
     "row",
     "source",
     "target",
@@ -660,6 +686,9 @@ const REPORT_COLUMNS: [&str; 12] = [
     "error",
     "would_copy",
     "would_copy_bytes",
+    "failed_folders",
+    "renamed",
+    "changed",
 ];
 
 #[cfg(test)]
