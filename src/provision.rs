@@ -14,6 +14,15 @@
 //!   page-size parameter's name is not on that page: `per_page` is what the
 //!   Infomaniak clients found send, so we send `page` and `per_page` and follow
 //!   `pages` (a server that pages by its own size is followed all the same).
+//! - The mail hosting's domain: each listed mailbox carries its full address
+//!   (`mailbox`, and `mailbox_idn`; both required in the `Mailbox` schema of
+//!   Infomaniak's OpenAPI description of the mail API, as carried by the generated
+//!   n8n node sitrifix/n8n-nodes-infomaniak-api, api/infomaniak_api_mail.json). That
+//!   description has no `GET /1/mail_hostings/{mail_hosting_id}` (its mail_hostings
+//!   routes are the sub-resources: mailboxes, redirections, preferences, …); the
+//!   hosting's `fqdn`/`main_fqdn` that some tools show come from the Manager's
+//!   private API, not from a token's. So the domain is learnt from the listing,
+//!   and a hosting without a mailbox has none to learn: see [`domain_problem`].
 //! - `GET /1/mail_hostings/{id}/mailboxes/{mailbox_name}` displays one mailbox
 //!   (used only to find out whether an add whose answer was lost took effect).
 //! - `POST /1/mail_hostings/{id}/mailboxes` with the JSON body
@@ -72,12 +81,28 @@ const SPECIAL: &[u8] = b"-_.!#+=~";
 /// least 16 printable ASCII characters, with a lower-case and an upper-case
 /// letter, a digit and a special character.
 pub fn meets_rules(pw: &str) -> bool {
-    pw.len() >= 16
-        && pw.bytes().all(|b| b.is_ascii_graphic())
-        && pw.bytes().any(|b| b.is_ascii_lowercase())
-        && pw.bytes().any(|b| b.is_ascii_uppercase())
-        && pw.bytes().any(|b| b.is_ascii_digit())
-        && pw.bytes().any(|b| !b.is_ascii_alphanumeric())
+    rule_broken(pw).is_none()
+}
+
+/// The first of [`meets_rules`]' rules that `pw` breaks, in words that never
+/// show the password.
+pub fn rule_broken(pw: &str) -> Option<&'static str> {
+    let b = pw.as_bytes();
+    if pw.chars().count() < 16 {
+        Some("has fewer than 16 characters")
+    } else if !b.iter().all(u8::is_ascii_graphic) {
+        Some("has a space, a control character or a non-ASCII character")
+    } else if !b.iter().any(u8::is_ascii_lowercase) {
+        Some("has no lower-case letter")
+    } else if !b.iter().any(u8::is_ascii_uppercase) {
+        Some("has no upper-case letter")
+    } else if !b.iter().any(u8::is_ascii_digit) {
+        Some("has no digit")
+    } else if b.iter().all(u8::is_ascii_alphanumeric) {
+        Some("has no special character (such as - _ . ! # + = ~)")
+    } else {
+        None
+    }
 }
 
 /// A new password from the operating system's random source.
@@ -171,6 +196,33 @@ pub fn next_page(page: u32, pages: Option<u64>, got: usize, per_page: usize) -> 
     }
 }
 
+/// Why the CSV's addresses (all in `csv_domain`) must not be created in mail
+/// hosting `hosting`, whose listed mailboxes are in `listed` (the domains of their
+/// full addresses), or none. A hosting without mailboxes shows no domain (the
+/// published API has no field for it): refused, since a wrong `--mail-hosting`
+/// would create real mailboxes in another domain.
+pub fn domain_problem(
+    csv_domain: &str,
+    hosting: u64,
+    listed: &std::collections::BTreeSet<String>,
+) -> Option<String> {
+    let csv_domain = csv_domain.to_ascii_lowercase();
+    if listed.contains(&csv_domain) {
+        return None;
+    }
+    Some(if listed.is_empty() {
+        format!(
+            "mail hosting {hosting} has no mailbox yet, so its domain cannot be checked against the CSV's ({csv_domain}) and nothing was created; create one address of {csv_domain} in the Manager (for instance the CSV's first), then run again"
+        )
+    } else {
+        let theirs: Vec<&str> = listed.iter().map(String::as_str).collect();
+        format!(
+            "the CSV's addresses are in {csv_domain} but mail hosting {hosting} holds {}'s; nothing was created: check --mail-hosting (the number in the Manager's address of {csv_domain}'s mail service)",
+            theirs.join(", ")
+        )
+    })
+}
+
 /// A `Retry-After` value (RFC 9110 10.2.3): seconds, or an HTTP date, relative to
 /// `now`; capped at [`MAX_RETRY_AFTER`].
 pub fn retry_after(value: Option<&str>, now: SystemTime) -> Option<Duration> {
@@ -260,6 +312,16 @@ pub fn mask(text: &str, secrets: &[&str]) -> String {
 
 // ---------------------------------------------------------------------------
 // The client
+
+/// A mail hosting's mailboxes, as listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Every mailbox's local part (`mailbox_name`), lower-cased, sorted.
+    pub names: Vec<String>,
+    /// The domains of their full addresses (`mailbox`, `mailbox_idn`),
+    /// lower-cased.
+    pub domains: std::collections::BTreeSet<String>,
+}
 
 /// What an add came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -489,9 +551,11 @@ impl<'a> Api<'a> {
         }
     }
 
-    /// Every mailbox's local part (`mailbox_name`), lower-cased, page by page.
-    pub fn list(&mut self) -> anyhow::Result<Vec<String>> {
+    /// Every mailbox's local part (`mailbox_name`) and the domains of their full
+    /// addresses, page by page.
+    pub fn list(&mut self) -> anyhow::Result<Listing> {
         let mut names = Vec::new();
+        let mut domains = std::collections::BTreeSet::new();
         let mut page = 1u32;
         loop {
             let target = format!("{}?page={page}&per_page={PER_PAGE}", self.mailboxes_path());
@@ -519,6 +583,17 @@ impl<'a> Api<'a> {
                 ));
             };
             for item in items {
+                for key in ["mailbox", "mailbox_idn"] {
+                    if let Some((_, d)) = item
+                        .get(key)
+                        .and_then(Value::as_str)
+                        .and_then(|m| m.rsplit_once('@'))
+                    {
+                        if !d.is_empty() {
+                            domains.insert(d.to_lowercase());
+                        }
+                    }
+                }
                 let name = item
                     .get("mailbox_name")
                     .and_then(Value::as_str)
@@ -546,7 +621,7 @@ impl<'a> Api<'a> {
         }
         names.sort();
         names.dedup();
-        Ok(names)
+        Ok(Listing { names, domains })
     }
 
     /// Whether the mailbox `name` exists (one GET).
@@ -788,6 +863,55 @@ mod tests {
         ] {
             assert_eq!(meets_rules(pw), ok, "{pw}");
         }
+    }
+
+    #[test]
+    fn the_rule_a_password_breaks_is_named() {
+        for (pw, want) in [
+            ("Abcdefgh1234567-", None),
+            ("Abcdefgh123456-", Some("fewer than 16")),
+            ("Abcdéfgh123456-", Some("fewer than 16")), // 15 characters, 16 bytes
+            ("Abcdéfgh1234567-", Some("non-ASCII")),
+            ("Abcdefgh 1234567-", Some("a space")),
+            ("Abcdefgh\t1234567-", Some("a control")),
+            ("ABCDEFGH1234567-", Some("no lower-case")),
+            ("abcdefgh1234567-", Some("no upper-case")),
+            ("Abcdefghijklmno-", Some("no digit")),
+            ("Abcdefgh12345678", Some("no special")),
+        ] {
+            let got = rule_broken(pw);
+            match want {
+                None => assert_eq!(got, None, "{pw}"),
+                Some(w) => assert!(got.is_some_and(|g| g.contains(w)), "{pw}: {got:?}"),
+            }
+            assert_eq!(meets_rules(pw), want.is_none(), "{pw}");
+        }
+    }
+
+    #[test]
+    fn the_csv_domain_must_be_the_hosting_s() {
+        let set = |d: &[&str]| d.iter().map(|s| s.to_string()).collect();
+        assert_eq!(domain_problem("example.ch", 7, &set(&["example.ch"])), None);
+        assert_eq!(domain_problem("Example.CH", 7, &set(&["example.ch"])), None);
+        // Either spelling of an internationalised domain matches.
+        assert_eq!(
+            domain_problem(
+                "xn--bcher-kva.ch",
+                7,
+                &set(&["bücher.ch", "xn--bcher-kva.ch"])
+            ),
+            None
+        );
+        let other = domain_problem("example.ch", 7, &set(&["example.org"])).unwrap();
+        assert!(
+            other.starts_with(
+                "the CSV's addresses are in example.ch but mail hosting 7 holds example.org's;"
+            ),
+            "{other}"
+        );
+        let empty = domain_problem("example.ch", 7, &set(&[])).unwrap();
+        assert!(empty.contains("has no mailbox yet"), "{empty}");
+        assert!(!empty.contains('\n') && !other.contains('\n'));
     }
 
     #[test]

@@ -186,7 +186,7 @@ fn a_bad_token_is_one_clear_error_and_nothing_is_created() {
 
 #[test]
 fn a_refused_name_fails_its_row_with_the_api_words_and_the_others_are_created() {
-    let api = FakeApi::start(TOKEN, HOSTING, "example.ch", &[]);
+    let api = FakeApi::start(TOKEN, HOSTING, "example.ch", &["info"]);
     api.with(|s| {
         s.refuse.insert(
             "postmaster".into(),
@@ -224,7 +224,7 @@ fn a_refused_name_fails_its_row_with_the_api_words_and_the_others_are_created() 
     );
     api.with(|s| {
         let names: Vec<&String> = s.mailboxes.keys().collect();
-        assert_eq!(names, ["anna", "bob", "carol"]);
+        assert_eq!(names, ["anna", "bob", "carol", "info"]);
         assert!(
             s.log
                 .iter()
@@ -260,7 +260,7 @@ fn a_refused_name_fails_its_row_with_the_api_words_and_the_others_are_created() 
 
 #[test]
 fn rate_limits_are_waited_out() {
-    let api = FakeApi::start(TOKEN, HOSTING, "example.ch", &[]);
+    let api = FakeApi::start(TOKEN, HOSTING, "example.ch", &["info"]);
     api.with(|s| s.rate_limit_every = Some(4));
     let w = Work::new();
     let list: String = (0..8).map(|i| format!("{}\n", addr(i))).collect();
@@ -278,7 +278,7 @@ fn rate_limits_are_waited_out() {
         "{err}"
     );
     assert!(api.with(|s| s.rate_limited) >= 2);
-    assert_eq!(api.with(|s| s.mailboxes.len()), 8);
+    assert_eq!(api.with(|s| s.mailboxes.len()), 9);
 }
 
 #[test]
@@ -336,7 +336,7 @@ fn bad_rows_are_all_listed_and_nothing_is_asked() {
 
 #[test]
 fn the_token_never_goes_to_another_machine_over_plain_http() {
-    let api = FakeApi::start(TOKEN, HOSTING, "example.ch", &[]);
+    let api = FakeApi::start(TOKEN, HOSTING, "example.ch", &["info"]);
     let w = Work::new();
     let csv = w.write("new.csv", "anna@example.ch\n");
     let out = Run::new("addresses")
@@ -367,7 +367,7 @@ fn the_token_never_goes_to_another_machine_over_plain_http() {
 
 #[test]
 fn secrets_stay_out_of_output_logs_and_reports() {
-    let api = FakeApi::start(TOKEN, HOSTING, "example.ch", &[]);
+    let api = FakeApi::start(TOKEN, HOSTING, "example.ch", &["info"]);
     api.with(|s| {
         s.rate_limit_every = Some(3);
         // A server that repeats the password in its refusal: masked.
@@ -466,7 +466,7 @@ fn the_output_csv_drives_a_batch_into_the_created_accounts() {
             ],
         );
     }
-    let api = FakeApi::start(TOKEN, HOSTING, "target.test", &[]);
+    let api = FakeApi::start(TOKEN, HOSTING, "target.test", &["postmaster"]);
     api.with(|s| s.passwd = Some(d.dir.path().join("users")));
     let w = Work::new();
     std::fs::copy(d.pwfile(), w.path("source.pw")).unwrap();
@@ -577,4 +577,179 @@ fn a_failed_target_login_is_reported_by_the_pre_flight() {
     assert!(err.contains("pre-flight: 1 of 2 target logins ok"), "{err}");
     let o = stdout(&out);
     assert!(o.contains("target login failed (pre-flight)"), "{o}");
+}
+
+#[test]
+fn a_hosting_of_another_domain_is_refused_before_anything_is_created() {
+    // The CSV is for example.ch; mail hosting 67452 holds example.org's mailboxes.
+    let api = FakeApi::start(TOKEN, HOSTING, "example.org", &["info"]);
+    let w = Work::new();
+    let csv = w.write("new.csv", "address\nanna@example.ch\nbob@example.ch\n");
+    for extra in [&[][..], &["--dry-run"][..]] {
+        let out = create(&api, &w, &csv, extra);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains(
+                "the CSV's addresses are in example.ch but mail hosting 67452 holds example.org's"
+            ),
+            "{err}"
+        );
+    }
+    assert_eq!(api.posts(), 0);
+    assert!(!w.path("new-passwords").exists());
+    api.with(|s| assert_eq!(s.mailboxes.len(), 1));
+
+    // An empty mail hosting says no domain (the published API has no field for
+    // it): refused, with what to do.
+    let api = FakeApi::start(TOKEN, HOSTING, "example.org", &[]);
+    let out = create(&api, &w, &csv, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("mail hosting 67452 has no mailbox yet, so its domain cannot be checked against the CSV's (example.ch)"),
+        "{err}"
+    );
+    assert_eq!(api.posts(), 0);
+}
+
+#[test]
+fn a_run_stopped_by_the_api_leaves_a_report_of_the_rows_it_finished() {
+    let api = FakeApi::start(TOKEN, HOSTING, "example.ch", &["info"]);
+    // The token is revoked after two creations: the third add gets a 401.
+    api.with(|s| s.revoke_after_adds = Some(2));
+    let w = Work::new();
+    let list: String = (0..5).map(|i| format!("{}\n", addr(i))).collect();
+    let csv = w.write("new.csv", &list);
+    let report = w.path("report.csv");
+    let out_csv = w.path("ready.csv");
+    let out = create(
+        &api,
+        &w,
+        &csv,
+        &["--report", &s(&report), "--out", &s(&out_csv)],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("the API refused the token"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(api.with(|s| s.adds), 2);
+    let rep = std::fs::read_to_string(&report).expect("no report of the rows finished");
+    assert_eq!(mode(&report), 0o600);
+    let lines: Vec<&str> = rep.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "row,address,status,code,description,password_file",
+            &format!(
+                "1,{},created,,,{}",
+                addr(0),
+                s(&w.path(&format!("new-passwords/{}.pw", addr(0))))
+            ),
+            &format!(
+                "2,{},created,,,{}",
+                addr(1),
+                s(&w.path(&format!("new-passwords/{}.pw", addr(1))))
+            ),
+        ],
+        "{rep}"
+    );
+    // The batch CSV lists the rows finished, each with its password file.
+    let ready = std::fs::read_to_string(&out_csv).expect("no batch CSV of the rows finished");
+    assert_eq!(mode(&out_csv), 0o600);
+    assert_eq!(ready.lines().count(), 3, "{ready}");
+    for i in 0..2 {
+        assert!(
+            ready.contains(&format!(
+                "{},file:{}",
+                addr(i),
+                s(&w.path(&format!("new-passwords/{}.pw", addr(i))))
+            )),
+            "{ready}"
+        );
+    }
+    assert!(!ready.contains(&addr(2)), "{ready}");
+}
+
+#[test]
+fn csv_passwords_that_break_the_rules_are_all_listed_and_nothing_is_created() {
+    let api = FakeApi::start(TOKEN, HOSTING, "example.ch", &["info"]);
+    let w = Work::new();
+    w.write("carol.pw", "Carol-Passw0rd\n");
+    let csv = w.write(
+        "new.csv",
+        "target_user,target_password\n\
+         anna@example.ch,Good-Passw0rd-1234\n\
+         bob@example.ch,short-Pw1\n\
+         carol@example.ch,file:carol.pw\n\
+         dave@example.ch,all-lower-case-passw0rd\n\
+         erin@example.ch,NoDigits-In-This-One\n\
+         frank@example.ch,NoSpecials1InThisOne\n\
+         gina@example.ch,Sp ace-Passw0rd-1234\n\
+         hugo@example.ch,\n",
+    );
+    let out = create(&api, &w, &csv, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let o = stdout(&out);
+    for want in [
+        "row 3: column target_password: the password has fewer than 16 characters",
+        "row 4: column target_password: the password has fewer than 16 characters",
+        "row 5: column target_password: the password has no upper-case letter",
+        "row 6: column target_password: the password has no digit",
+        "row 7: column target_password: the password has no special character",
+        "row 8: column target_password: the password has a space, a control character or a non-ASCII character",
+        "6 of 8 rows are bad; nothing was created",
+    ] {
+        assert!(o.contains(want), "missing {want:?} in {o}");
+    }
+    assert_eq!(o.lines().count(), 7, "{o}");
+    for secret in [
+        "Good-Passw0rd",
+        "short-Pw1",
+        "Carol-Passw0rd",
+        "all-lower",
+        "NoDigits",
+        "NoSpecials",
+        "Sp ace",
+    ] {
+        assert!(!text(&out).contains(secret), "{secret} shown");
+    }
+    // Only the listing was asked (it says which addresses exist: their passwords
+    // are the host's, not judged here).
+    assert_eq!(api.posts(), 0);
+    assert!(!w.path("new-passwords").exists());
+}
+
+#[test]
+fn a_password_dir_that_others_can_open_is_refused() {
+    let api = FakeApi::start(TOKEN, HOSTING, "example.ch", &["info"]);
+    let w = Work::new();
+    let csv = w.write("new.csv", "anna@example.ch\n");
+    let dir = w.path("secrets");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = create(&api, &w, &csv, &["--password-dir", &s(&dir)]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "--password-dir {}: other users can open it (mode 0755); make it yours only (chmod 700 {})",
+            s(&dir),
+            s(&dir)
+        )),
+        "{err}"
+    );
+    assert_eq!(api.posts(), 0);
+    assert_eq!(mode(&dir), 0o755, "changed behind the user's back");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    // Once it is the user's only, the run goes ahead.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = create(&api, &w, &csv, &["--password-dir", &s(&dir)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(password_files(&dir).len(), 1);
 }

@@ -12,8 +12,6 @@ use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
 use crate::address;
 use crate::batch::sniff_delimiter;
 use crate::cli::{AddressesCheckArgs, AddressesCreateArgs};
@@ -175,7 +173,7 @@ struct Entry {
 }
 
 /// The outcome of one row, for the terminal and `--report`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 struct RowResult {
     row: usize,
     address: String,
@@ -304,20 +302,72 @@ pub fn create(a: &AddressesCreateArgs) -> anyhow::Result<i32> {
     };
     let dir = std::path::absolute(&dir)
         .map_err(|e| input(format!("--password-dir {}: {e}", dir.display())))?;
+    check_password_dir(&dir)?;
     let report = match (&a.report, a.dry_run) {
         (Some(p), false) => Some(p.clone()),
         _ => None,
     };
 
-    // Phase 2: what exists, then each row in turn.
-    let existing: HashSet<String> = api.list()?.into_iter().collect();
+    // Phase 2: what exists, and in which domain: a wrong --mail-hosting would
+    // create real mailboxes in another domain (only `mailbox_name` is sent).
+    let listing = api.list()?;
+    let csv_domain = domain.map(|(d, _)| d).unwrap_or_default();
+    if let Some(why) = provision::domain_problem(&csv_domain, a.mail_hosting, &listing.domains) {
+        return Err(input(why));
+    }
+    let existing: HashSet<String> = listing.names.into_iter().collect();
     crate::log::info(format!(
-        "mail hosting {}: {} mailboxes exist",
+        "mail hosting {} ({csv_domain}): {} mailboxes exist",
         a.mail_hosting,
         existing.len()
     ));
+    // The CSV's passwords of the addresses to create, against the rules generated
+    // ones meet: every bad row at once, before anything is created (an address that
+    // exists keeps the password it has, so its cell is not judged).
+    let weak: Vec<String> = entries
+        .iter()
+        .filter(|e| !existing.contains(&e.local.to_ascii_lowercase()))
+        .filter_map(|e| {
+            let (_, pw) = e.csv_password.as_ref()?;
+            let why = provision::rule_broken(pw.expose())?;
+            Some(format!(
+                "row {}: column target_password: the password {why}; the host asks for at least 16 characters with a lower-case and an upper-case letter, a digit and a special character",
+                e.row
+            ))
+        })
+        .collect();
+    if !weak.is_empty() {
+        for p in &weak {
+            crate::progress::out(p);
+        }
+        crate::progress::out(&format!(
+            "{} of {} rows are bad; nothing was created",
+            weak.len(),
+            table.rows.len()
+        ));
+        return Ok(EXIT_INPUT);
+    }
     let mut results: Vec<RowResult> = Vec::new();
     let mut cells: Vec<String> = Vec::new();
+    // Each row goes into the report as soon as it is done, so a run that stops
+    // (a revoked token, a full disk, Ctrl-C) leaves the record of what it did.
+    let mut report_rows = match &report {
+        Some(path) => Some(ReportWriter::create(path)?),
+        None => None,
+    };
+    let mut stopped: Option<anyhow::Error> = None;
+    // What stops the run (every other row would fail the same way) ends the loop.
+    macro_rules! or_stop {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(err) => {
+                    stopped = Some(err);
+                    break;
+                }
+            }
+        };
+    }
     for e in &entries {
         let pw_path = dir.join(format!("{}.pw", e.address.to_ascii_lowercase()));
         let saved = pw_path.is_file();
@@ -358,8 +408,8 @@ pub fn create(a: &AddressesCreateArgs) -> anyhow::Result<i32> {
         };
         let password = match from {
             PasswordFrom::Csv => e.csv_password.as_ref().map(|(_, p)| p.clone()),
-            PasswordFrom::Saved => Some(secret::from_file(&pw_path)?),
-            PasswordFrom::Generate => Some(provision::generate()?),
+            PasswordFrom::Saved => Some(or_stop!(secret::from_file(&pw_path))),
+            PasswordFrom::Generate => Some(or_stop!(provision::generate())),
             PasswordFrom::Unknown => None,
         };
         let cell = match (&from, &e.csv_password) {
@@ -370,7 +420,7 @@ pub fn create(a: &AddressesCreateArgs) -> anyhow::Result<i32> {
                 let pw = password.as_ref().expect("a password");
                 let fresh = from != PasswordFrom::Saved;
                 if fresh {
-                    save_password(&dir, &pw_path, pw)?;
+                    or_stop!(save_password(&dir, &pw_path, pw));
                 }
                 r.password_file = pw_path.display().to_string();
                 format!("file:{}", pw_path.display())
@@ -394,7 +444,10 @@ pub fn create(a: &AddressesCreateArgs) -> anyhow::Result<i32> {
                     }
                     // The token or the mail hosting refused: every other row would
                     // be refused too.
-                    Err(err) if retry_class(&err) == Retry::Final => return Err(err),
+                    Err(err) if retry_class(&err) == Retry::Final => {
+                        stopped = Some(err);
+                        break;
+                    }
                     Err(err) => {
                         r.status = "failed".into();
                         r.code = "-".into();
@@ -407,9 +460,36 @@ pub fn create(a: &AddressesCreateArgs) -> anyhow::Result<i32> {
         crate::progress::out(&r.line());
         results.push(r);
         cells.push(cell);
+        if let (Some(w), Some(r)) = (report_rows.as_mut(), results.last()) {
+            or_stop!(w.row(r));
+        }
     }
 
     let count = |s: &str| results.iter().filter(|r| r.status == s).count();
+    if let Some(err) = stopped {
+        // The rows finished are in the report already; the batch CSV gets them too.
+        let kept = match &a.out {
+            Some(out) if !a.dry_run && !cells.is_empty() => {
+                write_batch_csv(out, &table, &names, &entries, &cells, &base)
+                    .map(|()| format!("; batch CSV of those rows: {}", out.display()))
+                    .unwrap_or_default()
+            }
+            _ => String::new(),
+        };
+        crate::progress::out(&format!(
+            "addresses: stopped after {} of {} rows: {} created, {} existed, {} failed{}{kept}",
+            results.len(),
+            entries.len(),
+            count("created"),
+            count("existed"),
+            count("failed"),
+            report
+                .as_ref()
+                .map(|p| format!("; report: {}", p.display()))
+                .unwrap_or_default(),
+        ));
+        return Err(err);
+    }
     if a.dry_run {
         crate::progress::out(&format!(
             "addresses: dry run: {} would be created, {} exist, of {}; nothing was changed",
@@ -422,8 +502,8 @@ pub fn create(a: &AddressesCreateArgs) -> anyhow::Result<i32> {
     if let Some(out) = &a.out {
         write_batch_csv(out, &table, &names, &entries, &cells, &base)?;
     }
-    if let Some(path) = &report {
-        write_report(path, &results)?;
+    if let Some(w) = report_rows.take() {
+        w.finish()?;
     }
     let unknown = results
         .iter()
@@ -617,20 +697,84 @@ fn write_batch_csv(
     std::fs::rename(&tmp, out).map_err(|e| fail(&e))
 }
 
-fn write_report(path: &Path, results: &[RowResult]) -> anyhow::Result<()> {
-    let fail = |e: &dyn std::fmt::Display| {
+/// `--report`, written a row at a time (owner-only): the header at once, each
+/// row flushed to the file as soon as it is done.
+struct ReportWriter {
+    path: PathBuf,
+    w: csv::Writer<std::fs::File>,
+}
+
+impl ReportWriter {
+    fn create(path: &Path) -> anyhow::Result<Self> {
+        let file = crate::backup::create_private(path).map_err(|e| Self::fail(path, &e))?;
+        let mut w = csv::Writer::from_writer(file);
+        w.write_record([
+            "row",
+            "address",
+            "status",
+            "code",
+            "description",
+            "password_file",
+        ])
+        .and_then(|()| w.flush().map_err(csv::Error::from))
+        .map_err(|e| Self::fail(path, &e))?;
+        Ok(ReportWriter {
+            path: path.to_path_buf(),
+            w,
+        })
+    }
+
+    fn fail(path: &Path, e: &dyn std::fmt::Display) -> anyhow::Error {
         input(format!("cannot write the report {}: {e}", path.display()))
-    };
-    let file = crate::backup::create_private(path).map_err(|e| fail(&e))?;
-    let mut w = csv::Writer::from_writer(file);
-    for r in results {
+    }
+
+    fn row(&mut self, r: &RowResult) -> anyhow::Result<()> {
         let mut r = r.clone();
         for cell in [&mut r.code, &mut r.description] {
             *cell = spreadsheet_safe(cell);
         }
-        w.serialize(&r).map_err(|e| fail(&e))?;
+        let row = r.row.to_string();
+        self.w
+            .write_record([
+                row.as_str(),
+                &r.address,
+                &r.status,
+                &r.code,
+                &r.description,
+                &r.password_file,
+            ])
+            .and_then(|()| self.w.flush().map_err(csv::Error::from))
+            .map_err(|e| Self::fail(&self.path, &e))
     }
-    w.flush().map_err(|e| fail(&e))
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        self.w
+            .flush()
+            .and_then(|()| self.w.get_ref().sync_all())
+            .map_err(|e| Self::fail(&self.path, &e))
+    }
+}
+
+/// An existing `--password-dir` must be its owner's only: password files in a
+/// directory others can list or write into could be read by name, or planted
+/// (a planted file's password would be reused to create the address). Refused,
+/// not tightened: the directory is the user's, and may be meant for more.
+fn check_password_dir(dir: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(dir) {
+            let mode = meta.permissions().mode() & 0o777;
+            if meta.is_dir() && mode & 0o077 != 0 {
+                return Err(input(format!(
+                    "--password-dir {}: other users can open it (mode {mode:04o}); make it yours only (chmod 700 {}) or choose another directory",
+                    dir.display(),
+                    dir.display()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A header cell: a word or words, no `@` and no `.` (which every address has).

@@ -12,7 +12,12 @@
 //! - errors as `{"result":"error","error":{"code","description"}}`: 401 without the
 //!   right Bearer token, 404 for another mail hosting, 422 for a refused or taken
 //!   name; a 429 with `Retry-After: 1` every `rate_limit_every` requests; a 502 after
-//!   adding `lose_answer_of` (the add happened, its answer is lost).
+//!   adding `lose_answer_of` (the add happened, its answer is lost); every request a
+//!   401 once `revoke_after_adds` mailboxes were added (a token revoked mid-run).
+//!
+//! The mail hosting's domain shows only where the published API shows it: in each
+//! mailbox's full address (`mailbox`, `mailbox_idn`); the published API has no
+//! "display a mail hosting" route, so neither has this one.
 //!
 //! Connections are served one after the other, one request each.
 
@@ -41,6 +46,10 @@ pub struct ApiState {
     pub rate_limit_every: Option<usize>,
     /// A name whose add takes effect but is answered 502.
     pub lose_answer_of: Option<String>,
+    /// After this many adds, every request is answered 401 (the token revoked).
+    pub revoke_after_adds: Option<usize>,
+    /// Mailboxes added so far.
+    pub adds: usize,
     /// Items per listing page at most.
     pub page_size: usize,
     /// Dovecot's passwd file, where added mailboxes become users.
@@ -62,6 +71,8 @@ impl FakeApi {
             refuse: BTreeMap::new(),
             rate_limit_every: None,
             lose_answer_of: None,
+            revoke_after_adds: None,
+            adds: 0,
             page_size: 7,
             passwd: None,
             log: Vec::new(),
@@ -182,7 +193,8 @@ fn handle(
             false,
         );
     }
-    if headers.get("authorization") != Some(&format!("Bearer {}", s.token)) {
+    let revoked = s.revoke_after_adds.is_some_and(|n| s.adds >= n);
+    if revoked || headers.get("authorization") != Some(&format!("Bearer {}", s.token)) {
         return (
             401,
             String::new(),
@@ -244,7 +256,7 @@ fn handle(
                 (
                     200,
                     String::new(),
-                    json!({"result": "success", "data": {"mailbox_name": name}}),
+                    json!({"result": "success", "data": {"mailbox_name": name, "mailbox": format!("{name}@{}", s.domain)}}),
                     false,
                 )
             } else {
@@ -284,6 +296,7 @@ fn handle(
                 );
             }
             s.mailboxes.insert(name.to_string(), Some(pw.to_string()));
+            s.adds += 1;
             if let Some(passwd) = &s.passwd {
                 let mut f = std::fs::OpenOptions::new()
                     .append(true)
