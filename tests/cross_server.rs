@@ -358,7 +358,15 @@ const FAITHFUL: &str = "faithful@target.test";
 const KILLED: &str = "killed@target.test";
 const POP3: &str = "pop3@target.test";
 const RESTORED: &str = "restored@target.test";
-const USERS: [&str; 5] = [SRC, FAITHFUL, KILLED, POP3, RESTORED];
+const CRASHED: &str = "crashed@target.test";
+/// A small source account: the fixtures some target changes, and a plain one.
+const SMALL: &str = "small@source.test";
+const SMALL_FIXTURES: [&str; 3] = [
+    "10-latin1-raw-header.eml",
+    "15-no-trailing-newline.eml",
+    "01-plain-lf.eml",
+];
+const USERS: [&str; 7] = [SRC, SMALL, FAITHFUL, KILLED, CRASHED, POP3, RESTORED];
 
 /// Where a source folder lands: a special-use folder in the target's folder for the
 /// same use (whatever it is called there), every other folder under its own name
@@ -511,13 +519,18 @@ fn migrate_run(from: &Bed, to: &Bed, src_url: String, user: &str) -> Run {
     let state = from
         .dir()
         .join(format!("state-{}-{}.sqlite", to.name(), user));
+    migrate_run_with(from, to, src_url, user, &state)
+}
+
+/// The same with the index `state`.
+fn migrate_run_with(from: &Bed, to: &Bed, src_url: String, user: &str, state: &Path) -> Run {
     migrate(
         src_url,
         &from.pwfile(),
         to.imaps_url(user),
         &to.pwfile(),
         &from.ca(),
-        &state,
+        state,
     )
     .arg("--json")
 }
@@ -543,6 +556,7 @@ fn faithful(from: &Bed, to: &Bed, source: &Snapshot) {
         .from_password_file(from.pwfile())
         .to_password_file(to.pwfile())
         .ca_file(from.ca())
+        .arg("--json")
         .run();
     assert_eq!(
         verify.status.code(),
@@ -550,7 +564,40 @@ fn faithful(from: &Bed, to: &Bed, source: &Snapshot) {
         "{what}: verify: {}",
         text(&verify)
     );
+    // verify: nothing missing, nothing extra, the changed messages named as such.
+    let v = json(&verify);
+    let mut verify_changed = Vec::new();
+    for r in v
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: verify: {v}"))
+    {
+        let len = |k: &str| r[k].as_array().map(Vec::len);
+        assert_eq!(
+            (len("missing"), len("extra")),
+            (Some(0), Some(0)),
+            "{what}: verify: {r}"
+        );
+        for _ in r["changed"].as_array().unwrap() {
+            verify_changed.push(r["folder"].as_str().unwrap().to_string());
+        }
+    }
+    verify_changed.sort();
+    assert_eq!(
+        verify_changed,
+        changed_by(to, source, false),
+        "{what}: verify's stored-changed messages: {v}"
+    );
     assert_second_run_copies_nothing(&run, to, FAITHFUL, &what);
+    // A run with an index of its own (a lost index, another machine) finds every
+    // message on the target, the changed ones too, and appends none again.
+    let fresh = migrate_run_with(
+        from,
+        to,
+        from.imaps_url(SRC),
+        FAITHFUL,
+        &from.dir().join(format!("fresh-{}.sqlite", to.name())),
+    );
+    assert_second_run_copies_nothing(&fresh, to, FAITHFUL, &format!("{what}, fresh index"));
 }
 
 /// The same copy killed with SIGKILL at rising delays, then crashed right after
@@ -622,13 +669,61 @@ fn killed_and_resumed(from: &Bed, to: &Bed, source: &Snapshot, step: u32) {
     assert_eq!(j["copied"], 0, "{what}: {j}");
     let got = to.snapshot(KILLED);
     let want = expected_on(from, to, source);
-    if got != want {
+    if counts(&got) != counts(&want) {
         eprintln!(
             "{what}: the target is not the source; the runs said:\n{}",
             logs.join("\n")
         );
     }
     assert_same(&got, &want);
+}
+
+/// A copy of [`SMALL`] crashed right after each APPEND the target acknowledged,
+/// before the index records it (so each message, the ones the target changes too,
+/// is once the message in flight that the next run must find on the target): each
+/// message ends up there exactly once.
+fn crashed_after_each_append(from: &Bed, to: &Bed) {
+    let what = format!(
+        "{} → {} (crashed after each append)",
+        from.name(),
+        to.name()
+    );
+    let run = migrate_run_with(
+        from,
+        to,
+        from.imaps_url(SMALL),
+        CRASHED,
+        &from.dir().join(format!("crashed-{}.sqlite", to.name())),
+    );
+    let source = from.snapshot(SMALL);
+    let mut crashes = 0;
+    loop {
+        let out = run
+            .command()
+            .env("MAILFERRY_CRASH_AFTER_APPENDS", "1")
+            // One message per batch: none is sent ahead of the one in flight.
+            .env("MAILFERRY_BATCH_COUNT", "1")
+            .output()
+            .unwrap();
+        if out.status.code() == Some(0) {
+            break;
+        }
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("crash point"),
+            "{what}: {}",
+            text(&out)
+        );
+        crashes += 1;
+        assert!(
+            crashes <= SMALL_FIXTURES.len(),
+            "{what}: a message was appended twice"
+        );
+    }
+    assert_eq!(crashes, SMALL_FIXTURES.len(), "{what}");
+    let out = run.run();
+    let j = assert_clean(&out, &what);
+    assert_eq!(j["copied"], 0, "{what}: {j}");
+    assert_same(&to.snapshot(CRASHED), &expected_on(from, to, &source));
 }
 
 /// POP3 from `from`'s `SRC` into `to`'s INBOX: every distinct INBOX message once,
@@ -770,10 +865,15 @@ fn both_ways(a: impl FnOnce() -> Bed + Send, b: impl FnOnce() -> Bed + Send, ste
         let snap = x.snapshot(SRC);
         assert_same(&snap, &x.seeded());
         snaps.push(snap);
+        for file in SMALL_FIXTURES {
+            let body = std::fs::read(root().join("fixtures/mail").join(file)).unwrap();
+            x.append(SMALL, "INBOX", &body);
+        }
     }
     for (from, to, source) in [(&a, &b, &snaps[0]), (&b, &a, &snaps[1])] {
         faithful(from, to, source);
         killed_and_resumed(from, to, source, step);
+        crashed_after_each_append(from, to);
         pop3(from, to, source);
         backup_and_restore(from, to, source);
     }

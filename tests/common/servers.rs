@@ -737,6 +737,15 @@ impl Bed {
         }
     }
 
+    /// APPEND `message` to `folder` (the server's own spelling) of `user`, with
+    /// imaplib (see [`append_over_imaps`]).
+    pub fn append(&self, user: &str, folder: &str, message: &[u8]) {
+        match self {
+            Bed::Dovecot(d) => append_over_imaps(d.imaps, &d.ca(), user, folder, message),
+            Bed::Other(s) => s.append(user, folder, message),
+        }
+    }
+
     /// Put the fixture mailbox into `user` with seed.py, the special-use folders
     /// under this server's names (see [`Bed::seeded_name`]).
     pub fn seed(&self, user: &str) {
