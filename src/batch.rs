@@ -8,6 +8,12 @@
 //! `|`). Comma and semicolon delimiters both work. A password cell holds the secret,
 //! `env:NAME` or `file:PATH`. Rows are numbered as lines of the file (the header is
 //! row 1). Every bad row is reported with its row, column and the rule it breaks.
+//!
+//! Per-row logins (optional columns): `source_admin` / `target_admin` name an
+//! administrator (master user) whose password is then in the password cell;
+//! `source_token_cmd` / `target_token_cmd` give a command printing an OAuth2 access
+//! token, and the password cell stays empty. A row giving both, a token command
+//! with a password, or an admin without one is refused before anything runs.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +22,7 @@ use crate::address;
 use crate::endpoint::{self, Endpoint, Proto, Server, DEFAULT_HOST};
 use crate::error::input;
 use crate::folders;
-use crate::secret::{self, Password};
+use crate::secret::{self, Credentials, Password};
 
 pub const COLUMNS: &[&str] = &[
     "source",
@@ -27,6 +33,10 @@ pub const COLUMNS: &[&str] = &[
     "target_user",
     "target_password",
     "folder_map",
+    "source_admin",
+    "source_token_cmd",
+    "target_admin",
+    "target_token_cmd",
 ];
 
 /// One valid row.
@@ -37,9 +47,10 @@ pub struct Account {
     /// Position among the data rows (0-based), for `--shard`.
     pub position: usize,
     pub source: Endpoint,
-    pub source_password: Option<Password>,
+    /// None for an mbox source.
+    pub source_credentials: Option<Credentials>,
     pub target: Server,
-    pub target_password: Password,
+    pub target_credentials: Credentials,
     pub folder_map: Vec<(Vec<String>, Vec<String>)>,
 }
 
@@ -88,6 +99,62 @@ fn password_cell(cell: &str, base: &Path) -> Result<Password, String> {
     Ok(Password::new(cell))
 }
 
+/// One side's login from its cells (`side` is "source" or "target"): a token
+/// command (the password cell empty), an admin with its password, or the
+/// mailbox's password. A cell's text is never repeated in a message: after a
+/// column mix-up it could be a secret.
+fn credentials_cells(
+    side: &str,
+    password: &str,
+    admin: &str,
+    token_cmd: &str,
+    base: &Path,
+    bad: &mut impl FnMut(&str, String),
+) -> Option<Credentials> {
+    let (pw_col, admin_col, cmd_col) = (
+        format!("{side}_password"),
+        format!("{side}_admin"),
+        format!("{side}_token_cmd"),
+    );
+    if !admin.is_empty() && !token_cmd.is_empty() {
+        bad(
+            &cmd_col,
+            format!("give {admin_col} or {cmd_col}, not both: an admin logs in with its password, a token command replaces any password"),
+        );
+        return None;
+    }
+    if !token_cmd.is_empty() {
+        if !password.is_empty() {
+            bad(
+                &pw_col,
+                format!("must be empty: {cmd_col} gives a token instead of a password"),
+            );
+            return None;
+        }
+        return Some(Credentials::TokenCmd(token_cmd.to_string()));
+    }
+    if password.is_empty() {
+        let why = if admin.is_empty() {
+            "empty".to_string()
+        } else {
+            format!("empty; with {admin_col} it holds the admin's password")
+        };
+        bad(&pw_col, why);
+        return None;
+    }
+    match password_cell(password, base) {
+        Ok(p) if admin.is_empty() => Some(Credentials::Password(p)),
+        Ok(p) => Some(Credentials::Admin {
+            admin: admin.to_string(),
+            password: p,
+        }),
+        Err(e) => {
+            bad(&pw_col, e);
+            None
+        }
+    }
+}
+
 /// Parse and check a CSV text. `base` resolves relative `file:` paths.
 pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
     let mut errors = Vec::new();
@@ -119,7 +186,12 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
             });
         }
     }
+    let token_target = header.iter().any(|c| c == "target_token_cmd");
     for required in ["source", "target_user", "target_password"] {
+        // Rows whose target logs in with a token need no password column.
+        if required == "target_password" && token_target {
+            continue;
+        }
         if !header.iter().any(|c| c == required) {
             errors.push(RowError {
                 row: 1,
@@ -229,23 +301,27 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
                 }
             }
         }
-        let source_password = match &source {
-            Some(Endpoint::Server(_)) => {
-                let cell = cell("source_password");
-                if cell.is_empty() {
-                    bad("source_password", "empty".into());
-                    None
-                } else {
-                    match password_cell(&cell, base) {
-                        Ok(p) => Some(p),
-                        Err(e) => {
-                            bad("source_password", e);
-                            None
-                        }
+        let source_credentials = match &source {
+            Some(Endpoint::Server(_)) => credentials_cells(
+                "source",
+                &cell("source_password"),
+                &cell("source_admin"),
+                &cell("source_token_cmd"),
+                base,
+                &mut bad,
+            ),
+            Some(Endpoint::Mbox(_)) => {
+                for column in ["source_admin", "source_token_cmd"] {
+                    if !cell(column).is_empty() {
+                        bad(
+                            column,
+                            "an mbox source is read from files: it takes no login".into(),
+                        );
                     }
                 }
+                None
             }
-            _ => None,
+            None => None,
         };
 
         // Target.
@@ -298,21 +374,14 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
                 bad("target_user", format!("the same target account (on the same server) is already in row {first}; each target account may appear once"));
             }
         }
-        let target_password = {
-            let cell = cell("target_password");
-            if cell.is_empty() {
-                bad("target_password", "empty".into());
-                None
-            } else {
-                match password_cell(&cell, base) {
-                    Ok(p) => Some(p),
-                    Err(e) => {
-                        bad("target_password", e);
-                        None
-                    }
-                }
-            }
-        };
+        let target_credentials = credentials_cells(
+            "target",
+            &cell("target_password"),
+            &cell("target_admin"),
+            &cell("target_token_cmd"),
+            base,
+            &mut bad,
+        );
         let mut folder_map = Vec::new();
         for m in cell("folder_map")
             .split('|')
@@ -328,16 +397,16 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
             }
         }
         if row_errors.is_empty() {
-            if let (Some(source), Some(target), Some(target_password)) =
-                (source, target, target_password)
+            if let (Some(source), Some(target), Some(target_credentials)) =
+                (source, target, target_credentials)
             {
                 accounts.push(Account {
                     row,
                     position,
                     source,
-                    source_password,
+                    source_credentials,
                     target,
-                    target_password,
+                    target_credentials,
                     folder_map,
                 });
             }
@@ -431,6 +500,65 @@ mod tests {
             acc[0].target.to_string(),
             "imaps://anna@example.ch@mail.infomaniak.com:993"
         );
+    }
+
+    #[test]
+    fn per_row_logins_admin_or_token_command() {
+        let csv = "source,source_user,source_password,source_admin,source_token_cmd,target_user,target_password,target_admin,target_token_cmd\n\
+            imaps://h1,u1,adminpw,admin,,one@example.ch,,,get-token one\n\
+            imaps://h2,u2,,,get-token u2,two@example.ch,adminpw,admin,\n\
+            imaps://h3,u3,pw,,,three@example.ch,pw,,\n";
+        let (acc, e) = parse(csv, Path::new("."));
+        assert!(e.is_empty(), "{e:?}");
+        assert!(matches!(
+            &acc[0].source_credentials,
+            Some(Credentials::Admin { admin, password }) if admin == "admin" && password.expose() == "adminpw"
+        ));
+        assert!(
+            matches!(&acc[0].target_credentials, Credentials::TokenCmd(c) if c == "get-token one")
+        );
+        assert!(
+            matches!(&acc[1].source_credentials, Some(Credentials::TokenCmd(c)) if c == "get-token u2")
+        );
+        assert!(matches!(
+            &acc[1].target_credentials,
+            Credentials::Admin { .. }
+        ));
+        assert!(matches!(
+            &acc[2].source_credentials,
+            Some(Credentials::Password(_))
+        ));
+        // Only token commands on the target: no target_password column needed.
+        let (acc, e) = parse(
+            "source,source_user,source_password,target_user,target_token_cmd\nimaps://h1,u1,pw,one@example.ch,get-token\n",
+            Path::new("."),
+        );
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(acc.len(), 1);
+    }
+
+    #[test]
+    fn bad_login_combinations_are_refused_one_line_each() {
+        let csv = "source,source_user,source_password,source_admin,source_token_cmd,target_user,target_password,target_admin,target_token_cmd\n\
+            imaps://h1,u1,S3cret!pw,admin,get-token,one@example.ch,pw,,\n\
+            imaps://h2,u2,S3cret!pw,,get-token,two@example.ch,pw,,\n\
+            imaps://h3,u3,,admin,,three@example.ch,pw,,\n\
+            imaps://h4,u4,pw,,,four@example.ch,N3w#Pass!,,get-token\n\
+            mbox:/tmp/x.mbox,,,admin,,five@example.ch,pw,,\n";
+        let e = errs(csv);
+        assert_eq!(
+            e,
+            [
+                "row 2, column source_token_cmd: give source_admin or source_token_cmd, not both: an admin logs in with its password, a token command replaces any password",
+                "row 3, column source_password: must be empty: source_token_cmd gives a token instead of a password",
+                "row 4, column source_password: empty; with source_admin it holds the admin's password",
+                "row 5, column target_password: must be empty: target_token_cmd gives a token instead of a password",
+                "row 6, column source_admin: an mbox source is read from files: it takes no login",
+            ]
+        );
+        for x in &e {
+            assert!(!x.contains("S3cret") && !x.contains("N3w#"), "{x}");
+        }
     }
 
     #[test]

@@ -365,3 +365,131 @@ fn token_commands_log_in_with_xoauth2() {
         text(&out)
     );
 }
+
+/// A batch of 20 accounts with one admin login for every source and a token
+/// command for every target, no user password anywhere; one row with a wrong
+/// admin password fails alone with one clear error; bad combinations in the CSV
+/// are refused before anything runs.
+#[test]
+fn batch_rows_with_one_admin_login_and_token_commands() {
+    let n = 20;
+    let auth = Authority::start();
+    let src_user = |i: usize| format!("src{i:02}@source.test");
+    let dst_user = |i: usize| format!("dst{i:02}@target.test");
+    let mut users: Vec<String> = (0..n).map(src_user).collect();
+    users.extend((0..n).map(dst_user));
+    let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+    let d = Dovecot::start_with(
+        &refs,
+        Config {
+            master_user: Some(format!("{ADMIN}:{ADMIN_PASSWORD}")),
+            oauth2_introspect_url: Some(auth.introspect_url()),
+            ..Config::default()
+        },
+    );
+    for i in 0..n {
+        let seed = format!("acct{i}");
+        d.seed_args(
+            &src_user(i),
+            &["--generate", "3", "--folder", "INBOX", "--seed", &seed],
+        );
+    }
+    let admin_pw = d.dir.path().join("admin-pw");
+    std::fs::write(&admin_pw, format!("{ADMIN_PASSWORD}\n")).unwrap();
+    let wrong = d.dir.path().join("wrong-pw");
+    std::fs::write(&wrong, "not-the-admin-password\n").unwrap();
+    let bad_row = 7;
+    let mut csv = String::from(
+        "source;source_user;source_admin;source_password;target;target_user;target_token_cmd\n",
+    );
+    for i in 0..n {
+        let pw = if i == bad_row { &wrong } else { &admin_pw };
+        // The token command asks for a token for the row's target user.
+        let cmd = auth.token_cmd(d.dir.path(), &dst_user(i), 300);
+        csv.push_str(&format!(
+            "imaps://localhost:{};{};{ADMIN};file:{};localhost:{};{};{cmd}\n",
+            d.imaps,
+            src_user(i),
+            pw.display(),
+            d.imaps,
+            dst_user(i),
+        ));
+    }
+    let path = d.dir.path().join("accounts.csv");
+    std::fs::write(&path, &csv).unwrap();
+    let state = d.dir.path().join("state.sqlite");
+    let report = d.dir.path().join("report.csv");
+    let out = Run::new("batch")
+        .arg(&path)
+        .ca(&d)
+        .state(&state)
+        .args(["--jobs", "4", "-vv"])
+        .opt("--report", &report)
+        .run();
+    assert_eq!(out.status.code(), Some(1), "one row failed: {}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("batch: {} of {n} accounts ok", n - 1)),
+        "{stdout}"
+    );
+    for i in 0..n {
+        let want = if i == bad_row { 0 } else { 3 };
+        assert_eq!(d.count(&dst_user(i)), want, "account {i}");
+    }
+    let rep = std::fs::read_to_string(&report).unwrap();
+    let failed: Vec<&str> = rep
+        .lines()
+        .skip(1)
+        .filter(|l| l.contains(",failed,"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{rep}");
+    assert!(
+        failed[0].contains(&src_user(bad_row))
+            && failed[0].contains("check the admin user admin and its password"),
+        "{rep}"
+    );
+    let tokens = auth.tokens();
+    assert!(tokens.len() >= n - 1, "a token per target login");
+    for t in &tokens {
+        assert_hidden(t, &out, &state, "a token");
+        assert!(!rep.contains(t.as_str()), "a token in the report");
+    }
+    assert_hidden(ADMIN_PASSWORD, &out, &state, "the admin password");
+    assert!(
+        !rep.contains(ADMIN_PASSWORD),
+        "the admin password in the report"
+    );
+
+    // Bad combinations: refused before anything runs (exit 2), one line per row.
+    let bad = d.dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        format!(
+            "source;source_user;source_admin;source_password;source_token_cmd;target_user;target_password\n\
+             imaps://localhost:{0};{1};{ADMIN};;;{2};file:{3}\n\
+             imaps://localhost:{0};{1};{ADMIN};file:{3};true;{4};file:{3}\n",
+            d.imaps,
+            src_user(0),
+            dst_user(18),
+            d.pwfile().display(),
+            dst_user(19),
+        ),
+    )
+    .unwrap();
+    let out = Run::new("batch")
+        .arg(&bad)
+        .ca(&d)
+        .state(d.dir.path().join("bad.sqlite"))
+        .run();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "row 2, column source_password: empty; with source_admin it holds the admin's password"
+        ) && err.contains(
+            "row 3, column source_token_cmd: give source_admin or source_token_cmd, not both"
+        ),
+        "{}",
+        text(&out)
+    );
+}

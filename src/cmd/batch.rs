@@ -22,7 +22,6 @@ use crate::folders::Rules;
 use crate::index::{self, Index};
 use crate::mbox::Dialect;
 use crate::net::NetOptions;
-use crate::secret::Credentials;
 use crate::{plan, progress};
 
 /// Connections per server: an account waits until every server it needs has room.
@@ -226,11 +225,9 @@ fn run_account(
     };
     // One connection pair per account: the batch runs accounts side by side, and
     // --max-per-host counts one source and one target connection per account.
-    let target_credentials = Credentials::Password(a.target_password.clone());
-    let source_credentials = a.source_password.clone().map(Credentials::Password);
     let job = Job {
         target: &a.target,
-        target_credentials: &target_credentials,
+        target_credentials: &a.target_credentials,
         net,
         opts: &opts,
         reopen: None,
@@ -238,7 +235,7 @@ fn run_account(
     let started = std::time::Instant::now();
     let result = crate::retry::run(net, &format!("row {}", a.row), || {
         let mut src =
-            plan::open_endpoint(&a.source, source_credentials.as_ref(), net, Dialect::Rd)?;
+            plan::open_endpoint(&a.source, a.source_credentials.as_ref(), net, Dialect::Rd)?;
         engine::migrate_into(src.as_mut(), &job, &mut index, &mut summary)
     });
     summary.finish(started);
@@ -328,9 +325,9 @@ fn preflight(
             .map(|acc| {
                 let _slot = limiter.acquire(vec![servers.key(&acc.target.host)]);
                 let login = crate::retry::run(net, &format!("row {} pre-flight", acc.row), || {
-                    let mut s = crate::imap::session::open(
+                    let mut s = crate::imap::session::open_with(
                         &acc.target,
-                        &acc.target_password,
+                        &acc.target_credentials,
                         net,
                         "target",
                     )?;
