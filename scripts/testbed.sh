@@ -24,6 +24,7 @@
 #   OAUTH2_INTROSPECT_URL  e.g. http://127.0.0.1:PORT/introspect: XOAUTH2 and OAUTHBEARER
 #                logins, each token POSTed there (token=…) and accepted when the answer
 #                is {"active": true, "username": "<the user>"} (DIR/oauth2.conf.ext)
+#   OAUTH2_MECHANISMS  the OAuth2 mechanisms offered (default "xoauth2 oauthbearer")
 #
 # DIR/cert.pem is the self-signed certificate (CN=localhost, SAN localhost and 127.0.0.1);
 # clients trust it with `--ca-file DIR/cert.pem`. DIR/users is the passwd-file: append
@@ -93,7 +94,7 @@ passdb {
 fi
 oauth2_passdb=""
 if [ -n "${OAUTH2_INTROSPECT_URL:-}" ]; then
-  mechanisms="plain login xoauth2 oauthbearer"
+  mechanisms="plain login ${OAUTH2_MECHANISMS:-xoauth2 oauthbearer}"
   cat > "$dir/oauth2.conf.ext" <<OAUTH2
 introspection_mode = post
 introspection_url = $OAUTH2_INTROSPECT_URL
@@ -104,7 +105,7 @@ OAUTH2
   chmod 644 "$dir/oauth2.conf.ext"
   oauth2_passdb="passdb {
   driver = oauth2
-  mechanisms = xoauth2 oauthbearer
+  mechanisms = ${OAUTH2_MECHANISMS:-xoauth2 oauthbearer}
   args = $dir/oauth2.conf.ext
 }"
 fi

@@ -366,6 +366,45 @@ fn token_commands_log_in_with_xoauth2() {
     );
 }
 
+/// A server offering only OAUTHBEARER (RFC 7628) gets the token that way, over
+/// IMAP and POP3; the trace names the mechanism and masks the exchange.
+#[test]
+fn oauthbearer_where_it_is_the_only_bearer_mechanism() {
+    let auth = Authority::start();
+    let src = Dovecot::start_with(
+        &[SRC],
+        Config {
+            oauth2_mechanisms: Some("oauthbearer"),
+            ..auth.config()
+        },
+    );
+    let cmd = auth.token_cmd(src.dir.path(), SRC, 300);
+    for (url, says) in [
+        (src.imaps_url(SRC), "AUTHENTICATE OAUTHBEARER"),
+        (
+            format!("pop3s://{SRC}@localhost:{}", src.pop3s),
+            "AUTH OAUTHBEARER",
+        ),
+    ] {
+        let out = Run::new("check")
+            .arg(&url)
+            .opt("--token-cmd", &cmd)
+            .ca(&src)
+            .arg("-vv")
+            .run();
+        assert_eq!(out.status.code(), Some(0), "{url}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(says) && err.contains("<credentials masked>"),
+            "{err}"
+        );
+        for t in auth.tokens() {
+            assert!(!err.contains(&t), "a token in the trace");
+        }
+    }
+    assert_eq!(auth.tokens().len(), 2, "one token per login");
+}
+
 /// A batch of 20 accounts with one admin login for every source and a token
 /// command for every target, no user password anywhere; one row with a wrong
 /// admin password fails alone with one clear error; bad combinations in the CSV

@@ -102,6 +102,8 @@ pub struct Config {
     /// Where Dovecot POSTs OAuth2 tokens to check them (`OAUTH2_INTROSPECT_URL`):
     /// XOAUTH2 and OAUTHBEARER logins are offered.
     pub oauth2_introspect_url: Option<String>,
+    /// The OAuth2 mechanisms offered (`OAUTH2_MECHANISMS`, default both).
+    pub oauth2_mechanisms: Option<&'static str>,
 }
 
 /// A running Dovecot; stopped when dropped (also when the test panics).
@@ -182,6 +184,9 @@ impl Dovecot {
         }
         if let Some(url) = &cfg.oauth2_introspect_url {
             cmd.env("OAUTH2_INTROSPECT_URL", url);
+        }
+        if let Some(m) = cfg.oauth2_mechanisms {
+            cmd.env("OAUTH2_MECHANISMS", m);
         }
         if cfg.plaintext_only {
             cmd.env("PLAINTEXT_ONLY", "1");
