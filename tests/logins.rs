@@ -532,3 +532,44 @@ fn batch_rows_with_one_admin_login_and_token_commands() {
         text(&out)
     );
 }
+
+/// Tokens that live two seconds and a connection that stalls until the run gives
+/// up on it: the reconnection runs the token command again (the first token has
+/// expired by then, and Dovecot would refuse it), and the copy ends complete and
+/// exact. (Dovecot checks a token at login only, so the cut is what makes the run
+/// outlive its tokens.)
+#[test]
+fn a_reconnection_asks_for_a_fresh_token() {
+    let auth = Authority::start();
+    let d = Dovecot::start_with(
+        &[SRC, DST],
+        Config {
+            plaintext_only: true,
+            ..auth.config()
+        },
+    );
+    d.seed(SRC);
+    let proxy = FaultProxy::start(d.imap, Fault::StallAfterServerBytes(300_000));
+    let out = Run::new("migrate")
+        .from(format!("imap://{SRC}@127.0.0.1:{}", proxy.port))
+        .opt("--from-token-cmd", auth.token_cmd(d.dir.path(), SRC, 2))
+        .to(format!("imap://{DST}@127.0.0.1:{}", d.imap))
+        .opt("--to-token-cmd", auth.token_cmd(d.dir.path(), DST, 2))
+        .state(d.dir.path().join("state.sqlite"))
+        .args(["--allow-plaintext", "--retry-wait", "1", "--timeout", "3"])
+        .args(["--retries", "3", "--json"])
+        .run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("retrying"),
+        "the stall was not hit: {}",
+        text(&out)
+    );
+    assert!(proxy.connections.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    assert!(
+        auth.tokens().len() >= 4,
+        "a fresh token for each side at each connection: {}",
+        auth.tokens().len()
+    );
+    assert_same(&d.snapshot(DST), &expected(|f| f.to_string()));
+}
