@@ -67,7 +67,7 @@ impl Server {
         server_words: &str,
         credentials: &crate::secret::Credentials,
     ) -> String {
-        match credentials.refused_hint() {
+        match credentials.refused_hint(server_words) {
             None => self.login_refused(server_words),
             Some(hint) => format!(
                 "login as {} at {}:{} refused: {server_words}; {hint}",

@@ -114,13 +114,31 @@ impl Credentials {
         })
     }
 
-    /// What to check when the server refused the login (the end of a message).
-    pub fn refused_hint(&self) -> Option<String> {
+    /// What to check when the server refused the login with `words` (the end of
+    /// a message); `None`: the usual username-and-password hint. Known causes
+    /// (Microsoft's and Google's words) are named; this chooses a hint only, never
+    /// whether to retry.
+    pub fn refused_hint(&self, words: &str) -> Option<String> {
+        let w = words.to_ascii_lowercase();
+        if w.contains("application-specific password required") {
+            return Some(
+                "the account takes no plain password: use an app password (where the provider still allows one) or an OAuth2 token (--from-token-cmd/--to-token-cmd, see \"OAuth2 tokens\")"
+                    .to_string(),
+            );
+        }
         match self {
             Credentials::Password(_) => None,
             Credentials::Admin { admin, .. } => Some(format!(
                 "check the admin user {admin} and its password, and that the server lets it log in to other mailboxes (a master user)"
             )),
+            Credentials::TokenCmd(_) if w.contains("authenticated but not connected") => Some(
+                "the token was accepted but gives no access to this mailbox: grant the app access to it (Exchange Online: the service principal registered with New-ServicePrincipal and given FullAccess with Add-MailboxPermission) and check the mailbox address in the URL"
+                    .to_string(),
+            ),
+            Credentials::TokenCmd(_) if w.contains("accesstokenexpired") || w.contains("token expired") => Some(
+                "the token has expired: the token command must print a fresh (or refreshed) access token each time it runs"
+                    .to_string(),
+            ),
             Credentials::TokenCmd(_) => Some(
                 "check that the token command gives a valid, unexpired access token for this mailbox (its scope, its tenant, the mailbox permission of the app)"
                     .to_string(),
@@ -200,6 +218,34 @@ mod tests {
             assert!(text.contains(says), "{text}");
             assert!(!text.contains("42-leaked"), "{text}");
             assert_eq!(crate::error::retry_class(&err), crate::error::Retry::Final);
+        }
+    }
+
+    #[test]
+    fn known_refusals_are_named() {
+        let token = Credentials::TokenCmd("get-token".into());
+        let password = Credentials::Password(Password::new("pw"));
+        let cases: [(&Credentials, &str, Option<&str>); 5] = [
+            (&password, "[AUTHENTICATIONFAILED] Authentication failed.", None),
+            (
+                &password,
+                "[ALERT] Application-specific password required: https://support.google.com/accounts/answer/185833 (Failure)",
+                Some("app password"),
+            ),
+            (
+                &token,
+                "User is authenticated but not connected.",
+                Some("Add-MailboxPermission"),
+            ),
+            (&token, "AccessTokenExpired", Some("has expired")),
+            (&token, "AUTHENTICATE failed.", Some("valid, unexpired access token")),
+        ];
+        for (c, words, want) in cases {
+            let got = c.refused_hint(words);
+            match want {
+                None => assert_eq!(got, None, "{words}"),
+                Some(w) => assert!(got.as_deref().unwrap_or("").contains(w), "{words}: {got:?}"),
+            }
         }
     }
 
