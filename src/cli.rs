@@ -173,12 +173,18 @@ pub struct PairArgs {
     /// Run this command (sh -c) at every source login for an OAuth2 access token (its first line of output), sent with XOAUTH2 or OAUTHBEARER instead of a password.
     #[arg(long, value_name = "CMD")]
     pub from_token_cmd: Option<String>,
+    /// Fetch OAuth2 tokens for the source from a provider's token endpoint as this JSON config file says (Microsoft app-only or refresh token, Google service account; see the README, "OAuth2 tokens"); cached in memory, refreshed before they expire.
+    #[arg(long, value_name = "FILE")]
+    pub from_oauth2: Option<PathBuf>,
     /// Log in to the target mailbox as this administrator (master user; SASL PLAIN with the mailbox as authorization identity); the password is the admin's (MAILFERRY_TO_PASSWORD or a prompt, or the password file).
     #[arg(long, value_name = "USER")]
     pub to_admin: Option<String>,
     /// Run this command (sh -c) at every target login for an OAuth2 access token (its first line of output), sent with XOAUTH2 or OAUTHBEARER instead of a password.
     #[arg(long, value_name = "CMD")]
     pub to_token_cmd: Option<String>,
+    /// Fetch OAuth2 tokens for the target from a provider's token endpoint as this JSON config file says (Microsoft app-only or refresh token, Google service account; see the README, "OAuth2 tokens"); cached in memory, refreshed before they expire.
+    #[arg(long, value_name = "FILE")]
+    pub to_oauth2: Option<PathBuf>,
 }
 
 impl PairArgs {
@@ -187,6 +193,7 @@ impl PairArgs {
             password_file: self.from_password_file.as_deref(),
             admin: self.from_admin.as_deref(),
             token_cmd: self.from_token_cmd.as_deref(),
+            oauth2: self.from_oauth2.as_deref(),
         }
     }
     pub fn to_auth(&self) -> crate::plan::Auth<'_> {
@@ -194,6 +201,7 @@ impl PairArgs {
             password_file: self.to_password_file.as_deref(),
             admin: self.to_admin.as_deref(),
             token_cmd: self.to_token_cmd.as_deref(),
+            oauth2: self.to_oauth2.as_deref(),
         }
     }
 }
@@ -293,6 +301,9 @@ pub struct BackupArgs {
     /// Run this command (sh -c) at every source login for an OAuth2 access token (its first line of output), sent with XOAUTH2 or OAUTHBEARER instead of a password.
     #[arg(long, value_name = "CMD")]
     pub from_token_cmd: Option<String>,
+    /// Fetch OAuth2 tokens for the source from a provider's token endpoint as this JSON config file says (Microsoft app-only or refresh token, Google service account; see the README, "OAuth2 tokens"); cached in memory, refreshed before they expire.
+    #[arg(long, value_name = "FILE")]
+    pub from_oauth2: Option<PathBuf>,
     #[command(flatten)]
     pub job: JobArgs,
     /// Show per folder what would be written; write nothing.
@@ -320,6 +331,9 @@ pub struct RestoreArgs {
     /// Run this command (sh -c) at every target login for an OAuth2 access token (its first line of output), sent with XOAUTH2 or OAUTHBEARER instead of a password.
     #[arg(long, value_name = "CMD")]
     pub to_token_cmd: Option<String>,
+    /// Fetch OAuth2 tokens for the target from a provider's token endpoint as this JSON config file says (Microsoft app-only or refresh token, Google service account; see the README, "OAuth2 tokens"); cached in memory, refreshed before they expire.
+    #[arg(long, value_name = "FILE")]
+    pub to_oauth2: Option<PathBuf>,
     #[command(flatten)]
     pub job: JobArgs,
     #[command(flatten)]
@@ -344,6 +358,9 @@ pub struct CheckArgs {
     /// Run this command (sh -c) for an OAuth2 access token (its first line of output) instead of a password.
     #[arg(long, value_name = "CMD")]
     pub token_cmd: Option<String>,
+    /// Fetch OAuth2 tokens from a provider's token endpoint as this JSON config file says (see the README, "OAuth2 tokens").
+    #[arg(long, value_name = "FILE")]
+    pub oauth2: Option<PathBuf>,
     #[command(flatten)]
     pub net: NetArgs,
     /// Print the result as JSON on stdout.

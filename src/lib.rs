@@ -22,6 +22,7 @@ pub mod limits;
 pub mod log;
 pub mod mbox;
 pub mod net;
+pub mod oauth2;
 pub mod plan;
 pub mod pop3;
 pub mod progress;

@@ -88,6 +88,8 @@ pub struct Auth<'a> {
     pub password_file: Option<&'a Path>,
     pub admin: Option<&'a str>,
     pub token_cmd: Option<&'a str>,
+    /// `--{side}oauth2 FILE`: a provider config for tokens fetched by mailferry.
+    pub oauth2: Option<&'a Path>,
 }
 
 /// One side's credentials: a token command as given (run at every connect), or
@@ -104,6 +106,11 @@ pub fn credentials(
     check_auth(auth, flag)?;
     if let Some(cmd) = auth.token_cmd {
         return Ok(Credentials::TokenCmd(cmd.to_string()));
+    }
+    if let Some(file) = auth.oauth2 {
+        return Ok(Credentials::OAuth2(std::sync::Arc::new(
+            crate::oauth2::Source::load(file)?,
+        )));
     }
     if let Some(admin) = auth.admin {
         let password = secret::resolve(
@@ -137,6 +144,23 @@ pub fn check_auth(auth: Auth<'_>, flag: &str) -> anyhow::Result<()> {
             "--{flag}token-cmd replaces the password: drop --{flag}password-file"
         )));
     }
+    if auth.oauth2.is_some() {
+        if auth.token_cmd.is_some() {
+            return Err(input(format!(
+                "--{flag}oauth2 and --{flag}token-cmd do not go together: give one source of tokens"
+            )));
+        }
+        if auth.admin.is_some() {
+            return Err(input(format!(
+                "--{flag}oauth2 and --{flag}admin do not go together: an admin logs in with its password, OAuth2 with a token"
+            )));
+        }
+        if auth.password_file.is_some() {
+            return Err(input(format!(
+                "--{flag}oauth2 replaces the password: drop --{flag}password-file"
+            )));
+        }
+    }
     if auth.admin.is_some_and(|a| a.trim().is_empty()) {
         return Err(input(format!("--{flag}admin needs the admin's user name")));
     }
@@ -157,9 +181,9 @@ pub fn source_credentials(ep: &Endpoint, auth: Auth<'_>) -> anyhow::Result<Optio
             server,
         )?)),
         Endpoint::Mbox(p) => {
-            if auth.admin.is_some() || auth.token_cmd.is_some() {
+            if auth.admin.is_some() || auth.token_cmd.is_some() || auth.oauth2.is_some() {
                 return Err(input(format!(
-                    "mbox:{} is read from files: --from-admin and --from-token-cmd are for an IMAP or POP3 source",
+                    "mbox:{} is read from files: --from-admin, --from-token-cmd and --from-oauth2 are for an IMAP or POP3 source",
                     p.display()
                 )));
             }

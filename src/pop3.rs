@@ -842,12 +842,15 @@ pub fn open_with(
         }
     }
     credentials
-        .with_login(|login| client.authenticate(&server.user, login))?
+        .with_login(&server.user, opts, |login| {
+            client.authenticate(&server.user, login)
+        })?
         .map_err(|e| login_error(server, credentials, e))?;
     Ok(client)
 }
 
 fn login_error(server: &Server, credentials: &Credentials, e: Pop3Error) -> anyhow::Error {
+    credentials.refused(&server.user);
     match &e {
         Pop3Error::Err { .. } => connect_with(
             server.login_refused_as(&e.server_words(), credentials),

@@ -7,7 +7,12 @@ use std::fmt;
 use std::io::IsTerminal;
 use std::path::Path;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use crate::error::input;
+use crate::net::NetOptions;
+use crate::oauth2::Source;
 use crate::sasl::Login;
 
 #[derive(Clone, PartialEq, Eq)]
@@ -36,6 +41,7 @@ impl fmt::Display for Password {
 
 /// Read a password file: the first line, without its line ending.
 pub fn from_file(path: &Path) -> anyhow::Result<Password> {
+    crate::oauth2::check_private(path, "password file");
     let text = std::fs::read_to_string(path)
         .map_err(|e| input(format!("cannot read password file {}: {e}", path.display())))?;
     let line = text.lines().next().unwrap_or("");
@@ -79,8 +85,8 @@ pub fn resolve(
 /// How one side logs in. Asked at every (re)connect, not once per run: a token
 /// command runs afresh each time, so a long run never reconnects with an expired
 /// token. Prints no secret in any form (`Password` is `***`; a token command's
-/// text is a command, not a secret).
-#[derive(Clone, Debug)]
+/// text is not shown either: it may hold a secret).
+#[derive(Clone)]
 pub enum Credentials {
     /// The mailbox's own password.
     Password(Password),
@@ -89,6 +95,20 @@ pub enum Credentials {
     Admin { admin: String, password: Password },
     /// A command whose first stdout line is an OAuth2 access token (mbsync's PassCmd).
     TokenCmd(String),
+    /// Tokens fetched from a provider's token endpoint (`--from-oauth2 FILE`),
+    /// cached in memory and shared by every connection and row using that file.
+    OAuth2(Arc<Source>),
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::Password(_) => f.write_str("Password(***)"),
+            Credentials::Admin { admin, .. } => write!(f, "Admin({admin}, ***)"),
+            Credentials::TokenCmd(_) => f.write_str("TokenCmd(***)"),
+            Credentials::OAuth2(s) => write!(f, "{s:?}"),
+        }
+    }
 }
 
 impl From<Password> for Credentials {
@@ -98,9 +118,16 @@ impl From<Password> for Credentials {
 }
 
 impl Credentials {
-    /// Run `f` with what one connection logs in with; a token command runs now.
-    /// A failing token command is a final connect error (retrying cannot help).
-    pub fn with_login<T>(&self, f: impl FnOnce(&Login<'_>) -> T) -> anyhow::Result<T> {
+    /// Run `f` with what one connection to mailbox `user` logs in with; a token
+    /// command runs now (within `net.timeout`), an OAuth2 config gives its cached
+    /// token or fetches one. A failing token command is a final connect error
+    /// (retrying cannot help).
+    pub fn with_login<T>(
+        &self,
+        user: &str,
+        net: &NetOptions,
+        f: impl FnOnce(&Login<'_>) -> T,
+    ) -> anyhow::Result<T> {
         Ok(match self {
             Credentials::Password(p) => f(&Login::Password(p.expose())),
             Credentials::Admin { admin, password } => f(&Login::Admin {
@@ -108,10 +135,21 @@ impl Credentials {
                 password: password.expose(),
             }),
             Credentials::TokenCmd(cmd) => {
-                let token = run_token_cmd(cmd)?;
+                let token = run_token_cmd(cmd, net.timeout)?;
+                f(&Login::Bearer(token.expose()))
+            }
+            Credentials::OAuth2(source) => {
+                let token = source.token(user, net)?;
                 f(&Login::Bearer(token.expose()))
             }
         })
+    }
+
+    /// The server refused the login of `user`: a cached token is not used again.
+    pub fn refused(&self, user: &str) {
+        if let Credentials::OAuth2(source) = self {
+            source.forget(user);
+        }
     }
 
     /// What to check when the server refused the login with `words` (the end of
@@ -131,7 +169,7 @@ impl Credentials {
             Credentials::Admin { admin, .. } => Some(format!(
                 "check the admin user {admin} and its password, and that the server lets it log in to other mailboxes (a master user)"
             )),
-            Credentials::TokenCmd(_) if w.contains("authenticated but not connected") => Some(
+            Credentials::TokenCmd(_) | Credentials::OAuth2(_) if w.contains("authenticated but not connected") => Some(
                 "the token was accepted but gives no access to this mailbox: grant the app access to it (Exchange Online: the service principal registered with New-ServicePrincipal and given FullAccess with Add-MailboxPermission) and check the mailbox address in the URL"
                     .to_string(),
             ),
@@ -143,38 +181,83 @@ impl Credentials {
                 "check that the token command gives a valid, unexpired access token for this mailbox (its scope, its tenant, the mailbox permission of the app)"
                     .to_string(),
             ),
+            Credentials::OAuth2(_) if w.contains("accesstokenexpired") || w.contains("token expired") => Some(
+                "the token expired; the next connection fetches a fresh one".to_string(),
+            ),
+            Credentials::OAuth2(_) => Some(
+                "the token endpoint issued a token this server does not accept: check the config file's tenant and scope, the app's IMAP.AccessAsApp/POP.AccessAsApp permission (Microsoft) or the domain-wide delegation of https://mail.google.com/ (Google), and the app's access to this mailbox"
+                    .to_string(),
+            ),
         }
     }
 }
 
-/// Run a token command (`sh -c CMD`, stdin closed, stderr the user's): its first
-/// stdout line, trimmed, is the token. The token never appears in an error.
-pub fn run_token_cmd(cmd: &str) -> anyhow::Result<Password> {
+/// Run a token command (`sh -c CMD`, stdin closed, stderr the user's) for at
+/// most `timeout`: its first stdout line, trimmed, is the token. Neither the token
+/// nor the command's text (it may hold a secret) appears in an error.
+pub fn run_token_cmd(cmd: &str, timeout: Duration) -> anyhow::Result<Password> {
     use crate::error::connect_final;
-    let out = std::process::Command::new("sh")
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new("sh")
         .arg("-c")
         .arg(cmd)
         .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| connect_final(format!("cannot run the token command `{cmd}`: {e}")))?;
-    if !out.status.success() {
+        .process_group(0)
+        .spawn()
+        .map_err(|e| connect_final(format!("cannot run the token command: {e}")))?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        // At most 64 KiB: a token, not a stream.
+        let _ = (&mut stdout).take(64 * 1024).read_to_end(&mut out);
+        let _ = tx.send(out);
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            _ => {
+                // The whole process group: sh and whatever it started.
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(connect_final(format!(
+                    "the token command did not finish within {} s (--timeout); no token, no login",
+                    timeout.as_secs()
+                )));
+            }
+        }
+    };
+    if !status.success() {
         return Err(connect_final(format!(
-            "the token command `{cmd}` failed ({}); no token, no login",
-            out.status
+            "the token command failed ({status}); no token, no login"
         )));
     }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    let out = rx
+        .recv_timeout(left.max(Duration::from_millis(200)))
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&out);
     let token = text.lines().next().unwrap_or("").trim();
     if token.is_empty() {
-        return Err(connect_final(format!(
-            "the token command `{cmd}` printed no token (its first line of output is the access token)"
-        )));
+        return Err(connect_final(
+            "the token command printed no token (its first line of output is the access token)",
+        ));
     }
     if token.chars().any(|c| c.is_control()) {
-        return Err(connect_final(format!(
-            "the token command `{cmd}` printed a first line with control characters; it must be the access token alone"
-        )));
+        return Err(connect_final(
+            "the token command printed a first line with control characters; it must be the access token alone",
+        ));
     }
     Ok(Password(token.to_string()))
 }
@@ -194,7 +277,7 @@ mod tests {
         );
         let c = Credentials::TokenCmd(cmd);
         let seen = |c: &Credentials| {
-            c.with_login(|l| match l {
+            c.with_login("u", &NetOptions::default(), |l| match l {
                 Login::Bearer(t) => t.to_string(),
                 _ => panic!("not a bearer login"),
             })
@@ -212,13 +295,26 @@ mod tests {
             ("true", "printed no token"),
         ] {
             let err = Credentials::TokenCmd(cmd.into())
-                .with_login(|_| ())
+                .with_login("u", &NetOptions::default(), |_| ())
                 .unwrap_err();
             let text = format!("{err:#}");
             assert!(text.contains(says), "{text}");
             assert!(!text.contains("42-leaked"), "{text}");
             assert_eq!(crate::error::retry_class(&err), crate::error::Retry::Final);
         }
+    }
+
+    #[test]
+    fn a_hanging_token_command_is_stopped_at_the_timeout_and_never_quoted() {
+        let started = std::time::Instant::now();
+        let err = run_token_cmd("sleep 30 # SeCrEt-in-cmd", Duration::from_secs(1)).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("did not finish within 1 s"), "{text}");
+        assert!(!text.contains("SeCrEt"), "{text}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let err = run_token_cmd("exit 2 # SeCrEt-in-cmd", Duration::from_secs(5)).unwrap_err();
+        assert!(!format!("{err:#}").contains("SeCrEt"));
+        assert!(!format!("{:?}", Credentials::TokenCmd("x SeCrEt".into())).contains("SeCrEt"));
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub fn run(a: &BackupArgs) -> anyhow::Result<i32> {
             password_file: a.from_password_file.as_deref(),
             admin: a.from_admin.as_deref(),
             token_cmd: a.from_token_cmd.as_deref(),
+            oauth2: a.from_oauth2.as_deref(),
         },
     )?;
     let net = plan::net(&a.job.net);

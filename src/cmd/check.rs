@@ -33,6 +33,7 @@ fn auth(a: &CheckArgs) -> plan::Auth<'_> {
         password_file: a.password_file.as_deref(),
         admin: a.admin.as_deref(),
         token_cmd: a.token_cmd.as_deref(),
+        oauth2: a.oauth2.as_deref(),
     }
 }
 
@@ -96,9 +97,9 @@ fn run_source(a: &CheckArgs, ep: &crate::endpoint::Endpoint) -> anyhow::Result<i
         )?),
         Endpoint::Mbox(path) => {
             plan::check_auth(auth(a), "")?;
-            if a.admin.is_some() || a.token_cmd.is_some() {
+            if a.admin.is_some() || a.token_cmd.is_some() || a.oauth2.is_some() {
                 return Err(crate::error::input(
-                    "--admin and --token-cmd are for an IMAP or POP3 account, not mbox files",
+                    "--admin, --token-cmd and --oauth2 are for an IMAP or POP3 account, not mbox files",
                 ));
             }
             crate::source::mbox::check_path(path)?;

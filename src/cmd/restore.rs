@@ -12,6 +12,7 @@ pub fn run(a: &RestoreArgs) -> anyhow::Result<i32> {
             password_file: a.to_password_file.as_deref(),
             admin: a.to_admin.as_deref(),
             token_cmd: a.to_token_cmd.as_deref(),
+            oauth2: a.to_oauth2.as_deref(),
         },
         &a.job,
         &a.copy,

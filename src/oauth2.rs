@@ -1,0 +1,571 @@
+//! OAuth2 access tokens fetched by mailferry itself from a provider's token
+//! endpoint, configured by a small JSON file per provider (`--from-oauth2 FILE`,
+//! `--to-oauth2 FILE`):
+//! - Microsoft app-only: the client-credentials grant (`client_secret`), scope
+//!   `https://outlook.office365.com/.default`; the mailbox is the SASL user;
+//! - Microsoft delegated: the refresh-token grant (`refresh_token`);
+//! - Google: a service account with domain-wide delegation, the jwt-bearer grant
+//!   with a JWT signed RS256 by the account's key (`sub` = the mailbox).
+//!
+//! Invariants: tokens live in memory only (never written anywhere, not even a
+//! rotated refresh token); a cached token is used only until `expires_in` minus a
+//! margin, and one the server refused is dropped ([`Source::forget`]) so the next
+//! connection fetches a fresh one; no secret (client secret, refresh token, key,
+//! assertion, access token) appears in an error, and every secrets file is checked
+//! for owner-only permissions (a warning, never an error).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+
+use crate::error::{connect_final, connect_with, input, Retry};
+use crate::http::{self, Request, Url};
+use crate::net::NetOptions;
+use crate::secret::Password;
+
+pub const MICROSOFT_APP_SCOPE: &str = "https://outlook.office365.com/.default";
+pub const MICROSOFT_USER_SCOPE: &str = "https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/POP.AccessAsUser.All offline_access";
+pub const GOOGLE_SCOPE: &str = "https://mail.google.com/";
+/// A JWT assertion's life (Google accepts at most an hour).
+const JWT_LIFE: u64 = 3600;
+
+/// The config file as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct File {
+    provider: String,
+    tenant: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_secret_file: Option<PathBuf>,
+    refresh_token: Option<String>,
+    refresh_token_file: Option<PathBuf>,
+    scope: Option<String>,
+    token_url: Option<String>,
+    key_file: Option<PathBuf>,
+}
+
+/// Google's service-account key file (the fields used; the others are ignored).
+#[derive(Deserialize)]
+struct GoogleKey {
+    client_email: String,
+    private_key: String,
+    token_uri: Option<String>,
+}
+
+enum Flow {
+    ClientCredentials {
+        client_id: String,
+        secret: Password,
+    },
+    RefreshToken {
+        client_id: String,
+        secret: Option<Password>,
+        /// The newest refresh token (Microsoft may hand out a new one each time).
+        refresh: Mutex<Password>,
+    },
+    JwtBearer {
+        client_email: String,
+        key: openssl::pkey::PKey<openssl::pkey::Private>,
+    },
+}
+
+/// One provider config, with its token cache (shared by every connection and row
+/// that uses the same file).
+pub struct Source {
+    /// The config file, for messages.
+    file: PathBuf,
+    provider: &'static str,
+    token_url: Url,
+    scope: String,
+    flow: Flow,
+    /// Mailbox (for Google) or "" (Microsoft's tokens serve every mailbox) → token.
+    cache: Mutex<HashMap<String, (Password, Instant)>>,
+    fetches: std::sync::atomic::AtomicUsize,
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "OAuth2({} config {})",
+            self.provider,
+            self.file.display()
+        )
+    }
+}
+
+/// Warn when a file holding a secret can be read by others than its owner.
+pub fn check_private(path: &Path, what: &str) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                crate::log::warn(format!(
+                    "{what} {} can be read by other users (mode {:o}); make it owner-only: chmod 600 {}",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                ));
+            }
+        }
+    }
+}
+
+fn read_secret_file(base: &Path, path: &Path, what: &str) -> anyhow::Result<Password> {
+    let p = base.join(path);
+    check_private(&p, what);
+    let text = std::fs::read_to_string(&p)
+        .map_err(|e| input(format!("cannot read the {what} {}: {e}", p.display())))?;
+    let line = text.lines().next().unwrap_or("").trim();
+    if line.is_empty() {
+        return Err(input(format!("the {what} {} is empty", p.display())));
+    }
+    Ok(Password::new(line))
+}
+
+impl Source {
+    /// Read and check a config file (relative file names in it are relative to
+    /// the config file's directory).
+    pub fn load(path: &Path) -> anyhow::Result<Source> {
+        check_private(path, "OAuth2 config file");
+        let bad = |why: String| input(format!("OAuth2 config file {}: {why}", path.display()));
+        let text =
+            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        // serde_json's messages quote no value, only positions and field names.
+        let f: File = serde_json::from_str(&text).map_err(|e| bad(format!("not valid: {e}")))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let secret_of =
+            |inline: Option<String>, file: Option<PathBuf>, what: &str, key: &str| match (
+                inline, file,
+            ) {
+                (Some(_), Some(_)) => Err(bad(format!("give {key} or {key}_file, not both"))),
+                (Some(s), None) if !s.trim().is_empty() => Ok(Some(Password::new(s.trim()))),
+                (Some(_), None) => Err(bad(format!("{key} is empty"))),
+                (None, Some(p)) => read_secret_file(base, &p, what).map(Some),
+                (None, None) => Ok(None),
+            };
+        let secret = secret_of(
+            f.client_secret,
+            f.client_secret_file,
+            "client secret file",
+            "client_secret",
+        )?;
+        let refresh = secret_of(
+            f.refresh_token,
+            f.refresh_token_file,
+            "refresh token file",
+            "refresh_token",
+        )?;
+        let url = |u: String| Url::parse(&u).map_err(|e| bad(format!("token_url: {e}")));
+        match f.provider.as_str() {
+            "microsoft" => {
+                if f.key_file.is_some() {
+                    return Err(bad("key_file is for provider google".into()));
+                }
+                let client_id = f
+                    .client_id
+                    .filter(|c| !c.trim().is_empty())
+                    .ok_or_else(|| {
+                        bad(
+                            "client_id is missing (the app registration's Application (client) ID)"
+                                .into(),
+                        )
+                    })?;
+                let token_url = match (f.token_url, f.tenant) {
+                    (Some(u), _) => url(u)?,
+                    (None, Some(t))
+                        if !t.is_empty()
+                            && t.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.')) =>
+                    {
+                        url(format!(
+                            "https://login.microsoftonline.com/{t}/oauth2/v2.0/token"
+                        ))?
+                    }
+                    (None, Some(_)) => {
+                        return Err(bad("tenant must be a tenant ID or domain".into()))
+                    }
+                    (None, None) => {
+                        return Err(bad("tenant is missing (the Directory (tenant) ID)".into()))
+                    }
+                };
+                let (flow, scope) = match refresh {
+                    Some(r) => (
+                        Flow::RefreshToken {
+                            client_id,
+                            secret,
+                            refresh: Mutex::new(r),
+                        },
+                        MICROSOFT_USER_SCOPE,
+                    ),
+                    None => (
+                        Flow::ClientCredentials {
+                            client_id,
+                            secret: secret.ok_or_else(|| {
+                                bad("client_secret or client_secret_file is missing (app-only), or give refresh_token (delegated)".into())
+                            })?,
+                        },
+                        MICROSOFT_APP_SCOPE,
+                    ),
+                };
+                Ok(Source::new(
+                    path,
+                    "Microsoft",
+                    token_url,
+                    f.scope.unwrap_or_else(|| scope.into()),
+                    flow,
+                ))
+            }
+            "google" => {
+                if secret.is_some() || refresh.is_some() || f.tenant.is_some() {
+                    return Err(bad("provider google takes key_file (the service account's JSON key), not tenant, client_secret or refresh_token".into()));
+                }
+                let key_path = base.join(f.key_file.ok_or_else(|| {
+                    bad("key_file is missing (the service account's JSON key file)".into())
+                })?);
+                check_private(&key_path, "service account key file");
+                let bad_key = |why: String| {
+                    input(format!(
+                        "service account key file {}: {why}",
+                        key_path.display()
+                    ))
+                };
+                let text = std::fs::read_to_string(&key_path)
+                    .map_err(|e| bad_key(format!("cannot read it: {e}")))?;
+                let key: GoogleKey = serde_json::from_str(&text)
+                    .map_err(|e| bad_key(format!("not a service account key: {e}")))?;
+                let pkey = openssl::pkey::PKey::private_key_from_pem(key.private_key.as_bytes())
+                    .map_err(|_| bad_key("its private_key is not a PEM private key".into()))?;
+                if pkey.rsa().is_err() {
+                    return Err(bad_key(
+                        "its private_key is not an RSA key (RS256 needs one)".into(),
+                    ));
+                }
+                let token_url = url(f
+                    .token_url
+                    .or(key.token_uri)
+                    .unwrap_or_else(|| "https://oauth2.googleapis.com/token".into()))?;
+                Ok(Source::new(
+                    path,
+                    "Google",
+                    token_url,
+                    f.scope.unwrap_or_else(|| GOOGLE_SCOPE.into()),
+                    Flow::JwtBearer {
+                        client_email: key.client_email,
+                        key: pkey,
+                    },
+                ))
+            }
+            other => Err(bad(format!(
+                "provider must be \"microsoft\" or \"google\", not {other:?}"
+            ))),
+        }
+    }
+
+    fn new(
+        file: &Path,
+        provider: &'static str,
+        token_url: Url,
+        scope: String,
+        flow: Flow,
+    ) -> Source {
+        Source {
+            file: file.to_path_buf(),
+            provider,
+            token_url,
+            scope,
+            flow,
+            cache: Mutex::default(),
+            fetches: Default::default(),
+        }
+    }
+
+    fn cache_key<'a>(&self, user: &'a str) -> &'a str {
+        match self.flow {
+            Flow::JwtBearer { .. } => user,
+            _ => "",
+        }
+    }
+
+    /// An access token for `user`: the cached one while it is fresh, else a new one.
+    pub fn token(&self, user: &str, net: &NetOptions) -> anyhow::Result<Password> {
+        let key = self.cache_key(user);
+        if let Some((t, until)) = self.cache.lock().unwrap().get(key) {
+            if Instant::now() < *until {
+                return Ok(t.clone());
+            }
+        }
+        let (token, life) = self.fetch(user, net)?;
+        // Refresh before it expires: a margin of a third of its life, at most 5 min.
+        let margin = (life / 3).min(Duration::from_secs(300));
+        self.cache.lock().unwrap().insert(
+            key.to_string(),
+            (token.clone(), Instant::now() + life - margin),
+        );
+        Ok(token)
+    }
+
+    /// Drop `user`'s cached token (the server refused it): the next login fetches one.
+    pub fn forget(&self, user: &str) {
+        self.cache.lock().unwrap().remove(self.cache_key(user));
+    }
+
+    /// How many tokens were fetched (for tests and the trace).
+    pub fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn fetch(&self, user: &str, net: &NetOptions) -> anyhow::Result<(Password, Duration)> {
+        if !self.token_url.tls && !self.token_url.is_loopback() {
+            return Err(connect_final(format!(
+                "the {} token endpoint {} must be https:// (http:// only on this machine)",
+                self.provider, self.token_url
+            )));
+        }
+        let mut form = Form::default();
+        match &self.flow {
+            Flow::ClientCredentials { client_id, secret } => {
+                form.add("grant_type", "client_credentials");
+                form.add("client_id", client_id);
+                form.add("client_secret", secret.expose());
+                form.add("scope", &self.scope);
+            }
+            Flow::RefreshToken {
+                client_id,
+                secret,
+                refresh,
+            } => {
+                form.add("grant_type", "refresh_token");
+                form.add("client_id", client_id);
+                if let Some(s) = secret {
+                    form.add("client_secret", s.expose());
+                }
+                form.add("refresh_token", refresh.lock().unwrap().expose());
+                form.add("scope", &self.scope);
+            }
+            Flow::JwtBearer { client_email, key } => {
+                let jwt = self.jwt(client_email, key, user)?;
+                form.add("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer");
+                form.add("assertion", jwt.expose());
+            }
+        }
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let where_ = format!("the {} token endpoint {}", self.provider, self.token_url);
+        let stream = http::connect(&self.token_url, net)
+            .map_err(|e| connect_with(format!("{where_}: {e:#}"), Retry::Later))?;
+        let target = if self.token_url.base.is_empty() {
+            "/".to_string()
+        } else {
+            self.token_url.base.clone()
+        };
+        let host = self.token_url.authority();
+        let body = Password::new(form.0);
+        let resp = http::exchange(
+            stream,
+            &host,
+            &Request {
+                method: "POST",
+                target: &target,
+                headers: &[
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                    ("Accept", "application/json"),
+                ],
+                body: body.expose().as_bytes(),
+            },
+            http::MAX_BODY,
+        )
+        .map_err(|e| connect_with(format!("{where_}: {e}"), Retry::Later))?;
+        let json: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+        let field = |k: &str| json.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        if resp.status != 200 {
+            let error = field("error");
+            let description: String = field("error_description")
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(300)
+                .collect();
+            let hint = self.error_hint(error);
+            let text = format!(
+                "{where_} refused to issue a token (HTTP {}{}{}){hint}",
+                resp.status,
+                if error.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {error}")
+                },
+                if description.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {description}")
+                },
+            );
+            let retry = if resp.status >= 500 || resp.status == 429 {
+                Retry::Later
+            } else {
+                Retry::Final
+            };
+            return Err(connect_with(text, retry));
+        }
+        let token = field("access_token");
+        if token.is_empty() || token.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(connect_final(format!(
+                "{where_} answered without a usable access_token"
+            )));
+        }
+        let life = match json.get("expires_in") {
+            Some(v) => v
+                .as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok())),
+            None => Some(3600),
+        }
+        .ok_or_else(|| connect_final(format!("{where_} answered with an unreadable expires_in")))?;
+        if let (Flow::RefreshToken { refresh, .. }, new) = (&self.flow, field("refresh_token")) {
+            if !new.is_empty() {
+                *refresh.lock().unwrap() = Password::new(new);
+            }
+        }
+        Ok((Password::new(token), Duration::from_secs(life)))
+    }
+
+    fn error_hint(&self, error: &str) -> String {
+        let h = match error {
+            "invalid_client" => "the client ID or client secret is wrong, expired or revoked (check the app registration and its secret)",
+            "unauthorized_client" => "the app is not allowed this grant: revoked, disabled, or (Google) no domain-wide delegation for this client ID and scope",
+            "invalid_grant" => match self.flow {
+                Flow::RefreshToken { .. } => "the refresh token is expired or revoked: sign in again for a new one",
+                Flow::JwtBearer { .. } => "the service account's assertion was refused (the mailbox, the key, or the clock)",
+                Flow::ClientCredentials { .. } => "the grant was refused",
+            },
+            "invalid_scope" => "the scope is wrong for this app",
+            "invalid_request" => "check tenant, client_id and scope in the config file",
+            _ => return String::new(),
+        };
+        format!("; {h}")
+    }
+
+    /// The RS256-signed JWT of the jwt-bearer grant for mailbox `user`.
+    fn jwt(
+        &self,
+        client_email: &str,
+        key: &openssl::pkey::PKey<openssl::pkey::Private>,
+        user: &str,
+    ) -> anyhow::Result<Password> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let header = serde_json::json!({"alg": "RS256", "typ": "JWT"});
+        let claims = serde_json::json!({
+            "iss": client_email,
+            "sub": user,
+            "scope": self.scope,
+            "aud": self.token_url.to_string(),
+            "iat": now,
+            "exp": now + JWT_LIFE,
+        });
+        let signing_input = format!(
+            "{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(claims.to_string().as_bytes())
+        );
+        let sig = (|| {
+            let mut signer =
+                openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), key)?;
+            signer.sign_oneshot_to_vec(signing_input.as_bytes())
+        })()
+        .map_err(|_| connect_final("cannot sign the service account's JWT with its key"))?;
+        Ok(Password::new(format!("{signing_input}.{}", b64url(&sig))))
+    }
+}
+
+/// Base64url without padding (RFC 7515).
+pub fn b64url(data: &[u8]) -> String {
+    openssl::base64::encode_block(data)
+        .trim_end_matches('=')
+        .replace('+', "-")
+        .replace('/', "_")
+}
+
+/// An `application/x-www-form-urlencoded` body.
+#[derive(Default)]
+struct Form(String);
+
+impl Form {
+    fn add(&mut self, k: &str, v: &str) {
+        if !self.0.is_empty() {
+            self.0.push('&');
+        }
+        for (i, s) in [k, v].into_iter().enumerate() {
+            if i == 1 {
+                self.0.push('=');
+            }
+            for b in s.bytes() {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                    self.0.push(b as char);
+                } else {
+                    self.0.push_str(&format!("%{b:02X}"));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_and_base64url_encode_as_the_rfcs_say() {
+        let mut f = Form::default();
+        f.add("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer");
+        f.add("scope", "https://a/b c");
+        assert_eq!(
+            f.0,
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&scope=https%3A%2F%2Fa%2Fb%20c"
+        );
+        assert_eq!(b64url(&[0xfb, 0xff]), "-_8");
+    }
+
+    #[test]
+    fn bad_configs_are_refused_without_echoing_secrets() {
+        let dir = std::env::temp_dir().join(format!("mailferry-oauth2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("c.json");
+        for (text, says) in [
+            (r#"{"provider":"yahoo"}"#, "provider must be"),
+            (
+                r#"{"provider":"microsoft","tenant":"t","client_secret":"S3CRET-x"}"#,
+                "client_id is missing",
+            ),
+            (
+                r#"{"provider":"microsoft","client_id":"c","client_secret":"S3CRET-x"}"#,
+                "tenant is missing",
+            ),
+            (
+                r#"{"provider":"microsoft","tenant":"t","client_id":"c"}"#,
+                "client_secret or client_secret_file",
+            ),
+            (
+                r#"{"provider":"google","client_secret":"S3CRET-x"}"#,
+                "key_file",
+            ),
+            (
+                r#"{"provider":"microsoft","client_secret":"S3CRET-x","bogus":1}"#,
+                "unknown field",
+            ),
+        ] {
+            std::fs::write(&cfg, text).unwrap();
+            let err = format!("{:#}", Source::load(&cfg).unwrap_err());
+            assert!(err.contains(says), "{text}: {err}");
+            assert!(!err.contains("S3CRET"), "{err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
