@@ -14,6 +14,9 @@
 //! `source_token_cmd` / `target_token_cmd` give a command printing an OAuth2 access
 //! token, and the password cell stays empty. A row giving both, a token command
 //! with a password, or an admin without one is refused before anything runs.
+//! `source_oauth2` / `target_oauth2` name an OAuth2 provider config file (relative
+//! to the CSV file's directory, see [`crate::oauth2`]); every row naming the same
+//! file shares one token cache, so one app registration serves every row.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +40,8 @@ pub const COLUMNS: &[&str] = &[
     "source_token_cmd",
     "target_admin",
     "target_token_cmd",
+    "source_oauth2",
+    "target_oauth2",
 ];
 
 /// One valid row.
@@ -103,14 +108,45 @@ fn password_cell(cell: &str, base: &Path) -> Result<Password, String> {
 /// command (the password cell empty), an admin with its password, or the
 /// mailbox's password. A cell's text is never repeated in a message: after a
 /// column mix-up it could be a secret.
+#[allow(clippy::too_many_arguments)]
 fn credentials_cells(
     side: &str,
     password: &str,
     admin: &str,
     token_cmd: &str,
+    oauth2: &str,
+    sources: &mut HashMap<PathBuf, std::sync::Arc<crate::oauth2::Source>>,
     base: &Path,
     bad: &mut impl FnMut(&str, String),
 ) -> Option<Credentials> {
+    if !oauth2.is_empty() {
+        let col = format!("{side}_oauth2");
+        for (cell, other) in [
+            (password, format!("{side}_password")),
+            (admin, format!("{side}_admin")),
+            (token_cmd, format!("{side}_token_cmd")),
+        ] {
+            if !cell.is_empty() {
+                bad(&other, format!("must be empty: {col} gives the tokens"));
+                return None;
+            }
+        }
+        let path = base.join(oauth2);
+        if let Some(s) = sources.get(&path) {
+            return Some(Credentials::OAuth2(s.clone()));
+        }
+        return match crate::oauth2::Source::load(&path) {
+            Ok(s) => {
+                let s = std::sync::Arc::new(s);
+                sources.insert(path, s.clone());
+                Some(Credentials::OAuth2(s))
+            }
+            Err(e) => {
+                bad(&col, format!("{e:#}"));
+                None
+            }
+        };
+    }
     let (pw_col, admin_col, cmd_col) = (
         format!("{side}_password"),
         format!("{side}_admin"),
@@ -186,7 +222,9 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
             });
         }
     }
-    let token_target = header.iter().any(|c| c == "target_token_cmd");
+    let token_target = header
+        .iter()
+        .any(|c| c == "target_token_cmd" || c == "target_oauth2");
     for required in ["source", "target_user", "target_password"] {
         // Rows whose target logs in with a token need no password column.
         if required == "target_password" && token_target {
@@ -207,6 +245,7 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
     let col = |name: &str| header.iter().position(|c| c == name);
     let mut accounts = Vec::new();
     let mut targets: HashMap<String, usize> = HashMap::new();
+    let mut sources: HashMap<PathBuf, std::sync::Arc<crate::oauth2::Source>> = HashMap::new();
     for (position, rec) in rd.records().enumerate() {
         let row = position + 2;
         let rec = match rec {
@@ -307,11 +346,13 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
                 &cell("source_password"),
                 &cell("source_admin"),
                 &cell("source_token_cmd"),
+                &cell("source_oauth2"),
+                &mut sources,
                 base,
                 &mut bad,
             ),
             Some(Endpoint::Mbox(_)) => {
-                for column in ["source_admin", "source_token_cmd"] {
+                for column in ["source_admin", "source_token_cmd", "source_oauth2"] {
                     if !cell(column).is_empty() {
                         bad(
                             column,
@@ -379,6 +420,8 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
             &cell("target_password"),
             &cell("target_admin"),
             &cell("target_token_cmd"),
+            &cell("target_oauth2"),
+            &mut sources,
             base,
             &mut bad,
         );

@@ -147,10 +147,14 @@ fn admin_login_migrates_without_the_user_password() {
 /// U, valid S seconds (default 300); `POST /introspect` (Dovecot's check, body
 /// `token=…`) answers `{"active":true,"username":U}` only for a token it issued and
 /// only until it expires, `{"active":false}` otherwise.
+///
+/// It is also the token endpoint of the providers (`POST /oauth2/microsoft`,
+/// `POST /oauth2/google`): see [`Grants`].
 struct Authority {
     port: u16,
     issued: Arc<Mutex<HashMap<String, (String, Instant)>>>,
     checks: Arc<Mutex<usize>>,
+    grants: Arc<Grants>,
 }
 
 impl Authority {
@@ -160,6 +164,8 @@ impl Authority {
         let issued: Arc<Mutex<HashMap<String, (String, Instant)>>> = Arc::default();
         let checks: Arc<Mutex<usize>> = Arc::default();
         let (tokens, counter) = (issued.clone(), checks.clone());
+        let grants = Arc::new(Grants::new(port));
+        let endpoint = grants.clone();
         std::thread::spawn(move || {
             let mut serial = 0u64;
             for conn in listener.incoming() {
@@ -187,7 +193,20 @@ impl Authority {
                 let _ = r.read_exact(&mut body);
                 let body = String::from_utf8_lossy(&body).to_string();
                 let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
-                let answer = if let Some(query) = path.strip_prefix("/token?") {
+                let mut status = "200 OK";
+                let answer = if path.starts_with("/oauth2/") {
+                    let (ok, answer) = endpoint.answer(&path, &body);
+                    match ok {
+                        Ok((token, user, ttl)) => {
+                            tokens
+                                .lock()
+                                .unwrap()
+                                .insert(token, (user, Instant::now() + Duration::from_secs(ttl)));
+                        }
+                        Err(s) => status = s,
+                    }
+                    answer
+                } else if let Some(query) = path.strip_prefix("/token?") {
                     let arg = |k: &str| {
                         query
                             .split('&')
@@ -208,12 +227,19 @@ impl Authority {
                     format!("{token}\n")
                 } else if path.starts_with("/introspect") {
                     *counter.lock().unwrap() += 1;
+                    // `/introspect?as=U`: app-only tokens (no user of their own)
+                    // are answered as U, the mailbox the app was granted here.
+                    let as_user = path.split_once("?as=").map(|(_, u)| u.to_string());
                     let token = body
                         .split('&')
                         .find_map(|kv| kv.strip_prefix("token="))
                         .unwrap_or("");
                     match tokens.lock().unwrap().get(token) {
                         Some((user, until)) if Instant::now() < *until => {
+                            let user = match (&as_user, user.as_str()) {
+                                (Some(u), APP_ONLY) => u.as_str(),
+                                _ => user.as_str(),
+                            };
                             format!("{{\"active\":true,\"username\":\"{user}\"}}")
                         }
                         _ => "{\"active\":false}".to_string(),
@@ -223,7 +249,7 @@ impl Authority {
                 };
                 let _ = write!(
                     conn,
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
                     answer.len()
                 );
             }
@@ -232,6 +258,7 @@ impl Authority {
             port,
             issued,
             checks,
+            grants,
         }
     }
 
@@ -352,18 +379,34 @@ fn token_commands_log_in_with_xoauth2() {
     );
     assert!(!err.contains(&expired), "the expired token is a secret too");
 
-    // A failing token command: one clear error, exit 3.
+    // A failing token command: one clear error, exit 3, the command's text (it
+    // may hold a secret) not repeated.
     let out = Run::new("check")
         .arg(src.imaps_url(SRC))
-        .opt("--token-cmd", "exit 7")
+        .opt("--token-cmd", "exit 7 # --client-secret=Cmd-Secret-42")
         .ca(&src)
         .run();
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the token command failed"), "{}", text(&out));
+    assert!(!err.contains("Cmd-Secret-42"), "{}", text(&out));
+
+    // A token command that hangs is stopped at --timeout: one clear error.
+    let started = Instant::now();
+    let out = Run::new("check")
+        .arg(src.imaps_url(SRC))
+        .opt("--token-cmd", "sleep 60")
+        .ca(&src)
+        .args(["--timeout", "2"])
+        .run();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("the token command `exit 7` failed"),
+        String::from_utf8_lossy(&out.stderr)
+            .contains("the token command did not finish within 2 s"),
         "{}",
         text(&out)
     );
+    assert!(started.elapsed() < Duration::from_secs(20));
 }
 
 /// A server offering only OAUTHBEARER (RFC 7628) gets the token that way, over
@@ -572,4 +615,482 @@ fn a_reconnection_asks_for_a_fresh_token() {
         auth.tokens().len()
     );
     assert_same(&d.snapshot(DST), &expected(|f| f.to_string()));
+}
+
+/// Introspection's user for app-only tokens (client credentials): they have none.
+const APP_ONLY: &str = "<app-only>";
+const CLIENT_ID: &str = "5b0c2f4e-test-client-id";
+const CLIENT_SECRET: &str = "cS3cr3t~App-Secret-ZZTOP";
+const REFRESH_TOKEN: &str = "0.ARefresh-Token-QWERTY";
+const SA_EMAIL: &str = "ferry@project.iam.gserviceaccount.com";
+
+/// The providers' token endpoint: Microsoft's client-credentials and refresh-token
+/// grants (`/oauth2/microsoft`) and Google's jwt-bearer grant (`/oauth2/google`,
+/// the JWT's RS256 signature checked with the test key's public half, and its
+/// `iss`, `sub`, `scope`, `aud`, `iat`/`exp`). Tokens live `ttl` seconds; a revoked
+/// app gets 400 `invalid_client` (Microsoft) or `unauthorized_client` (Google).
+struct Grants {
+    port: u16,
+    ttl: std::sync::atomic::AtomicU64,
+    revoked: std::sync::atomic::AtomicBool,
+    public_key: Mutex<Option<openssl::pkey::PKey<openssl::pkey::Public>>>,
+    /// "grant user" per token issued.
+    log: Mutex<Vec<String>>,
+    /// Everything secret that crossed the endpoint: assertions, refresh tokens.
+    secrets: Mutex<Vec<String>>,
+    refresh: Mutex<String>,
+    serial: std::sync::atomic::AtomicU64,
+}
+
+fn form(body: &str) -> HashMap<String, String> {
+    let decode = |s: &str| {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'%' if i + 2 < b.len() => {
+                    out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                    i += 3;
+                }
+                b'+' => {
+                    out.push(b' ');
+                    i += 1
+                }
+                c => {
+                    out.push(c);
+                    i += 1
+                }
+            }
+        }
+        String::from_utf8(out).unwrap()
+    };
+    body.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+fn b64url_decode(s: &str) -> Vec<u8> {
+    let mut t = s.replace('-', "+").replace('_', "/");
+    while !t.len().is_multiple_of(4) {
+        t.push('=');
+    }
+    openssl::base64::decode_block(&t).unwrap()
+}
+
+type Grant = Result<(String, String, u64), &'static str>;
+
+impl Grants {
+    fn new(port: u16) -> Grants {
+        Grants {
+            port,
+            ttl: 300.into(),
+            revoked: false.into(),
+            public_key: Mutex::new(None),
+            log: Mutex::default(),
+            secrets: Mutex::default(),
+            refresh: Mutex::new(REFRESH_TOKEN.into()),
+            serial: 0.into(),
+        }
+    }
+
+    fn url(&self, provider: &str) -> String {
+        format!("http://127.0.0.1:{}/oauth2/{provider}", self.port)
+    }
+
+    fn error(code: &str, description: &str) -> (Grant, String) {
+        (
+            Err("400 Bad Request"),
+            format!("{{\"error\":\"{code}\",\"error_description\":\"{description}\"}}"),
+        )
+    }
+
+    fn answer(&self, path: &str, body: &str) -> (Grant, String) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let f = form(body);
+        let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
+        let revoked = self.revoked.load(SeqCst);
+        let (user, grant) = match (path, get("grant_type")) {
+            ("/oauth2/microsoft", "client_credentials") => {
+                if revoked || get("client_id") != CLIENT_ID || get("client_secret") != CLIENT_SECRET
+                {
+                    return Self::error(
+                        "invalid_client",
+                        "AADSTS7000215: Invalid client secret provided.",
+                    );
+                }
+                if get("scope") != "https://outlook.office365.com/.default" {
+                    return Self::error("invalid_scope", "AADSTS1002012: wrong scope");
+                }
+                (APP_ONLY.to_string(), "client_credentials")
+            }
+            ("/oauth2/microsoft", "refresh_token") => {
+                if revoked || get("client_id") != CLIENT_ID {
+                    return Self::error("invalid_client", "AADSTS700016: Application not found.");
+                }
+                if get("refresh_token") != *self.refresh.lock().unwrap() {
+                    return Self::error("invalid_grant", "AADSTS70000: refresh token not valid");
+                }
+                if !get("scope").contains("https://outlook.office.com/IMAP.AccessAsUser.All") {
+                    return Self::error("invalid_scope", "no IMAP scope");
+                }
+                (SRC.to_string(), "refresh_token")
+            }
+            ("/oauth2/google", "urn:ietf:params:oauth:grant-type:jwt-bearer") => {
+                if revoked {
+                    return Self::error("unauthorized_client", "Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested.");
+                }
+                let jwt = get("assertion");
+                self.secrets.lock().unwrap().push(jwt.to_string());
+                let parts: Vec<&str> = jwt.split('.').collect();
+                assert_eq!(parts.len(), 3, "a JWT has three parts");
+                let header: serde_json::Value =
+                    serde_json::from_slice(&b64url_decode(parts[0])).unwrap();
+                assert_eq!(header["alg"], "RS256");
+                let key = self.public_key.lock().unwrap().clone().expect("a test key");
+                let mut v =
+                    openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &key)
+                        .unwrap();
+                let signed = format!("{}.{}", parts[0], parts[1]);
+                if !v
+                    .verify_oneshot(&b64url_decode(parts[2]), signed.as_bytes())
+                    .unwrap()
+                {
+                    return Self::error("invalid_grant", "Invalid JWT Signature.");
+                }
+                let c: serde_json::Value =
+                    serde_json::from_slice(&b64url_decode(parts[1])).unwrap();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let (iat, exp) = (c["iat"].as_u64().unwrap(), c["exp"].as_u64().unwrap());
+                let aud = self.url("google");
+                if c["iss"] != SA_EMAIL
+                    || c["scope"] != "https://mail.google.com/"
+                    || c["aud"] != aud.as_str()
+                    || exp <= now
+                    || exp - iat > 3600
+                    || iat > now + 5
+                {
+                    return Self::error("invalid_grant", "Invalid JWT claims");
+                }
+                (c["sub"].as_str().unwrap().to_string(), "jwt-bearer")
+            }
+            _ => return Self::error("unsupported_grant_type", "no such grant"),
+        };
+        let n = self.serial.fetch_add(1, SeqCst);
+        let token = format!("EwB-access-{n}-{}-tOkEn", grant.len() * 7919 + n as usize);
+        let ttl = self.ttl.load(SeqCst);
+        self.log.lock().unwrap().push(format!("{grant} {user}"));
+        let mut extra = String::new();
+        if grant == "refresh_token" {
+            // Microsoft may rotate the refresh token: the newest must be used next.
+            let next = format!("0.ARefresh-Rotated-{n}-QWERTY");
+            self.secrets.lock().unwrap().push(next.clone());
+            *self.refresh.lock().unwrap() = next.clone();
+            extra = format!(",\"refresh_token\":\"{next}\"");
+        }
+        (
+            Ok((token.clone(), user, ttl)),
+            format!(
+                "{{\"token_type\":\"Bearer\",\"expires_in\":{ttl},\"access_token\":\"{token}\"{extra}}}"
+            ),
+        )
+    }
+
+    fn served(&self, grant: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with(grant))
+            .count()
+    }
+}
+
+fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// The provider config files of a test: Microsoft app-only (client secret in a
+/// file), Microsoft delegated (refresh token), Google (a service-account key made
+/// with `openssl genpkey`, its public half given to the token endpoint).
+struct Providers {
+    app_only: std::path::PathBuf,
+    delegated: std::path::PathBuf,
+    google: std::path::PathBuf,
+    /// The private key's PEM body lines.
+    key_lines: Vec<String>,
+}
+
+impl Authority {
+    fn providers(&self, dir: &Path) -> Providers {
+        let pem = dir.join("sa-key.pem");
+        let ok = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
+            .arg(&pem)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "openssl genpkey");
+        let pem_text = std::fs::read_to_string(&pem).unwrap();
+        let key = openssl::pkey::PKey::private_key_from_pem(pem_text.as_bytes()).unwrap();
+        let public =
+            openssl::pkey::PKey::public_key_from_pem(&key.public_key_to_pem().unwrap()).unwrap();
+        *self.grants.public_key.lock().unwrap() = Some(public);
+        let key_json = dir.join("service-account.json");
+        write_private(
+            &key_json,
+            &serde_json::json!({
+                "type": "service_account",
+                "project_id": "project",
+                "private_key_id": "0123abcd",
+                "private_key": pem_text,
+                "client_email": SA_EMAIL,
+                "client_id": "1234567890",
+                "token_uri": self.grants.url("google"),
+            })
+            .to_string(),
+        );
+        let secret_file = dir.join("client-secret");
+        write_private(&secret_file, &format!("{CLIENT_SECRET}\n"));
+        let app_only = dir.join("microsoft-app.json");
+        write_private(
+            &app_only,
+            &serde_json::json!({
+                "provider": "microsoft",
+                "tenant": "contoso.onmicrosoft.com",
+                "client_id": CLIENT_ID,
+                "client_secret_file": "client-secret",
+                "token_url": self.grants.url("microsoft"),
+            })
+            .to_string(),
+        );
+        let delegated = dir.join("microsoft-user.json");
+        write_private(
+            &delegated,
+            &serde_json::json!({
+                "provider": "microsoft",
+                "tenant": "common",
+                "client_id": CLIENT_ID,
+                "refresh_token": REFRESH_TOKEN,
+                "token_url": self.grants.url("microsoft"),
+            })
+            .to_string(),
+        );
+        let google = dir.join("google.json");
+        write_private(
+            &google,
+            &serde_json::json!({"provider": "google", "key_file": "service-account.json"})
+                .to_string(),
+        );
+        Providers {
+            app_only,
+            delegated,
+            google,
+            key_lines: pem_text
+                .lines()
+                .filter(|l| !l.starts_with("-----"))
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+
+    /// Every secret of the providers' flows seen so far.
+    fn all_secrets(&self, p: &Providers) -> Vec<String> {
+        let mut all = vec![CLIENT_SECRET.to_string(), REFRESH_TOKEN.to_string()];
+        all.extend(self.grants.secrets.lock().unwrap().iter().cloned());
+        all.extend(self.tokens());
+        all.extend(p.key_lines.iter().cloned());
+        all
+    }
+}
+
+/// A migration longer than the tokens' life (three seconds), its source logged in
+/// app-only (Microsoft client credentials, the mailbox address as the user) and
+/// its target by a Google service account (jwt-bearer, `sub` = the mailbox): a
+/// connection stalls, the run reconnects after the tokens expired and fetches
+/// fresh ones (cached ones are reused only while fresh), and the copy ends complete
+/// and exact; no client secret, key, assertion or token shows anywhere, even -vv.
+#[test]
+fn app_only_and_service_account_tokens_refresh_during_a_long_migration() {
+    let auth = Authority::start();
+    auth.grants
+        .ttl
+        .store(3, std::sync::atomic::Ordering::SeqCst);
+    let d = Dovecot::start_with(
+        &[SRC, DST],
+        Config {
+            plaintext_only: true,
+            // The app is granted the source mailbox.
+            oauth2_introspect_url: Some(format!("{}?as={SRC}", auth.introspect_url())),
+            ..Config::default()
+        },
+    );
+    d.seed(SRC);
+    let p = auth.providers(d.dir.path());
+    let proxy = FaultProxy::start(d.imap, Fault::StallAfterServerBytes(300_000));
+    let state = d.dir.path().join("state.sqlite");
+    let started = Instant::now();
+    let out = Run::new("migrate")
+        .from(format!("imap://{SRC}@127.0.0.1:{}", proxy.port))
+        .opt("--from-oauth2", &p.app_only)
+        .to(format!("imap://{DST}@127.0.0.1:{}", d.imap))
+        .opt("--to-oauth2", &p.google)
+        .state(&state)
+        .args(["--allow-plaintext", "--retry-wait", "1", "--timeout", "3"])
+        .args(["--retries", "3", "--json", "-vv"])
+        .run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        started.elapsed() > Duration::from_secs(3),
+        "outlived a token"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("retrying"),
+        "the stall was not hit: {}",
+        text(&out)
+    );
+    assert_same(&d.snapshot(DST), &expected(|f| f.to_string()));
+    let (app, jwt) = (
+        auth.grants.served("client_credentials"),
+        auth.grants.served("jwt-bearer"),
+    );
+    assert!(
+        app >= 2 && jwt >= 2,
+        "tokens refreshed: {app} app-only, {jwt} jwt-bearer"
+    );
+    assert!(
+        auth.grants
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("jwt-bearer"))
+            .all(|l| l == &format!("jwt-bearer {DST}")),
+        "sub is the target mailbox"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("AUTHENTICATE XOAUTH2 <credentials masked>"),
+        "XOAUTH2, masked"
+    );
+    assert!(
+        !err.contains("can be read by other users"),
+        "owner-only files: no warning"
+    );
+    for s in auth.all_secrets(&p) {
+        assert_hidden(&s, &out, &state, "a secret of the OAuth2 flows");
+    }
+}
+
+/// Microsoft's delegated flow (refresh token, rotated by the endpoint) into a
+/// batch whose targets log in by the Google service account (one config file for
+/// every row); then the apps are revoked: each run fails with one clear error
+/// naming the cause; a config file others can read draws a warning.
+#[test]
+fn refresh_tokens_batches_and_revoked_apps() {
+    use std::os::unix::fs::PermissionsExt;
+    let auth = Authority::start();
+    let dst2 = "bert@target.test";
+    let d = Dovecot::start_with(&[SRC, DST, dst2], auth.config());
+    d.seed(SRC);
+    let p = auth.providers(d.dir.path());
+    let state = d.dir.path().join("state.sqlite");
+    let out = Run::new("migrate")
+        .from(d.imaps_url(SRC))
+        .opt("--from-oauth2", &p.delegated)
+        .to(d.imaps_url(DST))
+        .opt("--to-oauth2", &p.google)
+        .ca(&d)
+        .state(&state)
+        .args(["-vv", "--connections", "2"])
+        .run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_same(&d.snapshot(DST), &expected_with(|f| f.to_string(), true));
+    assert!(auth.grants.served("refresh_token") >= 1);
+    for s in auth.all_secrets(&p) {
+        assert_hidden(&s, &out, &state, "a secret of the OAuth2 flows");
+    }
+
+    // A batch: the password column is gone; the target_oauth2 cell names the config.
+    let csv = d.dir.path().join("accounts.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "source,source_user,source_password,target,target_user,target_oauth2\n\
+             imaps://localhost:{0},{SRC},file:{1},localhost:{0},{dst2},google.json\n",
+            d.imaps,
+            d.pwfile().display(),
+        ),
+    )
+    .unwrap();
+    let report = d.dir.path().join("report.csv");
+    let bstate = d.dir.path().join("batch.sqlite");
+    let out = Run::new("batch")
+        .arg(&csv)
+        .ca(&d)
+        .state(&bstate)
+        .args(["-vv"])
+        .opt("--report", &report)
+        .run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(d.count(dst2) > 0);
+    let rep = std::fs::read_to_string(&report).unwrap();
+    for s in auth.all_secrets(&p) {
+        assert_hidden(&s, &out, &bstate, "a secret of the OAuth2 flows");
+        assert!(!rep.contains(s.as_str()), "a secret in the report");
+    }
+
+    // Revoked: one clear error each, nothing copied, no secret shown.
+    auth.grants
+        .revoked
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    std::fs::set_permissions(&p.app_only, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for (flag, config, says) in [
+        ("--from-oauth2", &p.app_only, "invalid_client"),
+        ("--to-oauth2", &p.google, "unauthorized_client"),
+    ] {
+        let mut run = Run::new("migrate")
+            .from(d.imaps_url(SRC))
+            .to(d.imaps_url(DST))
+            .ca(&d)
+            .state(d.dir.path().join("revoked.sqlite"))
+            .opt(flag, config);
+        run = if flag == "--from-oauth2" {
+            run.to_password_file(d.pwfile())
+        } else {
+            run.from_password_file(d.pwfile())
+        };
+        let out = run.args(["-vv"]).run();
+        assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(says)
+                && err.contains("refused to issue a token")
+                && err.contains("revoked"),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(
+            err.contains("warning: OAuth2 config file")
+                && err.contains("can be read by other users"),
+            flag == "--from-oauth2",
+            "{err}"
+        );
+        for s in auth.all_secrets(&p) {
+            assert!(!text(&out).contains(s.as_str()), "a secret shown");
+        }
+    }
 }
