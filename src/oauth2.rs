@@ -85,6 +85,8 @@ pub struct Source {
     flow: Flow,
     /// Mailbox (for Google) or "" (Microsoft's tokens serve every mailbox) → token.
     cache: Mutex<HashMap<String, (Password, Instant)>>,
+    /// Users whose last token came from the cache (see [`Source::forget`]).
+    served_cached: Mutex<std::collections::HashSet<String>>,
     fetches: std::sync::atomic::AtomicUsize,
 }
 
@@ -283,6 +285,7 @@ impl Source {
             scope,
             flow,
             cache: Mutex::default(),
+            served_cached: Mutex::default(),
             fetches: Default::default(),
         }
     }
@@ -299,9 +302,11 @@ impl Source {
         let key = self.cache_key(user);
         if let Some((t, until)) = self.cache.lock().unwrap().get(key) {
             if Instant::now() < *until {
+                self.served_cached.lock().unwrap().insert(user.to_string());
                 return Ok(t.clone());
             }
         }
+        self.served_cached.lock().unwrap().remove(user);
         let (token, life) = self.fetch(user, net)?;
         // Refresh before it expires: a margin of a third of its life, at most 5 min.
         let margin = (life / 3).min(Duration::from_secs(300));
@@ -312,9 +317,12 @@ impl Source {
         Ok(token)
     }
 
-    /// Drop `user`'s cached token (the server refused it): the next login fetches one.
-    pub fn forget(&self, user: &str) {
+    /// Drop `user`'s cached token (the server refused it): the next login fetches
+    /// one. True when the refused token had come from the cache, so a fresh one
+    /// may pass; false when it was fresh from the endpoint (retrying cannot help).
+    pub fn forget(&self, user: &str) -> bool {
         self.cache.lock().unwrap().remove(self.cache_key(user));
+        self.served_cached.lock().unwrap().remove(user)
     }
 
     /// How many tokens were fetched (for tests and the trace).
@@ -566,6 +574,89 @@ mod tests {
             assert!(err.contains(says), "{text}: {err}");
             assert!(!err.contains("S3CRET"), "{err}");
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A token endpoint on 127.0.0.1 answering each POST with a new token.
+    fn endpoint(expires_in: u64) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{BufRead, Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = served.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let mut c = c.unwrap();
+                let mut r = std::io::BufReader::new(c.try_clone().unwrap());
+                let mut len = 0;
+                loop {
+                    let mut h = String::new();
+                    r.read_line(&mut h).unwrap();
+                    if h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).unwrap();
+                assert!(String::from_utf8_lossy(&body).contains("grant_type=client_credentials"));
+                let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let a = format!("{{\"access_token\":\"tok{n}\",\"expires_in\":{expires_in}}}");
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{a}",
+                    a.len()
+                );
+            }
+        });
+        (port, served)
+    }
+
+    #[test]
+    fn tokens_are_cached_until_near_expiry_and_a_refused_cached_one_is_replaced() {
+        let (port, served) = endpoint(3600);
+        let dir = std::env::temp_dir().join(format!("mailferry-oauth2c-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("ms.json");
+        std::fs::write(
+            &cfg,
+            format!(r#"{{"provider":"microsoft","client_id":"c","client_secret":"s","token_url":"http://127.0.0.1:{port}/t"}}"#),
+        )
+        .unwrap();
+        let src = Source::load(&cfg).unwrap();
+        let net = NetOptions::default();
+        assert_eq!(src.token("a@x", &net).unwrap().expose(), "tok0");
+        assert_eq!(
+            src.token("b@x", &net).unwrap().expose(),
+            "tok0",
+            "app-only: one token for all"
+        );
+        assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(
+            src.forget("b@x"),
+            "b's token came from the cache: a fresh one may pass"
+        );
+        assert_eq!(src.token("b@x", &net).unwrap().expose(), "tok1");
+        assert!(
+            !src.forget("b@x"),
+            "a fresh token refused: retrying cannot help"
+        );
+
+        // A token living 3 s is refreshed after 2 s (a third of its life as margin).
+        let (port, _) = endpoint(3);
+        std::fs::write(
+            &cfg,
+            format!(r#"{{"provider":"microsoft","client_id":"c","client_secret":"s","token_url":"http://127.0.0.1:{port}/t"}}"#),
+        )
+        .unwrap();
+        let src = Source::load(&cfg).unwrap();
+        assert_eq!(src.token("a@x", &net).unwrap().expose(), "tok0");
+        assert_eq!(src.token("a@x", &net).unwrap().expose(), "tok0");
+        std::thread::sleep(Duration::from_millis(2100));
+        assert_eq!(src.token("a@x", &net).unwrap().expose(), "tok1");
+        assert_eq!(src.fetches(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

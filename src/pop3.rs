@@ -850,11 +850,17 @@ pub fn open_with(
 }
 
 fn login_error(server: &Server, credentials: &Credentials, e: Pop3Error) -> anyhow::Error {
-    credentials.refused(&server.user);
+    // A refused token that came from the cache may have expired early (or been
+    // revoked): dropped, and the run reconnects at once with a fresh one.
+    let stale = credentials.refused(&server.user);
     match &e {
         Pop3Error::Err { .. } => connect_with(
             server.login_refused_as(&e.server_words(), credentials),
-            e.retry(),
+            if stale {
+                crate::error::Retry::Now
+            } else {
+                e.retry()
+            },
         ),
         other => connect_with(format!("{server}: login failed: {other}"), other.retry()),
     }

@@ -146,9 +146,11 @@ impl Credentials {
     }
 
     /// The server refused the login of `user`: a cached token is not used again.
-    pub fn refused(&self, user: &str) {
-        if let Credentials::OAuth2(source) = self {
-            source.forget(user);
+    /// True when the refused token came from the cache (a fresh one may pass).
+    pub fn refused(&self, user: &str) -> bool {
+        match self {
+            Credentials::OAuth2(source) => source.forget(user),
+            _ => false,
         }
     }
 
