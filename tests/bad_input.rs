@@ -198,6 +198,10 @@ fn unusable_password_and_state_files_are_named() {
     std::fs::write(&pw, "s3cret-pw\n").unwrap();
     let empty = dir.path().join("empty-pw");
     std::fs::write(&empty, "\nsecond line is not read\n").unwrap();
+    for f in [&pw, &empty] {
+        // Owner-only, as password files should be (else a warning line).
+        std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
     let missing = dir.path().join("no-such-pw");
     let text_state = dir.path().join("notes.txt");
     std::fs::write(&text_state, "shopping list: milk, eggs\n".repeat(200)).unwrap();

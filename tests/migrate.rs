@@ -256,6 +256,7 @@ fn bad_password_untrusted_certificate_and_unreachable_host_are_clear() {
     let d = Dovecot::start(&[SRC]);
     let bad = d.dir.path().join("bad-pw");
     std::fs::write(&bad, "wrong-password\n").unwrap();
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let url = d.imaps_url(SRC);
 
     let out = Run::new("check")

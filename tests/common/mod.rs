@@ -211,6 +211,12 @@ impl Dovecot {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         std::fs::write(d.dir.path().join("pw"), format!("{PASSWORD}\n")).unwrap();
+        // Owner-only, as a password file should be (else mailferry warns).
+        std::fs::set_permissions(
+            d.pwfile(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         Ok(d)
     }
 
