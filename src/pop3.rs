@@ -790,22 +790,24 @@ pub fn open_with(
         Pop3Error::Limit(_) => connect_final(format!("{server}: {e}")),
         e => connect(format!("{server}: {e}")),
     };
+    // A client on the stream, held to --timeout and to each command's deadline
+    // (enforced on the socket, under TLS too).
+    let client = |stream: Stream| {
+        let deadline = stream.deadline();
+        let mut c = Client::new(stream, who);
+        c.set_timeout(opts.timeout);
+        c.share_deadline(deadline);
+        c
+    };
     let mut client = match server.security {
         Security::Implicit => {
-            let stream = net::tls(tcp, &server.host, server.port, opts)?;
-            let deadline = stream.deadline();
-            let mut c = Client::new(stream, who);
-            c.set_timeout(opts.timeout);
-            c.share_deadline(deadline);
+            let mut c = client(net::tls(tcp, &server.host, server.port, opts)?);
             c.greeting().map_err(greeting_error)?;
             c.capa().map_err(failed)?;
             c
         }
         Security::StartTls => {
-            let deadline = tcp.deadline();
-            let mut c = Client::new(Stream::Plain(tcp), who);
-            c.set_timeout(opts.timeout);
-            c.share_deadline(deadline);
+            let mut c = client(Stream::Plain(tcp));
             c.greeting().map_err(greeting_error)?;
             c.capa().map_err(failed)?;
             if c.has_cap("STLS") {
@@ -813,11 +815,7 @@ pub fn open_with(
                 let Stream::Plain(tcp) = c.into_inner() else {
                     unreachable!("a fresh connection is plain")
                 };
-                let stream = net::tls(tcp, &server.host, server.port, opts)?;
-                let deadline = stream.deadline();
-                let mut c = Client::new(stream, who);
-                c.set_timeout(opts.timeout);
-                c.share_deadline(deadline);
+                let mut c = client(net::tls(tcp, &server.host, server.port, opts)?);
                 c.capa().map_err(failed)?;
                 c
             } else if opts.allow_plaintext {

@@ -34,21 +34,23 @@ pub fn open_with(
             server.port
         ))
     };
+    // A client on the stream, held to --timeout and to each command's deadline
+    // (enforced on the socket, under TLS too).
+    let client = |stream: Stream| {
+        let deadline = stream.deadline();
+        let mut c = Client::new(stream, who);
+        c.set_timeout(opts.timeout);
+        c.share_deadline(deadline);
+        c
+    };
     let mut client = match server.security {
         Security::Implicit => {
-            let stream = net::tls(tcp, &server.host, server.port, opts)?;
-            let deadline = stream.deadline();
-            let mut c = Client::new(stream, who);
-            c.set_timeout(opts.timeout);
-            c.share_deadline(deadline);
+            let mut c = client(net::tls(tcp, &server.host, server.port, opts)?);
             c.greeting().map_err(hint_port)?;
             c
         }
         Security::StartTls => {
-            let deadline = tcp.deadline();
-            let mut c = Client::new(Stream::Plain(tcp), who);
-            c.set_timeout(opts.timeout);
-            c.share_deadline(deadline);
+            let mut c = client(Stream::Plain(tcp));
             c.greeting().map_err(hint_port)?;
             if c.capabilities().is_empty() {
                 c.capability()?;
@@ -58,11 +60,7 @@ pub fn open_with(
                 let Stream::Plain(tcp) = c.into_inner() else {
                     unreachable!("a fresh connection is plain")
                 };
-                let stream = net::tls(tcp, &server.host, server.port, opts)?;
-                let deadline = stream.deadline();
-                let mut c = Client::new(stream, who);
-                c.set_timeout(opts.timeout);
-                c.share_deadline(deadline);
+                let mut c = client(net::tls(tcp, &server.host, server.port, opts)?);
                 c.capability()?;
                 c
             } else if opts.allow_plaintext {
