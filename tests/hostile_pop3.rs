@@ -42,59 +42,20 @@ struct Measured {
 /// or `max_mb` (the code before the limits held endless lines in memory and
 /// waited on trickles for ever): the test then fails with what was seen.
 fn run_bounded(run: Run, deadline: Duration, max_mb: u64) -> Measured {
-    let started = Instant::now();
-    let mut child = run
-        .command()
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak_kb = 0u64;
-    let mut killed = None;
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&status_path) {
-            if let Some(kb) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            {
-                peak_kb = peak_kb.max(kb);
-            }
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if started.elapsed() > deadline {
-            killed = Some(format!("still running after {deadline:?}"));
-        } else if peak_kb / 1024 > max_mb {
-            killed = Some(format!("over {max_mb} MB resident"));
-        }
-        if killed.is_some() {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let out = child.wait_with_output().unwrap();
-    let took = started.elapsed();
-    if let Some(why) = killed {
+    let b = run_bounded_mem(run.command(), deadline, max_mb);
+    if b.killed {
         panic!(
-            "mailferry was killed: {why} (peak {} MB)\n{}",
-            peak_kb / 1024,
-            text(&out)
+            "mailferry was killed after {:.1} s (limits {deadline:?}, {max_mb} MB; peak {} MB)\n{}",
+            b.secs,
+            b.peak_mb,
+            text(&b.out)
         );
     }
-    eprintln!(
-        "peak {} MB, {:.1} s\n{}",
-        peak_kb / 1024,
-        took.as_secs_f64(),
-        text(&out)
-    );
+    eprintln!("peak {} MB, {:.1} s\n{}", b.peak_mb, b.secs, text(&b.out));
     Measured {
-        out,
-        peak_mb: peak_kb / 1024,
-        took,
+        out: b.out,
+        peak_mb: b.peak_mb,
+        took: Duration::from_secs_f64(b.secs),
     }
 }
 

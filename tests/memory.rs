@@ -30,30 +30,12 @@ fn drop_into_maildir(d: &Dovecot, user: &str, name: &str, data: &[u8]) {
 
 /// Run mailferry and sample its peak resident memory (VmHWM) until it exits.
 fn run_measured(run: Run) -> (std::process::Output, u64) {
-    let mut child = run
-        .command()
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak_kb = 0u64;
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&status_path) {
-            if let Some(kb) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            {
-                peak_kb = peak_kb.max(kb);
-            }
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    (child.wait_with_output().unwrap(), peak_kb / 1024)
+    let b = run_bounded_mem(
+        run.command(),
+        std::time::Duration::from_secs(3600),
+        u64::MAX,
+    );
+    (b.out, b.peak_mb)
 }
 
 #[test]

@@ -12,9 +12,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::Output;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 /// One message: its UID, its bytes, and its FLAGS and INTERNALDATE exactly as they
 /// go on the wire (`(\Seen)`, `"01-Jan-2020 10:00:00 +0000"`).
@@ -490,55 +488,4 @@ fn fetch_answer(seq: usize, m: &FakeMsg, cmd: &str) -> Vec<u8> {
     }
     v.extend_from_slice(b")\r\n");
     v
-}
-
-/// How a bounded run ended.
-pub struct Bounded {
-    pub out: Output,
-    pub secs: f64,
-    /// Peak resident memory (VmHWM), MB.
-    pub peak_mb: u64,
-    /// Whether it had to be killed at the limit.
-    pub killed: bool,
-}
-
-/// Run mailferry, sampling its peak memory, killed after `limit` (so a test of a
-/// hang or a runaway fails instead of hanging or eating the machine; also killed
-/// past 2 GB of memory).
-pub fn run_bounded(mut cmd: std::process::Command, limit: Duration) -> Bounded {
-    let started = Instant::now();
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status_path = format!("/proc/{}/status", child.id());
-    let (mut peak_kb, mut killed) = (0u64, false);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&status_path) {
-            if let Some(kb) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            {
-                peak_kb = peak_kb.max(kb);
-            }
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if started.elapsed() > limit || peak_kb > 2 << 20 {
-            let _ = child.kill();
-            killed = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().unwrap();
-    Bounded {
-        out,
-        secs: started.elapsed().as_secs_f64(),
-        peak_mb: peak_kb / 1024,
-        killed,
-    }
 }

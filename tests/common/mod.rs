@@ -1001,3 +1001,59 @@ impl ScriptedPop3 {
         ScriptedPop3 { port }
     }
 }
+
+/// How a bounded run ended.
+pub struct Bounded {
+    pub out: Output,
+    pub secs: f64,
+    /// Peak resident memory (VmHWM), MB.
+    pub peak_mb: u64,
+    /// Whether it had to be killed at the limit.
+    pub killed: bool,
+}
+
+/// Run mailferry, sampling its peak memory, killed after `limit` (so a test of a
+/// hang or a runaway fails instead of hanging or eating the machine; also killed
+/// past 2 GB of memory).
+pub fn run_bounded(cmd: Command, limit: Duration) -> Bounded {
+    run_bounded_mem(cmd, limit, 2048)
+}
+
+/// As [`run_bounded`], killed past `max_mb` of resident memory instead.
+pub fn run_bounded_mem(mut cmd: Command, limit: Duration, max_mb: u64) -> Bounded {
+    let started = Instant::now();
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status_path = format!("/proc/{}/status", child.id());
+    let (mut peak_kb, mut killed) = (0u64, false);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_path) {
+            if let Some(kb) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak_kb = peak_kb.max(kb);
+            }
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if started.elapsed() > limit || peak_kb / 1024 > max_mb {
+            let _ = child.kill();
+            killed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    Bounded {
+        out,
+        secs: started.elapsed().as_secs_f64(),
+        peak_mb: peak_kb / 1024,
+        killed,
+    }
+}
