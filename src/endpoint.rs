@@ -10,6 +10,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::error::input;
+use crate::sasl::Mech;
 
 pub const DEFAULT_HOST: &str = "mail.infomaniak.com";
 
@@ -36,6 +37,9 @@ pub struct Server {
     pub user: String,
     pub host: String,
     pub port: u16,
+    /// The SASL mechanism the address forces (`USER;AUTH=NAME@HOST`, RFC 5092
+    /// and RFC 2384); `None`: chosen from the server's capabilities.
+    pub mech: Option<Mech>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -223,6 +227,7 @@ fn parse_inner(text: &str) -> Result<Endpoint, Why> {
                 user,
                 host: DEFAULT_HOST.into(),
                 port: 993,
+                mech: None,
             }));
         }
         return Err(Why::new("no scheme"));
@@ -246,6 +251,23 @@ fn parse_inner(text: &str) -> Result<Endpoint, Why> {
             "a password must not be written in the URL; use a password file or the environment",
         ));
     }
+    // RFC 5092 / RFC 2384: `USER;AUTH=MECH` (`*`: any, as without it).
+    let (user, mech) = match user.rfind(';') {
+        Some(i) if user[i + 1..].len() >= 5 && user[i + 1..i + 6].eq_ignore_ascii_case("AUTH=") => {
+            let name = &user[i + 6..];
+            let mech = match name {
+                "*" => None,
+                _ => Some(Mech::parse(name).ok_or_else(|| {
+                    Why::about(
+                        "unknown ;AUTH= mechanism (PLAIN, XOAUTH2, OAUTHBEARER or *)",
+                        name,
+                    )
+                })?),
+            };
+            (&user[..i], mech)
+        }
+        _ => (user, None),
+    };
     let user = percent_decode(user)?;
     if user.is_empty() {
         return Err(Why::new("empty user name"));
@@ -283,6 +305,7 @@ fn parse_inner(text: &str) -> Result<Endpoint, Why> {
         user,
         host,
         port,
+        mech,
     }))
 }
 
@@ -318,6 +341,16 @@ mod tests {
             ),
             ("IMAPS://x@[::1]:1993/", "imaps://x@[::1]:1993"),
             (
+                "imaps://anna@example.ch;AUTH=xoauth2@outlook.office365.com",
+                // The mechanism is how to log in, not which mailbox: not shown,
+                // so the index and reports know the account by the same name.
+                "imaps://anna@example.ch@outlook.office365.com:993",
+            ),
+            (
+                "pop3s://bob;auth=*@pop.example.com",
+                "pop3s://bob@pop.example.com:995",
+            ),
+            (
                 "alice@example.ch",
                 "imaps://alice@example.ch@mail.infomaniak.com:993",
             ),
@@ -328,6 +361,17 @@ mod tests {
             parse("mbox:/tmp/a.mbox").unwrap(),
             Endpoint::Mbox("/tmp/a.mbox".into())
         );
+    }
+
+    #[test]
+    fn auth_names_a_mechanism() {
+        assert_eq!(
+            server("imaps://a;AUTH=OAUTHBEARER@h").mech,
+            Some(Mech::OAuthBearer)
+        );
+        assert_eq!(server("imaps://a;auth=plain@h").mech, Some(Mech::Plain));
+        assert_eq!(server("imaps://a;AUTH=*@h").mech, None);
+        assert_eq!(server("imaps://a@h").mech, None);
     }
 
     #[test]
@@ -348,6 +392,8 @@ mod tests {
             ("imaps://a:secret@host", "password must not"),
             ("imaps://a@host:99999", "bad port"),
             ("imaps://a@host:0", "bad port"),
+            ("imaps://a;AUTH=GSSAPI@host", "unknown ;AUTH= mechanism"),
+            ("imaps://;AUTH=PLAIN@host", "empty user name"),
             ("imaps://a@host/INBOX", "path"),
             ("imaps://a%zz@host", "percent"),
             ("mbox:", "needs a path"),

@@ -104,6 +104,16 @@ pub fn credentials(
     server: &Server,
 ) -> anyhow::Result<Credentials> {
     check_auth(auth, flag)?;
+    if let Some(mech) = server.mech {
+        let bearer = auth.token_cmd.is_some() || auth.oauth2.is_some();
+        if bearer != (mech != crate::sasl::Mech::Plain) {
+            return Err(input(format!(
+                "{server}: ;AUTH={} does not go with {}: PLAIN is for a password or an admin login, XOAUTH2 and OAUTHBEARER for a token (--{flag}token-cmd, --{flag}oauth2)",
+                mech.name(),
+                if bearer { "an OAuth2 token" } else { "a password" }
+            )));
+        }
+    }
     if let Some(cmd) = auth.token_cmd {
         return Ok(Credentials::TokenCmd(cmd.to_string()));
     }

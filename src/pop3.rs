@@ -542,20 +542,29 @@ impl<S: Read + Write> Client<S> {
     /// after the command, as Microsoft requires). A mechanism the server does not
     /// announce is refused before anything is sent.
     pub fn authenticate(&mut self, user: &str, login: &Login<'_>) -> Result<(), Pop3Error> {
+        self.authenticate_as(user, login, None)
+    }
+
+    /// [`Client::authenticate`] with the mechanism `forced` (an endpoint's
+    /// `;AUTH=NAME`) instead of the usual choice ([`sasl::choose`]).
+    pub fn authenticate_as(
+        &mut self,
+        user: &str,
+        login: &Login<'_>,
+        forced: Option<Mech>,
+    ) -> Result<(), Pop3Error> {
         if self.caps.is_none() {
             self.capa()?;
         }
-        match login {
-            Login::Password(password) if !self.has_cap("SASL PLAIN") => {
+        let way = sasl::choose(login, forced, |m| self.has_cap(&format!("SASL {m}")), true)
+            .map_err(Pop3Error::Protocol)?;
+        match (way, login) {
+            (sasl::Way::Command, Login::Password(password)) => {
                 self.simple("USER", &format!("USER {user}"))?;
                 self.simple("PASS", &format!("PASS {password}"))?;
             }
-            Login::Password(_) | Login::Admin { .. } => {
-                if !self.has_cap("SASL PLAIN") {
-                    return Err(Pop3Error::Protocol(
-                        "the server does not offer SASL PLAIN, which an admin login needs (authorization identity = the mailbox)".into(),
-                    ));
-                }
+            (sasl::Way::Command, _) => unreachable!("only a password goes by USER/PASS"),
+            (sasl::Way::Sasl(Mech::Plain), _) => {
                 let response = sasl::initial_response(Mech::Plain, user, login);
                 self.send(&format!("AUTH PLAIN {response}"))?;
                 let mut buf = Vec::new();
@@ -572,13 +581,7 @@ impl<S: Read + Write> Client<S> {
                 }
                 parse_status(&buf, "AUTH PLAIN")?;
             }
-            Login::Bearer(_) => {
-                let mech = sasl::bearer_mech(|m| self.has_cap(&format!("SASL {m}")))
-                    .ok_or_else(|| {
-                        Pop3Error::Protocol(
-                            "the server offers neither SASL XOAUTH2 nor SASL OAUTHBEARER, which an OAuth2 token needs".into(),
-                        )
-                    })?;
+            (sasl::Way::Sasl(mech), _) => {
                 let name = mech.name();
                 let command = format!("AUTH {name}");
                 self.send(&command)?;
@@ -841,7 +844,7 @@ pub fn open_with(
     }
     credentials
         .with_login(&server.user, opts, |login| {
-            client.authenticate(&server.user, login)
+            client.authenticate_as(&server.user, login, server.mech)
         })?
         .map_err(|e| login_error(server, credentials, e))?;
     Ok(client)

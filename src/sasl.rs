@@ -21,7 +21,7 @@ pub enum Login<'a> {
 }
 
 /// A SASL mechanism mailferry speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Mech {
     Plain,
     XOAuth2,
@@ -29,6 +29,13 @@ pub enum Mech {
 }
 
 impl Mech {
+    /// The mechanism named `name` (as in a URL's `;AUTH=NAME`, any case).
+    pub fn parse(name: &str) -> Option<Mech> {
+        [Mech::Plain, Mech::XOAuth2, Mech::OAuthBearer]
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(name))
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Mech::Plain => "PLAIN",
@@ -60,6 +67,58 @@ pub fn bearer_mech(offers: impl Fn(&str) -> bool) -> Option<Mech> {
         Some(Mech::OAuthBearer)
     } else {
         None
+    }
+}
+
+/// How one login goes on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    /// The protocol's own password command: IMAP `LOGIN`, POP3 `USER`/`PASS`.
+    Command,
+    /// `AUTHENTICATE`/`AUTH` with this mechanism.
+    Sasl(Mech),
+}
+
+/// Choose how to log in (a pure decision, table-tested below): `offers` says
+/// whether the server announces a SASL mechanism, `plain_first` whether a
+/// password should go by SASL PLAIN when offered (IMAP: with SASL-IR only, so
+/// it costs no extra round trip; POP3: always), `forced` is the mechanism the
+/// endpoint names (`;AUTH=NAME`). The error says what is missing, in words for
+/// the user; nothing has been sent then.
+pub fn choose(
+    login: &Login<'_>,
+    forced: Option<Mech>,
+    offers: impl Fn(&str) -> bool,
+    plain_first: bool,
+) -> Result<Way, String> {
+    let bearer = matches!(login, Login::Bearer(_));
+    if let Some(m) = forced {
+        if bearer != (m != Mech::Plain) {
+            return Err(format!(
+                ";AUTH={} does not go with {}: PLAIN is for a password or an admin login, XOAUTH2 and OAUTHBEARER for an OAuth2 token",
+                m.name(),
+                if bearer { "an OAuth2 token" } else { "a password" }
+            ));
+        }
+        if !offers(m.name()) {
+            return Err(format!(
+                "the server does not offer {} (asked for by ;AUTH={} in the address)",
+                m.name(),
+                m.name()
+            ));
+        }
+        return Ok(Way::Sasl(m));
+    }
+    match login {
+        Login::Password(_) if offers("PLAIN") && plain_first => Ok(Way::Sasl(Mech::Plain)),
+        Login::Password(_) => Ok(Way::Command),
+        Login::Admin { .. } if offers("PLAIN") => Ok(Way::Sasl(Mech::Plain)),
+        Login::Admin { .. } => Err(
+            "the server does not offer SASL PLAIN, which an admin login needs (authorization identity = the mailbox)".into(),
+        ),
+        Login::Bearer(_) => bearer_mech(offers).map(Way::Sasl).ok_or_else(|| {
+            "the server offers neither XOAUTH2 nor OAUTHBEARER, which an OAuth2 token needs".into()
+        }),
     }
 }
 
@@ -116,6 +175,85 @@ mod tests {
             oauthbearer("a,b=c@x.ch", "tok"),
             b"n,a=a=2Cb=3Dc@x.ch,\x01auth=Bearer tok\x01\x01"
         );
+    }
+
+    #[test]
+    fn how_each_login_goes() {
+        use Mech::*;
+        let pw = Login::Password("pw");
+        let admin = Login::Admin {
+            admin: "a",
+            password: "pw",
+        };
+        let tok = Login::Bearer("t");
+        let all = |_: &str| true;
+        let none = |_: &str| false;
+        let plain_only = |m: &str| m == "PLAIN";
+        let bearer_only = |m: &str| m == "OAUTHBEARER";
+        // (login, forced, offers, plain_first) -> way or a piece of the error
+        type Case<'a> = (
+            &'a Login<'a>,
+            Option<Mech>,
+            &'a dyn Fn(&str) -> bool,
+            bool,
+            Result<Way, &'a str>,
+        );
+        let cases: [Case; 14] = [
+            (&pw, None, &all, true, Ok(Way::Sasl(Plain))),
+            (&pw, None, &all, false, Ok(Way::Command)),
+            (&pw, None, &none, true, Ok(Way::Command)),
+            (&pw, Some(Plain), &plain_only, false, Ok(Way::Sasl(Plain))),
+            (&pw, Some(Plain), &none, true, Err("does not offer PLAIN")),
+            (
+                &pw,
+                Some(XOAuth2),
+                &all,
+                true,
+                Err("does not go with a password"),
+            ),
+            (&admin, None, &plain_only, false, Ok(Way::Sasl(Plain))),
+            (&admin, None, &none, true, Err("admin login needs")),
+            (&tok, None, &all, true, Ok(Way::Sasl(XOAuth2))),
+            (&tok, None, &bearer_only, true, Ok(Way::Sasl(OAuthBearer))),
+            (
+                &tok,
+                None,
+                &plain_only,
+                true,
+                Err("neither XOAUTH2 nor OAUTHBEARER"),
+            ),
+            (
+                &tok,
+                Some(OAuthBearer),
+                &all,
+                true,
+                Ok(Way::Sasl(OAuthBearer)),
+            ),
+            (
+                &tok,
+                Some(XOAuth2),
+                &bearer_only,
+                true,
+                Err("does not offer XOAUTH2"),
+            ),
+            (
+                &tok,
+                Some(Plain),
+                &all,
+                true,
+                Err("does not go with an OAuth2 token"),
+            ),
+        ];
+        for (i, (login, forced, offers, plain_first, want)) in cases.into_iter().enumerate() {
+            let got = choose(login, forced, offers, plain_first);
+            match (got, want) {
+                (Ok(g), Ok(w)) => assert_eq!(g, w, "case {i}"),
+                (Err(g), Err(w)) => assert!(g.contains(w), "case {i}: {g}"),
+                (g, w) => panic!("case {i}: got {g:?}, want {w:?}"),
+            }
+        }
+        assert_eq!(Mech::parse("xoauth2"), Some(XOAuth2));
+        assert_eq!(Mech::parse("GSSAPI"), None);
     }
 
     #[test]

@@ -448,6 +448,70 @@ fn oauthbearer_where_it_is_the_only_bearer_mechanism() {
     assert_eq!(auth.tokens().len(), 2, "one token per login");
 }
 
+/// `;AUTH=NAME` in the address forces the mechanism (RFC 5092, RFC 2384): against
+/// a Dovecot offering PLAIN, XOAUTH2 and OAUTHBEARER, each forced one is the one
+/// sent, over IMAP and POP3; one the server does not offer, or one that does not
+/// go with the login, is refused before anything is sent, in one line.
+#[test]
+fn the_address_can_force_the_mechanism() {
+    let auth = Authority::start();
+    let src = Dovecot::start_with(&[SRC], auth.config());
+    let cmd = auth.token_cmd(src.dir.path(), SRC, 300);
+    let imaps = |mech: &str| format!("imaps://{SRC};AUTH={mech}@localhost:{}", src.imaps);
+    let pop3s = |mech: &str| format!("pop3s://{SRC};AUTH={mech}@localhost:{}", src.pop3s);
+    for (url, token, says) in [
+        (imaps("OAUTHBEARER"), true, "AUTHENTICATE OAUTHBEARER"),
+        (imaps("XOAUTH2"), true, "AUTHENTICATE XOAUTH2"),
+        (pop3s("OAUTHBEARER"), true, "AUTH OAUTHBEARER"),
+        (pop3s("XOAUTH2"), true, "AUTH XOAUTH2"),
+        (imaps("PLAIN"), false, "AUTHENTICATE PLAIN"),
+        (pop3s("PLAIN"), false, "AUTH PLAIN"),
+    ] {
+        let mut run = Run::new("check").arg(&url).ca(&src).arg("-vv");
+        run = if token {
+            run.opt("--token-cmd", &cmd)
+        } else {
+            run.opt("--password-file", src.pwfile())
+        };
+        let out = run.run();
+        assert_eq!(out.status.code(), Some(0), "{url}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{url}: {err}");
+        for other in ["AUTHENTICATE", "AUTH "] {
+            let sent: Vec<&str> = err
+                .lines()
+                .filter(|l| l.contains("C: ") && l.contains(other))
+                .collect();
+            assert!(sent.len() <= 1, "{url}: one login: {sent:?}");
+        }
+    }
+    // What cannot be: refused before a byte of a login is sent.
+    let gssapi = Run::new("check")
+        .arg(format!("imaps://{SRC};AUTH=GSSAPI@localhost:{}", src.imaps))
+        .ca(&src)
+        .opt("--password-file", src.pwfile())
+        .run();
+    assert_eq!(gssapi.status.code(), Some(2), "{}", text(&gssapi));
+    assert!(
+        text(&gssapi).contains("unknown ;AUTH= mechanism"),
+        "{}",
+        text(&gssapi)
+    );
+    let mismatch = Run::new("check")
+        .arg(imaps("XOAUTH2"))
+        .ca(&src)
+        .opt("--password-file", src.pwfile())
+        .arg("-vv")
+        .run();
+    assert_eq!(mismatch.status.code(), Some(2), "{}", text(&mismatch));
+    let t = text(&mismatch);
+    assert!(
+        t.contains(";AUTH=XOAUTH2 does not go with a password"),
+        "{t}"
+    );
+    assert!(!t.contains("S: "), "refused before connecting: {t}");
+}
+
 /// A batch of 20 accounts with one admin login for every source and a token
 /// command for every target, no user password anywhere; one row with a wrong
 /// admin password fails alone with one clear error; bad combinations in the CSV

@@ -538,6 +538,17 @@ impl<S: Read + Write> Client<S> {
     /// token (AUTHENTICATE XOAUTH2 where offered, else OAUTHBEARER). A mechanism the
     /// server does not announce is refused before anything is sent.
     pub fn authenticate(&mut self, user: &str, login: &Login<'_>) -> Result<(), ImapError> {
+        self.authenticate_as(user, login, None)
+    }
+
+    /// [`Client::authenticate`] with the mechanism `forced` (an endpoint's
+    /// `;AUTH=NAME`) instead of the usual choice ([`sasl::choose`]).
+    pub fn authenticate_as(
+        &mut self,
+        user: &str,
+        login: &Login<'_>,
+        forced: Option<Mech>,
+    ) -> Result<(), ImapError> {
         if self.caps.is_empty() {
             self.capability()?;
         }
@@ -546,10 +557,16 @@ impl<S: Read + Write> Client<S> {
                 "the server does not allow logging in on this connection (LOGINDISABLED)".into(),
             ));
         }
-        let status = match login {
-            Login::Password(password)
-                if !(self.has_cap("AUTH=PLAIN") && self.has_cap("SASL-IR")) =>
-            {
+        let plain_first = self.has_cap("SASL-IR") || self.has_cap("LOGINDISABLED");
+        let way = sasl::choose(
+            login,
+            forced,
+            |m| self.has_cap(&format!("AUTH={m}")),
+            plain_first,
+        )
+        .map_err(ImapError::Protocol)?;
+        let status = match (way, login) {
+            (sasl::Way::Command, Login::Password(password)) => {
                 let (u, p) = (quote(user.as_bytes()), quote(password.as_bytes()));
                 let mut parts = vec![Part::Text(b"LOGIN ")];
                 parts.push(if quotable(user.as_bytes()) {
@@ -565,24 +582,8 @@ impl<S: Read + Write> Client<S> {
                 });
                 self.run_inner("LOGIN", &parts, true, &mut |_| Ok(()))?
             }
-            Login::Password(_) => self.sasl(Mech::Plain, user, login)?,
-            Login::Admin { .. } => {
-                if !self.has_cap("AUTH=PLAIN") {
-                    return Err(ImapError::Protocol(
-                        "the server does not offer AUTH=PLAIN, which an admin login needs (authorization identity = the mailbox)".into(),
-                    ));
-                }
-                self.sasl(Mech::Plain, user, login)?
-            }
-            Login::Bearer(_) => {
-                let mech = sasl::bearer_mech(|m| self.has_cap(&format!("AUTH={m}")))
-                    .ok_or_else(|| {
-                        ImapError::Protocol(
-                            "the server offers neither AUTH=XOAUTH2 nor AUTH=OAUTHBEARER, which an OAuth2 token needs".into(),
-                        )
-                    })?;
-                self.sasl(mech, user, login)?
-            }
+            (sasl::Way::Sasl(mech), _) => self.sasl(mech, user, login)?,
+            (sasl::Way::Command, _) => unreachable!("only a password goes by LOGIN"),
         };
         self.max_line = limits::MAX_LINE;
         if status.code_name().as_deref() != Some("CAPABILITY") {
@@ -1261,7 +1262,7 @@ mod tests {
             password: "s3cret",
         };
         let err = c.authenticate("anna@x.ch", &login).unwrap_err();
-        assert!(err.to_string().contains("AUTH=PLAIN"), "{err}");
+        assert!(err.to_string().contains("SASL PLAIN"), "{err}");
         assert!(c.get_mut().written.is_empty());
     }
 

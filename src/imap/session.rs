@@ -85,7 +85,7 @@ pub fn open_with(
     }
     credentials
         .with_login(&server.user, opts, |login| {
-            client.authenticate(&server.user, login)
+            client.authenticate_as(&server.user, login, server.mech)
         })?
         .map_err(|e| login_error(server, credentials, e))?;
     Ok(client)

@@ -355,6 +355,7 @@ impl Dovecot {
             } else {
                 self.imaps
             },
+            mech: None,
         }
     }
 

@@ -340,6 +340,7 @@ imap.logout()
             user: user.into(),
             host: "localhost".into(),
             port: self.imaps,
+            mech: None,
         }
     }
 
