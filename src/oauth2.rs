@@ -1,7 +1,9 @@
 //! OAuth2 access tokens fetched by mailferry itself from a provider's token
 //! endpoint, configured by a small JSON file per provider (`--from-oauth2 FILE`,
 //! `--to-oauth2 FILE`):
-//! - Microsoft app-only: the client-credentials grant (`client_secret`), scope
+//! - Microsoft app-only: the client-credentials grant with a `client_secret`, or
+//!   with a certificate (`certificate_file`: a client assertion JWT signed PS256,
+//!   header `x5t#S256`, as Microsoft's "certificate credentials" page says), scope
 //!   `https://outlook.office365.com/.default`; the mailbox is the SASL user;
 //! - Microsoft delegated: the refresh-token grant (`refresh_token`);
 //! - Google: a service account with domain-wide delegation, the jwt-bearer grant
@@ -47,6 +49,10 @@ struct File {
     scope: Option<String>,
     token_url: Option<String>,
     key_file: Option<PathBuf>,
+    /// Microsoft app-only with a certificate: its PEM (which may hold the key).
+    certificate_file: Option<PathBuf>,
+    /// The certificate's private key (PEM), when not in `certificate_file`.
+    private_key_file: Option<PathBuf>,
 }
 
 /// Google's service-account key file (the fields used; the others are ignored).
@@ -61,6 +67,13 @@ enum Flow {
     ClientCredentials {
         client_id: String,
         secret: Password,
+    },
+    /// Client credentials, the app proven by a JWT signed with its certificate's key.
+    Certificate {
+        client_id: String,
+        key: openssl::pkey::PKey<openssl::pkey::Private>,
+        /// Base64url SHA-256 of the certificate's DER (`x5t#S256`).
+        thumbprint: String,
     },
     RefreshToken {
         client_id: String,
@@ -198,8 +211,28 @@ impl Source {
                         return Err(bad("tenant is missing (the Directory (tenant) ID)".into()))
                     }
                 };
-                let (flow, scope) = match refresh {
-                    Some(r) => (
+                let certificate = match f.certificate_file {
+                    Some(c) => {
+                        if secret.is_some() || refresh.is_some() {
+                            return Err(bad("certificate_file is for app-only logins without client_secret or refresh_token: give one credential".into()));
+                        }
+                        Some(load_certificate(base, &c, f.private_key_file.as_deref())?)
+                    }
+                    None if f.private_key_file.is_some() => {
+                        return Err(bad("private_key_file goes with certificate_file".into()))
+                    }
+                    None => None,
+                };
+                let (flow, scope) = match (certificate, refresh) {
+                    (Some((key, thumbprint)), _) => (
+                        Flow::Certificate {
+                            client_id,
+                            key,
+                            thumbprint,
+                        },
+                        MICROSOFT_APP_SCOPE,
+                    ),
+                    (None, Some(r)) => (
                         Flow::RefreshToken {
                             client_id,
                             secret,
@@ -207,11 +240,11 @@ impl Source {
                         },
                         MICROSOFT_USER_SCOPE,
                     ),
-                    None => (
+                    (None, None) => (
                         Flow::ClientCredentials {
                             client_id,
                             secret: secret.ok_or_else(|| {
-                                bad("client_secret or client_secret_file is missing (app-only), or give refresh_token (delegated)".into())
+                                bad("client_secret, client_secret_file or certificate_file is missing (app-only), or give refresh_token (delegated)".into())
                             })?,
                         },
                         MICROSOFT_APP_SCOPE,
@@ -226,6 +259,11 @@ impl Source {
                 ))
             }
             "google" => {
+                if f.certificate_file.is_some() || f.private_key_file.is_some() {
+                    return Err(bad(
+                        "certificate_file is for provider microsoft; Google takes key_file".into(),
+                    ));
+                }
                 if secret.is_some() || refresh.is_some() || f.tenant.is_some() {
                     return Err(bad("provider google takes key_file (the service account's JSON key), not tenant, client_secret or refresh_token".into()));
                 }
@@ -345,6 +383,21 @@ impl Source {
                 form.add("client_secret", secret.expose());
                 form.add("scope", &self.scope);
             }
+            Flow::Certificate {
+                client_id,
+                key,
+                thumbprint,
+            } => {
+                let jwt = self.client_assertion(client_id, key, thumbprint)?;
+                form.add("grant_type", "client_credentials");
+                form.add("client_id", client_id);
+                form.add(
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                );
+                form.add("client_assertion", jwt.expose());
+                form.add("scope", &self.scope);
+            }
             Flow::RefreshToken {
                 client_id,
                 secret,
@@ -445,12 +498,15 @@ impl Source {
 
     fn error_hint(&self, error: &str) -> String {
         let h = match error {
-            "invalid_client" => "the client ID or client secret is wrong, expired or revoked (check the app registration and its secret)",
+            "invalid_client" => match self.flow {
+                Flow::Certificate { .. } => "the client ID is wrong, or the certificate is not (or no longer) uploaded to the app registration, expired or revoked",
+                _ => "the client ID or client secret is wrong, expired or revoked (check the app registration and its secret)",
+            },
             "unauthorized_client" => "the app is not allowed this grant: revoked, disabled, or (Google) no domain-wide delegation for this client ID and scope",
             "invalid_grant" => match self.flow {
                 Flow::RefreshToken { .. } => "the refresh token is expired or revoked: sign in again for a new one",
                 Flow::JwtBearer { .. } => "the service account's assertion was refused (the mailbox, the key, or the clock)",
-                Flow::ClientCredentials { .. } => "the grant was refused",
+                Flow::ClientCredentials { .. } | Flow::Certificate { .. } => "the grant was refused",
             },
             "invalid_scope" => "the scope is wrong for this app",
             "invalid_request" => "check tenant, client_id and scope in the config file",
@@ -478,19 +534,115 @@ impl Source {
             "iat": now,
             "exp": now + JWT_LIFE,
         });
-        let signing_input = format!(
-            "{}.{}",
-            b64url(header.to_string().as_bytes()),
-            b64url(claims.to_string().as_bytes())
-        );
-        let sig = (|| {
-            let mut signer =
-                openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), key)?;
-            signer.sign_oneshot_to_vec(signing_input.as_bytes())
-        })()
-        .map_err(|_| connect_final("cannot sign the service account's JWT with its key"))?;
-        Ok(Password::new(format!("{signing_input}.{}", b64url(&sig))))
+        sign_jwt(&header, &claims, key, false)
+            .map_err(|_| connect_final("cannot sign the service account's JWT with its key"))
     }
+
+    /// Microsoft's client assertion for certificate credentials: PS256, the
+    /// certificate named by `x5t#S256`; `aud` the token endpoint, `iss` = `sub` =
+    /// the client ID, a fresh `jti`, valid ten minutes.
+    fn client_assertion(
+        &self,
+        client_id: &str,
+        key: &openssl::pkey::PKey<openssl::pkey::Private>,
+        thumbprint: &str,
+    ) -> anyhow::Result<Password> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut jti = [0u8; 16];
+        openssl::rand::rand_bytes(&mut jti)
+            .map_err(|_| connect_final("no random bytes for the client assertion"))?;
+        let header = serde_json::json!({"alg": "PS256", "typ": "JWT", "x5t#S256": thumbprint});
+        let claims = serde_json::json!({
+            "aud": self.token_url.to_string(),
+            "iss": client_id,
+            "sub": client_id,
+            "jti": b64url(&jti),
+            "nbf": now,
+            "iat": now,
+            "exp": now + 600,
+        });
+        sign_jwt(&header, &claims, key, true).map_err(|_| {
+            connect_final("cannot sign the client assertion with the certificate's key")
+        })
+    }
+}
+
+/// `header.claims.signature`, signed with SHA-256: RSASSA-PSS (PS256, salt as long
+/// as the digest) when `pss`, else PKCS#1 v1.5 (RS256).
+fn sign_jwt(
+    header: &serde_json::Value,
+    claims: &serde_json::Value,
+    key: &openssl::pkey::PKey<openssl::pkey::Private>,
+    pss: bool,
+) -> Result<Password, openssl::error::ErrorStack> {
+    let signing_input = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), key)?;
+    if pss {
+        signer.set_rsa_padding(openssl::rsa::Padding::PKCS1_PSS)?;
+        signer.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::DIGEST_LENGTH)?;
+        signer.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha256())?;
+    }
+    let sig = signer.sign_oneshot_to_vec(signing_input.as_bytes())?;
+    Ok(Password::new(format!("{signing_input}.{}", b64url(&sig))))
+}
+
+/// The certificate of an app registration and its private key: the key from
+/// `key_file`, else from the certificate's own PEM; it must be RSA and match the
+/// certificate. Gives the key and the certificate's `x5t#S256` thumbprint.
+fn load_certificate(
+    base: &Path,
+    cert_file: &Path,
+    key_file: Option<&Path>,
+) -> anyhow::Result<(openssl::pkey::PKey<openssl::pkey::Private>, String)> {
+    let cert_path = base.join(cert_file);
+    let bad = |why: String| input(format!("certificate file {}: {why}", cert_path.display()));
+    let pem = std::fs::read(&cert_path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let cert = openssl::x509::X509::from_pem(&pem)
+        .map_err(|_| bad("no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into()))?;
+    let (key_path, key_pem) = match key_file {
+        Some(k) => {
+            let p = base.join(k);
+            let text = std::fs::read(&p).map_err(|e| {
+                input(format!(
+                    "cannot read the private key file {}: {e}",
+                    p.display()
+                ))
+            })?;
+            (p, text)
+        }
+        None => (cert_path.clone(), pem),
+    };
+    check_private(&key_path, "certificate private key file");
+    let key = openssl::pkey::PKey::private_key_from_pem(&key_pem).map_err(|_| {
+        input(format!(
+            "{}: no PEM private key in it (give private_key_file when the key is apart)",
+            key_path.display()
+        ))
+    })?;
+    if key.rsa().is_err() {
+        return Err(bad("its key is not an RSA key (PS256 needs one)".into()));
+    }
+    let matches = cert
+        .public_key()
+        .map(|public| public.public_eq(&key))
+        .unwrap_or(false);
+    if !matches {
+        return Err(bad(
+            "the private key does not belong to this certificate".into()
+        ));
+    }
+    let der = cert
+        .to_der()
+        .map_err(|_| bad("cannot encode the certificate".into()))?;
+    let digest = openssl::hash::hash(openssl::hash::MessageDigest::sha256(), &der)
+        .map_err(|_| bad("cannot hash the certificate".into()))?;
+    Ok((key, b64url(&digest)))
 }
 
 /// Base64url without padding (RFC 7515).
@@ -558,7 +710,23 @@ mod tests {
             ),
             (
                 r#"{"provider":"microsoft","tenant":"t","client_id":"c"}"#,
-                "client_secret or client_secret_file",
+                "client_secret, client_secret_file or certificate_file",
+            ),
+            (
+                r#"{"provider":"microsoft","tenant":"t","client_id":"c","client_secret":"S3CRET-x","certificate_file":"a.pem"}"#,
+                "give one credential",
+            ),
+            (
+                r#"{"provider":"microsoft","tenant":"t","client_id":"c","private_key_file":"k.pem"}"#,
+                "private_key_file goes with certificate_file",
+            ),
+            (
+                r#"{"provider":"microsoft","tenant":"t","client_id":"c","certificate_file":"none.pem"}"#,
+                "cannot read it",
+            ),
+            (
+                r#"{"provider":"google","certificate_file":"a.pem"}"#,
+                "certificate_file is for provider microsoft",
             ),
             (
                 r#"{"provider":"google","client_secret":"S3CRET-x"}"#,

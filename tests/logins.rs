@@ -681,6 +681,59 @@ fn a_reconnection_asks_for_a_fresh_token() {
     assert_same(&d.snapshot(DST), &expected(|f| f.to_string()));
 }
 
+/// Microsoft ends a session whose token expired with `* BYE Session invalidated -
+/// AccessTokenExpired` between two commands. The run shows the server's words,
+/// reconnects with a fresh token (the command runs again) and ends complete and
+/// exact: nothing lost, nothing doubled.
+#[test]
+fn a_session_ended_for_an_expired_token_resumes_with_a_fresh_one() {
+    let auth = Authority::start();
+    let d = Dovecot::start_with(
+        &[SRC, DST],
+        Config {
+            plaintext_only: true,
+            ..auth.config()
+        },
+    );
+    d.seed(SRC);
+    let proxy = FaultProxy::start(
+        d.imap,
+        Fault::ByeOnServerText(
+            "OK Fetch completed",
+            3,
+            "* BYE Session invalidated - AccessTokenExpired",
+        ),
+    );
+    let out = Run::new("migrate")
+        .from(format!("imap://{SRC}@127.0.0.1:{}", proxy.port))
+        .opt("--from-token-cmd", auth.token_cmd(d.dir.path(), SRC, 300))
+        .to(format!("imap://{DST}@127.0.0.1:{}", d.imap))
+        .opt("--to-token-cmd", auth.token_cmd(d.dir.path(), DST, 300))
+        .state(d.dir.path().join("state.sqlite"))
+        .args(["--allow-plaintext", "--retry-wait", "1", "--retries", "3"])
+        .run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("AccessTokenExpired") && err.contains("retrying"),
+        "the BYE was not met or not shown: {}",
+        text(&out)
+    );
+    assert!(proxy.connections.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    let source_tokens = auth
+        .issued
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|(u, _)| u.as_str() == SRC)
+        .count();
+    assert!(
+        source_tokens >= 2,
+        "the reconnection asked for a fresh token: {source_tokens}"
+    );
+    assert_same(&d.snapshot(DST), &expected(|f| f.to_string()));
+}
+
 /// Introspection's user for app-only tokens (client credentials): they have none.
 const APP_ONLY: &str = "<app-only>";
 const CLIENT_ID: &str = "5b0c2f4e-test-client-id";
@@ -698,6 +751,10 @@ struct Grants {
     ttl: std::sync::atomic::AtomicU64,
     revoked: std::sync::atomic::AtomicBool,
     public_key: Mutex<Option<openssl::pkey::PKey<openssl::pkey::Public>>>,
+    /// The app registration's uploaded certificate (certificate credentials).
+    app_cert: Mutex<Option<openssl::x509::X509>>,
+    /// Client assertions' `jti`s seen (a replayed assertion is refused).
+    jtis: Mutex<std::collections::HashSet<String>>,
     /// "grant user" per token issued.
     log: Mutex<Vec<String>>,
     /// Everything secret that crossed the endpoint: assertions, refresh tokens.
@@ -752,6 +809,8 @@ impl Grants {
             ttl: 300.into(),
             revoked: false.into(),
             public_key: Mutex::new(None),
+            app_cert: Mutex::new(None),
+            jtis: Mutex::default(),
             log: Mutex::default(),
             secrets: Mutex::default(),
             refresh: Mutex::new(REFRESH_TOKEN.into()),
@@ -776,6 +835,23 @@ impl Grants {
         let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
         let revoked = self.revoked.load(SeqCst);
         let (user, grant) = match (path, get("grant_type")) {
+            ("/oauth2/microsoft", "client_credentials") if f.contains_key("client_assertion") => {
+                match self.check_assertion(
+                    get("client_id"),
+                    get("client_assertion_type"),
+                    get("client_assertion"),
+                ) {
+                    _ if revoked => {
+                        return Self::error("invalid_client", "AADSTS7000215: revoked.")
+                    }
+                    Err(why) => return Self::error("invalid_client", why),
+                    Ok(()) => {}
+                }
+                if get("scope") != "https://outlook.office365.com/.default" {
+                    return Self::error("invalid_scope", "AADSTS1002012: wrong scope");
+                }
+                (APP_ONLY.to_string(), "client_assertion")
+            }
             ("/oauth2/microsoft", "client_credentials") => {
                 if revoked || get("client_id") != CLIENT_ID || get("client_secret") != CLIENT_SECRET
                 {
@@ -864,6 +940,74 @@ impl Grants {
         )
     }
 
+    /// Microsoft's certificate credentials: a JWT whose header names the uploaded
+    /// certificate by `x5t#S256`, signed PS256 with its key; `aud` this endpoint,
+    /// `iss` = `sub` = the client ID, unexpired, at most 10 minutes long, `jti` new.
+    fn check_assertion(&self, client_id: &str, kind: &str, jwt: &str) -> Result<(), &'static str> {
+        self.secrets.lock().unwrap().push(jwt.to_string());
+        if client_id != CLIENT_ID {
+            return Err("AADSTS700016: Application not found in the directory.");
+        }
+        if kind != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+            return Err("AADSTS50027: wrong client_assertion_type");
+        }
+        let parts: Vec<&str> = jwt.split('.').collect();
+        assert_eq!(parts.len(), 3, "a JWT has three parts");
+        let header: serde_json::Value = serde_json::from_slice(&b64url_decode(parts[0])).unwrap();
+        let cert = self
+            .app_cert
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("a test certificate");
+        let der = cert.to_der().unwrap();
+        let thumb = openssl::hash::hash(openssl::hash::MessageDigest::sha256(), &der).unwrap();
+        if header["alg"] != "PS256" || header["typ"] != "JWT" {
+            return Err("AADSTS5002730: unsupported alg");
+        }
+        if header["x5t#S256"].as_str().map(b64url_decode) != Some(thumb.to_vec()) {
+            return Err("AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application.");
+        }
+        let key = cert.public_key().unwrap();
+        let mut v =
+            openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &key).unwrap();
+        v.set_rsa_padding(openssl::rsa::Padding::PKCS1_PSS).unwrap();
+        v.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::DIGEST_LENGTH)
+            .unwrap();
+        v.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        let signed = format!("{}.{}", parts[0], parts[1]);
+        if !v
+            .verify_oneshot(&b64url_decode(parts[2]), signed.as_bytes())
+            .unwrap_or(false)
+        {
+            return Err("AADSTS700027: Client assertion failed signature validation.");
+        }
+        let c: serde_json::Value = serde_json::from_slice(&b64url_decode(parts[1])).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let (nbf, exp) = (
+            c["nbf"].as_u64().unwrap_or(0),
+            c["exp"].as_u64().unwrap_or(0),
+        );
+        if c["aud"] != self.url("microsoft").as_str()
+            || c["iss"] != CLIENT_ID
+            || c["sub"] != CLIENT_ID
+            || exp <= now
+            || nbf > now + 5
+            || exp - nbf > 600
+        {
+            return Err("AADSTS700024: Client assertion is not within its valid time range or has wrong claims.");
+        }
+        let jti = c["jti"].as_str().unwrap_or("").to_string();
+        if jti.is_empty() || !self.jtis.lock().unwrap().insert(jti) {
+            return Err("AADSTS700025: Client assertion jti replayed.");
+        }
+        Ok(())
+    }
+
     fn served(&self, grant: &str) -> usize {
         self.log
             .lock()
@@ -885,6 +1029,8 @@ fn write_private(path: &Path, text: &str) {
 /// with `openssl genpkey`, its public half given to the token endpoint).
 struct Providers {
     app_only: std::path::PathBuf,
+    /// Microsoft app-only with certificate credentials (cert and key in one PEM).
+    app_cert: std::path::PathBuf,
     delegated: std::path::PathBuf,
     google: std::path::PathBuf,
     /// The private key's PEM body lines.
@@ -941,6 +1087,38 @@ impl Authority {
             })
             .to_string(),
         );
+        let cert_pem = dir.join("app-cert.pem");
+        let ok = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=mailferry-test-app", "-keyout"])
+            .arg(dir.join("app-key.pem"))
+            .arg("-out")
+            .arg(&cert_pem)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "openssl req");
+        let cert_text = std::fs::read_to_string(&cert_pem).unwrap();
+        let app_key_text = std::fs::read_to_string(dir.join("app-key.pem")).unwrap();
+        *self.grants.app_cert.lock().unwrap() =
+            Some(openssl::x509::X509::from_pem(cert_text.as_bytes()).unwrap());
+        // As admins keep it: the certificate and its key in one owner-only file.
+        write_private(&dir.join("app.pem"), &format!("{cert_text}{app_key_text}"));
+        std::fs::remove_file(dir.join("app-key.pem")).unwrap();
+        let app_cert = dir.join("microsoft-app-cert.json");
+        write_private(
+            &app_cert,
+            &serde_json::json!({
+                "provider": "microsoft",
+                "tenant": "contoso.onmicrosoft.com",
+                "client_id": CLIENT_ID,
+                "certificate_file": "app.pem",
+                "token_url": self.grants.url("microsoft"),
+            })
+            .to_string(),
+        );
         let delegated = dir.join("microsoft-user.json");
         write_private(
             &delegated,
@@ -961,10 +1139,12 @@ impl Authority {
         );
         Providers {
             app_only,
+            app_cert,
             delegated,
             google,
             key_lines: pem_text
                 .lines()
+                .chain(app_key_text.lines())
                 .filter(|l| !l.starts_with("-----"))
                 .map(str::to_string)
                 .collect(),
@@ -1057,6 +1237,106 @@ fn app_only_and_service_account_tokens_refresh_during_a_long_migration() {
     for s in auth.all_secrets(&p) {
         assert_hidden(&s, &out, &state, "a secret of the OAuth2 flows");
     }
+}
+
+/// Microsoft app-only with certificate credentials (no client secret): the
+/// token endpoint checks the PS256 client assertion against the uploaded
+/// certificate; with tokens living three seconds and a stalled connection, the
+/// run signs a fresh assertion (new `jti`) for each token and ends exact. The key
+/// and the assertions show nowhere. A certificate the app registration does not
+/// know is one clear error; a key that does not belong to the certificate is
+/// refused before any connection.
+#[test]
+fn certificate_credentials_log_in_app_only() {
+    let auth = Authority::start();
+    auth.grants
+        .ttl
+        .store(3, std::sync::atomic::Ordering::SeqCst);
+    let d = Dovecot::start_with(
+        &[SRC, DST],
+        Config {
+            plaintext_only: true,
+            oauth2_introspect_url: Some(format!("{}?as={SRC}", auth.introspect_url())),
+            ..Config::default()
+        },
+    );
+    d.seed(SRC);
+    let p = auth.providers(d.dir.path());
+    let proxy = FaultProxy::start(d.imap, Fault::StallAfterServerBytes(300_000));
+    let state = d.dir.path().join("state.sqlite");
+    let migrate = |from_port: u16, config: &Path| {
+        Run::new("migrate")
+            .from(format!("imap://{SRC}@127.0.0.1:{from_port}"))
+            .opt("--from-oauth2", config)
+            .to(format!("imap://{DST}@127.0.0.1:{}", d.imap))
+            .to_password_file(d.pwfile())
+            .state(&state)
+            .args(["--allow-plaintext", "--retry-wait", "1", "--timeout", "3"])
+            .args(["--retries", "3", "-vv"])
+            .run()
+    };
+    let out = migrate(proxy.port, &p.app_cert);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("retrying"),
+        "the stall was not hit: {}",
+        text(&out)
+    );
+    assert_same(&d.snapshot(DST), &expected(|f| f.to_string()));
+    assert!(
+        auth.grants.served("client_assertion") >= 2,
+        "a fresh assertion per token: {:?}",
+        auth.grants.log.lock().unwrap()
+    );
+    assert_eq!(auth.grants.served("client_credentials"), 0);
+    for s in auth.all_secrets(&p) {
+        assert_hidden(&s, &out, &state, "a secret of the certificate flow");
+    }
+    // The registration's certificate replaced: the old one is refused, by name.
+    let other = d.dir.path().join("other.pem");
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=other"])
+        .arg("-keyout")
+        .arg(&other)
+        .arg("-out")
+        .arg(d.dir.path().join("other-cert.pem"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let cert = std::fs::read(d.dir.path().join("other-cert.pem")).unwrap();
+    *auth.grants.app_cert.lock().unwrap() = Some(openssl::x509::X509::from_pem(&cert).unwrap());
+    let out = migrate(d.imap, &p.app_cert);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let t = text(&out);
+    assert!(
+        t.contains("AADSTS700027") && t.contains("certificate is not (or no longer) uploaded"),
+        "{t}"
+    );
+    // A key that does not belong to the certificate: refused before connecting.
+    let mixed = d.dir.path().join("mixed.json");
+    write_private(
+        &mixed,
+        &serde_json::json!({
+            "provider": "microsoft",
+            "tenant": "contoso.onmicrosoft.com",
+            "client_id": CLIENT_ID,
+            "certificate_file": "app.pem",
+            "private_key_file": "other.pem",
+            "token_url": auth.grants.url("microsoft"),
+        })
+        .to_string(),
+    );
+    let out = migrate(d.imap, &mixed);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("the private key does not belong to this certificate"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// Microsoft's delegated flow (refresh token, rotated by the endpoint) into a

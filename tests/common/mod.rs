@@ -793,6 +793,10 @@ pub enum Fault {
     CutOnServerText(&'static str, usize),
     /// Stop forwarding (without closing) once the server sent this many bytes.
     StallAfterServerBytes(usize),
+    /// When a chunk from the server holds `text` for the `nth` time (counted within
+    /// chunks), forward it up to the end of that line, send the client the line
+    /// `bye` (e.g. a provider's `* BYE … AccessTokenExpired`) and close both ways.
+    ByeOnServerText(&'static str, usize, &'static str),
 }
 
 /// A TCP forwarder that injects one fault into the first connection to reach it
@@ -894,6 +898,26 @@ impl FaultProxy {
                                     // Hold both sockets open and forward nothing more.
                                     std::thread::sleep(std::time::Duration::from_secs(600));
                                     break;
+                                }
+                                Some(Fault::ByeOnServerText(text, nth, bye)) => {
+                                    let at: Vec<usize> = chunk
+                                        .windows(text.len())
+                                        .enumerate()
+                                        .filter(|(_, w)| *w == text.as_bytes())
+                                        .map(|(i, _)| i)
+                                        .collect();
+                                    if seen + at.len() >= *nth && fire() {
+                                        let i = at[*nth - seen - 1];
+                                        let end = chunk[i..]
+                                            .windows(2)
+                                            .position(|w| w == b"\r\n")
+                                            .map_or(chunk.len(), |p| i + p + 2);
+                                        let _ = c.write_all(&chunk[..end]);
+                                        let _ = c.write_all(format!("{bye}\r\n").as_bytes());
+                                        kill();
+                                        break;
+                                    }
+                                    seen += at.len();
                                 }
                                 Some(Fault::CutOnServerText(text, nth)) => {
                                     tail.extend_from_slice(chunk);
