@@ -115,9 +115,16 @@ pub struct BatchArgs {
     pub state: Option<PathBuf>,
     #[command(flatten)]
     pub net: NetArgs,
-    /// When two messages are the same: exact bytes, Message-ID plus body, or never.
-    #[arg(long, value_enum, default_value = "exact")]
-    pub dedupe: Mode,
+    /// The folder rules and dedupe mode of every row (a row's own `folder_map` cell
+    /// wins over --folder-map for the same folder).
+    #[command(flatten)]
+    pub folders: FolderArgs,
+    /// Put a single-folder source (POP3, one mbox file) into this target folder instead of INBOX, for every row.
+    #[arg(long, value_name = "NAME")]
+    pub to_folder: Option<String>,
+    /// Connection pairs per account (folders copied in parallel); each counts against --max-per-host.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub connections: usize,
     /// Show per account what would be copied; write nothing.
     #[arg(long)]
     pub dry_run: bool,

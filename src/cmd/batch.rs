@@ -81,13 +81,14 @@ impl Drop for HostGuard<'_> {
     }
 }
 
-/// The servers an account connects to, as [`HostLimiter`] keys: target first.
-fn hosts_of(a: &Account, servers: &Servers) -> Vec<String> {
+/// The servers an account connects to, as [`HostLimiter`] keys: target first,
+/// each `pairs` times (one per connection pair).
+fn hosts_of(a: &Account, servers: &Servers, pairs: usize) -> Vec<String> {
     let mut v = vec![servers.key(&a.target.host)];
     if let Endpoint::Server(s) = &a.source {
         v.push(servers.key(&s.host));
     }
-    v
+    v.iter().cycle().take(v.len() * pairs).cloned().collect()
 }
 
 /// One key per server, however its name is written: each host name is resolved
@@ -220,22 +221,30 @@ fn run_account(
         Err(e) => return (summary, Err(e)),
     };
     let mut opts = base.clone();
+    // The batch's --folder-map, then the row's own folder_map cell: for the same
+    // folder the later (the row's) wins.
     opts.rules = Rules {
-        map: a.folder_map.clone(),
+        map: base
+            .rules
+            .map
+            .iter()
+            .chain(&a.folder_map)
+            .cloned()
+            .collect(),
     };
-    // One connection pair per account: the batch runs accounts side by side, and
-    // --max-per-host counts one source and one target connection per account.
+    // --connections pairs per account (1 by default: the batch runs accounts side
+    // by side); the host limiter took that many slots on each server.
+    let open = || plan::open_endpoint(&a.source, a.source_credentials.as_ref(), net, Dialect::Rd);
     let job = Job {
         target: &a.target,
         target_credentials: &a.target_credentials,
         net,
         opts: &opts,
-        reopen: None,
+        reopen: Some(&open),
     };
     let started = std::time::Instant::now();
     let result = crate::retry::run(net, &format!("row {}", a.row), || {
-        let mut src =
-            plan::open_endpoint(&a.source, a.source_credentials.as_ref(), net, Dialect::Rd)?;
+        let mut src = open()?;
         engine::migrate_into(src.as_mut(), &job, &mut index, &mut summary)
     });
     summary.finish(started);
@@ -458,22 +467,39 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
         }),
         net.timeout.min(Duration::from_secs(10)),
     );
-    if let Some(acc) = accounts.iter().find(|acc| {
-        let h = hosts_of(acc, &servers);
-        h.len() == 2 && h[0] == h[1]
-    }) {
-        if a.max_per_host < 2 {
+    // Every row is one road: the options every command builds, from the same flags.
+    let opts = plan::copy_options(
+        &a.folders,
+        &crate::cli::CopyArgs {
+            dry_run: a.dry_run,
+            json: a.json,
+            to_folder: a.to_folder.clone(),
+            delete_after: false,
+            connections: a.connections,
+            mbox_format: crate::cli::MboxFormat::Auto,
+        },
+        "",
+    )?;
+    // An account needs all its connections at once on each of its servers.
+    for acc in &accounts {
+        let h = hosts_of(acc, &servers, a.connections);
+        let most = h
+            .iter()
+            .map(|x| h.iter().filter(|y| *y == x).count())
+            .max()
+            .unwrap_or(0);
+        if most > a.max_per_host {
+            let same = h.len() > a.connections && h[0] == h[1];
             return Err(input(format!(
-                "row {}: source and target are on the same server {}, so the account needs two connections there; --max-per-host must be at least 2",
-                acc.row, acc.target.host
+                "row {}: the account needs {most} connections to {} at once ({}{} pair{}); --max-per-host must be at least {most}",
+                acc.row,
+                acc.target.host,
+                if same { "source and target are on the same server, " } else { "" },
+                a.connections,
+                if a.connections == 1 { "" } else { "s" }
             )));
         }
     }
-    let opts = Options {
-        dedupe: a.dedupe,
-        dry_run: a.dry_run,
-        ..Options::default()
-    };
     let state = a.state.clone().unwrap_or_else(index::default_path);
     // Create and migrate the index once, before the workers open it.
     let _lock = index::lock(&state)?;
@@ -551,7 +577,7 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
             accounts
                 .par_iter()
                 .map(|acc| {
-                    let _slots = limiter.acquire(hosts_of(acc, &servers));
+                    let _slots = limiter.acquire(hosts_of(acc, &servers, a.connections));
                     running.fetch_add(1, Ordering::Relaxed);
                     let r = match refused.get(&acc.row) {
                         Some(why) => AccountResult::login_refused(acc, why),
