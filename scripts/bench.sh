@@ -9,6 +9,12 @@
 #   scripts/bench.sh --repeat N copy each corpus N times with each tool, alternating which
 #                               goes first (default 3, --tiny 1); the table shows the median
 #                               wall time, the range, and the highest peak memory
+#   scripts/bench.sh --rtt MS --mbit N
+#                               every tool reaches Dovecot through an emulated WAN link
+#                               (scripts/wanproxy.py: MS round trip, N Mbit/s each way, one
+#                               link to the source and one to the target); the table gains the
+#                               link floor (bytes / bandwidth) and each run's gap to it
+#   scripts/bench.sh --wan      three tables: loopback, 30 ms / 100 Mbit, 80 ms / 20 Mbit
 #
 # Everything is local and deterministic: one throwaway Dovecot (scripts/testbed.sh) on
 # loopback ports 31143/31993/31110/31995 (BENCH_IMAP_PORT, BENCH_IMAPS_PORT, BENCH_POP3_PORT,
@@ -30,22 +36,34 @@ cd "$(dirname "$0")/.."
 root=$PWD
 cmdline="scripts/bench.sh${*:+ $*}"
 
-tiny=0; scale=; repeat=
+tiny=0; scale=; repeat=; rtt=; mbit=; profiles=
 while [ $# -gt 0 ]; do
   case "$1" in
     --tiny) tiny=1 ;;
+    --rtt) rtt=${2:?--rtt needs milliseconds}; shift ;;
+    --mbit) mbit=${2:?--mbit needs a rate}; shift ;;
+    --wan) profiles="0/0 30/100 80/20" ;;
     --scale) scale=${2:?--scale needs a number}; shift ;;
     --scale=*) scale=${1#--scale=} ;;
     --repeat) repeat=${2:?--repeat needs a number}; shift ;;
     --repeat=*) repeat=${1#--repeat=} ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "bench: unknown argument '$1' (--tiny, --scale N, --repeat N)" >&2; exit 2 ;;
+    *) echo "bench: unknown argument '$1' (--tiny, --scale N, --repeat N, --rtt MS --mbit N, --wan)" >&2; exit 2 ;;
   esac
   shift
 done
 case "$scale" in ''|*[!0-9]*) [ -z "$scale" ] || { echo "bench: --scale needs a number" >&2; exit 2; } ;; esac
 case "$repeat" in ''|*[!0-9]*|0) [ -z "$repeat" ] || { echo "bench: --repeat needs a number from 1" >&2; exit 2; } ;; esac
 [ -n "$repeat" ] || { if [ "$tiny" = 1 ]; then repeat=1; else repeat=3; fi; }
+# Link profiles "RTT/MBIT" (0/0: loopback, no proxy).
+if [ -z "$profiles" ]; then
+  if [ -n "$rtt$mbit" ]; then
+    case "${rtt:-x}${mbit:-x}" in *[!0-9.]*) echo "bench: --rtt and --mbit need numbers, both" >&2; exit 2 ;; esac
+    profiles="$rtt/$mbit"
+  else
+    profiles="0/0"
+  fi
+fi
 
 t_start=$(date +%s.%N)
 say() { echo "== $*" >&2; }
@@ -83,9 +101,13 @@ count_of() { if [ "$1" = mixed ]; then echo "$n_mixed"; else echo "$n_small"; fi
 
 pw=bench-password
 users=()
+nprof=$(echo $profiles | wc -w)
 for c in $corpora; do
-  for role in src pop; do users+=("$role-$c:$pw"); done
-  for i in $(seq "$repeat"); do users+=("mf-$c-$i:$pw" "mb-$c-$i:$pw"); done
+  users+=("src-$c:$pw")
+  for k in $(seq "$nprof"); do
+    users+=("pop-$c-p$k:$pw")
+    for i in $(seq "$repeat"); do users+=("mf-$c-$i-p$k:$pw" "mb-$c-$i-p$k:$pw"); done
+  done
 done
 say "starting Dovecot in $dc (IMAPS $imaps_port, POP3S $pop3s_port)"
 MAX_CONN=100 IMAP_PORT=$imap_port IMAPS_PORT=$imaps_port POP3_PORT=$pop3_port POP3S_PORT=$pop3s_port \
@@ -127,26 +149,58 @@ check() {  # check LABEL MODE... : verify, record, never abort
   fi
 }
 
-for c in $corpora; do
-  src=src-$c
-  common=(--from-password-file "$pwfile" --to-password-file "$pwfile" --ca-file "$ca" --json)
+proxies=()
+stop_proxies() {
+  for pid in "${proxies[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${proxies[@]}"; do wait "$pid" 2>/dev/null || true; done
+  proxies=()
+}
+# One link to the source server and one to the target server (the same Dovecot):
+# every tool reaches it through them. Loopback: no proxy.
+start_link() {  # start_link NAME PORT RTT MBIT -> prints the port to use
+  local name=$1 port=$2 r=$3 m=$4
+  if [ "$r" = 0 ] && [ "$m" = 0 ]; then echo "$port"; return; fi
+  rm -f "$work/$name.port"
+  python3 "$root/scripts/wanproxy.py" --to "127.0.0.1:$port" --rtt "$r" --mbit "$m" \
+    --port-file "$work/$name.port" >/dev/null 2>>"$work/wanproxy.log" &
+  proxies+=($!)
+  for _ in $(seq 100); do [ -s "$work/$name.port" ] && break; sleep 0.05; done
+  cat "$work/$name.port"
+}
+k=0
+for profile in $profiles; do
+  k=$((k + 1))
+  p_rtt=${profile%/*}; p_mbit=${profile#*/}
+  if [ "$profile" = 0/0 ]; then p_label=""; else p_label="${p_rtt}ms-${p_mbit}mbit:"; fi
+  # The machine running the tools sits between the old host and the new one: one
+  # link to the source (read through s_imaps, s_pop3s) and one to the target
+  # (t_imaps), each with the profile's round trip and rate. Checks go direct.
+  s_imaps=$(start_link "src-imaps-p$k" "$imaps_port" "$p_rtt" "$p_mbit")
+  s_pop3s=$(start_link "src-pop3s-p$k" "$pop3s_port" "$p_rtt" "$p_mbit")
+  t_imaps=$(start_link "dst-imaps-p$k" "$imaps_port" "$p_rtt" "$p_mbit")
+  if [ -n "$p_label" ]; then
+    say "links ${p_label%:}: source IMAPS :$s_imaps POP3S :$s_pop3s, target IMAPS :$t_imaps"
+  fi
+  for c in $corpora; do
+    src=src-$c
+    common=(--from-password-file "$pwfile" --to-password-file "$pwfile" --ca-file "$ca" --json)
 
-  for i in $(seq "$repeat"); do
-    # Rounds alternate which tool goes first, so neither always meets a fresher server.
-    if [ $((i % 2)) = 1 ]; then order="mailferry mbsync"; else order="mbsync mailferry"; fi
-    for tool in $order; do
-      if [ "$tool" = mailferry ]; then
-        run "$c/mailferry@$i" "$mf" migrate --from "imaps://$src@localhost:$imaps_port" \
-          --to "imaps://mf-$c-$i@localhost:$imaps_port" --state "$work/state-$c-$i.sqlite" "${common[@]}"
-        check "$c/mailferry@$i" verify "${imap[@]}" --user "mf-$c-$i" --mode exact --source "$work/$src.json"
-        continue
-      fi
-      mkdir -p "$work/mbsync-state-$c-$i"
-      rc=$work/mbsyncrc-$c-$i
-      cat > "$rc" <<RC
+    for i in $(seq "$repeat"); do
+      # Rounds alternate which tool goes first, so neither always meets a fresher server.
+      if [ $((i % 2)) = 1 ]; then order="mailferry mbsync"; else order="mbsync mailferry"; fi
+      for tool in $order; do
+        if [ "$tool" = mailferry ]; then
+          run "$p_label$c/mailferry@$i" "$mf" migrate --from "imaps://$src@localhost:$s_imaps" \
+            --to "imaps://mf-$c-$i-p$k@localhost:$t_imaps" --state "$work/state-$c-$i-p$k.sqlite" "${common[@]}"
+          check "$p_label$c/mailferry@$i" verify "${imap[@]}" --user "mf-$c-$i-p$k" --mode exact --source "$work/$src.json"
+          continue
+        fi
+        mkdir -p "$work/mbsync-state-$c-$i-p$k"
+        rc=$work/mbsyncrc-$c-$i-p$k
+        cat > "$rc" <<RC
 IMAPAccount far
 Host localhost
-Port $imaps_port
+Port $s_imaps
 User $src
 PassCmd "cat $pwfile"
 SSLType IMAPS
@@ -154,8 +208,8 @@ CertificateFile $ca
 
 IMAPAccount near
 Host localhost
-Port $imaps_port
-User mb-$c-$i
+Port $t_imaps
+User mb-$c-$i-p$k
 PassCmd "cat $pwfile"
 SSLType IMAPS
 CertificateFile $ca
@@ -174,28 +228,31 @@ Create Near
 Sync Pull
 Expunge None
 CopyArrivalDate yes
-SyncState $work/mbsync-state-$c-$i/
+SyncState $work/mbsync-state-$c-$i-p$k/
 RC
-      run "$c/mbsync@$i" mbsync -q -c "$rc" -a
-      check "$c/mbsync@$i" verify "${imap[@]}" --user "mb-$c-$i" --mode mbsync --source "$work/$src.json"
+        run "$p_label$c/mbsync@$i" mbsync -q -c "$rc" -a
+        check "$p_label$c/mbsync@$i" verify "${imap[@]}" --user "mb-$c-$i-p$k" --mode mbsync --source "$work/$src.json"
+      done
     done
+
+    # mailferry again, same --state: nothing new to copy
+    run "$p_label$c/noop" "$mf" migrate --from "imaps://$src@localhost:$s_imaps" \
+      --to "imaps://mf-$c-1-p$k@localhost:$t_imaps" --state "$work/state-$c-1-p$k.sqlite" "${common[@]}"
+    check "$p_label$c/noop" check-noop "${imap[@]}" --user "mf-$c-1-p$k" --summary "$work/${p_label//\//-}$c-noop.log" \
+      --source "$work/$src.json"
+
+    # mailferry, POP3 -> IMAP (the INBOX)
+    run "$p_label$c/pop3" "$mf" migrate --from "pop3s://$src@localhost:$s_pop3s" \
+      --to "imaps://pop-$c-p$k@localhost:$t_imaps" --state "$work/state-pop-$c-p$k.sqlite" "${common[@]}"
+    check "$p_label$c/pop3" verify "${imap[@]}" --user "pop-$c-p$k" --mode pop3 --source "$work/$src.json"
+
+    # mailferry, IMAP -> mbox
+    run "$p_label$c/mbox" "$mf" backup --from "imaps://$src@localhost:$s_imaps" --out "$work/backup-$c-p$k" \
+      --from-password-file "$pwfile" --ca-file "$ca" --state "$work/state-backup-$c-p$k.sqlite" --json
+    check "$p_label$c/mbox" verify-mbox --dir "$work/backup-$c-p$k" --source "$work/$src.json"
   done
 
-  # mailferry again, same --state: nothing new to copy
-  run "$c/noop" "$mf" migrate --from "imaps://$src@localhost:$imaps_port" \
-    --to "imaps://mf-$c-1@localhost:$imaps_port" --state "$work/state-$c-1.sqlite" "${common[@]}"
-  check "$c/noop" check-noop "${imap[@]}" --user "mf-$c-1" --summary "$work/$c-noop.log" \
-    --source "$work/$src.json"
-
-  # mailferry, POP3 -> IMAP (the INBOX)
-  run "$c/pop3" "$mf" migrate --from "pop3s://$src@localhost:$pop3s_port" \
-    --to "imaps://pop-$c@localhost:$imaps_port" --state "$work/state-pop-$c.sqlite" "${common[@]}"
-  check "$c/pop3" verify "${imap[@]}" --user "pop-$c" --mode pop3 --source "$work/$src.json"
-
-  # mailferry, IMAP -> mbox
-  run "$c/mbox" "$mf" backup --from "imaps://$src@localhost:$imaps_port" --out "$work/backup-$c" \
-    --from-password-file "$pwfile" --ca-file "$ca" --state "$work/state-backup-$c.sqlite" --json
-  check "$c/mbox" verify-mbox --dir "$work/backup-$c" --source "$work/$src.json"
+  stop_proxies
 done
 
 cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
@@ -214,7 +271,10 @@ for line in open(sys.argv[1]):
                  r["messages"] - r["distinct"], r["without_message_id"]))
 PY
 echo
-"${measure[@]}" table --results "$results" || failed=1
+for profile in $profiles; do
+  "${measure[@]}" table --results "$results" --profile "$profile" || failed=1
+  echo
+done
 t_end=$(date +%s.%N)
 python3 -c "import sys; print('\nwhole script: %.0f s (deps, build, corpora, runs and checks; not the cleanup)' % (float(sys.argv[2]) - float(sys.argv[1])))" "$t_start" "$t_end"
 if [ "$failed" != 0 ]; then

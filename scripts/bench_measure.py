@@ -478,7 +478,13 @@ def median(xs):
 def cmd_table(argv):
     ap = argparse.ArgumentParser(prog="bench_measure.py table")
     ap.add_argument("--results", required=True)
+    ap.add_argument("--profile", default="0/0",
+                    help="RTT/MBIT of the link the runs went through (0/0: loopback)")
     a = ap.parse_args(argv)
+    rtt, mbit = (float(x) for x in a.profile.split("/"))
+    wan = (rtt, mbit) != (0, 0)
+    # As scripts/bench.sh spells the profile in labels.
+    prefix = "%sms-%smbit:" % tuple(a.profile.split("/")) if wan else ""
     runs, checks, corpora = {}, {}, {}
     with open(a.results) as f:
         for line in f:
@@ -487,13 +493,19 @@ def cmd_table(argv):
             if kind == "corpus":
                 corpora[r["corpus"]] = r
             elif "wall_s" in r:
-                # "mixed/mailferry@2" is round 2 of "mixed/mailferry".
-                runs.setdefault(r["label"].split("@")[0], []).append(r)
+                # "mixed/mailferry@2" is round 2 of "mixed/mailferry"; a WAN profile's
+                # runs are "30ms-100mbit:mixed/mailferry@2".
+                label = r["label"]
+                if (":" in label) != wan or not label.startswith(prefix):
+                    continue
+                runs.setdefault(label[len(prefix):].split("@")[0], []).append(
+                    dict(r, label=label[len(prefix):]))
             elif "ok" in r:
-                checks[r["label"]] = r
+                if r["label"].startswith(prefix) and (":" in r["label"]) == wan:
+                    checks[r["label"][len(prefix):]] = r
     rows, rounds = [], []
     hdr = ("corpus", "run", "messages", "MB", "wall s", "range s", "msg/s", "MB/s",
-           "peak RSS MB", "mf/mbsync", "result")
+           "peak RSS MB", "mf/mbsync", "floor s", "wall/floor", "result")
     any_bad = False
     for corpus, c in corpora.items():
         n_all, mb_all = c["messages"], c["bytes"] / 1e6
@@ -532,11 +544,26 @@ def cmd_table(argv):
                        for r in rs if "@" in r["label"] and r["label"].split("@")[1] in by_round]
                 if len(per) > 1:
                     rounds.append("%s: mf/mbsync per round %s" % (corpus, ", ".join(per)))
+            # The link's floor: the bytes that must cross it at its rate (a copy moves
+            # them down the source link and up the target link at the same time).
+            floor = mb * 8 / mbit if wan and mbit and key != "noop" else None
             rows.append((corpus, "%s %s" % (tool, what), str(n), "%.1f" % mb, "%.2f" % w, spread,
                          "%.0f" % (n / w) if w else "-", "%.1f" % (mb / w) if w else "-",
-                         "%.1f" % max(r["peak_rss_mb"] for r in rs), ratio, status))
+                         "%.1f" % max(r["peak_rss_mb"] for r in rs), ratio,
+                         "%.2f" % floor if floor else "", "%.2fx" % (w / floor) if floor else "",
+                         status))
+    if not wan:
+        # Loopback has no link floor: the table keeps its columns of before.
+        hdr = hdr[:10] + hdr[12:]
+        rows = [r[:10] + r[12:] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(hdr)]
-    fmt = "  ".join("%%-%ds" % w if i < 2 or i == 10 else "%%%ds" % w for i, w in enumerate(widths))
+    last = len(hdr) - 1
+    fmt = "  ".join("%%-%ds" % w if i < 2 or i == last else "%%%ds" % w for i, w in enumerate(widths))
+    if wan:
+        print("link: %g ms round trip, %g Mbit/s each way, one link to the source and one to the "
+              "target (scripts/wanproxy.py)" % (rtt, mbit))
+    else:
+        print("link: loopback")
     print(fmt % hdr)
     print("  ".join("-" * w for w in widths))
     for r in rows:
@@ -554,6 +581,9 @@ def cmd_table(argv):
     print("peak RSS: VmHWM of the tool process (sampled from /proc every 10 ms until it exits), the")
     print("highest of the rounds.")
     print("no-op re-run: msg/s and MB/s are of the messages it had to consider, none copied.")
+    if wan:
+        print("floor s: MB x 8 / Mbit/s, the time the link needs for the bytes alone (no round")
+        print("trips, no protocol overhead); wall/floor: how far the run is from that limit.")
     for label, chk in checks.items():
         if not chk["ok"]:
             print("WRONG %s: %s" % (label, "; ".join(chk["problems"][:10])))
