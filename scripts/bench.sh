@@ -178,12 +178,15 @@ for profile in $profiles; do
   s_imaps=$(start_link "src-imaps-p$k" "$imaps_port" "$p_rtt" "$p_mbit")
   s_pop3s=$(start_link "src-pop3s-p$k" "$pop3s_port" "$p_rtt" "$p_mbit")
   t_imaps=$(start_link "dst-imaps-p$k" "$imaps_port" "$p_rtt" "$p_mbit")
+  mf_link=()
   if [ -n "$p_label" ]; then
     say "links ${p_label%:}: source IMAPS :$s_imaps POP3S :$s_pop3s, target IMAPS :$t_imaps"
+    # The proxy is on 127.0.0.1; over a real link --compress auto would compress.
+    mf_link=(--compress yes)
   fi
   for c in $corpora; do
     src=src-$c
-    common=(--from-password-file "$pwfile" --to-password-file "$pwfile" --ca-file "$ca" --json)
+    common=(--from-password-file "$pwfile" --to-password-file "$pwfile" --ca-file "$ca" --json "${mf_link[@]}")
 
     for i in $(seq "$repeat"); do
       # Rounds alternate which tool goes first, so neither always meets a fresher server.
@@ -248,7 +251,7 @@ RC
 
     # mailferry, IMAP -> mbox
     run "$p_label$c/mbox" "$mf" backup --from "imaps://$src@localhost:$s_imaps" --out "$work/backup-$c-p$k" \
-      --from-password-file "$pwfile" --ca-file "$ca" --state "$work/state-backup-$c-p$k.sqlite" --json
+      --from-password-file "$pwfile" --ca-file "$ca" --state "$work/state-backup-$c-p$k.sqlite" --json "${mf_link[@]}"
     check "$p_label$c/mbox" verify-mbox --dir "$work/backup-$c-p$k" --source "$work/$src.json"
   done
 

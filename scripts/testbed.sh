@@ -170,6 +170,10 @@ plugin {
 }
 QUOTACONF
 fi)
+# COMPRESS=DEFLATE (RFC 4978) for IMAP clients that ask for it.
+protocol imap {
+  mail_plugins = \$mail_plugins imap_zlib
+}
 namespace inbox {
   inbox = yes
   separator = $sep

@@ -157,6 +157,9 @@ pub struct NetArgs {
     /// Start no retry once this many seconds have passed since the first attempt.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     pub deadline: u64,
+    /// COMPRESS=DEFLATE on IMAP connections whose server offers it: auto (when the server is not on this machine), yes, no.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub compress: crate::net::Compress,
 }
 
 /// Source and target with their password sources.

@@ -16,6 +16,8 @@ use native_tls::{Certificate, TlsConnector, TlsStream};
 
 use crate::error::{connect, connect_final, input};
 
+pub mod deflate;
+
 /// Connection settings shared by every endpoint of a run.
 #[derive(Debug, Clone)]
 pub struct NetOptions {
@@ -29,6 +31,31 @@ pub struct NetOptions {
     pub retry_wait: Duration,
     /// No retry is started once this much time has passed since the first attempt.
     pub deadline: Duration,
+    /// COMPRESS=DEFLATE (RFC 4978) on IMAP connections whose server offers it.
+    pub compress: Compress,
+}
+
+/// When to ask an IMAP server for COMPRESS=DEFLATE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Compress {
+    /// Where the server offers it and is not on this machine (loopback gains nothing).
+    #[default]
+    Auto,
+    /// Wherever the server offers it.
+    Yes,
+    /// Never.
+    No,
+}
+
+impl Compress {
+    /// Whether to compress a connection to a peer that is (not) on this machine.
+    pub fn wanted(self, loopback: bool) -> bool {
+        match self {
+            Compress::Auto => !loopback,
+            Compress::Yes => true,
+            Compress::No => false,
+        }
+    }
 }
 
 impl Default for NetOptions {
@@ -41,6 +68,7 @@ impl Default for NetOptions {
             retries: 3,
             retry_wait: Duration::from_secs(2),
             deadline: Duration::from_secs(3600),
+            compress: Compress::Auto,
         }
     }
 }
@@ -56,16 +84,33 @@ pub struct Socket {
     deadline: Arc<Deadline>,
     /// The read/write timeout last set on the socket.
     set_to: Duration,
+    /// `host:port`, for the bytes-on-the-wire line of `-v`.
+    peer: String,
+    received: u64,
+    sent: u64,
 }
 
 impl Socket {
-    fn new(tcp: TcpStream, timeout: Duration) -> Socket {
+    fn new(tcp: TcpStream, timeout: Duration, peer: String) -> Socket {
         Socket {
             tcp,
             timeout,
             deadline: Deadline::new(),
             set_to: timeout,
+            peer,
+            received: 0,
+            sent: 0,
         }
+    }
+
+    /// Bytes received and sent on this connection so far (TLS records included).
+    pub fn wire(&self) -> (u64, u64) {
+        (self.received, self.sent)
+    }
+
+    /// Whether the peer is this machine (COMPRESS=DEFLATE is not worth it there).
+    pub fn is_loopback(&self) -> bool {
+        self.tcp.peer_addr().is_ok_and(|a| a.ip().is_loopback())
     }
 
     /// The deadline this socket enforces (shared with the protocol client).
@@ -108,6 +153,18 @@ impl Socket {
     }
 }
 
+/// `-v`: what crossed the wire, said when the connection ends.
+impl Drop for Socket {
+    fn drop(&mut self) {
+        crate::log::info(format!(
+            "{}: {:.2} MB received, {:.2} MB sent on the wire",
+            self.peer,
+            self.received as f64 / 1e6,
+            self.sent as f64 / 1e6
+        ));
+    }
+}
+
 fn over_budget() -> io::Error {
     io::Error::new(
         io::ErrorKind::TimedOut,
@@ -122,38 +179,77 @@ fn over_budget() -> io::Error {
 impl Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.arm()?;
-        self.tcp.read(buf).map_err(|e| self.waited(e))
+        let n = self.tcp.read(buf).map_err(|e| self.waited(e))?;
+        self.received += n as u64;
+        Ok(n)
     }
 }
 
 impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.arm()?;
-        self.tcp.write(buf).map_err(|e| self.waited(e))
+        let n = self.tcp.write(buf).map_err(|e| self.waited(e))?;
+        self.sent += n as u64;
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.tcp.flush()
     }
 }
 
-/// A plain or TLS stream, so one client type serves both.
+/// A plain or TLS stream, so one client type serves both; either may carry
+/// COMPRESS=DEFLATE once the protocol switched it on.
 pub enum Stream {
     Plain(Socket),
     Tls(Box<TlsStream<Socket>>),
+    Deflate(Box<deflate::Deflate<Stream>>),
+    /// Only while [`Stream::start_deflate`] swaps the stream.
+    Closed,
 }
 
 impl Stream {
     pub fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
+        match self {
+            Stream::Tls(_) => true,
+            Stream::Deflate(d) => d.get_ref().is_tls(),
+            _ => false,
+        }
+    }
+
+    pub fn is_compressed(&self) -> bool {
+        matches!(self, Stream::Deflate(_))
+    }
+
+    /// The socket under this stream.
+    fn socket(&self) -> Option<&Socket> {
+        match self {
+            Stream::Plain(s) => Some(s),
+            Stream::Tls(s) => Some(s.get_ref()),
+            Stream::Deflate(d) => d.get_ref().socket(),
+            Stream::Closed => None,
+        }
     }
 
     /// The deadline the socket under this stream enforces.
     pub fn deadline(&self) -> Arc<Deadline> {
-        match self {
-            Stream::Plain(s) => s.deadline(),
-            Stream::Tls(s) => s.get_ref().deadline(),
-        }
+        self.socket().map_or_else(Deadline::new, |s| s.deadline())
     }
+
+    /// Whether the peer is this machine.
+    pub fn is_loopback(&self) -> bool {
+        self.socket().is_some_and(Socket::is_loopback)
+    }
+
+    /// From now on, DEFLATE both ways (RFC 4978): called once the server said OK to
+    /// `COMPRESS DEFLATE` and before anything else is read or written.
+    pub fn start_deflate(&mut self) {
+        let old = std::mem::replace(self, Stream::Closed);
+        *self = Stream::Deflate(Box::new(deflate::Deflate::new(old)));
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the connection is closed")
 }
 
 /// Sockets here are blocking with `--timeout` set, so "would block" (EAGAIN, which
@@ -174,6 +270,8 @@ impl Read for Stream {
         match self {
             Stream::Plain(s) => s.read(buf),
             Stream::Tls(s) => s.read(buf),
+            Stream::Deflate(s) => s.read(buf),
+            Stream::Closed => Err(closed()),
         }
         .map_err(timed_out(
             "timed out: the server sent nothing within --timeout",
@@ -186,6 +284,8 @@ impl Write for Stream {
         match self {
             Stream::Plain(s) => s.write(buf),
             Stream::Tls(s) => s.write(buf),
+            Stream::Deflate(s) => s.write(buf),
+            Stream::Closed => Err(closed()),
         }
         .map_err(timed_out(
             "timed out: the server took no data within --timeout",
@@ -195,6 +295,8 @@ impl Write for Stream {
         match self {
             Stream::Plain(s) => s.flush(),
             Stream::Tls(s) => s.flush(),
+            Stream::Deflate(s) => s.flush(),
+            Stream::Closed => Err(closed()),
         }
     }
 }
@@ -211,7 +313,7 @@ pub fn tcp(host: &str, port: u16, opts: &NetOptions) -> anyhow::Result<Socket> {
                 s.set_read_timeout(Some(opts.timeout))?;
                 s.set_write_timeout(Some(opts.timeout))?;
                 s.set_nodelay(true)?;
-                return Ok(Socket::new(s, opts.timeout));
+                return Ok(Socket::new(s, opts.timeout, format!("{host}:{port}")));
             }
             Err(e) => last = Some(e),
         }

@@ -32,6 +32,7 @@ pub fn net(a: &NetArgs) -> NetOptions {
         // storing APPENDs it had received; the retry must see them to skip them.
         retry_wait: Duration::from_secs(a.retry_wait.max(1)),
         deadline: Duration::from_secs(a.deadline),
+        compress: a.compress,
     }
 }
 

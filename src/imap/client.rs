@@ -1156,6 +1156,43 @@ fn list_entry(rest: &[parse::Value]) -> Result<ListEntry, ImapError> {
     Ok(ListEntry { attrs, delim, raw })
 }
 
+impl Client<crate::net::Stream> {
+    /// COMPRESS DEFLATE (RFC 4978) where the server offers it and `wanted` says so
+    /// for this connection (see [`crate::net::Compress`]); true when the stream is
+    /// now compressed. A server that refuses keeps the connection uncompressed
+    /// (said with `-v`); one that sends data after its OK, before compression,
+    /// breaks the protocol.
+    pub fn compress(&mut self, policy: crate::net::Compress) -> Result<bool, ImapError> {
+        let stream = self.get_mut();
+        if stream.is_compressed()
+            || !policy.wanted(stream.is_loopback())
+            || !self.has_cap("COMPRESS=DEFLATE")
+        {
+            return Ok(false);
+        }
+        match self.simple("COMPRESS", &[Part::Text(b"COMPRESS DEFLATE")]) {
+            Ok(_) => {}
+            Err(e @ (ImapError::No { .. } | ImapError::Bad { .. })) => {
+                log::info(format!(
+                    "{}: COMPRESS=DEFLATE refused ({}); going on uncompressed",
+                    self.who,
+                    e.server_words()
+                ));
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+        if !self.stream.buffer().is_empty() {
+            return Err(ImapError::Protocol(
+                "the server sent data after its OK to COMPRESS, before compressing".into(),
+            ));
+        }
+        self.get_mut().start_deflate();
+        log::info(format!("{}: COMPRESS=DEFLATE on", self.who));
+        Ok(true)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,6 +88,7 @@ pub fn open_with(
             client.authenticate_as(&server.user, login, server.mech)
         })?
         .map_err(|e| login_error(server, credentials, e))?;
+    client.compress(opts.compress)?;
     Ok(client)
 }
 
