@@ -49,5 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             cli::AddressesCommand::Check(a) => cmd::addresses::check(a),
             cli::AddressesCommand::Create(a) => cmd::addresses::create(a),
         },
+        Command::Completions(a) => cmd::completions::completions(a),
+        Command::Man(a) => cmd::completions::man(a),
     }
 }

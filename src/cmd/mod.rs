@@ -4,6 +4,7 @@ pub mod addresses;
 pub mod backup;
 pub mod batch;
 pub mod check;
+pub mod completions;
 pub mod migrate;
 pub mod restore;
 pub mod verify;
