@@ -112,6 +112,21 @@ pub fn retry_class(err: &anyhow::Error) -> Retry {
     Retry::Final
 }
 
+/// A server's request to slow down somewhere in `err`'s chain (see
+/// [`crate::throttle`]).
+pub fn throttle(err: &anyhow::Error) -> Option<crate::throttle::Throttle> {
+    err.chain().find_map(|cause| {
+        cause
+            .downcast_ref::<crate::imap::ImapError>()
+            .and_then(|e| e.throttle())
+            .or_else(|| {
+                cause
+                    .downcast_ref::<crate::pop3::Pop3Error>()
+                    .and_then(|e| e.throttle())
+            })
+    })
+}
+
 /// The exit code for an error that ended the run.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     for cause in err.chain() {

@@ -84,15 +84,24 @@ impl Pop3Error {
             Pop3Error::Io(_) | Pop3Error::Protocol(_) => Retry::Now,
             // The same server sends the same oversized answer again.
             Pop3Error::Limit(_) => Retry::Final,
-            Pop3Error::Err { code, .. } => {
+            Pop3Error::Err { code, text, .. } => {
                 let code = code.as_deref().unwrap_or("");
                 let is = |c: &str| code == c || code.starts_with(&format!("{c}/"));
-                if is("IN-USE") || is("LOGIN-DELAY") || is("SYS/TEMP") {
+                let throttled = crate::throttle::from_words(Some(code), text).is_some();
+                if throttled || is("IN-USE") || is("LOGIN-DELAY") || is("SYS/TEMP") {
                     Retry::Later
                 } else {
                     Retry::Final
                 }
             }
+        }
+    }
+
+    /// A request to slow down in a `-ERR` (see [`crate::throttle`]).
+    pub fn throttle(&self) -> Option<crate::throttle::Throttle> {
+        match self {
+            Pop3Error::Err { code, text, .. } => crate::throttle::from_words(code.as_deref(), text),
+            _ => None,
         }
     }
 

@@ -49,8 +49,24 @@ impl ImapError {
         }
     }
 
-    /// How this failure may be retried, from the protocol (RFC 5530 response codes).
+    /// A request to slow down (Microsoft's "Request is throttled", Gmail's
+    /// `[THROTTLED]`), in a NO, a BAD or a BYE.
+    pub fn throttle(&self) -> Option<crate::throttle::Throttle> {
+        match self {
+            ImapError::No { status, .. } | ImapError::Bad { status, .. } => {
+                crate::throttle::from_words(status.code_name().as_deref(), &status.text)
+            }
+            ImapError::Bye(text) => crate::throttle::from_words(None, text),
+            _ => None,
+        }
+    }
+
+    /// How this failure may be retried, from the protocol (RFC 5530 response codes);
+    /// a request to slow down is "later" whatever its words.
     pub fn retry(&self) -> Retry {
+        if self.throttle().is_some() {
+            return Retry::Later;
+        }
         match self {
             ImapError::Io(_) | ImapError::Bye(_) => Retry::Now,
             ImapError::Protocol(_) => Retry::Now,
@@ -71,7 +87,7 @@ impl ImapError {
         matches!(
             self,
             ImapError::No { .. } | ImapError::Bad { .. } | ImapError::Unsafe(_)
-        )
+        ) && self.throttle().is_none()
     }
 
     /// The server's own words for a refusal (for reports), or the error text.
