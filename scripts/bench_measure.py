@@ -32,10 +32,16 @@
 
     IMAP = --host H --port P --password-file F --ca-file CERT.pem
 
+    bench_measure.py dump --user U IMAP... [--plaintext]
+        Every folder of an account with bodies, flags and INTERNALDATE, as JSON: how the
+        tests read results back, independently of mailferry's own IMAP code.
+
     bench_measure.py table --results RESULTS.jsonl
         Print the benchmark table from the results bench.sh collected.
 """
 import argparse
+import base64
+import datetime
 import hashlib
 import imaplib
 import json
@@ -122,8 +128,11 @@ def imap_args(ap):
 
 
 def connect(a):
-    ctx = ssl.create_default_context(cafile=a.ca_file)
-    im = imaplib.IMAP4_SSL(a.host, a.port, ssl_context=ctx)
+    if getattr(a, "plaintext", False):
+        im = imaplib.IMAP4(a.host, a.port)
+    else:
+        ctx = ssl.create_default_context(cafile=a.ca_file)
+        im = imaplib.IMAP4_SSL(a.host, a.port, ssl_context=ctx)
     with open(a.password_file) as f:
         pw = f.readline().rstrip("\r\n")
     im.login(a.user, pw)
@@ -184,7 +193,7 @@ def quote(s):
 FETCH_RE = re.compile(rb"UID (\d+)|FLAGS \(([^)]*)\)|INTERNALDATE \"([^\"]+)\"")
 
 
-def read_folder(im, server_name, bodies=True):
+def read_folder(im, server_name, bodies=True, keep_bodies=False):
     typ, data = im.select(quote(server_name), readonly=True)
     assert typ == "OK", (server_name, data)
     typ, data = im.uid("SEARCH", "ALL")
@@ -216,9 +225,12 @@ def read_folder(im, server_name, bodies=True):
             fl = sorted(f for f in flags.split() if f.lower() != "\\recent")
             hend = body.find(b"\r\n\r\n")
             mid = re.search(rb"^message-id:", body[:hend], re.M | re.I) is not None
-            msgs.append({"uid": uid, "flags": fl, "date": idate, "size": len(body), "mid": mid,
-                         "sha": hashlib.sha256(body).hexdigest(),
-                         "sha_notuid": hashlib.sha256(strip_tuid(body)).hexdigest()})
+            m = {"uid": uid, "flags": fl, "date": idate, "size": len(body), "mid": mid,
+                 "sha": hashlib.sha256(body).hexdigest(),
+                 "sha_notuid": hashlib.sha256(strip_tuid(body)).hexdigest()}
+            if keep_bodies:
+                m["body"] = base64.b64encode(body).decode()
+            msgs.append(m)
     return msgs
 
 
@@ -266,6 +278,30 @@ def cmd_snapshot(argv):
     if a.results and a.corpus:
         with open(a.results, "a") as f:
             f.write(json.dumps(rec) + "\n")
+    return 0
+
+
+def epoch(idate):
+    """INTERNALDATE ("01-Jan-2020 10:00:00 +0100", day maybe space-padded) as seconds."""
+    return int(datetime.datetime.strptime(idate.strip(), "%d-%b-%Y %H:%M:%S %z").timestamp())
+
+
+def cmd_dump(argv):
+    """Every selectable folder of an account, for the tests: JSON {folder: [{body (base64),
+    flags (sorted, no \\Recent), date (INTERNALDATE, epoch seconds)}]}, folder names decoded
+    from modified UTF-7 with "/" as separator. Read with Python's imaplib, so the tests
+    never read results back through mailferry's own IMAP code."""
+    ap = argparse.ArgumentParser(prog="bench_measure.py dump")
+    imap_args(ap)
+    ap.add_argument("--plaintext", action="store_true", help="no TLS (test servers without TLS)")
+    a = ap.parse_args(argv)
+    im = connect(a)
+    out = {}
+    for name, raw in list_folders(im):
+        out[name] = [{"body": m["body"], "flags": m["flags"], "date": epoch(m["date"])}
+                     for m in read_folder(im, raw, keep_bodies=True)]
+    im.logout()
+    json.dump(out, sys.stdout)
     return 0
 
 
@@ -592,7 +628,7 @@ def cmd_table(argv):
 
 def main():
     argv = sys.argv[1:]
-    sub = {"snapshot": cmd_snapshot, "verify": cmd_verify, "verify-mbox": cmd_verify_mbox,
+    sub = {"dump": cmd_dump, "snapshot": cmd_snapshot, "verify": cmd_verify, "verify-mbox": cmd_verify_mbox,
            "count": cmd_count, "check-noop": cmd_check_noop, "table": cmd_table}
     if argv and argv[0] in sub:
         return sub[argv[0]](argv[1:])

@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use mailferry::endpoint::{Proto, Security, Server};
-use mailferry::engine::{decode_name, listing};
+
 use mailferry::imap::session;
 use mailferry::net::NetOptions;
 use mailferry::secret::Password;
@@ -370,44 +370,12 @@ impl Dovecot {
 
     /// Everything a user would check, folder by folder (decoded names with `/`).
     pub fn snapshot(&self, user: &str) -> Snapshot {
-        let mut s = self.session(user);
-        let list = s.list().unwrap();
-        let mut out = BTreeMap::new();
-        for e in list {
-            if e.has_attr("\\Noselect") || e.has_attr("\\NonExistent") {
-                continue;
-            }
-            let mut name = decode_name(&e.raw);
-            if let Some(d) = e.delim {
-                name = name.replace(d, "/");
-            }
-            s.select(&e.raw, true).unwrap();
-            let metas = listing(&mut s).unwrap();
-            let mut msgs = Vec::new();
-            for m in metas {
-                let mut body = None;
-                s.uid_fetch(&m.id, "(UID BODY.PEEK[])", |f| {
-                    body = f.body;
-                    Ok(())
-                })
-                .unwrap();
-                let mut flags: Vec<String> =
-                    m.flags.into_iter().filter(|f| f != "\\Recent").collect();
-                flags.sort();
-                msgs.push(Msg {
-                    body: body.expect("body"),
-                    flags,
-                    date: m
-                        .internal_date
-                        .map(|d| d.datetime().timestamp())
-                        .expect("INTERNALDATE"),
-                });
-            }
-            msgs.sort();
-            out.insert(name, msgs);
-        }
-        s.logout();
-        Snapshot(out)
+        let port = if self.plaintext {
+            self.imap
+        } else {
+            self.imaps
+        };
+        dump(port, user, &self.pwfile(), &self.ca(), self.plaintext)
     }
 
     pub fn count(&self, user: &str) -> usize {
@@ -658,6 +626,60 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// An account's folders as an independent reader sees them: `scripts/bench_measure.py
+/// dump` (Python's imaplib), never mailferry's own IMAP code, so a bug in the client
+/// cannot hide a bug in the copy. Folder names decoded, with `/` as separator;
+/// messages sorted; `\Recent` left out of the flags.
+pub fn dump(port: u16, user: &str, pwfile: &Path, ca: &Path, plaintext: bool) -> Snapshot {
+    let mut c = Command::new("python3");
+    c.arg(root().join("scripts/bench_measure.py"))
+        .args([
+            "dump",
+            "--host",
+            "localhost",
+            "--port",
+            &port.to_string(),
+            "--user",
+            user,
+        ])
+        .arg("--password-file")
+        .arg(pwfile)
+        .arg("--ca-file")
+        .arg(ca);
+    if plaintext {
+        c.arg("--plaintext");
+    }
+    let out = c.output().expect("python3");
+    assert!(
+        out.status.success(),
+        "the dump of {user} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: BTreeMap<String, Vec<serde_json::Value>> =
+        serde_json::from_slice(&out.stdout).expect("the dump's JSON");
+    let folders = json
+        .into_iter()
+        .map(|(name, msgs)| {
+            let mut msgs: Vec<Msg> = msgs
+                .iter()
+                .map(|m| Msg {
+                    body: openssl::base64::decode_block(m["body"].as_str().unwrap()).unwrap(),
+                    flags: m["flags"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|f| f.as_str().unwrap().to_string())
+                        .collect(),
+                    date: m["date"].as_i64().unwrap(),
+                })
+                .collect();
+            msgs.sort();
+            (name, msgs)
+        })
+        .collect();
+    Snapshot(folders)
 }
 
 /// Compare two snapshots folder by folder with a readable message.
