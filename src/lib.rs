@@ -26,6 +26,7 @@ pub mod oauth2;
 pub mod plan;
 pub mod pop3;
 pub mod progress;
+pub mod provider;
 pub mod provision;
 pub mod retry;
 pub mod sasl;
