@@ -22,6 +22,10 @@ pub struct FakeMsg {
     pub body: Vec<u8>,
     pub flags: Vec<u8>,
     pub date: Vec<u8>,
+    /// Gmail: `X-GM-LABELS` as on the wire (`("\\Inbox" "Receipts")`) and
+    /// `X-GM-MSGID`, sent when a FETCH asks for them.
+    pub labels: Vec<u8>,
+    pub gm_msgid: u64,
 }
 
 impl FakeMsg {
@@ -31,6 +35,8 @@ impl FakeMsg {
             body: body.to_vec(),
             flags: b"(\\Seen)".to_vec(),
             date: b"\"01-Jan-2020 10:00:00 +0000\"".to_vec(),
+            labels: b"()".to_vec(),
+            gm_msgid: 0,
         }
     }
 }
@@ -48,6 +54,8 @@ pub struct FakeBox {
     pub exists: bool,
     /// The EXISTS sent instead of the number of messages.
     pub exists_says: Option<u32>,
+    /// LIST attributes (`\\Noselect`, `\\All`, `\\Sent` …), as on the wire.
+    pub attrs: String,
 }
 
 impl FakeBox {
@@ -59,7 +67,14 @@ impl FakeBox {
             uidvalidity: Some("1700000000".into()),
             exists: true,
             exists_says: None,
+            attrs: String::new(),
         }
+    }
+
+    /// With these LIST attributes.
+    pub fn attrs(mut self, attrs: &str) -> FakeBox {
+        self.attrs = attrs.to_string();
+        self
     }
 }
 
@@ -321,7 +336,7 @@ fn serve(conn: TcpStream, st: &Arc<Mutex<State>>) -> std::io::Result<()> {
                 let pattern = quoted_arg(&raw, 3);
                 let one = !pattern.contains(&b'*') && !pattern.contains(&b'%');
                 for b in s.boxes.iter().filter(|b| !one || b.name == pattern) {
-                    v.extend_from_slice(b"* LIST () \"/\" ");
+                    v.extend(format!("* LIST ({}) \"/\" ", b.attrs).into_bytes());
                     v.extend_from_slice(&b.wire);
                     v.extend_from_slice(b"\r\n");
                 }
@@ -485,6 +500,11 @@ fn fetch_answer(seq: usize, m: &FakeMsg, cmd: &str) -> Vec<u8> {
         v.extend_from_slice(&m.flags);
         v.extend_from_slice(b" INTERNALDATE ");
         v.extend_from_slice(&m.date);
+    }
+    if cmd.contains("X-GM-LABELS") {
+        v.extend_from_slice(b" X-GM-LABELS ");
+        v.extend_from_slice(&m.labels);
+        v.extend(format!(" X-GM-MSGID {}", m.gm_msgid).into_bytes());
     }
     v.extend_from_slice(b")\r\n");
     v
