@@ -24,6 +24,11 @@
 # in once, so they exist when it returns. The admin `cyrus` (password in DIR/admin-pw)
 # may log in too. DIR/cert.pem is the self-signed certificate (CN=localhost, SAN
 # localhost and 127.0.0.1); clients trust it with `--ca-file DIR/cert.pem`.
+# `defaultpartition` is set although there is one partition: without it, each imapd that
+# makes a user's INBOX picks a partition and reseeds rand() with srand(time(NULL)), and
+# Cyrus 3.6 makes mailbox unique ids with rand(): imapds that did so in the same second
+# give out the same ids, and since Cyrus keeps a mailbox's files in a directory named
+# after its id, one mailbox's messages then show in another folder or another account.
 # Cyrus logs only to syslog (lost when nothing listens on /dev/log); DIR/cyrus.log
 # holds what the master itself prints.
 set -euo pipefail
@@ -81,6 +86,7 @@ chmod 644 "$dir/cert.pem"; chmod 600 "$dir/key.pem"
 cat > "$dir/imapd.conf" <<CONF
 configdirectory: $dir/conf
 partition-default: $dir/spool
+defaultpartition: default
 cyrus_user: $user
 admins: cyrus
 servername: localhost

@@ -464,6 +464,43 @@ imap.logout()
         out
     }
 
+    /// Cyrus only: every mailbox of the instance (its internal name, `domain!user.name`)
+    /// with its unique id (the MAILBOXID), read from the mailbox list with
+    /// `ctl_mboxlist -d`. Cyrus 3.6 keeps a mailbox's files in a directory named after
+    /// that id, so two mailboxes sharing one share their messages.
+    pub fn mailbox_ids(&self) -> Vec<(String, String)> {
+        assert!(
+            matches!(self.family, Family::Cyrus(_)),
+            "mailbox_ids: Cyrus only"
+        );
+        let cyrus = std::env::var("MAILFERRY_TESTBED_ROOT")
+            .unwrap_or_else(|_| "/opt/mailferry-testbed".into())
+            + "/cyrus";
+        let out = Command::new(format!("{cyrus}/usr/lib/cyrus/bin/ctl_mboxlist"))
+            .arg("-C")
+            .arg(self.dir.path().join("imapd.conf"))
+            .arg("-d")
+            .env(
+                "LD_LIBRARY_PATH",
+                format!("{cyrus}/usr/lib/x86_64-linux-gnu"),
+            )
+            .output()
+            .expect("ctl_mboxlist");
+        assert!(out.status.success(), "ctl_mboxlist: {}", text_of(&out));
+        let dump: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("ctl_mboxlist -d: {e}: {}", text_of(&out)));
+        dump.as_object()
+            .expect("ctl_mboxlist -d gives an object")
+            .iter()
+            .map(|(name, e)| {
+                (
+                    name.clone(),
+                    e["uniqueid"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+
     pub fn count(&self, user: &str) -> usize {
         self.snapshot(user).0.values().map(Vec::len).sum()
     }
@@ -476,6 +513,14 @@ impl Drop for MailServer {
             .arg(self.dir.path())
             .output();
     }
+}
+
+fn text_of(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// `migrate` between any two servers of the test bed over IMAPS: the password files
