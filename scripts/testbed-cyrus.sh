@@ -138,7 +138,9 @@ add_user() { # NAME PASSWORD
   printf '%s' "$pw" | "$ROOT/usr/sbin/saslpasswd2" -p -c -f "$dir/sasldb2" ${realm:+-u "$realm"} "$name" \
     || die "saslpasswd2 could not add $1"
 }
-add_user cyrus "$admin_pw"
+# The admin in the realm Cyrus gives unqualified names (its servername), so it can
+# log in as `cyrus` and, as an admin, on behalf of any user (SASL PLAIN authzid).
+add_user cyrus@localhost "$admin_pw"
 for up in "$@"; do
   add_user "${up%%:*}" "${up#*:}"
   echo "${up%%:*}" >> "$dir/users"

@@ -17,7 +17,7 @@ use std::process::Command;
 
 use super::{cert_dir, free_port, root, Msg, Snapshot, PASSWORD};
 use mailferry::endpoint::{Proto, Security, Server};
-use mailferry::engine::{decode_name, listing};
+use mailferry::engine::decode_name;
 use mailferry::imap::session;
 use mailferry::net::NetOptions;
 use mailferry::secret::Password;
@@ -374,45 +374,28 @@ imap.logout()
     }
 
     /// Everything a user would check in the personal namespace, folder by folder
-    /// (names as in the manifest: `/` as separator, no `INBOX.` prefix).
+    /// (names as in the manifest: `/` as separator, no `INBOX.` prefix), read by
+    /// the independent reader ([`super::dump`]), not by mailferry's own client.
     pub fn snapshot(&self, user: &str) -> Snapshot {
-        let mut s = self.session(user);
-        let list = s.list().unwrap();
-        let mut out = BTreeMap::new();
-        for e in list {
-            if e.has_attr("\\Noselect") || e.has_attr("\\NonExistent") {
-                continue;
-            }
-            let Some(name) = self.personal(&decode_name(&e.raw), e.delim) else {
-                continue;
-            };
-            s.select(&e.raw, true).unwrap();
-            let metas = listing(&mut s).unwrap();
-            let mut msgs = Vec::new();
-            for m in metas {
-                let mut body = None;
-                s.uid_fetch(&m.id, "(UID BODY.PEEK[])", |f| {
-                    body = f.body;
-                    Ok(())
+        let all = super::dump(self.imaps, user, &self.pwfile(), &self.ca(), false);
+        let prefix = self.family.prefix().replace(self.family.separator(), "/");
+        Snapshot(
+            all.0
+                .into_iter()
+                .filter_map(|(name, msgs)| {
+                    let personal = if name.eq_ignore_ascii_case("INBOX") {
+                        Some("INBOX".to_string())
+                    } else if name.starts_with("Other Users/")
+                        || name.starts_with("Shared Folders/")
+                    {
+                        None
+                    } else {
+                        name.strip_prefix(prefix.as_str()).map(str::to_string)
+                    };
+                    personal.map(|n| (n, msgs))
                 })
-                .unwrap();
-                let mut flags: Vec<String> =
-                    m.flags.into_iter().filter(|f| f != "\\Recent").collect();
-                flags.sort();
-                msgs.push(Msg {
-                    body: body.expect("body"),
-                    flags,
-                    date: m
-                        .internal_date
-                        .map(|d| d.datetime().timestamp())
-                        .expect("INTERNALDATE"),
-                });
-            }
-            msgs.sort();
-            out.insert(name, msgs);
-        }
-        s.logout();
-        Snapshot(out)
+                .collect(),
+        )
     }
 
     /// Every folder LIST shows `user`, as the server spells it (decoded), other
