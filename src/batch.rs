@@ -104,88 +104,159 @@ fn password_cell(cell: &str, base: &Path) -> Result<Password, String> {
     Ok(Password::new(cell))
 }
 
-/// One side's login from its cells (`side` is "source" or "target"): a token
-/// command (the password cell empty), an admin with its password, or the
-/// mailbox's password. A cell's text is never repeated in a message: after a
-/// column mix-up it could be a secret.
-#[allow(clippy::too_many_arguments)]
-fn credentials_cells(
-    side: &str,
-    password: &str,
-    admin: &str,
-    token_cmd: &str,
-    oauth2: &str,
-    sources: &mut HashMap<PathBuf, std::sync::Arc<crate::oauth2::Source>>,
-    base: &Path,
-    bad: &mut impl FnMut(&str, String),
-) -> Option<Credentials> {
-    if !oauth2.is_empty() {
+/// One side's login cells of a row (`side` is "source" or "target").
+struct SideCells {
+    side: &'static str,
+    password: String,
+    admin: String,
+    token_cmd: String,
+    oauth2: String,
+}
+
+impl SideCells {
+    /// The side's four login cells of a row.
+    fn read(cells: &Cells, side: &'static str) -> Self {
+        SideCells {
+            side,
+            password: cells.get(&format!("{side}_password")),
+            admin: cells.get(&format!("{side}_admin")),
+            token_cmd: cells.get(&format!("{side}_token_cmd")),
+            oauth2: cells.get(&format!("{side}_oauth2")),
+        }
+    }
+}
+
+/// How one side logs in, as its cells say (nothing read yet).
+#[derive(Debug, PartialEq, Eq)]
+enum Login<'a> {
+    /// An OAuth2 provider config file (relative to the CSV's directory).
+    OAuth2(&'a str),
+    TokenCmd(&'a str),
+    /// The mailbox's password cell.
+    Password(&'a str),
+    /// An admin and the admin's password cell.
+    Admin {
+        admin: &'a str,
+        password: &'a str,
+    },
+}
+
+/// Which login a side's cells give, or the column and rule they break: a token
+/// command (the password cell empty), an admin with its password, or the mailbox's
+/// password. A cell's text is never repeated in a message: after a column mix-up it
+/// could be a secret.
+fn login_kind(c: &SideCells) -> Result<Login<'_>, (String, String)> {
+    let side = c.side;
+    if !c.oauth2.is_empty() {
         let col = format!("{side}_oauth2");
         for (cell, other) in [
-            (password, format!("{side}_password")),
-            (admin, format!("{side}_admin")),
-            (token_cmd, format!("{side}_token_cmd")),
+            (&c.password, format!("{side}_password")),
+            (&c.admin, format!("{side}_admin")),
+            (&c.token_cmd, format!("{side}_token_cmd")),
         ] {
             if !cell.is_empty() {
-                bad(&other, format!("must be empty: {col} gives the tokens"));
-                return None;
+                return Err((other, format!("must be empty: {col} gives the tokens")));
             }
         }
-        let path = base.join(oauth2);
-        if let Some(s) = sources.get(&path) {
-            return Some(Credentials::OAuth2(s.clone()));
-        }
-        return match crate::oauth2::Source::load(&path) {
-            Ok(s) => {
-                let s = std::sync::Arc::new(s);
-                sources.insert(path, s.clone());
-                Some(Credentials::OAuth2(s))
-            }
-            Err(e) => {
-                bad(&col, format!("{e:#}"));
-                None
-            }
-        };
+        return Ok(Login::OAuth2(&c.oauth2));
     }
     let (pw_col, admin_col, cmd_col) = (
         format!("{side}_password"),
         format!("{side}_admin"),
         format!("{side}_token_cmd"),
     );
-    if !admin.is_empty() && !token_cmd.is_empty() {
-        bad(
-            &cmd_col,
+    if !c.admin.is_empty() && !c.token_cmd.is_empty() {
+        return Err((
+            cmd_col.clone(),
             format!("give {admin_col} or {cmd_col}, not both: an admin logs in with its password, a token command replaces any password"),
-        );
-        return None;
+        ));
     }
-    if !token_cmd.is_empty() {
-        if !password.is_empty() {
-            bad(
-                &pw_col,
+    if !c.token_cmd.is_empty() {
+        if !c.password.is_empty() {
+            return Err((
+                pw_col,
                 format!("must be empty: {cmd_col} gives a token instead of a password"),
-            );
-            return None;
+            ));
         }
-        return Some(Credentials::TokenCmd(token_cmd.to_string()));
+        return Ok(Login::TokenCmd(&c.token_cmd));
     }
-    if password.is_empty() {
-        let why = if admin.is_empty() {
+    if c.password.is_empty() {
+        let why = if c.admin.is_empty() {
             "empty".to_string()
         } else {
             format!("empty; with {admin_col} it holds the admin's password")
         };
-        bad(&pw_col, why);
-        return None;
+        return Err((pw_col, why));
     }
-    match password_cell(password, base) {
-        Ok(p) if admin.is_empty() => Some(Credentials::Password(p)),
-        Ok(p) => Some(Credentials::Admin {
+    Ok(if c.admin.is_empty() {
+        Login::Password(&c.password)
+    } else {
+        Login::Admin {
+            admin: &c.admin,
+            password: &c.password,
+        }
+    })
+}
+
+/// The OAuth2 sources loaded so far, by config file: every row naming the same
+/// file shares one token cache.
+type OAuth2Sources = HashMap<PathBuf, std::sync::Arc<crate::oauth2::Source>>;
+
+/// One side's login from its cells (see [`login_kind`]), its password cell or
+/// OAuth2 config read; each problem reported through `bad`.
+fn credentials_cells(
+    c: &SideCells,
+    sources: &mut OAuth2Sources,
+    base: &Path,
+    bad: &mut impl FnMut(&str, String),
+) -> Option<Credentials> {
+    let login = match login_kind(c) {
+        Ok(login) => login,
+        Err((column, why)) => {
+            bad(&column, why);
+            return None;
+        }
+    };
+    let (admin, cell) = match login {
+        Login::OAuth2(file) => return oauth2_source(c.side, file, sources, base, bad),
+        Login::TokenCmd(cmd) => return Some(Credentials::TokenCmd(cmd.to_string())),
+        Login::Password(cell) => (None, cell),
+        Login::Admin { admin, password } => (Some(admin), password),
+    };
+    match (password_cell(cell, base), admin) {
+        (Ok(p), None) => Some(Credentials::Password(p)),
+        (Ok(p), Some(admin)) => Some(Credentials::Admin {
             admin: admin.to_string(),
             password: p,
         }),
+        (Err(e), _) => {
+            bad(&format!("{}_password", c.side), e);
+            None
+        }
+    }
+}
+
+/// The OAuth2 source of a config file, loaded once and shared by every row that
+/// names it.
+fn oauth2_source(
+    side: &str,
+    file: &str,
+    sources: &mut OAuth2Sources,
+    base: &Path,
+    bad: &mut impl FnMut(&str, String),
+) -> Option<Credentials> {
+    let path = base.join(file);
+    if let Some(s) = sources.get(&path) {
+        return Some(Credentials::OAuth2(s.clone()));
+    }
+    match crate::oauth2::Source::load(&path) {
+        Ok(s) => {
+            let s = std::sync::Arc::new(s);
+            sources.insert(path, s.clone());
+            Some(Credentials::OAuth2(s))
+        }
         Err(e) => {
-            bad(&pw_col, e);
+            bad(&format!("{side}_oauth2"), format!("{e:#}"));
             None
         }
     }
@@ -203,49 +274,21 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
     let header: Vec<String> = match rd.headers() {
         Ok(h) => h.iter().map(|c| c.to_ascii_lowercase()).collect(),
         Err(e) => {
-            errors.push(RowError {
-                row: 1,
-                position: None,
-                column: "-".into(),
-                message: format!("cannot read the header: {e}"),
-            });
+            errors.push(header_error("-", format!("cannot read the header: {e}")));
             return (Vec::new(), errors);
         }
     };
-    for c in &header {
-        if !COLUMNS.contains(&c.as_str()) {
-            errors.push(RowError {
-                row: 1,
-                position: None,
-                column: c.clone(),
-                message: format!("unknown column; the columns are {}", COLUMNS.join(", ")),
-            });
-        }
-    }
-    let token_target = header
-        .iter()
-        .any(|c| c == "target_token_cmd" || c == "target_oauth2");
-    for required in ["source", "target_user", "target_password"] {
-        // Rows whose target logs in with a token need no password column.
-        if required == "target_password" && token_target {
-            continue;
-        }
-        if !header.iter().any(|c| c == required) {
-            errors.push(RowError {
-                row: 1,
-                position: None,
-                column: required.into(),
-                message: "required column is missing".into(),
-            });
-        }
-    }
+    errors.extend(header_errors(&header));
     if !errors.is_empty() {
         return (Vec::new(), errors);
     }
-    let col = |name: &str| header.iter().position(|c| c == name);
+    let mut rows = Rows {
+        header,
+        base,
+        targets: HashMap::new(),
+        sources: HashMap::new(),
+    };
     let mut accounts = Vec::new();
-    let mut targets: HashMap<String, usize> = HashMap::new();
-    let mut sources: HashMap<PathBuf, std::sync::Arc<crate::oauth2::Source>> = HashMap::new();
     for (position, rec) in rd.records().enumerate() {
         let row = position + 2;
         let rec = match rec {
@@ -266,7 +309,7 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
         let row = rec.position().map(|p| p.line() as usize).unwrap_or(row);
         // A row with cells missing would shift every later cell into the wrong
         // column (a password read as an address, and then printed): refuse it.
-        if rec.len() != header.len() {
+        if rec.len() != rows.header.len() {
             errors.push(RowError {
                 row,
                 position: Some(position),
@@ -274,12 +317,98 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
                 message: format!(
                     "{} cells but the header has {} columns; every row needs one cell per column (empty cells too)",
                     rec.len(),
-                    header.len()
+                    rows.header.len()
                 ),
             });
             continue;
         }
-        let cell = |name: &str| col(name).and_then(|i| rec.get(i)).unwrap_or("").to_string();
+        let (account, row_errors) = rows.account(row, position, &rec);
+        accounts.extend(account);
+        errors.extend(row_errors);
+    }
+    (accounts, errors)
+}
+
+/// A problem of the header (row 1) in `column`.
+fn header_error(column: &str, message: String) -> RowError {
+    RowError {
+        row: 1,
+        position: None,
+        column: column.into(),
+        message,
+    }
+}
+
+/// The header's problems: unknown columns, then the required ones missing (rows
+/// whose target logs in with a token need no password column).
+fn header_errors(header: &[String]) -> Vec<RowError> {
+    let mut errors = Vec::new();
+    for c in header {
+        if !COLUMNS.contains(&c.as_str()) {
+            errors.push(header_error(
+                c,
+                format!("unknown column; the columns are {}", COLUMNS.join(", ")),
+            ));
+        }
+    }
+    let token_target = header
+        .iter()
+        .any(|c| c == "target_token_cmd" || c == "target_oauth2");
+    for required in ["source", "target_user", "target_password"] {
+        if required == "target_password" && token_target {
+            continue;
+        }
+        if !header.iter().any(|c| c == required) {
+            errors.push(header_error(required, "required column is missing".into()));
+        }
+    }
+    errors
+}
+
+/// A data row's cells, read by column name.
+struct Cells<'a> {
+    /// The header, lower-cased.
+    header: &'a [String],
+    rec: &'a csv::StringRecord,
+}
+
+impl Cells<'_> {
+    /// The cell of a column ("" when the file has no such column).
+    fn get(&self, name: &str) -> String {
+        self.header
+            .iter()
+            .position(|c| c == name)
+            .and_then(|i| self.rec.get(i))
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+/// The data rows of one file, checked in turn: what a row needs of the rows before
+/// it (target accounts seen, OAuth2 sources loaded).
+struct Rows<'a> {
+    /// The header, lower-cased.
+    header: Vec<String>,
+    /// The CSV's directory, for relative `file:` paths.
+    base: &'a Path,
+    /// Each target account (`user@host`, lower-cased) with its row.
+    targets: HashMap<String, usize>,
+    sources: OAuth2Sources,
+}
+
+impl Rows<'_> {
+    /// One data row (as many cells as the header): its account when every cell is
+    /// good, and every problem of its cells.
+    fn account(
+        &mut self,
+        row: usize,
+        position: usize,
+        rec: &csv::StringRecord,
+    ) -> (Option<Account>, Vec<RowError>) {
+        let cells = Cells {
+            header: &self.header,
+            rec,
+        };
         let mut row_errors: Vec<RowError> = Vec::new();
         let mut bad = |column: &str, message: String| {
             row_errors.push(RowError {
@@ -291,172 +420,213 @@ pub fn parse(text: &str, base: &Path) -> (Vec<Account>, Vec<RowError>) {
         };
 
         // Source.
-        let source_text = cell("source");
-        let user = cell("source_user");
-        let proto = cell("source_protocol").to_ascii_lowercase();
-        let mut source = None;
-        if source_text.is_empty() {
-            bad(
-                "source",
-                "empty; give a URL (imaps://USER@HOST) or a host with source_protocol".into(),
-            );
-        } else {
-            let url = if source_text.contains("://") || source_text.starts_with("mbox:") {
-                if !proto.is_empty() {
-                    bad(
-                        "source_protocol",
-                        "give either a URL in source or a protocol, not both".into(),
-                    );
-                }
-                match (source_text.split_once("://"), user.is_empty()) {
-                    (Some((scheme, rest)), false) if !rest.contains('@') => Some(format!(
-                        "{scheme}://{}@{rest}",
-                        user.replace('%', "%25").replace('@', "%40")
-                    )),
-                    _ => Some(source_text.clone()),
-                }
-            } else if proto.is_empty() {
-                bad("source_protocol", "source is a host name (no scheme://), so source_protocol (imaps, imap, pop3s or pop3) is needed".into());
-                None
-            } else if !["imaps", "imap", "pop3s", "pop3"].contains(&proto.as_str()) {
-                bad(
-                    "source_protocol",
-                    "unknown protocol; use imaps, imap, pop3s or pop3".into(),
-                );
-                None
-            } else if user.is_empty() {
-                bad("source_user", "empty; the source login is needed".into());
-                None
-            } else {
-                Some(format!(
-                    "{proto}://{}@{source_text}",
-                    user.replace('%', "%25").replace('@', "%40")
-                ))
-            };
-            if let Some(url) = url {
-                match endpoint::parse_cell(&url) {
-                    Ok(ep) => source = Some(ep),
-                    Err(why) => bad("source", why),
-                }
-            }
-        }
+        let source = source_endpoint(&cells, &mut bad);
         let source_credentials = match &source {
             Some(Endpoint::Server(_)) => credentials_cells(
-                "source",
-                &cell("source_password"),
-                &cell("source_admin"),
-                &cell("source_token_cmd"),
-                &cell("source_oauth2"),
-                &mut sources,
-                base,
+                &SideCells::read(&cells, "source"),
+                &mut self.sources,
+                self.base,
                 &mut bad,
             ),
             Some(Endpoint::Mbox(_)) => {
-                for column in ["source_admin", "source_token_cmd", "source_oauth2"] {
-                    if !cell(column).is_empty() {
-                        bad(
-                            column,
-                            "an mbox source is read from files: it takes no login".into(),
-                        );
-                    }
-                }
+                mbox_takes_no_login(&cells, &mut bad);
                 None
             }
             None => None,
         };
 
         // Target.
-        let target_user = cell("target_user");
-        if target_user.is_empty() {
-            bad("target_user", "empty; the target address is needed".into());
-        } else if !looks_like_address(&target_user) {
-            bad("target_user", NOT_AN_ADDRESS.into());
-        } else if let Err(why) = address::check(&target_user) {
-            bad(
-                "target_user",
-                format!("{target_user:?} breaks the host's address rules: {why}"),
-            );
+        let target_user = cells.get("target_user");
+        if let Some(why) = target_user_problem(&target_user) {
+            bad("target_user", why);
         }
-        let target_cell = cell("target");
-        let target = {
-            let (scheme, hostport) = match target_cell.split_once("://") {
-                Some((s, h)) => (s.to_ascii_lowercase(), h.to_string()),
-                None if target_cell.is_empty() => ("imaps".into(), format!("{DEFAULT_HOST}:993")),
-                None => ("imaps".into(), target_cell.clone()),
-            };
-            if hostport.contains('@') {
-                bad(
-                    "target",
-                    "give the host only; the login is target_user".into(),
-                );
-                None
-            } else if scheme != "imaps" && scheme != "imap" {
-                bad("target", "only imaps:// or imap:// can be a target".into());
-                None
-            } else {
-                let url = format!(
-                    "{scheme}://{}@{hostport}",
-                    target_user.replace('%', "%25").replace('@', "%40")
-                );
-                match endpoint::parse_cell(&url) {
-                    Ok(Endpoint::Server(s)) if s.proto == Proto::Imap => Some(s),
-                    Ok(_) => None,
-                    Err(why) => {
-                        bad("target", why);
-                        None
-                    }
-                }
-            }
-        };
+        let target = target_server(&cells.get("target"), &target_user, &mut bad);
         if let Some(t) = &target {
             // One mailbox is the same whatever scheme or port reaches it.
             let key = format!("{}@{}", t.user, t.host).to_ascii_lowercase();
-            if let Some(first) = targets.insert(key, row) {
+            if let Some(first) = self.targets.insert(key, row) {
                 bad("target_user", format!("the same target account (on the same server) is already in row {first}; each target account may appear once"));
             }
         }
         let target_credentials = credentials_cells(
-            "target",
-            &cell("target_password"),
-            &cell("target_admin"),
-            &cell("target_token_cmd"),
-            &cell("target_oauth2"),
-            &mut sources,
-            base,
+            &SideCells::read(&cells, "target"),
+            &mut self.sources,
+            self.base,
             &mut bad,
         );
-        let mut folder_map = Vec::new();
-        for m in cell("folder_map")
-            .split('|')
-            .filter(|m| !m.trim().is_empty())
-        {
-            match folders::parse_map(m.trim()) {
-                Ok(pair) => folder_map.push(pair),
-                // The reason only: the cell's text could be a shifted password.
-                Err(_) => bad(
-                    "folder_map",
-                    "not SRC=DST pairs separated by |, both sides naming a folder".into(),
-                ),
-            }
-        }
-        if row_errors.is_empty() {
-            if let (Some(source), Some(target), Some(target_credentials)) =
-                (source, target, target_credentials)
-            {
-                accounts.push(Account {
-                    row,
-                    position,
-                    source,
-                    source_credentials,
-                    target,
-                    target_credentials,
-                    folder_map,
-                });
-            }
-        }
-        errors.extend(row_errors);
+        let folder_map = folder_map_cell(&cells.get("folder_map"), &mut bad);
+        let account = match (row_errors.is_empty(), source, target, target_credentials) {
+            (true, Some(source), Some(target), Some(target_credentials)) => Some(Account {
+                row,
+                position,
+                source,
+                source_credentials,
+                target,
+                target_credentials,
+                folder_map,
+            }),
+            _ => None,
+        };
+        (account, row_errors)
     }
-    (accounts, errors)
+}
+
+/// An mbox source is read from files: each login cell given is refused.
+fn mbox_takes_no_login(cells: &Cells, bad: &mut impl FnMut(&str, String)) {
+    for column in ["source_admin", "source_token_cmd", "source_oauth2"] {
+        if !cells.get(column).is_empty() {
+            bad(
+                column,
+                "an mbox source is read from files: it takes no login".into(),
+            );
+        }
+    }
+}
+
+/// A login for a URL's user part: `%` and `@` escaped.
+fn escape_user(user: &str) -> String {
+    user.replace('%', "%25").replace('@', "%40")
+}
+
+/// Whether a source cell is a URL (`scheme://…` or `mbox:…`) rather than a host.
+fn is_source_url(source: &str) -> bool {
+    source.contains("://") || source.starts_with("mbox:")
+}
+
+/// The source URL a row's cells make: `source` a URL (with `source_user` put in
+/// when it names none), or a host with `source_protocol` and `source_user`; else
+/// the column and the rule broken.
+fn source_url(
+    source: &str,
+    proto: &str,
+    user: &str,
+) -> Result<String, (&'static str, &'static str)> {
+    if source.is_empty() {
+        Err((
+            "source",
+            "empty; give a URL (imaps://USER@HOST) or a host with source_protocol",
+        ))
+    } else if is_source_url(source) {
+        Ok(match (source.split_once("://"), user.is_empty()) {
+            (Some((scheme, rest)), false) if !rest.contains('@') => {
+                format!("{scheme}://{}@{rest}", escape_user(user))
+            }
+            _ => source.to_string(),
+        })
+    } else if proto.is_empty() {
+        Err(("source_protocol", "source is a host name (no scheme://), so source_protocol (imaps, imap, pop3s or pop3) is needed"))
+    } else if !["imaps", "imap", "pop3s", "pop3"].contains(&proto) {
+        Err((
+            "source_protocol",
+            "unknown protocol; use imaps, imap, pop3s or pop3",
+        ))
+    } else if user.is_empty() {
+        Err(("source_user", "empty; the source login is needed"))
+    } else {
+        Ok(format!("{proto}://{}@{source}", escape_user(user)))
+    }
+}
+
+/// The row's source, from `source`, `source_protocol` and `source_user`.
+fn source_endpoint(cells: &Cells, bad: &mut impl FnMut(&str, String)) -> Option<Endpoint> {
+    let source = cells.get("source");
+    let user = cells.get("source_user");
+    let proto = cells.get("source_protocol").to_ascii_lowercase();
+    if is_source_url(&source) && !proto.is_empty() {
+        bad(
+            "source_protocol",
+            "give either a URL in source or a protocol, not both".into(),
+        );
+    }
+    match source_url(&source, &proto, &user) {
+        Ok(url) => match endpoint::parse_cell(&url) {
+            Ok(ep) => Some(ep),
+            Err(why) => {
+                bad("source", why);
+                None
+            }
+        },
+        Err((column, why)) => {
+            bad(column, why.into());
+            None
+        }
+    }
+}
+
+/// What is wrong with a target_user cell, if anything.
+fn target_user_problem(target_user: &str) -> Option<String> {
+    if target_user.is_empty() {
+        Some("empty; the target address is needed".into())
+    } else if !looks_like_address(target_user) {
+        Some(NOT_AN_ADDRESS.into())
+    } else {
+        address::check(target_user)
+            .err()
+            .map(|why| format!("{target_user:?} breaks the host's address rules: {why}"))
+    }
+}
+
+/// The target URL of a row: the `target` cell (a host, `imaps://HOST` or
+/// `imap://HOST`; empty: the Infomaniak host) with target_user as the login; else
+/// what is wrong with the `target` cell.
+fn target_url(target: &str, target_user: &str) -> Result<String, &'static str> {
+    let (scheme, hostport) = match target.split_once("://") {
+        Some((s, h)) => (s.to_ascii_lowercase(), h.to_string()),
+        None if target.is_empty() => ("imaps".into(), format!("{DEFAULT_HOST}:993")),
+        None => ("imaps".into(), target.to_string()),
+    };
+    if hostport.contains('@') {
+        Err("give the host only; the login is target_user")
+    } else if scheme != "imaps" && scheme != "imap" {
+        Err("only imaps:// or imap:// can be a target")
+    } else {
+        Ok(format!(
+            "{scheme}://{}@{hostport}",
+            escape_user(target_user)
+        ))
+    }
+}
+
+/// The row's target server, from `target` and `target_user`.
+fn target_server(
+    target: &str,
+    target_user: &str,
+    bad: &mut impl FnMut(&str, String),
+) -> Option<Server> {
+    let url = match target_url(target, target_user) {
+        Ok(url) => url,
+        Err(why) => {
+            bad("target", why.into());
+            return None;
+        }
+    };
+    match endpoint::parse_cell(&url) {
+        Ok(Endpoint::Server(s)) if s.proto == Proto::Imap => Some(s),
+        Ok(_) => None,
+        Err(why) => {
+            bad("target", why);
+            None
+        }
+    }
+}
+
+/// The folder_map cell's `SRC=DST` pairs (separated by `|`).
+fn folder_map_cell(
+    cell: &str,
+    bad: &mut impl FnMut(&str, String),
+) -> Vec<(Vec<String>, Vec<String>)> {
+    let mut folder_map = Vec::new();
+    for m in cell.split('|').filter(|m| !m.trim().is_empty()) {
+        match folders::parse_map(m.trim()) {
+            Ok(pair) => folder_map.push(pair),
+            // The reason only: the cell's text could be a shifted password.
+            Err(_) => bad(
+                "folder_map",
+                "not SRC=DST pairs separated by |, both sides naming a folder".into(),
+            ),
+        }
+    }
+    folder_map
 }
 
 /// A cell that does not read as an address is not shown: when columns are shifted,
@@ -750,6 +920,100 @@ mod tests {
                 .any(|x| x.contains("column target_password: required column is missing")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn login_kind_of_each_cell_combination() {
+        let side = |password: &str, admin: &str, token_cmd: &str, oauth2: &str| SideCells {
+            side: "target",
+            password: password.into(),
+            admin: admin.into(),
+            token_cmd: token_cmd.into(),
+            oauth2: oauth2.into(),
+        };
+        let err = |col: &str, why: &str| Err((col.to_string(), why.to_string()));
+        for (cells, want) in [
+            (side("pw", "", "", ""), Ok(Login::Password("pw"))),
+            (
+                side("pw", "root", "", ""),
+                Ok(Login::Admin {
+                    admin: "root",
+                    password: "pw",
+                }),
+            ),
+            (side("", "", "get-token", ""), Ok(Login::TokenCmd("get-token"))),
+            (side("", "", "", "p.toml"), Ok(Login::OAuth2("p.toml"))),
+            (
+                side("", "root", "", "p.toml"),
+                err("target_admin", "must be empty: target_oauth2 gives the tokens"),
+            ),
+            (
+                side("pw", "root", "get-token", ""),
+                err("target_token_cmd", "give target_admin or target_token_cmd, not both: an admin logs in with its password, a token command replaces any password"),
+            ),
+            (
+                side("pw", "", "get-token", ""),
+                err("target_password", "must be empty: target_token_cmd gives a token instead of a password"),
+            ),
+            (side("", "", "", ""), err("target_password", "empty")),
+            (
+                side("", "root", "", ""),
+                err("target_password", "empty; with target_admin it holds the admin's password"),
+            ),
+        ] {
+            assert_eq!(
+                login_kind(&cells),
+                want,
+                "{:?}",
+                (&cells.password, &cells.admin, &cells.token_cmd, &cells.oauth2)
+            );
+        }
+    }
+
+    #[test]
+    fn source_url_from_cells() {
+        for (source, proto, user, want) in [
+            ("imaps://h", "", "a@b", Ok("imaps://a%40b@h")),
+            ("imaps://u@h", "", "a", Ok("imaps://u@h")),
+            ("mbox:/m", "", "", Ok("mbox:/m")),
+            ("h:995", "pop3s", "a%b", Ok("pop3s://a%25b@h:995")),
+            ("", "", "", Err(("source", "empty; give a URL (imaps://USER@HOST) or a host with source_protocol"))),
+            ("h", "", "a", Err(("source_protocol", "source is a host name (no scheme://), so source_protocol (imaps, imap, pop3s or pop3) is needed"))),
+            ("h", "smtp", "a", Err(("source_protocol", "unknown protocol; use imaps, imap, pop3s or pop3"))),
+            ("h", "imap", "", Err(("source_user", "empty; the source login is needed"))),
+        ] {
+            assert_eq!(
+                source_url(source, proto, user),
+                want.map(str::to_string),
+                "{source:?} {proto:?} {user:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn target_url_from_cells() {
+        for (target, want) in [
+            ("", Ok("imaps://a%40b.ch@mail.infomaniak.com:993")),
+            ("h:143", Ok("imaps://a%40b.ch@h:143")),
+            ("IMAP://h", Ok("imap://a%40b.ch@h")),
+            (
+                "imaps://x@h",
+                Err("give the host only; the login is target_user"),
+            ),
+            ("pop3s://h", Err("only imaps:// or imap:// can be a target")),
+        ] {
+            assert_eq!(
+                target_url(target, "a@b.ch"),
+                want.map(str::to_string),
+                "{target:?}"
+            );
+        }
+        assert_eq!(
+            target_user_problem(""),
+            Some("empty; the target address is needed".into())
+        );
+        assert_eq!(target_user_problem("pw123"), Some(NOT_AN_ADDRESS.into()));
+        assert_eq!(target_user_problem("anna@example.ch"), None);
     }
 
     #[test]

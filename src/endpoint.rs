@@ -218,27 +218,9 @@ fn parse_inner(text: &str) -> Result<Endpoint, Why> {
         return Ok(Endpoint::Mbox(PathBuf::from(path)));
     }
     let Some((scheme, rest)) = text.split_once("://") else {
-        // A bare address means the default host over IMAPS.
-        if text.contains('@') && !text.contains('/') && !text.contains(':') {
-            let user = percent_decode(text)?;
-            return Ok(Endpoint::Server(Server {
-                proto: Proto::Imap,
-                security: Security::Implicit,
-                user,
-                host: DEFAULT_HOST.into(),
-                port: 993,
-                mech: None,
-            }));
-        }
-        return Err(Why::new("no scheme"));
+        return bare_address(text);
     };
-    let (proto, security, default_port) = match scheme.to_ascii_lowercase().as_str() {
-        "imaps" => (Proto::Imap, Security::Implicit, 993),
-        "imap" => (Proto::Imap, Security::StartTls, 143),
-        "pop3s" => (Proto::Pop3, Security::Implicit, 995),
-        "pop3" => (Proto::Pop3, Security::StartTls, 110),
-        other => return Err(Why::about("unknown scheme", other)),
-    };
+    let (proto, security, default_port) = scheme_of(scheme)?;
     let rest = rest.trim_end_matches('/');
     if rest.contains('/') || rest.contains('?') {
         return Err(Why::new("a path or query is not allowed after the host"));
@@ -251,8 +233,53 @@ fn parse_inner(text: &str) -> Result<Endpoint, Why> {
             "a password must not be written in the URL; use a password file or the environment",
         ));
     }
-    // RFC 5092 / RFC 2384: `USER;AUTH=MECH` (`*`: any, as without it).
-    let (user, mech) = match user.rfind(';') {
+    let (user, mech) = user_and_mech(user)?;
+    let user = percent_decode(user)?;
+    if user.is_empty() {
+        return Err(Why::new("empty user name"));
+    }
+    let (host, port) = host_and_port(hostport, default_port)?;
+    Ok(Endpoint::Server(Server {
+        proto,
+        security,
+        user,
+        host,
+        port,
+        mech,
+    }))
+}
+
+/// A text without a scheme: a bare address means the default host over IMAPS.
+fn bare_address(text: &str) -> Result<Endpoint, Why> {
+    if text.contains('@') && !text.contains('/') && !text.contains(':') {
+        let user = percent_decode(text)?;
+        return Ok(Endpoint::Server(Server {
+            proto: Proto::Imap,
+            security: Security::Implicit,
+            user,
+            host: DEFAULT_HOST.into(),
+            port: 993,
+            mech: None,
+        }));
+    }
+    Err(Why::new("no scheme"))
+}
+
+/// A URL scheme's protocol, security and default port.
+fn scheme_of(scheme: &str) -> Result<(Proto, Security, u16), Why> {
+    Ok(match scheme.to_ascii_lowercase().as_str() {
+        "imaps" => (Proto::Imap, Security::Implicit, 993),
+        "imap" => (Proto::Imap, Security::StartTls, 143),
+        "pop3s" => (Proto::Pop3, Security::Implicit, 995),
+        "pop3" => (Proto::Pop3, Security::StartTls, 110),
+        other => return Err(Why::about("unknown scheme", other)),
+    })
+}
+
+/// The user part split from its mechanism: RFC 5092 / RFC 2384 `USER;AUTH=MECH`
+/// (`*`: any, as without it).
+fn user_and_mech(user: &str) -> Result<(&str, Option<Mech>), Why> {
+    Ok(match user.rfind(';') {
         Some(i) if user[i + 1..].len() >= 5 && user[i + 1..i + 6].eq_ignore_ascii_case("AUTH=") => {
             let name = &user[i + 6..];
             let mech = match name {
@@ -267,11 +294,11 @@ fn parse_inner(text: &str) -> Result<Endpoint, Why> {
             (&user[..i], mech)
         }
         _ => (user, None),
-    };
-    let user = percent_decode(user)?;
-    if user.is_empty() {
-        return Err(Why::new("empty user name"));
-    }
+    })
+}
+
+/// The host (an IPv6 address in `[…]`) and port (`default_port` when none is given).
+fn host_and_port(hostport: &str, default_port: u16) -> Result<(String, u16), Why> {
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
         let (h, after) = v6
             .split_once(']')
@@ -299,14 +326,7 @@ fn parse_inner(text: &str) -> Result<Endpoint, Why> {
             .ok_or_else(|| Why::about("bad port", p))?,
         None => default_port,
     };
-    Ok(Endpoint::Server(Server {
-        proto,
-        security,
-        user,
-        host,
-        port,
-        mech,
-    }))
+    Ok((host, port))
 }
 
 #[cfg(test)]
@@ -317,6 +337,46 @@ mod tests {
         match parse(text).unwrap() {
             Endpoint::Server(s) => s,
             e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn hosts_and_ports() {
+        for (hostport, want) in [
+            ("h", Ok(("h", 993))),
+            ("h:143", Ok(("h", 143))),
+            ("[::1]", Ok(("::1", 993))),
+            ("[::1]:10143", Ok(("::1", 10143))),
+            ("[::1", Err("unclosed [ in host")),
+            ("[::1]x", Err("garbage after ]")),
+            (":143", Err("empty host")),
+            ("h:0", Err("bad port \"0\"")),
+            ("h:x", Err("bad port \"x\"")),
+        ] {
+            let got = host_and_port(hostport, 993).map_err(|w| w.to_string());
+            assert_eq!(
+                got,
+                want.map(|(h, p)| (h.to_string(), p))
+                    .map_err(str::to_string),
+                "{hostport:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn users_and_mechanisms() {
+        for (user, want) in [
+            ("anna", Ok(("anna", None))),
+            ("anna;AUTH=*", Ok(("anna", None))),
+            ("anna;auth=PLAIN", Ok(("anna", Some(Mech::Plain)))),
+            ("a;b", Ok(("a;b", None))),
+            (
+                "anna;AUTH=NTLM",
+                Err("unknown ;AUTH= mechanism (PLAIN, XOAUTH2, OAUTHBEARER or *) \"NTLM\""),
+            ),
+        ] {
+            let got = user_and_mech(user).map_err(|w| w.to_string());
+            assert_eq!(got, want.map_err(str::to_string), "{user:?}");
         }
     }
 

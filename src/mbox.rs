@@ -486,26 +486,76 @@ pub fn detect(sample: &[u8], whole: bool) -> Result<Detected, String> {
     }
     let first = strip_eol(first);
     if !first.starts_with(FROM) || first.trim_ascii() == b"From" {
-        let shown: String = String::from_utf8_lossy(&first[..first.len().min(40)])
-            .chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .collect();
-        return Err(format!(
-            "not an mbox file: it starts with {shown:?}, not with a `From ` line (mbox) or four ^A (MMDF)"
-        ));
+        return Err(not_an_mbox(first));
     }
     let dateless = !looks_like_separator(first);
     let f = Format {
         dateless,
         ..Format::plain(Dialect::Rd)
     };
-    // The messages of the sample: separator, header block, where the body starts.
-    struct Msg<'a> {
-        sep: &'a [u8],
-        headers: &'a [u8],
-        body: usize,
-    }
-    let mut msgs: Vec<Msg> = Vec::new();
+    let msgs = sample_messages(data, &f);
+    let cl = content_lengths(data, &msgs, whole);
+    let (format, why) = if cl.ok > 0 && cl.bad == 0 {
+        if cl.quoted_from && !cl.unquoted_from {
+            (
+                Format {
+                    dateless,
+                    ..Format::MBOXCL
+                },
+                "Content-Length headers that end at each separator, and >From quoting",
+            )
+        } else {
+            (
+                Format {
+                    dateless,
+                    ..Format::MBOXCL2
+                },
+                "Content-Length headers that end at each separator",
+            )
+        }
+    } else {
+        match mboxo_mark(&msgs) {
+            Some(why) => (
+                Format {
+                    dateless,
+                    ..Format::plain(Dialect::O)
+                },
+                why,
+            ),
+            None => (
+                f,
+                "no mark of an mboxo writer (read as mboxrd; --mbox-format mboxo if it is not)",
+            ),
+        }
+    };
+    Ok(Detected {
+        crlf,
+        ..plain(format, why)
+    })
+}
+
+/// Why a file whose first line is `first` (no line ending) is not a mailbox: its
+/// first 40 bytes shown, control characters as `?`.
+fn not_an_mbox(first: &[u8]) -> String {
+    let shown: String = String::from_utf8_lossy(&first[..first.len().min(40)])
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    format!(
+        "not an mbox file: it starts with {shown:?}, not with a `From ` line (mbox) or four ^A (MMDF)"
+    )
+}
+
+/// A message of [`detect`]'s sample: separator, header block, where the body starts.
+struct SampleMsg<'a> {
+    sep: &'a [u8],
+    headers: &'a [u8],
+    body: usize,
+}
+
+/// The messages of a sample whose header block ends in it, read under `f`.
+fn sample_messages<'a>(data: &'a [u8], f: &Format) -> Vec<SampleMsg<'a>> {
+    let mut msgs = Vec::new();
     let mut pos = 0;
     let mut after_blank = true;
     let mut in_headers: Option<(usize, usize)> = None; // (sep index, headers start)
@@ -515,7 +565,7 @@ pub fn detect(sample: &[u8], whole: bool) -> Result<Detected, String> {
         let bare = strip_eol(line);
         if let Some((sep, hstart)) = in_headers {
             if is_blank(line) || !line.ends_with(b"\n") {
-                msgs.push(Msg {
+                msgs.push(SampleMsg {
                     sep: strip_eol(&data[sep..])
                         .split(|&b| b == b'\n')
                         .next()
@@ -525,34 +575,42 @@ pub fn detect(sample: &[u8], whole: bool) -> Result<Detected, String> {
                 });
                 in_headers = None;
             }
-        } else if after_blank && starts_message(&f, bare) {
+        } else if after_blank && starts_message(f, bare) {
             in_headers = Some((here, pos));
         }
         after_blank = is_blank(line);
     }
-    let sep_of = |m: &Msg| strip_eol(m.sep).to_vec();
-    let n = msgs.len().max(1);
-    let lengths: Vec<(usize, Option<usize>)> = msgs
-        .iter()
-        .map(|m| {
-            let cl = header_in(m.headers, "Content-Length")
-                .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<usize>().ok());
-            (m.body, cl)
-        })
-        .collect();
-    // Content-Length: every length seen in the sample must end at a separator.
-    let (mut cl_ok, mut cl_bad) = (0, 0);
-    let mut unquoted_from = false;
-    let mut quoted_from = false;
-    for &(body, cl) in &lengths {
-        let Some(len) = cl else { continue };
+    msgs
+}
+
+/// What the sample's `Content-Length:` headers say: how many end at a separator
+/// (or may, past the sample's end) and how many do not, and whether the bodies
+/// they delimit show `From ` lines unquoted or quoted.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ContentLengths {
+    ok: usize,
+    bad: usize,
+    unquoted_from: bool,
+    quoted_from: bool,
+}
+
+/// Every length seen in the sample checked: it must end at a separator.
+fn content_lengths(data: &[u8], msgs: &[SampleMsg], whole: bool) -> ContentLengths {
+    let mut cl = ContentLengths::default();
+    for m in msgs {
+        let body = m.body;
+        let Some(len) = header_in(m.headers, "Content-Length")
+            .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<usize>().ok())
+        else {
+            continue;
+        };
         let Some(end) = body.checked_add(len) else {
-            cl_bad += 1;
+            cl.bad += 1;
             continue;
         };
         if end > data.len() {
             if whole {
-                cl_bad += 1;
+                cl.bad += 1;
             }
             continue;
         }
@@ -565,83 +623,52 @@ pub fn detect(sample: &[u8], whole: bool) -> Result<Detected, String> {
         }
         let at_sep = rest.starts_with(FROM) || (rest.is_empty() && (whole || end < data.len()));
         if at_sep || (rest.len() < 5 && !whole) {
-            cl_ok += 1;
+            cl.ok += 1;
             for l in lines(&data[body..end]) {
-                unquoted_from |= l.starts_with(FROM);
-                quoted_from |= l.starts_with(b">") && is_quotable(l);
+                cl.unquoted_from |= l.starts_with(FROM);
+                cl.quoted_from |= l.starts_with(b">") && is_quotable(l);
             }
         } else {
-            cl_bad += 1;
+            cl.bad += 1;
         }
     }
-    let mut detected = if cl_ok > 0 && cl_bad == 0 {
-        if quoted_from && !unquoted_from {
-            plain(
-                Format {
-                    dateless,
-                    ..Format::MBOXCL
-                },
-                "Content-Length headers that end at each separator, and >From quoting",
-            )
-        } else {
-            plain(
-                Format {
-                    dateless,
-                    ..Format::MBOXCL2
-                },
-                "Content-Length headers that end at each separator",
-            )
-        }
-    } else {
-        let count = |name: &str| {
-            msgs.iter()
-                .filter(|m| header_in(m.headers, name).is_some())
-                .count()
-        };
-        let seps: Vec<Vec<u8>> = msgs.iter().map(sep_of).collect();
-        let why = if count("X-Mozilla-Status") > 0 {
-            Some("X-Mozilla-Status headers: written by Thunderbird")
-        } else if seps
-            .iter()
-            .any(|s| s.starts_with(b"From - ") || s.as_slice() == b"From -")
-        {
-            Some("`From - ` separators: written by Thunderbird")
-        } else if seps.iter().any(|s| {
-            let rest = &s[FROM.len()..];
-            let token = rest.iter().take_while(|b| !b.is_ascii_whitespace()).count();
-            rest[token..].starts_with(b"  ") && !rest[token..].starts_with(b"   ")
-        }) {
-            Some("two spaces after the sender in separators: written by procmail or formail")
-        } else if (count("Status") + count("X-Status")) * 2 > n
-            || msgs
-                .iter()
-                .filter(|m| header_in(m.headers, "Status").is_some())
-                .count()
-                * 2
-                > n
-        {
-            Some("Status:/X-Status: headers: written by mutt, Pine, Python's mailbox or Dovecot")
-        } else if !seps.is_empty() && seps.iter().all(|s| s.starts_with(b"From MAILER-DAEMON ")) {
-            Some("`From MAILER-DAEMON` separators: written by Python's mailbox")
-        } else {
-            None
-        };
-        match why {
-            Some(why) => plain(
-                Format {
-                    dateless,
-                    ..Format::plain(Dialect::O)
-                },
-                why,
-            ),
-            None => plain(
-                f,
-                "no mark of an mboxo writer (read as mboxrd; --mbox-format mboxo if it is not)",
-            ),
-        }
+    cl
+}
+
+/// The mark only an mboxo writer leaves, found in the sample's messages, in words
+/// for `-v`; `None` when there is none.
+fn mboxo_mark(msgs: &[SampleMsg]) -> Option<&'static str> {
+    let n = msgs.len().max(1);
+    let count = |name: &str| {
+        msgs.iter()
+            .filter(|m| header_in(m.headers, name).is_some())
+            .count()
     };
-    detected.crlf = crlf;
-    Ok(detected)
+    let seps: Vec<Vec<u8>> = msgs.iter().map(|m| strip_eol(m.sep).to_vec()).collect();
+    if count("X-Mozilla-Status") > 0 {
+        Some("X-Mozilla-Status headers: written by Thunderbird")
+    } else if seps
+        .iter()
+        .any(|s| s.starts_with(b"From - ") || s.as_slice() == b"From -")
+    {
+        Some("`From - ` separators: written by Thunderbird")
+    } else if seps.iter().any(|s| two_spaces_after_sender(s)) {
+        Some("two spaces after the sender in separators: written by procmail or formail")
+    } else if (count("Status") + count("X-Status")) * 2 > n || count("Status") * 2 > n {
+        Some("Status:/X-Status: headers: written by mutt, Pine, Python's mailbox or Dovecot")
+    } else if !seps.is_empty() && seps.iter().all(|s| s.starts_with(b"From MAILER-DAEMON ")) {
+        Some("`From MAILER-DAEMON` separators: written by Python's mailbox")
+    } else {
+        None
+    }
+}
+
+/// A separator with exactly two spaces after the sender, as procmail and formail
+/// write them.
+fn two_spaces_after_sender(sep: &[u8]) -> bool {
+    let rest = &sep[FROM.len()..];
+    let token = rest.iter().take_while(|b| !b.is_ascii_whitespace()).count();
+    rest[token..].starts_with(b"  ") && !rest[token..].starts_with(b"   ")
 }
 
 // ---------------------------------------------------------------- reader
@@ -1184,6 +1211,53 @@ mod tests {
 
     fn messages(entries: &[Entry]) -> Vec<&[u8]> {
         entries.iter().map(|e| e.message.as_slice()).collect()
+    }
+
+    #[test]
+    fn procmail_separators_have_two_spaces_after_the_sender() {
+        for (sep, want) in [
+            (&b"From a@b  Mon Jan  1 00:00:00 2001"[..], true),
+            (b"From a@b Mon Jan  1 00:00:00 2001", false),
+            (b"From a@b   Mon Jan  1 00:00:00 2001", false),
+            (b"From a@b", false),
+        ] {
+            assert_eq!(
+                two_spaces_after_sender(sep),
+                want,
+                "{}",
+                String::from_utf8_lossy(sep)
+            );
+        }
+    }
+
+    #[test]
+    fn content_lengths_must_end_at_a_separator() {
+        let sep = "From a@b Mon Jan  1 00:00:00 2001\n";
+        let f = Format::plain(Dialect::Rd);
+        let cl = |text: &str, whole: bool| {
+            content_lengths(
+                text.as_bytes(),
+                &sample_messages(text.as_bytes(), &f),
+                whole,
+            )
+        };
+        let good = format!("{sep}Content-Length: 4\n\nabc\n\n{sep}Content-Length: 2\n\nx\n");
+        assert_eq!(
+            cl(&good, true),
+            ContentLengths {
+                ok: 2,
+                ..Default::default()
+            }
+        );
+        let short = format!("{sep}Content-Length: 2\n\nabc\n\n{sep}\nx\n");
+        assert_eq!(cl(&short, true).bad, 1);
+        // Past the end of a sample that is not the whole file: not judged.
+        let cut = format!("{sep}Content-Length: 99\n\nabc\n");
+        assert_eq!(cl(&cut, false), ContentLengths::default());
+        assert_eq!(cl(&cut, true).bad, 1);
+        let quoted = format!("{sep}Content-Length: 11\n\n>From x\nab\n\n{sep}\nx\n");
+        let got = cl(&quoted, true);
+        assert!(got.quoted_from && !got.unquoted_from, "{got:?}");
     }
 
     #[test]

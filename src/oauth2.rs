@@ -145,165 +145,250 @@ fn read_secret_file(base: &Path, path: &Path, what: &str) -> anyhow::Result<Pass
     Ok(Password::new(line))
 }
 
+/// A config file being checked: its path (for messages) and its directory (for
+/// the files it names).
+struct Config<'a> {
+    path: &'a Path,
+    base: &'a Path,
+}
+
+impl Config<'_> {
+    /// An input error naming the config file.
+    fn bad(&self, why: String) -> anyhow::Error {
+        input(format!("OAuth2 config file {}: {why}", self.path.display()))
+    }
+
+    /// A secret given inline (`key`) or in a file (`key_file`), not both; `None`
+    /// when neither is given.
+    fn secret(
+        &self,
+        inline: Option<String>,
+        file: Option<PathBuf>,
+        what: &str,
+        key: &str,
+    ) -> anyhow::Result<Option<Password>> {
+        match (inline, file) {
+            (Some(_), Some(_)) => Err(self.bad(format!("give {key} or {key}_file, not both"))),
+            (Some(s), None) if !s.trim().is_empty() => Ok(Some(Password::new(s.trim()))),
+            (Some(_), None) => Err(self.bad(format!("{key} is empty"))),
+            (None, Some(p)) => read_secret_file(self.base, &p, what).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The token endpoint's URL parsed.
+    fn url(&self, u: String) -> anyhow::Result<Url> {
+        Url::parse(&u).map_err(|e| self.bad(format!("token_url: {e}")))
+    }
+
+    /// A Microsoft config: app-only with a client secret or a certificate, or
+    /// delegated with a refresh token.
+    fn microsoft(
+        &self,
+        f: File,
+        secret: Option<Password>,
+        refresh: Option<Password>,
+    ) -> anyhow::Result<Source> {
+        if f.key_file.is_some() {
+            return Err(self.bad("key_file is for provider google".into()));
+        }
+        let client_id = f
+            .client_id
+            .filter(|c| !c.trim().is_empty())
+            .ok_or_else(|| {
+                self.bad(
+                    "client_id is missing (the app registration's Application (client) ID)".into(),
+                )
+            })?;
+        let token_url = self
+            .url(microsoft_token_url(f.token_url, f.tenant).map_err(|why| self.bad(why.into()))?)?;
+        let certificate = match f.certificate_file {
+            Some(c) => {
+                if secret.is_some() || refresh.is_some() {
+                    return Err(self.bad("certificate_file is for app-only logins without client_secret or refresh_token: give one credential".into()));
+                }
+                Some(load_certificate(
+                    self.base,
+                    &c,
+                    f.private_key_file.as_deref(),
+                )?)
+            }
+            None if f.private_key_file.is_some() => {
+                return Err(self.bad("private_key_file goes with certificate_file".into()))
+            }
+            None => None,
+        };
+        let (flow, scope) = match (certificate, refresh) {
+            (Some((key, thumbprint)), _) => (
+                Flow::Certificate {
+                    client_id,
+                    key,
+                    thumbprint,
+                },
+                MICROSOFT_APP_SCOPE,
+            ),
+            (None, Some(r)) => (
+                Flow::RefreshToken {
+                    client_id,
+                    secret,
+                    refresh: Mutex::new(r),
+                },
+                MICROSOFT_USER_SCOPE,
+            ),
+            (None, None) => (
+                Flow::ClientCredentials {
+                    client_id,
+                    secret: secret.ok_or_else(|| {
+                        self.bad("client_secret, client_secret_file or certificate_file is missing (app-only), or give refresh_token (delegated)".into())
+                    })?,
+                },
+                MICROSOFT_APP_SCOPE,
+            ),
+        };
+        Ok(Source::new(
+            self.path,
+            "Microsoft",
+            token_url,
+            f.scope.unwrap_or_else(|| scope.into()),
+            flow,
+        ))
+    }
+
+    /// A Google config: a service account's key, nothing else.
+    fn google(
+        &self,
+        f: File,
+        secret: Option<Password>,
+        refresh: Option<Password>,
+    ) -> anyhow::Result<Source> {
+        if f.certificate_file.is_some() || f.private_key_file.is_some() {
+            return Err(self
+                .bad("certificate_file is for provider microsoft; Google takes key_file".into()));
+        }
+        if secret.is_some() || refresh.is_some() || f.tenant.is_some() {
+            return Err(self.bad("provider google takes key_file (the service account's JSON key), not tenant, client_secret or refresh_token".into()));
+        }
+        let key_path = self.base.join(f.key_file.ok_or_else(|| {
+            self.bad("key_file is missing (the service account's JSON key file)".into())
+        })?);
+        let (key, pkey) = read_google_key(&key_path)?;
+        let token_url = self.url(
+            f.token_url
+                .or(key.token_uri)
+                .unwrap_or_else(|| "https://oauth2.googleapis.com/token".into()),
+        )?;
+        Ok(Source::new(
+            self.path,
+            "Google",
+            token_url,
+            f.scope.unwrap_or_else(|| GOOGLE_SCOPE.into()),
+            Flow::JwtBearer {
+                client_email: key.client_email,
+                key: pkey,
+            },
+        ))
+    }
+}
+
+/// Microsoft's token endpoint: `token_url` when given, else the tenant's (a tenant
+/// ID or domain); the rule broken otherwise.
+fn microsoft_token_url(
+    token_url: Option<String>,
+    tenant: Option<String>,
+) -> Result<String, &'static str> {
+    match (token_url, tenant) {
+        (Some(u), _) => Ok(u),
+        (None, Some(t))
+            if !t.is_empty()
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.')) =>
+        {
+            Ok(format!(
+                "https://login.microsoftonline.com/{t}/oauth2/v2.0/token"
+            ))
+        }
+        (None, Some(_)) => Err("tenant must be a tenant ID or domain"),
+        (None, None) => Err("tenant is missing (the Directory (tenant) ID)"),
+    }
+}
+
+/// A Google service account's key file read: its fields, and its private key,
+/// which must be an RSA key in PEM.
+fn read_google_key(
+    key_path: &Path,
+) -> anyhow::Result<(GoogleKey, openssl::pkey::PKey<openssl::pkey::Private>)> {
+    check_private(key_path, "service account key file");
+    let bad_key = |why: String| {
+        input(format!(
+            "service account key file {}: {why}",
+            key_path.display()
+        ))
+    };
+    let text =
+        std::fs::read_to_string(key_path).map_err(|e| bad_key(format!("cannot read it: {e}")))?;
+    let key: GoogleKey = serde_json::from_str(&text)
+        .map_err(|e| bad_key(format!("not a service account key: {e}")))?;
+    let pkey = openssl::pkey::PKey::private_key_from_pem(key.private_key.as_bytes())
+        .map_err(|_| bad_key("its private_key is not a PEM private key".into()))?;
+    if pkey.rsa().is_err() {
+        return Err(bad_key(
+            "its private_key is not an RSA key (RS256 needs one)".into(),
+        ));
+    }
+    Ok((key, pkey))
+}
+
+/// The lifetime of a token answer in seconds: `expires_in` as a number or a string
+/// of digits, an hour when it is absent; `None` when it is unreadable.
+fn token_life(json: &serde_json::Value) -> Option<u64> {
+    match json.get("expires_in") {
+        Some(v) => v
+            .as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok())),
+        None => Some(3600),
+    }
+}
+
+/// Whether a refusal from the token endpoint may pass later: a server error or
+/// too many requests may; anything else is final.
+fn refusal_retry(status: u16) -> Retry {
+    if status >= 500 || status == 429 {
+        Retry::Later
+    } else {
+        Retry::Final
+    }
+}
+
 impl Source {
     /// Read and check a config file (relative file names in it are relative to
     /// the config file's directory).
     pub fn load(path: &Path) -> anyhow::Result<Source> {
         check_private(path, "OAuth2 config file");
-        let bad = |why: String| input(format!("OAuth2 config file {}: {why}", path.display()));
+        let c = Config {
+            path,
+            base: path.parent().unwrap_or(Path::new(".")),
+        };
         let text =
-            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+            std::fs::read_to_string(path).map_err(|e| c.bad(format!("cannot read it: {e}")))?;
         // serde_json's messages quote no value, only positions and field names.
-        let f: File = serde_json::from_str(&text).map_err(|e| bad(format!("not valid: {e}")))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let secret_of =
-            |inline: Option<String>, file: Option<PathBuf>, what: &str, key: &str| match (
-                inline, file,
-            ) {
-                (Some(_), Some(_)) => Err(bad(format!("give {key} or {key}_file, not both"))),
-                (Some(s), None) if !s.trim().is_empty() => Ok(Some(Password::new(s.trim()))),
-                (Some(_), None) => Err(bad(format!("{key} is empty"))),
-                (None, Some(p)) => read_secret_file(base, &p, what).map(Some),
-                (None, None) => Ok(None),
-            };
-        let secret = secret_of(
-            f.client_secret,
-            f.client_secret_file,
+        let mut f: File =
+            serde_json::from_str(&text).map_err(|e| c.bad(format!("not valid: {e}")))?;
+        let secret = c.secret(
+            f.client_secret.take(),
+            f.client_secret_file.take(),
             "client secret file",
             "client_secret",
         )?;
-        let refresh = secret_of(
-            f.refresh_token,
-            f.refresh_token_file,
+        let refresh = c.secret(
+            f.refresh_token.take(),
+            f.refresh_token_file.take(),
             "refresh token file",
             "refresh_token",
         )?;
-        let url = |u: String| Url::parse(&u).map_err(|e| bad(format!("token_url: {e}")));
-        match f.provider.as_str() {
-            "microsoft" => {
-                if f.key_file.is_some() {
-                    return Err(bad("key_file is for provider google".into()));
-                }
-                let client_id = f
-                    .client_id
-                    .filter(|c| !c.trim().is_empty())
-                    .ok_or_else(|| {
-                        bad(
-                            "client_id is missing (the app registration's Application (client) ID)"
-                                .into(),
-                        )
-                    })?;
-                let token_url = match (f.token_url, f.tenant) {
-                    (Some(u), _) => url(u)?,
-                    (None, Some(t))
-                        if !t.is_empty()
-                            && t.chars()
-                                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.')) =>
-                    {
-                        url(format!(
-                            "https://login.microsoftonline.com/{t}/oauth2/v2.0/token"
-                        ))?
-                    }
-                    (None, Some(_)) => {
-                        return Err(bad("tenant must be a tenant ID or domain".into()))
-                    }
-                    (None, None) => {
-                        return Err(bad("tenant is missing (the Directory (tenant) ID)".into()))
-                    }
-                };
-                let certificate = match f.certificate_file {
-                    Some(c) => {
-                        if secret.is_some() || refresh.is_some() {
-                            return Err(bad("certificate_file is for app-only logins without client_secret or refresh_token: give one credential".into()));
-                        }
-                        Some(load_certificate(base, &c, f.private_key_file.as_deref())?)
-                    }
-                    None if f.private_key_file.is_some() => {
-                        return Err(bad("private_key_file goes with certificate_file".into()))
-                    }
-                    None => None,
-                };
-                let (flow, scope) = match (certificate, refresh) {
-                    (Some((key, thumbprint)), _) => (
-                        Flow::Certificate {
-                            client_id,
-                            key,
-                            thumbprint,
-                        },
-                        MICROSOFT_APP_SCOPE,
-                    ),
-                    (None, Some(r)) => (
-                        Flow::RefreshToken {
-                            client_id,
-                            secret,
-                            refresh: Mutex::new(r),
-                        },
-                        MICROSOFT_USER_SCOPE,
-                    ),
-                    (None, None) => (
-                        Flow::ClientCredentials {
-                            client_id,
-                            secret: secret.ok_or_else(|| {
-                                bad("client_secret, client_secret_file or certificate_file is missing (app-only), or give refresh_token (delegated)".into())
-                            })?,
-                        },
-                        MICROSOFT_APP_SCOPE,
-                    ),
-                };
-                Ok(Source::new(
-                    path,
-                    "Microsoft",
-                    token_url,
-                    f.scope.unwrap_or_else(|| scope.into()),
-                    flow,
-                ))
-            }
-            "google" => {
-                if f.certificate_file.is_some() || f.private_key_file.is_some() {
-                    return Err(bad(
-                        "certificate_file is for provider microsoft; Google takes key_file".into(),
-                    ));
-                }
-                if secret.is_some() || refresh.is_some() || f.tenant.is_some() {
-                    return Err(bad("provider google takes key_file (the service account's JSON key), not tenant, client_secret or refresh_token".into()));
-                }
-                let key_path = base.join(f.key_file.ok_or_else(|| {
-                    bad("key_file is missing (the service account's JSON key file)".into())
-                })?);
-                check_private(&key_path, "service account key file");
-                let bad_key = |why: String| {
-                    input(format!(
-                        "service account key file {}: {why}",
-                        key_path.display()
-                    ))
-                };
-                let text = std::fs::read_to_string(&key_path)
-                    .map_err(|e| bad_key(format!("cannot read it: {e}")))?;
-                let key: GoogleKey = serde_json::from_str(&text)
-                    .map_err(|e| bad_key(format!("not a service account key: {e}")))?;
-                let pkey = openssl::pkey::PKey::private_key_from_pem(key.private_key.as_bytes())
-                    .map_err(|_| bad_key("its private_key is not a PEM private key".into()))?;
-                if pkey.rsa().is_err() {
-                    return Err(bad_key(
-                        "its private_key is not an RSA key (RS256 needs one)".into(),
-                    ));
-                }
-                let token_url = url(f
-                    .token_url
-                    .or(key.token_uri)
-                    .unwrap_or_else(|| "https://oauth2.googleapis.com/token".into()))?;
-                Ok(Source::new(
-                    path,
-                    "Google",
-                    token_url,
-                    f.scope.unwrap_or_else(|| GOOGLE_SCOPE.into()),
-                    Flow::JwtBearer {
-                        client_email: key.client_email,
-                        key: pkey,
-                    },
-                ))
-            }
-            other => Err(bad(format!(
+        match std::mem::take(&mut f.provider).as_str() {
+            "microsoft" => c.microsoft(f, secret, refresh),
+            "google" => c.google(f, secret, refresh),
+            other => Err(c.bad(format!(
                 "provider must be \"microsoft\" or \"google\", not {other:?}"
             ))),
         }
@@ -368,6 +453,7 @@ impl Source {
         self.fetches.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// A fresh token from the endpoint and its life; a rotated refresh token is kept.
     fn fetch(&self, user: &str, net: &NetOptions) -> anyhow::Result<(Password, Duration)> {
         if !self.token_url.tls && !self.token_url.is_loopback() {
             return Err(connect_final(format!(
@@ -375,6 +461,40 @@ impl Source {
                 self.provider, self.token_url
             )));
         }
+        let form = self.form(user)?;
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let where_ = format!("the {} token endpoint {}", self.provider, self.token_url);
+        let resp = self.post(form, net, &where_)?;
+        let json: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
+        let field = |k: &str| json.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        if resp.status != 200 {
+            return Err(self.refusal(
+                &where_,
+                resp.status,
+                field("error"),
+                field("error_description"),
+            ));
+        }
+        let token = field("access_token");
+        if token.is_empty() || token.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(connect_final(format!(
+                "{where_} answered without a usable access_token"
+            )));
+        }
+        let life = token_life(&json).ok_or_else(|| {
+            connect_final(format!("{where_} answered with an unreadable expires_in"))
+        })?;
+        if let (Flow::RefreshToken { refresh, .. }, new) = (&self.flow, field("refresh_token")) {
+            if !new.is_empty() {
+                *refresh.lock().unwrap() = Password::new(new);
+            }
+        }
+        Ok((Password::new(token), Duration::from_secs(life)))
+    }
+
+    /// The token request's form for the flow (`user`: the mailbox, for Google).
+    fn form(&self, user: &str) -> anyhow::Result<Form> {
         let mut form = Form::default();
         match &self.flow {
             Flow::ClientCredentials { client_id, secret } => {
@@ -417,9 +537,11 @@ impl Source {
                 form.add("assertion", jwt.expose());
             }
         }
-        self.fetches
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let where_ = format!("the {} token endpoint {}", self.provider, self.token_url);
+        Ok(form)
+    }
+
+    /// The form POSTed to the token endpoint (`where_` names it in errors).
+    fn post(&self, form: Form, net: &NetOptions, where_: &str) -> anyhow::Result<http::Response> {
         let stream = http::connect(&self.token_url, net)
             .map_err(|e| connect_with(format!("{where_}: {e:#}"), Retry::Later))?;
         let target = if self.token_url.base.is_empty() {
@@ -429,7 +551,7 @@ impl Source {
         };
         let host = self.token_url.authority();
         let body = Password::new(form.0);
-        let resp = http::exchange(
+        http::exchange(
             stream,
             &host,
             &Request {
@@ -443,57 +565,33 @@ impl Source {
             },
             http::MAX_BODY,
         )
-        .map_err(|e| connect_with(format!("{where_}: {e}"), Retry::Later))?;
-        let json: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-        let field = |k: &str| json.get(k).and_then(|v| v.as_str()).unwrap_or("");
-        if resp.status != 200 {
-            let error = field("error");
-            let description: String = field("error_description")
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(300)
-                .collect();
-            let hint = self.error_hint(error);
-            let text = format!(
-                "{where_} refused to issue a token (HTTP {}{}{}){hint}",
-                resp.status,
-                if error.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {error}")
-                },
-                if description.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {description}")
-                },
-            );
-            let retry = if resp.status >= 500 || resp.status == 429 {
-                Retry::Later
+        .map_err(|e| connect_with(format!("{where_}: {e}"), Retry::Later))
+    }
+
+    /// The error for a token endpoint's refusal: its status, error code and words
+    /// (control characters left out, 300 at most) and a hint of what to check.
+    fn refusal(&self, where_: &str, status: u16, error: &str, description: &str) -> anyhow::Error {
+        let description: String = description
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(300)
+            .collect();
+        let hint = self.error_hint(error);
+        let text = format!(
+            "{where_} refused to issue a token (HTTP {}{}{}){hint}",
+            status,
+            if error.is_empty() {
+                String::new()
             } else {
-                Retry::Final
-            };
-            return Err(connect_with(text, retry));
-        }
-        let token = field("access_token");
-        if token.is_empty() || token.chars().any(|c| c.is_control() || c == ' ') {
-            return Err(connect_final(format!(
-                "{where_} answered without a usable access_token"
-            )));
-        }
-        let life = match json.get("expires_in") {
-            Some(v) => v
-                .as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok())),
-            None => Some(3600),
-        }
-        .ok_or_else(|| connect_final(format!("{where_} answered with an unreadable expires_in")))?;
-        if let (Flow::RefreshToken { refresh, .. }, new) = (&self.flow, field("refresh_token")) {
-            if !new.is_empty() {
-                *refresh.lock().unwrap() = Password::new(new);
-            }
-        }
-        Ok((Password::new(token), Duration::from_secs(life)))
+                format!(", {error}")
+            },
+            if description.is_empty() {
+                String::new()
+            } else {
+                format!(": {description}")
+            },
+        );
+        connect_with(text, refusal_retry(status))
     }
 
     fn error_hint(&self, error: &str) -> String {
@@ -680,6 +778,60 @@ impl Form {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn microsoft_token_url_from_token_url_or_tenant() {
+        let s = |v: &str| Some(v.to_string());
+        for (token_url, tenant, want) in [
+            (s("http://127.0.0.1:9/t"), None, Ok("http://127.0.0.1:9/t")),
+            (
+                s("http://127.0.0.1:9/t"),
+                s("bad tenant"),
+                Ok("http://127.0.0.1:9/t"),
+            ),
+            (
+                None,
+                s("contoso.onmicrosoft.com"),
+                Ok("https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"),
+            ),
+            (None, s("a/b"), Err("tenant must be a tenant ID or domain")),
+            (None, s(""), Err("tenant must be a tenant ID or domain")),
+            (
+                None,
+                None,
+                Err("tenant is missing (the Directory (tenant) ID)"),
+            ),
+        ] {
+            assert_eq!(
+                microsoft_token_url(token_url.clone(), tenant.clone()),
+                want.map(str::to_string),
+                "{token_url:?} {tenant:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn token_life_and_retry_of_answers() {
+        for (json, want) in [
+            (r#"{"expires_in": 600}"#, Some(600)),
+            (r#"{"expires_in": "600"}"#, Some(600)),
+            (r#"{}"#, Some(3600)),
+            (r#"{"expires_in": "soon"}"#, None),
+            (r#"{"expires_in": -1}"#, None),
+        ] {
+            let v: serde_json::Value = serde_json::from_str(json).unwrap();
+            assert_eq!(token_life(&v), want, "{json}");
+        }
+        for (status, want) in [
+            (400, Retry::Final),
+            (401, Retry::Final),
+            (429, Retry::Later),
+            (500, Retry::Later),
+            (503, Retry::Later),
+        ] {
+            assert_eq!(refusal_retry(status), want, "{status}");
+        }
+    }
 
     #[test]
     fn forms_and_base64url_encode_as_the_rfcs_say() {

@@ -773,12 +773,86 @@ pub fn open_with(
     who: &str,
 ) -> anyhow::Result<Session> {
     let tcp = net::tcp(&server.host, server.port, opts)?;
-    let greeting_error = |e: Pop3Error| {
-        match e {
-        Pop3Error::Err { .. } => connect_with(format!(
-            "{server} refused the connection: {}",
-            e.server_words()
-        ), e.retry()),
+    let mut client = secured(server, tcp, opts, who)?;
+    // RFC 6856: a server that offers UTF8 may serve messages with raw UTF-8 in
+    // their headers only once it is enabled (Courier serves a notice instead).
+    if client.has_cap("UTF8") {
+        if let Err(e) = client.utf8() {
+            log::warn(format!(
+                "{server}: the server offers UTF8 but refused it: {e}"
+            ));
+        }
+    }
+    credentials
+        .with_login(&server.user, opts, |login| {
+            client.authenticate_as(&server.user, login, server.mech)
+        })?
+        .map_err(|e| login_error(server, credentials, e))?;
+    Ok(client)
+}
+
+/// A session on a new connection, greeted and secured as the server's security
+/// says (implicit TLS, or STLS unless `--allow-plaintext` lets a server without it
+/// go), its capabilities read.
+fn secured(
+    server: &Server,
+    tcp: net::Socket,
+    opts: &NetOptions,
+    who: &str,
+) -> anyhow::Result<Session> {
+    let greeting_error = |e: Pop3Error| greeting_error(server, opts, e);
+    let failed = |e: Pop3Error| command_failed(server, e);
+    Ok(match server.security {
+        Security::Implicit => {
+            let mut c = new_client(net::tls(tcp, &server.host, server.port, opts)?, who, opts);
+            c.greeting().map_err(greeting_error)?;
+            c.capa().map_err(failed)?;
+            c
+        }
+        Security::StartTls => {
+            let mut c = new_client(Stream::Plain(tcp), who, opts);
+            c.greeting().map_err(greeting_error)?;
+            c.capa().map_err(failed)?;
+            if c.has_cap("STLS") {
+                c.stls().map_err(failed)?;
+                let Stream::Plain(tcp) = c.into_inner() else {
+                    unreachable!("a fresh connection is plain")
+                };
+                let mut c = new_client(net::tls(tcp, &server.host, server.port, opts)?, who, opts);
+                c.capa().map_err(failed)?;
+                c
+            } else if opts.allow_plaintext {
+                log::warn(format!(
+                    "{server} offers no STLS: logging in without encryption because of --allow-plaintext"
+                ));
+                c
+            } else {
+                return Err(connect_final(format!(
+                    "{server} offers no STLS, so the password would cross the network unencrypted; use pop3s:// (port 995) or pass --allow-plaintext if you accept that"
+                )));
+            }
+        }
+    })
+}
+
+/// A client on the stream, held to --timeout and to each command's deadline
+/// (enforced on the socket, under TLS too).
+fn new_client(stream: Stream, who: &str, opts: &NetOptions) -> Session {
+    let deadline = stream.deadline();
+    let mut c = Client::new(stream, who);
+    c.set_timeout(opts.timeout);
+    c.share_deadline(deadline);
+    c
+}
+
+/// The error for a greeting that did not come: refused, too long, or none in time
+/// (the port is likely not a POP3 port, or a TLS-only one).
+fn greeting_error(server: &Server, opts: &NetOptions, e: Pop3Error) -> anyhow::Error {
+    match e {
+        Pop3Error::Err { .. } => connect_with(
+            format!("{server} refused the connection: {}", e.server_words()),
+            e.retry(),
+        ),
         Pop3Error::Limit(_) => connect_final(format!("{server}: {e}")),
         Pop3Error::Io(io)
             if matches!(
@@ -796,67 +870,15 @@ pub fn open_with(
             "{server}: no POP3 greeting ({e}); check that port {} is a POP3 port (995 for pop3s://, 110 for pop3://)",
             server.port
         )),
-        }
-    };
-    let failed = |e: Pop3Error| match e {
+    }
+}
+
+/// The error for a command that failed before the login (CAPA, STLS).
+fn command_failed(server: &Server, e: Pop3Error) -> anyhow::Error {
+    match e {
         Pop3Error::Limit(_) => connect_final(format!("{server}: {e}")),
         e => connect(format!("{server}: {e}")),
-    };
-    // A client on the stream, held to --timeout and to each command's deadline
-    // (enforced on the socket, under TLS too).
-    let client = |stream: Stream| {
-        let deadline = stream.deadline();
-        let mut c = Client::new(stream, who);
-        c.set_timeout(opts.timeout);
-        c.share_deadline(deadline);
-        c
-    };
-    let mut client = match server.security {
-        Security::Implicit => {
-            let mut c = client(net::tls(tcp, &server.host, server.port, opts)?);
-            c.greeting().map_err(greeting_error)?;
-            c.capa().map_err(failed)?;
-            c
-        }
-        Security::StartTls => {
-            let mut c = client(Stream::Plain(tcp));
-            c.greeting().map_err(greeting_error)?;
-            c.capa().map_err(failed)?;
-            if c.has_cap("STLS") {
-                c.stls().map_err(failed)?;
-                let Stream::Plain(tcp) = c.into_inner() else {
-                    unreachable!("a fresh connection is plain")
-                };
-                let mut c = client(net::tls(tcp, &server.host, server.port, opts)?);
-                c.capa().map_err(failed)?;
-                c
-            } else if opts.allow_plaintext {
-                log::warn(format!(
-                    "{server} offers no STLS: logging in without encryption because of --allow-plaintext"
-                ));
-                c
-            } else {
-                return Err(connect_final(format!(
-                    "{server} offers no STLS, so the password would cross the network unencrypted; use pop3s:// (port 995) or pass --allow-plaintext if you accept that"
-                )));
-            }
-        }
-    };
-    // RFC 6856: a server that offers UTF8 may serve messages with raw UTF-8 in
-    // their headers only once it is enabled (Courier serves a notice instead).
-    if client.has_cap("UTF8") {
-        if let Err(e) = client.utf8() {
-            log::warn(format!(
-                "{server}: the server offers UTF8 but refused it: {e}"
-            ));
-        }
     }
-    credentials
-        .with_login(&server.user, opts, |login| {
-            client.authenticate_as(&server.user, login, server.mech)
-        })?
-        .map_err(|e| login_error(server, credentials, e))?;
-    Ok(client)
 }
 
 fn login_error(server: &Server, credentials: &Credentials, e: Pop3Error) -> anyhow::Error {

@@ -176,109 +176,200 @@ impl Summary {
         });
     }
 
+    /// The summary on stdout: JSON, or the lines of [`Summary::lines`].
     pub fn print(&self, json: bool) {
         if json {
             crate::progress::out(&serde_json::to_string_pretty(self).unwrap_or_default());
             return;
         }
-        if self.dry_run {
-            crate::progress::out(&format!(
-                "dry run: {} → {} (nothing written)",
-                self.source, self.target
-            ));
-            for p in &self.planned {
-                crate::progress::out(&format!(
-                    "  {:<30} → {:<30} {:>7} messages {:>12} bytes",
-                    p.folder, p.target_folder, p.messages, p.bytes
-                ));
-            }
-            let (m, b) = self
-                .planned
-                .iter()
-                .fold((0, 0), |(m, b), p| (m + p.messages, b + p.bytes));
-            crate::progress::out(&format!(
-                "  would copy up to {m} messages, {b} bytes (duplicates are found while copying)"
-            ));
-            return;
+        for line in self.lines() {
+            crate::progress::out(&line);
         }
-        crate::progress::out(&format!("{} → {}", self.source, self.target));
-        crate::progress::out(&format!(
-            "  folders: {}  copied: {}  skipped as duplicates: {}  failed: {}",
-            self.folders,
-            self.copied,
-            self.duplicates,
-            self.failed.len()
+    }
+
+    /// The summary as text, a line each: what a dry run would copy, or what the run
+    /// did (totals, failures, what the target and the server did, how it ended).
+    fn lines(&self) -> Vec<String> {
+        if self.dry_run {
+            return self.plan_lines();
+        }
+        let mut lines = self.totals_lines();
+        lines.extend(self.failure_lines());
+        lines.extend(self.server_lines());
+        lines.extend(self.ending_lines());
+        lines
+    }
+
+    /// A dry run's lines: each folder's plan, then the total.
+    fn plan_lines(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "dry run: {} → {} (nothing written)",
+            self.source, self.target
+        )];
+        for p in &self.planned {
+            lines.push(format!(
+                "  {:<30} → {:<30} {:>7} messages {:>12} bytes",
+                p.folder, p.target_folder, p.messages, p.bytes
+            ));
+        }
+        let (m, b) = self
+            .planned
+            .iter()
+            .fold((0, 0), |(m, b), p| (m + p.messages, b + p.bytes));
+        lines.push(format!(
+            "  would copy up to {m} messages, {b} bytes (duplicates are found while copying)"
         ));
-        crate::progress::out(&format!(
-            "  bytes: {}  time: {:.1}s  rate: {:.1} msg/s, {:.2} MB/s",
-            self.bytes,
-            self.seconds,
-            self.messages_per_second,
-            self.bytes_per_second / 1e6
-        ));
+        lines
+    }
+
+    /// The run's counts, bytes, time and rates.
+    fn totals_lines(&self) -> Vec<String> {
+        vec![
+            format!("{} → {}", self.source, self.target),
+            format!(
+                "  folders: {}  copied: {}  skipped as duplicates: {}  failed: {}",
+                self.folders,
+                self.copied,
+                self.duplicates,
+                self.failed.len()
+            ),
+            format!(
+                "  bytes: {}  time: {:.1}s  rate: {:.1} msg/s, {:.2} MB/s",
+                self.bytes,
+                self.seconds,
+                self.messages_per_second,
+                self.bytes_per_second / 1e6
+            ),
+        ]
+    }
+
+    /// The messages and folders that failed, and that they are retried.
+    fn failure_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
         for f in &self.failed {
-            crate::progress::out(&format!(
+            lines.push(format!(
                 "  failed: {} message {}: {}",
                 f.folder, f.id, f.reason
             ));
         }
         if !self.failed.is_empty() {
-            crate::progress::out("  failed messages are retried on the next run");
+            lines.push("  failed messages are retried on the next run".into());
         }
         for f in &self.failed_folders {
-            crate::progress::out(&format!(
+            lines.push(format!(
                 "  failed folder: {} → {}: {}",
                 f.folder, f.target_folder, f.reason
             ));
         }
         if !self.failed_folders.is_empty() {
-            crate::progress::out("  failed folders are retried on the next run");
+            lines.push("  failed folders are retried on the next run".into());
         }
+        lines
+    }
+
+    /// What the target stored changed, the folders renamed, and the servers'
+    /// disagreements.
+    fn server_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
         if !self.changed.is_empty() {
-            crate::progress::out(&format!(
+            lines.push(format!(
                 "  stored changed by the target: {} (copied; the server altered what it stored)",
                 self.changed.len()
             ));
         }
         for c in &self.changed {
-            crate::progress::out(&format!(
+            lines.push(format!(
                 "  changed: {} message {} → {} UID {}",
                 c.folder, c.id, c.target_folder, c.target_uid
             ));
         }
         for r in &self.renamed {
-            crate::progress::out(&format!(
+            lines.push(format!(
                 "  renamed: {} → {} ({})",
                 r.folder, r.target_folder, r.why
             ));
         }
         for a in &self.anomalies {
-            crate::progress::out(&format!("  server disagreement: {}: {}", a.folder, a.what));
+            lines.push(format!("  server disagreement: {}: {}", a.folder, a.what));
         }
         if self.anomalies_more > 0 {
-            crate::progress::out(&format!(
+            lines.push(format!(
                 "  … and {} more server disagreements",
                 self.anomalies_more
             ));
         }
         if !self.anomalies.is_empty() {
-            crate::progress::out(
-                "  the server contradicted itself; what it did not deliver is tried again on the next run",
+            lines.push(
+                "  the server contradicted itself; what it did not deliver is tried again on the next run".into(),
             );
         }
+        lines
+    }
+
+    /// The notes, the source messages deleted, and how the run ended.
+    fn ending_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
         for n in &self.notes {
-            crate::progress::out(&format!("  note: {n}"));
+            lines.push(format!("  note: {n}"));
         }
         if let Some(n) = self.deleted {
-            crate::progress::out(&format!(
+            lines.push(format!(
                 "  deleted from the source after the copy was confirmed: {n}"
             ));
         }
         if let Some(s) = &self.stopped {
-            crate::progress::out(&format!("  stopped: {s}"));
+            lines.push(format!("  stopped: {s}"));
         }
         if let Some(e) = &self.error {
-            crate::progress::out(&format!("  ended by an error: {e}"));
+            lines.push(format!("  ended by an error: {e}"));
         }
+        lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_of_a_run_and_of_a_dry_run() {
+        let mut s = Summary {
+            source: "s".into(),
+            target: "t".into(),
+            folders: 2,
+            copied: 3,
+            ..Default::default()
+        };
+        s.failed.push(Failure {
+            folder: "INBOX".into(),
+            id: "7".into(),
+            reason: "refused".into(),
+        });
+        s.stopped = Some("Ctrl-C".into());
+        assert_eq!(
+            s.lines(),
+            [
+                "s → t",
+                "  folders: 2  copied: 3  skipped as duplicates: 0  failed: 1",
+                "  bytes: 0  time: 0.0s  rate: 0.0 msg/s, 0.00 MB/s",
+                "  failed: INBOX message 7: refused",
+                "  failed messages are retried on the next run",
+                "  stopped: Ctrl-C",
+            ]
+        );
+        s.dry_run = true;
+        s.planned.push(Planned {
+            folder: "INBOX".into(),
+            target_folder: "INBOX".into(),
+            messages: 4,
+            bytes: 100,
+        });
+        let lines = s.lines();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines[0], "dry run: s → t (nothing written)");
+        assert_eq!(
+            lines[2],
+            "  would copy up to 4 messages, 100 bytes (duplicates are found while copying)"
+        );
     }
 }

@@ -205,83 +205,16 @@ const UNKNOWN_PASSWORD: &str =
 pub fn create(a: &AddressesCreateArgs) -> anyhow::Result<i32> {
     // Phase 1: every row checked, before the API is asked anything.
     let table = read_table(&a.file, a.column.as_deref())?;
-    let base = a
-        .file
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let base = csv_dir(&a.file);
     let names = table.names();
     let password_column = names.iter().position(|c| c == "target_password");
-    let mut problems: Vec<String> = Vec::new();
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut domain: Option<(String, usize)> = None;
-    for (row, rec) in &table.rows {
-        let row = *row;
-        let mut bad = |why: String| problems.push(format!("row {row}: {why}"));
-        if table.header.is_some() && names.len() > 1 && rec.len() != names.len() {
-            bad(format!(
-                "{} cells but the header has {} columns; every row needs one cell per column (empty cells too)",
-                rec.len(),
-                names.len()
-            ));
-            continue;
-        }
-        let addr = rec.get(table.column).unwrap_or("");
-        if let Some(why) = address_problem(addr) {
-            bad(why);
-            continue;
-        }
-        let (local, dom) = addr.rsplit_once('@').unwrap_or((addr, ""));
-        let key = addr.to_ascii_lowercase();
-        if let Some(first) = seen.get(&key) {
-            bad(format!(
-                "{addr:?} is already in row {first}; each address may appear once"
-            ));
-            continue;
-        }
-        seen.insert(key, row);
-        match &domain {
-            Some((d, first)) if !d.eq_ignore_ascii_case(dom) => {
-                bad(format!(
-                    "{addr:?} is not in the domain {d} of row {first}; a mail hosting holds one domain's addresses: give each domain its own file and --mail-hosting"
-                ));
-                continue;
-            }
-            Some(_) => {}
-            None => domain = Some((dom.to_ascii_lowercase(), row)),
-        }
-        let csv_password = match password_column
-            .and_then(|i| rec.get(i))
-            .filter(|c| !c.is_empty())
-        {
-            None => None,
-            Some(cell) => match password_cell(cell, &base) {
-                Ok(p) => Some(p),
-                Err(why) => {
-                    bad(format!("column target_password: {why}"));
-                    continue;
-                }
-            },
-        };
-        entries.push(Entry {
-            row,
-            record: rec.clone(),
-            address: addr.to_string(),
-            local: local.to_string(),
-            csv_password,
-        });
-    }
+    let Checked {
+        entries,
+        problems,
+        domain,
+    } = check_rows(&table, &names, password_column, &base);
     if !problems.is_empty() {
-        for p in &problems {
-            crate::progress::out(p);
-        }
-        crate::progress::out(&format!(
-            "{} of {} rows are bad; nothing was created",
-            problems.len(),
-            table.rows.len()
-        ));
-        return Ok(EXIT_INPUT);
+        return Ok(refuse_rows(&problems, table.rows.len()));
     }
     if entries.is_empty() {
         return Err(input(format!("{} has no addresses", a.file.display())));
@@ -289,6 +222,197 @@ pub fn create(a: &AddressesCreateArgs) -> anyhow::Result<i32> {
     let token = api_token(a)?;
     let net = crate::plan::net(&a.net);
     let mut api = provision::Api::new(&a.api_url, &token, a.mail_hosting, &net)?;
+    let dir = password_dir(a, &base)?;
+    let report = a.report.clone().filter(|_| !a.dry_run);
+
+    // Phase 2: what exists, and in which domain; then the CSV's passwords.
+    let existing = existing_mailboxes(&mut api, a.mail_hosting, domain)?;
+    let weak = weak_passwords(&entries, &existing);
+    if !weak.is_empty() {
+        return Ok(refuse_rows(&weak, table.rows.len()));
+    }
+    // Each row goes into the report as soon as it is done, so a run that stops
+    // (a revoked token, a full disk, Ctrl-C) leaves the record of what it did.
+    let mut report_rows = match &report {
+        Some(path) => Some(ReportWriter::create(path)?),
+        None => None,
+    };
+    let rows = Rows {
+        dir: &dir,
+        existing: &existing,
+        password_column,
+        dry_run: a.dry_run,
+    };
+    let mut done = create_rows(&entries, &rows, &mut api, &mut report_rows);
+
+    let write_out =
+        |out: &Path, cells: &[String]| write_batch_csv(out, &table, &names, &entries, cells, &base);
+    if let Some(err) = done.stopped.take() {
+        // The rows finished are in the report already; the batch CSV gets them too.
+        let kept = match &a.out {
+            Some(out) if !a.dry_run && !done.cells.is_empty() => write_out(out, &done.cells)
+                .map(|()| format!("; batch CSV of those rows: {}", out.display()))
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        crate::progress::out(&stopped_line(
+            &done,
+            entries.len(),
+            &kept,
+            report.as_deref(),
+        ));
+        return Err(err);
+    }
+    if a.dry_run {
+        crate::progress::out(&dry_run_line(&done));
+        return Ok(EXIT_OK);
+    }
+    if let Some(out) = &a.out {
+        write_out(out, &done.cells)?;
+    }
+    if let Some(w) = report_rows.take() {
+        w.finish()?;
+    }
+    crate::progress::out(&summary_line(&done, &dir, a.out.as_deref()));
+    Ok(if done.count("failed") == 0 {
+        EXIT_OK
+    } else {
+        EXIT_PARTIAL
+    })
+}
+
+/// The CSV's directory, against which its relative `file:` cells are read.
+fn csv_dir(file: &Path) -> PathBuf {
+    file.parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The rows of `create` that passed phase 1, the problems of those that did not,
+/// and the domain of the first good row (with its row number).
+struct Checked {
+    entries: Vec<Entry>,
+    problems: Vec<String>,
+    domain: Option<(String, usize)>,
+}
+
+/// Phase 1 of `create`: every row checked, each bad one as `row N: why`.
+fn check_rows(
+    table: &Table,
+    names: &[String],
+    password_column: Option<usize>,
+    base: &Path,
+) -> Checked {
+    let mut checker = RowChecker {
+        columns: if table.header.is_some() {
+            names.len()
+        } else {
+            0
+        },
+        column: table.column,
+        password_column,
+        base,
+        seen: HashMap::new(),
+        domain: None,
+    };
+    let mut entries = Vec::new();
+    let mut problems = Vec::new();
+    for (row, rec) in &table.rows {
+        match checker.check(*row, rec) {
+            Ok(e) => entries.push(e),
+            Err(why) => problems.push(format!("row {row}: {why}")),
+        }
+    }
+    Checked {
+        entries,
+        problems,
+        domain: checker.domain,
+    }
+}
+
+/// Checks the rows of `create` one after the other, remembering the addresses and
+/// the domain seen so far.
+struct RowChecker<'a> {
+    /// The header's column count (0 for a bare list).
+    columns: usize,
+    /// The cell that holds the address.
+    column: usize,
+    password_column: Option<usize>,
+    /// The CSV's directory, for relative `file:` cells.
+    base: &'a Path,
+    /// Each address seen (lower-cased), with its row.
+    seen: HashMap<String, usize>,
+    /// The domain of the first good row, lower-cased, with its row.
+    domain: Option<(String, usize)>,
+}
+
+impl RowChecker<'_> {
+    /// One row: its entry, or what is wrong with it (without the `row N: ` prefix).
+    fn check(&mut self, row: usize, rec: &csv::StringRecord) -> Result<Entry, String> {
+        if self.columns > 1 && rec.len() != self.columns {
+            return Err(format!(
+                "{} cells but the header has {} columns; every row needs one cell per column (empty cells too)",
+                rec.len(),
+                self.columns
+            ));
+        }
+        let addr = rec.get(self.column).unwrap_or("");
+        if let Some(why) = address_problem(addr) {
+            return Err(why);
+        }
+        let (local, dom) = addr.rsplit_once('@').unwrap_or((addr, ""));
+        let key = addr.to_ascii_lowercase();
+        if let Some(first) = self.seen.get(&key) {
+            return Err(format!(
+                "{addr:?} is already in row {first}; each address may appear once"
+            ));
+        }
+        self.seen.insert(key, row);
+        match &self.domain {
+            Some((d, first)) if !d.eq_ignore_ascii_case(dom) => {
+                return Err(format!(
+                    "{addr:?} is not in the domain {d} of row {first}; a mail hosting holds one domain's addresses: give each domain its own file and --mail-hosting"
+                ));
+            }
+            Some(_) => {}
+            None => self.domain = Some((dom.to_ascii_lowercase(), row)),
+        }
+        let csv_password = match self
+            .password_column
+            .and_then(|i| rec.get(i))
+            .filter(|c| !c.is_empty())
+        {
+            None => None,
+            Some(cell) => Some(
+                password_cell(cell, self.base)
+                    .map_err(|why| format!("column target_password: {why}"))?,
+            ),
+        };
+        Ok(Entry {
+            row,
+            record: rec.clone(),
+            address: addr.to_string(),
+            local: local.to_string(),
+            csv_password,
+        })
+    }
+}
+
+/// Print the bad rows and that nothing was created; the exit code for bad input.
+fn refuse_rows(problems: &[String], rows: usize) -> i32 {
+    for p in problems {
+        crate::progress::out(p);
+    }
+    crate::progress::out(&format!(
+        "{} of {rows} rows are bad; nothing was created",
+        problems.len(),
+    ));
+    EXIT_INPUT
+}
+
+/// `--password-dir`, or `STEM-passwords` beside the CSV; made absolute and
+/// refused when others can open it.
+fn password_dir(a: &AddressesCreateArgs, base: &Path) -> anyhow::Result<PathBuf> {
     let dir = match &a.password_dir {
         Some(d) => d.clone(),
         None => {
@@ -303,28 +427,35 @@ pub fn create(a: &AddressesCreateArgs) -> anyhow::Result<i32> {
     let dir = std::path::absolute(&dir)
         .map_err(|e| input(format!("--password-dir {}: {e}", dir.display())))?;
     check_password_dir(&dir)?;
-    let report = match (&a.report, a.dry_run) {
-        (Some(p), false) => Some(p.clone()),
-        _ => None,
-    };
+    Ok(dir)
+}
 
-    // Phase 2: what exists, and in which domain: a wrong --mail-hosting would
-    // create real mailboxes in another domain (only `mailbox_name` is sent).
+/// The mail hosting's mailboxes (local parts, lower-cased), once its domain is
+/// known to be the CSV's: a wrong --mail-hosting would create real mailboxes in
+/// another domain (only `mailbox_name` is sent).
+fn existing_mailboxes(
+    api: &mut provision::Api,
+    hosting: u64,
+    domain: Option<(String, usize)>,
+) -> anyhow::Result<HashSet<String>> {
     let listing = api.list()?;
     let csv_domain = domain.map(|(d, _)| d).unwrap_or_default();
-    if let Some(why) = provision::domain_problem(&csv_domain, a.mail_hosting, &listing.domains) {
+    if let Some(why) = provision::domain_problem(&csv_domain, hosting, &listing.domains) {
         return Err(input(why));
     }
     let existing: HashSet<String> = listing.names.into_iter().collect();
     crate::log::info(format!(
-        "mail hosting {} ({csv_domain}): {} mailboxes exist",
-        a.mail_hosting,
+        "mail hosting {hosting} ({csv_domain}): {} mailboxes exist",
         existing.len()
     ));
-    // The CSV's passwords of the addresses to create, against the rules generated
-    // ones meet: every bad row at once, before anything is created (an address that
-    // exists keeps the password it has, so its cell is not judged).
-    let weak: Vec<String> = entries
+    Ok(existing)
+}
+
+/// The CSV's passwords of the addresses to create, against the rules generated
+/// ones meet: every bad row at once, before anything is created (an address that
+/// exists keeps the password it has, so its cell is not judged).
+fn weak_passwords(entries: &[Entry], existing: &HashSet<String>) -> Vec<String> {
+    entries
         .iter()
         .filter(|e| !existing.contains(&e.local.to_ascii_lowercase()))
         .filter_map(|e| {
@@ -335,198 +466,256 @@ pub fn create(a: &AddressesCreateArgs) -> anyhow::Result<i32> {
                 e.row
             ))
         })
-        .collect();
-    if !weak.is_empty() {
-        for p in &weak {
-            crate::progress::out(p);
-        }
-        crate::progress::out(&format!(
-            "{} of {} rows are bad; nothing was created",
-            weak.len(),
-            table.rows.len()
-        ));
-        return Ok(EXIT_INPUT);
+        .collect()
+}
+
+/// What every row of `create` shares.
+struct Rows<'a> {
+    /// Where password files go.
+    dir: &'a Path,
+    /// The mailboxes that exist (local parts, lower-cased).
+    existing: &'a HashSet<String>,
+    password_column: Option<usize>,
+    dry_run: bool,
+}
+
+/// What the rows' loop did: each row's result, each created or existing row's
+/// batch-CSV cell, and the error that stopped the loop, if one did.
+#[derive(Default)]
+struct Done {
+    results: Vec<RowResult>,
+    cells: Vec<String>,
+    stopped: Option<anyhow::Error>,
+}
+
+impl Done {
+    /// How many rows ended with this status.
+    fn count(&self, status: &str) -> usize {
+        self.results.iter().filter(|r| r.status == status).count()
     }
-    let mut results: Vec<RowResult> = Vec::new();
-    let mut cells: Vec<String> = Vec::new();
-    // Each row goes into the report as soon as it is done, so a run that stops
-    // (a revoked token, a full disk, Ctrl-C) leaves the record of what it did.
-    let mut report_rows = match &report {
-        Some(path) => Some(ReportWriter::create(path)?),
-        None => None,
-    };
-    let mut stopped: Option<anyhow::Error> = None;
-    // What stops the run (every other row would fail the same way) ends the loop.
-    macro_rules! or_stop {
-        ($e:expr) => {
-            match $e {
-                Ok(v) => v,
-                Err(err) => {
-                    stopped = Some(err);
-                    break;
-                }
-            }
-        };
-    }
-    for e in &entries {
-        let pw_path = dir.join(format!("{}.pw", e.address.to_ascii_lowercase()));
+}
+
+/// Every row in turn, each printed and written to the report as soon as it is
+/// done; what stops the run (every other row would fail the same way) ends the loop.
+fn create_rows(
+    entries: &[Entry],
+    rows: &Rows,
+    api: &mut provision::Api,
+    report: &mut Option<ReportWriter>,
+) -> Done {
+    let mut done = Done::default();
+    for e in entries {
+        let pw_path = rows
+            .dir
+            .join(format!("{}.pw", e.address.to_ascii_lowercase()));
         let saved = pw_path.is_file();
         let action = provision::decide(
-            existing.contains(&e.local.to_ascii_lowercase()),
+            rows.existing.contains(&e.local.to_ascii_lowercase()),
             e.csv_password.is_some(),
             saved,
         );
-        let mut r = RowResult {
-            row: e.row,
-            address: e.address.clone(),
-            status: String::new(),
-            code: String::new(),
-            description: String::new(),
-            password_file: String::new(),
-        };
-        if a.dry_run {
-            let (status, from) = match action {
-                Action::Create(from) => ("would be created", from),
-                Action::Existed(from) => ("exists", from),
-            };
-            r.status = status.into();
-            r.description = match from {
-                PasswordFrom::Csv => "password from the CSV",
-                PasswordFrom::Saved => "password from an earlier run's file",
-                PasswordFrom::Generate => "password to be generated",
-                PasswordFrom::Unknown => UNKNOWN_PASSWORD,
-            }
-            .into();
+        if rows.dry_run {
+            let r = dry_run_row(e, action);
             crate::progress::out(&r.line());
-            results.push(r);
+            done.results.push(r);
             continue;
         }
-        // The password, on disk before the address exists: a run stopped between
-        // the two creates the address with the same password next time.
-        let from = match action {
-            Action::Create(f) | Action::Existed(f) => f,
-        };
-        let password = match from {
-            PasswordFrom::Csv => e.csv_password.as_ref().map(|(_, p)| p.clone()),
-            PasswordFrom::Saved => Some(or_stop!(secret::from_file(&pw_path))),
-            PasswordFrom::Generate => Some(or_stop!(provision::generate())),
-            PasswordFrom::Unknown => None,
-        };
-        let cell = match (&from, &e.csv_password) {
-            (PasswordFrom::Csv, Some((Cell::Env, _))) => csv_cell(e, password_column),
-            (PasswordFrom::Csv, Some((Cell::File(p), _))) => format!("file:{}", p.display()),
-            (PasswordFrom::Unknown, _) => String::new(),
-            _ => {
-                let pw = password.as_ref().expect("a password");
-                let fresh = from != PasswordFrom::Saved;
-                if fresh {
-                    or_stop!(save_password(&dir, &pw_path, pw));
-                }
-                r.password_file = pw_path.display().to_string();
-                format!("file:{}", pw_path.display())
+        let (r, cell) = match create_row(e, action, &pw_path, rows, api) {
+            Ok(v) => v,
+            Err(err) => {
+                done.stopped = Some(err);
+                break;
             }
         };
-        match action {
-            Action::Existed(from) => {
-                r.status = "existed".into();
-                if from == PasswordFrom::Unknown {
-                    r.description = UNKNOWN_PASSWORD.into();
-                }
-            }
-            Action::Create(_) => {
-                let pw = password.as_ref().expect("a password to create with");
-                match api.add(&e.local, pw) {
-                    Ok(Added::Created) => r.status = "created".into(),
-                    Ok(Added::Refused { code, description }) => {
-                        r.status = "failed".into();
-                        r.code = code;
-                        r.description = description;
-                    }
-                    // The token or the mail hosting refused: every other row would
-                    // be refused too.
-                    Err(err) if retry_class(&err) == Retry::Final => {
-                        stopped = Some(err);
-                        break;
-                    }
-                    Err(err) => {
-                        r.status = "failed".into();
-                        r.code = "-".into();
-                        r.description = format!("{err:#}");
-                    }
-                }
-            }
-        }
-        r.description = r.description.replace(['\r', '\n'], " ");
         crate::progress::out(&r.line());
-        results.push(r);
-        cells.push(cell);
-        if let (Some(w), Some(r)) = (report_rows.as_mut(), results.last()) {
-            or_stop!(w.row(r));
+        done.results.push(r);
+        done.cells.push(cell);
+        if let (Some(w), Some(r)) = (report.as_mut(), done.results.last()) {
+            if let Err(err) = w.row(r) {
+                done.stopped = Some(err);
+                break;
+            }
         }
     }
+    done
+}
 
-    let count = |s: &str| results.iter().filter(|r| r.status == s).count();
-    if let Some(err) = stopped {
-        // The rows finished are in the report already; the batch CSV gets them too.
-        let kept = match &a.out {
-            Some(out) if !a.dry_run && !cells.is_empty() => {
-                write_batch_csv(out, &table, &names, &entries, &cells, &base)
-                    .map(|()| format!("; batch CSV of those rows: {}", out.display()))
-                    .unwrap_or_default()
+/// A row's result with nothing done yet.
+fn blank_result(e: &Entry) -> RowResult {
+    RowResult {
+        row: e.row,
+        address: e.address.clone(),
+        status: String::new(),
+        code: String::new(),
+        description: String::new(),
+        password_file: String::new(),
+    }
+}
+
+/// What `--dry-run` says of a row: its status and where its password would come from.
+fn dry_run_words(action: Action) -> (&'static str, &'static str) {
+    let (status, from) = match action {
+        Action::Create(from) => ("would be created", from),
+        Action::Existed(from) => ("exists", from),
+    };
+    let description = match from {
+        PasswordFrom::Csv => "password from the CSV",
+        PasswordFrom::Saved => "password from an earlier run's file",
+        PasswordFrom::Generate => "password to be generated",
+        PasswordFrom::Unknown => UNKNOWN_PASSWORD,
+    };
+    (status, description)
+}
+
+/// A row's result under `--dry-run`: nothing is read, written or created.
+fn dry_run_row(e: &Entry, action: Action) -> RowResult {
+    let (status, description) = dry_run_words(action);
+    RowResult {
+        status: status.into(),
+        description: description.into(),
+        ..blank_result(e)
+    }
+}
+
+/// What a row's target_password cell in the batch CSV becomes.
+#[derive(Debug, PartialEq)]
+enum OutCell<'a> {
+    /// The row's own cell (an `env:` reference).
+    Own,
+    /// The CSV's `file:` cell, made absolute.
+    File(&'a Path),
+    /// Nothing: the password is not known.
+    Empty,
+    /// mailferry's password file; `save`: written now (else an earlier run wrote it).
+    PasswordFile { save: bool },
+}
+
+/// Where a row's batch-CSV password cell points, given where its password comes
+/// from and what its CSV cell was.
+fn out_cell(from: PasswordFrom, csv: Option<&Cell>) -> OutCell<'_> {
+    match (from, csv) {
+        (PasswordFrom::Csv, Some(Cell::Env)) => OutCell::Own,
+        (PasswordFrom::Csv, Some(Cell::File(p))) => OutCell::File(p),
+        (PasswordFrom::Unknown, _) => OutCell::Empty,
+        _ => OutCell::PasswordFile {
+            save: from != PasswordFrom::Saved,
+        },
+    }
+}
+
+/// One row for real: its password found or made, saved before the address exists
+/// (a run stopped between the two creates the address with the same password next
+/// time), then the address created unless it exists. The row's result and its
+/// batch-CSV cell; an error stops the run.
+fn create_row(
+    e: &Entry,
+    action: Action,
+    pw_path: &Path,
+    rows: &Rows,
+    api: &mut provision::Api,
+) -> anyhow::Result<(RowResult, String)> {
+    let mut r = blank_result(e);
+    let from = match action {
+        Action::Create(f) | Action::Existed(f) => f,
+    };
+    let password = match from {
+        PasswordFrom::Csv => e.csv_password.as_ref().map(|(_, p)| p.clone()),
+        PasswordFrom::Saved => Some(secret::from_file(pw_path)?),
+        PasswordFrom::Generate => Some(provision::generate()?),
+        PasswordFrom::Unknown => None,
+    };
+    let cell = match out_cell(from, e.csv_password.as_ref().map(|(c, _)| c)) {
+        OutCell::Own => csv_cell(e, rows.password_column),
+        OutCell::File(p) => format!("file:{}", p.display()),
+        OutCell::Empty => String::new(),
+        OutCell::PasswordFile { save } => {
+            let pw = password.as_ref().expect("a password");
+            if save {
+                save_password(rows.dir, pw_path, pw)?;
             }
-            _ => String::new(),
-        };
-        crate::progress::out(&format!(
-            "addresses: stopped after {} of {} rows: {} created, {} existed, {} failed{}{kept}",
-            results.len(),
-            entries.len(),
-            count("created"),
-            count("existed"),
-            count("failed"),
-            report
-                .as_ref()
-                .map(|p| format!("; report: {}", p.display()))
-                .unwrap_or_default(),
-        ));
-        return Err(err);
+            r.password_file = pw_path.display().to_string();
+            format!("file:{}", pw_path.display())
+        }
+    };
+    match action {
+        Action::Existed(from) => {
+            r.status = "existed".into();
+            if from == PasswordFrom::Unknown {
+                r.description = UNKNOWN_PASSWORD.into();
+            }
+        }
+        Action::Create(_) => {
+            let pw = password.as_ref().expect("a password to create with");
+            match api.add(&e.local, pw) {
+                Ok(Added::Created) => r.status = "created".into(),
+                Ok(Added::Refused { code, description }) => {
+                    r.status = "failed".into();
+                    r.code = code;
+                    r.description = description;
+                }
+                // The token or the mail hosting refused: every other row would
+                // be refused too.
+                Err(err) if retry_class(&err) == Retry::Final => return Err(err),
+                Err(err) => {
+                    r.status = "failed".into();
+                    r.code = "-".into();
+                    r.description = format!("{err:#}");
+                }
+            }
+        }
     }
-    if a.dry_run {
-        crate::progress::out(&format!(
-            "addresses: dry run: {} would be created, {} exist, of {}; nothing was changed",
-            count("would be created"),
-            count("exists"),
-            results.len()
-        ));
-        return Ok(EXIT_OK);
-    }
-    if let Some(out) = &a.out {
-        write_batch_csv(out, &table, &names, &entries, &cells, &base)?;
-    }
-    if let Some(w) = report_rows.take() {
-        w.finish()?;
-    }
-    let unknown = results
+    r.description = r.description.replace(['\r', '\n'], " ");
+    Ok((r, cell))
+}
+
+/// The last line of a run that stopped: what it did of how many rows, and where
+/// the report and the batch CSV (`kept`) are.
+fn stopped_line(done: &Done, total: usize, kept: &str, report: Option<&Path>) -> String {
+    format!(
+        "addresses: stopped after {} of {} rows: {} created, {} existed, {} failed{}{kept}",
+        done.results.len(),
+        total,
+        done.count("created"),
+        done.count("existed"),
+        done.count("failed"),
+        report
+            .map(|p| format!("; report: {}", p.display()))
+            .unwrap_or_default(),
+    )
+}
+
+/// The last line of a `--dry-run`.
+fn dry_run_line(done: &Done) -> String {
+    format!(
+        "addresses: dry run: {} would be created, {} exist, of {}; nothing was changed",
+        done.count("would be created"),
+        done.count("exists"),
+        done.results.len()
+    )
+}
+
+/// The last line of a run that went through every row.
+fn summary_line(done: &Done, dir: &Path, out: Option<&Path>) -> String {
+    let unknown = done
+        .results
         .iter()
         .filter(|r| r.description == UNKNOWN_PASSWORD)
         .count();
-    let failed = count("failed");
-    crate::progress::out(&format!(
-        "addresses: {} created, {} existed, {failed} failed, of {}; password files in {}{}{}",
-        count("created"),
-        count("existed"),
-        results.len(),
+    format!(
+        "addresses: {} created, {} existed, {} failed, of {}; password files in {}{}{}",
+        done.count("created"),
+        done.count("existed"),
+        done.count("failed"),
+        done.results.len(),
         dir.display(),
-        a.out
-            .as_ref()
-            .map(|o| format!("; batch CSV: {}", o.display()))
+        out.map(|o| format!("; batch CSV: {}", o.display()))
             .unwrap_or_default(),
         if unknown > 0 {
             format!("; {unknown} existing addresses have no known password (their target_password cells are empty)")
         } else {
             String::new()
         }
-    ));
-    Ok(if failed == 0 { EXIT_OK } else { EXIT_PARTIAL })
+    )
 }
 
 /// The row's own target_password cell.
@@ -787,6 +976,102 @@ fn is_column_name(cell: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn dry_run_says_where_the_password_comes_from() {
+        for (action, status, description) in [
+            (
+                Action::Create(PasswordFrom::Csv),
+                "would be created",
+                "password from the CSV",
+            ),
+            (
+                Action::Create(PasswordFrom::Generate),
+                "would be created",
+                "password to be generated",
+            ),
+            (
+                Action::Existed(PasswordFrom::Saved),
+                "exists",
+                "password from an earlier run's file",
+            ),
+            (
+                Action::Existed(PasswordFrom::Unknown),
+                "exists",
+                UNKNOWN_PASSWORD,
+            ),
+        ] {
+            assert_eq!(dry_run_words(action), (status, description), "{action:?}");
+        }
+    }
+
+    #[test]
+    fn batch_cell_of_each_password_source() {
+        let file = PathBuf::from("/csv/pw.txt");
+        let cell_file = Cell::File(file.clone());
+        for (from, csv, want) in [
+            (PasswordFrom::Csv, Some(&Cell::Env), OutCell::Own),
+            (PasswordFrom::Csv, Some(&cell_file), OutCell::File(&file)),
+            (
+                PasswordFrom::Csv,
+                Some(&Cell::Literal),
+                OutCell::PasswordFile { save: true },
+            ),
+            (PasswordFrom::Unknown, None, OutCell::Empty),
+            (
+                PasswordFrom::Saved,
+                None,
+                OutCell::PasswordFile { save: false },
+            ),
+            (
+                PasswordFrom::Generate,
+                None,
+                OutCell::PasswordFile { save: true },
+            ),
+        ] {
+            assert_eq!(out_cell(from, csv), want, "{from:?} {csv:?}");
+        }
+    }
+
+    #[test]
+    fn rows_checked_one_after_another() {
+        let mut checker = RowChecker {
+            columns: 2,
+            column: 0,
+            password_column: None,
+            base: Path::new("."),
+            seen: HashMap::new(),
+            domain: None,
+        };
+        let rows: [(&[&str], Result<(), &str>); 5] = [
+            (&["anna@example.ch", ""], Ok(())),
+            (
+                &["bob@example.ch"],
+                Err("1 cells but the header has 2 columns; every row needs one cell per column (empty cells too)"),
+            ),
+            (
+                &["ANNA@example.ch", ""],
+                Err("\"ANNA@example.ch\" is already in row 1; each address may appear once"),
+            ),
+            (
+                &["carl@example.org", ""],
+                Err("\"carl@example.org\" is not in the domain example.ch of row 1; a mail hosting holds one domain's addresses: give each domain its own file and --mail-hosting"),
+            ),
+            (&["dora@Example.CH", ""], Ok(())),
+        ];
+        for (i, (cells, want)) in rows.into_iter().enumerate() {
+            let rec = csv::StringRecord::from(cells.to_vec());
+            let got = checker.check(i + 1, &rec);
+            match (got, want) {
+                (Ok(e), Ok(())) => assert_eq!(e.address, cells[0]),
+                (Err(why), Err(w)) => assert_eq!(why, w),
+                (Ok(_), Err(w)) => panic!("row {}: passed, wanted {w}", i + 1),
+                (Err(why), Ok(())) => panic!("row {}: {why}", i + 1),
+            }
+        }
+    }
+
     #[test]
     fn header_or_address() {
         for (cell, header) in [
@@ -799,7 +1084,7 @@ mod tests {
             ("anna", true),
             ("", false),
         ] {
-            assert_eq!(super::is_column_name(cell), header, "{cell:?}");
+            assert_eq!(is_column_name(cell), header, "{cell:?}");
         }
     }
 }

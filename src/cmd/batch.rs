@@ -407,112 +407,22 @@ pub fn spreadsheet_safe(cell: &str) -> String {
 
 pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
     // Phase 1: the whole file is checked before any connection is opened.
-    let shard = a
-        .shard
-        .as_deref()
-        .map(batch::parse_shard)
-        .transpose()
-        .map_err(input)?;
-    if a.jobs == 0 || a.max_per_host == 0 {
-        return Err(input("--jobs and --max-per-host must be at least 1"));
-    }
-    let (accounts, errors) = batch::load(&a.csv)?;
-    for e in &errors {
-        progress::eprintln(&format!("mailferry: {}: {e}", a.csv.display()));
-    }
-    if !errors.is_empty() && !a.skip_invalid {
-        let bad_rows = errors
-            .iter()
-            .map(|e| e.row)
-            .collect::<std::collections::HashSet<_>>()
-            .len();
-        return Err(input(format!(
-            "{}: {bad_rows} bad rows (listed above); nothing was started. Fix them, or pass --skip-invalid to run the {} good rows",
-            a.csv.display(),
-            accounts.len()
-        )));
-    }
-    // One report row per bad row of this shard (all shards list every problem on
-    // stderr, since every machine checks the whole file), its problems joined: a
-    // row's problems come one after another.
-    let mut invalid: Vec<AccountResult> = Vec::new();
-    for e in errors.iter().filter(|e| {
-        e.position
-            .is_none_or(|p| shard.is_none_or(|s| batch::in_shard(p, s)))
-    }) {
-        match invalid.last_mut() {
-            Some(r) if r.row == e.row => r
-                .error
-                .push_str(&format!("; column {}: {}", e.column, e.message)),
-            _ => {
-                let mut r = AccountResult::new(e.row, String::new(), String::new());
-                r.status = "invalid".into();
-                r.error = format!("column {}: {}", e.column, e.message);
-                invalid.push(r);
-            }
-        }
-    }
+    let shard = check_flags(a)?;
+    let (accounts, errors) = load_rows(a)?;
+    let invalid = invalid_results(&errors, shard);
     let accounts: Vec<Account> = accounts
         .into_iter()
         .filter(|acc| shard.is_none_or(|s| batch::in_shard(acc.position, s)))
         .collect();
     let net = plan::net(&a.net);
-    let servers = Servers::resolve(
-        accounts.iter().flat_map(|a| {
-            let source = match &a.source {
-                Endpoint::Server(s) => Some(s.host.as_str()),
-                _ => None,
-            };
-            std::iter::once(a.target.host.as_str()).chain(source)
-        }),
-        net.timeout.min(Duration::from_secs(10)),
-    );
-    // Every row is one road: the options every command builds, from the same flags.
-    let opts = plan::copy_options(
-        &a.folders,
-        &crate::cli::CopyArgs {
-            dry_run: a.dry_run,
-            json: a.json,
-            to_folder: a.to_folder.clone(),
-            delete_after: false,
-            connections: a.connections,
-            mbox_format: crate::cli::MboxFormat::Auto,
-        },
-        "",
-    )?;
-    // An account needs all its connections at once on each of its servers.
-    for acc in &accounts {
-        let h = hosts_of(acc, &servers, a.connections);
-        let most = h
-            .iter()
-            .map(|x| h.iter().filter(|y| *y == x).count())
-            .max()
-            .unwrap_or(0);
-        if most > a.max_per_host {
-            let same = h.len() > a.connections && h[0] == h[1];
-            return Err(input(format!(
-                "row {}: the account needs {most} connections to {} at once ({}{} pair{}); --max-per-host must be at least {most}",
-                acc.row,
-                acc.target.host,
-                if same { "source and target are on the same server, " } else { "" },
-                a.connections,
-                if a.connections == 1 { "" } else { "s" }
-            )));
-        }
-    }
+    let servers = resolve_servers(&accounts, &net);
+    let opts = batch_options(a)?;
+    check_connections(&accounts, &servers, a.connections, a.max_per_host)?;
     let state = a.state.clone().unwrap_or_else(index::default_path);
     // Create and migrate the index once, before the workers open it.
     let _lock = index::lock(&state)?;
     Index::open(&state)?;
-    let report = match &a.report {
-        Some(p) => Some(Report::create(p)?),
-        None => None,
-    };
-    if let Some(rep) = &report {
-        for r in &invalid {
-            rep.add(r)?;
-        }
-    }
+    let report = open_report(a.report.as_deref(), &invalid)?;
     // On stderr even with --json (stdout holds the JSON).
     progress::eprintln(&format!(
         "index: {}\n{} accounts, {} at a time, at most {} connections per server",
@@ -537,72 +447,18 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
 
     // Phase 2: the accounts, in parallel.
     let started = Instant::now();
-    let display = progress::start_batch(accounts.len() as u64);
-    let done = AtomicUsize::new(0);
-    let running = AtomicUsize::new(0);
-    let total = accounts.len();
-    let stop_ticker = AtomicBool::new(false);
-    /// Stops the ticker however the scope is left (a panic included), so the scope
-    /// never waits for it forever.
-    struct StopOnDrop<'a>(&'a AtomicBool);
-    impl Drop for StopOnDrop<'_> {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
-    let results: Vec<AccountResult> = std::thread::scope(|scope| {
-        let _stop = StopOnDrop(&stop_ticker);
-        // Progress between account ends: the bar's line on a terminal, a plain log
-        // line every `progress_every` elsewhere.
-        scope.spawn(|| {
-            let every = crate::faults::progress_every(Duration::from_secs(30));
-            let mut last = Instant::now();
-            while !stop_ticker.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(100).min(every));
-                let line = progress::batch_line(
-                    done.load(Ordering::Relaxed),
-                    total,
-                    running.load(Ordering::Relaxed),
-                    started.elapsed(),
-                );
-                if progress::visible() {
-                    display.overall.set_message(line);
-                } else if last.elapsed() >= every {
-                    last = Instant::now();
-                    progress::eprintln(&format!("batch: {line}"));
-                }
-            }
-        });
-        let results = pool.install(|| {
-            accounts
-                .par_iter()
-                .map(|acc| {
-                    let _slots = limiter.acquire(hosts_of(acc, &servers, a.connections));
-                    running.fetch_add(1, Ordering::Relaxed);
-                    let r = match refused.get(&acc.row) {
-                        Some(why) => AccountResult::login_refused(acc, why),
-                        None => account_result(acc, &opts, &net, &state),
-                    };
-                    running.fetch_sub(1, Ordering::Relaxed);
-                    let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    display.account_done();
-                    if let Some(rep) = &report {
-                        // The report grows as accounts end, so a batch stopped
-                        // overnight still says what it did.
-                        if let Err(e) = rep.add(&r) {
-                            progress::eprintln(&format!("mailferry: {e:#}"));
-                        }
-                    }
-                    progress::eprintln(&format!("[{n}/{total}] {}", r.line()));
-                    r
-                })
-                .collect::<Vec<_>>()
-        });
-        results
-    });
-    drop(display);
-
-    let mut all = results;
+    let workers = Workers {
+        pool: &pool,
+        limiter: &limiter,
+        servers: &servers,
+        connections: a.connections,
+        refused: &refused,
+        opts: &opts,
+        net: &net,
+        state: &state,
+        report: report.as_ref(),
+    };
+    let mut all = workers.run(&accounts, started);
     all.extend(invalid);
     all.sort_by_key(|r| r.row);
     if let Some(rep) = report {
@@ -613,7 +469,6 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
             ));
         }
     }
-    let ok = all.iter().filter(|r| r.status == "ok").count();
     if a.json {
         progress::out(&serde_json::to_string_pretty(&all)?);
     } else {
@@ -621,32 +476,297 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
         for r in &all {
             progress::out(&r.line());
         }
-        progress::out(&format!(
-            "batch: {ok} of {} accounts ok in {:.1}s; {} copied, {} duplicates, {} failed messages, {} bytes{}",
-            all.len(),
-            started.elapsed().as_secs_f64(),
-            all.iter().map(|r| r.copied).sum::<u64>(),
-            all.iter().map(|r| r.duplicates).sum::<u64>(),
-            all.iter().map(|r| r.failed).sum::<u64>(),
-            all.iter().map(|r| r.bytes).sum::<u64>(),
-            if a.dry_run {
-                format!(
-                    "; dry run: would copy {} messages ({} bytes)",
-                    all.iter().map(|r| r.would_copy).sum::<u64>(),
-                    all.iter().map(|r| r.would_copy_bytes).sum::<u64>()
-                )
-            } else {
-                String::new()
-            }
-        ));
+        progress::out(&totals_line(&all, started.elapsed(), a.dry_run));
     }
-    Ok(if ok == all.len() {
+    Ok(exit_code(&all))
+}
+
+/// `--shard K/N` read, and `--jobs` and `--max-per-host` checked.
+fn check_flags(a: &BatchArgs) -> anyhow::Result<Option<(usize, usize)>> {
+    let shard = a
+        .shard
+        .as_deref()
+        .map(batch::parse_shard)
+        .transpose()
+        .map_err(input)?;
+    if a.jobs == 0 || a.max_per_host == 0 {
+        return Err(input("--jobs and --max-per-host must be at least 1"));
+    }
+    Ok(shard)
+}
+
+/// The CSV's good rows and its problems, every problem printed on stderr; bad rows
+/// stop the batch unless `--skip-invalid`.
+fn load_rows(a: &BatchArgs) -> anyhow::Result<(Vec<Account>, Vec<batch::RowError>)> {
+    let (accounts, errors) = batch::load(&a.csv)?;
+    for e in &errors {
+        progress::eprintln(&format!("mailferry: {}: {e}", a.csv.display()));
+    }
+    if !errors.is_empty() && !a.skip_invalid {
+        let bad_rows = errors
+            .iter()
+            .map(|e| e.row)
+            .collect::<std::collections::HashSet<_>>()
+            .len();
+        return Err(input(format!(
+            "{}: {bad_rows} bad rows (listed above); nothing was started. Fix them, or pass --skip-invalid to run the {} good rows",
+            a.csv.display(),
+            accounts.len()
+        )));
+    }
+    Ok((accounts, errors))
+}
+
+/// One report row per bad row of this shard (all shards list every problem on
+/// stderr, since every machine checks the whole file), its problems joined: a
+/// row's problems come one after another.
+fn invalid_results(
+    errors: &[batch::RowError],
+    shard: Option<(usize, usize)>,
+) -> Vec<AccountResult> {
+    let mut invalid: Vec<AccountResult> = Vec::new();
+    for e in errors.iter().filter(|e| {
+        e.position
+            .is_none_or(|p| shard.is_none_or(|s| batch::in_shard(p, s)))
+    }) {
+        match invalid.last_mut() {
+            Some(r) if r.row == e.row => r
+                .error
+                .push_str(&format!("; column {}: {}", e.column, e.message)),
+            _ => {
+                let mut r = AccountResult::new(e.row, String::new(), String::new());
+                r.status = "invalid".into();
+                r.error = format!("column {}: {}", e.column, e.message);
+                invalid.push(r);
+            }
+        }
+    }
+    invalid
+}
+
+/// The servers of every account (targets and server sources), each known by one key.
+fn resolve_servers(accounts: &[Account], net: &NetOptions) -> Servers {
+    Servers::resolve(
+        accounts.iter().flat_map(|a| {
+            let source = match &a.source {
+                Endpoint::Server(s) => Some(s.host.as_str()),
+                _ => None,
+            };
+            std::iter::once(a.target.host.as_str()).chain(source)
+        }),
+        net.timeout.min(Duration::from_secs(10)),
+    )
+}
+
+/// Every row is one road: the options every command builds, from the same flags.
+fn batch_options(a: &BatchArgs) -> anyhow::Result<Options> {
+    plan::copy_options(
+        &a.folders,
+        &crate::cli::CopyArgs {
+            dry_run: a.dry_run,
+            json: a.json,
+            to_folder: a.to_folder.clone(),
+            delete_after: false,
+            connections: a.connections,
+            mbox_format: crate::cli::MboxFormat::Auto,
+        },
+        "",
+    )
+}
+
+/// When an account's connections (`hosts`, one entry per connection) put more than
+/// `max` on one server: how many they put there, and whether source and target are
+/// the same server.
+fn too_many_connections(hosts: &[String], pairs: usize, max: usize) -> Option<(usize, bool)> {
+    let most = hosts
+        .iter()
+        .map(|x| hosts.iter().filter(|y| *y == x).count())
+        .max()
+        .unwrap_or(0);
+    (most > max).then(|| (most, hosts.len() > pairs && hosts[0] == hosts[1]))
+}
+
+/// An account needs all its connections at once on each of its servers: the first
+/// that cannot fit under `--max-per-host` is refused up front.
+fn check_connections(
+    accounts: &[Account],
+    servers: &Servers,
+    pairs: usize,
+    max: usize,
+) -> anyhow::Result<()> {
+    for acc in accounts {
+        let h = hosts_of(acc, servers, pairs);
+        if let Some((most, same)) = too_many_connections(&h, pairs, max) {
+            return Err(input(format!(
+                "row {}: the account needs {most} connections to {} at once ({}{} pair{}); --max-per-host must be at least {most}",
+                acc.row,
+                acc.target.host,
+                if same { "source and target are on the same server, " } else { "" },
+                pairs,
+                if pairs == 1 { "" } else { "s" }
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `--report`, created with the bad rows of this shard in it.
+fn open_report(path: Option<&Path>, invalid: &[AccountResult]) -> anyhow::Result<Option<Report>> {
+    let report = match path {
+        Some(p) => Some(Report::create(p)?),
+        None => None,
+    };
+    if let Some(rep) = &report {
+        for r in invalid {
+            rep.add(r)?;
+        }
+    }
+    Ok(report)
+}
+
+/// What the workers of phase 2 share.
+struct Workers<'a> {
+    pool: &'a rayon::ThreadPool,
+    limiter: &'a HostLimiter,
+    servers: &'a Servers,
+    /// Connection pairs per account.
+    connections: usize,
+    /// The rows whose target refused the pre-flight login, with the reason.
+    refused: &'a HashMap<usize, String>,
+    opts: &'a Options,
+    net: &'a NetOptions,
+    state: &'a Path,
+    report: Option<&'a Report>,
+}
+
+/// Accounts ended and running, out of `total`, for the progress line.
+struct Counters {
+    done: AtomicUsize,
+    running: AtomicUsize,
+    total: usize,
+}
+
+/// Stops the ticker however the scope is left (a panic included), so the scope
+/// never waits for it forever.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Workers<'_> {
+    /// Every account on the pool, a progress ticker beside them; the results in
+    /// the order the accounts ended.
+    fn run(&self, accounts: &[Account], started: Instant) -> Vec<AccountResult> {
+        let display = progress::start_batch(accounts.len() as u64);
+        let counters = Counters {
+            done: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            total: accounts.len(),
+        };
+        let stop_ticker = AtomicBool::new(false);
+        let results: Vec<AccountResult> = std::thread::scope(|scope| {
+            let _stop = StopOnDrop(&stop_ticker);
+            scope.spawn(|| ticker(&stop_ticker, &counters, started, &display));
+            self.pool.install(|| {
+                accounts
+                    .par_iter()
+                    .map(|acc| self.account(acc, &counters, &display))
+                    .collect::<Vec<_>>()
+            })
+        });
+        drop(display);
+        results
+    }
+
+    /// One account, once its servers have room: copied (or failed with its
+    /// pre-flight refusal), added to the report and printed.
+    fn account(
+        &self,
+        acc: &Account,
+        counters: &Counters,
+        display: &progress::Batch,
+    ) -> AccountResult {
+        let _slots = self
+            .limiter
+            .acquire(hosts_of(acc, self.servers, self.connections));
+        counters.running.fetch_add(1, Ordering::Relaxed);
+        let r = match self.refused.get(&acc.row) {
+            Some(why) => AccountResult::login_refused(acc, why),
+            None => account_result(acc, self.opts, self.net, self.state),
+        };
+        counters.running.fetch_sub(1, Ordering::Relaxed);
+        let n = counters.done.fetch_add(1, Ordering::Relaxed) + 1;
+        display.account_done();
+        if let Some(rep) = self.report {
+            // The report grows as accounts end, so a batch stopped
+            // overnight still says what it did.
+            if let Err(e) = rep.add(&r) {
+                progress::eprintln(&format!("mailferry: {e:#}"));
+            }
+        }
+        progress::eprintln(&format!("[{n}/{}] {}", counters.total, r.line()));
+        r
+    }
+}
+
+/// Progress between account ends, until `stop`: the bar's line on a terminal, a
+/// plain log line every `progress_every` elsewhere.
+fn ticker(stop: &AtomicBool, counters: &Counters, started: Instant, display: &progress::Batch) {
+    let every = crate::faults::progress_every(Duration::from_secs(30));
+    let mut last = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100).min(every));
+        let line = progress::batch_line(
+            counters.done.load(Ordering::Relaxed),
+            counters.total,
+            counters.running.load(Ordering::Relaxed),
+            started.elapsed(),
+        );
+        if progress::visible() {
+            display.overall.set_message(line);
+        } else if last.elapsed() >= every {
+            last = Instant::now();
+            progress::eprintln(&format!("batch: {line}"));
+        }
+    }
+}
+
+/// The batch's last line: accounts ok and the sums of every row.
+fn totals_line(all: &[AccountResult], elapsed: Duration, dry_run: bool) -> String {
+    let ok = all.iter().filter(|r| r.status == "ok").count();
+    format!(
+        "batch: {ok} of {} accounts ok in {:.1}s; {} copied, {} duplicates, {} failed messages, {} bytes{}",
+        all.len(),
+        elapsed.as_secs_f64(),
+        all.iter().map(|r| r.copied).sum::<u64>(),
+        all.iter().map(|r| r.duplicates).sum::<u64>(),
+        all.iter().map(|r| r.failed).sum::<u64>(),
+        all.iter().map(|r| r.bytes).sum::<u64>(),
+        if dry_run {
+            format!(
+                "; dry run: would copy {} messages ({} bytes)",
+                all.iter().map(|r| r.would_copy).sum::<u64>(),
+                all.iter().map(|r| r.would_copy_bytes).sum::<u64>()
+            )
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// The batch's exit code: every row ok, every row invalid (bad input), or partial.
+fn exit_code(all: &[AccountResult]) -> i32 {
+    let ok = all.iter().filter(|r| r.status == "ok").count();
+    if ok == all.len() {
         EXIT_OK
     } else if all.iter().all(|r| r.status == "invalid") && !all.is_empty() {
         EXIT_INPUT
     } else {
         EXIT_PARTIAL
-    })
+    }
 }
 
 /// `--report FILE.csv`: rows are appended as accounts end (in the order they end);
@@ -733,6 +853,84 @@ mod tests {
             ("", ""),
         ] {
             assert_eq!(spreadsheet_safe(cell), want, "{cell:?}");
+        }
+    }
+
+    #[test]
+    fn bad_rows_of_this_shard_become_one_invalid_row_each() {
+        let e = |row: usize, position: Option<usize>, column: &str| batch::RowError {
+            row,
+            position,
+            column: column.into(),
+            message: "bad".into(),
+        };
+        let errors = [
+            e(1, None, "x"),
+            e(2, Some(0), "source"),
+            e(2, Some(0), "target"),
+            e(3, Some(1), "source"),
+            e(4, Some(2), "target_user"),
+        ];
+        let rows = |shard| {
+            invalid_results(&errors, shard)
+                .into_iter()
+                .map(|r| (r.row, r.status, r.error))
+                .collect::<Vec<_>>()
+        };
+        let row = |n: usize, error: &str| (n, "invalid".to_string(), error.to_string());
+        assert_eq!(
+            rows(None),
+            [
+                row(1, "column x: bad"),
+                row(2, "column source: bad; column target: bad"),
+                row(3, "column source: bad"),
+                row(4, "column target_user: bad"),
+            ]
+        );
+        // The header's problems are every shard's; a data row is its shard's only.
+        for k in 1..=2 {
+            let mine = rows(Some((k, 2)));
+            assert_eq!(mine[0], row(1, "column x: bad"));
+            let others = rows(Some((3 - k, 2)));
+            assert_eq!(mine.len() + others.len(), 5);
+        }
+    }
+
+    #[test]
+    fn connections_that_cannot_fit_under_max_per_host() {
+        let h = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for (hosts, pairs, max, want) in [
+            (h(&["t", "s"]), 1, 1, None),
+            (h(&["t", "s", "t", "s"]), 2, 2, None),
+            (h(&["t", "s", "t", "s"]), 2, 1, Some((2, false))),
+            (h(&["t", "t"]), 1, 1, Some((2, true))),
+            (h(&["t", "t", "t", "t"]), 2, 3, Some((4, true))),
+            (h(&["t", "t", "t"]), 3, 2, Some((3, false))),
+        ] {
+            assert_eq!(
+                too_many_connections(&hosts, pairs, max),
+                want,
+                "{hosts:?} {pairs} {max}"
+            );
+        }
+    }
+
+    #[test]
+    fn exit_code_of_the_rows() {
+        let r = |status: &str| {
+            let mut r = AccountResult::new(2, String::new(), String::new());
+            r.status = status.into();
+            r
+        };
+        for (statuses, want) in [
+            (&[][..], EXIT_OK),
+            (&["ok", "ok"][..], EXIT_OK),
+            (&["ok", "failed"][..], EXIT_PARTIAL),
+            (&["ok", "invalid"][..], EXIT_PARTIAL),
+            (&["invalid", "invalid"][..], EXIT_INPUT),
+        ] {
+            let all: Vec<_> = statuses.iter().map(|s| r(s)).collect();
+            assert_eq!(exit_code(&all), want, "{statuses:?}");
         }
     }
 

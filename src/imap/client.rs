@@ -355,8 +355,9 @@ impl<S: Read + Write> Client<S> {
         Ok(())
     }
 
-    /// Write one command (tag + parts + CRLF). With `pipelined`, literals must be
-    /// non-synchronizing and nothing is flushed.
+    /// Write one command (tag + parts + CRLF) to the output buffer; a synchronizing
+    /// literal (no LITERAL+) first waits for the server's continuation. `secret`:
+    /// the command's text is masked in the trace.
     fn write_command(
         &mut self,
         tag: &str,
@@ -365,19 +366,10 @@ impl<S: Read + Write> Client<S> {
     ) -> Result<(), ImapError> {
         // Checked whole before anything is written: a refused command leaves no
         // half of itself on the wire.
-        for part in parts {
-            if let Part::Text(t) = part {
-                if let Some(&c) = t.iter().find(|&&c| matches!(c, b'\r' | b'\n' | 0)) {
-                    return Err(ImapError::Unsafe(format!(
-                        "refusing to send a command with {} outside a literal (a value that came from a server must never start a command of its own)",
-                        match c {
-                            b'\r' => "CR",
-                            b'\n' => "LF",
-                            _ => "NUL",
-                        }
-                    )));
-                }
-            }
+        if let Some(what) = forbidden_byte(parts) {
+            return Err(ImapError::Unsafe(format!(
+                "refusing to send a command with {what} outside a literal (a value that came from a server must never start a command of its own)",
+            )));
         }
         let literal_plus = self.has_cap("LITERAL+");
         let mut line = format!("{tag} ").into_bytes();
@@ -391,41 +383,9 @@ impl<S: Read + Write> Client<S> {
                     }
                 }
                 Part::Literal(data) => {
-                    let header = if literal_plus {
-                        format!("{{{}+}}\r\n", data.len())
-                    } else {
-                        format!("{{{}}}\r\n", data.len())
-                    };
-                    line.extend_from_slice(header.as_bytes());
+                    line.extend_from_slice(literal_header(data.len(), literal_plus).as_bytes());
                     traced.extend_from_slice(format!("<literal {} bytes>", data.len()).as_bytes());
-                    if literal_plus {
-                        self.out.extend_from_slice(&line);
-                    } else {
-                        self.out.extend_from_slice(&line);
-                        self.flush_out()?;
-                        match self.read_response()? {
-                            Response::Continue(_) => {}
-                            Response::Tagged { status, .. } => {
-                                return Err(ImapError::from_status("literal", status))
-                            }
-                            other => {
-                                return Err(ImapError::Protocol(format!(
-                                    "expected a continuation, got {other:?}"
-                                )))
-                            }
-                        }
-                    }
-                    if data.len() >= LARGE_LITERAL {
-                        // A large body goes straight to the socket, not copied first.
-                        self.flush_out()?;
-                        self.stream.get_mut().write_all(data)?;
-                    } else {
-                        self.out.extend_from_slice(data);
-                        if self.out.len() > 1 << 20 {
-                            // Large commands go out as they are built, not held whole.
-                            self.flush_out()?;
-                        }
-                    }
+                    self.write_literal(&line, data, literal_plus)?;
                     line.clear();
                 }
             }
@@ -436,6 +396,44 @@ impl<S: Read + Write> Client<S> {
             traced.extend_from_slice(b"<credentials masked>");
         }
         log::trace(&self.who, "C:", &traced);
+        Ok(())
+    }
+
+    /// The command so far (`line`, ending in the literal's header), then the
+    /// literal: a synchronizing one once the server says to go on; a large one
+    /// straight to the socket.
+    fn write_literal(
+        &mut self,
+        line: &[u8],
+        data: &[u8],
+        literal_plus: bool,
+    ) -> Result<(), ImapError> {
+        self.out.extend_from_slice(line);
+        if !literal_plus {
+            self.flush_out()?;
+            match self.read_response()? {
+                Response::Continue(_) => {}
+                Response::Tagged { status, .. } => {
+                    return Err(ImapError::from_status("literal", status))
+                }
+                other => {
+                    return Err(ImapError::Protocol(format!(
+                        "expected a continuation, got {other:?}"
+                    )))
+                }
+            }
+        }
+        if data.len() >= LARGE_LITERAL {
+            // A large body goes straight to the socket, not copied first.
+            self.flush_out()?;
+            self.stream.get_mut().write_all(data)?;
+        } else {
+            self.out.extend_from_slice(data);
+            if self.out.len() > 1 << 20 {
+                // Large commands go out as they are built, not held whole.
+                self.flush_out()?;
+            }
+        }
         Ok(())
     }
 
@@ -1193,6 +1191,29 @@ impl Client<crate::net::Stream> {
     }
 }
 
+/// The first byte a command's text may not hold (CR, LF or NUL, named), if any:
+/// only a literal may carry them.
+fn forbidden_byte(parts: &[Part<'_>]) -> Option<&'static str> {
+    parts.iter().find_map(|part| match part {
+        Part::Text(t) => t.iter().find_map(|&c| match c {
+            b'\r' => Some("CR"),
+            b'\n' => Some("LF"),
+            0 => Some("NUL"),
+            _ => None,
+        }),
+        Part::Literal(_) => None,
+    })
+}
+
+/// A literal's header: `{N+}` with LITERAL+ (non-synchronizing), else `{N}`.
+fn literal_header(len: usize, literal_plus: bool) -> String {
+    if literal_plus {
+        format!("{{{len}+}}\r\n")
+    } else {
+        format!("{{{len}}}\r\n")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1226,6 +1247,21 @@ mod tests {
             },
             "test",
         )
+    }
+
+    #[test]
+    fn command_text_never_holds_line_breaks_or_nul() {
+        for (parts, want) in [
+            (vec![Part::Text(b"LOGIN a b")], None),
+            (vec![Part::Text(b"A\r\nB")], Some("CR")),
+            (vec![Part::Text(b"A"), Part::Text(b"B\nC\r")], Some("LF")),
+            (vec![Part::Text(b"A\0")], Some("NUL")),
+            (vec![Part::Literal(b"x\r\ny\0"), Part::Text(b" ok")], None),
+        ] {
+            assert_eq!(forbidden_byte(&parts), want);
+        }
+        assert_eq!(literal_header(12, true), "{12+}\r\n");
+        assert_eq!(literal_header(0, false), "{0}\r\n");
     }
 
     #[test]

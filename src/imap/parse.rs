@@ -206,81 +206,88 @@ impl<'a> Cursor<'a> {
         }
         match self.peek() {
             None => err("response ended where a value was expected"),
-            Some(b'(') => {
-                self.pos += 1;
-                self.depth += 1;
-                if self.depth > MAX_DEPTH {
-                    return err(format!(
-                        "the response nests lists more than {MAX_DEPTH} deep (limit)"
-                    ));
-                }
-                let mut items = Vec::new();
-                loop {
-                    self.skip_spaces();
-                    match self.peek() {
-                        Some(b')') => {
-                            self.pos += 1;
-                            self.depth -= 1;
-                            return Ok(Value::List(items));
-                        }
-                        None | Some(b'\r') | Some(b'\n') => return err("unterminated list"),
-                        _ => items.push(self.value()?),
-                    }
-                }
-            }
+            Some(b'(') => self.list(),
             Some(b')') => err("a ')' that closes no list"),
-            Some(b'"') => {
-                self.pos += 1;
-                let mut out = Vec::new();
-                loop {
-                    match self.peek() {
-                        None | Some(b'\r') | Some(b'\n') => {
-                            return err("unterminated quoted string")
-                        }
-                        Some(b'\\') => {
-                            self.pos += 1;
-                            match self.peek() {
-                                Some(c) => out.push(c),
-                                None => return err("unterminated quoted string"),
-                            }
-                            self.pos += 1;
-                        }
-                        Some(b'"') => {
-                            self.pos += 1;
-                            return Ok(Value::Str(out));
-                        }
-                        Some(c) => {
-                            out.push(c);
-                            self.pos += 1;
-                        }
-                    }
-                }
-            }
+            Some(b'"') => self.quoted(),
             Some(b'{') | Some(b'~') => self.literal(),
-            Some(_) => {
-                let start = self.pos;
-                let mut depth = 0usize;
-                while let Some(c) = self.peek() {
-                    match c {
-                        b'[' => depth += 1,
-                        b']' => depth = depth.saturating_sub(1),
-                        b' ' | b'(' | b')' if depth == 0 => break,
-                        b'\r' | b'\n' => break,
-                        _ => {}
+            Some(_) => self.atom(),
+        }
+    }
+
+    /// A parenthesized list, at its `(`; nested at most [`MAX_DEPTH`] deep.
+    fn list(&mut self) -> Result<Value, ParseError> {
+        self.pos += 1;
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return err(format!(
+                "the response nests lists more than {MAX_DEPTH} deep (limit)"
+            ));
+        }
+        let mut items = Vec::new();
+        loop {
+            self.skip_spaces();
+            match self.peek() {
+                Some(b')') => {
+                    self.pos += 1;
+                    self.depth -= 1;
+                    return Ok(Value::List(items));
+                }
+                None | Some(b'\r') | Some(b'\n') => return err("unterminated list"),
+                _ => items.push(self.value()?),
+            }
+        }
+    }
+
+    /// A quoted string, at its `"`, with its backslash escapes undone.
+    fn quoted(&mut self) -> Result<Value, ParseError> {
+        self.pos += 1;
+        let mut out = Vec::new();
+        loop {
+            match self.peek() {
+                None | Some(b'\r') | Some(b'\n') => return err("unterminated quoted string"),
+                Some(b'\\') => {
+                    self.pos += 1;
+                    match self.peek() {
+                        Some(c) => out.push(c),
+                        None => return err("unterminated quoted string"),
                     }
                     self.pos += 1;
                 }
-                let atom = &self.b[start..self.pos];
-                if atom.is_empty() {
-                    // Nothing consumed: refuse rather than loop.
-                    return err("a value was expected");
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(Value::Str(out));
                 }
-                if atom.eq_ignore_ascii_case(b"NIL") {
-                    Ok(Value::Nil)
-                } else {
-                    Ok(Value::Atom(atom.to_vec()))
+                Some(c) => {
+                    out.push(c);
+                    self.pos += 1;
                 }
             }
+        }
+    }
+
+    /// An atom (brackets kept whole: `BODY[HEADER.FIELDS (A B)]`), or NIL.
+    fn atom(&mut self) -> Result<Value, ParseError> {
+        let start = self.pos;
+        let mut depth = 0usize;
+        while let Some(c) = self.peek() {
+            match c {
+                b'[' => depth += 1,
+                b']' => depth = depth.saturating_sub(1),
+                b' ' | b'(' | b')' if depth == 0 => break,
+                b'\r' | b'\n' => break,
+                _ => {}
+            }
+            self.pos += 1;
+        }
+        let atom = &self.b[start..self.pos];
+        if atom.is_empty() {
+            // Nothing consumed: refuse rather than loop.
+            return err("a value was expected");
+        }
+        if atom.eq_ignore_ascii_case(b"NIL") {
+            Ok(Value::Nil)
+        } else {
+            Ok(Value::Atom(atom.to_vec()))
         }
     }
 
@@ -543,77 +550,90 @@ pub fn parse_fetch(seq: u32, rest: Vec<Value>) -> Result<Fetch, ParseError> {
         let val = it
             .next()
             .ok_or_else(|| ParseError(format!("FETCH item {key} has no value")))?;
-        match key.as_str() {
-            "UID" => {
-                f.uid = Some(nz_number(&val).ok_or_else(|| {
-                    ParseError(format!(
-                        "FETCH gave the UID {}, which is not a UID (a number from 1 to 4294967295)",
-                        shown_value(&val)
-                    ))
-                })?)
-            }
-            "RFC822.SIZE" => match val.as_u64().filter(|_| matches!(val, Value::Atom(_))) {
-                Some(n) => f.size = Some(n),
-                None => {
-                    f.problem.get_or_insert(format!(
-                        "the server's RFC822.SIZE {} is not a size",
-                        shown_value(&val)
-                    ));
-                }
-            },
-            "INTERNALDATE" => {
-                // A quoted date-time (RFC 3501); parsed, never kept as the server's text.
-                match val
-                    .as_bytes()
-                    .and_then(|b| std::str::from_utf8(b).ok())
-                    .and_then(ImapDate::parse)
-                {
-                    Some(d) => f.internal_date = Some(d),
-                    None => {
-                        f.problem.get_or_insert(format!(
-                            "the server's INTERNALDATE {} is not an IMAP date-time",
-                            shown_value(&val)
-                        ));
-                    }
-                }
-            }
-            "FLAGS" => {
-                let Some(list) = val.as_list() else {
-                    return err("FETCH FLAGS is not a list");
-                };
-                if list.len() > crate::limits::MAX_FLAGS {
-                    f.problem.get_or_insert(format!(
-                        "the server sent {} flags for one message, more than {} (limit)",
-                        list.len(),
-                        crate::limits::MAX_FLAGS
-                    ));
-                    continue;
-                }
-                let mut flags = Vec::with_capacity(list.len());
-                for v in list {
-                    // A flag is an atom (RFC 3501): a string or literal is not one.
-                    match v {
-                        Value::Atom(a) if valid_flag(&String::from_utf8_lossy(a)) => {
-                            flags.push(String::from_utf8_lossy(a).into_owned())
-                        }
-                        other => {
-                            f.problem.get_or_insert(format!(
-                                "the server sent a flag that is not an IMAP flag: {}",
-                                shown_value(other)
-                            ));
-                        }
-                    }
-                }
-                f.flags = Some(flags);
-            }
-            k if k.starts_with("BODY[HEADER.FIELDS") => f.header_fields = val.into_bytes(),
-            k if k == "RFC822" || k.starts_with("BODY[]") || k.starts_with("BINARY[]") => {
-                f.body = val.into_bytes()
-            }
-            _ => {}
-        }
+        fetch_item(&mut f, &key, val)?;
     }
     Ok(f)
+}
+
+/// One FETCH item (`key` upper-cased) into `f`: a value the server got wrong
+/// becomes the message's problem (the first one kept), or an error when the
+/// response cannot be read on.
+fn fetch_item(f: &mut Fetch, key: &str, val: Value) -> Result<(), ParseError> {
+    match key {
+        "UID" => {
+            f.uid = Some(nz_number(&val).ok_or_else(|| {
+                ParseError(format!(
+                    "FETCH gave the UID {}, which is not a UID (a number from 1 to 4294967295)",
+                    shown_value(&val)
+                ))
+            })?)
+        }
+        "RFC822.SIZE" => match val.as_u64().filter(|_| matches!(val, Value::Atom(_))) {
+            Some(n) => f.size = Some(n),
+            None => {
+                f.problem.get_or_insert(format!(
+                    "the server's RFC822.SIZE {} is not a size",
+                    shown_value(&val)
+                ));
+            }
+        },
+        "INTERNALDATE" => {
+            // A quoted date-time (RFC 3501); parsed, never kept as the server's text.
+            match val
+                .as_bytes()
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .and_then(ImapDate::parse)
+            {
+                Some(d) => f.internal_date = Some(d),
+                None => {
+                    f.problem.get_or_insert(format!(
+                        "the server's INTERNALDATE {} is not an IMAP date-time",
+                        shown_value(&val)
+                    ));
+                }
+            }
+        }
+        "FLAGS" => fetch_flags(f, &val)?,
+        k if k.starts_with("BODY[HEADER.FIELDS") => f.header_fields = val.into_bytes(),
+        k if k == "RFC822" || k.starts_with("BODY[]") || k.starts_with("BINARY[]") => {
+            f.body = val.into_bytes()
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// FETCH FLAGS into `f`: the IMAP flags of the list; a flag that is not one, or
+/// more than [`crate::limits::MAX_FLAGS`] of them, is the message's problem.
+fn fetch_flags(f: &mut Fetch, val: &Value) -> Result<(), ParseError> {
+    let Some(list) = val.as_list() else {
+        return err("FETCH FLAGS is not a list");
+    };
+    if list.len() > crate::limits::MAX_FLAGS {
+        f.problem.get_or_insert(format!(
+            "the server sent {} flags for one message, more than {} (limit)",
+            list.len(),
+            crate::limits::MAX_FLAGS
+        ));
+        return Ok(());
+    }
+    let mut flags = Vec::with_capacity(list.len());
+    for v in list {
+        // A flag is an atom (RFC 3501): a string or literal is not one.
+        match v {
+            Value::Atom(a) if valid_flag(&String::from_utf8_lossy(a)) => {
+                flags.push(String::from_utf8_lossy(a).into_owned())
+            }
+            other => {
+                f.problem.get_or_insert(format!(
+                    "the server sent a flag that is not an IMAP flag: {}",
+                    shown_value(other)
+                ));
+            }
+        }
+    }
+    f.flags = Some(flags);
+    Ok(())
 }
 
 #[cfg(test)]

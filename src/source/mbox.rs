@@ -323,97 +323,15 @@ impl MboxSource {
     }
 
     pub fn open_with(path: &Path, opts: ReadOptions) -> anyhow::Result<MboxSource> {
-        check_path(path)?;
-        let mut layout = if path.is_dir() {
-            Layout::for_out(path)
-        } else {
-            Layout::for_file(path)
-        };
-        layout.base = layout
-            .base
-            .canonicalize()
-            .map_err(|e| input(format!("cannot read {}: {e}", layout.base.display())))?;
+        let layout = open_layout(path)?;
         let in_backup = layout.manifest.exists();
-        let mut folders: Vec<Spec> = Vec::new();
-        let mut manifest = HashMap::new();
-        let mut file_ids: HashMap<String, u32> = HashMap::new();
-        let mut recorded: HashMap<String, u64> = HashMap::new();
-        // Where the last recorded message of each file ends.
-        let mut ends: HashMap<String, u64> = HashMap::new();
-        // Each folder name as the manifest has it → the name used (made safe).
-        let mut names: HashMap<String, String> = HashMap::new();
-        let mut line = 0u64;
-        let mut bad: Option<String> = None;
-        let mut seen_files: HashSet<String> = HashSet::new();
-        let checked = |file: &str| -> Result<(), String> {
-            if layout.single.as_deref() == Some(file) {
-                return Ok(());
-            }
-            inside(&layout.base, file).map(drop)
-        };
-        backup::each_manifest_line(&layout.manifest, false, |at, e| {
-            line += 1;
-            if bad.is_some() {
-                return;
-            }
-            if !seen_files.contains(&e.file) {
-                seen_files.insert(e.file.clone());
-                if let Err(rule) = checked(&e.file) {
-                    bad = Some(format!(
-                        "{} line {line}: the file {rule}; restore reads only files inside {} (the manifest was changed outside mailferry)",
-                        layout.manifest.display(),
-                        layout.base.display()
-                    ));
-                    return;
-                }
-            }
-            let folder = match names.get(&e.folder) {
-                Some(f) => f.clone(),
-                None => {
-                    let safe = safe_folder(&e.folder);
-                    if let Some((other, _)) = names.iter().find(|(_, s)| **s == safe) {
-                        bad = Some(format!(
-                            "{} line {line}: folders {} and {} would both be restored as {}; rename one in the manifest",
-                            layout.manifest.display(),
-                            shown(other.as_bytes()),
-                            shown(e.folder.as_bytes()),
-                            shown(safe.as_bytes())
-                        ));
-                        return;
-                    }
-                    if safe != e.folder {
-                        crate::log::warn(format!(
-                            "{} line {line}: folder {} is restored as {} (a folder name has no control characters and no empty, . or .. parts)",
-                            layout.manifest.display(),
-                            shown(e.folder.as_bytes()),
-                            shown(safe.as_bytes())
-                        ));
-                    }
-                    names.insert(e.folder.clone(), safe.clone());
-                    safe
-                }
-            };
-            if !folders.iter().any(|s| s.folder == folder) {
-                folders.push(Spec {
-                    folder,
-                    file: e.file.clone(),
-                    label: false,
-                    attrs: Vec::new(),
-                });
-            }
-            backup::note_end(&mut ends, &e);
-            if !e.duplicate {
-                let next = file_ids.len() as u32;
-                let id = *file_ids.entry(e.file.clone()).or_insert(next);
-                // A later line for the same message (new flags) replaces the earlier.
-                if manifest.insert((id, e.offset), at).is_none() {
-                    *recorded.entry(e.file).or_default() += 1;
-                }
-            }
-        })?;
-        if let Some(bad) = bad {
-            return Err(input(bad));
-        }
+        let Recorded {
+            mut folders,
+            manifest,
+            file_ids,
+            recorded,
+            ends,
+        } = read_manifest(&layout)?;
         let manifest_reader = if in_backup {
             let f = File::open(&layout.manifest)
                 .map_err(|e| input(format!("cannot read {}: {e}", layout.manifest.display())))?;
@@ -429,119 +347,13 @@ impl MboxSource {
                 v
             }
         };
-        let mut detected = HashMap::new();
-        let mut found = !folders.is_empty();
-        let mut not_mailboxes = Vec::new();
-        for f in files {
-            if folders.iter().any(|s| s.file == f) {
-                continue;
-            }
-            if in_backup {
-                // No manifest entry: the unrecorded first file of an interrupted
-                // backup, or a file added to the directory by hand.
-                crate::log::warn(format!(
-                    "{}: skipped, the backup's manifest records no message in it (an interrupted backup, or a file added later: restore it on its own)",
-                    layout.base.join(&f).display()
-                ));
-                continue;
-            }
-            if let Err(rule) = checked(&f) {
-                return Err(input(format!(
-                    "{}: the file {rule}; mailferry reads only files inside the directory it is given (copy the file in instead of linking to it)",
-                    layout.base.display()
-                )));
-            }
-            let full = layout.base.join(&f);
-            // A file the user named, or a `.mbox` file, must be a mailbox; other
-            // files in a directory (a mail client's indexes and settings) may not be.
-            let named = layout.single.is_some() || f.ends_with(".mbox");
-            let (data, whole) =
-                sample(&full).map_err(|e| input(format!("cannot read {}: {e}", full.display())))?;
-            let d = match mbox::detect(&data, whole) {
-                Ok(d) => d,
-                Err(why) if named => {
-                    return Err(input(format!("{}: {why}", full.display())));
-                }
-                Err(why) => {
-                    crate::log::info(format!("{}: skipped, {why}", full.display()));
-                    not_mailboxes.push(f);
-                    continue;
-                }
-            };
-            let empty = data
-                .iter()
-                .all(|b| b.is_ascii_whitespace() || BOM_BYTES.contains(b));
-            if empty && !named && !layout.base.join(format!("{f}.msf")).exists() {
-                not_mailboxes.push(f);
-                continue;
-            }
-            let format = match opts.format {
-                Some(forced) => Format {
-                    dateless: forced.dateless || d.format.dateless,
-                    ..forced
-                },
-                None => d.format,
-            };
-            if !empty {
-                crate::log::info(format!(
-                    "{}: {}{} ({}){}",
-                    full.display(),
-                    format.name(),
-                    if d.crlf { ", CRLF line endings" } else { "" },
-                    if opts.format.is_some() {
-                        "as --mbox-format says".to_string()
-                    } else {
-                        d.why
-                    },
-                    ""
-                ));
-            }
-            found = true;
-            detected.insert(f.clone(), format);
-            let own = folder_of_file(&f);
-            if opts.labels_as_folders {
-                let labels = label_folders_of(&full, format)?;
-                if !labels.is_empty() {
-                    for (label, role) in labels {
-                        let folder = safe_folder(&label);
-                        if folders.iter().any(|s| s.folder == folder) {
-                            continue;
-                        }
-                        folders.push(Spec {
-                            folder,
-                            file: f.clone(),
-                            label: true,
-                            attrs: role.map(|r| vec![r.to_string()]).unwrap_or_default(),
-                        });
-                    }
-                    continue;
-                }
-            }
-            folders.push(Spec {
-                folder: own,
-                file: f,
-                label: false,
-                attrs: Vec::new(),
-            });
-        }
-        if !found {
-            let what = if not_mailboxes.is_empty() {
-                "it holds no files".to_string()
-            } else {
-                format!(
-                    "none of its {} files is an mbox file (mbox, mboxcl, MMDF, a Thunderbird folder): {}",
-                    not_mailboxes.len(),
-                    not_mailboxes
-                        .iter()
-                        .take(5)
-                        .map(|f| shown(f.as_bytes()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            };
+        let had_folders = !folders.is_empty();
+        let (detected, not_mailboxes) = scan_files(&layout, files, in_backup, opts, &mut folders)?;
+        if !had_folders && detected.is_empty() {
             return Err(input(format!(
-                "{}: no mailbox to restore: {what}",
-                path.display()
+                "{}: no mailbox to restore: {}",
+                path.display(),
+                no_mailbox_why(&not_mailboxes)
             )));
         }
         Ok(MboxSource {
@@ -630,34 +442,7 @@ impl MboxSource {
             });
         };
         let format = self.opts.format.unwrap_or(Format::plain(Dialect::Rd));
-        let fid = self.file_ids.get(file).copied();
-        let want = self.recorded.get(file).copied().unwrap_or(0);
-        let open =
-            || File::open(path).map_err(|e| input(format!("cannot read {}: {e}", path.display())));
-        let mut r =
-            mbox::Reader::with_format(BufReader::with_capacity(256 * 1024, open()?), format, 0);
-        let mut ok = 0u64;
-        let mut fits = file_len >= end;
-        while fits {
-            let Some(m) = r.next_entry()? else { break };
-            if m.offset >= end {
-                break;
-            }
-            let at = fid.and_then(|id| self.manifest.get(&(id, m.offset)).copied());
-            let Some(at) = at else {
-                fits = false;
-                break;
-            };
-            let e = self.entry_at(at)?;
-            let mut body = m.message;
-            body.truncate(e.size.min(body.len() as u64) as usize);
-            if body.len() as u64 != e.size || dedupe::sha256_hex(&body) != e.sha256 {
-                fits = false;
-            } else {
-                ok += 1;
-            }
-        }
-        if fits && ok == want {
+        if self.manifest_fits(file, path, end, format, file_len)? {
             crate::log::info(format!(
                 "{}: mailferry backup (mboxrd), every message as the manifest records it",
                 path.display()
@@ -679,6 +464,54 @@ impl MboxSource {
             });
         }
         // Rewritten: every message of the file, matched to the manifest by content.
+        self.rematch(file, path, format, file_len)
+    }
+
+    /// Whether a backup file still fits its manifest: it reaches `end`, every message
+    /// before `end` is the one recorded at its offset (size and SHA-256), and every
+    /// recorded message is there.
+    fn manifest_fits(
+        &mut self,
+        file: &str,
+        path: &Path,
+        end: u64,
+        format: Format,
+        file_len: u64,
+    ) -> anyhow::Result<bool> {
+        let fid = self.file_ids.get(file).copied();
+        let want = self.recorded.get(file).copied().unwrap_or(0);
+        let mut r = mbox::Reader::with_format(
+            BufReader::with_capacity(256 * 1024, open_for_reading(path)?),
+            format,
+            0,
+        );
+        let mut ok = 0u64;
+        let mut fits = file_len >= end;
+        while fits {
+            let Some(m) = r.next_entry()? else { break };
+            if m.offset >= end {
+                break;
+            }
+            let at = fid.and_then(|id| self.manifest.get(&(id, m.offset)).copied());
+            let Some(at) = at else {
+                fits = false;
+                break;
+            };
+            let e = self.entry_at(at)?;
+            let mut body = m.message;
+            body.truncate(e.size.min(body.len() as u64) as usize);
+            if body.len() as u64 != e.size || dedupe::sha256_hex(&body) != e.sha256 {
+                fits = false;
+            } else {
+                ok += 1;
+            }
+        }
+        Ok(fits && ok == want)
+    }
+
+    /// The manifest lines of a file's messages by content: each message's SHA-256
+    /// fingerprint → where its lines start, in the order of their offsets.
+    fn recorded_by_content(&self, file: &str) -> anyhow::Result<HashMap<u128, Vec<u64>>> {
         let mut by_offset: HashMap<u64, (u64, String)> = HashMap::new();
         backup::each_manifest_line(&self.manifest_path, false, |at, e| {
             if e.file == file && !e.duplicate {
@@ -694,6 +527,20 @@ impl MboxSource {
                 .or_default()
                 .push(at);
         }
+        Ok(by_sha)
+    }
+
+    /// A backup file that no longer fits its manifest, read as a plain mbox: each
+    /// message matched to the manifest by its content; in a file of several folders,
+    /// a message not found takes the folder of the recorded message before it.
+    fn rematch(
+        &mut self,
+        file: &str,
+        path: &Path,
+        format: Format,
+        file_len: u64,
+    ) -> anyhow::Result<FileState> {
+        let by_sha = self.recorded_by_content(file)?;
         let next = self.file_ids.len() as u32;
         let fid = *self.file_ids.entry(file.to_string()).or_insert(next);
         self.manifest.retain(|(id, _), _| *id != fid);
@@ -708,18 +555,19 @@ impl MboxSource {
         let mut assigned = HashMap::new();
         let mut uses: HashMap<u128, usize> = HashMap::new();
         let (mut total, mut matched) = (0u64, 0u64);
-        let mut r =
-            mbox::Reader::with_format(BufReader::with_capacity(256 * 1024, open()?), format, 0);
+        let mut r = mbox::Reader::with_format(
+            BufReader::with_capacity(256 * 1024, open_for_reading(path)?),
+            format,
+            0,
+        );
         while let Some(m) = r.next_entry()? {
             total += 1;
             let hit = originals(&m.message).iter().find_map(|(o, _)| {
-                let fp = dedupe::fingerprint(&dedupe::sha256_hex(o));
-                by_sha.get(&fp).map(|ats| {
-                    let k = uses.entry(fp).or_default();
-                    let at = ats[(*k).min(ats.len() - 1)];
-                    *k += 1;
-                    at
-                })
+                take_match(
+                    &by_sha,
+                    &mut uses,
+                    dedupe::fingerprint(&dedupe::sha256_hex(o)),
+                )
             });
             match hit {
                 Some(at) => {
@@ -776,116 +624,63 @@ impl MboxSource {
             Some(at) if self.manifest_reader.is_some() => Some(self.entry_at(at)?),
             _ => None,
         };
-        let meta = match recorded {
-            Some(e) if safe_folder(&e.folder) != spec.folder => return Ok(None),
-            Some(e) => {
-                let pick = originals(&m.message)
-                    .into_iter()
-                    .find(|(o, _)| o.len() as u64 == e.size && dedupe::sha256_hex(o) == e.sha256);
-                let (body, extra) = match pick {
-                    Some((o, stripped)) => {
-                        let extra = if stripped {
-                            mbox::marks(&m.message, false).flags
-                        } else {
-                            Vec::new()
-                        };
-                        (o, extra)
-                    }
-                    None => {
-                        if listing {
-                            crate::log::warn(format!(
-                                "{}: the message at byte {} differs from what the manifest recorded; copying it whole as it is",
-                                path.display(),
-                                m.offset
-                            ));
-                        }
-                        (m.message, Vec::new())
-                    }
+        Ok(match recorded {
+            Some(e) if safe_folder(&e.folder) != spec.folder => None,
+            Some(e) => Some(recorded_message(n, m, e, &path, listing)),
+            None => self
+                .unrecorded_meta(n, &m, &spec, &path, listing)?
+                .map(|meta| (meta, m.message)),
+        })
+    }
+
+    /// A message the manifest does not record: its metadata from its own headers
+    /// and `From ` line, or `None` when it is another folder's (a rewritten file's
+    /// assignment, a label) or no message (counted when `listing`).
+    fn unrecorded_meta(
+        &mut self,
+        n: u64,
+        m: &mbox::Entry,
+        spec: &Spec,
+        path: &Path,
+        listing: bool,
+    ) -> anyhow::Result<Option<Meta>> {
+        let state = &self.file()?.state;
+        if state.rewritten
+            && !state.assigned.is_empty()
+            && state.assigned.get(&m.offset) != Some(&spec.folder)
+        {
+            return Ok(None);
+        }
+        let marks = mbox::marks(&m.message, spec.label);
+        if marks.deleted || marks.placeholder {
+            if listing {
+                let counts = self.skipped.entry(path.display().to_string()).or_default();
+                let set = if marks.deleted {
+                    &mut counts.0
+                } else {
+                    &mut counts.1
                 };
-                // The manifest is a file anyone may have edited: its date is
-                // parsed, never copied into a command as text.
-                let date = e.internaldate.as_deref().map(|d| {
-                    ImapDate::parse(d).ok_or_else(|| {
-                        format!(
-                            "the manifest's internaldate {} is not an IMAP date-time",
-                            crate::imap::types::shown(d.as_bytes())
-                        )
-                    })
-                });
-                let problem = date.as_ref().and_then(|d| d.as_ref().err().cloned());
-                // Its flags too: only IMAP flags go on; the message is still copied.
-                let (mut flags, bad): (Vec<String>, Vec<String>) =
-                    e.flags.into_iter().partition(|f| valid_flag(f));
-                if !bad.is_empty() && listing {
-                    crate::log::warn(format!(
-                        "{}: the message at byte {} is copied without the manifest's flags {}, which are not IMAP flags",
-                        path.display(),
-                        m.offset,
-                        bad.iter()
-                            .map(|f| shown(f.as_bytes()))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                }
-                for f in extra {
-                    if !flags.iter().any(|g| g.eq_ignore_ascii_case(&f)) {
-                        flags.push(f);
-                    }
-                }
-                let sha = dedupe::sha256_hex(&body);
-                return Ok(Some((
-                    Meta {
-                        id: format!("{}:{}", m.offset, &sha[..16]),
-                        order: n,
-                        size: body.len() as u64,
-                        flags,
-                        internal_date: date.and_then(Result::ok),
-                        problem,
-                    },
-                    body,
-                )));
+                set.insert(m.offset);
             }
-            None => {
-                let state = &self.file()?.state;
-                if state.rewritten
-                    && !state.assigned.is_empty()
-                    && state.assigned.get(&m.offset) != Some(&spec.folder)
-                {
-                    return Ok(None);
-                }
-                let marks = mbox::marks(&m.message, spec.label);
-                if marks.deleted || marks.placeholder {
-                    if listing {
-                        let counts = self.skipped.entry(path.display().to_string()).or_default();
-                        let set = if marks.deleted {
-                            &mut counts.0
-                        } else {
-                            &mut counts.1
-                        };
-                        set.insert(m.offset);
-                    }
-                    return Ok(None);
-                }
-                if spec.label {
-                    let (folders, _, _) = mbox::label_folders(&marks.labels);
-                    if !folders.iter().any(|(f, _)| safe_folder(f) == spec.folder) {
-                        return Ok(None);
-                    }
-                }
-                let date = mbox::from_line_date(&m.from_line)
-                    .and_then(ImapDate::from_datetime)
-                    .or_else(|| dedupe::header_date(&m.message));
-                Meta {
-                    id: format!("{}:{}", m.offset, &dedupe::sha256_hex(&m.message)[..16]),
-                    order: n,
-                    size: m.message.len() as u64,
-                    flags: marks.flags.into_iter().filter(|f| valid_flag(f)).collect(),
-                    internal_date: date,
-                    problem: None,
-                }
+            return Ok(None);
+        }
+        if spec.label {
+            let (folders, _, _) = mbox::label_folders(&marks.labels);
+            if !folders.iter().any(|(f, _)| safe_folder(f) == spec.folder) {
+                return Ok(None);
             }
-        };
-        Ok(Some((meta, m.message)))
+        }
+        let date = mbox::from_line_date(&m.from_line)
+            .and_then(ImapDate::from_datetime)
+            .or_else(|| dedupe::header_date(&m.message));
+        Ok(Some(Meta {
+            id: format!("{}:{}", m.offset, &dedupe::sha256_hex(&m.message)[..16]),
+            order: n,
+            size: m.message.len() as u64,
+            flags: marks.flags.into_iter().filter(|f| valid_flag(f)).collect(),
+            internal_date: date,
+            problem: None,
+        }))
     }
 }
 
@@ -914,6 +709,415 @@ fn label_folders_of(
         }
     }
     Ok(if any { out } else { Vec::new() })
+}
+
+/// Where a source path's files and manifest are, its directory made canonical.
+fn open_layout(path: &Path) -> anyhow::Result<Layout> {
+    check_path(path)?;
+    let mut layout = if path.is_dir() {
+        Layout::for_out(path)
+    } else {
+        Layout::for_file(path)
+    };
+    layout.base = layout
+        .base
+        .canonicalize()
+        .map_err(|e| input(format!("cannot read {}: {e}", layout.base.display())))?;
+    Ok(layout)
+}
+
+/// A file named by the manifest or found in the directory, checked to be inside it
+/// (the one file the user named may be anywhere); the rule broken otherwise.
+fn checked_file(layout: &Layout, file: &str) -> Result<(), String> {
+    if layout.single.as_deref() == Some(file) {
+        return Ok(());
+    }
+    inside(&layout.base, file).map(drop)
+}
+
+/// What a backup's manifest records, read once on opening (all empty without one).
+#[derive(Default)]
+struct Recorded {
+    folders: Vec<Spec>,
+    /// (file number, message offset) → where the entry's line starts.
+    manifest: HashMap<(u32, u64), u64>,
+    file_ids: HashMap<String, u32>,
+    /// File name → how many messages the manifest records in it.
+    recorded: HashMap<String, u64>,
+    /// Where the last recorded message of each file ends.
+    ends: HashMap<String, u64>,
+}
+
+/// Reads a manifest a line at a time: each file checked once, each folder name
+/// made safe; the first bad line stops it.
+struct ManifestRead<'a> {
+    layout: &'a Layout,
+    out: Recorded,
+    /// Each folder name as the manifest has it → the name used (made safe).
+    names: HashMap<String, String>,
+    line: u64,
+    bad: Option<String>,
+    seen_files: HashSet<String>,
+}
+
+impl ManifestRead<'_> {
+    /// One manifest line (its entry starts at `at`); nothing more after a bad one.
+    fn line(&mut self, at: u64, e: Entry) {
+        self.line += 1;
+        if self.bad.is_some() {
+            return;
+        }
+        if let Err(why) = self.take(at, e) {
+            self.bad = Some(why);
+        }
+    }
+
+    /// One entry recorded, or what is wrong with its line.
+    fn take(&mut self, at: u64, e: Entry) -> Result<(), String> {
+        if !self.seen_files.contains(&e.file) {
+            self.seen_files.insert(e.file.clone());
+            checked_file(self.layout, &e.file).map_err(|rule| {
+                format!(
+                    "{} line {}: the file {rule}; restore reads only files inside {} (the manifest was changed outside mailferry)",
+                    self.layout.manifest.display(),
+                    self.line,
+                    self.layout.base.display()
+                )
+            })?;
+        }
+        let folder = self.folder_name(&e.folder)?;
+        let out = &mut self.out;
+        if !out.folders.iter().any(|s| s.folder == folder) {
+            out.folders.push(Spec {
+                folder,
+                file: e.file.clone(),
+                label: false,
+                attrs: Vec::new(),
+            });
+        }
+        backup::note_end(&mut out.ends, &e);
+        if !e.duplicate {
+            let next = out.file_ids.len() as u32;
+            let id = *out.file_ids.entry(e.file.clone()).or_insert(next);
+            // A later line for the same message (new flags) replaces the earlier.
+            if out.manifest.insert((id, e.offset), at).is_none() {
+                *out.recorded.entry(e.file).or_default() += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The name a manifest folder is restored as (made safe, with a warning when that
+    /// changes it); two folders that would get one name are refused.
+    fn folder_name(&mut self, folder: &str) -> Result<String, String> {
+        if let Some(f) = self.names.get(folder) {
+            return Ok(f.clone());
+        }
+        let manifest = self.layout.manifest.display();
+        let line = self.line;
+        let safe = safe_folder(folder);
+        if let Some((other, _)) = self.names.iter().find(|(_, s)| **s == safe) {
+            return Err(format!(
+                "{manifest} line {line}: folders {} and {} would both be restored as {}; rename one in the manifest",
+                shown(other.as_bytes()),
+                shown(folder.as_bytes()),
+                shown(safe.as_bytes())
+            ));
+        }
+        if safe != folder {
+            crate::log::warn(format!(
+                "{manifest} line {line}: folder {} is restored as {} (a folder name has no control characters and no empty, . or .. parts)",
+                shown(folder.as_bytes()),
+                shown(safe.as_bytes())
+            ));
+        }
+        self.names.insert(folder.to_string(), safe.clone());
+        Ok(safe)
+    }
+}
+
+/// The layout's manifest read and checked (nothing when there is none).
+fn read_manifest(layout: &Layout) -> anyhow::Result<Recorded> {
+    let mut rd = ManifestRead {
+        layout,
+        out: Recorded::default(),
+        names: HashMap::new(),
+        line: 0,
+        bad: None,
+        seen_files: HashSet::new(),
+    };
+    backup::each_manifest_line(&layout.manifest, false, |at, e| rd.line(at, e))?;
+    match rd.bad {
+        Some(bad) => Err(input(bad)),
+        None => Ok(rd.out),
+    }
+}
+
+/// The files no manifest line names: each that is a mailbox gets its format, and its
+/// folder (or, with `--labels-as-folders`, its label folders) in `folders`. The
+/// formats, and the files that are not mailboxes.
+fn scan_files(
+    layout: &Layout,
+    files: Vec<String>,
+    in_backup: bool,
+    opts: ReadOptions,
+    folders: &mut Vec<Spec>,
+) -> anyhow::Result<(HashMap<String, Format>, Vec<String>)> {
+    let mut detected = HashMap::new();
+    let mut not_mailboxes = Vec::new();
+    for f in files {
+        if folders.iter().any(|s| s.file == f) {
+            continue;
+        }
+        if in_backup {
+            // No manifest entry: the unrecorded first file of an interrupted
+            // backup, or a file added to the directory by hand.
+            crate::log::warn(format!(
+                "{}: skipped, the backup's manifest records no message in it (an interrupted backup, or a file added later: restore it on its own)",
+                layout.base.join(&f).display()
+            ));
+            continue;
+        }
+        let Some((format, full)) = detect_file(layout, &f, opts)? else {
+            not_mailboxes.push(f);
+            continue;
+        };
+        detected.insert(f.clone(), format);
+        add_folders(folders, f, &full, format, opts.labels_as_folders)?;
+    }
+    Ok((detected, not_mailboxes))
+}
+
+/// A file without a manifest, read as a mailbox: its format and full path, or
+/// `None` when it is not one (skipped, said with `-v`) or is empty with nothing
+/// saying it is one.
+fn detect_file(
+    layout: &Layout,
+    f: &str,
+    opts: ReadOptions,
+) -> anyhow::Result<Option<(Format, PathBuf)>> {
+    if let Err(rule) = checked_file(layout, f) {
+        return Err(input(format!(
+            "{}: the file {rule}; mailferry reads only files inside the directory it is given (copy the file in instead of linking to it)",
+            layout.base.display()
+        )));
+    }
+    let full = layout.base.join(f);
+    // A file the user named, or a `.mbox` file, must be a mailbox; other
+    // files in a directory (a mail client's indexes and settings) may not be.
+    let named = layout.single.is_some() || f.ends_with(".mbox");
+    let (data, whole) =
+        sample(&full).map_err(|e| input(format!("cannot read {}: {e}", full.display())))?;
+    let d = match mbox::detect(&data, whole) {
+        Ok(d) => d,
+        Err(why) if named => {
+            return Err(input(format!("{}: {why}", full.display())));
+        }
+        Err(why) => {
+            crate::log::info(format!("{}: skipped, {why}", full.display()));
+            return Ok(None);
+        }
+    };
+    let empty = data
+        .iter()
+        .all(|b| b.is_ascii_whitespace() || BOM_BYTES.contains(b));
+    if empty && !named && !layout.base.join(format!("{f}.msf")).exists() {
+        return Ok(None);
+    }
+    let format = chosen_format(opts.format, d.format);
+    if !empty {
+        crate::log::info(format!(
+            "{}: {}{} ({}){}",
+            full.display(),
+            format.name(),
+            if d.crlf { ", CRLF line endings" } else { "" },
+            if opts.format.is_some() {
+                "as --mbox-format says".to_string()
+            } else {
+                d.why
+            },
+            ""
+        ));
+    }
+    Ok(Some((format, full)))
+}
+
+/// The format a file is read in: `--mbox-format` when given (dateless when the
+/// file's separators are), else the one detected.
+fn chosen_format(forced: Option<Format>, detected: Format) -> Format {
+    match forced {
+        Some(forced) => Format {
+            dateless: forced.dateless || detected.dateless,
+            ..forced
+        },
+        None => detected,
+    }
+}
+
+/// A mailbox file's folders: its own, named after the file, or with
+/// `--labels-as-folders` and labels in it, one per label not listed yet.
+fn add_folders(
+    folders: &mut Vec<Spec>,
+    f: String,
+    full: &Path,
+    format: Format,
+    labels_as_folders: bool,
+) -> anyhow::Result<()> {
+    let own = folder_of_file(&f);
+    if labels_as_folders {
+        let labels = label_folders_of(full, format)?;
+        if !labels.is_empty() {
+            for (label, role) in labels {
+                let folder = safe_folder(&label);
+                if folders.iter().any(|s| s.folder == folder) {
+                    continue;
+                }
+                folders.push(Spec {
+                    folder,
+                    file: f.clone(),
+                    label: true,
+                    attrs: role.map(|r| vec![r.to_string()]).unwrap_or_default(),
+                });
+            }
+            return Ok(());
+        }
+    }
+    folders.push(Spec {
+        folder: own,
+        file: f,
+        label: false,
+        attrs: Vec::new(),
+    });
+    Ok(())
+}
+
+/// Why a path holds no mailbox: no files, or the files that are not mbox files
+/// (the first five named).
+fn no_mailbox_why(not_mailboxes: &[String]) -> String {
+    if not_mailboxes.is_empty() {
+        "it holds no files".to_string()
+    } else {
+        format!(
+            "none of its {} files is an mbox file (mbox, mboxcl, MMDF, a Thunderbird folder): {}",
+            not_mailboxes.len(),
+            not_mailboxes
+                .iter()
+                .take(5)
+                .map(|f| shown(f.as_bytes()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+/// A file opened for reading; the error names it.
+fn open_for_reading(path: &Path) -> anyhow::Result<File> {
+    File::open(path).map_err(|e| input(format!("cannot read {}: {e}", path.display())))
+}
+
+/// The next manifest line for a message with this content (`fp`): the k-th message
+/// with the same content takes the k-th line recorded with it, the last one again
+/// once they run out.
+fn take_match(
+    by_sha: &HashMap<u128, Vec<u64>>,
+    uses: &mut HashMap<u128, usize>,
+    fp: u128,
+) -> Option<u64> {
+    by_sha.get(&fp).map(|ats| {
+        let k = uses.entry(fp).or_default();
+        let at = ats[(*k).min(ats.len() - 1)];
+        *k += 1;
+        at
+    })
+}
+
+/// A manifest's internaldate parsed: the manifest is a file anyone may have edited,
+/// so its date is parsed, never copied into a command as text.
+fn manifest_date(internaldate: Option<&str>) -> Option<Result<ImapDate, String>> {
+    internaldate.map(|d| {
+        ImapDate::parse(d).ok_or_else(|| {
+            format!(
+                "the manifest's internaldate {} is not an IMAP date-time",
+                crate::imap::types::shown(d.as_bytes())
+            )
+        })
+    })
+}
+
+/// A recorded message's flags: the manifest's IMAP flags, then each of `extra` (from
+/// headers a mail client added) not there yet, whatever its case; and the manifest's
+/// flags that are not IMAP flags, left out.
+fn manifest_flags(recorded: Vec<String>, extra: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let (mut flags, bad): (Vec<String>, Vec<String>) =
+        recorded.into_iter().partition(|f| valid_flag(f));
+    for f in extra {
+        if !flags.iter().any(|g| g.eq_ignore_ascii_case(&f)) {
+            flags.push(f);
+        }
+    }
+    (flags, bad)
+}
+
+/// A message the manifest records, as it was backed up: the original found inside
+/// it (without the headers mail clients add, their flags kept), else the message
+/// whole; the manifest's flags and date. `listing`: warnings are given.
+fn recorded_message(
+    n: u64,
+    m: mbox::Entry,
+    e: Entry,
+    path: &Path,
+    listing: bool,
+) -> (Meta, Vec<u8>) {
+    let pick = originals(&m.message)
+        .into_iter()
+        .find(|(o, _)| o.len() as u64 == e.size && dedupe::sha256_hex(o) == e.sha256);
+    let (body, extra) = match pick {
+        Some((o, stripped)) => {
+            let extra = if stripped {
+                mbox::marks(&m.message, false).flags
+            } else {
+                Vec::new()
+            };
+            (o, extra)
+        }
+        None => {
+            if listing {
+                crate::log::warn(format!(
+                    "{}: the message at byte {} differs from what the manifest recorded; copying it whole as it is",
+                    path.display(),
+                    m.offset
+                ));
+            }
+            (m.message, Vec::new())
+        }
+    };
+    let date = manifest_date(e.internaldate.as_deref());
+    let problem = date.as_ref().and_then(|d| d.as_ref().err().cloned());
+    // Its flags too: only IMAP flags go on; the message is still copied.
+    let (flags, bad) = manifest_flags(e.flags, extra);
+    if !bad.is_empty() && listing {
+        crate::log::warn(format!(
+            "{}: the message at byte {} is copied without the manifest's flags {}, which are not IMAP flags",
+            path.display(),
+            m.offset,
+            bad.iter()
+                .map(|f| shown(f.as_bytes()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let sha = dedupe::sha256_hex(&body);
+    (
+        Meta {
+            id: format!("{}:{}", m.offset, &sha[..16]),
+            order: n,
+            size: body.len() as u64,
+            flags,
+            internal_date: date.and_then(Result::ok),
+            problem,
+        },
+        body,
+    )
 }
 
 impl Source for MboxSource {
@@ -1054,5 +1258,98 @@ impl Source for MboxSource {
     fn close(&mut self) {
         self.current = None;
         self.lister = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forced_format_keeps_dateless_separators() {
+        let rd = Format::plain(Dialect::Rd);
+        let o = Format::plain(Dialect::O);
+        let dateless = |f: Format| Format {
+            dateless: true,
+            ..f
+        };
+        for (forced, detected, want) in [
+            (None, o, o),
+            (None, dateless(o), dateless(o)),
+            (Some(rd), o, rd),
+            (Some(rd), dateless(o), dateless(rd)),
+            (Some(dateless(rd)), o, dateless(rd)),
+        ] {
+            assert_eq!(
+                chosen_format(forced, detected),
+                want,
+                "{forced:?} {detected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn same_content_takes_the_recorded_lines_in_turn() {
+        let by_sha = HashMap::from([(1u128, vec![10, 20]), (2, vec![30])]);
+        let mut uses = HashMap::new();
+        let got: Vec<_> = [1, 2, 1, 1, 3, 2]
+            .into_iter()
+            .map(|fp| take_match(&by_sha, &mut uses, fp))
+            .collect();
+        assert_eq!(
+            got,
+            [Some(10), Some(30), Some(20), Some(20), None, Some(30)]
+        );
+    }
+
+    #[test]
+    fn manifest_flags_are_imap_flags_and_client_flags_added() {
+        let v = |s: &[&str]| s.iter().map(|f| f.to_string()).collect::<Vec<_>>();
+        for (recorded, extra, flags, bad) in [
+            (v(&["\\Seen"]), v(&[]), v(&["\\Seen"]), v(&[])),
+            (
+                v(&["\\Seen", "bad flag", "$Label1"]),
+                v(&[]),
+                v(&["\\Seen", "$Label1"]),
+                v(&["bad flag"]),
+            ),
+            (
+                v(&["\\Seen"]),
+                v(&["\\SEEN", "\\Flagged"]),
+                v(&["\\Seen", "\\Flagged"]),
+                v(&[]),
+            ),
+        ] {
+            assert_eq!(
+                manifest_flags(recorded.clone(), extra.clone()),
+                (flags, bad),
+                "{recorded:?} {extra:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn manifest_dates_are_parsed_or_named() {
+        assert!(manifest_date(None).is_none());
+        assert!(matches!(
+            manifest_date(Some("01-Jan-2020 10:00:00 +0000")),
+            Some(Ok(_))
+        ));
+        assert_eq!(
+            manifest_date(Some("yesterday")).and_then(Result::err),
+            Some("the manifest's internaldate \"yesterday\" is not an IMAP date-time".into())
+        );
+    }
+
+    #[test]
+    fn why_no_mailbox() {
+        assert_eq!(no_mailbox_why(&[]), "it holds no files");
+        let files: Vec<String> = (1..=7).map(|i| format!("f{i}")).collect();
+        let why = no_mailbox_why(&files);
+        assert!(
+            why.starts_with("none of its 7 files is an mbox file"),
+            "{why}"
+        );
+        assert!(why.contains("f5") && !why.contains("f6"), "{why}");
     }
 }

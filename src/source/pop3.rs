@@ -85,7 +85,6 @@ impl Pop3Source {
 /// checkpoint it under: it fails, visibly, rather than risk being taken for
 /// another); one UIDL has and LIST does not is reported.
 pub fn assign_ids(sizes: &[(u32, u64)], uidl: &[(u32, String)]) -> (Vec<Meta>, Vec<String>) {
-    let mut anomalies = Vec::new();
     let listed: HashSet<u32> = sizes.iter().map(|&(n, _)| n).collect();
     let by_number: HashMap<u32, &str> = uidl.iter().map(|(n, u)| (*n, u.as_str())).collect();
     let taken: HashSet<&str> = uidl
@@ -93,21 +92,7 @@ pub fn assign_ids(sizes: &[(u32, u64)], uidl: &[(u32, String)]) -> (Vec<Meta>, V
         .filter(|(n, _)| listed.contains(n))
         .map(|(_, u)| u.as_str())
         .collect();
-    let mut not_listed: Vec<&(u32, String)> =
-        uidl.iter().filter(|(n, _)| !listed.contains(n)).collect();
-    not_listed.sort();
-    for (n, u) in not_listed.iter().take(10) {
-        anomalies.push(format!(
-            "UIDL gave message {n} (UIDL {}) which LIST does not list; it is not copied",
-            shown(u.as_bytes())
-        ));
-    }
-    if not_listed.len() > 10 {
-        anomalies.push(format!(
-            "UIDL gave {} more messages which LIST does not list",
-            not_listed.len() - 10
-        ));
-    }
+    let mut anomalies = not_listed(uidl, &listed);
     let mut order: Vec<(u32, u64)> = sizes.to_vec();
     order.sort_unstable();
     let mut sharing: HashMap<&str, usize> = HashMap::new();
@@ -128,14 +113,7 @@ pub fn assign_ids(sizes: &[(u32, u64)], uidl: &[(u32, String)]) -> (Vec<Meta>, V
                 let id = if sharing.get(u) == Some(&1) {
                     u.to_string()
                 } else {
-                    let mut k = nums.len();
-                    loop {
-                        let id = format!("{u}#{k}");
-                        if !taken.contains(id.as_str()) && !given.contains(&id) {
-                            break id;
-                        }
-                        k += 1;
-                    }
+                    free_suffix(u, nums.len(), &taken, &given)
                 };
                 (id, None)
             }
@@ -156,20 +134,63 @@ pub fn assign_ids(sizes: &[(u32, u64)], uidl: &[(u32, String)]) -> (Vec<Meta>, V
             problem,
         });
     }
+    anomalies.extend(shared_uidls(sharers));
+    (out, anomalies)
+}
+
+/// The messages UIDL gives and LIST does not, as anomalies (ten named, then a count).
+fn not_listed(uidl: &[(u32, String)], listed: &HashSet<u32>) -> Vec<String> {
+    let mut anomalies = Vec::new();
+    let mut not_listed: Vec<&(u32, String)> =
+        uidl.iter().filter(|(n, _)| !listed.contains(n)).collect();
+    not_listed.sort();
+    for (n, u) in not_listed.iter().take(10) {
+        anomalies.push(format!(
+            "UIDL gave message {n} (UIDL {}) which LIST does not list; it is not copied",
+            shown(u.as_bytes())
+        ));
+    }
+    if not_listed.len() > 10 {
+        anomalies.push(format!(
+            "UIDL gave {} more messages which LIST does not list",
+            not_listed.len() - 10
+        ));
+    }
+    anomalies
+}
+
+/// The id of the `k`-th message sharing the UIDL `u`: `u#k`, or the next suffix no
+/// message's UIDL (`taken`) and no id given so far takes.
+fn free_suffix(u: &str, k: usize, taken: &HashSet<&str>, given: &HashSet<String>) -> String {
+    let mut k = k;
+    loop {
+        let id = format!("{u}#{k}");
+        if !taken.contains(id.as_str()) && !given.contains(&id) {
+            break id;
+        }
+        k += 1;
+    }
+}
+
+/// Each UIDL several messages share, as an anomaly (in the order of their first
+/// message; five numbers named).
+fn shared_uidls(sharers: HashMap<&str, Vec<u32>>) -> Vec<String> {
     let mut shared: Vec<(&str, Vec<u32>)> =
         sharers.into_iter().filter(|(_, v)| v.len() > 1).collect();
     shared.sort_by_key(|(_, v)| v[0]);
-    for (u, nums) in shared {
-        let shown_nums: Vec<String> = nums.iter().take(5).map(u32::to_string).collect();
-        let more = if nums.len() > 5 { ", …" } else { "" };
-        anomalies.push(format!(
-            "{} messages (numbers {}{more}) share the UIDL {}; they are copied as distinct messages, under that UIDL with #1, #2, … appended",
-            nums.len(),
-            shown_nums.join(", "),
-            shown(u.as_bytes()),
-        ));
-    }
-    (out, anomalies)
+    shared
+        .into_iter()
+        .map(|(u, nums)| {
+            let shown_nums: Vec<String> = nums.iter().take(5).map(u32::to_string).collect();
+            let more = if nums.len() > 5 { ", …" } else { "" };
+            format!(
+                "{} messages (numbers {}{more}) share the UIDL {}; they are copied as distinct messages, under that UIDL with #1, #2, … appended",
+                nums.len(),
+                shown_nums.join(", "),
+                shown(u.as_bytes()),
+            )
+        })
+        .collect()
 }
 
 impl Source for Pop3Source {
@@ -329,6 +350,15 @@ mod tests {
 
     fn ids(metas: &[Meta]) -> Vec<(u64, &str)> {
         metas.iter().map(|m| (m.order, m.id.as_str())).collect()
+    }
+
+    #[test]
+    fn shared_uidls_take_the_first_free_suffix() {
+        let taken: HashSet<&str> = ["a", "a#2"].into_iter().collect();
+        let given: HashSet<String> = ["a#3".to_string()].into_iter().collect();
+        for (k, want) in [(1, "a#1"), (2, "a#4"), (3, "a#4"), (5, "a#5")] {
+            assert_eq!(free_suffix("a", k, &taken, &given), want, "{k}");
+        }
     }
 
     #[test]
