@@ -519,6 +519,8 @@ pub struct Fetch {
     pub body: Option<Vec<u8>>,
     /// `BODY[HEADER.FIELDS (...)]`: the requested header lines.
     pub header_fields: Option<Vec<u8>>,
+    /// Gmail's `X-GM-LABELS`: the message's labels (atoms or strings, as text).
+    pub labels: Option<Vec<String>>,
 }
 
 /// A value for an error message, escaped and short.
@@ -594,12 +596,31 @@ fn fetch_item(f: &mut Fetch, key: &str, val: Value) -> Result<(), ParseError> {
             }
         }
         "FLAGS" => fetch_flags(f, &val)?,
+        "X-GM-LABELS" => fetch_labels(f, &val)?,
         k if k.starts_with("BODY[HEADER.FIELDS") => f.header_fields = val.into_bytes(),
         k if k == "RFC822" || k.starts_with("BODY[]") || k.starts_with("BINARY[]") => {
             f.body = val.into_bytes()
         }
         _ => {}
     }
+    Ok(())
+}
+
+/// Gmail's X-GM-LABELS into `f`: each label as text (atoms like `\\Inbox`, strings
+/// for user labels), at most [`crate::limits::MAX_FLAGS`] of them.
+fn fetch_labels(f: &mut Fetch, val: &Value) -> Result<(), ParseError> {
+    let Some(list) = val.as_list() else {
+        return err("FETCH X-GM-LABELS is not a list");
+    };
+    if list.len() > crate::limits::MAX_FLAGS {
+        return err("FETCH X-GM-LABELS has more labels than the limit of flags");
+    }
+    let labels = list
+        .iter()
+        .filter_map(|v| v.as_bytes())
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    f.labels = Some(labels);
     Ok(())
 }
 
@@ -660,6 +681,27 @@ mod tests {
             panic!()
         };
         assert_eq!(status.code_args(), vec!["1700000000", "42"]);
+    }
+
+    #[test]
+    fn gmail_labels_are_read_as_text() {
+        let line = b"* 3 FETCH (UID 9 X-GM-LABELS (\\Inbox \"Work/2024\" Receipts) X-GM-MSGID 1278455344230334865)\r\n";
+        let Response::Numbered { num, rest, .. } = parse_response(line).unwrap() else {
+            panic!()
+        };
+        let f = parse_fetch(num, rest).unwrap();
+        assert_eq!(f.uid, Some(9));
+        assert_eq!(f.labels.unwrap(), vec!["\\Inbox", "Work/2024", "Receipts"]);
+        let empty = b"* 4 FETCH (UID 10 X-GM-LABELS ())\r\n";
+        let Response::Numbered { num, rest, .. } = parse_response(empty).unwrap() else {
+            panic!()
+        };
+        assert_eq!(parse_fetch(num, rest).unwrap().labels, Some(vec![]));
+        let bad = b"* 4 FETCH (UID 10 X-GM-LABELS Inbox)\r\n";
+        let Response::Numbered { num, rest, .. } = parse_response(bad).unwrap() else {
+            panic!()
+        };
+        assert!(parse_fetch(num, rest).is_err());
     }
 
     #[test]

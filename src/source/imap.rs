@@ -43,6 +43,18 @@ pub struct ImapSource {
     anomalies: Vec<(String, String)>,
     /// The account's namespaces, from [`Source::folders`].
     namespaces: Option<crate::imap::Namespaces>,
+    /// How the account is treated (see [`crate::provider`]); `Auto` until
+    /// [`Source::folders`] detected it.
+    preset: crate::provider::Preset,
+    /// Gmail's All Mail (`\All`), as LIST named it: only messages no other folder
+    /// holds are listed there.
+    all_mail: std::collections::HashSet<Vec<u8>>,
+    /// Whether the open folder is one of `all_mail`.
+    unlabelled_only: bool,
+    /// Messages of All Mail left out because another folder holds them, in its
+    /// latest listing.
+    labelled: u64,
+    notes: Vec<String>,
 }
 
 impl ImapSource {
@@ -59,7 +71,87 @@ impl ImapSource {
             empty_pages: 0,
             anomalies: Vec::new(),
             namespaces: None,
+            preset: crate::provider::Preset::Auto,
+            all_mail: Default::default(),
+            unlabelled_only: false,
+            labelled: 0,
+            notes: Vec::new(),
         }
+    }
+
+    /// Treat the account as `preset` (`--from-preset`) instead of detecting it.
+    pub fn with_preset(mut self, preset: crate::provider::Preset) -> ImapSource {
+        self.preset = preset;
+        self
+    }
+
+    /// The folders as a move treats them under the account's preset: views and
+    /// non-mail folders left out (and said), Gmail's All Mail kept as an Archive
+    /// that lists only messages no other folder holds.
+    fn apply_preset(
+        &mut self,
+        entries: Vec<crate::imap::ListEntry>,
+        prefix: &str,
+        delim: Option<char>,
+    ) -> Vec<crate::imap::ListEntry> {
+        use crate::provider::{self, Treatment};
+        let path = |e: &crate::imap::ListEntry| {
+            crate::folders::split(&decode_name(&e.raw), e.delim.or(delim), prefix)
+        };
+        let tops: Vec<String> = entries
+            .iter()
+            .filter_map(|e| path(e).into_iter().next())
+            .collect();
+        let caps = self.session.capabilities().to_vec();
+        self.preset = provider::detect(self.preset, &caps, "", &tops);
+        let mut kept = Vec::with_capacity(entries.len());
+        for mut e in entries {
+            match provider::treat(self.preset, &path(&e), &e.attrs) {
+                Treatment::Copy => kept.push(e),
+                Treatment::Skip(why) => {
+                    if !e.has_attr("\\Noselect") && !e.has_attr("\\NonExistent") {
+                        self.notes
+                            .push(format!("{}: left out: {why}", decode_name(&e.raw)));
+                    }
+                }
+                Treatment::Unlabelled => {
+                    self.notes.push(format!(
+                        "{}: only the messages no other folder holds (archived mail), into the target's Archive",
+                        decode_name(&e.raw)
+                    ));
+                    self.all_mail.insert(e.raw.clone());
+                    e.attrs.retain(|a| !a.eq_ignore_ascii_case("\\All"));
+                    e.attrs.push("\\Archive".into());
+                    kept.push(e);
+                }
+            }
+        }
+        kept
+    }
+
+    /// Of a page of All Mail, the messages no other folder holds (by X-GM-LABELS).
+    fn unlabelled(&mut self, page: Vec<Meta>) -> anyhow::Result<Vec<Meta>> {
+        if page.is_empty() {
+            return Ok(page);
+        }
+        let set = UidSet::from_uids(page.iter().map(|m| m.order as u32).collect());
+        let mut elsewhere = std::collections::HashSet::new();
+        self.session
+            .uid_fetch(&set.to_string(), "(UID X-GM-LABELS)", |f| {
+                if let (Some(uid), Some(labels)) = (f.uid, f.labels) {
+                    if crate::provider::labelled_elsewhere(&labels) {
+                        elsewhere.insert(u64::from(uid));
+                    }
+                }
+                Ok(())
+            })?;
+        let before = page.len();
+        let kept: Vec<Meta> = page
+            .into_iter()
+            .filter(|m| !elsewhere.contains(&m.order))
+            .collect();
+        self.labelled += (before - kept.len()) as u64;
+        Ok(kept)
     }
 
     fn anomaly(&mut self, what: String) {
@@ -98,6 +190,7 @@ impl Source for ImapSource {
         let entries = self.session.list()?;
         self.namespaces = self.session.namespaces()?;
         let (prefix, delim) = layout_of(&mut self.session, &entries)?;
+        let entries = self.apply_preset(entries, &prefix, delim);
         Ok(Tree {
             entries,
             prefix,
@@ -109,6 +202,7 @@ impl Source for ImapSource {
         self.settle_listing();
         self.uids = UidSet::default();
         self.folder = decode_name(raw);
+        self.unlabelled_only = self.all_mail.contains(raw);
         let sel = self.session.select(raw, true)?;
         self.stable = sel.uidvalidity_announced;
         if !sel.uidvalidity_announced {
@@ -137,6 +231,10 @@ impl Source for ImapSource {
         if page == 0 {
             self.settle_listing();
             self.empty_pages = 0;
+            if self.unlabelled_only {
+                // Counted once per folder: planning and copying both list it.
+                self.labelled = 0;
+            }
             self.uids = self.session.uid_search_all()?;
             // A folder holds at most EXISTS messages: more UIDs is a disagreement
             // (said), and the listing below stops where FETCH delivers nothing.
@@ -199,6 +297,9 @@ impl Source for ImapSource {
         } else {
             self.empty_pages = 0;
         }
+        if self.unlabelled_only {
+            return Ok(Some(self.unlabelled(delivered)?));
+        }
         Ok(Some(delivered))
     }
 
@@ -218,6 +319,16 @@ impl Source for ImapSource {
 
     fn namespaces(&self) -> Option<crate::imap::Namespaces> {
         self.namespaces.clone()
+    }
+
+    fn take_notes(&mut self) -> Vec<String> {
+        if self.labelled > 0 {
+            self.notes.push(format!(
+                "{} messages of All Mail are in other folders too and were copied there only",
+                std::mem::take(&mut self.labelled)
+            ));
+        }
+        std::mem::take(&mut self.notes)
     }
 
     fn take_anomalies(&mut self) -> Vec<(String, String)> {

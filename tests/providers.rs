@@ -1,0 +1,209 @@
+//! Moves from Gmail and Microsoft 365, played by the scripted server of
+//! `common::fake_imap` as the source (what no real server here does: labels,
+//! views, non-mail folders) into a real Dovecot: each message once per label
+//! folder, archived mail into Archive, nothing from the views or the non-mail
+//! folders, starred mail flagged, and the summary saying what was left out.
+
+mod common;
+
+use common::fake_imap::*;
+use common::*;
+
+const DST: &str = "dst@target.test";
+
+fn msg(n: u32, subject: &str) -> Vec<u8> {
+    format!(
+        "From: a@example.test\r\nMessage-ID: <gm-{n}@example.test>\r\nSubject: {subject}\r\n\r\nbody {n}\r\n"
+    )
+    .into_bytes()
+}
+
+/// A Gmail message as one label folder shows it.
+fn gm(uid: u32, n: u32, subject: &str, labels: &str, flags: &str) -> FakeMsg {
+    let mut m = FakeMsg::new(uid, &msg(n, subject));
+    m.labels = labels.as_bytes().to_vec();
+    m.flags = flags.as_bytes().to_vec();
+    m.gm_msgid = 1_000 + u64::from(n);
+    m
+}
+
+fn subjects(d: &Dovecot) -> std::collections::BTreeMap<String, Vec<String>> {
+    d.snapshot(DST)
+        .0
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| {
+            let mut s: Vec<String> = v
+                .iter()
+                .map(|m| m.subject().trim_start_matches("Subject: ").to_string())
+                .collect();
+            s.sort();
+            (k, s)
+        })
+        .collect()
+}
+
+/// Gmail: INBOX (1, 2), the label Receipts (3), Sent Mail (6), the views Important (1) and Starred (2), and All Mail
+/// holding everything (1–6), of which 4 and 5 carry no label (archived). The
+/// target gets INBOX 1 2, Receipts 3, Sent 6, Archive 4 5; 2 keeps its star as
+/// \Flagged; no Important, Starred or All Mail folder; a second run copies nothing.
+#[test]
+fn a_gmail_account_moves_once_per_label_with_archived_mail_in_archive() {
+    let d = Dovecot::start_with(
+        &[DST],
+        Config {
+            archive: Some("Archive"),
+            ..Config::default()
+        },
+    );
+    let inbox = r#"("\\Inbox")"#;
+    let all = vec![
+        gm(
+            1,
+            1,
+            "one inbox important",
+            r#"("\\Inbox" "\\Important")"#,
+            r"(\Seen)",
+        ),
+        gm(
+            2,
+            2,
+            "two inbox starred",
+            r#"("\\Inbox" "\\Starred")"#,
+            r"(\Seen \Flagged)",
+        ),
+        gm(3, 3, "three receipts", r#"("Receipts")"#, r"(\Seen)"),
+        gm(4, 4, "four archived", "()", r"(\Seen)"),
+        gm(5, 5, "five archived important", r#"("\\Important")"#, r"()"),
+        gm(6, 6, "six sent", r#"("\\Sent")"#, r"(\Seen)"),
+    ];
+    let boxes = vec![
+        FakeBox::new(
+            "INBOX",
+            vec![
+                gm(1, 1, "one inbox important", inbox, r"(\Seen)"),
+                gm(2, 2, "two inbox starred", inbox, r"(\Seen \Flagged)"),
+            ],
+        ),
+        FakeBox::new(
+            "Receipts",
+            vec![gm(1, 3, "three receipts", "()", r"(\Seen)")],
+        ),
+        FakeBox::new("[Gmail]", vec![]).attrs(r"\Noselect \HasChildren"),
+        FakeBox::new("[Gmail]/All Mail", all).attrs(r"\All \HasNoChildren"),
+        FakeBox::new(
+            "[Gmail]/Important",
+            vec![gm(1, 1, "one inbox important", inbox, r"(\Seen)")],
+        )
+        .attrs(r"\Important \HasNoChildren"),
+        FakeBox::new(
+            "[Gmail]/Starred",
+            vec![gm(1, 2, "two inbox starred", inbox, r"(\Seen \Flagged)")],
+        )
+        .attrs(r"\Flagged \HasNoChildren"),
+        FakeBox::new(
+            "[Gmail]/Sent Mail",
+            vec![gm(1, 6, "six sent", "()", r"(\Seen)")],
+        )
+        .attrs(r"\Sent \HasNoChildren"),
+    ];
+    let fake = FakeImap::start(boxes).with(|s| {
+        s.caps = "IMAP4rev1 UIDPLUS NAMESPACE X-GM-EXT-1 SPECIAL-USE".into();
+    });
+    let run = || {
+        Run::new("migrate")
+            .from(fake.url("anna@gmail.test"))
+            .to(d.imaps_url(DST))
+            .passwords(&d)
+            .ca(&d)
+            .state(d.dir.path().join("state.sqlite"))
+            .args(["--allow-plaintext", "--json"])
+            .run()
+    };
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let got = subjects(&d);
+    let want: std::collections::BTreeMap<String, Vec<String>> = [
+        ("INBOX", vec!["one inbox important", "two inbox starred"]),
+        ("Receipts", vec!["three receipts"]),
+        ("Sent", vec!["six sent"]),
+        ("Archive", vec!["five archived important", "four archived"]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()))
+    .collect();
+    assert_eq!(got, want, "{}", text(&out));
+    let snap = d.snapshot(DST);
+    let starred = snap.0["INBOX"]
+        .iter()
+        .find(|m| m.subject().contains("starred"))
+        .unwrap();
+    assert!(
+        starred.flags.iter().any(|f| f == "\\Flagged"),
+        "{:?}",
+        starred.flags
+    );
+    let all = text(&out);
+    assert!(
+        all.contains("Important: left out") && all.contains("Starred: left out"),
+        "the views are named: {all}"
+    );
+    assert!(all.contains("archived mail"), "{all}");
+    // Nothing again.
+    let again = run();
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_eq!(subjects(&d), want, "a second run copies nothing");
+}
+
+/// Microsoft 365: Calendar, Contacts, Tasks, Notes and Sync Issues (with
+/// children) are not mail: left out and named; the mail folders move, Microsoft's
+/// names for Sent, Deleted and Junk landing in the target's own.
+#[test]
+fn a_microsoft_account_moves_without_its_non_mail_folders() {
+    let d = Dovecot::start(&[DST]);
+    let one = |n: u32, s: &str| vec![FakeMsg::new(1, &msg(n, s))];
+    let boxes = vec![
+        FakeBox::new("INBOX", one(1, "inbox")),
+        FakeBox::new("Sent Items", one(2, "sent")),
+        FakeBox::new("Deleted Items", one(3, "deleted")),
+        FakeBox::new("Junk Email", one(4, "junk")),
+        FakeBox::new("Projects", one(5, "project")),
+        FakeBox::new("Calendar", vec![]),
+        FakeBox::new("Calendar/Birthdays", vec![]),
+        FakeBox::new("Contacts", vec![]),
+        FakeBox::new("Tasks", vec![]),
+        FakeBox::new("Notes", one(6, "a note item")),
+        FakeBox::new("Sync Issues", vec![]),
+        FakeBox::new("Sync Issues/Conflicts", vec![]),
+    ];
+    let fake = FakeImap::start(boxes);
+    let out = Run::new("migrate")
+        .from(fake.url("anna@contoso.test"))
+        .to(d.imaps_url(DST))
+        .passwords(&d)
+        .ca(&d)
+        .state(d.dir.path().join("state.sqlite"))
+        .args(["--allow-plaintext"])
+        .run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let got = subjects(&d);
+    let names: Vec<&str> = got.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        ["INBOX", "Junk", "Projects", "Sent", "Trash"],
+        "{}",
+        text(&out)
+    );
+    let folders: Vec<String> = d.snapshot(DST).0.into_keys().collect();
+    for gone in ["Calendar", "Contacts", "Tasks", "Notes", "Sync Issues"] {
+        assert!(
+            !folders.iter().any(|f| f.starts_with(gone)),
+            "{gone} was created: {folders:?}"
+        );
+        assert!(
+            text(&out).contains(&format!("{gone}: left out")),
+            "{}",
+            text(&out)
+        );
+    }
+}
