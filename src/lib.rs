@@ -32,6 +32,7 @@ pub mod sasl;
 pub mod secret;
 pub mod source;
 pub mod summary;
+pub mod target;
 
 use cli::{Cli, Command};
 
