@@ -15,6 +15,7 @@
 //!   (`crate::decide`) do, from what [`Target::open`] and [`Target::check`] say.
 
 pub mod imap;
+pub mod maildir;
 
 use std::collections::HashSet;
 
