@@ -194,6 +194,7 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
         let checkpoints = Checkpoints {
             index_path: self.index.path().to_path_buf(),
             job_id: self.ctx.job_id,
+            stored: tgt.stored_ids(),
         };
         std::thread::scope(|scope| -> Result<(), Stop> {
             let rx = fetch::start(scope, src, plan, opts, checkpoints);
@@ -229,7 +230,7 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
             })
             .collect();
         let decisions = decide::sort_batch(dedupe, &keys, &mut st.seen, &st.known);
-        let mut pending = Vec::new();
+        let (mut pending, mut skipped) = (Vec::new(), Vec::new());
         for (i, (meta, d)) in b.metas.iter().zip(&decisions).enumerate() {
             match d {
                 Decision::Fail => records.push(self.fail(st, meta, &b)),
@@ -237,12 +238,13 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
                     self.summary.duplicates += 1;
                     let key = &b.bodies[&meta.id].0;
                     records.push(self.rows(st).done(meta, key, Outcome::Duplicate, None));
+                    skipped.push(self.outgoing(st, i, meta, &b));
                 }
                 Decision::Append => pending.push(self.outgoing(st, i, meta, &b)),
                 Decision::With(_) => {}
             }
         }
-        let stop = self.store(tgt, st, &b, &decisions, &pending, &mut records)?;
+        let stop = self.store(tgt, st, &b, &decisions, (&pending, skipped), &mut records)?;
         let batch_bytes = b
             .metas
             .iter()
@@ -339,13 +341,14 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
         st: &mut State,
         b: &Fetched,
         decisions: &[Decision],
-        pending: &[Pending],
+        (pending, mut skipped): (&[Pending], Vec<Pending>),
         records: &mut Vec<Record>,
     ) -> Result<Option<String>, Stop> {
+        let uidvalidity = self.plan.uidvalidity;
         let results = if pending.is_empty() {
             Vec::new()
         } else {
-            tgt.store(&outgoing(b, pending))
+            tgt.store(&outgoing(b, pending, uidvalidity))
         };
         let rows = self.rows(st);
         let (mut stop, mut fatal) = (None, None);
@@ -358,7 +361,7 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
                 .iter()
                 .enumerate()
                 .filter(|(_, d)| **d == Decision::With(p.item))
-                .map(|(i, _)| &b.metas[i]);
+                .map(|(i, _)| (i, &b.metas[i]));
             match result {
                 Stored::Ok(uid) => {
                     crate::faults::after_append();
@@ -367,14 +370,15 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
                     records.push(rows.done(meta, key, Outcome::Copied, uid));
                     records.extend(rows.known(uid, key));
                     stored.extend(uid.map(|u| (u, meta.id.as_str())));
-                    for w in waiters {
+                    for (i, w) in waiters {
                         self.summary.duplicates += 1;
                         records.push(rows.done(w, key, Outcome::Duplicate, None));
+                        skipped.push(self.outgoing(st, i, w, b));
                     }
                 }
                 Stored::Refused(r) => {
                     st.seen.remove(&dedupe::fingerprint(key));
-                    for m in std::iter::once(meta).chain(waiters) {
+                    for m in std::iter::once(meta).chain(waiters.map(|(_, w)| w)) {
                         records.push(rows.fail(self.summary, m, &r.why));
                     }
                     if let Some(words) = r.over_quota {
@@ -391,6 +395,7 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
             }
         }
         // Write, then record: durable on the target before the index says so.
+        tgt.duplicates(&outgoing(b, &skipped, uidvalidity))?;
         tgt.durable()?;
         self.index.record(records)?;
         if let Some(e) = fatal {
@@ -446,16 +451,20 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
 }
 
 /// What is sent of the batch's pending messages.
-fn outgoing<'b>(b: &'b Fetched, pending: &'b [Pending]) -> Vec<Outgoing<'b>> {
+fn outgoing<'b>(b: &'b Fetched, pending: &'b [Pending], uidvalidity: u32) -> Vec<Outgoing<'b>> {
     pending
         .iter()
         .map(|p| {
             let m = &b.metas[p.item];
+            let (key, body) = &b.bodies[&m.id];
             Outgoing {
                 id: &m.id,
+                uidvalidity,
                 flags: &p.flags,
+                listed_flags: &m.flags,
                 date: p.date.as_ref(),
-                body: &b.bodies[&m.id].1,
+                body,
+                key,
             }
         })
         .collect()

@@ -8,11 +8,13 @@ use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::Scope;
 
+use super::plan::{not_done, Listed};
 use super::{pending_pages, FolderPlan, Options};
 use crate::decide::{self, Meta};
 use crate::dedupe;
 use crate::index::Index;
 use crate::source::Source;
+use crate::target::StoredIds;
 
 /// One fetched batch: the listing of its messages, the bodies the source returned
 /// (id → (dedupe key, bytes)), and those it refused to hand over (id → reason).
@@ -30,6 +32,8 @@ type Message = anyhow::Result<Option<Fetched>>;
 pub(super) struct Checkpoints {
     pub index_path: PathBuf,
     pub job_id: i64,
+    /// What the target records as stored itself ([`crate::target::Target::stored_ids`]).
+    pub stored: Option<StoredIds>,
 }
 
 /// Start the fetcher for `plan`'s pending messages (its kept listing, or the
@@ -81,7 +85,14 @@ fn relist(
     pending_pages(
         src,
         opts.dedupe,
-        |list| index.not_done(c.job_id, &plan.display, plan.uidvalidity, list),
+        |list| {
+            let f = Listed {
+                display: &plan.display,
+                target_name: &plan.target_name,
+                uidvalidity: plan.uidvalidity,
+            };
+            not_done(&index, c.job_id, &f, c.stored.as_ref(), list)
+        },
         |src, page| {
             all = send(tx, src, &page, opts);
             Ok(all)

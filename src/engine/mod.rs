@@ -179,14 +179,20 @@ pub fn copy_into(
         &opts,
         keep,
     );
+    if keep {
+        plan::apart(&mapped)?;
+    }
     let job_id = index.job(&summary.source, &summary.target)?;
 
     // Phase 1: plan every folder (cheap listings, page by page), for totals and dry
     // runs. Listings are kept for phase 2 only while they are few.
-    let plans = plan::plan_folders(src, mapped, &opts, index, job_id, summary)?;
+    let plans = plan::plan_folders(src, tgt, mapped, &opts, index, job_id, summary)?;
     summary.folders = plans.len();
+    if let Some(note) = tgt.planned(opts.dry_run)? {
+        summary.note(note);
+    }
     if opts.dry_run {
-        summary.planned = plan::planned(&plans);
+        summary.planned = plan::planned(&plans, tgt);
         src.close();
         tgt.close();
         summary.finish(started);
@@ -206,6 +212,9 @@ pub fn copy_into(
     };
     let confirmed = workers::run(&ctx, &plans, src, tgt, reopen, index, summary)?;
     drop(progress);
+    if summary.stopped.is_none() {
+        tgt.finish()?;
+    }
     tgt.close();
     if opts.delete_after && summary.stopped.is_none() {
         let n = src.delete(&confirmed)?;

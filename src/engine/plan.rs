@@ -15,6 +15,7 @@ use crate::index::Index;
 use crate::log;
 use crate::source::Source;
 use crate::summary::Summary;
+use crate::target::{StoredIds, Target};
 
 /// The messages of the open folder not yet handled, one page at a time, in order:
 /// `not_done` drops the handled ones of a page (asked only when the source's ids are
@@ -310,6 +311,7 @@ pub fn target_layout(list: &[ListEntry], prefix: String, delim: Option<char>) ->
 /// folder would otherwise skip it silently).
 pub(super) fn plan_folders(
     src: &mut dyn Source,
+    tgt: &mut dyn Target,
     mapped: Vec<(Vec<u8>, String, String, Option<String>)>,
     opts: &Options,
     index: &Index,
@@ -322,8 +324,12 @@ pub(super) fn plan_folders(
     for (raw, display, target_name, role) in mapped {
         let room = keep_listed.saturating_sub(kept_total);
         let planned = src.open(&raw).and_then(|opened| {
-            let (listed, tally) =
-                plan_one(src, opts, index, job_id, &display, opened.uidvalidity, room)?;
+            let folder = Listed {
+                display: &display,
+                target_name: &target_name,
+                uidvalidity: opened.uidvalidity,
+            };
+            let (listed, tally) = plan_one(src, tgt, opts, index, job_id, &folder, room)?;
             Ok((opened, listed, tally))
         });
         super::note_anomalies(src, summary);
@@ -354,17 +360,25 @@ pub(super) fn plan_folders(
     Ok(plans)
 }
 
+/// A folder being planned: its source name, where it goes, its UIDVALIDITY.
+pub(super) struct Listed<'a> {
+    pub display: &'a str,
+    pub target_name: &'a str,
+    pub uidvalidity: u32,
+}
+
 /// List one open folder's pending messages into a [`Tally`]; says when the
 /// folder's UIDVALIDITY changed since the last run. Returns (listed, tally).
 fn plan_one(
     src: &mut dyn Source,
+    tgt: &mut dyn Target,
     opts: &Options,
     index: &Index,
     job_id: i64,
-    display: &str,
-    uidvalidity: u32,
+    f: &Listed<'_>,
     room: usize,
 ) -> anyhow::Result<(u64, Tally)> {
+    let (display, uidvalidity) = (f.display, f.uidvalidity);
     if !index.any_done(job_id, display, uidvalidity)? {
         if let Some(old) = index.other_uidvalidity(job_id, display, uidvalidity)? {
             log::warn(format!(
@@ -372,11 +386,15 @@ fn plan_one(
             ));
         }
     }
+    let stored = tgt.stored_ids();
     let mut tally = Tally::new();
     let listed = pending_pages(
         src,
         opts.dedupe,
-        |list| index.not_done(job_id, display, uidvalidity, list),
+        |list| {
+            tgt.listed(f.target_name, uidvalidity, &list);
+            not_done(index, job_id, f, stored.as_ref(), list)
+        },
         |_, page| {
             tally.add(page, room);
             Ok(true)
@@ -385,13 +403,51 @@ fn plan_one(
     Ok((listed, tally))
 }
 
+/// The messages of a listed page not yet handled: those the index does not
+/// record; and, for a target that records what it stores (a backup's manifest,
+/// the truth for its files), also those it does not hold, whatever the index says.
+pub(super) fn not_done(
+    index: &Index,
+    job_id: i64,
+    f: &Listed<'_>,
+    stored: Option<&StoredIds>,
+    list: Vec<Meta>,
+) -> anyhow::Result<Vec<Meta>> {
+    let Some(stored) = stored else {
+        return index.not_done(job_id, f.display, f.uidvalidity, list);
+    };
+    let open: HashSet<String> = index
+        .not_done(job_id, f.display, f.uidvalidity, list.clone())?
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    Ok(list
+        .into_iter()
+        .filter(|m| open.contains(&m.id) || !stored(f.target_name, f.uidvalidity, &m.id))
+        .collect())
+}
+
+/// A target that keeps the source's names (a backup) keeps folders apart: two
+/// source folders in one of its folders would share message ids.
+pub(super) fn apart(mapped: &[(Vec<u8>, String, String, Option<String>)]) -> anyhow::Result<()> {
+    let mut names: HashMap<&str, &str> = HashMap::new();
+    for (_, display, target_name, _) in mapped {
+        if let Some(other) = names.insert(target_name, display) {
+            return Err(crate::error::input(format!(
+                "--folder-map puts both {other:?} and {display:?} into backup folder {target_name:?}; a backup keeps folders apart, so map them to different names"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// What a dry run reports: per folder, what would be copied where.
-pub(super) fn planned(plans: &[FolderPlan]) -> Vec<crate::summary::Planned> {
+pub(super) fn planned(plans: &[FolderPlan], tgt: &dyn Target) -> Vec<crate::summary::Planned> {
     plans
         .iter()
         .map(|p| crate::summary::Planned {
             folder: p.display.clone(),
-            target_folder: p.target_name.clone(),
+            target_folder: tgt.planned_name(&p.target_name),
             messages: p.count,
             bytes: p.bytes,
         })

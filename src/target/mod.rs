@@ -1,4 +1,5 @@
-//! Where messages go: an IMAP account ([`imap`]) or a Maildir++ tree ([`maildir`]).
+//! Where messages go: an IMAP account ([`imap`]), a backup directory of mbox files and
+//! a manifest ([`backup`]), or a Maildir++ tree ([`maildir`]).
 //! The engine needs little of a destination, and this trait is all of it: who it
 //! is (for the index and the summary), how its folders are laid out, making sure a
 //! folder exists, what a folder already holds (for dedupe), storing a batch with a
@@ -14,10 +15,12 @@
 //! - a target never decides what to copy: the engine's pure decisions
 //!   (`crate::decide`) do, from what [`Target::open`] and [`Target::check`] say.
 
+pub mod backup;
 pub mod imap;
 pub mod maildir;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use crate::dedupe::Mode;
 use crate::folders::TargetLayout;
@@ -42,12 +45,22 @@ pub struct Opened {
 
 /// One message to store.
 pub struct Outgoing<'a> {
-    /// The source's id of the message, for what is said about it.
+    /// The source's id of the message, and its folder's UIDVALIDITY.
     pub id: &'a str,
+    pub uidvalidity: u32,
+    /// The flags to store ([`crate::decide::append_flags`] of what was listed).
     pub flags: &'a [String],
+    /// The flags as the source listed them.
+    pub listed_flags: &'a [String],
     pub date: Option<&'a ImapDate>,
     pub body: &'a [u8],
+    /// Its dedupe key.
+    pub key: &'a str,
 }
+
+/// Whether a target itself records a source message as stored, by (target folder,
+/// source UIDVALIDITY, source id): a backup's manifest, the truth for its files.
+pub type StoredIds = Arc<dyn Fn(&str, u32, &str) -> bool + Send + Sync>;
 
 /// What the target did with one message of a batch.
 pub enum Stored {
@@ -106,6 +119,12 @@ pub trait Target: Send {
     fn check(&mut self, body: &[u8], dedupe: Mode) -> anyhow::Result<Vec<(Option<u32>, String)>>;
     /// Store a batch into the open folder; one answer per message, in order.
     fn store(&mut self, batch: &[Outgoing<'_>]) -> Vec<Stored>;
+    /// Identical copies of messages the folder holds (duplicates): a target that
+    /// keeps a record of every source message (a backup's manifest) notes them.
+    fn duplicates(&mut self, batch: &[Outgoing<'_>]) -> anyhow::Result<()> {
+        let _ = batch;
+        Ok(())
+    }
     /// Make what [`Target::store`] answered as stored durable (IMAP: the tagged OK
     /// already is; files: synced), before the index records it.
     fn durable(&mut self) -> anyhow::Result<()> {
@@ -125,6 +144,31 @@ pub trait Target: Send {
     /// renaming; `--folder-map` still applies).
     fn keeps_names(&self) -> bool {
         false
+    }
+    /// Which source messages the target records as stored itself; `None`: only
+    /// the index knows.
+    fn stored_ids(&self) -> Option<StoredIds> {
+        None
+    }
+    /// Planning listed `page` of the source folder going to `folder` (a backup
+    /// notes new flags of messages it holds).
+    fn listed(&mut self, folder: &str, uidvalidity: u32, page: &[crate::decide::Meta]) {
+        let _ = (folder, uidvalidity, page);
+    }
+    /// Planning is over: what the target did or would do about it (a note for the
+    /// summary), written only when not `dry_run`.
+    fn planned(&mut self, dry_run: bool) -> anyhow::Result<Option<String>> {
+        let _ = dry_run;
+        Ok(None)
+    }
+    /// Where a dry run says a folder would go (a backup: its file).
+    fn planned_name(&self, folder: &str) -> String {
+        folder.to_string()
+    }
+    /// The run copied everything it would: a target's closing writes (a backup's
+    /// summary manifest).
+    fn finish(&mut self) -> anyhow::Result<()> {
+        Ok(())
     }
     /// How to open more connections for parallel copies; `None`: one only.
     fn connector(&self) -> Option<Connector> {
