@@ -171,13 +171,15 @@ pub fn copy_into(
     let layout = tgt.layout()?;
     let opts = with_to_folder(&own_opts, &tree)?;
     let keep = tgt.keeps_names();
+    let name_of = |path: &[String]| tgt.folder_name(path, &layout);
+    let keep_names = keep.then_some(&name_of as &plan::NameOf<'_>);
     let mapped = plan::map_folders_as(
         &tree.entries,
         &tree.prefix,
         tree.delim,
         &layout,
         &opts,
-        keep,
+        keep_names,
     );
     if keep {
         plan::apart(&mapped)?;

@@ -133,18 +133,22 @@ pub fn map_folders_with_roles(
     target: &TargetLayout,
     opts: &Options,
 ) -> Vec<(Vec<u8>, String, String, Option<String>)> {
-    map_folders_as(src_list, src_prefix, src_delim, target, opts, false)
+    map_folders_as(src_list, src_prefix, src_delim, target, opts, None)
 }
 
-/// As [`map_folders_with_roles`]; with `keep_names` (a backup target) a folder
-/// keeps its source name (only `--folder-map` renames) and no role.
+/// How a target that keeps the source's names names a folder path.
+pub type NameOf<'a> = dyn Fn(&[String]) -> String + 'a;
+
+/// As [`map_folders_with_roles`]; with `keep_names` (a backup target's way of
+/// naming a path, [`crate::target::Target::folder_name`]) a folder keeps its source
+/// name (only `--folder-map` renames) and no role.
 pub fn map_folders_as(
     src_list: &[ListEntry],
     src_prefix: &str,
     src_delim: Option<char>,
     target: &TargetLayout,
     opts: &Options,
-    keep_names: bool,
+    keep_names: Option<&NameOf<'_>>,
 ) -> Vec<(Vec<u8>, String, String, Option<String>)> {
     let mut folders = Vec::new();
     let mut roles = HashMap::new();
@@ -170,9 +174,11 @@ pub fn map_folders_as(
         .into_iter()
         .filter(|(_, f)| folders::selected(&f.display(), &opts.include, &opts.exclude))
         .map(|(raw, f)| {
-            if keep_names {
-                let tpath = folders::apply_map(&f.path, &opts.rules).unwrap_or(f.path.clone());
-                return (raw, f.display(), folders::join_target(&tpath, target), None);
+            if let Some(name_of) = keep_names {
+                // The source's name as shown, its levels split at `/` (as before).
+                let path: Vec<String> = f.display().split('/').map(str::to_string).collect();
+                let tpath = folders::apply_map(&path, &opts.rules).unwrap_or(path);
+                return (raw, f.display(), name_of(&tpath), None);
             }
             let tpath = folders::map_folder(&f, &opts.rules, target, &roles);
             // A role is the account's own: not for a folder a rule put elsewhere

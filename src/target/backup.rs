@@ -153,6 +153,12 @@ impl Target for BackupTarget {
         true
     }
 
+    /// The manifest names a folder as the source does, levels joined with `/`
+    /// (its file name is made safe by [`Layout::file_for`]).
+    fn folder_name(&self, path: &[String], _layout: &TargetLayout) -> String {
+        path.join("/")
+    }
+
     /// Every folder's file is made ready (created, repaired) by [`Target::create`].
     fn exists(&self, _name: &str) -> bool {
         false

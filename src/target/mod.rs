@@ -170,6 +170,12 @@ pub trait Target: Send {
     fn finish(&mut self) -> anyhow::Result<()> {
         Ok(())
     }
+    /// The name of the folder at `path` (levels), as the target writes it:
+    /// joined with its delimiter, a level's own delimiters and control characters
+    /// made `_` ([`crate::folders::join_target`]).
+    fn folder_name(&self, path: &[String], layout: &TargetLayout) -> String {
+        crate::folders::join_target(path, layout)
+    }
     /// How to open more connections for parallel copies; `None`: one only.
     fn connector(&self) -> Option<Connector> {
         None
