@@ -479,5 +479,10 @@ mod tests {
         );
         let layout = t.layout().unwrap();
         assert!(layout.existing.contains(&s(&["Projects", "2024"])));
+        // A `.` inside a level cannot be told from the separator: it becomes `_`.
+        assert_eq!(
+            t.folder_name(&s(&["Archive", "v1.2"]), &layout),
+            "Archive.v1_2"
+        );
     }
 }
