@@ -1,5 +1,7 @@
 //! Backup to mbox: one mboxrd file per folder under a directory (nested like the
-//! folder tree), or every folder in one file; plus a manifest.
+//! folder tree), or every folder in one file; plus a manifest. This module is the
+//! backup's format (layout, manifest, repair); the copy engine writes it through
+//! [`crate::target::backup::BackupTarget`].
 //!
 //! Files: `DIR/<folder path>.mbox` and `DIR/mailferry-manifest.jsonl`, or `FILE.mbox`
 //! and `FILE.mbox.manifest.jsonl`. The manifest has one JSON line per message: its
@@ -20,19 +22,16 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::decide::{self, Meta};
-use crate::dedupe::{self, Mode};
-use crate::engine::{map_folders, pending_pages, Options, Tally, KEEP_LISTED, LISTING_PAGE};
+use crate::dedupe;
+use crate::engine::Options;
 use crate::error::{input, local};
-use crate::folders::TargetLayout;
-use crate::index::{Index, Outcome, Record};
+use crate::index::Index;
 use crate::log;
 use crate::source::Source;
-use crate::summary::{Planned, Summary};
+use crate::summary::Summary;
 
 pub const DIR_MANIFEST: &str = "mailferry-manifest.jsonl";
 
@@ -230,36 +229,13 @@ pub fn manifest_entry_at<R: Read + Seek>(
     })
 }
 
-/// A folder of a backup, planned.
-struct Plan {
-    raw: Vec<u8>,
-    display: String,
-    uidvalidity: u32,
-    /// Messages not yet stored, and their bytes.
-    count: u64,
-    bytes: u64,
-    /// Their listing while the run's total stays small; `None`: listed again.
-    kept: Option<Vec<Meta>>,
-}
-
 /// The fingerprint of "this folder's message `id` under `uidvalidity` is stored".
-fn stored(folder: &str, uidvalidity: u32, id: &str) -> u128 {
+pub(crate) fn stored(folder: &str, uidvalidity: u32, id: &str) -> u128 {
     dedupe::fingerprint(&format!("{folder}\0{uidvalidity}\0{id}"))
 }
 
-/// The messages of a page the manifest does not hold.
-fn not_stored(done: &Stored, folder: &str, uidvalidity: u32, list: Vec<Meta>) -> Vec<Meta> {
-    list.into_iter()
-        .filter(|m| !done.contains_key(&stored(folder, uidvalidity, &m.id)))
-        .collect()
-}
-
-/// The stored messages of a backup: [`stored`] fingerprint → where its latest
-/// manifest line starts, and the fingerprint of the flags that line records.
-type Stored = HashMap<u128, (u64, u128)>;
-
 /// The flags a backup records for a message: IMAP flags, not `\Recent`.
-fn kept_flags(flags: &[String]) -> Vec<String> {
+pub(crate) fn kept_flags(flags: &[String]) -> Vec<String> {
     flags
         .iter()
         .filter(|f| !f.eq_ignore_ascii_case("\\Recent") && crate::imap::types::valid_flag(f))
@@ -268,7 +244,7 @@ fn kept_flags(flags: &[String]) -> Vec<String> {
 }
 
 /// A fingerprint of a set of flags (order and case do not matter).
-fn flags_fingerprint(flags: &[String]) -> u128 {
+pub(crate) fn flags_fingerprint(flags: &[String]) -> u128 {
     let mut v: Vec<String> = flags.iter().map(|f| f.to_ascii_lowercase()).collect();
     v.sort();
     v.dedup();
@@ -278,7 +254,10 @@ fn flags_fingerprint(flags: &[String]) -> u128 {
 /// Record new flags of messages already backed up: for each (manifest line, new
 /// flags), the entry again with the new flags, appended (a later line for the same
 /// message replaces the earlier one when the backup is read). Synced.
-fn record_flag_changes(layout: &Layout, changed: &[(u64, Vec<String>)]) -> anyhow::Result<()> {
+pub(crate) fn record_flag_changes(
+    layout: &Layout,
+    changed: &[(u64, Vec<String>)],
+) -> anyhow::Result<()> {
     let name = || layout.manifest.display().to_string();
     let f =
         File::open(&layout.manifest).map_err(|e| local(format!("cannot read {}: {e}", name())))?;
@@ -310,7 +289,12 @@ pub fn note_end(ends: &mut HashMap<String, u64>, e: &Entry) {
 /// Bring a file back to what the manifest records: bytes after the last recorded
 /// message were written by an interrupted run and are cut off. Only done inside a
 /// backup (the manifest existed); a foreign file is never touched.
-fn repair_file(mbox: &File, path: &Path, end: u64, in_backup: bool) -> anyhow::Result<()> {
+pub(crate) fn repair_file(
+    mbox: &File,
+    path: &Path,
+    end: u64,
+    in_backup: bool,
+) -> anyhow::Result<()> {
     let len = mbox.metadata()?.len();
     if len > end {
         if !in_backup {
@@ -335,7 +319,7 @@ fn repair_file(mbox: &File, path: &Path, end: u64, in_backup: bool) -> anyhow::R
     Ok(())
 }
 
-fn sender_of(msg: &[u8]) -> String {
+pub(crate) fn sender_of(msg: &[u8]) -> String {
     dedupe::header(msg, "Return-Path")
         .map(|v| {
             String::from_utf8_lossy(&v)
@@ -359,6 +343,9 @@ pub fn backup(
 }
 
 /// As [`backup`], adding to `summary`, so a retried run reports what every attempt did.
+/// The copy engine does the work, with the backup directory as its target
+/// ([`crate::target::backup::BackupTarget`]): what is written, in which order, and
+/// what the index records are the engine's rules.
 pub fn backup_into(
     src: &mut dyn Source,
     out: &Path,
@@ -366,319 +353,13 @@ pub fn backup_into(
     index: &mut Index,
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let layout = Layout::for_out(out);
-    summary.source = src.describe();
-    summary.target = format!("mbox:{}", out.display());
-    summary.dry_run = opts.dry_run;
-    summary.failed.clear();
-    summary.stopped = None;
-    if !opts.dry_run {
-        private_dirs(&layout.base)
-            .map_err(|e| input(format!("cannot create {}: {e}", layout.base.display())))?;
-    }
-    let in_backup = layout.manifest.exists();
-    // What the manifest says, in compact form (fingerprints, 16 bytes a message): which
-    // messages are stored, the keys stored per folder, where each file's data ends.
-    let mut done: Stored = HashMap::new();
-    let mut keys: HashMap<String, HashSet<u128>> = HashMap::new();
-    let mut ends: HashMap<String, u64> = HashMap::new();
-    each_manifest_line(&layout.manifest, !opts.dry_run, |at, e| {
-        done.insert(
-            stored(&e.folder, e.uidvalidity, &e.id),
-            (at, flags_fingerprint(&e.flags)),
-        );
-        note_end(&mut ends, &e);
-        keys.entry(e.folder)
-            .or_default()
-            .insert(dedupe::fingerprint(&e.key));
-    })?;
-    let job_id = index.job(&summary.source, &summary.target)?;
-
-    let tree = src.folders()?;
-    // Only the account's own folders, unless --include-shared (as a copy does).
-    let (tree, own_opts) = crate::engine::own_folders(tree, src.namespaces().as_ref(), opts);
-    let opts = &own_opts;
-    let target = TargetLayout {
-        delim: Some('/'),
-        ..TargetLayout::default()
-    };
-    // A backup keeps the source's folder names (the mapped target name is unused).
-    let mapped = map_folders(&tree.entries, &tree.prefix, tree.delim, &target, opts);
-
-    let mut plans = Vec::new();
-    // (manifest line, new flags) of messages backed up before whose flags changed.
-    let mut changed: Vec<(u64, Vec<String>)> = Vec::new();
-    let mut kept_total = 0usize;
-    let (_, keep_listed) = crate::faults::listing_sizes(LISTING_PAGE, KEEP_LISTED);
-    let mut names: HashMap<String, String> = HashMap::new();
-    for (raw, source_name, _) in mapped {
-        // The backup keeps the source's names; only --folder-map renames.
-        let path: Vec<String> = source_name.split('/').map(str::to_string).collect();
-        let display = crate::folders::apply_map(&path, &opts.rules)
-            .map(|p| p.join("/"))
-            .unwrap_or_else(|| source_name.clone());
-        // Two source folders in one backup folder would share message ids (UIDs).
-        if let Some(other) = names.insert(display.clone(), source_name.clone()) {
-            return Err(input(format!(
-                "--folder-map puts both {other:?} and {source_name:?} into backup folder {display:?}; a backup keeps folders apart, so map them to different names"
-            )));
-        }
-        let opened = src.open(&raw)?;
-        let mut tally = Tally::new();
-        // Listed even when the server says it is empty (a count of 0 with mail
-        // in the folder must not skip it silently).
-        {
-            let (uidvalidity, room) = (opened.uidvalidity, keep_listed.saturating_sub(kept_total));
-            pending_pages(
-                src,
-                opts.dedupe,
-                |list| {
-                    // Messages stored before whose flags changed at the source.
-                    for m in &list {
-                        let key = stored(&display, uidvalidity, &m.id);
-                        if let Some((at, was)) = done.get(&key) {
-                            let now = kept_flags(&m.flags);
-                            if flags_fingerprint(&now) != *was {
-                                changed.push((*at, now));
-                            }
-                        }
-                    }
-                    Ok(not_stored(&done, &display, uidvalidity, list))
-                },
-                |_, page| {
-                    tally.add(page, room);
-                    Ok(true)
-                },
-            )?;
-        }
-        kept_total += tally.kept_len();
-        crate::engine::note_anomalies(src, summary);
-        plans.push(Plan {
-            raw,
-            display,
-            uidvalidity: opened.uidvalidity,
-            count: tally.count,
-            bytes: tally.bytes,
-            kept: tally.kept,
-        });
-    }
-    summary.folders = plans.len();
-    if !changed.is_empty() {
-        let verb = if opts.dry_run {
-            "would record"
-        } else {
-            "recorded"
-        };
-        if !opts.dry_run {
-            record_flag_changes(&layout, &changed)?;
-        }
-        summary.note(format!(
-            "{} messages backed up before have new flags at the source; the manifest {verb} them",
-            changed.len()
-        ));
-    }
-    if opts.dry_run {
-        summary.planned = plans
-            .iter()
-            .map(|p| Planned {
-                folder: p.display.clone(),
-                target_folder: layout.file_for(&p.display),
-                messages: p.count,
-                bytes: p.bytes,
-            })
-            .collect();
-        src.close();
-        summary.finish(started);
-        return Ok(());
-    }
-
-    let total_msgs: u64 = plans.iter().map(|p| p.count).sum();
-    let total_bytes: u64 = plans.iter().map(|p| p.bytes).sum();
-    let progress = crate::progress::start(&summary.target, total_msgs, total_bytes);
-    let mut manifest = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&layout.manifest)
-        .map_err(|e| input(format!("cannot write {}: {e}", layout.manifest.display())))?;
-    private(&layout.manifest);
-
-    for plan in &mut plans {
-        let (raw, display, uidvalidity) = (&plan.raw, &plan.display, &plan.uidvalidity);
-        let file = layout.file_for(display);
-        let path = layout.base.join(&file);
-        if let Some(dir) = path.parent() {
-            private_dirs(dir)
-                .map_err(|e| local(format!("cannot create {}: {e}", dir.display())))?;
-        }
-        if layout.single.is_none() {
-            stays_inside(&layout.base, &path)?;
-        }
-        let mut mbox = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|e| input(format!("cannot write {}: {e}", path.display())))?;
-        private(&path);
-        repair_file(
-            &mbox,
-            &path,
-            ends.get(&file).copied().unwrap_or(0),
-            in_backup,
-        )?;
-        if plan.count == 0 {
-            continue;
-        }
-        let mut offset = mbox
-            .seek(SeekFrom::End(0))
-            .map_err(|e| local(format!("cannot read {}: {e}", path.display())))?;
-        if src.open(raw)?.uidvalidity != *uidvalidity {
-            return Err(crate::error::connect(format!(
-                "{display}: the source folder's UIDVALIDITY changed during the run; run again"
-            )));
-        }
-        let seen = keys.entry(display.clone()).or_default();
-        let mut copy_page = |src: &mut dyn Source, pending: Vec<Meta>| -> anyhow::Result<()> {
-            let sizes: Vec<u64> = pending.iter().map(|m| m.size).collect();
-            for range in decide::batches(&sizes, opts.batch_bytes, opts.batch_count) {
-                let batch: &[Meta] = &pending[range];
-                let mut bodies: HashMap<String, Vec<u8>> = HashMap::new();
-                src.fetch(batch, &mut |id, body| {
-                    bodies.insert(id.to_string(), body);
-                })?;
-                let mut new_entries = Vec::new();
-                let mut bytes = 0;
-                for meta in batch {
-                    if let Some(problem) = &meta.problem {
-                        log::warn(format!("{display} message {}: {problem}", meta.id));
-                        summary.failed.push(crate::summary::Failure {
-                            folder: display.clone(),
-                            id: meta.id.clone(),
-                            reason: problem.clone(),
-                        });
-                        continue;
-                    }
-                    let Some(body) = bodies.get(&meta.id) else {
-                        let reason = "the source did not return this message (deleted meanwhile, or the server could not read it)";
-                        log::warn(format!("{display} message {}: {reason}", meta.id));
-                        summary.failed.push(crate::summary::Failure {
-                            folder: display.clone(),
-                            id: meta.id.clone(),
-                            reason: reason.to_string(),
-                        });
-                        continue;
-                    };
-                    let key = dedupe::key(body, opts.dedupe);
-                    let date = meta.internal_date.or_else(|| {
-                        if src.dates_from_headers() {
-                            dedupe::header_date(body)
-                        } else {
-                            None
-                        }
-                    });
-                    let duplicate =
-                        opts.dedupe != Mode::None && !seen.insert(dedupe::fingerprint(&key));
-                    let mut length = 0;
-                    if !duplicate {
-                        let mut buf = Vec::with_capacity(body.len() + 128);
-                        crate::mbox::write_message(
-                            &mut buf,
-                            &sender_of(body),
-                            date.map(|d| d.datetime()),
-                            body,
-                        )?;
-                        mbox.write_all(&buf)
-                            .map_err(|e| local(format!("cannot write {}: {e}", path.display())))?;
-                        length = buf.len() as u64;
-                        crate::faults::after_append();
-                    }
-                    bytes += meta.size;
-                    new_entries.push(Entry {
-                        folder: display.clone(),
-                        file: file.clone(),
-                        offset,
-                        length,
-                        size: body.len() as u64,
-                        sha256: dedupe::sha256_hex(body),
-                        flags: kept_flags(&meta.flags),
-                        internaldate: date.map(|d| d.to_string()),
-                        uidvalidity: *uidvalidity,
-                        id: meta.id.clone(),
-                        key,
-                        duplicate,
-                    });
-                    offset += length;
-                }
-                // Write, then record: data synced before the manifest, manifest before the index.
-                mbox.sync_data()
-                    .map_err(|e| local(format!("cannot write {}: {e}", path.display())))?;
-                let mut lines = Vec::new();
-                for e in &new_entries {
-                    serde_json::to_writer(&mut lines, e)?;
-                    lines.push(b'\n');
-                }
-                manifest
-                    .write_all(&lines)
-                    .and_then(|()| manifest.sync_data())
-                    .map_err(|e| {
-                        local(format!("cannot write {}: {e}", layout.manifest.display()))
-                    })?;
-                ends.insert(file.clone(), offset);
-                let records: Vec<Record> = new_entries
-                    .iter()
-                    .map(|e| Record::Done {
-                        job: job_id,
-                        folder: e.folder.clone(),
-                        uidvalidity: e.uidvalidity,
-                        id: e.id.clone(),
-                        key: e.key.clone(),
-                        outcome: if e.duplicate {
-                            Outcome::Duplicate
-                        } else {
-                            Outcome::Copied
-                        },
-                        target_folder: e.file.clone(),
-                        target_uid: None,
-                    })
-                    .collect();
-                index.record(&records)?;
-                for e in &new_entries {
-                    if e.duplicate {
-                        summary.duplicates += 1;
-                    } else {
-                        summary.copied += 1;
-                        summary.bytes += e.size;
-                    }
-                }
-                progress.advance(batch.len() as u64, bytes);
-            }
-            Ok(())
-        };
-        match plan.kept.take() {
-            Some(kept) => copy_page(src, kept)?,
-            None => {
-                pending_pages(
-                    src,
-                    opts.dedupe,
-                    |list| Ok(not_stored(&done, display, *uidvalidity, list)),
-                    |src, page| copy_page(src, page).map(|()| true),
-                )?;
-            }
-        }
-    }
-    drop(progress);
-    crate::engine::note_anomalies(src, summary);
-    src.close();
-    write_summary_manifest(&layout)?;
-    summary.finish(started);
-    Ok(())
+    let mut target = crate::target::backup::BackupTarget::new(out, opts.dry_run)?;
+    crate::engine::copy_into(src, &mut target, opts, None, index, summary)
 }
 
 /// `mailferry-manifest.json` / `FILE.mbox.manifest.json`: per folder its file,
 /// message count, bytes and UIDVALIDITY, rebuilt from the line manifest.
-fn write_summary_manifest(layout: &Layout) -> anyhow::Result<()> {
+pub(crate) fn write_summary_manifest(layout: &Layout) -> anyhow::Result<()> {
     #[derive(Serialize, Default)]
     struct Folder {
         folder: String,
@@ -728,7 +409,7 @@ fn write_summary_manifest(layout: &Layout) -> anyhow::Result<()> {
 /// A backup writes only inside its directory: `path` (a folder's file, its
 /// directories made) must not be, or lie under, a symbolic link leading out of
 /// `base` (someone else's file would be appended to).
-fn stays_inside(base: &Path, path: &Path) -> anyhow::Result<()> {
+pub(crate) fn stays_inside(base: &Path, path: &Path) -> anyhow::Result<()> {
     let real_base = base
         .canonicalize()
         .map_err(|e| local(format!("cannot read {}: {e}", base.display())))?;
@@ -753,7 +434,7 @@ fn stays_inside(base: &Path, path: &Path) -> anyhow::Result<()> {
 
 /// Create a directory and its missing parents, those it creates open to their
 /// owner only (folder names are private too); existing ones are left as they are.
-fn private_dirs(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn private_dirs(dir: &Path) -> std::io::Result<()> {
     let mut b = std::fs::DirBuilder::new();
     b.recursive(true);
     #[cfg(unix)]

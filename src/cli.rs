@@ -312,14 +312,24 @@ pub enum MboxFormat {
     Mmdf,
 }
 
+/// `backup --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackupFormat {
+    Mbox,
+    Maildir,
+}
+
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// Source: imaps://, imap://, pop3s://, pop3:// or a bare address.
     #[arg(long, value_name = "URL")]
     pub from: String,
-    /// A directory (one mbox file per folder) or a FILE.mbox (every folder in one file).
+    /// A directory (one mbox file per folder) or a FILE.mbox (every folder in one file); with --format maildir, the Maildir++ directory.
     #[arg(long, value_name = "DIR|FILE.mbox")]
     pub out: PathBuf,
+    /// What the backup is written as: mbox files and a manifest, or a Maildir++ tree (as Dovecot and mbsync read it).
+    #[arg(long, value_enum, default_value_t = BackupFormat::Mbox)]
+    pub format: BackupFormat,
     /// File whose first line is the source password (else MAILFERRY_FROM_PASSWORD, else a prompt).
     #[arg(long, value_name = "FILE")]
     pub from_password_file: Option<PathBuf>,

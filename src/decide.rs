@@ -46,6 +46,52 @@ pub fn action(
     }
 }
 
+/// What to do with one message of a fetched batch, once the target was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Not fetched, or not copyable as listed: failed, tried again next run.
+    Fail,
+    /// Already on the target, or copied earlier in this run: a duplicate.
+    Skip,
+    /// Store it.
+    Append,
+    /// An identical copy of the message stored as item `i` of this batch: a
+    /// duplicate once that one is stored, failed with it if it is refused.
+    With(usize),
+}
+
+/// Decide a whole batch, in order. `keys[i]`: the fingerprint of item i's dedupe
+/// key, `None` when it has no body to copy (not returned, or a problem). `seen`
+/// (keys stored in this run) grows by what is appended; `known`: keys the target
+/// folder holds. Without dedupe, everything with a body is appended.
+pub fn sort_batch(
+    dedupe: bool,
+    keys: &[Option<u128>],
+    seen: &mut std::collections::HashSet<u128>,
+    known: &std::collections::HashSet<u128>,
+) -> Vec<Decision> {
+    let mut first_of: std::collections::HashMap<u128, usize> = Default::default();
+    keys.iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let Some(fp) = *key else {
+                return Decision::Fail;
+            };
+            match action(dedupe, seen.contains(&fp), known.contains(&fp), false) {
+                Action::Skip => match first_of.get(&fp) {
+                    Some(&j) => Decision::With(j),
+                    None => Decision::Skip,
+                },
+                _ => {
+                    seen.insert(fp);
+                    first_of.entry(fp).or_insert(i);
+                    Decision::Append
+                }
+            }
+        })
+        .collect()
+}
+
 const SYSTEM_FLAGS: &[&str] = &["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"];
 
 /// Whether a keyword is a valid IMAP atom (RFC 3501 `flag-keyword`).
@@ -210,5 +256,50 @@ mod tests {
             uid_set(&[u32::MAX - 1, u32::MAX]),
             format!("{}:{}", u32::MAX - 1, u32::MAX)
         );
+    }
+    #[test]
+    fn sort_batch_table() {
+        use Decision::*;
+        // (dedupe, keys, seen before, known) -> decisions
+        type Row = (
+            bool,
+            &'static [Option<u128>],
+            &'static [u128],
+            &'static [u128],
+            &'static [Decision],
+        );
+        let table: &[Row] = &[
+            (true, &[], &[], &[], &[]),
+            (true, &[None, Some(1)], &[], &[], &[Fail, Append]),
+            // Known on the target, or stored earlier in the run: duplicates.
+            (true, &[Some(1), Some(2)], &[1], &[2], &[Skip, Skip]),
+            // Twice in one batch: the second waits on the first.
+            (
+                true,
+                &[Some(1), Some(2), Some(1), Some(1)],
+                &[],
+                &[],
+                &[Append, Append, With(0), With(0)],
+            ),
+            // A failed copy does not make a later identical one a duplicate.
+            (true, &[None, Some(3)], &[], &[], &[Fail, Append]),
+            // Without dedupe everything with a body is appended, even twice.
+            (
+                false,
+                &[Some(1), Some(1), None],
+                &[1],
+                &[1],
+                &[Append, Append, Fail],
+            ),
+        ];
+        for &(dedupe, keys, seen, known, want) in table {
+            let mut seen: std::collections::HashSet<u128> = seen.iter().copied().collect();
+            let known = known.iter().copied().collect();
+            assert_eq!(
+                sort_batch(dedupe, keys, &mut seen, &known),
+                want,
+                "{dedupe} {keys:?}"
+            );
+        }
     }
 }

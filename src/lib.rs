@@ -33,6 +33,7 @@ pub mod sasl;
 pub mod secret;
 pub mod source;
 pub mod summary;
+pub mod target;
 pub mod throttle;
 
 use cli::{Cli, Command};

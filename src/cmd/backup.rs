@@ -1,11 +1,14 @@
-//! `mailferry backup --from URL --out DIR|FILE.mbox`: an account into mbox files.
+//! `mailferry backup --from URL --out DIR|FILE.mbox [--format maildir]`: an account into
+//! mbox files and a manifest, or into a Maildir++ tree (through the copy engine, with
+//! the tree as its target).
 
-use crate::cli::BackupArgs;
+use crate::cli::{BackupArgs, BackupFormat};
 use crate::endpoint::{self, Endpoint};
 use crate::error::{input, EXIT_OK, EXIT_PARTIAL};
 use crate::index::{self, Index};
 use crate::mbox::Dialect;
 use crate::plan;
+use crate::target::maildir::MaildirTarget;
 
 pub fn run(a: &BackupArgs) -> anyhow::Result<i32> {
     // Phase 1: the arguments and the password, before the index or a connection.
@@ -33,9 +36,20 @@ pub fn run(a: &BackupArgs) -> anyhow::Result<i32> {
     eprintln!("index: {}", state.display());
     let started = std::time::Instant::now();
     let mut summary = crate::summary::Summary::default();
+    let mut maildir = match a.format {
+        BackupFormat::Maildir => Some(MaildirTarget::new(&a.out, !a.dry_run)?),
+        BackupFormat::Mbox => None,
+    };
     let result = crate::retry::run(&net, &a.from, || {
         let mut src = plan::open_endpoint(&source, source_credentials.as_ref(), &net, Dialect::Rd)?;
-        crate::backup::backup_into(src.as_mut(), &a.out, &opts, &mut index, &mut summary)
+        match maildir.as_mut() {
+            Some(tgt) => {
+                crate::engine::copy_into(src.as_mut(), tgt, &opts, None, &mut index, &mut summary)
+            }
+            None => {
+                crate::backup::backup_into(src.as_mut(), &a.out, &opts, &mut index, &mut summary)
+            }
+        }
     });
     summary.finish(started);
     if let Err(e) = result {

@@ -1,0 +1,128 @@
+//! Fetching: the source lists and fetches the next batch while the target stores
+//! this one. A fetcher thread hands batches over a channel of one, so at most three
+//! batches of bodies are in memory (being fetched, waiting, being stored). Dedupe
+//! keys are computed on the fetcher thread, off the one that waits on the target.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::Scope;
+
+use super::plan::{not_done, Listed};
+use super::{pending_pages, FolderPlan, Options};
+use crate::decide::{self, Meta};
+use crate::dedupe;
+use crate::index::Index;
+use crate::source::Source;
+use crate::target::StoredIds;
+
+/// One fetched batch: the listing of its messages, the bodies the source returned
+/// (id → (dedupe key, bytes)), and those it refused to hand over (id → reason).
+pub(super) struct Fetched {
+    pub metas: Vec<Meta>,
+    pub bodies: HashMap<String, (String, Vec<u8>)>,
+    pub refused: HashMap<String, String>,
+}
+
+/// `Ok(None)` marks the end; a closed channel without it is a failure.
+type Message = anyhow::Result<Option<Fetched>>;
+
+/// Where the fetcher learns which listed messages are already handled, when the
+/// folder is listed again page by page: the index of the run's job.
+pub(super) struct Checkpoints {
+    pub index_path: PathBuf,
+    pub job_id: i64,
+    /// What the target records as stored itself ([`crate::target::Target::stored_ids`]).
+    pub stored: Option<StoredIds>,
+}
+
+/// Start the fetcher for `plan`'s pending messages (its kept listing, or the
+/// folder listed again page by page, minus what the index records).
+pub(super) fn start<'scope, 'env: 'scope>(
+    scope: &'scope Scope<'scope, 'env>,
+    src: &'env mut dyn Source,
+    plan: &'env FolderPlan,
+    opts: &'env Options,
+    checkpoints: Checkpoints,
+) -> Receiver<Message> {
+    let (tx, rx) = sync_channel::<Message>(1);
+    scope.spawn(move || {
+        let finished = match &plan.kept {
+            Some(kept) => send(&tx, src, kept, opts),
+            None => match relist(&tx, src, plan, opts, &checkpoints) {
+                Ok(all) => all,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    false
+                }
+            },
+        };
+        if finished {
+            let _ = tx.send(Ok(None));
+        }
+    });
+    rx
+}
+
+/// The next batch; `None` at the end.
+pub(super) fn next(rx: &Receiver<Message>) -> anyhow::Result<Option<Fetched>> {
+    match rx.recv() {
+        Ok(m) => m,
+        Err(_) => Err(anyhow::anyhow!("the source reader stopped unexpectedly")),
+    }
+}
+
+/// List the open folder again, page by page, and send what is pending.
+fn relist(
+    tx: &SyncSender<Message>,
+    src: &mut dyn Source,
+    plan: &FolderPlan,
+    opts: &Options,
+    c: &Checkpoints,
+) -> anyhow::Result<bool> {
+    let index = Index::open(&c.index_path)?;
+    let mut all = true;
+    pending_pages(
+        src,
+        opts.dedupe,
+        |list| {
+            let f = Listed {
+                display: &plan.display,
+                target_name: &plan.target_name,
+                uidvalidity: plan.uidvalidity,
+            };
+            not_done(&index, c.job_id, &f, c.stored.as_ref(), list)
+        },
+        |src, page| {
+            all = send(tx, src, &page, opts);
+            Ok(all)
+        },
+    )?;
+    Ok(all)
+}
+
+/// Fetch `metas` in batches and send them; false when the receiver is gone or on
+/// error (sent).
+fn send(tx: &SyncSender<Message>, src: &mut dyn Source, metas: &[Meta], opts: &Options) -> bool {
+    let sizes: Vec<u64> = metas.iter().map(|m| m.size).collect();
+    for range in decide::batches(&sizes, opts.batch_bytes, opts.batch_count) {
+        let mut bodies = HashMap::new();
+        let res = src.fetch(&metas[range.clone()], &mut |id, body| {
+            let key = dedupe::key(&body, opts.dedupe);
+            bodies.insert(id.to_string(), (key, body));
+        });
+        let refused: HashMap<String, String> = src.take_refused().into_iter().collect();
+        let failed = res.is_err();
+        let msg = res.map(|()| {
+            Some(Fetched {
+                metas: metas[range].to_vec(),
+                bodies,
+                refused,
+            })
+        });
+        if tx.send(msg).is_err() || failed {
+            return false;
+        }
+    }
+    true
+}

@@ -1,0 +1,280 @@
+//! One account: folders → listing → decide → fetch → store → record, into any
+//! [`Target`] (an IMAP account, a Maildir tree).
+//!
+//! The rooms: [`plan`] maps folders and lists what is not yet copied; [`copy`]
+//! copies one folder batch by batch, with the decisions taken by the pure
+//! functions of `crate::decide`; [`fetch`] reads the next batch on its own thread;
+//! [`record`] turns outcomes into index rows; [`workers`] spreads folders over
+//! connection pairs; [`listing`] holds the IMAP reads source and target share.
+//!
+//! Invariants:
+//! - the source is only ever read (IMAP: EXAMINE and `BODY.PEEK`), so nothing on it
+//!   changes (not even `\Seen`);
+//! - a source message is recorded as done only after the target stored it and made
+//!   it durable (IMAP: the tagged OK for its APPEND), or after it was found on the
+//!   target already;
+//! - a message whose record was lost (crash between storing and commit) is found
+//!   again on the target by its dedupe key before anything is stored: the target
+//!   messages the index does not know are hashed when they could match;
+//! - at most three batches of message bodies are held in memory (being fetched,
+//!   waiting, being stored), and no listing of a huge folder is held whole.
+
+mod copy;
+mod fetch;
+pub mod listing;
+pub mod plan;
+mod record;
+mod workers;
+
+use std::time::Instant;
+
+pub use listing::{fetch_bodies, folder_keys, listing, listing_of, listing_within};
+pub use plan::{
+    decode_name, layout_of, map_folders, map_folders_with_roles, own_folders, pending_pages,
+    target_layout, with_to_folder, Tally,
+};
+
+use crate::decide::Meta;
+use crate::dedupe::Mode;
+use crate::endpoint::Server;
+use crate::error::Retry;
+use crate::folders::Rules;
+use crate::imap::ImapError;
+use crate::index::Index;
+use crate::net::NetOptions;
+use crate::secret::Credentials;
+use crate::source::Source;
+use crate::summary::Summary;
+use crate::target::Target;
+
+/// How a run copies.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub dedupe: Mode,
+    pub dry_run: bool,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub rules: Rules,
+    /// Upper bound of message bytes held per fetch batch.
+    pub batch_bytes: u64,
+    pub batch_count: usize,
+    /// POP3 only: delete from the source what the target confirmed in this run.
+    pub delete_after: bool,
+    /// `--to-folder`: the target folder (path) of a single-folder source.
+    pub to_folder: Option<Vec<String>>,
+    /// Connection pairs per account: folders are copied in parallel over them.
+    pub connections: usize,
+    /// `--include-shared TREE`: other users' and shared folders go under TREE;
+    /// `None`: only the account's own folders are copied.
+    pub include_shared: Option<Vec<String>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            dedupe: Mode::Exact,
+            dry_run: false,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            rules: Rules::default(),
+            batch_bytes: 4 << 20,
+            batch_count: crate::faults::batch_count(250),
+            delete_after: false,
+            to_folder: None,
+            connections: 1,
+            include_shared: None,
+        }
+    }
+}
+
+/// A source folder ready to copy.
+#[derive(Debug, Clone)]
+pub struct FolderPlan {
+    pub raw: Vec<u8>,
+    pub display: String,
+    pub target_name: String,
+    /// The special-use role the target folder should get if it is created.
+    pub role: Option<String>,
+    pub uidvalidity: u32,
+    /// Messages not yet copied, and their bytes, when the folder was planned.
+    pub count: u64,
+    pub bytes: u64,
+    /// Their listing, kept from planning while the run's total stays small;
+    /// `None`: listed again, page by page, when the folder is copied.
+    pub kept: Option<Vec<Meta>>,
+}
+
+/// Listings are read this many messages at a time, so memory does not grow with
+/// the size of a folder.
+pub const LISTING_PAGE: usize = 2_000;
+
+/// Planning keeps the listings of at most this many messages for the copy (saving a
+/// second listing); beyond, folders are listed again page by page as they are copied.
+pub const KEEP_LISTED: usize = 5_000;
+
+/// Opens another connection to the source, for copying folders in parallel.
+pub type Reopen<'a> = dyn Fn() -> anyhow::Result<Box<dyn Source>> + Sync + 'a;
+
+/// Everything a copy into an IMAP account needs to know besides the source.
+pub struct Job<'a> {
+    pub target: &'a Server,
+    /// How the target is logged in to, at every (re)connect.
+    pub target_credentials: &'a Credentials,
+    pub net: &'a NetOptions,
+    pub opts: &'a Options,
+    /// Opens another connection to the source, for copying folders in parallel.
+    pub reopen: Option<&'a Reopen<'a>>,
+}
+
+/// Copy every selected folder of a source into an IMAP account.
+pub fn migrate(src: &mut dyn Source, job: &Job<'_>, index: &mut Index) -> anyhow::Result<Summary> {
+    let mut summary = Summary::default();
+    migrate_into(src, job, index, &mut summary)?;
+    Ok(summary)
+}
+
+/// As [`migrate`], adding to `summary`, so a retried run reports what every attempt did.
+pub fn migrate_into(
+    src: &mut dyn Source,
+    job: &Job<'_>,
+    index: &mut Index,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    summary.source = src.describe();
+    summary.target = job.target.to_string();
+    let mut tgt =
+        crate::target::imap::ImapTarget::connect(job.target, job.target_credentials, job.net)?;
+    copy_into(src, &mut tgt, job.opts, job.reopen, index, summary)
+}
+
+/// Copy every selected folder of a source into any target, adding to `summary`.
+/// `reopen` (with a target that can open more connections) lets
+/// `--connections N` copy folders in parallel.
+pub fn copy_into(
+    src: &mut dyn Source,
+    tgt: &mut dyn Target,
+    opts: &Options,
+    reopen: Option<&Reopen<'_>>,
+    index: &mut Index,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    summary.source = src.describe();
+    summary.target = tgt.describe();
+    summary.dry_run = opts.dry_run;
+    summary.failed.clear();
+    summary.failed_folders.clear();
+    summary.stopped = None;
+
+    let tree = src.folders()?;
+    let (tree, own_opts) = own_folders(tree, src.namespaces().as_ref(), opts);
+    let layout = tgt.layout()?;
+    let opts = with_to_folder(&own_opts, &tree)?;
+    let keep = tgt.keeps_names();
+    let name_of = |path: &[String]| tgt.folder_name(path, &layout);
+    let keep_names = keep.then_some(&name_of as &plan::NameOf<'_>);
+    let mapped = plan::map_folders_as(
+        &tree.entries,
+        &tree.prefix,
+        tree.delim,
+        &layout,
+        &opts,
+        keep_names,
+    );
+    if keep {
+        plan::apart(&mapped)?;
+    }
+    let job_id = index.job(&summary.source, &summary.target)?;
+
+    // Phase 1: plan every folder (cheap listings, page by page), for totals and dry
+    // runs. Listings are kept for phase 2 only while they are few.
+    let plans = plan::plan_folders(src, tgt, mapped, &opts, index, job_id, summary)?;
+    summary.folders = plans.len();
+    if let Some(note) = tgt.planned(opts.dry_run)? {
+        summary.note(note);
+    }
+    if opts.dry_run {
+        summary.planned = plan::planned(&plans, tgt);
+        src.close();
+        tgt.close();
+        summary.finish(started);
+        return Ok(());
+    }
+
+    // Phase 2: copy, folder group by folder group.
+    let total_msgs: u64 = plans.iter().map(|p| p.count).sum();
+    let total_bytes: u64 = plans.iter().map(|p| p.bytes).sum();
+    let progress = crate::progress::start(&summary.target, total_msgs, total_bytes);
+    let ctx = copy::GroupCtx {
+        opts: &opts,
+        job_id,
+        target_id: summary.target.clone(),
+        delim: layout.delim,
+        progress: &progress,
+    };
+    let confirmed = workers::run(&ctx, &plans, src, tgt, reopen, index, summary)?;
+    drop(progress);
+    if summary.stopped.is_none() {
+        tgt.finish()?;
+    }
+    tgt.close();
+    if opts.delete_after && summary.stopped.is_none() {
+        let n = src.delete(&confirmed)?;
+        summary.deleted = Some(n as u64);
+    }
+    src.close();
+    summary.finish(started);
+    Ok(())
+}
+
+/// Move what the source noticed it was told wrongly into the summary.
+pub fn note_anomalies(src: &mut dyn Source, summary: &mut Summary) {
+    for (folder, what) in src.take_anomalies() {
+        summary.anomaly(&folder, what);
+    }
+}
+
+/// Move what the target noticed into the summary.
+fn note_target_anomalies(tgt: &mut dyn Target, summary: &mut Summary) {
+    for (folder, what) in tgt.take_anomalies() {
+        summary.anomaly(&folder, what);
+    }
+}
+
+/// The server's refusal of one folder.
+#[derive(Debug)]
+pub struct FolderRefused(pub String);
+
+impl std::fmt::Display for FolderRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FolderRefused {}
+
+/// Whether an error is a target's final refusal concerning one folder (a NO or
+/// BAD that is not "try later", or a CREATE that failed), not a lost connection, a
+/// busy server or a broken protocol.
+pub fn folder_refusal(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.is::<FolderRefused>()
+            || c.downcast_ref::<ImapError>().is_some_and(|i| {
+                matches!(i, ImapError::No { .. } | ImapError::Bad { .. })
+                    && i.retry() == Retry::Final
+            })
+    })
+}
+
+/// How copying a folder group ended, when not well.
+enum Stop {
+    /// Stop this account cleanly with a message (over quota).
+    Account(String),
+    Error(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Stop {
+    fn from(e: E) -> Self {
+        Stop::Error(e.into())
+    }
+}
