@@ -14,6 +14,8 @@
 #   NO_SPECIAL_USE=1  no special-use folders at all: none created, no \Sent etc. attributes
 #                (clients create plain folders; SENT DRAFTS TRASH JUNK ARCHIVE are ignored)
 #   QUOTA, MAX_MAIL_SIZE  e.g. 2M and 1M: a storage quota per user and a largest message
+#   APPEND_LIMIT  bytes: announce APPENDLIMIT=n (RFC 7889) after login (Dovecot 2.3 does not
+#                announce MAX_MAIL_SIZE itself)
 #   PLAINTEXT_ONLY=1  no TLS at all (no STARTTLS, no IMAPS/POP3S listeners), to test refusals
 #   CERT_DIR     reuse cert.pem/key.pem from this directory instead of making new ones
 #   MAIL_LOCATION  Dovecot's mail_location, e.g. "mbox:/path/%u:INBOX=/path/%u/INBOX.mbox"
@@ -173,6 +175,7 @@ fi)
 # COMPRESS=DEFLATE (RFC 4978) for IMAP clients that ask for it.
 protocol imap {
   mail_plugins = \$mail_plugins imap_zlib
+$(if [ -n "${APPEND_LIMIT:-}" ]; then echo "  imap_capability = +APPENDLIMIT=${APPEND_LIMIT}"; fi)
 }
 namespace inbox {
   inbox = yes

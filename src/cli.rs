@@ -252,6 +252,21 @@ pub struct FolderArgs {
     /// When two messages are the same: exact bytes, Message-ID plus body, or never.
     #[arg(long, value_enum, default_value = "exact")]
     pub dedupe: Mode,
+    /// Copy only messages of this day or later (INTERNALDATE; 2024-03-01 or 1-Mar-2024).
+    #[arg(long, value_name = "DAY", help_heading = "Messages")]
+    pub since: Option<String>,
+    /// Copy only messages of days before this one (INTERNALDATE).
+    #[arg(long, value_name = "DAY", help_heading = "Messages")]
+    pub before: Option<String>,
+    /// Leave messages larger than this on the source (bytes, or 25M, 1G) [default: the target's APPENDLIMIT when it announces one].
+    #[arg(long, value_name = "SIZE", help_heading = "Messages")]
+    pub max_size: Option<String>,
+    /// Copy each folder's newest messages first.
+    #[arg(long, help_heading = "Messages")]
+    pub newest_first: bool,
+    /// On a re-run, remove from the target the messages this job copied there that are gone from the source (never anything it did not copy).
+    #[arg(long, help_heading = "Messages")]
+    pub sync_deletes: bool,
 }
 
 #[derive(Debug, Args)]

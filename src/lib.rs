@@ -31,6 +31,7 @@ pub mod provision;
 pub mod retry;
 pub mod sasl;
 pub mod secret;
+pub mod select;
 pub mod source;
 pub mod summary;
 pub mod target;

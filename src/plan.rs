@@ -297,7 +297,32 @@ pub fn options(f: &FolderArgs, dry_run: bool) -> anyhow::Result<Options> {
         .map(|t| folders::parse_map(&format!("X={t}")).map(|(_, dst)| dst))
         .transpose()
         .map_err(input)?;
+    let day = |d: &Option<String>, flag: &str| {
+        d.as_deref()
+            .map(|d| crate::select::parse_day(d).map_err(|e| input(format!("--{flag}: {e}"))))
+            .transpose()
+    };
+    let select = crate::select::Select {
+        since: day(&f.since, "since")?,
+        before: day(&f.before, "before")?,
+        max_size: f
+            .max_size
+            .as_deref()
+            .map(|s| crate::select::parse_size(s).map_err(|e| input(format!("--max-size: {e}"))))
+            .transpose()?,
+        target_limit: None,
+        newest_first: f.newest_first,
+    };
+    if let (Some(s), Some(b)) = (select.since, select.before) {
+        if s >= b {
+            return Err(input(format!(
+                "--since {s} is not before --before {b}: no message could be copied; give a window whose start is before its end"
+            )));
+        }
+    }
     Ok(Options {
+        select,
+        sync_deletes: f.sync_deletes,
         dedupe: f.dedupe,
         include_shared,
         dry_run,

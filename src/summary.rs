@@ -109,6 +109,11 @@ pub struct Summary {
     /// Set when the run stopped early (e.g. the target is over quota).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// Messages left on the source on purpose (`--since`, `--before`,
+    /// `--max-size`, the target's APPENDLIMIT), by reason; not recorded, so a run
+    /// with other filters copies them.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub left: std::collections::BTreeMap<String, u64>,
 }
 
 impl Summary {
@@ -150,6 +155,19 @@ impl Summary {
             crate::log::warn(format!("{folder} goes into {target_folder}: {why}"));
             self.renamed.push(r);
         }
+    }
+
+    /// Count `n` messages left on the source for `reason`.
+    pub fn left(&mut self, reason: &str, n: u64) {
+        *self.left.entry(reason.to_string()).or_insert(0) += n;
+    }
+
+    /// The messages left on the source, a line per reason.
+    fn left_lines(&self) -> Vec<String> {
+        self.left
+            .iter()
+            .map(|(why, n)| format!("  left on the source: {n} {why}"))
+            .collect()
     }
 
     /// Note how the source was read (once; not a failure).
@@ -194,6 +212,7 @@ impl Summary {
             return self.plan_lines();
         }
         let mut lines = self.totals_lines();
+        lines.extend(self.left_lines());
         lines.extend(self.failure_lines());
         lines.extend(self.server_lines());
         lines.extend(self.ending_lines());
@@ -219,6 +238,7 @@ impl Summary {
         lines.push(format!(
             "  would copy up to {m} messages, {b} bytes (duplicates are found while copying)"
         ));
+        lines.extend(self.left_lines());
         lines
     }
 

@@ -219,6 +219,7 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
 
     /// One fetched batch: check, decide, store, make durable, record.
     fn batch(&mut self, tgt: &mut dyn Target, st: &mut State, b: Fetched) -> Result<(), Stop> {
+        let b = self.select_dated(b);
         let mut records = self.check_target(tgt, st, &b)?;
         let dedupe = self.ctx.opts.dedupe != Mode::None;
         let keys: Vec<Option<u128>> = b
@@ -256,6 +257,32 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
             Some(why) => Err(Stop::Account(why)),
             None => Ok(()),
         }
+    }
+
+    /// Messages the listing had no date for (POP3, an mbox `From ` line without
+    /// one) are judged by `--since` / `--before` once their headers are here: those
+    /// outside the window are left on the source (counted, not recorded).
+    fn select_dated(&mut self, mut b: Fetched) -> Fetched {
+        let sel = &self.ctx.opts.select;
+        if sel.since.is_none() && sel.before.is_none() {
+            return b;
+        }
+        let summary = &mut *self.summary;
+        let bodies = &b.bodies;
+        b.metas.retain(|m| {
+            let body = bodies.get(&m.id).filter(|_| m.internal_date.is_none());
+            let Some((_, body)) = body else {
+                return true;
+            };
+            match sel.verdict(m.size, dedupe::header_date(body).as_ref()) {
+                Some(why) => {
+                    summary.left(&sel.reason(why), 1);
+                    false
+                }
+                None => true,
+            }
+        });
+        b
     }
 
     /// Failed: a problem the listing named, or not returned by the source.

@@ -84,7 +84,7 @@ fn relist(
     let mut all = true;
     pending_pages(
         src,
-        opts.dedupe,
+        opts,
         |list| {
             let f = Listed {
                 display: &plan.display,

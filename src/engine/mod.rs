@@ -67,6 +67,11 @@ pub struct Options {
     /// `--include-shared TREE`: other users' and shared folders go under TREE;
     /// `None`: only the account's own folders are copied.
     pub include_shared: Option<Vec<String>>,
+    /// Which messages are copied at all, and in which order.
+    pub select: crate::select::Select,
+    /// `--sync-deletes`: remove from the target this job's copies of messages gone
+    /// from the source.
+    pub sync_deletes: bool,
 }
 
 impl Default for Options {
@@ -83,6 +88,8 @@ impl Default for Options {
             to_folder: None,
             connections: 1,
             include_shared: None,
+            select: crate::select::Select::default(),
+            sync_deletes: false,
         }
     }
 }
@@ -169,7 +176,13 @@ pub fn copy_into(
     let tree = src.folders()?;
     let (tree, own_opts) = own_folders(tree, src.namespaces().as_ref(), opts);
     let layout = tgt.layout()?;
-    let opts = with_to_folder(&own_opts, &tree)?;
+    let mut opts = with_to_folder(&own_opts, &tree)?;
+    opts.select.target_limit = tgt.append_limit();
+    if let Some(limit) = opts.select.target_limit {
+        crate::log::info(format!(
+            "the target takes messages of up to {limit} bytes (APPENDLIMIT); larger ones are left on the source"
+        ));
+    }
     let keep = tgt.keeps_names();
     let name_of = |path: &[String]| tgt.folder_name(path, &layout);
     let keep_names = keep.then_some(&name_of as &plan::NameOf<'_>);

@@ -17,12 +17,13 @@ use crate::source::Source;
 use crate::summary::Summary;
 use crate::target::{StoredIds, Target};
 
-/// The messages of the open folder not yet handled, one page at a time, in order:
-/// `not_done` drops the handled ones of a page (asked only when the source's ids are
-/// stable); `each` returns false to stop. Returns how many messages were listed.
+/// The messages of the open folder not yet handled and selected (`--since`, …),
+/// one page at a time, in order (`--newest-first`: newest first): `not_done` drops
+/// the handled ones of a page (asked only when the source's ids are stable); `each`
+/// returns false to stop. Returns how many messages were listed.
 pub fn pending_pages(
     src: &mut dyn Source,
-    dedupe: Mode,
+    opts: &Options,
     mut not_done: impl FnMut(Vec<Meta>) -> anyhow::Result<Vec<Meta>>,
     mut each: impl FnMut(&mut dyn Source, Vec<Meta>) -> anyhow::Result<bool>,
 ) -> anyhow::Result<u64> {
@@ -35,7 +36,7 @@ pub fn pending_pages(
         // Asked after listing: a POP3 server shows only then whether it has UIDL.
         let mut pending = if src.stable_ids() {
             not_done(list)?
-        } else if dedupe == Mode::None {
+        } else if opts.dedupe == Mode::None {
             // No checkpoints and no dedupe: every run would copy everything again.
             return Err(crate::error::input(format!(
                 "{} has no stable message ids (a POP3 server without UIDL, or an IMAP folder without UIDVALIDITY), so only the dedupe keys can tell what was copied; --dedupe none would copy every message again on every run. Use --dedupe exact (the default)",
@@ -44,7 +45,15 @@ pub fn pending_pages(
         } else {
             list
         };
+        pending.retain(|m| {
+            opts.select
+                .verdict(m.size, m.internal_date.as_ref())
+                .is_none()
+        });
         pending.sort_by_key(|m| m.order);
+        if opts.select.newest_first {
+            pending.reverse();
+        }
         if !each(src, pending)? {
             break;
         }
@@ -58,6 +67,8 @@ pub struct Tally {
     pub count: u64,
     pub bytes: u64,
     pub kept: Option<Vec<Meta>>,
+    /// Messages left on the source by the selection, by reason.
+    pub left: std::collections::BTreeMap<crate::select::Left, u64>,
 }
 
 impl Tally {
@@ -66,6 +77,7 @@ impl Tally {
             count: 0,
             bytes: 0,
             kept: Some(Vec::new()),
+            left: Default::default(),
         }
     }
 
@@ -348,6 +360,9 @@ pub(super) fn plan_folders(
             Err(e) => return Err(e),
         };
         kept_total += tally.kept_len();
+        for (why, n) in &tally.left {
+            summary.left(&opts.select.reason(*why), *n);
+        }
         log::info(format!(
             "{display} → {target_name}: {listed} messages, {} not yet copied",
             tally.count
@@ -394,18 +409,31 @@ fn plan_one(
     }
     let stored = tgt.stored_ids();
     let mut tally = Tally::new();
+    let mut left = std::collections::BTreeMap::new();
     let listed = pending_pages(
         src,
-        opts.dedupe,
+        opts,
         |list| {
             tgt.listed(f.target_name, uidvalidity, &list);
-            not_done(index, job_id, f, stored.as_ref(), list)
+            let pending = not_done(index, job_id, f, stored.as_ref(), list)?;
+            for m in &pending {
+                if let Some(why) = opts.select.verdict(m.size, m.internal_date.as_ref()) {
+                    *left.entry(why).or_insert(0u64) += 1;
+                }
+            }
+            Ok(pending)
         },
         |_, page| {
             tally.add(page, room);
             Ok(true)
         },
     )?;
+    if opts.select.newest_first {
+        if let Some(kept) = tally.kept.as_mut() {
+            kept.sort_by_key(|m| std::cmp::Reverse(m.order));
+        }
+    }
+    tally.left = left;
     Ok((listed, tally))
 }
 

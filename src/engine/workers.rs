@@ -186,4 +186,7 @@ fn merge(summary: &mut Summary, part: Summary) {
         summary.anomaly(&a.folder, a.what);
     }
     summary.anomalies_more += part.anomalies_more;
+    for (why, n) in part.left {
+        summary.left(&why, n);
+    }
 }

@@ -154,6 +154,20 @@ fn mailbox_part<'a>(mailbox: &'a [u8], quoted: &'a mut Vec<u8>) -> Part<'a> {
     }
 }
 
+/// `APPENDLIMIT=n` among capabilities: n when it is a number of at most 19 digits
+/// (a bare `APPENDLIMIT` names limits per mailbox, not read here).
+pub fn append_limit(caps: &[String]) -> Option<u64> {
+    caps.iter().find_map(|c| {
+        let (name, n) = c.split_once('=')?;
+        if !name.eq_ignore_ascii_case("APPENDLIMIT") || n.is_empty() || n.len() > 19 {
+            return None;
+        }
+        n.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| n.parse().ok())?
+    })
+}
+
 pub fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
@@ -238,6 +252,12 @@ impl<S: Read + Write> Client<S> {
 
     pub fn has_cap(&self, cap: &str) -> bool {
         self.caps.iter().any(|c| c.eq_ignore_ascii_case(cap))
+    }
+
+    /// The largest message the server takes in one APPEND, from its
+    /// `APPENDLIMIT=n` capability (RFC 7889); `None` when it names none.
+    pub fn append_limit(&self) -> Option<u64> {
+        append_limit(&self.caps)
     }
 
     fn set_caps_from_code(&mut self, status: &Status) {
@@ -1216,6 +1236,27 @@ fn literal_header(len: usize, literal_plus: bool) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn append_limit_is_read_from_the_capabilities() {
+        let caps = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // capabilities → limit
+        let table: &[(&[&str], Option<u64>)] = &[
+            (&["IMAP4rev1", "APPENDLIMIT=210763776"], Some(210_763_776)),
+            (&["appendlimit=5"], Some(5)),
+            (&["APPENDLIMIT"], None),
+            (&["APPENDLIMIT="], None),
+            (&["APPENDLIMIT=-1"], None),
+            (&["APPENDLIMIT=12x"], None),
+            (&["APPENDLIMIT=99999999999999999999"], None),
+            (&["XAPPENDLIMIT=5"], None),
+            (&[], None),
+        ];
+        for &(c, want) in table {
+            assert_eq!(append_limit(&caps(c)), want, "{c:?}");
+        }
+    }
+
     use super::*;
     use crate::error::Retry;
     use std::io::Cursor;

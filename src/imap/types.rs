@@ -76,6 +76,12 @@ impl ImapDate {
         (1000..=9999).contains(&y).then_some(ImapDate(d))
     }
 
+    /// The day of the date-time in its own zone (what IMAP's SEARCH SINCE and
+    /// BEFORE compare).
+    pub fn day(&self) -> chrono::NaiveDate {
+        self.0.date_naive()
+    }
+
     pub fn datetime(&self) -> DateTime<FixedOffset> {
         self.0
     }

@@ -158,6 +158,10 @@ impl Target for ImapTarget {
         Ok(target_layout(&list, prefix, delim))
     }
 
+    fn append_limit(&self) -> Option<u64> {
+        self.s.append_limit()
+    }
+
     fn exists(&self, name: &str) -> bool {
         self.existing().contains(utf7::encode(name).as_bytes())
     }

@@ -176,6 +176,11 @@ pub trait Target: Send {
     fn folder_name(&self, path: &[String], layout: &TargetLayout) -> String {
         crate::folders::join_target(path, layout)
     }
+    /// The largest message the target takes (IMAP's APPENDLIMIT, RFC 7889);
+    /// `None`: it names none.
+    fn append_limit(&self) -> Option<u64> {
+        None
+    }
     /// How to open more connections for parallel copies; `None`: one only.
     fn connector(&self) -> Option<Connector> {
         None

@@ -92,6 +92,8 @@ pub struct Config {
     pub plaintext_only: bool,
     pub quota: Option<&'static str>,
     pub max_mail_size: Option<&'static str>,
+    /// Announce `APPENDLIMIT=n` after login (`APPEND_LIMIT`).
+    pub append_limit: Option<&'static str>,
     /// Use this directory's cert.pem/key.pem instead of the shared test certificate.
     pub cert_dir: Option<PathBuf>,
     /// Dovecot's `mail_location` (`MAIL_LOCATION`), e.g. an mbox directory; the
@@ -171,6 +173,7 @@ impl Dovecot {
             ("ARCHIVE", cfg.archive),
             ("QUOTA", cfg.quota),
             ("MAX_MAIL_SIZE", cfg.max_mail_size),
+            ("APPEND_LIMIT", cfg.append_limit),
         ] {
             if let Some(v) = v {
                 cmd.env(k, v);

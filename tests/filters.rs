@@ -1,0 +1,284 @@
+//! Which messages a run copies: `--since`, `--before`, `--max-size`, the target's
+//! APPENDLIMIT and `--newest-first`, against real Dovecot instances. What is left
+//! on the source is counted in the summary with its reason and copied by a later
+//! run without the filter, never twice.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::*;
+
+const SRC: &str = "anna@source.test";
+const DST: &str = "anna@target.test";
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
+}
+
+fn migrate(src: &Dovecot, dst: &Dovecot, state: &Path, extra: &[&str]) -> Output {
+    Run::new("migrate")
+        .from(src.imaps_url(SRC))
+        .to(dst.imaps_url(DST))
+        .from_password_file(src.pwfile())
+        .to_password_file(dst.pwfile())
+        .ca(src)
+        .state(state)
+        .arg("--json")
+        .args(extra)
+        .run()
+}
+
+/// (folder, file, day as yyyymmdd in the date's own zone, bytes) of every manifest row,
+/// read from the manifest's text (not through mailferry's date code).
+fn rows() -> Vec<(String, String, u32, usize)> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let text = std::fs::read_to_string(root().join("fixtures/mail/manifest.tsv")).unwrap();
+    text.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let c: Vec<&str> = l.split('\t').collect();
+            let d: Vec<&str> = c[3].split(' ').next().unwrap().split('-').collect();
+            let month = MONTHS.iter().position(|m| *m == d[1]).unwrap() as u32 + 1;
+            let day =
+                d[2].parse::<u32>().unwrap() * 10_000 + month * 100 + d[0].parse::<u32>().unwrap();
+            let size = crlf(&std::fs::read(root().join("fixtures/mail").join(c[1])).unwrap()).len();
+            (c[0].to_string(), c[1].to_string(), day, size)
+        })
+        .collect()
+}
+
+/// The fixtures' expected snapshot, keeping only the messages of rows `keep` selects.
+fn expected_where(keep: impl Fn(u32, usize) -> bool) -> Snapshot {
+    let mut want = expected(|f| f.to_string());
+    let rows = rows();
+    for (folder, msgs) in want.0.iter_mut() {
+        msgs.retain(|m| {
+            rows.iter().any(|(f, file, day, size)| {
+                f == folder
+                    && crlf(&std::fs::read(root().join("fixtures/mail").join(file)).unwrap())
+                        == m.body
+                    && keep(*day, *size)
+            })
+        });
+    }
+    want.0.retain(|_, msgs| !msgs.is_empty());
+    want
+}
+
+fn non_empty(s: Snapshot) -> Snapshot {
+    Snapshot(s.0.into_iter().filter(|(_, m)| !m.is_empty()).collect())
+}
+
+fn left(j: &serde_json::Value) -> Vec<(String, u64)> {
+    j["left"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A date window, then a size cap, then nothing: each run copies what its filters
+/// let through, counts the rest per reason, and the last run fills the target with
+/// every message once — except the 3 MB one, larger than the target's APPENDLIMIT,
+/// which is left on the source with that reason (not failed: exit 0).
+#[test]
+fn date_window_size_cap_and_appendlimit_leave_messages_on_the_source() {
+    let src = Dovecot::start(&[SRC]);
+    let dst = Dovecot::start_with(
+        &[DST],
+        Config {
+            max_mail_size: Some("1M"),
+            append_limit: Some("1048576"),
+            ..Config::default()
+        },
+    );
+    src.seed(SRC);
+    let state = src.dir.path().join("state.sqlite");
+    let all = rows().len() as u64;
+    let (since, before) = (20130409, 20240305);
+    let in_window = |day: u32| day >= since && day < before;
+    let small = |size: usize| size <= 1_048_576;
+
+    // 1: the window 2013-04-09 ..< 2024-03-05 (the 3 MB fixture is of 2024-03-04).
+    let out = migrate(
+        &src,
+        &dst,
+        &state,
+        &["--since", "2013-04-09", "--before", "5-Mar-2024"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let j = json(&out);
+    let r = rows();
+    let older = r.iter().filter(|x| x.2 < since && small(x.3)).count() as u64;
+    let newer = r.iter().filter(|x| x.2 >= before && small(x.3)).count() as u64;
+    let mut want_left = vec![
+        ("dated --before 2024-03-05 or later".to_string(), newer),
+        ("dated before --since 2013-04-09".to_string(), older),
+        (
+            "larger than the target accepts (its APPENDLIMIT, 1048576 bytes)".to_string(),
+            1,
+        ),
+    ];
+    want_left.sort();
+    assert_eq!(left(&j), want_left, "{j}");
+    assert!(older > 0 && newer > 0, "the window must cut both ends");
+    let copied_1 = j["copied"].as_u64().unwrap() + j["duplicates"].as_u64().unwrap();
+    assert_eq!(copied_1 + older + newer + 1, all, "{j}");
+    assert_same(
+        &non_empty(dst.snapshot(DST)),
+        &expected_where(|day, size| in_window(day) && small(size)),
+    );
+
+    // 2: no window, at most 4000 bytes: the small ones outside the window come.
+    let out = migrate(&src, &dst, &state, &["--max-size", "4000"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let j = json(&out);
+    let larger = r.iter().filter(|x| !in_window(x.2) && x.3 > 4000).count() as u64;
+    assert_eq!(
+        left(&j),
+        vec![(
+            "larger than --max-size (4000 bytes)".to_string(),
+            larger + 1
+        )],
+        "{j}"
+    );
+    assert_same(
+        &non_empty(dst.snapshot(DST)),
+        &expected_where(|day, size| (in_window(day) || size <= 4000) && small(size)),
+    );
+
+    // 3: no filter: the rest, nothing twice; the 3 MB message is still left.
+    let out = migrate(&src, &dst, &state, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let j = json(&out);
+    assert_eq!(
+        left(&j),
+        vec![(
+            "larger than the target accepts (its APPENDLIMIT, 1048576 bytes)".to_string(),
+            1
+        )],
+        "{j}"
+    );
+    assert_same(
+        &non_empty(dst.snapshot(DST)),
+        &expected_where(|_, size| small(size)),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!stdout.contains("\"failed\": [\n"), "{stdout}");
+}
+
+/// A dry run names what the filters leave, in its text summary.
+#[test]
+fn a_dry_run_counts_what_the_filters_leave() {
+    let src = Dovecot::start(&[SRC]);
+    let dst = Dovecot::start(&[DST]);
+    src.seed(SRC);
+    let state = src.dir.path().join("state.sqlite");
+    let out = Run::new("migrate")
+        .from(src.imaps_url(SRC))
+        .to(dst.imaps_url(DST))
+        .passwords(&src)
+        .ca(&src)
+        .state(&state)
+        .args(["--dry-run", "--since", "2024-01-01"])
+        .run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let older = rows().iter().filter(|x| x.2 < 20240101).count();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "left on the source: {older} dated before --since 2024-01-01"
+        )),
+        "{stdout}"
+    );
+    assert_eq!(dst.count(DST), 0);
+}
+
+/// Bad values are named with what to write instead (exit 2), before any login.
+#[test]
+fn bad_filter_values_are_refused_with_the_flag_named() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--since", "yesterday"],
+            "--since: \"yesterday\" is not a date",
+        ),
+        (
+            &["--max-size", "12.5M"],
+            "--max-size: \"12.5M\" is not a size",
+        ),
+        (
+            &["--since", "2024-02-01", "--before", "2024-01-01"],
+            "--since 2024-02-01 is not before --before 2024-01-01",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut argv = vec![
+            "migrate",
+            "--from",
+            "imaps://a@127.0.0.1:1",
+            "--to",
+            "imaps://b@127.0.0.1:1",
+        ];
+        argv.extend_from_slice(args);
+        let out = mailferry(&argv);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+}
+
+/// `--newest-first`: the target receives each folder's messages from the newest
+/// source UID down (its UIDs rise as the source's fall).
+#[test]
+fn newest_first_appends_the_newest_messages_first() {
+    let src = Dovecot::start(&[SRC]);
+    let dst = Dovecot::start(&[DST]);
+    src.seed(SRC);
+    let state = src.dir.path().join("state.sqlite");
+    let out = migrate(&src, &dst, &state, &["--newest-first", "--dedupe", "none"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let order = |d: &Dovecot, user: &str| -> Vec<Vec<u8>> {
+        let out = std::process::Command::new("python3")
+            .arg(root().join("scripts/bench_measure.py"))
+            .args([
+                "dump",
+                "--host",
+                "localhost",
+                "--port",
+                &d.imaps.to_string(),
+                "--user",
+                user,
+            ])
+            .arg("--password-file")
+            .arg(d.pwfile())
+            .arg("--ca-file")
+            .arg(d.ca())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        j["INBOX"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["body"].as_str().unwrap().as_bytes().to_vec())
+            .collect()
+    };
+    let mut source = order(&src, SRC);
+    let target = order(&dst, DST);
+    assert!(source.len() > 3);
+    source.reverse();
+    assert_eq!(
+        target, source,
+        "target INBOX in UID order = source INBOX newest first"
+    );
+}
