@@ -261,6 +261,9 @@ pub struct FolderArgs {
     /// Leave messages larger than this on the source (bytes, or 25M, 1G) [default: the target's APPENDLIMIT when it announces one].
     #[arg(long, value_name = "SIZE", help_heading = "Messages")]
     pub max_size: Option<String>,
+    /// How to treat the source account: as Gmail or Microsoft 365 (views and non-mail folders left out), as a plain folder tree, or decided from what the server announces.
+    #[arg(long, value_enum, default_value = "auto", value_name = "PRESET")]
+    pub from_preset: crate::provider::Preset,
     /// Copy each folder's newest messages first.
     #[arg(long, help_heading = "Messages")]
     pub newest_first: bool,

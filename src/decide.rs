@@ -129,6 +129,26 @@ pub fn append_flags(flags: &[String], permanent: &[String]) -> (Vec<String>, Vec
     (kept, dropped)
 }
 
+/// The delta pass's decision for one copy: the flags to add to the target's copy
+/// and those to remove, from the flags it was stored with (`base`; `None` when
+/// not recorded, by an older mailferry: then flags are only added) and the
+/// source's flags now, both as [`append_flags`] makes them. Flags the source did
+/// not change are left alone, so what the user changed on the target stays.
+pub fn flag_delta(base: Option<&[String]>, now: &[String]) -> (Vec<String>, Vec<String>) {
+    let has = |set: &[String], f: &String| set.iter().any(|g| g == f);
+    let base_set = base.unwrap_or(&[]);
+    let mut add: Vec<String> = now.iter().filter(|f| !has(base_set, f)).cloned().collect();
+    let mut remove: Vec<String> = match base {
+        Some(b) => b.iter().filter(|f| !has(now, f)).cloned().collect(),
+        None => Vec::new(),
+    };
+    add.sort();
+    add.dedup();
+    remove.sort();
+    remove.dedup();
+    (add, remove)
+}
+
 /// Split messages into consecutive batches of at most `max_bytes` (a single larger
 /// message is a batch of its own) and `max_count`. Returns index ranges.
 pub fn batches(sizes: &[u64], max_bytes: u64, max_count: usize) -> Vec<std::ops::Range<usize>> {
@@ -175,6 +195,40 @@ pub fn uid_set(uids: &[u32]) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn flag_delta_carries_only_what_the_source_changed() {
+        let v = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        // (stored with, source now) → (add, remove)
+        let table: &[(Option<&str>, &str, &str, &str)] = &[
+            (Some(""), "", "", ""),
+            (Some("\\Seen"), "\\Seen", "", ""),
+            (Some(""), "\\Seen", "\\Seen", ""),
+            (Some("\\Seen \\Flagged"), "\\Seen", "", "\\Flagged"),
+            (
+                Some("\\Seen Work"),
+                "\\Answered \\Seen Home",
+                "Home \\Answered",
+                "Work",
+            ),
+            // Not recorded (an older index): only added, never removed.
+            (None, "\\Seen", "\\Seen", ""),
+            (None, "", "", ""),
+            (Some("a"), "a a b b", "b", ""),
+        ];
+        for &(base, now, add, remove) in table {
+            let base = base.map(v);
+            let (mut want_add, mut want_remove) = (v(add), v(remove));
+            want_add.sort();
+            want_remove.sort();
+            assert_eq!(
+                flag_delta(base.as_deref(), &v(now)),
+                (want_add, want_remove),
+                "{base:?} → {now}"
+            );
+        }
+    }
+
     use super::*;
 
     fn s(v: &[&str]) -> Vec<String> {

@@ -99,6 +99,11 @@ const MIGRATIONS: &[&str] = &[
         stored_key TEXT NOT NULL,
         PRIMARY KEY (target, folder, uidvalidity, uid)
     ) WITHOUT ROWID;",
+    // 4: what a copy was stored with, for the delta pass: the flags set on the
+    // target's copy (space-separated; NULL for rows written before) and the
+    // target folder's UIDVALIDITY its UID belongs to.
+    "ALTER TABLE source_done ADD COLUMN flags TEXT;
+    ALTER TABLE source_done ADD COLUMN target_uidvalidity INTEGER;",
 ];
 
 /// What happened to a source message.
@@ -129,6 +134,28 @@ pub enum Record {
         outcome: Outcome,
         target_folder: String,
         target_uid: Option<u32>,
+        /// The target folder's UIDVALIDITY that `target_uid` belongs to.
+        target_uidvalidity: Option<u32>,
+        /// The flags the target's copy was stored with (copies only).
+        flags: Option<Vec<String>>,
+    },
+    /// The flags of a target copy were set to these (the delta pass).
+    Flags {
+        job: i64,
+        folder: String,
+        uidvalidity: u32,
+        id: String,
+        flags: Vec<String>,
+    },
+    /// A source message gone from the source, and its target copy (if any)
+    /// removed (`--sync-deletes`): its row goes.
+    Gone {
+        job: i64,
+        folder: String,
+        uidvalidity: u32,
+        id: String,
+        /// The target copy removed: (target, folder, UIDVALIDITY, UID).
+        target_copy: Option<(String, String, u32, u32)>,
     },
     TargetKnown {
         target: String,
@@ -152,6 +179,40 @@ pub enum Record {
         id: String,
         reason: String,
     },
+}
+
+/// A target copy this job made of a source message (see [`Index::copies`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyRow {
+    pub id: String,
+    pub key: String,
+    pub target_folder: String,
+    pub target_uidvalidity: u32,
+    pub target_uid: u32,
+    /// The flags it was stored with; `None`: recorded before they were kept.
+    pub flags: Option<Vec<String>>,
+}
+
+fn copy_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CopyRow> {
+    let flags: Option<String> = r.get(5)?;
+    Ok(CopyRow {
+        id: r.get(0)?,
+        key: r.get(1)?,
+        target_folder: r.get(2)?,
+        target_uidvalidity: r.get(3)?,
+        target_uid: r.get(4)?,
+        flags: flags.map(|f| f.split_whitespace().map(str::to_string).collect()),
+    })
+}
+
+/// A handled source message gone from the source (see [`Index::gone`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoneRow {
+    pub id: String,
+    pub key: String,
+    pub target_folder: String,
+    /// Its copy, when this job made one: (target UIDVALIDITY, UID).
+    pub copy: Option<(u32, u32)>,
 }
 
 pub struct Index {
@@ -293,6 +354,74 @@ impl Index {
         Ok(out)
     }
 
+    /// The target copies this job made of `ids` (copied, with a target UID), for
+    /// the delta pass: one indexed lookup each.
+    pub fn copies<'a>(
+        &self,
+        job: i64,
+        folder: &str,
+        uidvalidity: u32,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> anyhow::Result<Vec<CopyRow>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, key, target_folder, target_uidvalidity, target_uid, flags FROM source_done
+             WHERE job_id = ?1 AND folder = ?2 AND uidvalidity = ?3 AND id = ?4
+               AND outcome = 'copied' AND target_uid IS NOT NULL AND target_uidvalidity IS NOT NULL",
+        )?;
+        let mut out = Vec::new();
+        for id in ids {
+            let row = st
+                .query_row(params![job, folder, uidvalidity, id], copy_row)
+                .optional()?;
+            out.extend(row);
+        }
+        Ok(out)
+    }
+
+    /// Every handled source message of this folder and UIDVALIDITY not in `listed`
+    /// (gone from the source), as (id, key, target folder, its copy if this job
+    /// made one: (target UIDVALIDITY, UID)).
+    pub fn gone(
+        &self,
+        job: i64,
+        folder: &str,
+        uidvalidity: u32,
+        listed: &std::collections::HashSet<String>,
+    ) -> anyhow::Result<Vec<GoneRow>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT id, key, target_folder, outcome, target_uidvalidity, target_uid FROM source_done
+             WHERE job_id = ?1 AND folder = ?2 AND uidvalidity = ?3",
+        )?;
+        let rows = st.query_map(params![job, folder, uidvalidity], |r| {
+            let copied = r.get::<_, String>(3)? == "copied";
+            let tuv: Option<u32> = r.get(4)?;
+            let tuid: Option<u32> = r.get(5)?;
+            Ok(GoneRow {
+                id: r.get(0)?,
+                key: r.get(1)?,
+                target_folder: r.get(2)?,
+                copy: tuv.zip(tuid).filter(|_| copied),
+            })
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let row = row?;
+            if !listed.contains(&row.id) {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many handled source messages of this job, in any folder, went to
+    /// `target_folder` with dedupe key `key`.
+    pub fn holders(&self, job: i64, target_folder: &str, key: &str) -> anyhow::Result<u64> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT count(*) FROM source_done WHERE job_id = ?1 AND target_folder = ?2 AND key = ?3",
+        )?;
+        Ok(st.query_row(params![job, target_folder, key], |r| r.get(0))?)
+    }
+
     /// Whether any message of this folder and UIDVALIDITY is recorded as handled.
     pub fn any_done(&self, job: i64, folder: &str, uidvalidity: u32) -> anyhow::Result<bool> {
         let mut st = self.conn.prepare_cached(
@@ -356,94 +485,137 @@ impl Index {
         let tx = self.conn.transaction()?;
         for r in batch {
             match r {
-                Record::Done {
-                    job,
-                    folder,
-                    uidvalidity,
-                    id,
-                    key,
-                    outcome,
-                    target_folder,
-                    target_uid,
-                } => {
-                    tx.prepare_cached(
-                        "INSERT INTO source_done (job_id, folder, uidvalidity, id, key, outcome, target_folder, target_uid, at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                         ON CONFLICT DO NOTHING",
-                    )?
-                    .execute(params![job, folder, uidvalidity, id, key, outcome.as_str(), target_folder, target_uid, at])?;
-                    tx.prepare_cached(
-                        "DELETE FROM source_failures WHERE job_id = ?1 AND folder = ?2 AND uidvalidity = ?3 AND id = ?4",
-                    )?
-                    .execute(params![job, folder, uidvalidity, id])?;
-                }
-                Record::TargetKnown {
-                    target,
-                    folder,
-                    uidvalidity,
-                    uid,
-                    key,
-                } => {
-                    tx.prepare_cached(
-                        "INSERT INTO target_messages (target, folder, uidvalidity, uid, key)
-                         VALUES (?1, ?2, ?3, ?4, ?5)
-                         ON CONFLICT DO UPDATE SET key = excluded.key",
-                    )?
-                    .execute(params![
-                        target,
-                        folder,
-                        uidvalidity,
-                        uid,
-                        key
-                    ])?;
-                }
-                Record::TargetChanged {
-                    target,
-                    folder,
-                    uidvalidity,
-                    uid,
-                    stored_key,
-                } => {
-                    tx.prepare_cached(
-                        "INSERT INTO target_changed (target, folder, uidvalidity, uid, stored_key)
-                         VALUES (?1, ?2, ?3, ?4, ?5)
-                         ON CONFLICT DO UPDATE SET stored_key = excluded.stored_key",
-                    )?
-                    .execute(params![
-                        target,
-                        folder,
-                        uidvalidity,
-                        uid,
-                        stored_key
-                    ])?;
-                }
-                Record::Failed {
-                    job,
-                    folder,
-                    uidvalidity,
-                    id,
-                    reason,
-                } => {
-                    tx.prepare_cached(
-                        "INSERT INTO source_failures (job_id, folder, uidvalidity, id, reason, at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                         ON CONFLICT DO UPDATE SET reason = excluded.reason, at = excluded.at",
-                    )?
-                    .execute(params![
-                        job,
-                        folder,
-                        uidvalidity,
-                        id,
-                        reason,
-                        at
-                    ])?;
-                }
+                Record::Done { .. } | Record::Failed { .. } => write_done(&tx, r, &at)?,
+                Record::Flags { .. } | Record::Gone { .. } => write_delta(&tx, r)?,
+                Record::TargetKnown { .. } | Record::TargetChanged { .. } => write_target(&tx, r)?,
             }
         }
         crate::faults::in_commit();
         tx.commit()?;
         Ok(())
     }
+}
+
+/// A source message handled, or failed.
+fn write_done(tx: &rusqlite::Transaction<'_>, r: &Record, at: &str) -> rusqlite::Result<()> {
+    match r {
+        Record::Done {
+            job,
+            folder,
+            uidvalidity,
+            id,
+            key,
+            outcome,
+            target_folder,
+            target_uid,
+            target_uidvalidity,
+            flags,
+        } => {
+            let flags = flags.as_ref().map(|f| f.join(" "));
+            tx.prepare_cached(
+                "INSERT INTO source_done (job_id, folder, uidvalidity, id, key, outcome, target_folder, target_uid, at, flags, target_uidvalidity)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![job, folder, uidvalidity, id, key, outcome.as_str(), target_folder, target_uid, at, flags, target_uidvalidity])?;
+            tx.prepare_cached(
+                "DELETE FROM source_failures WHERE job_id = ?1 AND folder = ?2 AND uidvalidity = ?3 AND id = ?4",
+            )?
+            .execute(params![job, folder, uidvalidity, id])?;
+        }
+        Record::Failed {
+            job,
+            folder,
+            uidvalidity,
+            id,
+            reason,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO source_failures (job_id, folder, uidvalidity, id, reason, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT DO UPDATE SET reason = excluded.reason, at = excluded.at",
+            )?
+            .execute(params![job, folder, uidvalidity, id, reason, at])?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The delta pass: flags set on a copy, a source message gone (and its copy).
+fn write_delta(tx: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
+    match r {
+        Record::Flags {
+            job,
+            folder,
+            uidvalidity,
+            id,
+            flags,
+        } => {
+            tx.prepare_cached(
+                "UPDATE source_done SET flags = ?5 WHERE job_id = ?1 AND folder = ?2 AND uidvalidity = ?3 AND id = ?4",
+            )?
+            .execute(params![job, folder, uidvalidity, id, flags.join(" ")])?;
+        }
+        Record::Gone {
+            job,
+            folder,
+            uidvalidity,
+            id,
+            target_copy,
+        } => {
+            tx.prepare_cached(
+                "DELETE FROM source_done WHERE job_id = ?1 AND folder = ?2 AND uidvalidity = ?3 AND id = ?4",
+            )?
+            .execute(params![job, folder, uidvalidity, id])?;
+            if let Some((target, tfolder, tuidvalidity, tuid)) = target_copy {
+                for table in ["target_messages", "target_changed"] {
+                    tx.prepare_cached(&format!(
+                        "DELETE FROM {table} WHERE target = ?1 AND folder = ?2 AND uidvalidity = ?3 AND uid = ?4"
+                    ))?
+                    .execute(params![target, tfolder, tuidvalidity, tuid])?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// What is known of a target message.
+fn write_target(tx: &rusqlite::Transaction<'_>, r: &Record) -> rusqlite::Result<()> {
+    match r {
+        Record::TargetKnown {
+            target,
+            folder,
+            uidvalidity,
+            uid,
+            key,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO target_messages (target, folder, uidvalidity, uid, key)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT DO UPDATE SET key = excluded.key",
+            )?
+            .execute(params![target, folder, uidvalidity, uid, key])?;
+        }
+        Record::TargetChanged {
+            target,
+            folder,
+            uidvalidity,
+            uid,
+            stored_key,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO target_changed (target, folder, uidvalidity, uid, stored_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT DO UPDATE SET stored_key = excluded.stored_key",
+            )?
+            .execute(params![target, folder, uidvalidity, uid, stored_key])?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// An exclusive claim on an index for the life of a run: two runs on one index at
@@ -525,6 +697,8 @@ mod tests {
             outcome: Outcome::Copied,
             target_folder: "INBOX".into(),
             target_uid: Some(1),
+            target_uidvalidity: Some(3),
+            flags: Some(vec!["\\Seen".into()]),
         };
         ix.record(&[done.clone(), done]).unwrap();
         assert_eq!(

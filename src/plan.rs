@@ -210,17 +210,21 @@ pub fn open_endpoint(
     net: &NetOptions,
     mbox: impl Into<ReadOptions>,
 ) -> anyhow::Result<Box<dyn Source>> {
+    let read: ReadOptions = mbox.into();
     match ep {
-        Endpoint::Mbox(path) => Ok(Box::new(MboxSource::open_with(path, mbox.into())?)),
+        Endpoint::Mbox(path) => Ok(Box::new(MboxSource::open_with(path, read)?)),
         Endpoint::Server(server) => {
             let credentials =
                 credentials.ok_or_else(|| input(format!("no password for {server}")))?;
             let name = server.to_string();
             Ok(match server.proto {
-                Proto::Imap => Box::new(ImapSource::new(
-                    crate::imap::session::open_with(server, credentials, net, "source")?,
-                    name,
-                )),
+                Proto::Imap => Box::new(
+                    ImapSource::new(
+                        crate::imap::session::open_with(server, credentials, net, "source")?,
+                        name,
+                    )
+                    .with_preset(read.preset),
+                ),
                 Proto::Pop3 => Box::new(Pop3Source::new(
                     crate::pop3::open_with(server, credentials, net, "source")?,
                     name,
@@ -252,6 +256,7 @@ pub fn mbox_options(f: MboxFormat, labels_as_folders: bool) -> ReadOptions {
     ReadOptions {
         format,
         labels_as_folders,
+        ..ReadOptions::default()
     }
 }
 
@@ -322,6 +327,7 @@ pub fn options(f: &FolderArgs, dry_run: bool) -> anyhow::Result<Options> {
     }
     Ok(Options {
         select,
+        preset: f.from_preset,
         sync_deletes: f.sync_deletes,
         dedupe: f.dedupe,
         include_shared,

@@ -114,6 +114,13 @@ pub struct Summary {
     /// with other filters copies them.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub left: std::collections::BTreeMap<String, u64>,
+    /// The delta pass: copies whose flags were set to the source's (a dry run:
+    /// would be).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub flags_updated: u64,
+    /// `--sync-deletes`: copies removed from the target (a dry run: would be).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub removed_on_target: u64,
 }
 
 impl Summary {
@@ -162,12 +169,27 @@ impl Summary {
         *self.left.entry(reason.to_string()).or_insert(0) += n;
     }
 
-    /// The messages left on the source, a line per reason.
+    /// The messages left on the source, a line per reason, and the delta pass.
     fn left_lines(&self) -> Vec<String> {
-        self.left
+        let mut lines: Vec<String> = self
+            .left
             .iter()
             .map(|(why, n)| format!("  left on the source: {n} {why}"))
-            .collect()
+            .collect();
+        let would = if self.dry_run { "would be " } else { "" };
+        if self.flags_updated > 0 {
+            lines.push(format!(
+                "  flags {would}set on the target as changed on the source: {} messages",
+                self.flags_updated
+            ));
+        }
+        if self.removed_on_target > 0 {
+            lines.push(format!(
+                "  {would}removed from the target (gone from the source, --sync-deletes): {} messages",
+                self.removed_on_target
+            ));
+        }
+        lines
     }
 
     /// Note how the source was read (once; not a failure).

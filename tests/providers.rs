@@ -43,19 +43,8 @@ fn subjects(d: &Dovecot) -> std::collections::BTreeMap<String, Vec<String>> {
         .collect()
 }
 
-/// Gmail: INBOX (1, 2), the label Receipts (3), Sent Mail (6), the views Important (1) and Starred (2), and All Mail
-/// holding everything (1–6), of which 4 and 5 carry no label (archived). The
-/// target gets INBOX 1 2, Receipts 3, Sent 6, Archive 4 5; 2 keeps its star as
-/// \Flagged; no Important, Starred or All Mail folder; a second run copies nothing.
-#[test]
-fn a_gmail_account_moves_once_per_label_with_archived_mail_in_archive() {
-    let d = Dovecot::start_with(
-        &[DST],
-        Config {
-            archive: Some("Archive"),
-            ..Config::default()
-        },
-    );
+/// The Gmail account of the tests (see the first test's comment).
+fn gmail_boxes() -> Vec<FakeBox> {
     let inbox = r#"("\\Inbox")"#;
     let all = vec![
         gm(
@@ -77,7 +66,7 @@ fn a_gmail_account_moves_once_per_label_with_archived_mail_in_archive() {
         gm(5, 5, "five archived important", r#"("\\Important")"#, r"()"),
         gm(6, 6, "six sent", r#"("\\Sent")"#, r"(\Seen)"),
     ];
-    let boxes = vec![
+    vec![
         FakeBox::new(
             "INBOX",
             vec![
@@ -106,7 +95,23 @@ fn a_gmail_account_moves_once_per_label_with_archived_mail_in_archive() {
             vec![gm(1, 6, "six sent", "()", r"(\Seen)")],
         )
         .attrs(r"\Sent \HasNoChildren"),
-    ];
+    ]
+}
+
+/// Gmail: INBOX (1, 2), the label Receipts (3), Sent Mail (6), the views Important (1) and Starred (2), and All Mail
+/// holding everything (1–6), of which 4 and 5 carry no label (archived). The
+/// target gets INBOX 1 2, Receipts 3, Sent 6, Archive 4 5; 2 keeps its star as
+/// \Flagged; no Important, Starred or All Mail folder; a second run copies nothing.
+#[test]
+fn a_gmail_account_moves_once_per_label_with_archived_mail_in_archive() {
+    let d = Dovecot::start_with(
+        &[DST],
+        Config {
+            archive: Some("Archive"),
+            ..Config::default()
+        },
+    );
+    let boxes = gmail_boxes();
     let fake = FakeImap::start(boxes).with(|s| {
         s.caps = "IMAP4rev1 UIDPLUS NAMESPACE X-GM-EXT-1 SPECIAL-USE".into();
     });
@@ -206,4 +211,114 @@ fn a_microsoft_account_moves_without_its_non_mail_folders() {
             text(&out)
         );
     }
+}
+
+fn gmail_run(d: &Dovecot, extra: &[&str]) -> std::process::Output {
+    gmail_run_with(d, gmail_boxes(), extra, &[])
+}
+
+fn gmail_run_with(
+    d: &Dovecot,
+    boxes: Vec<FakeBox>,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let fake = FakeImap::start(boxes).with(|s| {
+        s.caps = "IMAP4rev1 UIDPLUS NAMESPACE X-GM-EXT-1 SPECIAL-USE".into();
+    });
+    Run::new("migrate")
+        .from(fake.url("anna@gmail.test"))
+        .to(d.imaps_url(DST))
+        .passwords(d)
+        .ca(d)
+        .state(d.dir.path().join("state.sqlite"))
+        .args(["--allow-plaintext", "--json"])
+        .args(extra)
+        .command()
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn archive_dovecot() -> Dovecot {
+    Dovecot::start_with(
+        &[DST],
+        Config {
+            archive: Some("Archive"),
+            ..Config::default()
+        },
+    )
+}
+
+/// With several connection pairs, each connection knows All Mail for what it is:
+/// Archive still gets only the unlabelled messages (a connection opened for a
+/// parallel copy used to read All Mail whole).
+#[test]
+fn with_parallel_connections_all_mail_still_gives_only_archived_mail() {
+    let d = archive_dovecot();
+    // A large INBOX keeps the first connection busy, so the others take the
+    // folders after it (All Mail among them).
+    let mut boxes = gmail_boxes();
+    let inbox = r#"("\\Inbox")"#;
+    boxes[0] = FakeBox::new(
+        "INBOX",
+        (1..=600)
+            .map(|n| gm(n, 100 + n, &format!("inbox {n}"), inbox, r"(\Seen)"))
+            .collect(),
+    );
+    // Listings not kept from planning: each connection lists its folder itself.
+    let out = gmail_run_with(
+        &d,
+        boxes,
+        &["--connections", "4"],
+        &[("MAILFERRY_KEEP_LISTED", "0")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let got = subjects(&d);
+    assert_eq!(
+        got.get("Archive"),
+        Some(&vec![
+            "five archived important".to_string(),
+            "four archived".to_string()
+        ]),
+        "Archive"
+    );
+    assert_eq!(got["INBOX"].len(), 600);
+    assert_eq!(
+        got.values().map(Vec::len).sum::<usize>(),
+        600 + 4,
+        "{:?}",
+        got.keys()
+    );
+}
+
+/// `--from-preset none`: the Gmail account is copied as the folder tree IMAP shows,
+/// views and All Mail included; `--from-preset gmail` is what detection does.
+#[test]
+fn the_preset_can_be_forced_or_turned_off() {
+    let d = archive_dovecot();
+    let out = gmail_run(&d, &["--from-preset", "none"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let got = subjects(&d);
+    let folders: Vec<&str> = got.keys().map(String::as_str).collect();
+    assert_eq!(
+        folders,
+        [
+            "INBOX",
+            "Receipts",
+            "Sent",
+            "[Gmail]/All Mail",
+            "[Gmail]/Important",
+            "[Gmail]/Starred"
+        ],
+        "{got:?}"
+    );
+    assert_eq!(got["[Gmail]/All Mail"].len(), 6);
+
+    let d = archive_dovecot();
+    let out = gmail_run(&d, &["--from-preset", "gmail"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let got = subjects(&d);
+    assert_eq!(got.get("Archive").map(Vec::len), Some(2), "{got:?}");
+    assert!(!got.contains_key("[Gmail]/Important"), "{got:?}");
 }

@@ -41,7 +41,11 @@ pub fn run(a: &BackupArgs) -> anyhow::Result<i32> {
         BackupFormat::Mbox => None,
     };
     let result = crate::retry::run(&net, &a.from, || {
-        let mut src = plan::open_endpoint(&source, source_credentials.as_ref(), &net, Dialect::Rd)?;
+        let read = crate::source::mbox::ReadOptions {
+            preset: opts.preset,
+            ..Dialect::Rd.into()
+        };
+        let mut src = plan::open_endpoint(&source, source_credentials.as_ref(), &net, read)?;
         match maildir.as_mut() {
             Some(tgt) => {
                 crate::engine::copy_into(src.as_mut(), tgt, &opts, None, &mut index, &mut summary)

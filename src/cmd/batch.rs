@@ -234,7 +234,11 @@ fn run_account(
     };
     // --connections pairs per account (1 by default: the batch runs accounts side
     // by side); the host limiter took that many slots on each server.
-    let open = || plan::open_endpoint(&a.source, a.source_credentials.as_ref(), net, Dialect::Rd);
+    let read = crate::source::mbox::ReadOptions {
+        preset: opts.preset,
+        ..Dialect::Rd.into()
+    };
+    let open = || plan::open_endpoint(&a.source, a.source_credentials.as_ref(), net, read);
     let job = Job {
         target: &a.target,
         target_credentials: &a.target_credentials,

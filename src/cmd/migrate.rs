@@ -52,7 +52,10 @@ pub fn copy(
     // On stderr even with --json (stdout holds the JSON): where the state lives.
     eprintln!("index: {}", state.display());
     // Phase 2: connections; a transient failure reconnects and resumes.
-    let mbox = plan::mbox_options(c.mbox_format, labels_as_folders);
+    let mbox = crate::source::mbox::ReadOptions {
+        preset: opts.preset,
+        ..plan::mbox_options(c.mbox_format, labels_as_folders)
+    };
     let open = || plan::open_endpoint(&source, source_credentials.as_ref(), &net, mbox);
     let job = Job {
         target: &target,

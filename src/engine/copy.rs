@@ -238,7 +238,10 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
                 Decision::Skip => {
                     self.summary.duplicates += 1;
                     let key = &b.bodies[&meta.id].0;
-                    records.push(self.rows(st).done(meta, key, Outcome::Duplicate, None));
+                    records.push(
+                        self.rows(st)
+                            .done(meta, key, Outcome::Duplicate, None, None),
+                    );
                     skipped.push(self.outgoing(st, i, meta, &b));
                 }
                 Decision::Append => pending.push(self.outgoing(st, i, meta, &b)),
@@ -394,12 +397,12 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
                     crate::faults::after_append();
                     self.summary.copied += 1;
                     self.summary.bytes += meta.size;
-                    records.push(rows.done(meta, key, Outcome::Copied, uid));
+                    records.push(rows.done(meta, key, Outcome::Copied, uid, Some(&p.flags)));
                     records.extend(rows.known(uid, key));
                     stored.extend(uid.map(|u| (u, meta.id.as_str())));
                     for (i, w) in waiters {
                         self.summary.duplicates += 1;
-                        records.push(rows.done(w, key, Outcome::Duplicate, None));
+                        records.push(rows.done(w, key, Outcome::Duplicate, None, None));
                         skipped.push(self.outgoing(st, i, w, b));
                     }
                 }

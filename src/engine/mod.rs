@@ -20,6 +20,7 @@
 //!   waiting, being stored), and no listing of a huge folder is held whole.
 
 mod copy;
+mod delta;
 mod fetch;
 pub mod listing;
 pub mod plan;
@@ -67,6 +68,8 @@ pub struct Options {
     /// `--include-shared TREE`: other users' and shared folders go under TREE;
     /// `None`: only the account's own folders are copied.
     pub include_shared: Option<Vec<String>>,
+    /// `--from-preset`: how an IMAP source account is treated.
+    pub preset: crate::provider::Preset,
     /// Which messages are copied at all, and in which order.
     pub select: crate::select::Select,
     /// `--sync-deletes`: remove from the target this job's copies of messages gone
@@ -88,6 +91,7 @@ impl Default for Options {
             to_folder: None,
             connections: 1,
             include_shared: None,
+            preset: crate::provider::Preset::Auto,
             select: crate::select::Select::default(),
             sync_deletes: false,
         }
@@ -173,36 +177,28 @@ pub fn copy_into(
     summary.failed_folders.clear();
     summary.stopped = None;
 
-    let tree = src.folders()?;
-    let (tree, own_opts) = own_folders(tree, src.namespaces().as_ref(), opts);
-    let layout = tgt.layout()?;
-    let mut opts = with_to_folder(&own_opts, &tree)?;
-    opts.select.target_limit = tgt.append_limit();
-    if let Some(limit) = opts.select.target_limit {
-        crate::log::info(format!(
-            "the target takes messages of up to {limit} bytes (APPENDLIMIT); larger ones are left on the source"
-        ));
-    }
-    let keep = tgt.keeps_names();
-    let name_of = |path: &[String]| tgt.folder_name(path, &layout);
-    let keep_names = keep.then_some(&name_of as &plan::NameOf<'_>);
-    let mapped = plan::map_folders_as(
-        &tree.entries,
-        &tree.prefix,
-        tree.delim,
-        &layout,
-        &opts,
-        keep_names,
-    );
-    if keep {
-        plan::apart(&mapped)?;
-    }
+    let (opts, layout, mapped) = mapped_folders(src, tgt, opts)?;
     let job_id = index.job(&summary.source, &summary.target)?;
 
     // Phase 1: plan every folder (cheap listings, page by page), for totals and dry
     // runs. Listings are kept for phase 2 only while they are few.
-    let plans = plan::plan_folders(src, tgt, mapped, &opts, index, job_id, summary)?;
+    // The delta pass of a re-run: on targets whose copies can be changed, from
+    // sources whose ids are stable.
+    let mut delta =
+        (tgt.updates() && !opts.delete_after).then(|| delta::Delta::new(opts.sync_deletes));
+    let plans = plan::plan_folders(
+        src,
+        tgt,
+        mapped,
+        &opts,
+        (index, job_id),
+        summary,
+        &mut delta,
+    )?;
     summary.folders = plans.len();
+    if let Some(d) = delta.as_ref().filter(|_| opts.dry_run) {
+        (summary.flags_updated, summary.removed_on_target) = d.counts(index, job_id)?;
+    }
     if let Some(note) = tgt.planned(opts.dry_run)? {
         summary.note(note);
     }
@@ -227,6 +223,9 @@ pub fn copy_into(
     };
     let confirmed = workers::run(&ctx, &plans, src, tgt, reopen, index, summary)?;
     drop(progress);
+    if let Some(d) = delta.filter(|_| summary.stopped.is_none()) {
+        d.apply(tgt, index, job_id, summary)?;
+    }
     if summary.stopped.is_none() {
         tgt.finish()?;
     }
@@ -238,6 +237,47 @@ pub fn copy_into(
     src.close();
     summary.finish(started);
     Ok(())
+}
+
+/// The run's options as the source's folders and the target make them (the
+/// account's own folders, `--to-folder`, the target's APPENDLIMIT), the target's
+/// layout, and the source folders to copy with their target names.
+fn mapped_folders(
+    src: &mut dyn Source,
+    tgt: &mut dyn Target,
+    opts: &Options,
+) -> anyhow::Result<(Options, crate::folders::TargetLayout, Vec<plan::Mapped>)> {
+    if opts.sync_deletes && !tgt.updates() {
+        return Err(crate::error::input(format!(
+            "--sync-deletes removes copies from an IMAP target; {} is not one (a backup keeps what it holds)",
+            tgt.describe()
+        )));
+    }
+    let tree = src.folders()?;
+    let (tree, own_opts) = own_folders(tree, src.namespaces().as_ref(), opts);
+    let layout = tgt.layout()?;
+    let mut opts = with_to_folder(&own_opts, &tree)?;
+    opts.select.target_limit = tgt.append_limit();
+    if let Some(limit) = opts.select.target_limit {
+        crate::log::info(format!(
+            "the target takes messages of up to {limit} bytes (APPENDLIMIT); larger ones are left on the source"
+        ));
+    }
+    let keep = tgt.keeps_names();
+    let name_of = |path: &[String]| tgt.folder_name(path, &layout);
+    let keep_names = keep.then_some(&name_of as &plan::NameOf<'_>);
+    let mapped = plan::map_folders_as(
+        &tree.entries,
+        &tree.prefix,
+        tree.delim,
+        &layout,
+        &opts,
+        keep_names,
+    );
+    if keep {
+        plan::apart(&mapped)?;
+    }
+    Ok((opts, layout, mapped))
 }
 
 /// Move what the source noticed it was told wrongly into the summary.

@@ -148,6 +148,9 @@ pub fn map_folders_with_roles(
     map_folders_as(src_list, src_prefix, src_delim, target, opts, None)
 }
 
+/// A source folder to copy: (wire name, name shown, target name, special-use role).
+pub type Mapped = (Vec<u8>, String, String, Option<String>);
+
 /// How a target that keeps the source's names names a folder path.
 pub type NameOf<'a> = dyn Fn(&[String]) -> String + 'a;
 
@@ -332,9 +335,9 @@ pub(super) fn plan_folders(
     tgt: &mut dyn Target,
     mapped: Vec<(Vec<u8>, String, String, Option<String>)>,
     opts: &Options,
-    index: &Index,
-    job_id: i64,
+    (index, job_id): (&Index, i64),
     summary: &mut Summary,
+    delta: &mut Option<super::delta::Delta>,
 ) -> anyhow::Result<Vec<FolderPlan>> {
     let mut plans = Vec::new();
     let mut kept_total = 0usize;
@@ -347,10 +350,20 @@ pub(super) fn plan_folders(
                 target_name: &target_name,
                 uidvalidity: opened.uidvalidity,
             };
-            let (listed, tally) = plan_one(src, tgt, opts, index, job_id, &folder, room)?;
+            let (listed, tally) = plan_one(
+                src,
+                tgt,
+                opts,
+                (index, job_id),
+                &folder,
+                room,
+                delta.as_mut(),
+            )?;
             Ok((opened, listed, tally))
         });
+        let disagreed = summary.anomalies.len() as u64 + summary.anomalies_more;
         super::note_anomalies(src, summary);
+        let disagreed = summary.anomalies.len() as u64 + summary.anomalies_more > disagreed;
         let (opened, listed, tally) = match planned {
             Ok(p) => p,
             Err(e) if super::folder_refusal(&e) => {
@@ -359,6 +372,13 @@ pub(super) fn plan_folders(
             }
             Err(e) => return Err(e),
         };
+        if let Some(d) = delta.as_mut() {
+            let whole = !disagreed && listed >= opened.count && src.stable_ids();
+            let key = (display.as_str(), opened.uidvalidity);
+            if let Some(note) = d.listed(index, job_id, key, whole)? {
+                summary.note(note);
+            }
+        }
         kept_total += tally.kept_len();
         for (why, n) in &tally.left {
             summary.left(&opts.select.reason(*why), *n);
@@ -394,10 +414,10 @@ fn plan_one(
     src: &mut dyn Source,
     tgt: &mut dyn Target,
     opts: &Options,
-    index: &Index,
-    job_id: i64,
+    (index, job_id): (&Index, i64),
     f: &Listed<'_>,
     room: usize,
+    mut delta: Option<&mut super::delta::Delta>,
 ) -> anyhow::Result<(u64, Tally)> {
     let (display, uidvalidity) = (f.display, f.uidvalidity);
     if !index.any_done(job_id, display, uidvalidity)? {
@@ -415,6 +435,9 @@ fn plan_one(
         opts,
         |list| {
             tgt.listed(f.target_name, uidvalidity, &list);
+            if let Some(d) = delta.as_deref_mut() {
+                d.page(index, job_id, (f.display, uidvalidity), &list)?;
+            }
             let pending = not_done(index, job_id, f, stored.as_ref(), list)?;
             for m in &pending {
                 if let Some(why) = opts.select.verdict(m.size, m.internal_date.as_ref()) {

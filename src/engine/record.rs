@@ -22,7 +22,16 @@ pub(super) struct Rows<'a> {
 }
 
 impl Rows<'_> {
-    pub fn done(&self, meta: &Meta, key: &str, outcome: Outcome, uid: Option<u32>) -> Record {
+    /// A source message handled: a duplicate (`flags` `None`), or copied with
+    /// these flags, as target UID `uid` where the target said it.
+    pub fn done(
+        &self,
+        meta: &Meta,
+        key: &str,
+        outcome: Outcome,
+        uid: Option<u32>,
+        flags: Option<&[String]>,
+    ) -> Record {
         Record::Done {
             job: self.job_id,
             folder: self.folder.to_string(),
@@ -32,6 +41,8 @@ impl Rows<'_> {
             outcome,
             target_folder: self.target_folder.to_string(),
             target_uid: uid,
+            target_uidvalidity: uid.and(self.target_uidvalidity),
+            flags: flags.map(<[String]>::to_vec),
         }
     }
 

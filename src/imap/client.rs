@@ -880,6 +880,33 @@ impl<S: Read + Write> Client<S> {
         Ok(())
     }
 
+    /// `UID STORE set +FLAGS.SILENT (flags)` (`add`) or `-FLAGS.SILENT`. Flags that
+    /// are not valid flag atoms are refused here, never sent.
+    pub fn uid_store(
+        &mut self,
+        set: &UidSet,
+        add: bool,
+        flags: &[String],
+    ) -> Result<(), ImapError> {
+        if let Some(bad) = flags.iter().find(|f| !super::types::valid_flag(f)) {
+            return Err(ImapError::Protocol(format!(
+                "{bad:?} is not a flag that can be sent"
+            )));
+        }
+        let sign = if add { '+' } else { '-' };
+        let cmd = format!("UID STORE {set} {sign}FLAGS.SILENT ({})", flags.join(" "));
+        self.simple("UID STORE", &[Part::Text(cmd.as_bytes())])
+            .map(|_| ())
+    }
+
+    /// `UID EXPUNGE set` (UIDPLUS, RFC 4315): removes only these messages, whatever
+    /// else is marked `\Deleted`.
+    pub fn uid_expunge(&mut self, set: &UidSet) -> Result<(), ImapError> {
+        let cmd = format!("UID EXPUNGE {set}");
+        self.simple("UID EXPUNGE", &[Part::Text(cmd.as_bytes())])
+            .map(|_| ())
+    }
+
     /// Every UID of the selected folder: `UID SEARCH RETURN (ALL) ALL` (RFC 4731, a
     /// compact set) where ESEARCH is offered, else `UID SEARCH ALL`. Kept as ranges.
     pub fn uid_search_all(&mut self) -> Result<UidSet, ImapError> {

@@ -55,6 +55,8 @@ pub struct ImapSource {
     /// latest listing.
     labelled: u64,
     notes: Vec<String>,
+    /// Whether [`Source::folders`] ran on this connection.
+    listed: bool,
 }
 
 impl ImapSource {
@@ -76,6 +78,7 @@ impl ImapSource {
             unlabelled_only: false,
             labelled: 0,
             notes: Vec::new(),
+            listed: false,
         }
     }
 
@@ -188,6 +191,7 @@ impl Source for ImapSource {
 
     fn folders(&mut self) -> anyhow::Result<Tree> {
         let entries = self.session.list()?;
+        self.listed = true;
         self.namespaces = self.session.namespaces()?;
         let (prefix, delim) = layout_of(&mut self.session, &entries)?;
         let entries = self.apply_preset(entries, &prefix, delim);
@@ -199,6 +203,11 @@ impl Source for ImapSource {
     }
 
     fn open(&mut self, raw: &[u8]) -> anyhow::Result<Opened> {
+        if !self.listed {
+            // A connection opened for a parallel copy: the preset's treatment of
+            // folders (Gmail's All Mail) must be known before one is read.
+            self.folders()?;
+        }
         self.settle_listing();
         self.uids = UidSet::default();
         self.folder = decode_name(raw);

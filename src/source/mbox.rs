@@ -67,13 +67,15 @@ pub struct ReadOptions {
     pub format: Option<Format>,
     /// `--labels-as-folders`: Takeout's labels become folders.
     pub labels_as_folders: bool,
+    /// `--from-preset`, for an IMAP source opened with these options.
+    pub preset: crate::provider::Preset,
 }
 
 impl From<Dialect> for ReadOptions {
     fn from(d: Dialect) -> ReadOptions {
         ReadOptions {
             format: Some(Format::plain(d)),
-            labels_as_folders: false,
+            ..ReadOptions::default()
         }
     }
 }

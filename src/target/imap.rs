@@ -9,13 +9,16 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use super::{Connector, CreateError, Opened, Outgoing, Refusal, Stored, Target};
+use super::{
+    Connector, CreateError, FlagChange, Opened, Outgoing, Refusal, Stored, Target, Updated,
+};
 use crate::dedupe::{self, Mode};
 use crate::endpoint::Server;
 use crate::engine::{fetch_bodies, layout_of, target_layout};
 use crate::error::Retry;
 use crate::folders::TargetLayout;
 use crate::imap::session::{self, Session};
+use crate::imap::types::UidSet;
 use crate::imap::{utf7, Append, AppendUid, ImapError};
 use crate::index::Index;
 use crate::log;
@@ -156,6 +159,63 @@ impl Target for ImapTarget {
                 .map(|e| e.raw.clone()),
         );
         Ok(target_layout(&list, prefix, delim))
+    }
+
+    fn updates(&self) -> bool {
+        true
+    }
+
+    fn update(
+        &mut self,
+        folder: &str,
+        uidvalidity: u32,
+        flags: &[FlagChange],
+        remove: &[u32],
+    ) -> anyhow::Result<Updated> {
+        let raw = utf7::encode(folder).into_bytes();
+        let sel = self.s.select(&raw, false)?;
+        // The folder may be selected again for copying: forget what `open` knew.
+        self.name.clear();
+        if !sel.uidvalidity_announced || sel.uidvalidity != uidvalidity {
+            return Ok(Updated {
+                note: Some(format!(
+                    "{folder}: the target folder's UIDVALIDITY changed since the copies were made, so their flags and deletions are not carried (the copies' UIDs no longer name them)"
+                )),
+                ..Updated::default()
+            });
+        }
+        let mut done = Updated::default();
+        for ((add, rm), uids) in flag_groups(flags, &sel.permanent_flags) {
+            let set = UidSet::from_uids(uids.clone());
+            if !add.is_empty() {
+                self.s.uid_store(&set, true, &add)?;
+            }
+            if !rm.is_empty() {
+                self.s.uid_store(&set, false, &rm)?;
+            }
+            for uid in uids {
+                let base = &flags.iter().find(|c| c.uid == uid).expect("grouped").base;
+                let mut now: Vec<String> =
+                    base.iter().filter(|f| !rm.contains(f)).cloned().collect();
+                now.extend(add.iter().cloned());
+                now.sort();
+                now.dedup();
+                done.flags.push((uid, now));
+            }
+        }
+        if !remove.is_empty() {
+            if !self.s.has_cap("UIDPLUS") {
+                done.note = Some(format!(
+                    "{folder}: the target does not offer UIDPLUS (UID EXPUNGE), so --sync-deletes removes nothing there (an EXPUNGE would also remove what others marked deleted)"
+                ));
+                return Ok(done);
+            }
+            let set = UidSet::from_uids(remove.to_vec());
+            self.s.uid_store(&set, true, &["\\Deleted".to_string()])?;
+            self.s.uid_expunge(&set)?;
+            done.removed = true;
+        }
+        Ok(done)
     }
 
     fn append_limit(&self) -> Option<u64> {
@@ -467,4 +527,27 @@ fn target_unknown(s: &mut Session, known: &HashMap<u32, u128>) -> Result<Unknown
         },
     )?;
     Ok(u)
+}
+
+/// Flag changes grouped by what is sent ((added, removed) as the folder can store
+/// them), so one STORE serves every copy with the same change.
+fn flag_groups(
+    changes: &[FlagChange],
+    permanent: &[String],
+) -> std::collections::BTreeMap<(Vec<String>, Vec<String>), Vec<u32>> {
+    let mut groups: std::collections::BTreeMap<_, Vec<u32>> = Default::default();
+    for c in changes {
+        let add = crate::decide::append_flags(&c.add, permanent).0;
+        let rm: Vec<String> = c
+            .remove
+            .iter()
+            .filter(|f| crate::imap::types::valid_flag(f))
+            .cloned()
+            .collect();
+        if add.is_empty() && rm.is_empty() {
+            continue;
+        }
+        groups.entry((add, rm)).or_default().push(c.uid);
+    }
+    groups
 }

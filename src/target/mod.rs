@@ -96,6 +96,27 @@ pub enum CreateError {
 pub type Connector = Box<dyn Fn() -> anyhow::Result<Box<dyn Target>> + Send + Sync>;
 
 /// `Send`, so parallel copies can each own a connection.
+/// A copy's flags to change (the delta pass).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagChange {
+    pub uid: u32,
+    pub add: Vec<String>,
+    pub remove: Vec<String>,
+    /// The flags it was stored with (or last set to).
+    pub base: Vec<String>,
+}
+
+/// What [`Target::update`] did.
+#[derive(Debug, Default)]
+pub struct Updated {
+    /// The copies whose flags were set, with the flags they now have.
+    pub flags: Vec<(u32, Vec<String>)>,
+    /// Whether the copies named for removal were removed.
+    pub removed: bool,
+    /// Why something was not done (for the summary).
+    pub note: Option<String>,
+}
+
 pub trait Target: Send {
     /// The password-free identity, as stored in the index and shown in reports
     /// (`imaps://user@host:993`, `maildir:/path`).
@@ -175,6 +196,23 @@ pub trait Target: Send {
     /// made `_` ([`crate::folders::join_target`]).
     fn folder_name(&self, path: &[String], layout: &TargetLayout) -> String {
         crate::folders::join_target(path, layout)
+    }
+    /// Whether copies can be changed after they were stored (flags set, copies
+    /// removed): what the delta pass needs. IMAP: yes.
+    fn updates(&self) -> bool {
+        false
+    }
+    /// The delta pass in one folder: set the flags of copies and remove copies by
+    /// UID, only while the folder's UIDVALIDITY is still `uidvalidity`.
+    fn update(
+        &mut self,
+        folder: &str,
+        uidvalidity: u32,
+        flags: &[FlagChange],
+        remove: &[u32],
+    ) -> anyhow::Result<Updated> {
+        let _ = (folder, uidvalidity, flags, remove);
+        Ok(Updated::default())
     }
     /// The largest message the target takes (IMAP's APPENDLIMIT, RFC 7889);
     /// `None`: it names none.
