@@ -5,7 +5,9 @@
 //! a host with a `source_protocol` column), `source_user`, `source_password`,
 //! `target_user`, `target_password`, optional `target` (default: the Infomaniak IMAPS
 //! host), optional `source_protocol` and `folder_map` (`SRC=DST` pairs separated by
-//! `|`). Comma and semicolon delimiters both work. A password cell holds the secret,
+//! `|`), and optional `since`, `before` (days, as `--since`) and `max_size` (as
+//! `--max-size`), each winning over the batch's flag for its row. Comma and
+//! semicolon delimiters both work. A password cell holds the secret,
 //! `env:NAME` or `file:PATH`. Rows are numbered as lines of the file (the header is
 //! row 1). Every bad row is reported with its row, column and the rule it breaks.
 //!
@@ -42,6 +44,9 @@ pub const COLUMNS: &[&str] = &[
     "target_token_cmd",
     "source_oauth2",
     "target_oauth2",
+    "since",
+    "before",
+    "max_size",
 ];
 
 /// One valid row.
@@ -57,6 +62,17 @@ pub struct Account {
     pub target: Server,
     pub target_credentials: Credentials,
     pub folder_map: Vec<(Vec<String>, Vec<String>)>,
+    /// The row's own `since`, `before` and `max_size` cells (each wins over the
+    /// batch's flag).
+    pub select: RowSelect,
+}
+
+/// A row's message filters; `None`: the batch's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowSelect {
+    pub since: Option<chrono::NaiveDate>,
+    pub before: Option<chrono::NaiveDate>,
+    pub max_size: Option<u64>,
 }
 
 /// A bad row (or a bad header: row 1).
@@ -455,6 +471,7 @@ impl Rows<'_> {
             &mut bad,
         );
         let folder_map = folder_map_cell(&cells.get("folder_map"), &mut bad);
+        let select = select_cells(&cells, &mut bad);
         let account = match (row_errors.is_empty(), source, target, target_credentials) {
             (true, Some(source), Some(target), Some(target_credentials)) => Some(Account {
                 row,
@@ -464,6 +481,7 @@ impl Rows<'_> {
                 target,
                 target_credentials,
                 folder_map,
+                select,
             }),
             _ => None,
         };
@@ -607,6 +625,52 @@ fn target_server(
             bad("target", why);
             None
         }
+    }
+}
+
+/// The `since`, `before` and `max_size` cells (empty: the batch's flags).
+fn select_cells(cells: &Cells, bad: &mut impl FnMut(&str, String)) -> RowSelect {
+    let mut day = |column: &str| {
+        let cell = cells.get(column);
+        let cell = cell.trim();
+        if cell.is_empty() {
+            return None;
+        }
+        // The reason only: the cell's text could be a shifted password.
+        crate::select::parse_day(cell)
+            .map_err(|_| {
+                bad(
+                    column,
+                    "not a day; write it as 2024-03-01 (or 1-Mar-2024)".into(),
+                )
+            })
+            .ok()
+    };
+    let (since, before) = (day("since"), day("before"));
+    let cell = cells.get("max_size");
+    let max_size = match cell.trim() {
+        "" => None,
+        text => crate::select::parse_size(text)
+            .map_err(|_| {
+                bad(
+                    "max_size",
+                    "not a size; write it as bytes or with K, M or G (25M, 1G)".into(),
+                )
+            })
+            .ok(),
+    };
+    if let (Some(s), Some(b)) = (since, before) {
+        if s >= b {
+            bad(
+                "before",
+                format!("{b} is not after since {s}: no message could be copied"),
+            );
+        }
+    }
+    RowSelect {
+        since,
+        before,
+        max_size,
     }
 }
 
@@ -801,6 +865,50 @@ mod tests {
             assert!(e.iter().any(|x| x.starts_with(want)), "missing {want:?} in {e:#?}");
         }
         assert_eq!(e.len(), 8, "{e:#?}");
+    }
+
+    #[test]
+    fn filter_cells_are_read_or_named_without_their_text() {
+        let csv = "source,source_user,source_password,target_user,target_password,since,before,max_size\n\
+            imaps://h1,u1,p,one@example.ch,p,2024-01-01,1-Jun-2024,25M\n\
+            imaps://h2,u2,p,two@example.ch,p,,,\n\
+            imaps://h3,u3,p,three@example.ch,p,secret-pw,2024-01-01,12.5M\n\
+            imaps://h4,u4,p,four@example.ch,p,2024-02-01,2024-01-01,\n";
+        let (acc, e) = parse(csv, Path::new("."));
+        let e: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+        let day = |s: &str| crate::select::parse_day(s).ok();
+        assert_eq!(
+            acc.iter()
+                .map(|a| (a.row, a.select.clone()))
+                .collect::<Vec<_>>(),
+            vec![
+                (
+                    2,
+                    RowSelect {
+                        since: day("2024-01-01"),
+                        before: day("2024-06-01"),
+                        max_size: Some(25 << 20),
+                    }
+                ),
+                (3, RowSelect::default()),
+            ]
+        );
+        for want in [
+            "row 4, column since: not a day",
+            "row 4, column max_size: not a size",
+            "row 5, column before: 2024-01-01 is not after since 2024-02-01",
+        ] {
+            assert!(
+                e.iter().any(|x| x.starts_with(want)),
+                "missing {want:?} in {e:#?}"
+            );
+        }
+        assert_eq!(e.len(), 3, "{e:#?}");
+        assert!(
+            !e.iter()
+                .any(|x| x.contains("secret-pw") || x.contains("12.5M")),
+            "{e:#?}"
+        );
     }
 
     #[test]

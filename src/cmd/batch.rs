@@ -221,6 +221,11 @@ fn run_account(
         Err(e) => return (summary, Err(e)),
     };
     let mut opts = base.clone();
+    // The row's filters win over the batch's.
+    let sel = &a.select;
+    opts.select.since = sel.since.or(opts.select.since);
+    opts.select.before = sel.before.or(opts.select.before);
+    opts.select.max_size = sel.max_size.or(opts.select.max_size);
     // The batch's --folder-map, then the row's own folder_map cell: for the same
     // folder the later (the row's) wins.
     opts.rules = Rules {
