@@ -118,6 +118,9 @@ pub struct BatchArgs {
     /// At most N of our connections to any one server at a time.
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub max_per_host: usize,
+    /// At most this many bytes a second read from any one source host, for all its accounts together (500K, 10M).
+    #[arg(long, value_name = "RATE")]
+    pub host_max_bytes_per_sec: Option<String>,
     /// Write one CSV row per account: status, counts, bytes, seconds, error, and with
     /// --dry-run what would be copied.
     #[arg(long, value_name = "FILE.csv")]
@@ -267,6 +270,12 @@ pub struct FolderArgs {
     /// Copy each folder's newest messages first.
     #[arg(long, help_heading = "Messages")]
     pub newest_first: bool,
+    /// Copy at most this many bytes a second, for the account as a whole (500K, 10M).
+    #[arg(long, value_name = "RATE", help_heading = "Rate")]
+    pub max_bytes_per_sec: Option<String>,
+    /// Copy at most this many messages a second, for the account as a whole.
+    #[arg(long, value_name = "N", help_heading = "Rate")]
+    pub max_msgs_per_sec: Option<u64>,
     /// On a re-run, remove from the target the messages this job copied there that are gone from the source (never anything it did not copy).
     #[arg(long, help_heading = "Messages")]
     pub sync_deletes: bool,

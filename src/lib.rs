@@ -28,6 +28,7 @@ pub mod pop3;
 pub mod progress;
 pub mod provider;
 pub mod provision;
+pub mod rate;
 pub mod retry;
 pub mod sasl;
 pub mod secret;

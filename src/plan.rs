@@ -329,6 +329,22 @@ pub fn options(f: &FolderArgs, dry_run: bool) -> anyhow::Result<Options> {
         select,
         preset: f.from_preset,
         sync_deletes: f.sync_deletes,
+        max_bytes_per_sec: f
+            .max_bytes_per_sec
+            .as_deref()
+            .map(|s| {
+                crate::select::parse_size(s).map_err(|e| {
+                    input(format!(
+                        "--max-bytes-per-sec: {}",
+                        e.replace("size", "rate")
+                    ))
+                })
+            })
+            .transpose()?,
+        max_msgs_per_sec: match f.max_msgs_per_sec {
+            Some(0) => return Err(input("--max-msgs-per-sec must be at least 1")),
+            n => n,
+        },
         dedupe: f.dedupe,
         include_shared,
         dry_run,

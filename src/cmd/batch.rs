@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -426,6 +426,7 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
     let net = plan::net(&a.net);
     let servers = resolve_servers(&accounts, &net);
     let opts = batch_options(a)?;
+    let host_caps = host_caps(a, &accounts, &servers)?;
     check_connections(&accounts, &servers, a.connections, a.max_per_host)?;
     let state = a.state.clone().unwrap_or_else(index::default_path);
     // Create and migrate the index once, before the workers open it.
@@ -463,6 +464,7 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
         connections: a.connections,
         refused: &refused,
         opts: &opts,
+        host_caps: &host_caps,
         net: &net,
         state: &state,
         report: report.as_ref(),
@@ -567,6 +569,31 @@ fn resolve_servers(accounts: &[Account], net: &NetOptions) -> Servers {
     )
 }
 
+/// `--host-max-bytes-per-sec`: a cap for each source server of the batch.
+fn host_caps(
+    a: &BatchArgs,
+    accounts: &[Account],
+    servers: &Servers,
+) -> anyhow::Result<HashMap<String, Arc<crate::rate::Cap>>> {
+    let Some(text) = a.host_max_bytes_per_sec.as_deref() else {
+        return Ok(HashMap::new());
+    };
+    let rate = crate::select::parse_size(text).map_err(|e| {
+        crate::error::input(format!(
+            "--host-max-bytes-per-sec: {}",
+            e.replace("size", "rate")
+        ))
+    })?;
+    Ok(accounts
+        .iter()
+        .filter_map(|acc| match &acc.source {
+            Endpoint::Server(s) => Some(servers.key(&s.host)),
+            Endpoint::Mbox(_) => None,
+        })
+        .map(|key| (key, Arc::new(crate::rate::Cap::new(Some(rate), None))))
+        .collect())
+}
+
 /// Every row is one road: the options every command builds, from the same flags.
 fn batch_options(a: &BatchArgs) -> anyhow::Result<Options> {
     plan::copy_options(
@@ -643,6 +670,8 @@ struct Workers<'a> {
     /// The rows whose target refused the pre-flight login, with the reason.
     refused: &'a HashMap<usize, String>,
     opts: &'a Options,
+    /// `--host-max-bytes-per-sec`: one cap per source server, shared by its accounts.
+    host_caps: &'a HashMap<String, Arc<crate::rate::Cap>>,
     net: &'a NetOptions,
     state: &'a Path,
     report: Option<&'a Report>,
@@ -704,7 +733,13 @@ impl Workers<'_> {
         counters.running.fetch_add(1, Ordering::Relaxed);
         let r = match self.refused.get(&acc.row) {
             Some(why) => AccountResult::login_refused(acc, why),
-            None => account_result(acc, self.opts, self.net, self.state),
+            None => {
+                let mut opts = self.opts.clone();
+                if let Endpoint::Server(s) = &acc.source {
+                    opts.shared_cap = self.host_caps.get(&self.servers.key(&s.host)).cloned();
+                }
+                account_result(acc, &opts, self.net, self.state)
+            }
         };
         counters.running.fetch_sub(1, Ordering::Relaxed);
         let n = counters.done.fetch_add(1, Ordering::Relaxed) + 1;

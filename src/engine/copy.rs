@@ -28,6 +28,8 @@ pub(super) struct GroupCtx<'a> {
     /// The target's hierarchy delimiter.
     pub delim: Option<char>,
     pub progress: &'a Progress,
+    /// The account's rate cap, shared by its connection pairs.
+    pub cap: Option<crate::rate::Cap>,
 }
 
 impl GroupCtx<'_> {
@@ -199,6 +201,10 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
         std::thread::scope(|scope| -> Result<(), Stop> {
             let rx = fetch::start(scope, src, plan, opts, checkpoints);
             while let Some(batch) = fetch::next(&rx)? {
+                if let Some(cap) = &self.ctx.cap {
+                    let bytes = batch.bodies.values().map(|(_, b)| b.len() as u64).sum();
+                    cap.admit(bytes, batch.bodies.len() as u64);
+                }
                 self.batch(tgt, &mut st, batch)?;
             }
             Ok(())

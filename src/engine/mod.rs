@@ -75,6 +75,11 @@ pub struct Options {
     /// `--sync-deletes`: remove from the target this job's copies of messages gone
     /// from the source.
     pub sync_deletes: bool,
+    /// `--max-bytes-per-sec`, `--max-msgs-per-sec`: caps for the account.
+    pub max_bytes_per_sec: Option<u64>,
+    pub max_msgs_per_sec: Option<u64>,
+    /// A cap the account shares with others (batch: its source host's).
+    pub shared_cap: Option<std::sync::Arc<crate::rate::Cap>>,
 }
 
 impl Default for Options {
@@ -94,6 +99,9 @@ impl Default for Options {
             preset: crate::provider::Preset::Auto,
             select: crate::select::Select::default(),
             sync_deletes: false,
+            max_bytes_per_sec: None,
+            max_msgs_per_sec: None,
+            shared_cap: None,
         }
     }
 }
@@ -220,6 +228,7 @@ pub fn copy_into(
         target_id: summary.target.clone(),
         delim: layout.delim,
         progress: &progress,
+        cap: cap_of(&opts),
     };
     let confirmed = workers::run(&ctx, &plans, src, tgt, reopen, index, summary)?;
     drop(progress);
@@ -278,6 +287,18 @@ fn mapped_folders(
         plan::apart(&mapped)?;
     }
     Ok((opts, layout, mapped))
+}
+
+/// The account's rate cap (`--max-bytes-per-sec`, `--max-msgs-per-sec`, a shared
+/// host cap), if any.
+fn cap_of(opts: &Options) -> Option<crate::rate::Cap> {
+    let any = opts.max_bytes_per_sec.is_some()
+        || opts.max_msgs_per_sec.is_some()
+        || opts.shared_cap.is_some();
+    any.then(|| {
+        crate::rate::Cap::new(opts.max_bytes_per_sec, opts.max_msgs_per_sec)
+            .under(opts.shared_cap.clone())
+    })
 }
 
 /// Move what the source noticed it was told wrongly into the summary.
