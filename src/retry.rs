@@ -105,8 +105,12 @@ pub fn run<T>(
                 return Err(e);
             }
             Next::Wait(wait) if throttle.is_some() => {
+                let how = match throttle.and_then(|t| t.wait) {
+                    Some(_) => "as it asked",
+                    None => "(it named no time)",
+                };
                 crate::log::warn(format!(
-                    "{what}: the server asks to slow down ({e:#}); waiting {wait:.0?} as it asked, then resuming"
+                    "{what}: the server asks to slow down ({e:#}); waiting {wait:.0?} {how}, then resuming"
                 ));
                 std::thread::sleep(wait);
             }

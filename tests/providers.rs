@@ -322,3 +322,80 @@ fn the_preset_can_be_forced_or_turned_off() {
     assert_eq!(got.get("Archive").map(Vec::len), Some(2), "{got:?}");
     assert!(!got.contains_key("[Gmail]/Important"), "{got:?}");
 }
+
+/// Gmail as the source ends the session with `BYE [THROTTLED]` once a few kilobytes
+/// of bodies went out (its bandwidth cap, small here): the run reconnects after
+/// waiting, resumes, and the target gets every message once, in its label folders.
+#[test]
+fn a_gmail_source_that_throttles_after_some_bytes_is_waited_out() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let d = archive_dovecot();
+    let sent = std::sync::Arc::new(AtomicUsize::new(0));
+    let tripped = std::sync::Arc::new(AtomicBool::new(false));
+    let mut boxes = gmail_boxes();
+    let inbox = r#"("\\Inbox")"#;
+    boxes[0] = FakeBox::new(
+        "INBOX",
+        (1..=60)
+            .map(|n| gm(n, 100 + n, &format!("inbox {n}"), inbox, r"(\Seen)"))
+            .collect(),
+    );
+    let (count, trip) = (sent.clone(), tripped.clone());
+    let fake = FakeImap::start(boxes).with(move |s| {
+        s.caps = "IMAP4rev1 UIDPLUS NAMESPACE X-GM-EXT-1 SPECIAL-USE".into();
+        s.hook = Some(std::sync::Arc::new(
+            move |c: &Cmd, stream: &mut std::net::TcpStream| {
+                use std::io::Write;
+                let body = c.name == "UID FETCH" && c.raw.windows(4).any(|w| w == b"BODY");
+                // About 90 bytes a message, 10 a batch: the cap is hit on the third.
+                if body
+                    && count.fetch_add(900, Ordering::SeqCst) >= 1800
+                    && !trip.swap(true, Ordering::SeqCst)
+                {
+                    // As Gmail does: BYE, then the connection is closed.
+                    let _ = stream.write_all(
+                        b"* BYE [THROTTLED] Account exceeded command or bandwidth limits\r\n",
+                    );
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                    return Some(Vec::new());
+                }
+                None
+            },
+        ));
+    });
+    let out = Run::new("migrate")
+        .from(fake.url("anna@gmail.test"))
+        .to(d.imaps_url(DST))
+        .passwords(&d)
+        .ca(&d)
+        .state(d.dir.path().join("state.sqlite"))
+        .args([
+            "--allow-plaintext",
+            "--json",
+            "--retries",
+            "0",
+            "--retry-wait",
+            "1",
+        ])
+        .command()
+        .env("MAILFERRY_BATCH_COUNT", "10")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(tripped.load(Ordering::SeqCst), "the throttle was hit");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[THROTTLED]") && err.contains("(it named no time)"),
+        "{err}"
+    );
+    let got = subjects(&d);
+    assert_eq!(got["INBOX"].len(), 60, "every INBOX message once");
+    assert_eq!(
+        got.get("Archive").map(Vec::len),
+        Some(2),
+        "{:?}",
+        got.keys()
+    );
+    assert_eq!(got.get("Receipts").map(Vec::len), Some(1));
+    assert_eq!(got.get("Sent").map(Vec::len), Some(1));
+}
