@@ -267,6 +267,9 @@ pub struct FolderArgs {
     /// How to treat the source account: as Gmail or Microsoft 365 (views and non-mail folders left out), as a plain folder tree, or decided from what the server announces.
     #[arg(long, value_enum, default_value = "auto", value_name = "PRESET")]
     pub from_preset: crate::provider::Preset,
+    /// Gmail: each label a folder (a message once in each), or `keyword`: each message once, in INBOX, Sent, Drafts, Spam, Trash or else Archive, with its labels as keywords.
+    #[arg(long, value_enum, default_value = "folders", value_name = "AS")]
+    pub gmail_labels: crate::provider::GmailLabels,
     /// Copy each folder's newest messages first.
     #[arg(long, help_heading = "Messages")]
     pub newest_first: bool,

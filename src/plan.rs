@@ -223,7 +223,7 @@ pub fn open_endpoint(
                         crate::imap::session::open_with(server, credentials, net, "source")?,
                         name,
                     )
-                    .with_preset(read.preset),
+                    .with_preset(read.preset, read.gmail_labels),
                 ),
                 Proto::Pop3 => Box::new(Pop3Source::new(
                     crate::pop3::open_with(server, credentials, net, "source")?,
@@ -328,6 +328,7 @@ pub fn options(f: &FolderArgs, dry_run: bool) -> anyhow::Result<Options> {
     Ok(Options {
         select,
         preset: f.from_preset,
+        gmail_labels: f.gmail_labels,
         sync_deletes: f.sync_deletes,
         max_bytes_per_sec: f
             .max_bytes_per_sec

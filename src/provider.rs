@@ -130,6 +130,67 @@ pub fn treat(preset: Preset, path: &[String], attrs: &[String]) -> Treatment {
     }
 }
 
+/// `--gmail-labels`: Gmail's labels as folders (a message once in each), or as
+/// keywords (each message once: in its place, else in Archive, with its labels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum GmailLabels {
+    #[default]
+    Folders,
+    Keyword,
+}
+
+/// `--gmail-labels keyword`: a Gmail folder `treat` would copy is left out when it
+/// is a label of the user's (not INBOX, and none of the places Sent, Drafts,
+/// Spam, Trash): its messages come from where they are, carrying it as a keyword.
+pub fn treat_labels_as_keywords(path: &[String], attrs: &[String], base: Treatment) -> Treatment {
+    let place = ["\\Sent", "\\Drafts", "\\Junk", "\\Trash"]
+        .iter()
+        .any(|p| attrs.iter().any(|a| a.eq_ignore_ascii_case(p)));
+    let inbox = path.len() == 1 && path[0].eq_ignore_ascii_case("INBOX");
+    match base {
+        Treatment::Copy if !place && !inbox => Treatment::Skip(
+            "a Gmail label: its messages carry it as a keyword (--gmail-labels keyword)",
+        ),
+        other => other,
+    }
+}
+
+/// `--gmail-labels keyword`: whether a message of All Mail with `labels` is in one
+/// of the places copied as folders (INBOX, Sent, Drafts, Spam, Trash), so it is
+/// copied there and not into Archive.
+pub fn in_a_place(labels: &[String]) -> bool {
+    labels.iter().any(|l| {
+        let l = l.trim_matches('"');
+        ["\\Inbox", "\\Sent", "\\Draft", "\\Spam", "\\Trash"]
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(l))
+    })
+}
+
+/// `--gmail-labels keyword`: a message's user labels as IMAP keywords (system
+/// labels, `\Inbox` …, are places or flags, not keywords). A label's characters
+/// that a keyword cannot hold (space, `( ) { % * " \ ]`, controls) become `_`;
+/// non-ASCII labels come as Gmail sends them (modified UTF-7, ASCII).
+pub fn label_keywords(labels: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = labels
+        .iter()
+        .map(|l| l.trim_matches('"'))
+        .filter(|l| !l.is_empty() && !l.starts_with('\\'))
+        .map(|l| {
+            l.chars()
+                .map(|c| match c {
+                    c if !c.is_ascii() || c.is_ascii_control() => '_',
+                    ' ' | '(' | ')' | '{' | '%' | '*' | '"' | '\\' | ']' => '_',
+                    c => c,
+                })
+                .collect()
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Gmail: whether a message of All Mail with labels `labels` (X-GM-LABELS, as the
 /// server sent them) is already copied through another folder. System labels count
 /// (`\Inbox`, `\Sent`, `\Draft`, `\Spam`, `\Trash`, `\Important` does not: it is a
@@ -198,6 +259,54 @@ mod tests {
                 "{greeting} {folders:?}"
             );
         }
+    }
+
+    #[test]
+    fn labels_as_keywords_keep_places_and_turn_labels_into_atoms() {
+        use Treatment::*;
+        let skip = |t: Treatment| matches!(t, Skip(_));
+        // (path, attrs) → left out under keyword mode
+        let table = [
+            (v(&["INBOX"]), v(&[]), false),
+            (v(&["[Gmail]", "Sent Mail"]), v(&["\\Sent"]), false),
+            (v(&["[Gmail]", "Spam"]), v(&["\\Junk"]), false),
+            (v(&["[Gmail]", "Trash"]), v(&["\\Trash"]), false),
+            (v(&["[Gmail]", "Drafts"]), v(&["\\Drafts"]), false),
+            (v(&["Receipts"]), v(&[]), true),
+            (v(&["Work", "Projects"]), v(&[]), true),
+        ];
+        for (path, attrs, left) in table {
+            assert_eq!(
+                skip(treat_labels_as_keywords(&path, &attrs, Copy)),
+                left,
+                "{path:?}"
+            );
+        }
+        assert_eq!(
+            treat_labels_as_keywords(&v(&["X"]), &[], Unlabelled),
+            Unlabelled
+        );
+        // labels → in a place
+        for (labels, want) in [
+            (v(&["\\Inbox"]), true),
+            (v(&["\\Sent", "Work"]), true),
+            (v(&["Work"]), false),
+            (v(&["\\Important", "\\Starred"]), false),
+            (v(&[]), false),
+        ] {
+            assert_eq!(in_a_place(&labels), want, "{labels:?}");
+        }
+        assert_eq!(
+            label_keywords(&v(&[
+                "\\Inbox",
+                "\"My Label\"",
+                "Work/Projects",
+                "a]b",
+                "Work/Projects",
+                "caf&AOk-"
+            ])),
+            v(&["My_Label", "Work/Projects", "a_b", "caf&AOk-"])
+        );
     }
 
     #[test]

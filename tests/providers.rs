@@ -399,3 +399,80 @@ fn a_gmail_source_that_throttles_after_some_bytes_is_waited_out() {
     assert_eq!(got.get("Receipts").map(Vec::len), Some(1));
     assert_eq!(got.get("Sent").map(Vec::len), Some(1));
 }
+
+/// `--gmail-labels keyword`: each message once — in INBOX or Sent where Gmail has
+/// it, else in Archive — with its user labels as keywords; no label folders.
+#[test]
+fn gmail_labels_as_keywords_put_each_message_once() {
+    let d = archive_dovecot();
+    let one = r#"("\\Inbox" "Work")"#;
+    let boxes = vec![
+        FakeBox::new("INBOX", vec![gm(1, 1, "one inbox work", one, r"(\Seen)")]),
+        FakeBox::new("Work", vec![gm(1, 1, "one inbox work", one, r"(\Seen)")]),
+        FakeBox::new(
+            "Receipts",
+            vec![gm(
+                1,
+                3,
+                "three receipts",
+                r#"("Receipts" "My Label")"#,
+                r"(\Seen)",
+            )],
+        ),
+        FakeBox::new("[Gmail]", vec![]).attrs(r"\Noselect \HasChildren"),
+        FakeBox::new(
+            "[Gmail]/All Mail",
+            vec![
+                gm(1, 1, "one inbox work", one, r"(\Seen)"),
+                gm(
+                    2,
+                    3,
+                    "three receipts",
+                    r#"("Receipts" "My Label")"#,
+                    r"(\Seen)",
+                ),
+                gm(3, 4, "four archived", "()", r"()"),
+                gm(4, 6, "six sent", r#"("\\Sent")"#, r"(\Seen)"),
+            ],
+        )
+        .attrs(r"\All \HasNoChildren"),
+        FakeBox::new(
+            "[Gmail]/Sent Mail",
+            vec![gm(1, 6, "six sent", r#"("\\Sent")"#, r"(\Seen)")],
+        )
+        .attrs(r"\Sent \HasNoChildren"),
+    ];
+    let out = gmail_run_with(&d, boxes, &["--gmail-labels", "keyword"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let got = subjects(&d);
+    let want: std::collections::BTreeMap<String, Vec<String>> = [
+        ("INBOX", vec!["one inbox work"]),
+        ("Sent", vec!["six sent"]),
+        ("Archive", vec!["four archived", "three receipts"]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()))
+    .collect();
+    assert_eq!(got, want, "{}", text(&out));
+    let snap = d.snapshot(DST);
+    let flags = |folder: &str, subject: &str| {
+        snap.0[folder]
+            .iter()
+            .find(|m| m.subject().contains(subject))
+            .unwrap()
+            .flags
+            .clone()
+    };
+    assert_eq!(flags("INBOX", "one"), vec!["Work", "\\Seen"]);
+    assert_eq!(
+        flags("Archive", "three"),
+        vec!["My_Label", "Receipts", "\\Seen"]
+    );
+    assert_eq!(flags("Archive", "four"), Vec::<String>::new());
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("a Gmail label: its messages carry it as a keyword"),
+        "{}",
+        text(&out)
+    );
+}

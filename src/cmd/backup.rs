@@ -43,6 +43,7 @@ pub fn run(a: &BackupArgs) -> anyhow::Result<i32> {
     let result = crate::retry::run(&net, &a.from, || {
         let read = crate::source::mbox::ReadOptions {
             preset: opts.preset,
+            gmail_labels: opts.gmail_labels,
             ..Dialect::Rd.into()
         };
         let mut src = plan::open_endpoint(&source, source_credentials.as_ref(), &net, read)?;

@@ -241,6 +241,7 @@ fn run_account(
     // by side); the host limiter took that many slots on each server.
     let read = crate::source::mbox::ReadOptions {
         preset: opts.preset,
+        gmail_labels: opts.gmail_labels,
         ..Dialect::Rd.into()
     };
     let open = || plan::open_endpoint(&a.source, a.source_credentials.as_ref(), net, read);

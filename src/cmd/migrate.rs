@@ -54,6 +54,7 @@ pub fn copy(
     // Phase 2: connections; a transient failure reconnects and resumes.
     let mbox = crate::source::mbox::ReadOptions {
         preset: opts.preset,
+        gmail_labels: opts.gmail_labels,
         ..plan::mbox_options(c.mbox_format, labels_as_folders)
     };
     let open = || plan::open_endpoint(&source, source_credentials.as_ref(), &net, mbox);

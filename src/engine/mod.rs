@@ -70,6 +70,8 @@ pub struct Options {
     pub include_shared: Option<Vec<String>>,
     /// `--from-preset`: how an IMAP source account is treated.
     pub preset: crate::provider::Preset,
+    /// `--gmail-labels`.
+    pub gmail_labels: crate::provider::GmailLabels,
     /// Which messages are copied at all, and in which order.
     pub select: crate::select::Select,
     /// `--sync-deletes`: remove from the target this job's copies of messages gone
@@ -97,6 +99,7 @@ impl Default for Options {
             connections: 1,
             include_shared: None,
             preset: crate::provider::Preset::Auto,
+            gmail_labels: crate::provider::GmailLabels::Folders,
             select: crate::select::Select::default(),
             sync_deletes: false,
             max_bytes_per_sec: None,

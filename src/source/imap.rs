@@ -57,6 +57,8 @@ pub struct ImapSource {
     notes: Vec<String>,
     /// Whether [`Source::folders`] ran on this connection.
     listed: bool,
+    /// `--gmail-labels keyword` (for a Gmail account).
+    labels_as_keywords: bool,
 }
 
 impl ImapSource {
@@ -79,12 +81,19 @@ impl ImapSource {
             labelled: 0,
             notes: Vec::new(),
             listed: false,
+            labels_as_keywords: false,
         }
     }
 
-    /// Treat the account as `preset` (`--from-preset`) instead of detecting it.
-    pub fn with_preset(mut self, preset: crate::provider::Preset) -> ImapSource {
+    /// Treat the account as `preset` (`--from-preset`) instead of detecting it,
+    /// and Gmail's labels as `labels` says (`--gmail-labels`).
+    pub fn with_preset(
+        mut self,
+        preset: crate::provider::Preset,
+        labels: crate::provider::GmailLabels,
+    ) -> ImapSource {
         self.preset = preset;
+        self.labels_as_keywords = labels == crate::provider::GmailLabels::Keyword;
         self
     }
 
@@ -107,9 +116,14 @@ impl ImapSource {
             .collect();
         let caps = self.session.capabilities().to_vec();
         self.preset = provider::detect(self.preset, &caps, "", &tops);
+        let keywords = self.keywords();
         let mut kept = Vec::with_capacity(entries.len());
         for mut e in entries {
-            match provider::treat(self.preset, &path(&e), &e.attrs) {
+            let mut treatment = provider::treat(self.preset, &path(&e), &e.attrs);
+            if keywords {
+                treatment = provider::treat_labels_as_keywords(&path(&e), &e.attrs, treatment);
+            }
+            match treatment {
                 Treatment::Copy => kept.push(e),
                 Treatment::Skip(why) => {
                     if !e.has_attr("\\Noselect") && !e.has_attr("\\NonExistent") {
@@ -133,28 +147,48 @@ impl ImapSource {
     }
 
     /// Of a page of All Mail, the messages no other folder holds (by X-GM-LABELS).
-    fn unlabelled(&mut self, page: Vec<Meta>) -> anyhow::Result<Vec<Meta>> {
+    /// `--gmail-labels keyword` on a Gmail account.
+    fn keywords(&self) -> bool {
+        self.labels_as_keywords && self.preset == crate::provider::Preset::Gmail
+    }
+
+    /// A listed page as Gmail's labels make it (read with one `X-GM-LABELS`
+    /// FETCH): All Mail keeps only what no folder copied as a folder holds, and with
+    /// `--gmail-labels keyword` every message carries its labels as keywords.
+    fn gmail_page(&mut self, mut page: Vec<Meta>) -> anyhow::Result<Vec<Meta>> {
         if page.is_empty() {
             return Ok(page);
         }
         let set = UidSet::from_uids(page.iter().map(|m| m.order as u32).collect());
-        let mut elsewhere = std::collections::HashSet::new();
+        let mut labels_of = std::collections::HashMap::new();
         self.session
             .uid_fetch(&set.to_string(), "(UID X-GM-LABELS)", |f| {
                 if let (Some(uid), Some(labels)) = (f.uid, f.labels) {
-                    if crate::provider::labelled_elsewhere(&labels) {
-                        elsewhere.insert(u64::from(uid));
-                    }
+                    labels_of.insert(u64::from(uid), labels);
                 }
                 Ok(())
             })?;
-        let before = page.len();
-        let kept: Vec<Meta> = page
-            .into_iter()
-            .filter(|m| !elsewhere.contains(&m.order))
-            .collect();
-        self.labelled += (before - kept.len()) as u64;
-        Ok(kept)
+        let keywords = self.keywords();
+        if self.unlabelled_only {
+            let elsewhere = |labels: &[String]| match keywords {
+                true => crate::provider::in_a_place(labels),
+                false => crate::provider::labelled_elsewhere(labels),
+            };
+            let before = page.len();
+            page.retain(|m| !labels_of.get(&m.order).is_some_and(|l| elsewhere(l)));
+            self.labelled += (before - page.len()) as u64;
+        }
+        if keywords {
+            for m in &mut page {
+                let labels = labels_of.get(&m.order).map(Vec::as_slice).unwrap_or(&[]);
+                for k in crate::provider::label_keywords(labels) {
+                    if !m.flags.contains(&k) {
+                        m.flags.push(k);
+                    }
+                }
+            }
+        }
+        Ok(page)
     }
 
     fn anomaly(&mut self, what: String) {
@@ -306,8 +340,8 @@ impl Source for ImapSource {
         } else {
             self.empty_pages = 0;
         }
-        if self.unlabelled_only {
-            return Ok(Some(self.unlabelled(delivered)?));
+        if self.unlabelled_only || self.keywords() {
+            return Ok(Some(self.gmail_page(delivered)?));
         }
         Ok(Some(delivered))
     }

@@ -69,6 +69,8 @@ pub struct ReadOptions {
     pub labels_as_folders: bool,
     /// `--from-preset`, for an IMAP source opened with these options.
     pub preset: crate::provider::Preset,
+    /// `--gmail-labels`, likewise.
+    pub gmail_labels: crate::provider::GmailLabels,
 }
 
 impl From<Dialect> for ReadOptions {
