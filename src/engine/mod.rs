@@ -166,24 +166,11 @@ pub fn copy_into(
     summary.failed_folders.clear();
     summary.stopped = None;
 
-    let tree = src.folders()?;
-    let (tree, own_opts) = own_folders(tree, src.namespaces().as_ref(), opts);
-    let layout = tgt.layout()?;
-    let opts = with_to_folder(&own_opts, &tree)?;
-    let keep = tgt.keeps_names();
-    let name_of = |path: &[String]| tgt.folder_name(path, &layout);
-    let keep_names = keep.then_some(&name_of as &plan::NameOf<'_>);
-    let mapped = plan::map_folders_as(
-        &tree.entries,
-        &tree.prefix,
-        tree.delim,
-        &layout,
-        &opts,
-        keep_names,
-    );
-    if keep {
-        plan::apart(&mapped)?;
-    }
+    let Mapped {
+        folders: mapped,
+        opts,
+        layout,
+    } = map_into(src, tgt, opts)?;
     let job_id = index.job(&summary.source, &summary.target)?;
 
     // Phase 1: plan every folder (cheap listings, page by page), for totals and dry
@@ -225,6 +212,49 @@ pub fn copy_into(
     src.close();
     summary.finish(started);
     Ok(())
+}
+
+/// The source's folders mapped to the target's: what [`copy_into`] copies and
+/// `verify` compares.
+pub struct Mapped {
+    /// (source wire name, source name shown, target name, special-use role).
+    pub folders: Vec<(Vec<u8>, String, String, Option<String>)>,
+    /// The options with the source's own namespace and `--to-folder` applied.
+    pub opts: Options,
+    pub layout: crate::folders::TargetLayout,
+}
+
+/// Map the source's folders onto the target as the copy does: own folders only
+/// (unless `--include-shared`), the folder rules, the target's layout and roles,
+/// or the source's names for a target that keeps them.
+pub fn map_into(
+    src: &mut dyn Source,
+    tgt: &mut dyn Target,
+    opts: &Options,
+) -> anyhow::Result<Mapped> {
+    let tree = src.folders()?;
+    let (tree, own_opts) = own_folders(tree, src.namespaces().as_ref(), opts);
+    let layout = tgt.layout()?;
+    let opts = with_to_folder(&own_opts, &tree)?;
+    let keep = tgt.keeps_names();
+    let name_of = |path: &[String]| tgt.folder_name(path, &layout);
+    let keep_names = keep.then_some(&name_of as &plan::NameOf<'_>);
+    let folders = plan::map_folders_as(
+        &tree.entries,
+        &tree.prefix,
+        tree.delim,
+        &layout,
+        &opts,
+        keep_names,
+    );
+    if keep {
+        plan::apart(&folders)?;
+    }
+    Ok(Mapped {
+        folders,
+        opts,
+        layout,
+    })
 }
 
 /// Move what the source noticed it was told wrongly into the summary.
