@@ -22,6 +22,8 @@
 mod copy;
 mod fetch;
 pub mod listing;
+#[cfg(test)]
+mod memory;
 pub mod plan;
 mod record;
 mod workers;
