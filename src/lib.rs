@@ -3,40 +3,40 @@
 //! Data takes one road: plan → source → index → target → report. See README.md for
 //! the user's view and each module's first paragraph for its job and invariants.
 
-pub mod address;
+pub(crate) mod address;
 pub mod backup;
-pub mod batch;
+pub(crate) mod batch;
 pub mod cli;
-pub mod cmd;
-pub mod decide;
+pub(crate) mod cmd;
+pub(crate) mod decide;
 pub mod dedupe;
 pub mod endpoint;
 pub mod engine;
 pub mod error;
-pub mod faults;
+pub(crate) mod faults;
 pub mod folders;
-pub mod http;
+pub(crate) mod http;
 pub mod imap;
-pub mod index;
-pub mod limits;
+pub(crate) mod index;
+pub(crate) mod limits;
 pub mod log;
 pub mod mbox;
 pub mod net;
-pub mod oauth2;
-pub mod plan;
+pub(crate) mod oauth2;
+pub(crate) mod plan;
 pub mod pop3;
-pub mod progress;
-pub mod provider;
-pub mod provision;
-pub mod rate;
-pub mod retry;
-pub mod sasl;
+pub(crate) mod progress;
+pub(crate) mod provider;
+pub(crate) mod provision;
+pub(crate) mod rate;
+pub(crate) mod retry;
+pub(crate) mod sasl;
 pub mod secret;
-pub mod select;
+pub(crate) mod select;
 pub mod source;
-pub mod summary;
-pub mod target;
-pub mod throttle;
+pub(crate) mod summary;
+pub(crate) mod target;
+pub(crate) mod throttle;
 
 use cli::{Cli, Command};
 

@@ -185,10 +185,6 @@ impl<S> Paced<S> {
         &mut self.inner
     }
 
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
     pub fn into_inner(self) -> S {
         self.inner
     }

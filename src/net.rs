@@ -16,6 +16,7 @@ use native_tls::{Certificate, TlsConnector, TlsStream};
 
 use crate::error::{connect, connect_final, input};
 
+pub mod connect;
 pub mod deflate;
 
 /// Connection settings shared by every endpoint of a run.

@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use std::path::Path;
 
-use crate::cli::{CopyArgs, FolderArgs, MboxFormat, NetArgs, PairArgs};
+use crate::cli::{CopyArgs, FolderArgs, MboxFormat, NetArgs};
 use crate::endpoint::{self, Endpoint, Proto, Server};
 use crate::engine::Options;
 use crate::error::input;
 use crate::folders::{self, Rules};
 use crate::mbox::Dialect;
 use crate::net::NetOptions;
-use crate::secret::{self, Credentials, Password};
+use crate::secret::{self, Credentials};
 use crate::source::imap::ImapSource;
 use crate::source::mbox::{MboxSource, ReadOptions};
 use crate::source::pop3::Pop3Source;
@@ -49,37 +49,6 @@ pub fn imap_server(text: &str, flag: &str) -> anyhow::Result<Server> {
             p.display()
         ))),
     }
-}
-
-/// Source and target servers with their passwords.
-pub struct Pair {
-    pub source: Server,
-    pub source_password: Password,
-    pub target: Server,
-    pub target_password: Password,
-}
-
-pub fn pair(a: &PairArgs) -> anyhow::Result<Pair> {
-    let source = imap_server(&a.from, "--from")?;
-    let target = imap_server(&a.to, "--to")?;
-    let source_password = secret::resolve(
-        a.from_password_file.as_deref(),
-        "MAILFERRY_FROM_PASSWORD",
-        "source",
-        &source.to_string(),
-    )?;
-    let target_password = secret::resolve(
-        a.to_password_file.as_deref(),
-        "MAILFERRY_TO_PASSWORD",
-        "target",
-        &target.to_string(),
-    )?;
-    Ok(Pair {
-        source,
-        source_password,
-        target,
-        target_password,
-    })
 }
 
 /// How one side logs in, as the user typed it: `--{side}password-file`,

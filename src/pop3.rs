@@ -31,12 +31,13 @@
 use std::io::{BufReader, Read, Write};
 use std::time::Duration;
 
-use crate::endpoint::{Security, Server};
+use crate::endpoint::Server;
 use crate::error::{connect, connect_final, connect_with, Retry};
 use crate::imap::types::shown;
 use crate::limits::{self, Paced, MAX_LINE, MAX_LINE_PRE_LOGIN, MAX_LITERAL, MAX_POP3_LIST_LINES};
 use crate::log;
-use crate::net::{self, NetOptions, Stream};
+use crate::net::connect::{self as connector, Handshake};
+use crate::net::{NetOptions, Stream};
 use crate::sasl::{self, Login, Mech};
 use crate::secret::{Credentials, Password};
 
@@ -772,8 +773,7 @@ pub fn open_with(
     opts: &NetOptions,
     who: &str,
 ) -> anyhow::Result<Session> {
-    let tcp = net::tcp(&server.host, server.port, opts)?;
-    let mut client = secured(server, tcp, opts, who)?;
+    let mut client = connector::connect(server, opts, &Pop3 { server, opts, who })?;
     // RFC 6856: a server that offers UTF8 may serve messages with raw UTF-8 in
     // their headers only once it is enabled (Courier serves a notice instead).
     if client.has_cap("UTF8") {
@@ -791,58 +791,47 @@ pub fn open_with(
     Ok(client)
 }
 
-/// A session on a new connection, greeted and secured as the server's security
-/// says (implicit TLS, or STLS unless `--allow-plaintext` lets a server without it
-/// go), its capabilities read.
-fn secured(
-    server: &Server,
-    tcp: net::Socket,
-    opts: &NetOptions,
-    who: &str,
-) -> anyhow::Result<Session> {
-    let greeting_error = |e: Pop3Error| greeting_error(server, opts, e);
-    let failed = |e: Pop3Error| command_failed(server, e);
-    Ok(match server.security {
-        Security::Implicit => {
-            let mut c = new_client(net::tls(tcp, &server.host, server.port, opts)?, who, opts);
-            c.greeting().map_err(greeting_error)?;
-            c.capa().map_err(failed)?;
-            c
-        }
-        Security::StartTls => {
-            let mut c = new_client(Stream::Plain(tcp), who, opts);
-            c.greeting().map_err(greeting_error)?;
-            c.capa().map_err(failed)?;
-            if c.has_cap("STLS") {
-                c.stls().map_err(failed)?;
-                let Stream::Plain(tcp) = c.into_inner() else {
-                    unreachable!("a fresh connection is plain")
-                };
-                let mut c = new_client(net::tls(tcp, &server.host, server.port, opts)?, who, opts);
-                c.capa().map_err(failed)?;
-                c
-            } else if opts.allow_plaintext {
-                log::warn(format!(
-                    "{server} offers no STLS: logging in without encryption because of --allow-plaintext"
-                ));
-                c
-            } else {
-                return Err(connect_final(format!(
-                    "{server} offers no STLS, so the password would cross the network unencrypted; use pop3s:// (port 995) or pass --allow-plaintext if you accept that"
-                )));
-            }
-        }
-    })
+/// POP3's part of the connector ([`crate::net::connect`]): its greeting and
+/// CAPA, and `STLS`.
+struct Pop3<'a> {
+    server: &'a Server,
+    opts: &'a NetOptions,
+    who: &'a str,
 }
 
-/// A client on the stream, held to --timeout and to each command's deadline
-/// (enforced on the socket, under TLS too).
-fn new_client(stream: Stream, who: &str, opts: &NetOptions) -> Session {
-    let deadline = stream.deadline();
-    let mut c = Client::new(stream, who);
-    c.set_timeout(opts.timeout);
-    c.share_deadline(deadline);
-    c
+impl Handshake for Pop3<'_> {
+    type Client = Session;
+
+    /// A client on the stream, held to --timeout and to each command's deadline
+    /// (enforced on the socket, under TLS too).
+    fn client(&self, stream: Stream) -> Session {
+        let deadline = stream.deadline();
+        let mut c = Client::new(stream, self.who);
+        c.set_timeout(self.opts.timeout);
+        c.share_deadline(deadline);
+        c
+    }
+
+    fn greet(&self, c: &mut Session) -> anyhow::Result<()> {
+        c.greeting()
+            .map_err(|e| greeting_error(self.server, self.opts, e))?;
+        c.capa().map_err(|e| command_failed(self.server, e))?;
+        Ok(())
+    }
+
+    fn offers_upgrade(&self, c: &Session) -> bool {
+        c.has_cap("STLS")
+    }
+
+    fn upgrade(&self, mut c: Session) -> anyhow::Result<Stream> {
+        c.stls().map_err(|e| command_failed(self.server, e))?;
+        Ok(c.into_inner())
+    }
+
+    fn upgraded(&self, c: &mut Session) -> anyhow::Result<()> {
+        c.capa().map_err(|e| command_failed(self.server, e))?;
+        Ok(())
+    }
 }
 
 /// The error for a greeting that did not come: refused, too long, or none in time

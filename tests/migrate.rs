@@ -534,6 +534,7 @@ fn plaintext_login_is_refused_unless_allowed() {
             .from(&url)
             .opt("--out", d.dir.path().join("b"))
             .from_password_file(d.pwfile())
+            .state(d.dir.path().join("state.sqlite"))
             .arg("--dry-run")
             .run();
         assert_eq!(out.status.code(), Some(3), "{}", text(&out));

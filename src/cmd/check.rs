@@ -1,11 +1,14 @@
 //! `mailferry check URL`: log in and show what the server offers. Any source the
 //! copy takes works: an IMAP account (capabilities, folders, counts from STATUS),
-//! a POP3 mailbox or mbox files (folders and counts, read through the same
-//! `Source` as the copy).
+//! a POP3 mailbox or mbox files and backup directories (folders and counts, read
+//! through the same `Source` as the copy); and any target it writes: an IMAP
+//! account as above, a Maildir tree (`maildir:DIR`, read through the same `Target`
+//! as `backup --format maildir`).
 
 use serde::Serialize;
 
 use crate::cli::CheckArgs;
+use crate::cmd::verify::ReadTarget;
 use crate::engine::decode_name;
 use crate::error::EXIT_OK;
 use crate::imap::client::Part;
@@ -39,6 +42,9 @@ fn auth(a: &CheckArgs) -> plan::Auth<'_> {
 
 pub fn run(a: &CheckArgs) -> anyhow::Result<i32> {
     use crate::endpoint::{Endpoint, Proto};
+    if a.url.starts_with("maildir:") {
+        return run_target(a);
+    }
     match crate::endpoint::parse(&a.url)? {
         Endpoint::Server(s) if s.proto == Proto::Imap => {}
         other => return run_source(a, &other),
@@ -139,6 +145,35 @@ fn run_source(a: &CheckArgs, ep: &crate::endpoint::Endpoint) -> anyhow::Result<i
         folders,
     };
     src.close();
+    print(&report, a.json)
+}
+
+/// A target mailferry writes that no source reads (a Maildir tree from `backup
+/// --format maildir`): its folders and counts, read through the `Target` trait as
+/// `verify` reads it.
+fn run_target(a: &CheckArgs) -> anyhow::Result<i32> {
+    let target = ReadTarget::parse(&a.url, auth(a), "")?;
+    let mut tgt = target.open(&plan::net(&a.net))?;
+    let layout = tgt.layout()?;
+    let opts = crate::engine::Options::default();
+    let mut paths = layout.existing.clone();
+    paths.sort();
+    let mut folders = Vec::new();
+    for path in &paths {
+        let name = tgt.folder_name(path, &layout);
+        let held = tgt.held(&name, crate::dedupe::Mode::None, &opts)?;
+        folders.push(FolderInfo {
+            name,
+            messages: held.map(|h| h.len() as u64),
+            attributes: Vec::new(),
+        });
+    }
+    let report = Report {
+        account: tgt.describe(),
+        capabilities: Vec::new(),
+        folders,
+    };
+    tgt.close();
     print(&report, a.json)
 }
 

@@ -2,23 +2,31 @@
 //! folder by dedupe keys; list what is missing, extra, or stored changed by the
 //! target; exit 1 when something is missing. Reads both sides, writes nothing.
 //!
-//! The source is any source the copy takes (IMAP, POP3, mbox files, a backup
-//! directory), read through the same `Source` trait as the copy, with the same
-//! folder rules (`--include`, `--exclude`, `--folder-map`, `--include-shared`).
+//! Both ends are read through the traits the copy writes with: the source is any
+//! `Source` (IMAP, POP3, mbox files, a backup directory), the target any `Target`
+//! mailferry writes, read back by [`Target::held`]: an IMAP account, a backup
+//! directory of mbox files and its manifest (`--to mbox:DIR`, read as `restore`
+//! reads it), or a Maildir tree (`--to maildir:DIR`). Folders are mapped as the copy
+//! maps them ([`crate::engine::map_into`]), with the same folder rules.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::cli::VerifyArgs;
 use crate::dedupe;
-use crate::engine::{
-    folder_keys, layout_of, map_folders, own_folders, target_layout, Options, LISTING_PAGE,
-};
-use crate::error::{EXIT_OK, EXIT_PARTIAL};
-use crate::imap::{session, utf7};
+use crate::endpoint::{Endpoint, Server};
+use crate::engine::{map_into, Options};
+use crate::error::{input, EXIT_OK, EXIT_PARTIAL};
+use crate::net::NetOptions;
 use crate::plan;
-use crate::source::Source;
+use crate::secret::Credentials;
+use crate::source::{each_message, Source};
+use crate::target::backup::BackupTarget;
+use crate::target::imap::ImapTarget;
+use crate::target::maildir::MaildirTarget;
+use crate::target::Target;
 
 #[derive(Serialize)]
 struct FolderResult {
@@ -28,27 +36,113 @@ struct FolderResult {
     target_messages: usize,
     /// Source messages (IMAP UIDs, POP3 UIDLs, mbox positions) not on the target.
     missing: Vec<String>,
-    /// Target UIDs whose message is not in the source folder.
-    extra: Vec<u32>,
+    /// Target messages (IMAP UIDs, files, positions in a file) whose message is
+    /// not in the source folder.
+    extra: Vec<TargetId>,
     /// Source messages the target stored changed (8-bit header bytes made `X`, a
     /// final CRLF added): there, not missing.
     changed: Vec<String>,
+}
+
+/// A target's id of a message: a UID (a number in JSON), or a file or position.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum TargetId {
+    Uid(u32),
+    Other(String),
+}
+
+impl std::fmt::Display for TargetId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetId::Uid(u) => write!(f, "{u}"),
+            TargetId::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl TargetId {
+    fn of(id: &str) -> TargetId {
+        match id.parse() {
+            Ok(uid) if id.bytes().all(|b| b.is_ascii_digit()) => TargetId::Uid(uid),
+            _ => TargetId::Other(id.to_string()),
+        }
+    }
 }
 
 /// (id, exact key, the keys of the forms a server may store it in) of a source
 /// message (see `dedupe::stored_variants`).
 type Keyed = (String, String, Vec<String>);
 
+/// A target `verify` and `check` read: what `--to` (or `check`'s URL) names.
+pub enum ReadTarget {
+    Imap(Server, Credentials),
+    /// `mbox:DIR` (or `mbox:FILE.mbox`): a backup written by `mailferry backup`.
+    Backup(PathBuf),
+    /// `maildir:DIR`: a tree written by `backup --format maildir`.
+    Maildir(PathBuf),
+}
+
+impl ReadTarget {
+    /// `maildir:DIR`, `mbox:PATH`, or an IMAP account with its credentials.
+    pub fn parse(text: &str, auth: plan::Auth<'_>, flags: &str) -> anyhow::Result<ReadTarget> {
+        let files = |path: PathBuf, kind: fn(PathBuf) -> ReadTarget| {
+            if auth.password_file.is_some()
+                || auth.admin.is_some()
+                || auth.token_cmd.is_some()
+                || auth.oauth2.is_some()
+            {
+                return Err(input(format!(
+                    "--{flags}password-file, --{flags}admin, --{flags}token-cmd and --{flags}oauth2 are for an IMAP account, not files"
+                )));
+            }
+            Ok(kind(path))
+        };
+        if let Some(path) = text.strip_prefix("maildir:") {
+            return files(PathBuf::from(path), ReadTarget::Maildir);
+        }
+        match crate::endpoint::parse(text)? {
+            Endpoint::Mbox(path) => files(path, ReadTarget::Backup),
+            Endpoint::Server(_) => {
+                let (server, credentials) = plan::target(text, auth)?;
+                Ok(ReadTarget::Imap(server, credentials))
+            }
+        }
+    }
+
+    /// Open it for reading: nothing is created or repaired.
+    pub fn open(&self, net: &NetOptions) -> anyhow::Result<Box<dyn Target>> {
+        Ok(match self {
+            ReadTarget::Imap(server, credentials) => {
+                Box::new(ImapTarget::connect(server, credentials, net)?)
+            }
+            ReadTarget::Backup(path) => {
+                crate::source::mbox::check_path(path)?;
+                Box::new(BackupTarget::new(path, true)?)
+            }
+            ReadTarget::Maildir(path) => {
+                if !path.join("cur").is_dir() {
+                    return Err(input(format!(
+                        "{} is not a Maildir (no cur/ directory in it)",
+                        path.display()
+                    )));
+                }
+                Box::new(MaildirTarget::new(path, false)?)
+            }
+        })
+    }
+}
+
 pub fn run(a: &VerifyArgs) -> anyhow::Result<i32> {
     let opts = plan::options(&a.folders, false)?;
     let source = crate::endpoint::parse(&a.pair.from)?;
-    if let crate::endpoint::Endpoint::Mbox(path) = &source {
+    if let Endpoint::Mbox(path) = &source {
         crate::source::mbox::check_path(path)?;
     }
     plan::check_auth(a.pair.from_auth(), "from-")?;
     plan::check_auth(a.pair.to_auth(), "to-")?;
     let source_credentials = plan::source_credentials(&source, a.pair.from_auth())?;
-    let (target, target_credentials) = plan::target(&a.pair.to, a.pair.to_auth())?;
+    let target = ReadTarget::parse(&a.pair.to, a.pair.to_auth(), "to-")?;
     let net = plan::net(&a.net);
     let mut src = plan::open_endpoint(
         &source,
@@ -56,69 +150,63 @@ pub fn run(a: &VerifyArgs) -> anyhow::Result<i32> {
         &net,
         plan::mbox_options(crate::cli::MboxFormat::Auto, false),
     )?;
-    let mut tgt = session::open_with(&target, &target_credentials, &net, "target")?;
-    let tree = src.folders()?;
-    let (tree, opts) = own_folders(tree, src.namespaces().as_ref(), &opts);
-    let tgt_list = tgt.list()?;
-    let (tp, td) = layout_of(&mut tgt, &tgt_list)?;
-    let layout = target_layout(&tgt_list, tp, td);
+    let mut tgt = target.open(&net)?;
+    let mapped = map_into(src.as_mut(), tgt.as_mut(), &opts)?;
     let mut results = Vec::new();
-    for (raw, display, mut target_name) in
-        map_folders(&tree.entries, &tree.prefix, tree.delim, &layout, &opts)
-    {
-        let skeys = source_keys(src.as_mut(), &raw, a.folders.dedupe, &opts)?;
-        let mode = a.folders.dedupe;
-        let mut tkeys = folder_keys(&mut tgt, utf7::encode(&target_name).as_bytes(), mode, &opts)?;
-        // A folder the copy had to rename (a name the target refused).
-        let plain = crate::folders::plain_name(&target_name, layout.delim);
-        if tkeys.is_none() && plain != target_name {
-            tkeys = folder_keys(&mut tgt, utf7::encode(&plain).as_bytes(), mode, &opts)?;
-            if tkeys.is_some() {
-                target_name = plain;
-            }
-        }
-        let tkeys = tkeys.unwrap_or_default();
+    for (raw, display, target_name, _) in mapped.folders {
+        let skeys = source_keys(src.as_mut(), &raw, &mapped.opts)?;
+        let delim = mapped.layout.delim;
+        let (target_name, tkeys) = target_keys(tgt.as_mut(), target_name, delim, &mapped.opts)?;
         results.push(compare(display, target_name, &skeys, &tkeys));
     }
     src.close();
-    tgt.logout();
+    tgt.close();
     print(&results, a.json)
 }
 
 /// The keys of every message of a source folder, read in bounded batches.
-fn source_keys(
-    src: &mut dyn Source,
-    raw: &[u8],
-    mode: dedupe::Mode,
-    opts: &Options,
-) -> anyhow::Result<Vec<Keyed>> {
-    src.open(raw)?;
+fn source_keys(src: &mut dyn Source, raw: &[u8], opts: &Options) -> anyhow::Result<Vec<Keyed>> {
+    let mode = opts.dedupe;
     let mut out = Vec::new();
-    let mut page = 0;
-    while let Some(list) = src.listing_page(page, LISTING_PAGE)? {
-        page += 1;
-        let sizes: Vec<u64> = list.iter().map(|m| m.size).collect();
-        for range in crate::decide::batches(&sizes, opts.batch_bytes, opts.batch_count) {
-            src.fetch(&list[range], &mut |id, body| {
-                out.push((
-                    id.to_string(),
-                    dedupe::key(&body, mode),
-                    dedupe::stored_variants(&body, mode),
-                ))
-            })?;
-        }
-    }
+    each_message(src, raw, opts, &mut |id, body| {
+        out.push((
+            id.to_string(),
+            dedupe::key(&body, mode),
+            dedupe::stored_variants(&body, mode),
+        ))
+    })?;
     for (folder, what) in src.take_anomalies() {
         crate::log::warn(format!("{folder}: {what}"));
     }
     Ok(out)
 }
 
+/// What the target folder holds, under the name the copy gave it, or the plain
+/// name a copy falls back to when the target refused that name. A folder the
+/// target does not have holds nothing.
+fn target_keys(
+    tgt: &mut dyn Target,
+    name: String,
+    delim: Option<char>,
+    opts: &Options,
+) -> anyhow::Result<(String, Vec<(String, String)>)> {
+    if let Some(keys) = tgt.held(&name, opts.dedupe, opts)? {
+        return Ok((name, keys));
+    }
+    let plain = crate::folders::plain_name(&name, delim);
+    if plain != name {
+        if let Some(keys) = tgt.held(&plain, opts.dedupe, opts)? {
+            return Ok((plain, keys));
+        }
+    }
+    Ok((name, Vec::new()))
+}
+
 fn compare(
     folder: String,
     target_folder: String,
     skeys: &[Keyed],
-    tkeys: &[(u32, String)],
+    tkeys: &[(String, String)],
 ) -> FolderResult {
     let tset: HashSet<&String> = tkeys.iter().map(|(_, k)| k).collect();
     // The source's keys, and the forms a server may have stored them in.
@@ -139,7 +227,7 @@ fn compare(
         extra: tkeys
             .iter()
             .filter(|(_, k)| !sset.contains(k))
-            .map(|(u, _)| *u)
+            .map(|(id, _)| TargetId::of(id))
             .collect(),
         changed: changed.iter().map(|(id, _, _)| id.clone()).collect(),
     }
@@ -187,9 +275,10 @@ fn print(results: &[FolderResult], json: bool) -> anyhow::Result<i32> {
             ));
         }
         if !r.extra.is_empty() {
+            let extra: Vec<String> = r.extra.iter().map(TargetId::to_string).collect();
+            let (what, list) = ids(&extra);
             crate::progress::out(&format!(
-                "         extra target UIDs (not in the source): {}",
-                crate::decide::uid_set(&r.extra)
+                "         extra target {what} (not in the source): {list}"
             ));
         }
     }

@@ -23,6 +23,8 @@ mod copy;
 mod delta;
 mod fetch;
 pub mod listing;
+#[cfg(test)]
+mod memory;
 pub mod plan;
 mod record;
 mod workers;
@@ -188,7 +190,17 @@ pub fn copy_into(
     summary.failed_folders.clear();
     summary.stopped = None;
 
-    let (opts, layout, mapped) = mapped_folders(src, tgt, opts)?;
+    if opts.sync_deletes && !tgt.updates() {
+        return Err(crate::error::input(format!(
+            "--sync-deletes removes copies from an IMAP target; {} is not one (a backup keeps what it holds)",
+            tgt.describe()
+        )));
+    }
+    let Mapped {
+        folders: mapped,
+        opts,
+        layout,
+    } = map_into(src, tgt, opts)?;
     let job_id = index.job(&summary.source, &summary.target)?;
 
     // Phase 1: plan every folder (cheap listings, page by page), for totals and dry
@@ -251,20 +263,24 @@ pub fn copy_into(
     Ok(())
 }
 
-/// The run's options as the source's folders and the target make them (the
-/// account's own folders, `--to-folder`, the target's APPENDLIMIT), the target's
-/// layout, and the source folders to copy with their target names.
-fn mapped_folders(
+/// The source's folders mapped to the target's: what [`copy_into`] copies and
+/// `verify` compares.
+pub struct Mapped {
+    /// (source wire name, source name shown, target name, special-use role).
+    pub folders: Vec<(Vec<u8>, String, String, Option<String>)>,
+    /// The options with the source's own namespace and `--to-folder` applied.
+    pub opts: Options,
+    pub layout: crate::folders::TargetLayout,
+}
+
+/// Map the source's folders onto the target as the copy does: own folders only
+/// (unless `--include-shared`), the folder rules, the target's layout and roles,
+/// or the source's names for a target that keeps them.
+pub fn map_into(
     src: &mut dyn Source,
     tgt: &mut dyn Target,
     opts: &Options,
-) -> anyhow::Result<(Options, crate::folders::TargetLayout, Vec<plan::Mapped>)> {
-    if opts.sync_deletes && !tgt.updates() {
-        return Err(crate::error::input(format!(
-            "--sync-deletes removes copies from an IMAP target; {} is not one (a backup keeps what it holds)",
-            tgt.describe()
-        )));
-    }
+) -> anyhow::Result<Mapped> {
     let tree = src.folders()?;
     let (tree, own_opts) = own_folders(tree, src.namespaces().as_ref(), opts);
     let layout = tgt.layout()?;
@@ -278,7 +294,7 @@ fn mapped_folders(
     let keep = tgt.keeps_names();
     let name_of = |path: &[String]| tgt.folder_name(path, &layout);
     let keep_names = keep.then_some(&name_of as &plan::NameOf<'_>);
-    let mapped = plan::map_folders_as(
+    let folders = plan::map_folders_as(
         &tree.entries,
         &tree.prefix,
         tree.delim,
@@ -287,9 +303,13 @@ fn mapped_folders(
         keep_names,
     );
     if keep {
-        plan::apart(&mapped)?;
+        plan::apart(&folders)?;
     }
-    Ok((opts, layout, mapped))
+    Ok(Mapped {
+        folders,
+        opts,
+        layout,
+    })
 }
 
 /// The account's rate cap (`--max-bytes-per-sec`, `--max-msgs-per-sec`, a shared

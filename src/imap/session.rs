@@ -1,10 +1,12 @@
-//! Opening a logged-in IMAP session for an endpoint: implicit TLS or STARTTLS,
-//! plaintext refused unless allowed, login errors explained for the user.
+//! Opening a logged-in IMAP session for an endpoint: secured by the one connector
+//! ([`crate::net::connect`]: implicit TLS or STARTTLS, plaintext refused unless
+//! allowed), logged in through [`Credentials`], login errors explained for the user.
 
 use super::{Client, ImapError};
-use crate::endpoint::{Security, Server};
+use crate::endpoint::Server;
 use crate::error::{connect_final, connect_with};
-use crate::net::{self, NetOptions, Stream};
+use crate::net::connect::{connect, Handshake};
+use crate::net::{NetOptions, Stream};
 use crate::secret::{Credentials, Password};
 
 pub type Session = Client<Stream>;
@@ -27,54 +29,7 @@ pub fn open_with(
     opts: &NetOptions,
     who: &str,
 ) -> anyhow::Result<Session> {
-    let tcp = net::tcp(&server.host, server.port, opts)?;
-    let hint_port = |e: ImapError| {
-        connect_final(format!(
-            "{server}: no IMAP greeting ({e}); check that port {} is an IMAP port (993 for imaps://, 143 for imap://)",
-            server.port
-        ))
-    };
-    // A client on the stream, held to --timeout and to each command's deadline
-    // (enforced on the socket, under TLS too).
-    let client = |stream: Stream| {
-        let deadline = stream.deadline();
-        let mut c = Client::new(stream, who);
-        c.set_timeout(opts.timeout);
-        c.share_deadline(deadline);
-        c
-    };
-    let mut client = match server.security {
-        Security::Implicit => {
-            let mut c = client(net::tls(tcp, &server.host, server.port, opts)?);
-            c.greeting().map_err(hint_port)?;
-            c
-        }
-        Security::StartTls => {
-            let mut c = client(Stream::Plain(tcp));
-            c.greeting().map_err(hint_port)?;
-            if c.capabilities().is_empty() {
-                c.capability()?;
-            }
-            if c.has_cap("STARTTLS") {
-                c.starttls()?;
-                let Stream::Plain(tcp) = c.into_inner() else {
-                    unreachable!("a fresh connection is plain")
-                };
-                let mut c = client(net::tls(tcp, &server.host, server.port, opts)?);
-                c.capability()?;
-                c
-            } else if opts.allow_plaintext {
-                crate::log::warn(format!(
-                    "{server} offers no STARTTLS: logging in without encryption because of --allow-plaintext"
-                ));
-                c
-            } else {
-                return Err(connect_final(format!(
-                    "{server} offers no STARTTLS, so the password would cross the network unencrypted; use imaps:// (port 993) or pass --allow-plaintext if you accept that"
-                )));
-            }
-        }
-    };
+    let mut client = connect(server, opts, &Imap { server, opts, who })?;
     if client.capabilities().is_empty() {
         client.capability()?;
     }
@@ -90,6 +45,52 @@ pub fn open_with(
         .map_err(|e| login_error(server, credentials, e))?;
     client.compress(opts.compress)?;
     Ok(client)
+}
+
+/// IMAP's part of the connector: its greeting (capabilities asked where it did
+/// not list them) and `STARTTLS`.
+struct Imap<'a> {
+    server: &'a Server,
+    opts: &'a NetOptions,
+    who: &'a str,
+}
+
+impl Handshake for Imap<'_> {
+    type Client = Session;
+
+    fn client(&self, stream: Stream) -> Session {
+        let deadline = stream.deadline();
+        let mut c = Client::new(stream, self.who);
+        c.set_timeout(self.opts.timeout);
+        c.share_deadline(deadline);
+        c
+    }
+
+    fn greet(&self, c: &mut Session) -> anyhow::Result<()> {
+        c.greeting().map_err(|e| {
+            connect_final(format!(
+                "{}: no IMAP greeting ({e}); check that port {} is an IMAP port (993 for imaps://, 143 for imap://)",
+                self.server, self.server.port
+            ))
+        })?;
+        if c.capabilities().is_empty() {
+            c.capability()?;
+        }
+        Ok(())
+    }
+
+    fn offers_upgrade(&self, c: &Session) -> bool {
+        c.has_cap("STARTTLS")
+    }
+
+    fn upgrade(&self, mut c: Session) -> anyhow::Result<Stream> {
+        c.starttls()?;
+        Ok(c.into_inner())
+    }
+
+    fn upgraded(&self, c: &mut Session) -> anyhow::Result<()> {
+        Ok(c.capability()?)
+    }
 }
 
 fn login_error(server: &Server, credentials: &Credentials, e: ImapError) -> anyhow::Error {

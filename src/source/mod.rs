@@ -88,3 +88,25 @@ pub trait Source: Send {
     }
     fn close(&mut self);
 }
+
+/// Every message of the source folder `raw`, handed to `each` with its id, read as
+/// the copy reads it: the listing page by page, bodies fetched in batches of at
+/// most `opts.batch_bytes` / `opts.batch_count` (for `verify` and the read side
+/// of a backup target).
+pub fn each_message(
+    src: &mut dyn Source,
+    raw: &[u8],
+    opts: &crate::engine::Options,
+    each: &mut dyn FnMut(&str, Vec<u8>),
+) -> anyhow::Result<()> {
+    src.open(raw)?;
+    let mut page = 0;
+    while let Some(list) = src.listing_page(page, crate::engine::LISTING_PAGE)? {
+        page += 1;
+        let sizes: Vec<u64> = list.iter().map(|m| m.size).collect();
+        for range in crate::decide::batches(&sizes, opts.batch_bytes, opts.batch_count) {
+            src.fetch(&list[range], each)?;
+        }
+    }
+    Ok(())
+}

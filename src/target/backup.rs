@@ -21,13 +21,17 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{CreateError, Opened, Outgoing, Stored, StoredIds, Target};
+use super::{CreateError, Held, Opened, Outgoing, Stored, StoredIds, Target};
 use crate::backup::{self, Entry, Layout};
 use crate::decide::Meta;
 use crate::dedupe::{self, Mode};
+use crate::engine::Options;
 use crate::error::{input, local};
 use crate::folders::TargetLayout;
+use crate::imap::utf7;
 use crate::index::Index;
+use crate::source::mbox::{MboxSource, ReadOptions};
+use crate::source::{each_message, Source};
 
 /// The stored messages of a backup: [`backup::stored`] fingerprint → where its
 /// latest manifest line starts, and the fingerprint of the flags that line records.
@@ -53,6 +57,9 @@ pub struct BackupTarget {
     offset: u64,
     /// Entries written but not yet made durable.
     entries: Vec<Entry>,
+    /// The read side: the backup as `restore` reads it (opened at the first
+    /// [`Target::held`]).
+    reader: Option<Box<MboxSource>>,
 }
 
 impl BackupTarget {
@@ -91,6 +98,7 @@ impl BackupTarget {
             mbox: None,
             offset: 0,
             entries: Vec::new(),
+            reader: None,
         })
     }
 
@@ -320,8 +328,30 @@ impl Target for BackupTarget {
         backup::write_summary_manifest(&self.layout)
     }
 
+    /// Read as `restore` reads a backup (its files checked against the manifest,
+    /// matched by content where they differ); ids are positions in the file.
+    fn held(&mut self, name: &str, dedupe: Mode, opts: &Options) -> anyhow::Result<Held> {
+        if self.reader.is_none() {
+            let reader = MboxSource::open_with(&self.out, ReadOptions::default())?;
+            self.reader = Some(Box::new(reader));
+        }
+        let reader = self.reader.as_deref_mut().expect("opened above");
+        let raw = utf7::encode(name).into_bytes();
+        if !reader.folders()?.entries.iter().any(|e| e.raw == raw) {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        each_message(reader, &raw, opts, &mut |id, body| {
+            out.push((id.to_string(), dedupe::key(&body, dedupe)))
+        })?;
+        Ok(Some(out))
+    }
+
     fn close(&mut self) {
         self.mbox = None;
+        if let Some(mut r) = self.reader.take() {
+            r.close();
+        }
     }
 }
 

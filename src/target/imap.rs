@@ -10,11 +10,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use super::{
-    Connector, CreateError, FlagChange, Opened, Outgoing, Refusal, Stored, Target, Updated,
+    Connector, CreateError, FlagChange, Held, Opened, Outgoing, Refusal, Stored, Target, Updated,
 };
 use crate::dedupe::{self, Mode};
 use crate::endpoint::Server;
-use crate::engine::{fetch_bodies, layout_of, target_layout};
+use crate::engine::{fetch_bodies, layout_of, target_layout, Options};
 use crate::error::Retry;
 use crate::folders::TargetLayout;
 use crate::imap::session::{self, Session};
@@ -394,6 +394,17 @@ impl Target for ImapTarget {
 
     fn take_anomalies(&mut self) -> Vec<(String, String)> {
         std::mem::take(&mut self.anomalies)
+    }
+
+    /// The folder examined read-only, every body fetched and hashed; ids are UIDs.
+    fn held(&mut self, name: &str, dedupe: Mode, opts: &Options) -> anyhow::Result<Held> {
+        let raw = utf7::encode(name);
+        let keys = crate::engine::folder_keys(&mut self.s, raw.as_bytes(), dedupe, opts)?;
+        Ok(keys.map(|k| {
+            k.into_iter()
+                .map(|(uid, key)| (uid.to_string(), key))
+                .collect()
+        }))
     }
 
     fn close(&mut self) {

@@ -29,8 +29,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{CreateError, Opened, Outgoing, Stored, Target};
+use super::{CreateError, Held, Opened, Outgoing, Stored, Target};
 use crate::dedupe::{self, Mode};
+use crate::engine::Options;
 use crate::error::{input, local};
 use crate::folders::TargetLayout;
 use crate::imap::utf7;
@@ -322,6 +323,36 @@ impl Target for MaildirTarget {
 
     fn keeps_names(&self) -> bool {
         true
+    }
+
+    /// The files of the folder's `cur/` and `new/`, one at a time; ids are
+    /// `cur/NAME` or `new/NAME`.
+    fn held(&mut self, name: &str, dedupe: Mode, _opts: &Options) -> anyhow::Result<Held> {
+        let dir = self.folder_dir(name);
+        if !dir.join("cur").is_dir() {
+            return Ok(None);
+        }
+        self.inside(&dir)?;
+        let mut out = Vec::new();
+        for sub in ["cur", "new"] {
+            let Ok(entries) = fs::read_dir(dir.join(sub)) else {
+                continue;
+            };
+            let mut files: Vec<_> = entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.file_name())
+                .collect();
+            files.sort();
+            for file in files {
+                // A file renamed or removed meanwhile (a mail client) is not there.
+                if let Ok(data) = fs::read(dir.join(sub).join(&file)) {
+                    let id = format!("{sub}/{}", file.to_string_lossy());
+                    out.push((id, dedupe::key(&data, dedupe)));
+                }
+            }
+        }
+        Ok(Some(out))
     }
 
     fn close(&mut self) {}

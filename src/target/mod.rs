@@ -23,6 +23,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::dedupe::Mode;
+use crate::engine::Options;
 use crate::folders::TargetLayout;
 use crate::imap::types::ImapDate;
 use crate::index::Index;
@@ -91,6 +92,10 @@ pub enum CreateError {
     /// Anything else (a lost connection, "try later"): the run's retry decides.
     Other(anyhow::Error),
 }
+
+/// What [`Target::held`] found in a folder: (target id, dedupe key) per message,
+/// or `None` for a folder that does not exist.
+pub type Held = Option<Vec<(String, String)>>;
 
 /// Opens another connection to the same target, for copying folders in parallel.
 pub type Connector = Box<dyn Fn() -> anyhow::Result<Box<dyn Target>> + Send + Sync>;
@@ -226,6 +231,18 @@ pub trait Target: Send {
     /// Disagreements noticed since the last call, as (folder, what).
     fn take_anomalies(&mut self) -> Vec<(String, String)> {
         Vec::new()
+    }
+    /// The read side (`verify`, `check`): every message the folder `name` holds
+    /// now, as (the target's id for it, its dedupe key in mode `dedupe`), read
+    /// from what is stored (not from a record of it) in batches bounded as
+    /// `opts` says; `None` when there is no such folder. The id is a UID where
+    /// the target has them (digits only), else a file or a position in one.
+    fn held(&mut self, name: &str, dedupe: Mode, opts: &Options) -> anyhow::Result<Held> {
+        let _ = (name, dedupe, opts);
+        Err(crate::error::input(format!(
+            "{} cannot be read back",
+            self.describe()
+        )))
     }
     fn close(&mut self);
 }
