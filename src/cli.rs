@@ -189,7 +189,7 @@ pub struct PairArgs {
     /// Source: imaps://USER@HOST[:PORT], imap://… (STARTTLS), pop3s://…, pop3://… (STLS), mbox:PATH, or a bare address (Infomaniak).
     #[arg(long, value_name = "URL")]
     pub from: String,
-    /// Target: imaps://USER@HOST[:PORT], imap://…, or a bare address (Infomaniak IMAPS).
+    /// Target: imaps://USER@HOST[:PORT], imap://…, or a bare address (Infomaniak IMAPS); `verify` also reads mbox:DIR (a backup) and maildir:DIR.
     #[arg(long, value_name = "URL")]
     pub to: String,
     /// File whose first line is the source password (else MAILFERRY_FROM_PASSWORD, else a prompt).
