@@ -282,3 +282,57 @@ fn newest_first_appends_the_newest_messages_first() {
         "target INBOX in UID order = source INBOX newest first"
     );
 }
+
+/// POP3 has no INTERNALDATE: `--since` / `--before` judge each message by its
+/// `Date:` header once it is downloaded. Three messages of 2019, 2021 and 2023 on a
+/// real Dovecot POP3S: only 2021 is copied, the others are counted as left.
+#[test]
+fn pop3_messages_are_judged_by_their_headers() {
+    let src = Dovecot::start(&[SRC]);
+    let dst = Dovecot::start(&[DST]);
+    let script = format!(
+        "import imaplib, ssl\n\
+         ctx = ssl.create_default_context(cafile={ca:?})\n\
+         im = imaplib.IMAP4_SSL('localhost', {port}, ssl_context=ctx)\n\
+         im.login({user:?}, open({pw:?}).read().strip())\n\
+         for y in (2019, 2021, 2023):\n    \
+             m = ('From: a@example.test\\r\\nDate: 1 Jul %d 10:00:00 +0000\\r\\nSubject: from %d\\r\\n\\r\\nbody %d\\r\\n' % (y, y, y)).encode()\n    \
+             assert im.append('INBOX', None, None, m)[0] == 'OK'\n\
+         im.logout()\n",
+        ca = src.ca().display().to_string(),
+        port = src.imaps,
+        user = SRC,
+        pw = src.pwfile().display().to_string(),
+    );
+    let py = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let out = Run::new("migrate")
+        .from(format!("pop3s://{SRC}@localhost:{}", src.pop3s))
+        .to(dst.imaps_url(DST))
+        .passwords(&src)
+        .ca(&src)
+        .state(src.dir.path().join("state.sqlite"))
+        .args(["--json", "--since", "2020-06-01", "--before", "2022-12-31"])
+        .run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let j = json(&out);
+    assert_eq!(
+        left(&j),
+        vec![
+            ("dated --before 2022-12-31 or later".to_string(), 1),
+            ("dated before --since 2020-06-01".to_string(), 1),
+        ],
+        "{j}"
+    );
+    let got = dst.snapshot(DST);
+    let subjects: Vec<String> = got.0["INBOX"].iter().map(Msg::subject).collect();
+    assert_eq!(subjects, vec!["Subject: from 2021"], "{got:?}");
+}
