@@ -197,3 +197,6 @@ fn pair_source(p: &Pair<'_>, read: ReadOptions) -> anyhow::Result<SourcePlan> {
 fn state_path(state: Option<&PathBuf>) -> PathBuf {
     state.cloned().unwrap_or_else(index::default_path)
 }
+
+#[cfg(test)]
+mod tests;
