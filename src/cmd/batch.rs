@@ -16,13 +16,11 @@ use serde::Serialize;
 use crate::batch::{self, Account};
 use crate::cli::BatchArgs;
 use crate::endpoint::Endpoint;
-use crate::engine::{self, Job, Options};
 use crate::error::{input, EXIT_INPUT, EXIT_OK, EXIT_PARTIAL};
-use crate::folders::Rules;
 use crate::index::{self, Index};
-use crate::mbox::Dialect;
 use crate::net::NetOptions;
-use crate::{plan, progress};
+use crate::plan::{BatchPlan, Plan};
+use crate::progress;
 
 /// Connections per server: an account waits until every server it needs has room.
 pub struct HostLimiter {
@@ -209,54 +207,21 @@ impl AccountResult {
     }
 }
 
-fn run_account(
-    a: &Account,
-    base: &Options,
-    net: &NetOptions,
-    state: &Path,
-) -> (crate::summary::Summary, anyhow::Result<()>) {
+fn run_account(acc: &Account, plan: &Plan) -> (crate::summary::Summary, anyhow::Result<()>) {
     let mut summary = crate::summary::Summary::default();
+    let state = plan
+        .state
+        .as_deref()
+        .expect("a batch row's plan names the index");
     let mut index = match Index::open(state) {
         Ok(i) => i,
         Err(e) => return (summary, Err(e)),
     };
-    let mut opts = base.clone();
-    // The row's filters win over the batch's.
-    let sel = &a.select;
-    opts.select.since = sel.since.or(opts.select.since);
-    opts.select.before = sel.before.or(opts.select.before);
-    opts.select.max_size = sel.max_size.or(opts.select.max_size);
-    // The batch's --folder-map, then the row's own folder_map cell: for the same
-    // folder the later (the row's) wins.
-    opts.rules = Rules {
-        map: base
-            .rules
-            .map
-            .iter()
-            .chain(&a.folder_map)
-            .cloned()
-            .collect(),
-    };
     // --connections pairs per account (1 by default: the batch runs accounts side
     // by side); the host limiter took that many slots on each server.
-    let read = crate::source::mbox::ReadOptions {
-        preset: opts.preset,
-        gmail_labels: opts.gmail_labels,
-        ..Dialect::Rd.into()
-    };
-    let open = || plan::open_endpoint(&a.source, a.source_credentials.as_ref(), net, read);
-    let job = Job {
-        target: &a.target,
-        target_credentials: &a.target_credentials,
-        net,
-        opts: &opts,
-        reopen: Some(&open),
-    };
     let started = std::time::Instant::now();
-    let result = crate::retry::run(net, &format!("row {}", a.row), || {
-        let mut src = open()?;
-        engine::migrate_into(src.as_mut(), &job, &mut index, &mut summary)
-    });
+    let what = format!("row {}", acc.row);
+    let result = super::migrate::copy(plan, &what, &mut index, &mut summary);
     summary.finish(started);
     // What the account did is kept whatever ended it.
     (summary, result)
@@ -264,11 +229,9 @@ fn run_account(
 
 /// Run one account and turn whatever happened (a panic included: it is a bug, but
 /// it must not take the other accounts down) into its report row.
-fn account_result(acc: &Account, opts: &Options, net: &NetOptions, state: &Path) -> AccountResult {
+fn account_result(acc: &Account, plan: &Plan) -> AccountResult {
     let t = Instant::now();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run_account(acc, opts, net, state)
-    }));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_account(acc, plan)));
     let mut r = AccountResult::new(acc.row, acc.source.to_string(), acc.target.to_string());
     r.seconds = t.elapsed().as_secs_f64();
     match outcome {
@@ -416,42 +379,43 @@ pub fn spreadsheet_safe(cell: &str) -> String {
 }
 
 pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
-    // Phase 1: the whole file is checked before any connection is opened.
-    let shard = check_flags(a)?;
-    let (accounts, errors) = load_rows(a)?;
+    // Phase 1: the flags, then the whole file, checked before any connection is
+    // opened; each row's plan is the batch's with the row's cells.
+    let plan = BatchPlan::new(a)?;
+    let shard = plan.shard;
+    let (accounts, errors) = load_rows(&plan)?;
     let invalid = invalid_results(&errors, shard);
     let accounts: Vec<Account> = accounts
         .into_iter()
         .filter(|acc| shard.is_none_or(|s| batch::in_shard(acc.position, s)))
         .collect();
-    let net = plan::net(&a.net);
-    let servers = resolve_servers(&accounts, &net);
-    let opts = batch_options(a)?;
-    let host_caps = host_caps(a, &accounts, &servers)?;
-    check_connections(&accounts, &servers, a.connections, a.max_per_host)?;
-    let state = a.state.clone().unwrap_or_else(index::default_path);
+    let net = &plan.net;
+    let servers = resolve_servers(&accounts, net);
+    let host_caps = host_caps(&plan, &accounts, &servers);
+    check_connections(&accounts, &servers, plan.connections, plan.max_per_host)?;
+    let state = &plan.state;
     // Create and migrate the index once, before the workers open it.
-    let _lock = index::lock(&state)?;
-    Index::open(&state)?;
-    let report = open_report(a.report.as_deref(), &invalid)?;
+    let _lock = index::lock(state)?;
+    Index::open(state)?;
+    let report = open_report(plan.report.as_deref(), &invalid)?;
     // On stderr even with --json (stdout holds the JSON).
     progress::eprintln(&format!(
         "index: {}\n{} accounts, {} at a time, at most {} connections per server",
         state.display(),
         accounts.len(),
-        a.jobs,
-        a.max_per_host
+        plan.jobs,
+        plan.max_per_host
     ));
 
-    let limiter = HostLimiter::new(a.max_per_host);
+    let limiter = HostLimiter::new(plan.max_per_host);
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(a.jobs)
+        .num_threads(plan.jobs)
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the workers: {e}"))?;
     // Pre-flight (`--dry-run`): every target login is tried and reported before
     // any account is looked at; an account whose target refuses fails with that.
-    let refused: HashMap<usize, String> = if a.dry_run {
-        preflight(&accounts, &net, &pool, &limiter, &servers)
+    let refused: HashMap<usize, String> = if plan.dry_run {
+        preflight(&accounts, net, &pool, &limiter, &servers)
     } else {
         HashMap::new()
     };
@@ -462,12 +426,9 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
         pool: &pool,
         limiter: &limiter,
         servers: &servers,
-        connections: a.connections,
         refused: &refused,
-        opts: &opts,
+        plan: &plan,
         host_caps: &host_caps,
-        net: &net,
-        state: &state,
         report: report.as_ref(),
     };
     let mut all = workers.run(&accounts, started);
@@ -481,35 +442,21 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
             ));
         }
     }
-    if a.json {
+    if plan.json {
         progress::out(&serde_json::to_string_pretty(&all)?);
     } else {
         // The report's rows, then the totals.
         for r in &all {
             progress::out(&r.line());
         }
-        progress::out(&totals_line(&all, started.elapsed(), a.dry_run));
+        progress::out(&totals_line(&all, started.elapsed(), plan.dry_run));
     }
     Ok(exit_code(&all))
 }
 
-/// `--shard K/N` read, and `--jobs` and `--max-per-host` checked.
-fn check_flags(a: &BatchArgs) -> anyhow::Result<Option<(usize, usize)>> {
-    let shard = a
-        .shard
-        .as_deref()
-        .map(batch::parse_shard)
-        .transpose()
-        .map_err(input)?;
-    if a.jobs == 0 || a.max_per_host == 0 {
-        return Err(input("--jobs and --max-per-host must be at least 1"));
-    }
-    Ok(shard)
-}
-
 /// The CSV's good rows and its problems, every problem printed on stderr; bad rows
 /// stop the batch unless `--skip-invalid`.
-fn load_rows(a: &BatchArgs) -> anyhow::Result<(Vec<Account>, Vec<batch::RowError>)> {
+fn load_rows(a: &BatchPlan) -> anyhow::Result<(Vec<Account>, Vec<batch::RowError>)> {
     let (accounts, errors) = batch::load(&a.csv)?;
     for e in &errors {
         progress::eprintln(&format!("mailferry: {}: {e}", a.csv.display()));
@@ -572,43 +519,21 @@ fn resolve_servers(accounts: &[Account], net: &NetOptions) -> Servers {
 
 /// `--host-max-bytes-per-sec`: a cap for each source server of the batch.
 fn host_caps(
-    a: &BatchArgs,
+    plan: &BatchPlan,
     accounts: &[Account],
     servers: &Servers,
-) -> anyhow::Result<HashMap<String, Arc<crate::rate::Cap>>> {
-    let Some(text) = a.host_max_bytes_per_sec.as_deref() else {
-        return Ok(HashMap::new());
+) -> HashMap<String, Arc<crate::rate::Cap>> {
+    let Some(rate) = plan.host_max_bytes_per_sec else {
+        return HashMap::new();
     };
-    let rate = crate::select::parse_size(text).map_err(|e| {
-        crate::error::input(format!(
-            "--host-max-bytes-per-sec: {}",
-            e.replace("size", "rate")
-        ))
-    })?;
-    Ok(accounts
+    accounts
         .iter()
         .filter_map(|acc| match &acc.source {
             Endpoint::Server(s) => Some(servers.key(&s.host)),
             Endpoint::Mbox(_) => None,
         })
         .map(|key| (key, Arc::new(crate::rate::Cap::new(Some(rate), None))))
-        .collect())
-}
-
-/// Every row is one road: the options every command builds, from the same flags.
-fn batch_options(a: &BatchArgs) -> anyhow::Result<Options> {
-    plan::copy_options(
-        &a.folders,
-        &crate::cli::CopyArgs {
-            dry_run: a.dry_run,
-            json: a.json,
-            to_folder: a.to_folder.clone(),
-            delete_after: false,
-            connections: a.connections,
-            mbox_format: crate::cli::MboxFormat::Auto,
-        },
-        "",
-    )
+        .collect()
 }
 
 /// When an account's connections (`hosts`, one entry per connection) put more than
@@ -666,15 +591,12 @@ struct Workers<'a> {
     pool: &'a rayon::ThreadPool,
     limiter: &'a HostLimiter,
     servers: &'a Servers,
-    /// Connection pairs per account.
-    connections: usize,
     /// The rows whose target refused the pre-flight login, with the reason.
     refused: &'a HashMap<usize, String>,
-    opts: &'a Options,
+    /// The batch's plan, from which each row's is made.
+    plan: &'a BatchPlan,
     /// `--host-max-bytes-per-sec`: one cap per source server, shared by its accounts.
     host_caps: &'a HashMap<String, Arc<crate::rate::Cap>>,
-    net: &'a NetOptions,
-    state: &'a Path,
     report: Option<&'a Report>,
 }
 
@@ -730,16 +652,16 @@ impl Workers<'_> {
     ) -> AccountResult {
         let _slots = self
             .limiter
-            .acquire(hosts_of(acc, self.servers, self.connections));
+            .acquire(hosts_of(acc, self.servers, self.plan.connections));
         counters.running.fetch_add(1, Ordering::Relaxed);
         let r = match self.refused.get(&acc.row) {
             Some(why) => AccountResult::login_refused(acc, why),
             None => {
-                let mut opts = self.opts.clone();
+                let mut plan = self.plan.row(acc);
                 if let Endpoint::Server(s) = &acc.source {
-                    opts.shared_cap = self.host_caps.get(&self.servers.key(&s.host)).cloned();
+                    plan.opts.shared_cap = self.host_caps.get(&self.servers.key(&s.host)).cloned();
                 }
-                account_result(acc, &opts, self.net, self.state)
+                account_result(acc, &plan)
             }
         };
         counters.running.fetch_sub(1, Ordering::Relaxed);

@@ -8,13 +8,14 @@
 use serde::Serialize;
 
 use crate::cli::CheckArgs;
-use crate::cmd::verify::ReadTarget;
+use crate::endpoint::Server;
 use crate::engine::decode_name;
 use crate::error::EXIT_OK;
 use crate::imap::client::Part;
 use crate::imap::parse::Response;
 use crate::imap::session;
-use crate::plan;
+use crate::plan::{CheckPlan, Checked, SourcePlan, TargetPlan};
+use crate::secret::Credentials;
 
 #[derive(Serialize)]
 struct FolderInfo {
@@ -30,29 +31,18 @@ struct Report {
     folders: Vec<FolderInfo>,
 }
 
-/// How `check` logs in: `--password-file`, `--admin`, `--token-cmd`.
-fn auth(a: &CheckArgs) -> plan::Auth<'_> {
-    plan::Auth {
-        password_file: a.password_file.as_deref(),
-        admin: a.admin.as_deref(),
-        token_cmd: a.token_cmd.as_deref(),
-        oauth2: a.oauth2.as_deref(),
+pub fn run(a: &CheckArgs) -> anyhow::Result<i32> {
+    let plan = CheckPlan::new(a)?;
+    match &plan.checked {
+        Checked::Imap(server, credentials) => run_imap(server, credentials, &plan),
+        Checked::Source(source) => run_source(source, &plan),
+        Checked::Target(target) => run_target(target, &plan),
     }
 }
 
-pub fn run(a: &CheckArgs) -> anyhow::Result<i32> {
-    use crate::endpoint::{Endpoint, Proto};
-    if a.url.starts_with("maildir:") {
-        return run_target(a);
-    }
-    match crate::endpoint::parse(&a.url)? {
-        Endpoint::Server(s) if s.proto == Proto::Imap => {}
-        other => return run_source(a, &other),
-    }
-    let server = plan::imap_server(&a.url, "URL")?;
-    let credentials = plan::credentials(auth(a), "", "MAILFERRY_PASSWORD", "account", &server)?;
-    let net = plan::net(&a.net);
-    let mut s = session::open_with(&server, &credentials, &net, "server")?;
+/// An IMAP account: capabilities, and the folders with counts from STATUS.
+fn run_imap(server: &Server, credentials: &Credentials, plan: &CheckPlan) -> anyhow::Result<i32> {
+    let mut s = session::open_with(server, credentials, &plan.net, "server")?;
     let list = s.list()?;
     let mut folders = Vec::new();
     for e in &list {
@@ -87,38 +77,12 @@ pub fn run(a: &CheckArgs) -> anyhow::Result<i32> {
         folders,
     };
     s.logout();
-    print(&report, a.json)
+    print(&report, plan.json)
 }
 
 /// A POP3 mailbox or mbox files: what the copy would read, folder by folder.
-fn run_source(a: &CheckArgs, ep: &crate::endpoint::Endpoint) -> anyhow::Result<i32> {
-    use crate::endpoint::Endpoint;
-    let credentials = match ep {
-        Endpoint::Server(server) => Some(plan::credentials(
-            auth(a),
-            "",
-            "MAILFERRY_PASSWORD",
-            "account",
-            server,
-        )?),
-        Endpoint::Mbox(path) => {
-            plan::check_auth(auth(a), "")?;
-            if a.admin.is_some() || a.token_cmd.is_some() || a.oauth2.is_some() {
-                return Err(crate::error::input(
-                    "--admin, --token-cmd and --oauth2 are for an IMAP or POP3 account, not mbox files",
-                ));
-            }
-            crate::source::mbox::check_path(path)?;
-            None
-        }
-    };
-    let net = plan::net(&a.net);
-    let mut src = plan::open_endpoint(
-        ep,
-        credentials.as_ref(),
-        &net,
-        plan::mbox_options(crate::cli::MboxFormat::Auto, false),
-    )?;
+fn run_source(source: &SourcePlan, plan: &CheckPlan) -> anyhow::Result<i32> {
+    let mut src = source.open(&plan.net)?;
     let tree = src.folders()?;
     let mut folders = Vec::new();
     for e in &tree.entries {
@@ -145,15 +109,14 @@ fn run_source(a: &CheckArgs, ep: &crate::endpoint::Endpoint) -> anyhow::Result<i
         folders,
     };
     src.close();
-    print(&report, a.json)
+    print(&report, plan.json)
 }
 
 /// A target mailferry writes that no source reads (a Maildir tree from `backup
 /// --format maildir`): its folders and counts, read through the `Target` trait as
 /// `verify` reads it.
-fn run_target(a: &CheckArgs) -> anyhow::Result<i32> {
-    let target = ReadTarget::parse(&a.url, auth(a), "")?;
-    let mut tgt = target.open(&plan::net(&a.net))?;
+fn run_target(target: &TargetPlan, plan: &CheckPlan) -> anyhow::Result<i32> {
+    let mut tgt = target.open_read(&plan.net)?;
     let layout = tgt.layout()?;
     let opts = crate::engine::Options::default();
     let mut paths = layout.existing.clone();
@@ -174,7 +137,7 @@ fn run_target(a: &CheckArgs) -> anyhow::Result<i32> {
         folders,
     };
     tgt.close();
-    print(&report, a.json)
+    print(&report, plan.json)
 }
 
 fn print(report: &Report, json: bool) -> anyhow::Result<i32> {

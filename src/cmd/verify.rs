@@ -10,22 +10,15 @@
 //! maps them ([`crate::engine::map_into`]), with the same folder rules.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::cli::VerifyArgs;
 use crate::dedupe;
-use crate::endpoint::{Endpoint, Server};
 use crate::engine::{map_into, Options};
-use crate::error::{input, EXIT_OK, EXIT_PARTIAL};
-use crate::net::NetOptions;
-use crate::plan;
-use crate::secret::Credentials;
+use crate::error::{EXIT_OK, EXIT_PARTIAL};
+use crate::plan::Plan;
 use crate::source::{each_message, Source};
-use crate::target::backup::BackupTarget;
-use crate::target::imap::ImapTarget;
-use crate::target::maildir::MaildirTarget;
 use crate::target::Target;
 
 #[derive(Serialize)]
@@ -74,84 +67,11 @@ impl TargetId {
 /// message (see `dedupe::stored_variants`).
 type Keyed = (String, String, Vec<String>);
 
-/// A target `verify` and `check` read: what `--to` (or `check`'s URL) names.
-pub enum ReadTarget {
-    Imap(Server, Credentials),
-    /// `mbox:DIR` (or `mbox:FILE.mbox`): a backup written by `mailferry backup`.
-    Backup(PathBuf),
-    /// `maildir:DIR`: a tree written by `backup --format maildir`.
-    Maildir(PathBuf),
-}
-
-impl ReadTarget {
-    /// `maildir:DIR`, `mbox:PATH`, or an IMAP account with its credentials.
-    pub fn parse(text: &str, auth: plan::Auth<'_>, flags: &str) -> anyhow::Result<ReadTarget> {
-        let files = |path: PathBuf, kind: fn(PathBuf) -> ReadTarget| {
-            if auth.password_file.is_some()
-                || auth.admin.is_some()
-                || auth.token_cmd.is_some()
-                || auth.oauth2.is_some()
-            {
-                return Err(input(format!(
-                    "--{flags}password-file, --{flags}admin, --{flags}token-cmd and --{flags}oauth2 are for an IMAP account, not files"
-                )));
-            }
-            Ok(kind(path))
-        };
-        if let Some(path) = text.strip_prefix("maildir:") {
-            return files(PathBuf::from(path), ReadTarget::Maildir);
-        }
-        match crate::endpoint::parse(text)? {
-            Endpoint::Mbox(path) => files(path, ReadTarget::Backup),
-            Endpoint::Server(_) => {
-                let (server, credentials) = plan::target(text, auth)?;
-                Ok(ReadTarget::Imap(server, credentials))
-            }
-        }
-    }
-
-    /// Open it for reading: nothing is created or repaired.
-    pub fn open(&self, net: &NetOptions) -> anyhow::Result<Box<dyn Target>> {
-        Ok(match self {
-            ReadTarget::Imap(server, credentials) => {
-                Box::new(ImapTarget::connect(server, credentials, net)?)
-            }
-            ReadTarget::Backup(path) => {
-                crate::source::mbox::check_path(path)?;
-                Box::new(BackupTarget::new(path, true)?)
-            }
-            ReadTarget::Maildir(path) => {
-                if !path.join("cur").is_dir() {
-                    return Err(input(format!(
-                        "{} is not a Maildir (no cur/ directory in it)",
-                        path.display()
-                    )));
-                }
-                Box::new(MaildirTarget::new(path, false)?)
-            }
-        })
-    }
-}
-
 pub fn run(a: &VerifyArgs) -> anyhow::Result<i32> {
-    let opts = plan::options(&a.folders, false)?;
-    let source = crate::endpoint::parse(&a.pair.from)?;
-    if let Endpoint::Mbox(path) = &source {
-        crate::source::mbox::check_path(path)?;
-    }
-    plan::check_auth(a.pair.from_auth(), "from-")?;
-    plan::check_auth(a.pair.to_auth(), "to-")?;
-    let source_credentials = plan::source_credentials(&source, a.pair.from_auth())?;
-    let target = ReadTarget::parse(&a.pair.to, a.pair.to_auth(), "to-")?;
-    let net = plan::net(&a.net);
-    let mut src = plan::open_endpoint(
-        &source,
-        source_credentials.as_ref(),
-        &net,
-        plan::mbox_options(crate::cli::MboxFormat::Auto, false),
-    )?;
-    let mut tgt = target.open(&net)?;
-    let mapped = map_into(src.as_mut(), tgt.as_mut(), &opts)?;
+    let plan = Plan::verify(a)?;
+    let mut src = plan.source.open(&plan.net)?;
+    let mut tgt = plan.target.open_read(&plan.net)?;
+    let mapped = map_into(src.as_mut(), tgt.as_mut(), &plan.opts)?;
     let mut results = Vec::new();
     for (raw, display, target_name, _) in mapped.folders {
         let skeys = source_keys(src.as_mut(), &raw, &mapped.opts)?;
@@ -161,7 +81,7 @@ pub fn run(a: &VerifyArgs) -> anyhow::Result<i32> {
     }
     src.close();
     tgt.close();
-    print(&results, a.json)
+    print(&results, plan.json)
 }
 
 /// The keys of every message of a source folder, read in bounded batches.
