@@ -146,7 +146,7 @@ impl Plan {
     }
 
     /// `verify --from URL --to URL`: both ends read, nothing written. The source
-    /// is read as `check` reads it (no preset: the server's own folders).
+    /// is read as the copy reads it (`--from-preset`, `--gmail-labels`).
     pub fn verify(a: &VerifyArgs) -> anyhow::Result<Plan> {
         let opts = options(&a.folders, false)?;
         let pair = Pair {
@@ -155,7 +155,13 @@ impl Plan {
             to: &a.pair.to,
             to_auth: a.pair.to_auth(),
         };
-        let read = mbox_options(crate::cli::MboxFormat::Auto, false);
+        // The source is read as the copy read it (its preset and Gmail labels), so
+        // what the copy left out on purpose is not called missing.
+        let read = ReadOptions {
+            preset: opts.preset,
+            gmail_labels: opts.gmail_labels,
+            ..mbox_options(crate::cli::MboxFormat::Auto, false)
+        };
         let source = pair_source(&pair, read)?;
         let target = TargetPlan::parse_read(pair.to, pair.to_auth, "to-")?;
         Ok(Plan {

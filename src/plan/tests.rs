@@ -90,8 +90,8 @@ fn command_lines_become_plans() {
             "mbox:@MBOX creds=false format=auto labels=false preset=Auto/Folders -> maildir /m conns=1 state=false json=false dry=false",
         ),
         (
-            format!("verify {FROM} --to mbox:/b --from-preset gmail"),
-            "imaps://s@old.example:993 creds=true format=auto labels=false preset=Auto/Folders -> backup /b conns=1 state=false json=false dry=false",
+            format!("verify {FROM} --to mbox:/b --from-preset gmail --gmail-labels keyword"),
+            "imaps://s@old.example:993 creds=true format=auto labels=false preset=Gmail/Keyword -> backup /b conns=1 state=false json=false dry=false",
         ),
     ];
     for (args, want) in cases {
