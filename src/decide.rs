@@ -15,6 +15,9 @@ pub struct Meta {
     /// server sent that is not what it must be): it is failed with this reason,
     /// never copied with the value, and tried again on the next run.
     pub problem: Option<String>,
+    /// The server sent no FLAGS for it (asked for): copied without flags, but its
+    /// flags are not known, so the delta pass leaves its copy's flags alone.
+    pub flags_missing: bool,
 }
 
 /// What to do with a fetched source message, given its key.
@@ -135,17 +138,24 @@ pub fn append_flags(flags: &[String], permanent: &[String]) -> (Vec<String>, Vec
 /// source's flags now, both as [`append_flags`] makes them. Flags the source did
 /// not change are left alone, so what the user changed on the target stays.
 pub fn flag_delta(base: Option<&[String]>, now: &[String]) -> (Vec<String>, Vec<String>) {
-    let has = |set: &[String], f: &String| set.iter().any(|g| g == f);
+    // Flags and keywords are compared without case (as servers do). `\Deleted` is
+    // not carried: a client on the target could expunge what the source only marked.
+    let has = |set: &[String], f: &String| set.iter().any(|g| g.eq_ignore_ascii_case(f));
+    let carried = |f: &&String| !f.eq_ignore_ascii_case("\\Deleted");
     let base_set = base.unwrap_or(&[]);
-    let mut add: Vec<String> = now.iter().filter(|f| !has(base_set, f)).cloned().collect();
-    let mut remove: Vec<String> = match base {
-        Some(b) => b.iter().filter(|f| !has(now, f)).cloned().collect(),
+    let add = now.iter().filter(carried).filter(|f| !has(base_set, f));
+    let remove = base_set.iter().filter(carried).filter(|f| !has(now, f));
+    let tidy = |it: &mut dyn Iterator<Item = &String>| {
+        let mut v: Vec<String> = it.cloned().collect();
+        v.sort_by_key(|f| f.to_ascii_lowercase());
+        v.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+        v
+    };
+    let add = tidy(&mut { add });
+    let remove = match base {
+        Some(_) => tidy(&mut { remove }),
         None => Vec::new(),
     };
-    add.sort();
-    add.dedup();
-    remove.sort();
-    remove.dedup();
     (add, remove)
 }
 
@@ -215,12 +225,16 @@ mod tests {
             (None, "\\Seen", "\\Seen", ""),
             (None, "", "", ""),
             (Some("a"), "a a b b", "b", ""),
+            // Without case; \\Deleted never carried either way.
+            (Some("work \\seen"), "Work \\Seen", "", ""),
+            (Some("\\Seen"), "\\Seen \\Deleted", "", ""),
+            (Some("\\Seen \\Deleted"), "\\Seen", "", ""),
         ];
         for &(base, now, add, remove) in table {
             let base = base.map(v);
             let (mut want_add, mut want_remove) = (v(add), v(remove));
-            want_add.sort();
-            want_remove.sort();
+            want_add.sort_by_key(|f| f.to_ascii_lowercase());
+            want_remove.sort_by_key(|f| f.to_ascii_lowercase());
             assert_eq!(
                 flag_delta(base.as_deref(), &v(now)),
                 (want_add, want_remove),

@@ -104,6 +104,8 @@ const MIGRATIONS: &[&str] = &[
     // target folder's UIDVALIDITY its UID belongs to.
     "ALTER TABLE source_done ADD COLUMN flags TEXT;
     ALTER TABLE source_done ADD COLUMN target_uidvalidity INTEGER;",
+    // 5: the delta pass asks who still holds a copy by target folder and key.
+    "CREATE INDEX source_done_by_target_key ON source_done (target_folder, key);",
 ];
 
 /// What happened to a source message.
@@ -180,6 +182,14 @@ pub enum Record {
         reason: String,
     },
 }
+
+/// The target UIDVALIDITY of a copy's UID (in `source_done d`): as recorded, or for
+/// rows recorded before it was (schema 3), from what the index knows of the target
+/// message with that UID and the same key.
+const TARGET_UIDVALIDITY: &str = "COALESCE(d.target_uidvalidity, (
+    SELECT t.uidvalidity FROM target_messages t JOIN jobs j ON t.target = j.target
+    WHERE j.id = d.job_id AND t.folder = d.target_folder AND t.uid = d.target_uid AND t.key = d.key
+    ORDER BY t.uidvalidity DESC LIMIT 1))";
 
 /// A target copy this job made of a source message (see [`Index::copies`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -363,11 +373,11 @@ impl Index {
         uidvalidity: u32,
         ids: impl IntoIterator<Item = &'a str>,
     ) -> anyhow::Result<Vec<CopyRow>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT id, key, target_folder, target_uidvalidity, target_uid, flags FROM source_done
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT id, key, target_folder, {TARGET_UIDVALIDITY}, target_uid, flags FROM source_done d
              WHERE job_id = ?1 AND folder = ?2 AND uidvalidity = ?3 AND id = ?4
-               AND outcome = 'copied' AND target_uid IS NOT NULL AND target_uidvalidity IS NOT NULL",
-        )?;
+               AND outcome = 'copied' AND target_uid IS NOT NULL AND {TARGET_UIDVALIDITY} IS NOT NULL"
+        ))?;
         let mut out = Vec::new();
         for id in ids {
             let row = st
@@ -388,10 +398,10 @@ impl Index {
         uidvalidity: u32,
         listed: &std::collections::HashSet<String>,
     ) -> anyhow::Result<Vec<GoneRow>> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT id, key, target_folder, outcome, target_uidvalidity, target_uid FROM source_done
-             WHERE job_id = ?1 AND folder = ?2 AND uidvalidity = ?3",
-        )?;
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT id, key, target_folder, outcome, {TARGET_UIDVALIDITY}, target_uid FROM source_done d
+             WHERE job_id = ?1 AND folder = ?2 AND uidvalidity = ?3"
+        ))?;
         let rows = st.query_map(params![job, folder, uidvalidity], |r| {
             let copied = r.get::<_, String>(3)? == "copied";
             let tuv: Option<u32> = r.get(4)?;
@@ -413,11 +423,14 @@ impl Index {
         Ok(out)
     }
 
-    /// How many handled source messages of this job, in any folder, went to
-    /// `target_folder` with dedupe key `key`.
+    /// How many handled source messages, in any folder and of any job into the same
+    /// target as `job`, went to `target_folder` with dedupe key `key`: another job's
+    /// source message found there as a duplicate holds the copy as well.
     pub fn holders(&self, job: i64, target_folder: &str, key: &str) -> anyhow::Result<u64> {
         let mut st = self.conn.prepare_cached(
-            "SELECT count(*) FROM source_done WHERE job_id = ?1 AND target_folder = ?2 AND key = ?3",
+            "SELECT count(*) FROM source_done d JOIN jobs j ON j.id = d.job_id
+             WHERE j.target = (SELECT target FROM jobs WHERE id = ?1)
+               AND d.target_folder = ?2 AND d.key = ?3",
         )?;
         Ok(st.query_row(params![job, target_folder, key], |r| r.get(0))?)
     }
@@ -713,6 +726,7 @@ mod tests {
             flags: Vec::new(),
             internal_date: None,
             problem: None,
+            flags_missing: false,
         };
         let left = ix
             .not_done(job, "INBOX", 5, vec![meta("8"), meta("9"), meta("10")])

@@ -155,18 +155,6 @@ pub fn treat_labels_as_keywords(path: &[String], attrs: &[String], base: Treatme
     }
 }
 
-/// `--gmail-labels keyword`: whether a message of All Mail with `labels` is in one
-/// of the places copied as folders (INBOX, Sent, Drafts, Spam, Trash), so it is
-/// copied there and not into Archive.
-pub fn in_a_place(labels: &[String]) -> bool {
-    labels.iter().any(|l| {
-        let l = l.trim_matches('"');
-        ["\\Inbox", "\\Sent", "\\Draft", "\\Spam", "\\Trash"]
-            .iter()
-            .any(|p| p.eq_ignore_ascii_case(l))
-    })
-}
-
 /// `--gmail-labels keyword`: a message's user labels as IMAP keywords (system
 /// labels, `\Inbox` …, are places or flags, not keywords). A label's characters
 /// that a keyword cannot hold (space, `( ) { % * " \ ]`, controls) become `_`;
@@ -191,16 +179,48 @@ pub fn label_keywords(labels: &[String]) -> Vec<String> {
     out
 }
 
+/// Gmail: the label whose messages a copied folder holds: INBOX `\Inbox`, the
+/// special-use folders their system label (`\Sent`, `\Draft`, `\Spam`,
+/// `\Trash`), any other folder its own name (as LIST sent it); none for the views
+/// and All Mail. As a key for [`labelled_elsewhere`].
+pub fn label_of(raw_name: &str, attrs: &[String]) -> Option<String> {
+    let has = |a: &str| attrs.iter().any(|x| x.eq_ignore_ascii_case(a));
+    let system = if raw_name.eq_ignore_ascii_case("INBOX") {
+        "\\Inbox"
+    } else if has("\\Sent") {
+        "\\Sent"
+    } else if has("\\Drafts") {
+        "\\Draft"
+    } else if has("\\Junk") {
+        "\\Spam"
+    } else if has("\\Trash") {
+        "\\Trash"
+    } else if has("\\All") || has("\\Important") || has("\\Flagged") {
+        return None;
+    } else {
+        return Some(raw_name.to_string());
+    };
+    Some(label_key(system))
+}
+
+/// System labels are compared without case, user labels as they are.
+fn label_key(label: &str) -> String {
+    let l = label.trim_matches('"');
+    if l.starts_with('\\') {
+        l.to_ascii_lowercase()
+    } else {
+        l.to_string()
+    }
+}
+
 /// Gmail: whether a message of All Mail with labels `labels` (X-GM-LABELS, as the
-/// server sent them) is already copied through another folder. System labels count
-/// (`\Inbox`, `\Sent`, `\Draft`, `\Spam`, `\Trash`, `\Important` does not: it is a
-/// view); so does any user label. Starred (`\Starred`) does not either.
-pub fn labelled_elsewhere(labels: &[String]) -> bool {
-    labels.iter().any(|l| {
-        let l = l.trim_matches('"');
-        let view = l.eq_ignore_ascii_case("\\Important") || l.eq_ignore_ascii_case("\\Starred");
-        !view && !l.is_empty()
-    })
+/// server sent them) is copied through another folder: one of its labels names a
+/// folder of `copied` ([`label_of`] of each folder copied). A label hidden from
+/// IMAP, or left out of the copy, does not count: its message is copied from All
+/// Mail, never lost between the two. The views (`\Important`, `\Starred`) never
+/// count.
+pub fn labelled_elsewhere(labels: &[String], copied: &std::collections::HashSet<String>) -> bool {
+    labels.iter().any(|l| copied.contains(&label_key(l)))
 }
 
 #[cfg(test)]
@@ -286,16 +306,6 @@ mod tests {
             treat_labels_as_keywords(&v(&["X"]), &[], Unlabelled),
             Unlabelled
         );
-        // labels → in a place
-        for (labels, want) in [
-            (v(&["\\Inbox"]), true),
-            (v(&["\\Sent", "Work"]), true),
-            (v(&["Work"]), false),
-            (v(&["\\Important", "\\Starred"]), false),
-            (v(&[]), false),
-        ] {
-            assert_eq!(in_a_place(&labels), want, "{labels:?}");
-        }
         assert_eq!(
             label_keywords(&v(&[
                 "\\Inbox",
@@ -376,17 +386,38 @@ mod tests {
     }
 
     #[test]
-    fn all_mail_keeps_only_what_no_other_folder_holds() {
+    fn all_mail_keeps_only_what_a_copied_folder_holds() {
+        let attrs = |a: &[&str]| v(a);
+        let copied: std::collections::HashSet<String> = [
+            ("INBOX", attrs(&[])),
+            ("[Gmail]/Sent Mail", attrs(&["\\Sent"])),
+            ("[Gmail]/All Mail", attrs(&["\\All"])),
+            ("[Gmail]/Important", attrs(&["\\Important"])),
+            ("Receipts", attrs(&[])),
+            ("Work/2024", attrs(&["\\HasNoChildren"])),
+        ]
+        .iter()
+        .filter_map(|(name, a)| label_of(name, a))
+        .collect();
         for (labels, elsewhere) in [
             (v(&[]), false),
             (v(&["\\Important"]), false),
             (v(&["\\Important", "\\Starred"]), false),
             (v(&["\\Inbox"]), true),
+            (v(&["\\INBOX"]), true),
             (v(&["\\Sent", "\\Important"]), true),
             (v(&["Receipts"]), true),
             (v(&["\"Work/2024\""]), true),
+            // Drafts, Spam, Trash and the label Hidden are not copied here.
+            (v(&["\\Draft"]), false),
+            (v(&["\\Spam", "Hidden"]), false),
+            (v(&["receipts"]), false),
         ] {
-            assert_eq!(labelled_elsewhere(&labels), elsewhere, "{labels:?}");
+            assert_eq!(
+                labelled_elsewhere(&labels, &copied),
+                elsewhere,
+                "{labels:?}"
+            );
         }
     }
 }

@@ -249,3 +249,117 @@ fn find_uids(d: &Dovecot, user: &str, folder: &str, body: &[u8]) -> Vec<u32> {
         .map(|u| u.parse().unwrap())
         .collect()
 }
+
+/// A message that was on the target before mailferry came (found there, so not its
+/// copy), deleted on the source later: `--sync-deletes` leaves it on the target.
+#[test]
+fn a_message_found_on_the_target_is_never_removed() {
+    let src = Dovecot::start(&[SRC]);
+    let dst = Dovecot::start(&[DST]);
+    src.seed(SRC);
+    // The target holds INBOX's first fixture already (another tool put it there).
+    let body = std::fs::read(root().join("fixtures/mail/01-plain-lf.eml")).unwrap();
+    let body = crlf(&body);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.eml");
+    std::fs::write(&file, &body).unwrap();
+    imaplib(
+        &dst,
+        DST,
+        &format!(
+            "ok(im.append('INBOX', '(\\\\Seen)', imaplib.Time2Internaldate(1136196007), open({:?}, 'rb').read()))",
+            file.display().to_string()
+        ),
+    );
+    let state = src.dir.path().join("state.sqlite");
+    let out = migrate(&src, &dst, &state, &["--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        json(&out)["duplicates"].as_u64().unwrap() >= 1,
+        "{}",
+        text(&out)
+    );
+    // Deleted on the source; the target's own copy stays.
+    let uids = find_uids(&src, SRC, "INBOX", &body);
+    assert_eq!(uids.len(), 1);
+    imaplib(
+        &src,
+        SRC,
+        &format!(
+            "ok(im.select('INBOX'))\n\
+             ok(im.uid('STORE', '{}', '+FLAGS', '(\\\\Deleted)'))\n\
+             ok(im.expunge())",
+            uids[0]
+        ),
+    );
+    let out = migrate(&src, &dst, &state, &["--json", "--sync-deletes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(json(&out).get("removed_on_target"), None, "{}", text(&out));
+    let inbox = &dst.snapshot(DST).0["INBOX"];
+    assert_eq!(inbox.iter().filter(|m| m.body == body).count(), 1);
+}
+
+/// Two source accounts moved into one target account: the second job finds every
+/// message there already. A message deleted from the first source only keeps its
+/// copy, which the second source still holds.
+#[test]
+fn a_copy_another_job_relies_on_is_kept() {
+    let (a, b) = ("anna@source.test", "bert@source.test");
+    let src = Dovecot::start(&[a, b]);
+    let dst = Dovecot::start(&[DST]);
+    src.seed(a);
+    src.seed(b);
+    let state = src.dir.path().join("state.sqlite");
+    let run = |user: &str, extra: &[&str]| {
+        Run::new("migrate")
+            .from(src.imaps_url(user))
+            .to(dst.imaps_url(DST))
+            .from_password_file(src.pwfile())
+            .to_password_file(dst.pwfile())
+            .ca(&src)
+            .state(&state)
+            .arg("--json")
+            .args(extra)
+            .run()
+    };
+    for user in [a, b] {
+        let out = run(user, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let before = dst.snapshot(DST);
+    imaplib(
+        &src,
+        a,
+        "ok(im.select('INBOX'))\n\
+         ok(im.uid('STORE', '2', '+FLAGS', '(\\\\Deleted)'))\n\
+         ok(im.expunge())",
+    );
+    let out = run(a, &["--sync-deletes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(json(&out).get("removed_on_target"), None, "{}", text(&out));
+    assert_eq!(dst.snapshot(DST), before, "bert's source still holds it");
+}
+
+/// `--sync-deletes` from a POP3 source is refused before anything is written:
+/// POP3 servers delete mail on their own schedule.
+#[test]
+fn sync_deletes_is_refused_for_a_pop3_source() {
+    let src = Dovecot::start(&[SRC]);
+    let dst = Dovecot::start(&[DST]);
+    src.seed(SRC);
+    let out = Run::new("migrate")
+        .from(format!("pop3s://{SRC}@localhost:{}", src.pop3s))
+        .to(dst.imaps_url(DST))
+        .passwords(&src)
+        .ca(&src)
+        .state(src.dir.path().join("state.sqlite"))
+        .arg("--sync-deletes")
+        .run();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--sync-deletes does not work with pop3s://"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(dst.count(DST), 0);
+}

@@ -385,7 +385,9 @@ fn a_gmail_source_that_throttles_after_some_bytes_is_waited_out() {
     assert!(tripped.load(Ordering::SeqCst), "the throttle was hit");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("[THROTTLED]") && err.contains("(it named no time)"),
+        err.contains("[THROTTLED]")
+            && err.contains("waiting")
+            && err.contains("(it named no time)"),
         "{err}"
     );
     let got = subjects(&d);
@@ -474,5 +476,41 @@ fn gmail_labels_as_keywords_put_each_message_once() {
             .contains("a Gmail label: its messages carry it as a keyword"),
         "{}",
         text(&out)
+    );
+}
+
+/// A label hidden from IMAP (Gmail's "Show in IMAP" unticked) has no folder: a
+/// message carrying only it is copied from All Mail into Archive, not lost between
+/// the two.
+#[test]
+fn a_message_whose_only_label_is_hidden_comes_from_all_mail() {
+    let d = archive_dovecot();
+    let boxes = vec![
+        FakeBox::new(
+            "INBOX",
+            vec![gm(1, 1, "one inbox", r#"("\\Inbox")"#, r"(\Seen)")],
+        ),
+        FakeBox::new("[Gmail]", vec![]).attrs(r"\Noselect \HasChildren"),
+        FakeBox::new(
+            "[Gmail]/All Mail",
+            vec![
+                gm(1, 1, "one inbox", r#"("\\Inbox")"#, r"(\Seen)"),
+                gm(2, 7, "seven hidden label", r#"("Hidden")"#, r"(\Seen)"),
+            ],
+        )
+        .attrs(r"\All \HasNoChildren"),
+    ];
+    let out = gmail_run_with(&d, boxes, &[], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let got = subjects(&d);
+    assert_eq!(
+        got.get("Archive"),
+        Some(&vec!["seven hidden label".to_string()]),
+        "{got:?}"
+    );
+    assert_eq!(
+        got.get("INBOX"),
+        Some(&vec!["one inbox".to_string()]),
+        "{got:?}"
     );
 }

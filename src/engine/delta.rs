@@ -74,7 +74,11 @@ impl Delta {
         let by_id: HashMap<&str, &Meta> = page.iter().map(|m| (m.id.as_str(), m)).collect();
         let copies = index.copies(job, folder, uidvalidity, by_id.keys().copied())?;
         for row in copies {
-            let now = decide::append_flags(&by_id[row.id.as_str()].flags, &[]).0;
+            let meta = by_id[row.id.as_str()];
+            if meta.flags_missing {
+                continue;
+            }
+            let now = decide::append_flags(&meta.flags, &[]).0;
             let (add, remove) = decide::flag_delta(row.flags.as_deref(), &now);
             if add.is_empty() && remove.is_empty() {
                 continue;
@@ -166,7 +170,17 @@ impl Delta {
         job: i64,
         summary: &mut Summary,
     ) -> anyhow::Result<()> {
-        let removable = removable(&self, index, job)?;
+        let mut removable = removable(&self, index, job)?;
+        // A message moved to another folder is removed from the first only once its
+        // copy in the other is safe: not after a run in which something failed.
+        if !removable.is_empty()
+            && !(summary.failed.is_empty() && summary.failed_folders.is_empty())
+        {
+            summary.note(
+                "--sync-deletes removed nothing in this run: some messages or folders failed, and a message moved on the source may be among them; the next run without failures removes what is gone".to_string(),
+            );
+            removable.clear();
+        }
         let target = tgt.describe();
         for ((folder, tuv), f) in self.folders {
             let remove: Vec<&(Src, GoneRow)> = f

@@ -81,6 +81,7 @@ impl Source for MemSource {
                 flags: vec!["\\Seen".into()],
                 internal_date: None,
                 problem: None,
+                flags_missing: false,
             })
             .collect())
     }

@@ -190,6 +190,12 @@ pub fn copy_into(
     summary.failed_folders.clear();
     summary.stopped = None;
 
+    if opts.sync_deletes && src.forgets() {
+        return Err(crate::error::input(format!(
+            "--sync-deletes does not work with {}: POP3 servers delete mail on their own (\"keep for N days\", other clients, --delete-after), so what is gone from it may still be wanted; leave out --sync-deletes",
+            src.describe()
+        )));
+    }
     if opts.sync_deletes && !tgt.updates() {
         return Err(crate::error::input(format!(
             "--sync-deletes removes copies from an IMAP target; {} is not one (a backup keeps what it holds)",

@@ -373,7 +373,9 @@ pub(super) fn plan_folders(
             Err(e) => return Err(e),
         };
         if let Some(d) = delta.as_mut() {
-            let whole = !disagreed && listed >= opened.count && src.stable_ids();
+            // What the source left out on purpose (Gmail's labelled All Mail) was
+            // listed too, only not handed over.
+            let whole = !disagreed && listed + src.left_out() >= opened.count && src.stable_ids();
             let key = (display.as_str(), opened.uidvalidity);
             if let Some(note) = d.listed(index, job_id, key, whole)? {
                 summary.note(note);
@@ -526,6 +528,7 @@ mod tests {
                 flags: Vec::new(),
                 internal_date: None,
                 problem: None,
+                flags_missing: false,
             })
             .collect()
     }

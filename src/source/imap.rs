@@ -59,6 +59,10 @@ pub struct ImapSource {
     listed: bool,
     /// `--gmail-labels keyword` (for a Gmail account).
     labels_as_keywords: bool,
+    /// Gmail: the labels whose folders are copied ([`crate::provider::label_of`]).
+    copied_labels: std::collections::HashSet<String>,
+    /// Messages the listing of the open folder left out on purpose so far.
+    left_out: u64,
 }
 
 impl ImapSource {
@@ -82,6 +86,8 @@ impl ImapSource {
             notes: Vec::new(),
             listed: false,
             labels_as_keywords: false,
+            copied_labels: Default::default(),
+            left_out: 0,
         }
     }
 
@@ -124,7 +130,14 @@ impl ImapSource {
                 treatment = provider::treat_labels_as_keywords(&path(&e), &e.attrs, treatment);
             }
             match treatment {
-                Treatment::Copy => kept.push(e),
+                Treatment::Copy => {
+                    let raw = String::from_utf8_lossy(&e.raw).into_owned();
+                    if !e.has_attr("\\Noselect") && !e.has_attr("\\NonExistent") {
+                        self.copied_labels
+                            .extend(provider::label_of(&raw, &e.attrs));
+                    }
+                    kept.push(e)
+                }
                 Treatment::Skip(why) => {
                     if !e.has_attr("\\Noselect") && !e.has_attr("\\NonExistent") {
                         self.notes
@@ -170,13 +183,12 @@ impl ImapSource {
             })?;
         let keywords = self.keywords();
         if self.unlabelled_only {
-            let elsewhere = |labels: &[String]| match keywords {
-                true => crate::provider::in_a_place(labels),
-                false => crate::provider::labelled_elsewhere(labels),
-            };
+            let copied = &self.copied_labels;
+            let elsewhere = |l: &Vec<String>| crate::provider::labelled_elsewhere(l, copied);
             let before = page.len();
-            page.retain(|m| !labels_of.get(&m.order).is_some_and(|l| elsewhere(l)));
+            page.retain(|m| !labels_of.get(&m.order).is_some_and(elsewhere));
             self.labelled += (before - page.len()) as u64;
+            self.left_out += (before - page.len()) as u64;
         }
         if keywords {
             for m in &mut page {
@@ -274,6 +286,7 @@ impl Source for ImapSource {
         if page == 0 {
             self.settle_listing();
             self.empty_pages = 0;
+            self.left_out = 0;
             if self.unlabelled_only {
                 // Counted once per folder: planning and copying both list it.
                 self.labelled = 0;
@@ -358,6 +371,10 @@ impl Source for ImapSource {
 
     fn stable_ids(&self) -> bool {
         self.stable
+    }
+
+    fn left_out(&self) -> u64 {
+        self.left_out
     }
 
     fn namespaces(&self) -> Option<crate::imap::Namespaces> {

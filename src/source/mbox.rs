@@ -684,6 +684,7 @@ impl MboxSource {
             flags: marks.flags.into_iter().filter(|f| valid_flag(f)).collect(),
             internal_date: date,
             problem: None,
+            flags_missing: false,
         }))
     }
 }
@@ -1119,6 +1120,7 @@ fn recorded_message(
             flags,
             internal_date: date.and_then(Result::ok),
             problem,
+            flags_missing: false,
         },
         body,
     )

@@ -58,6 +58,18 @@ pub trait Source: Send {
     fn stable_ids(&self) -> bool {
         true
     }
+    /// Whether messages leave this source on their own (a POP3 server's "keep for N
+    /// days", another client's `DELE`, `--delete-after`): then being gone from it
+    /// says nothing about the user's wish, and `--sync-deletes` is refused.
+    fn forgets(&self) -> bool {
+        false
+    }
+    /// Messages of the folder being listed that the source left out on purpose
+    /// (Gmail's All Mail: the labelled ones), since its listing began: with what was
+    /// listed they make the whole folder.
+    fn left_out(&self) -> u64 {
+        0
+    }
     /// Delete messages (POP3 `--delete-after` only).
     fn delete(&mut self, _ids: &[String]) -> anyhow::Result<usize> {
         Err(crate::error::input(

@@ -132,6 +132,7 @@ pub fn assign_ids(sizes: &[(u32, u64)], uidl: &[(u32, String)]) -> (Vec<Meta>, V
             flags: Vec::new(),
             internal_date: None,
             problem,
+            flags_missing: false,
         });
     }
     anomalies.extend(shared_uidls(sharers));
@@ -261,6 +262,7 @@ impl Source for Pop3Source {
                         flags: Vec::new(),
                         internal_date: None,
                         problem: None,
+                        flags_missing: false,
                     })
                     .collect()
             }
@@ -307,6 +309,10 @@ impl Source for Pop3Source {
     }
 
     fn dates_from_headers(&self) -> bool {
+        true
+    }
+
+    fn forgets(&self) -> bool {
         true
     }
 

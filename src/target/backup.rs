@@ -412,6 +412,7 @@ mod tests {
                     flags: vec!["\\Seen".into()],
                     internal_date: None,
                     problem: None,
+                    flags_missing: false,
                 })
                 .collect())
         }

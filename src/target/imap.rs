@@ -187,16 +187,20 @@ impl Target for ImapTarget {
         let mut done = Updated::default();
         for ((add, rm), uids) in flag_groups(flags, &sel.permanent_flags) {
             let set = UidSet::from_uids(uids.clone());
-            if !add.is_empty() {
-                self.s.uid_store(&set, true, &add)?;
-            }
+            // Removed first: a flag in both (another case) ends up set.
             if !rm.is_empty() {
                 self.s.uid_store(&set, false, &rm)?;
             }
+            if !add.is_empty() {
+                self.s.uid_store(&set, true, &add)?;
+            }
             for uid in uids {
                 let base = &flags.iter().find(|c| c.uid == uid).expect("grouped").base;
-                let mut now: Vec<String> =
-                    base.iter().filter(|f| !rm.contains(f)).cloned().collect();
+                let mut now: Vec<String> = base
+                    .iter()
+                    .filter(|f| !rm.iter().any(|r| r.eq_ignore_ascii_case(f)))
+                    .cloned()
+                    .collect();
                 now.extend(add.iter().cloned());
                 now.sort();
                 now.dedup();
