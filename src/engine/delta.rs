@@ -173,9 +173,8 @@ impl Delta {
         let mut removable = removable(&self, index, job)?;
         // A message moved to another folder is removed from the first only once its
         // copy in the other is safe: not after a run in which something failed.
-        if !removable.is_empty()
-            && !(summary.failed.is_empty() && summary.failed_folders.is_empty())
-        {
+        let failures = !summary.failed.is_empty() || !summary.failed_folders.is_empty();
+        if !removable.is_empty() && failures {
             summary.note(
                 "--sync-deletes removed nothing in this run: some messages or folders failed, and a message moved on the source may be among them; the next run without failures removes what is gone".to_string(),
             );
