@@ -240,11 +240,35 @@ fn bad_filter_values_are_refused_with_the_flag_named() {
 /// source UID down (its UIDs rise as the source's fall).
 #[test]
 fn newest_first_appends_the_newest_messages_first() {
+    newest_first_with(&[]);
+}
+
+/// As above with listings read in pages of 5 and not kept from planning: the pages
+/// themselves come from the newest UID down.
+#[test]
+fn newest_first_holds_across_listing_pages() {
+    newest_first_with(&[
+        ("MAILFERRY_LISTING_PAGE", "5"),
+        ("MAILFERRY_KEEP_LISTED", "0"),
+    ]);
+}
+
+fn newest_first_with(env: &[(&str, &str)]) {
     let src = Dovecot::start(&[SRC]);
     let dst = Dovecot::start(&[DST]);
     src.seed(SRC);
     let state = src.dir.path().join("state.sqlite");
-    let out = migrate(&src, &dst, &state, &["--newest-first", "--dedupe", "none"]);
+    let out = Run::new("migrate")
+        .from(src.imaps_url(SRC))
+        .to(dst.imaps_url(DST))
+        .passwords(&src)
+        .ca(&src)
+        .state(&state)
+        .args(["--newest-first", "--dedupe", "none"])
+        .command()
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let order = |d: &Dovecot, user: &str| -> Vec<Vec<u8>> {
         let out = std::process::Command::new("python3")

@@ -85,6 +85,7 @@ impl BatchPlan {
             read: ReadOptions {
                 preset: opts.preset,
                 gmail_labels: opts.gmail_labels,
+                newest_first: opts.select.newest_first,
                 ..Dialect::Rd.into()
             },
             opts,

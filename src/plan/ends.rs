@@ -64,7 +64,8 @@ impl SourcePlan {
                             crate::imap::session::open_with(server, credentials, net, "source")?,
                             name,
                         )
-                        .with_preset(read.preset, read.gmail_labels),
+                        .with_preset(read.preset, read.gmail_labels)
+                        .newest_first(read.newest_first),
                     ),
                     Proto::Pop3 => Box::new(Pop3Source::new(
                         crate::pop3::open_with(server, credentials, net, "source")?,

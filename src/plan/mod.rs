@@ -90,6 +90,7 @@ impl Plan {
         let read = ReadOptions {
             preset: opts.preset,
             gmail_labels: opts.gmail_labels,
+            newest_first: opts.select.newest_first,
             ..mbox_options(c.mbox_format, labels)
         };
         let source = pair_source(&p, read)?;
@@ -127,6 +128,7 @@ impl Plan {
             read: ReadOptions {
                 preset: opts.preset,
                 gmail_labels: opts.gmail_labels,
+                newest_first: opts.select.newest_first,
                 ..Dialect::Rd.into()
             },
         };

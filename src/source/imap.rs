@@ -63,6 +63,8 @@ pub struct ImapSource {
     copied_labels: std::collections::HashSet<String>,
     /// Messages the listing of the open folder left out on purpose so far.
     left_out: u64,
+    /// `--newest-first`: pages from the newest UID down.
+    newest_first: bool,
 }
 
 impl ImapSource {
@@ -88,6 +90,7 @@ impl ImapSource {
             labels_as_keywords: false,
             copied_labels: Default::default(),
             left_out: 0,
+            newest_first: false,
         }
     }
 
@@ -160,6 +163,12 @@ impl ImapSource {
     }
 
     /// Of a page of All Mail, the messages no other folder holds (by X-GM-LABELS).
+    /// `--newest-first`: list each folder from its newest UID down, page by page.
+    pub fn newest_first(mut self, yes: bool) -> ImapSource {
+        self.newest_first = yes;
+        self
+    }
+
     /// `--gmail-labels keyword` on a Gmail account.
     fn keywords(&self) -> bool {
         self.labels_as_keywords && self.preset == crate::provider::Preset::Gmail
@@ -311,10 +320,9 @@ impl Source for ImapSource {
                 ));
             }
         }
-        let skip = page as u64 * max;
-        let wanted = self
-            .uids
-            .window(skip, max.min(MAX_FOLDER_UIDS.saturating_sub(skip)));
+        let total = self.uids.len().min(MAX_FOLDER_UIDS);
+        let (skip, take) = page_window(total, page as u64, max, self.newest_first);
+        let wanted = self.uids.window(skip, take);
         if wanted.is_empty() {
             self.settle_listing();
             return Ok(None);
@@ -343,7 +351,7 @@ impl Source for ImapSource {
         if delivered.is_empty() {
             self.empty_pages += 1;
             if self.empty_pages >= EMPTY_PAGES {
-                let rest = self.uids.len().saturating_sub(skip + wanted.len());
+                let rest = total.saturating_sub((page as u64 + 1) * max);
                 self.anomaly(format!(
                     "FETCH returned nothing for {EMPTY_PAGES} pages in a row of what SEARCH listed; the remaining {rest} UIDs are not listed"
                 ));
@@ -398,5 +406,45 @@ impl Source for ImapSource {
 
     fn close(&mut self) {
         self.session.logout();
+    }
+}
+/// Page `page` of `total` UIDs, `max` a page, as (skip, take) in ascending order:
+/// from the lowest UID up, or with `newest_first` from the highest down.
+fn page_window(total: u64, page: u64, max: u64, newest_first: bool) -> (u64, u64) {
+    let done = page.saturating_mul(max);
+    if done >= total {
+        return (total, 0);
+    }
+    let take = max.min(total - done);
+    match newest_first {
+        false => (done, take),
+        true => (total - done - take, take),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_from_either_end() {
+        // (total, page, max, newest first) → (skip, take)
+        let table = [
+            (10, 0, 4, false, (0, 4)),
+            (10, 2, 4, false, (8, 2)),
+            (10, 3, 4, false, (10, 0)),
+            (10, 0, 4, true, (6, 4)),
+            (10, 1, 4, true, (2, 4)),
+            (10, 2, 4, true, (0, 2)),
+            (10, 3, 4, true, (10, 0)),
+            (0, 0, 4, true, (0, 0)),
+        ];
+        for (total, page, max, newest, want) in table {
+            assert_eq!(
+                page_window(total, page, max, newest),
+                want,
+                "{total} {page} {max} {newest}"
+            );
+        }
     }
 }

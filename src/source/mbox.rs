@@ -71,6 +71,8 @@ pub struct ReadOptions {
     pub preset: crate::provider::Preset,
     /// `--gmail-labels`, likewise.
     pub gmail_labels: crate::provider::GmailLabels,
+    /// `--newest-first`: an IMAP source lists its pages from the newest UID down.
+    pub newest_first: bool,
 }
 
 impl From<Dialect> for ReadOptions {
