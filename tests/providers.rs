@@ -514,3 +514,41 @@ fn a_message_whose_only_label_is_hidden_comes_from_all_mail() {
         "{got:?}"
     );
 }
+
+/// Microsoft 365 told by its greeting: an account showing only one of its non-mail
+/// folders (too few to tell it by its folders) still has that folder left out.
+#[test]
+fn a_microsoft_account_is_recognised_by_its_greeting() {
+    let run = |greeting: Option<&str>| {
+        let d = Dovecot::start(&[DST]);
+        let boxes = vec![
+            FakeBox::new("INBOX", vec![FakeMsg::new(1, &msg(1, "inbox"))]),
+            FakeBox::new("Calendar", vec![FakeMsg::new(1, &msg(2, "an appointment"))]),
+        ];
+        let greeting = greeting.map(|g| g.as_bytes().to_vec());
+        let fake = FakeImap::start(boxes).with(move |s| {
+            if let Some(g) = &greeting {
+                s.greeting = Some(g.clone());
+            }
+        });
+        let out = Run::new("migrate")
+            .from(fake.url("anna@contoso.test"))
+            .to(d.imaps_url(DST))
+            .passwords(&d)
+            .ca(&d)
+            .state(d.dir.path().join("state.sqlite"))
+            .args(["--allow-plaintext"])
+            .run();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        subjects(&d).into_keys().collect::<Vec<_>>()
+    };
+    assert_eq!(
+        run(Some("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] The Microsoft Exchange IMAP4 service is ready.\r\n")),
+        ["INBOX"]
+    );
+    assert_eq!(
+        run(None),
+        ["Calendar", "INBOX"],
+        "a plain server keeps its Calendar"
+    );
+}

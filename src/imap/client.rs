@@ -120,6 +120,8 @@ pub struct Client<S: Read + Write> {
     expect_next: u64,
     next_tag: u32,
     caps: Vec<String>,
+    /// The greeting's text (at most 200 characters), for recognising a provider.
+    greeting: String,
     who: String,
     out: Vec<u8>,
 }
@@ -205,6 +207,7 @@ impl<S: Read + Write> Client<S> {
             expect_next: 0,
             next_tag: 1,
             caps: Vec::new(),
+            greeting: String::new(),
             who: who.to_string(),
             out: Vec::new(),
         }
@@ -248,6 +251,11 @@ impl<S: Read + Write> Client<S> {
 
     pub fn capabilities(&self) -> &[String] {
         &self.caps
+    }
+
+    /// The server's greeting text (its first 200 characters).
+    pub fn greeting_text(&self) -> &str {
+        &self.greeting
     }
 
     pub fn has_cap(&self, cap: &str) -> bool {
@@ -348,6 +356,7 @@ impl<S: Read + Write> Client<S> {
         match self.read_response()? {
             Response::UntaggedStatus(s) => {
                 self.set_caps_from_code(&s);
+                self.greeting = s.text.chars().take(200).collect();
                 match s.kind {
                     StatusKind::Bye => Err(ImapError::Bye(s.describe())),
                     k => Ok(k),

@@ -124,7 +124,8 @@ impl ImapSource {
             .filter_map(|e| path(e).into_iter().next())
             .collect();
         let caps = self.session.capabilities().to_vec();
-        self.preset = provider::detect(self.preset, &caps, "", &tops);
+        let greeting = self.session.greeting_text().to_string();
+        self.preset = provider::detect(self.preset, &caps, &greeting, &tops);
         let keywords = self.keywords();
         let mut kept = Vec::with_capacity(entries.len());
         for mut e in entries {
