@@ -21,7 +21,7 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v pkill >/dev/null || need+=(procps)
 pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
 
-# Cyrus and Courier for the cross-server tests (tests/cross_server.rs, started by
+# Cyrus and Courier for the cross-server tests (tests/it/cross_server.rs, started by
 # scripts/testbed-cyrus.sh and scripts/testbed-courier.sh). Their packages conflict
 # with dovecot-imapd/dovecot-pop3d (imap-server, pop3-server), so they are not
 # installed: `apt-get download` + `dpkg -x` into $TESTBED_ROOT/{cyrus,courier}, no

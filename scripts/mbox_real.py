@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Test support for tests/mbox_real.rs: mbox files written the way real programs
+"""Test support for tests/it/mbox_real.rs: mbox files written the way real programs
 write them, and an independent reader (Python's mailbox module).
 
   mbox_real.py write DIR        write the files below into DIR

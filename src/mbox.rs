@@ -1328,7 +1328,7 @@ mod tests {
         }
     }
 
-    /// A date whose UTC year has no 4 digits (found by tests/fuzz.rs): the separator
+    /// A date whose UTC year has no 4 digits (found by tests/it/fuzz.rs): the separator
     /// still reads as one, so the message is not glued to the one before.
     #[test]
     fn separator_years_stay_four_digits() {
@@ -1348,7 +1348,7 @@ mod tests {
     }
 
     /// A BOM is found in the first line whatever the reader's buffer holds (found
-    /// by tests/fuzz.rs: a 1- or 2-byte buffer missed it, and every message).
+    /// by tests/it/fuzz.rs: a 1- or 2-byte buffer missed it, and every message).
     #[test]
     fn bom_with_a_small_buffer() {
         let file = b"\xEF\xBB\xBFFrom a Thu Jan  1 00:00:00 1970\none\n\n";

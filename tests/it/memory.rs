@@ -1,11 +1,9 @@
 //! Memory: what mailferry holds is bounded by its batches and the largest single
 //! message, not by the size of a folder or of the account.
 
-mod common;
-
 use std::os::unix::fs::chown;
 
-use common::*;
+use crate::common::*;
 
 const SRC: &str = "mona@source.test";
 const DST: &str = "mona@target.test";

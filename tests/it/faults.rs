@@ -3,9 +3,7 @@
 //! nothing lost and nothing twice. The server speaks plaintext here so the proxy can
 //! see the protocol; mailferry is told `--allow-plaintext`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const SRC: &str = "fiona@source.test";
 const DST: &str = "fiona@target.test";

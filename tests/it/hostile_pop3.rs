@@ -5,13 +5,11 @@
 //! every message still arrives. The source is a scripted server
 //! ([`common::fake_pop3`]), the target a real Dovecot.
 
-mod common;
-
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::fake_pop3::{FakePop3, Pop3Script, Retr};
-use common::*;
+use crate::common::fake_pop3::{FakePop3, Pop3Script, Retr};
+use crate::common::*;
 
 const DST: &str = "paul@target.test";
 

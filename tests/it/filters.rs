@@ -3,12 +3,10 @@
 //! on the source is counted in the summary with its reason and copied by a later
 //! run without the filter, never twice.
 
-mod common;
-
 use std::path::Path;
 use std::process::Output;
 
-use common::*;
+use crate::common::*;
 
 const SRC: &str = "anna@source.test";
 const DST: &str = "anna@target.test";

@@ -3,9 +3,7 @@
 //! `--compress yes`), both directions compressed, the copy exact, a connection cut
 //! mid-stream resumed with nothing lost or doubled.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const SRC: &str = "anna@source.test";
 const DST: &str = "anna@target.test";

@@ -4,10 +4,8 @@
 //! folder, archived mail into Archive, nothing from the views or the non-mail
 //! folders, starred mail flagged, and the summary saying what was left out.
 
-mod common;
-
-use common::fake_imap::*;
-use common::*;
+use crate::common::fake_imap::*;
+use crate::common::*;
 
 const DST: &str = "dst@target.test";
 

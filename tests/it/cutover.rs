@@ -5,12 +5,10 @@
 //! copy survives. Changes on the source are made with Python's imaplib, and the
 //! results read back with the independent reader.
 
-mod common;
-
 use std::path::Path;
 use std::process::Output;
 
-use common::*;
+use crate::common::*;
 
 const SRC: &str = "anna@source.test";
 const DST: &str = "anna@target.test";

@@ -2,11 +2,9 @@
 //! never faster than its cap allows (a lower bound only: how fast mailferry is
 //! otherwise is measured by the benchmark, not here).
 
-mod common;
-
 use std::time::Instant;
 
-use common::*;
+use crate::common::*;
 
 const SRC: &str = "anna@source.test";
 const DST: &str = "anna@target.test";

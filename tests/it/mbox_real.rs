@@ -6,8 +6,7 @@
 //! restored whole; incremental backups that record flag changes; inputs that are no
 //! mailbox refused with exit 2.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -4,9 +4,7 @@
 //! as the source: after a backup nothing is missing; after one message is taken
 //! out of the backup, exactly that one is named missing and the exit code is 1.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::Output;
 

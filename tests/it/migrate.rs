@@ -1,8 +1,6 @@
 //! `mailferry migrate`, `check` and `verify` against real Dovecot instances.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const SRC: &str = "anna@source.test";
 const DST: &str = "anna@target.test";

@@ -2,14 +2,12 @@
 //! (tests/common/fake_api.rs), and the CSV it writes driving a real `batch` into
 //! Dovecot accounts that the stand-in created.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::fake_api::FakeApi;
-use common::*;
+use crate::common::fake_api::FakeApi;
+use crate::common::*;
 
 const TOKEN: &str = "tok-Zq81-API-SECRET-x7Rk";
 const HOSTING: u64 = 67452;

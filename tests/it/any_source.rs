@@ -1,9 +1,7 @@
 //! `check` and `verify` take every source the copy takes: an IMAP account, a POP3
 //! mailbox, mbox files. Against real Dovecot instances.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const SRC: &str = "any@source.test";
 const DST: &str = "any@target.test";

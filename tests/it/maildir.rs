@@ -5,9 +5,7 @@
 //! but before it was recorded, or inside an index commit, then resumed (also with the
 //! index lost) leave every message exactly once.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -30,7 +30,7 @@ fn references(text: &str) -> Vec<(String, String)> {
 /// Where `module` lives: an integration test file, or a source module (unit tests).
 fn source_of(module: &str) -> Option<String> {
     let candidates = [
-        root().join("tests").join(format!("{module}.rs")),
+        root().join("tests/it").join(format!("{module}.rs")),
         root().join("src").join(format!("{module}.rs")),
         root().join("src").join(module).join("mod.rs"),
     ];
@@ -56,7 +56,7 @@ fn every_promise_names_tests_that_exist() {
     for (module, name) in &refs {
         match source_of(module) {
             None => missing.push(format!(
-                "{module}::{name} (no tests/{module}.rs or src/{module}.rs)"
+                "{module}::{name} (no tests/it/{module}.rs or src/{module}.rs)"
             )),
             Some(_) if name == "*" || name == "tests" => {}
             Some(text) => {

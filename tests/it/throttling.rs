@@ -5,14 +5,12 @@
 //! and without using up `--retries`), resumes, and ends complete, each message
 //! once; nothing is recorded as failed.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::fake_imap::*;
-use common::*;
+use crate::common::fake_imap::*;
+use crate::common::*;
 
 const SRC: &str = "src@source.test";
 const DST: &str = "dst@target.test";

@@ -3,12 +3,10 @@
 //! values (a parsed date, IMAP flags, a harmless folder name), and `restore` reads
 //! only files inside the backup directory.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::*;
+use crate::common::*;
 use mailferry::mbox::{self, Dialect};
 use serde_json::{json, Value};
 

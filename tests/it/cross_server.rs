@@ -9,13 +9,11 @@
 //! `both_ways`). A problem not fixed yet is marked `#[ignore = "issue 12: …"]` (run
 //! those with `cargo test --test cross_server -- --ignored`).
 
-mod common;
-
 use std::path::Path;
 use std::process::Output;
 
-use common::servers::*;
-use common::*;
+use crate::common::servers::*;
+use crate::common::*;
 
 const SRC: &str = "anna@source.test";
 const DST: &str = "anna@target.test";

@@ -1,11 +1,9 @@
 //! `mailferry batch` and `mailferry addresses check` against a real Dovecot.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::process::Output;
 
-use common::*;
+use crate::common::*;
 
 fn s(p: &std::path::Path) -> String {
     p.display().to_string()

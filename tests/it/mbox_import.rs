@@ -3,8 +3,7 @@
 //! its flags from Status:/X-Status: and its INTERNALDATE from the `From ` line, in the
 //! folder named after the file; a second run copies nothing.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -4,12 +4,10 @@
 //! runs the real binary, bounded in time and memory, and checks what a user
 //! would: the target's folders and messages, the summary, the exit code.
 
-mod common;
-
 use std::time::Duration;
 
-use common::fake_imap::*;
-use common::*;
+use crate::common::fake_imap::*;
+use crate::common::*;
 
 const DST: &str = "vic@target.test";
 const SRC: &str = "src@source.test";

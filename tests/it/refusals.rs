@@ -2,9 +2,7 @@
 //! are reported with the server's words and retried on the next run; a full quota
 //! stops the account cleanly; certificates are checked; no password is ever written.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const SRC: &str = "rita@source.test";
 const DST: &str = "rita@target.test";

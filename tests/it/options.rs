@@ -3,12 +3,10 @@
 //! `--dedupe` modes end to end, and special-use folders on a target without
 //! special-use attributes.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::*;
+use crate::common::*;
 
 const SRC: &str = "anna@source.test";
 const DST: &str = "anna@target.test";

@@ -1,10 +1,8 @@
 //! POP3 sources, backup to mbox and restore, against real Dovecot instances.
 
-mod common;
-
 use std::process::Output;
 
-use common::*;
+use crate::common::*;
 
 const SRC: &str = "paul@source.test";
 const DST: &str = "paul@target.test";

@@ -1,8 +1,6 @@
 //! Odd messages and odd folder names, copied exactly or reported — never a crash.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const SRC: &str = "otto@source.test";
 const DST: &str = "otto@target.test";

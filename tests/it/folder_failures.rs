@@ -4,12 +4,10 @@
 //! renamed and listed; CREATE of a folder that exists is success whatever the
 //! server's words; a summary is printed whatever ends the run.
 
-mod common;
-
 use std::time::Duration;
 
-use common::fake_imap::*;
-use common::*;
+use crate::common::fake_imap::*;
+use crate::common::*;
 use mailferry::imap::Append;
 
 const SRC: &str = "fold@source.test";
