@@ -18,10 +18,6 @@ use crate::common::*;
 const SRC: &str = "anna@source.test";
 const DST: &str = "anna@target.test";
 
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
-}
-
 /// `migrate --from FROM --to TO` with each side's password file and the shared test
 /// CA (every test server uses the certificate of `cert_dir`).
 fn migrate(from: String, from_pw: &Path, to: String, to_pw: &Path, ca: &Path, state: &Path) -> Run {

@@ -11,10 +11,6 @@ use crate::common::*;
 const SRC: &str = "anna@source.test";
 const DST: &str = "anna@target.test";
 
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
-}
-
 fn migrate(src: &Dovecot, dst: &Dovecot, state: &Path, extra: &[&str]) -> Output {
     Run::new("migrate")
         .from(src.imaps_url(SRC))

@@ -46,10 +46,6 @@ fn into_fake(d: &Dovecot, target: &FakeImap, state: &str) -> Run {
         .args(["--allow-plaintext", "--retries", "0", "--json"])
 }
 
-fn json(o: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
-}
-
 fn run(r: &Run) -> std::process::Output {
     let b = run_bounded(r.command(), Duration::from_secs(120));
     assert!(!b.killed, "{}", text(&b.out));

@@ -13,10 +13,6 @@ use crate::common::*;
 
 const DST: &str = "paul@target.test";
 
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
-}
-
 /// `migrate` from the fake server to DST over IMAPS.
 fn migrate(d: &Dovecot, pop: &FakePop3) -> Run {
     Run::new("migrate")

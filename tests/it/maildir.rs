@@ -29,10 +29,6 @@ fn backup(d: &Dovecot, dir: &Path, state: &Path, env: &[(&str, &str)]) -> Output
     cmd.output().unwrap()
 }
 
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
-}
-
 /// A copy of the tree `dir` served by a Dovecot of its own (`mail_location =
 /// maildir:COPY`), as user DOVE.
 fn served(d: &Dovecot, dir: &Path, name: &str) -> Dovecot {

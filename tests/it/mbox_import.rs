@@ -8,10 +8,6 @@ use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
-}
-
 fn fixtures() -> PathBuf {
     root().join("fixtures/mbox")
 }

@@ -14,10 +14,6 @@ use std::process::{Command, Output};
 const USER: &str = "real@mbox.test";
 const SRC: &str = "src@mbox.test";
 
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
-}
-
 /// The files of scripts/mbox_real.py, written into a new directory of `d`.
 fn written(d: &Dovecot) -> PathBuf {
     let dir = d.dir.path().join("real");

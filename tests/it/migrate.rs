@@ -17,10 +17,6 @@ fn migrate(src: &Dovecot, dst: &Dovecot, state: &str, urls: &[String; 2]) -> Run
         .state(state)
 }
 
-fn json(o: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
-}
-
 /// Where the fixtures' folders land on a target with other special-use names.
 fn target_name(folder: &str) -> String {
     match folder {

@@ -13,10 +13,6 @@ const DST: &str = "anna@target.test";
 
 const INSECURE_WARNING: &str = "warning: --insecure: certificates are NOT verified; anyone on the network path can read the passwords and the mail";
 
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
-}
-
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

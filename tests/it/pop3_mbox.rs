@@ -7,10 +7,6 @@ use crate::common::*;
 const SRC: &str = "paul@source.test";
 const DST: &str = "paul@target.test";
 
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
-}
-
 fn pop3s_url(d: &Dovecot, user: &str) -> String {
     format!("pop3s://{user}@localhost:{}", d.pop3s)
 }

@@ -25,10 +25,6 @@ fn migrate(
         .run()
 }
 
-fn json(o: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
-}
-
 /// The 3 MB fixture is over the target's size limit: it fails with the server's
 /// own NO text, everything else is copied, the exit code says so, and the next run
 /// tries it again (and copies nothing else twice).

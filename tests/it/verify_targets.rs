@@ -10,10 +10,6 @@ use std::process::Output;
 
 const SRC: &str = "src@verify.test";
 
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
-}
-
 fn backup(d: &Dovecot, out: &Path, format: &str) {
     let o = Run::new("backup")
         .from(d.imaps_url(SRC))
