@@ -9,7 +9,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::Scope;
 
 use super::plan::{not_done, Listed};
-use super::{pending_pages, FolderPlan, Options};
+use super::{pending_pages, FolderPlan, Options, Part, KEEP_LISTED, LISTING_PAGE};
 use crate::decide::{self, Meta};
 use crate::dedupe;
 use crate::index::Index;
@@ -81,24 +81,69 @@ fn relist(
     c: &Checkpoints,
 ) -> anyhow::Result<bool> {
     let index = Index::open(&c.index_path)?;
+    let listed = Listed {
+        display: &plan.display,
+        target_name: &plan.target_name,
+        uidvalidity: plan.uidvalidity,
+    };
+    if let Some(part) = &plan.part {
+        return relist_part(tx, src, part, opts, |list| {
+            not_done(&index, c.job_id, &listed, c.stored.as_ref(), list)
+        });
+    }
     let mut all = true;
     pending_pages(
         src,
         opts,
-        |list| {
-            let f = Listed {
-                display: &plan.display,
-                target_name: &plan.target_name,
-                uidvalidity: plan.uidvalidity,
-            };
-            not_done(&index, c.job_id, &f, c.stored.as_ref(), list)
-        },
+        |list| not_done(&index, c.job_id, &listed, c.stored.as_ref(), list),
         |src, page| {
             all = send(tx, src, &page, opts);
             Ok(all)
         },
     )?;
     Ok(all)
+}
+
+/// List a part of the open folder again ([`Part`]): from its first page to the
+/// first page that goes beyond it, keeping only its messages not yet handled.
+fn relist_part(
+    tx: &SyncSender<Message>,
+    src: &mut dyn Source,
+    part: &Part,
+    opts: &Options,
+    mut not_done: impl FnMut(Vec<Meta>) -> anyhow::Result<Vec<Meta>>,
+) -> anyhow::Result<bool> {
+    let (size, _) = crate::faults::listing_sizes(LISTING_PAGE, KEEP_LISTED);
+    let mut page = part.from_page;
+    // Page 0 starts a listing over (IMAP: its SEARCH), whichever page is wanted.
+    if page > 0 && src.listing_page(0, size)?.is_none() {
+        return Ok(true);
+    }
+    while let Some(list) = src.listing_page(page, size)? {
+        page += 1;
+        let beyond = list.iter().any(|m| m.order >= part.orders.end);
+        let list: Vec<Meta> = list
+            .into_iter()
+            .filter(|m| part.orders.contains(&m.order))
+            .collect();
+        // Parts are cut only from sources with stable ids, and not for
+        // --newest-first (checked by `workers`); the selection as in
+        // `pending_pages`.
+        let mut pending = not_done(list)?;
+        pending.retain(|m| {
+            opts.select
+                .verdict(m.size, m.internal_date.as_ref())
+                .is_none()
+        });
+        pending.sort_by_key(|m| m.order);
+        if !send(tx, src, &pending, opts) {
+            return Ok(false);
+        }
+        if beyond {
+            break;
+        }
+    }
+    Ok(true)
 }
 
 /// Fetch `metas` in batches and send them; false when the receiver is gone or on

@@ -19,6 +19,7 @@
 //! - at most three batches of message bodies are held in memory (being fetched,
 //!   waiting, being stored), and no listing of a huge folder is held whole.
 
+mod claims;
 mod copy;
 mod delta;
 mod fetch;
@@ -113,6 +114,22 @@ pub struct FolderPlan {
     /// Their listing, kept from planning while the run's total stays small;
     /// `None`: listed again, page by page, when the folder is copied.
     pub kept: Option<Vec<Meta>>,
+    /// `Some`: only a part of the folder, copied by one of several connection
+    /// pairs at once (`workers`).
+    pub part: Option<Part>,
+}
+
+/// A part of a large folder cut over connection pairs: the messages whose order
+/// (IMAP UID) is within `orders`. Listed again, its listing starts at page
+/// `from_page`, one page before where it began when it was cut (so messages
+/// expunged meanwhile by another client cannot move one of it out of reach).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub orders: std::ops::Range<u64>,
+    pub from_page: usize,
+    /// Part `k` (from 1) of `n`, for what `-v` says.
+    pub k: usize,
+    pub n: usize,
 }
 
 /// Listings are read this many messages at a time, so memory does not grow with
@@ -220,6 +237,7 @@ pub fn copy_into(
         target_id: summary.target.clone(),
         delim: layout.delim,
         progress: &progress,
+        claims: Default::default(),
     };
     let confirmed = workers::run(&ctx, &plans, src, tgt, reopen, index, summary)?;
     drop(progress);

@@ -326,6 +326,10 @@ impl Source for ImapSource {
         self.stable
     }
 
+    fn parts(&self) -> bool {
+        true
+    }
+
     fn namespaces(&self) -> Option<crate::imap::Namespaces> {
         self.namespaces.clone()
     }
