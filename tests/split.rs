@@ -145,3 +145,80 @@ fn a_crash_in_the_middle_of_a_split_copy_resumes_without_doubles() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_copied_once(&d, n);
 }
+
+/// `scripts/wanproxy.py` in front of `port`: a link of `rtt_ms` round trip.
+struct Wan {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Wan {
+    fn start(dir: &std::path::Path, port: u16, rtt_ms: u32) -> Wan {
+        let port_file = dir.join(format!("wan-{port}.port"));
+        let mut wan = Wan {
+            child: std::process::Command::new("python3")
+                .arg(root().join("scripts/wanproxy.py"))
+                .args(["--to", &format!("127.0.0.1:{port}")])
+                .args(["--rtt", &rtt_ms.to_string(), "--mbit", "0"])
+                .arg("--port-file")
+                .arg(&port_file)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("python3 wanproxy.py"),
+            port: 0,
+        };
+        // Dropped (the proxy stopped) if it never says its port.
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(p) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                wan.port = p;
+                return wan;
+            }
+            assert!(started.elapsed().as_secs() < 10, "wanproxy did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Wan {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Without `--connections`, the pairs are chosen from the measured round trip: over
+/// a 30 ms link, as many as the work can use (up to 4), said with `-v`.
+#[test]
+fn without_connections_the_pairs_follow_the_round_trip() {
+    let n = 40;
+    let d = seeded(n);
+    let wan = Wan::start(d.dir.path(), d.imaps, 30);
+    let out = Run::new("migrate")
+        .from(format!("imaps://{SRC}@127.0.0.1:{}", wan.port))
+        .to(d.imaps_url(DST))
+        .passwords(&d)
+        .ca(&d)
+        .state(d.dir.path().join("state.sqlite"))
+        .args(["--json", "-v"])
+        .command()
+        .env("MAILFERRY_BATCH_COUNT", "10")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let chosen = err
+        .lines()
+        .find(|l| l.starts_with("connection pairs: "))
+        .unwrap_or_else(|| panic!("the choice is not said: {err}"));
+    assert!(
+        chosen.starts_with("connection pairs: 4 (a round trip takes "),
+        "{chosen}"
+    );
+    assert!(pairs_that_copied(&out).len() > 1, "{err}");
+    assert_copied_once(&d, n);
+}

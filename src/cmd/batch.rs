@@ -576,7 +576,7 @@ fn batch_options(a: &BatchArgs) -> anyhow::Result<Options> {
             json: a.json,
             to_folder: a.to_folder.clone(),
             delete_after: false,
-            connections: a.connections,
+            connections: Some(a.connections),
             mbox_format: crate::cli::MboxFormat::Auto,
         },
         "",

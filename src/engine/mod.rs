@@ -64,7 +64,8 @@ pub struct Options {
     pub delete_after: bool,
     /// `--to-folder`: the target folder (path) of a single-folder source.
     pub to_folder: Option<Vec<String>>,
-    /// Connection pairs per account: folders are copied in parallel over them.
+    /// Connection pairs per account: folders are copied in parallel over them;
+    /// 0: chosen from the measured round-trip time (`workers::auto_pairs`).
     pub connections: usize,
     /// `--include-shared TREE`: other users' and shared folders go under TREE;
     /// `None`: only the account's own folders are copied.
@@ -296,6 +297,21 @@ fn mapped_folders(
         plan::apart(&mapped)?;
     }
     Ok((opts, layout, mapped))
+}
+
+/// The shortest of two NOOP round trips on an IMAP session; `None` if one fails
+/// (the copy then finds out what is wrong).
+pub fn noop_time(s: &mut crate::imap::session::Session) -> Option<std::time::Duration> {
+    (0..2)
+        .map(|_| {
+            let t = Instant::now();
+            s.simple("NOOP", &[crate::imap::client::Part::Text(b"NOOP")])
+                .ok()
+                .map(|_| t.elapsed())
+        })
+        .collect::<Option<Vec<_>>>()?
+        .into_iter()
+        .min()
 }
 
 /// Move what the source noticed it was told wrongly into the summary.

@@ -12,6 +12,7 @@
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use super::copy::GroupCtx;
 use super::{FolderPlan, Part, Reopen, Stop, KEEP_LISTED, LISTING_PAGE};
@@ -37,7 +38,10 @@ pub(super) fn run(
     summary: &mut Summary,
 ) -> anyhow::Result<Vec<String>> {
     let groups = groups(plans);
-    let pairs = ctx.opts.connections.max(1);
+    let pairs = match ctx.opts.connections {
+        0 => choose(&groups, ctx.opts.batch_count, src, tgt),
+        n => n,
+    };
     let mut confirmed = Vec::new();
     let parallel = reopen
         .filter(|_| pairs > 1 && !ctx.opts.delete_after)
@@ -109,6 +113,61 @@ pub(super) fn run(
     }
     summary.stopped = pool.stopped.into_inner().unwrap_or_else(|e| e.into_inner());
     Ok(confirmed)
+}
+
+/// Most connection pairs chosen when `--connections` is not given.
+pub(super) const AUTO_MAX: usize = 4;
+
+/// Connection pairs when `--connections` is not given, from the round trip to
+/// the slower side (`rtt`), the pending messages of each folder group and the
+/// batch size: one over a fast link (under 5 ms: this machine, a LAN, a nearby
+/// data centre), where the servers' CPU is the floor and more pairs only load
+/// them; over a slower link, more pairs hide the round trips of each (2 under
+/// 15 ms, then `max`);
+/// never more than the pieces the work can be cut into (a group with messages,
+/// a batch of a large folder, see [`parts`]).
+pub(super) fn auto_pairs(
+    rtt: Option<Duration>,
+    pending: &[u64],
+    batch: usize,
+    max: usize,
+) -> usize {
+    let link = match rtt {
+        Some(t) if t >= Duration::from_millis(15) => max,
+        Some(t) if t >= Duration::from_millis(5) => 2,
+        _ => 1,
+    };
+    let batch = batch.max(1) as u64;
+    let pieces: u64 = pending
+        .iter()
+        .filter(|&&n| n > 0)
+        .map(|&n| if n > 2 * batch { n / batch } else { 1 })
+        .sum();
+    link.min(max).min(pieces.max(1) as usize)
+}
+
+/// Measure the round trips and choose the pairs ([`auto_pairs`]); `-v` says why.
+fn choose(
+    groups: &[Vec<&FolderPlan>],
+    batch: usize,
+    src: &mut dyn Source,
+    tgt: &mut dyn Target,
+) -> usize {
+    let rtt = src.round_trip().into_iter().chain(tgt.round_trip()).max();
+    let pending: Vec<u64> = groups
+        .iter()
+        .map(|g| g.iter().map(|p| p.count).sum())
+        .collect();
+    let pairs = auto_pairs(rtt, &pending, batch, AUTO_MAX);
+    let link = match rtt {
+        Some(t) => format!("a round trip takes {:.1} ms", t.as_secs_f64() * 1000.0),
+        None => "a side is on this machine".to_string(),
+    };
+    let busy = pending.iter().filter(|&&n| n > 0).count();
+    log::info(format!(
+        "connection pairs: {pairs} ({link}; {busy} folders with messages to copy; 1 under 5 ms, 2 under 15 ms, else up to {AUTO_MAX}; --connections N sets it)"
+    ));
+    pairs
 }
 
 /// How many parts a folder of `pending` messages is cut into, when the run has
@@ -397,6 +456,39 @@ fn merge(summary: &mut Summary, part: Summary) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auto_pairs_table() {
+        let ms = |n| Some(Duration::from_millis(n));
+        // (round trip, pending per group, batch, max) -> pairs
+        type Row = (Option<Duration>, &'static [u64], usize, usize, usize);
+        let table: &[Row] = &[
+            // On this machine or a LAN: one pair, whatever the work.
+            (None, &[10_000, 5_000], 250, 4, 1),
+            (ms(0), &[10_000, 5_000], 250, 4, 1),
+            (ms(4), &[10_000], 250, 4, 1),
+            // A few ms: two.
+            (ms(5), &[10_000], 250, 4, 2),
+            (ms(14), &[100, 100, 100], 250, 4, 2),
+            // Over a WAN: up to the maximum ...
+            (ms(15), &[10_000], 250, 4, 4),
+            (ms(80), &[300, 300, 300, 300, 300], 250, 4, 4),
+            (ms(30), &[10_000], 250, 8, 8),
+            // ... but no more than the pieces of work: one small folder, or a
+            // folder of two batches and one with nothing to copy.
+            (ms(30), &[100], 250, 4, 1),
+            (ms(30), &[500, 0], 250, 4, 1),
+            (ms(30), &[600, 10], 250, 4, 3),
+            (ms(30), &[], 250, 4, 1),
+        ];
+        for &(rtt, pending, batch, max, want) in table {
+            assert_eq!(
+                auto_pairs(rtt, pending, batch, max),
+                want,
+                "{rtt:?} {pending:?} {batch} {max}"
+            );
+        }
+    }
 
     #[test]
     fn parts_table() {

@@ -330,6 +330,10 @@ impl Source for ImapSource {
         true
     }
 
+    fn round_trip(&mut self) -> Option<std::time::Duration> {
+        crate::engine::noop_time(&mut self.session)
+    }
+
     fn namespaces(&self) -> Option<crate::imap::Namespaces> {
         self.namespaces.clone()
     }

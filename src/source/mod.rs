@@ -55,6 +55,11 @@ pub trait Source: Send {
     fn parts(&self) -> bool {
         false
     }
+    /// The time of one round trip to the server (IMAP: a NOOP), when it can be
+    /// measured; `None` for a source on this machine (a file).
+    fn round_trip(&mut self) -> Option<std::time::Duration> {
+        None
+    }
     /// Whether INTERNALDATE must be taken from the message's headers (POP3).
     fn dates_from_headers(&self) -> bool {
         false

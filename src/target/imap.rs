@@ -396,6 +396,10 @@ impl Target for ImapTarget {
         std::mem::take(&mut self.anomalies)
     }
 
+    fn round_trip(&mut self) -> Option<std::time::Duration> {
+        crate::engine::noop_time(&mut self.s)
+    }
+
     fn close(&mut self) {
         self.s.logout();
     }
