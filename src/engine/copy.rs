@@ -31,6 +31,8 @@ pub(super) struct GroupCtx<'a> {
     pub progress: &'a Progress,
     /// Keys being stored by the connection pairs, per target folder.
     pub claims: Claims,
+    /// Message bytes the pairs' fetchers may hold at once.
+    pub budget: std::sync::Arc<super::fetch::Budget>,
 }
 
 impl GroupCtx<'_> {
@@ -205,6 +207,7 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
             index_path: self.index.path().to_path_buf(),
             job_id: self.ctx.job_id,
             stored: tgt.stored_ids(),
+            budget: std::sync::Arc::clone(&self.ctx.budget),
         };
         std::thread::scope(|scope| -> Result<(), Stop> {
             let rx = fetch::start(scope, src, plan, opts, checkpoints);
@@ -333,6 +336,7 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
             metas: later,
             bodies,
             refused: Default::default(),
+            lease: b.lease.take(),
         };
         (b, Some((later, flying)))
     }

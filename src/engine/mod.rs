@@ -17,7 +17,9 @@
 //!   again on the target by its dedupe key before anything is stored: the target
 //!   messages the index does not know are hashed when they could match;
 //! - at most three batches of message bodies are held in memory (being fetched,
-//!   waiting, being stored), and no listing of a huge folder is held whole.
+//!   waiting, being stored) per connection pair, and the pairs together hold at
+//!   most `fetch::BUDGET` besides one batch each; no listing of a huge folder is
+//!   held whole.
 
 mod claims;
 mod copy;
@@ -239,6 +241,7 @@ pub fn copy_into(
         delim: layout.delim,
         progress: &progress,
         claims: Default::default(),
+        budget: Default::default(),
     };
     let confirmed = workers::run(&ctx, &plans, src, tgt, reopen, index, summary)?;
     drop(progress);

@@ -77,6 +77,8 @@ pub(super) fn run(
         }
         return Ok(confirmed);
     };
+    // Bodies of megabytes freed by one pair's threads go back to the system.
+    return_large_blocks();
     let pool = Pool {
         ctx,
         queue: Mutex::new(items.iter()),
@@ -168,6 +170,26 @@ fn choose(
         "connection pairs: {pairs} ({link}; {busy} folders with messages to copy; 1 under 5 ms, 2 under 15 ms, else up to {AUTO_MAX}; --connections N sets it)"
     ));
     pairs
+}
+
+/// Give message-sized blocks back to the system when they are freed (glibc:
+/// `M_MMAP_THRESHOLD` fixed at 128 KiB). Left to itself, glibc raises that
+/// threshold to the largest block freed so far, after which each pair's threads
+/// keep bodies of megabytes in arenas of their own: with four pairs on the mixed
+/// corpus, a peak of 66 MB instead of 52 MB on loopback.
+fn return_large_blocks() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        const M_MMAP_THRESHOLD: i32 = -3;
+        // SAFETY: mallopt only sets a parameter of glibc's allocator; it is safe to
+        // call at any time from any thread, and a refusal (0) changes nothing.
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+        }
+    }
 }
 
 /// How many parts a folder of `pending` messages is cut into, when the run has
