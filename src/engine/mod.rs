@@ -4,8 +4,10 @@
 //! The rooms: [`plan`] maps folders and lists what is not yet copied; [`copy`]
 //! copies one folder batch by batch, with the decisions taken by the pure
 //! functions of `crate::decide`; [`fetch`] reads the next batch on its own thread;
-//! [`record`] turns outcomes into index rows; [`workers`] spreads folders over
-//! connection pairs; [`listing`] holds the IMAP reads source and target share.
+//! [`record`] turns outcomes into index rows; [`workers`] spreads folders (and
+//! parts of a large folder) over connection pairs, whose dedupe in one target
+//! folder [`claims`] keeps shared; [`listing`] holds the IMAP reads source and
+//! target share.
 //!
 //! Invariants:
 //! - the source is only ever read (IMAP: EXAMINE and `BODY.PEEK`), so nothing on it
