@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use super::claims::{Claim, Claims, Held};
 use super::fetch::{self, Checkpoints, Fetched};
 use super::record::Rows;
 use super::{note_anomalies, note_target_anomalies, FolderPlan, FolderRefused, Options, Stop};
@@ -30,6 +31,10 @@ pub(super) struct GroupCtx<'a> {
     pub progress: &'a Progress,
     /// The account's rate cap, shared by its connection pairs.
     pub cap: Option<crate::rate::Cap>,
+    /// Keys being stored by the connection pairs, per target folder.
+    pub claims: Claims,
+    /// Message bytes the pairs' fetchers may hold at once.
+    pub budget: std::sync::Arc<super::fetch::Budget>,
 }
 
 impl GroupCtx<'_> {
@@ -150,7 +155,7 @@ struct FolderCopy<'a, 'c> {
 }
 
 /// What the copy of one folder knows as it goes.
-struct State {
+struct State<'h> {
     /// Keys (fingerprints) the target folder holds.
     known: HashSet<u128>,
     /// Keys stored in this run.
@@ -159,7 +164,13 @@ struct State {
     permanent_flags: Vec<String>,
     /// Dates come from the messages' headers (POP3).
     headers_date: bool,
+    /// The claims of the batch being stored ([`Claims`]).
+    held: Option<Held<'h>>,
 }
+
+/// Messages of a batch left for later, and the keys (being stored by another
+/// connection pair) they wait for.
+type Later = (Fetched, HashSet<u128>);
 
 /// A message of the batch to store, with what is sent.
 struct Pending {
@@ -186,6 +197,7 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
             uidvalidity: t.uidvalidity,
             permanent_flags: t.permanent_flags,
             headers_date: src.dates_from_headers(),
+            held: None,
         };
         if st.headers_date {
             log::info(format!(
@@ -197,6 +209,7 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
             index_path: self.index.path().to_path_buf(),
             job_id: self.ctx.job_id,
             stored: tgt.stored_ids(),
+            budget: std::sync::Arc::clone(&self.ctx.budget),
         };
         std::thread::scope(|scope| -> Result<(), Stop> {
             let rx = fetch::start(scope, src, plan, opts, checkpoints);
@@ -223,20 +236,50 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
         }
     }
 
-    /// One fetched batch: check, decide, store, make durable, record.
-    fn batch(&mut self, tgt: &mut dyn Target, st: &mut State, b: Fetched) -> Result<(), Stop> {
+    /// One fetched batch: check, decide, store, make durable, record. Messages
+    /// identical to one another connection pair is storing into the same target
+    /// folder wait until it settled, then are decided again.
+    fn batch(&mut self, tgt: &mut dyn Target, st: &mut State<'a>, b: Fetched) -> Result<(), Stop> {
         let b = self.select_dated(b);
-        let mut records = self.check_target(tgt, st, &b)?;
-        let dedupe = self.ctx.opts.dedupe != Mode::None;
-        let keys: Vec<Option<u128>> = b
+        let count = b.metas.len() as u64;
+        let bytes = b
             .metas
             .iter()
-            .map(|m| match (&m.problem, b.bodies.get(&m.id)) {
-                (None, Some((key, _))) => Some(dedupe::fingerprint(key)),
-                _ => None,
-            })
-            .collect();
-        let decisions = decide::sort_batch(dedupe, &keys, &mut st.seen, &st.known);
+            .filter(|m| b.bodies.contains_key(&m.id) && m.problem.is_none())
+            .map(|m| m.size)
+            .sum();
+        let mut next = Some(b);
+        let mut stop = None;
+        while let Some(b) = next.take() {
+            let (why, later) = self.round(tgt, st, b)?;
+            stop = stop.or(why);
+            if let Some((later, flying)) = later.filter(|_| stop.is_none()) {
+                for fp in flying {
+                    self.ctx.claims.wait(&self.plan.target_name, fp);
+                }
+                next = Some(later);
+            }
+        }
+        self.ctx.progress.advance(count, bytes);
+        match stop {
+            Some(why) => Err(Stop::Account(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Check, claim, decide, store the part of `b` no other pair is storing;
+    /// returns why the account stops (over quota), and the messages left for
+    /// later with the keys they wait for.
+    fn round(
+        &mut self,
+        tgt: &mut dyn Target,
+        st: &mut State<'a>,
+        b: Fetched,
+    ) -> Result<(Option<String>, Option<Later>), Stop> {
+        let mut records = self.check_target(tgt, st, &b)?;
+        let dedupe = self.ctx.opts.dedupe != Mode::None;
+        let (b, later) = self.claim(st, b, dedupe);
+        let decisions = decide::sort_batch(dedupe, &keys_of(&b), &mut st.seen, &st.known);
         let (mut pending, mut skipped) = (Vec::new(), Vec::new());
         for (i, (meta, d)) in b.metas.iter().zip(&decisions).enumerate() {
             match d {
@@ -254,18 +297,54 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
                 Decision::With(_) => {}
             }
         }
-        let stop = self.store(tgt, st, &b, &decisions, (&pending, skipped), &mut records)?;
-        let batch_bytes = b
-            .metas
-            .iter()
-            .filter(|m| b.bodies.contains_key(&m.id) && m.problem.is_none())
-            .map(|m| m.size)
-            .sum();
-        self.ctx.progress.advance(b.metas.len() as u64, batch_bytes);
-        match stop {
-            Some(why) => Err(Stop::Account(why)),
-            None => Ok(()),
+        let stop = self.store(tgt, st, &b, &decisions, (&pending, skipped), &mut records);
+        st.held = None;
+        Ok((stop?, later))
+    }
+
+    /// Claim the keys of `b` that are new in this target folder ([`Claims`]): those
+    /// another pair stored are known; the messages whose key another pair is
+    /// storing are taken out of the batch, for later.
+    fn claim(&self, st: &mut State<'a>, mut b: Fetched, dedupe: bool) -> (Fetched, Option<Later>) {
+        if !dedupe {
+            return (b, None);
         }
+        let keys = keys_of(&b);
+        let fresh = keys
+            .iter()
+            .flatten()
+            .filter(|fp| !st.seen.contains(fp) && !st.known.contains(fp))
+            .copied();
+        let (held, found) = self.ctx.claims.claim(&self.plan.target_name, fresh);
+        st.held = Some(held);
+        let mut flying = HashSet::new();
+        for (fp, c) in found {
+            match c {
+                Claim::Stored => drop(st.known.insert(fp)),
+                Claim::Flying => drop(flying.insert(fp)),
+                Claim::Mine => {}
+            }
+        }
+        if flying.is_empty() {
+            return (b, None);
+        }
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut b.metas)
+            .into_iter()
+            .zip(keys)
+            .partition(|(_, k)| !k.is_some_and(|fp| flying.contains(&fp)));
+        let later: Vec<Meta> = later.into_iter().map(|(m, _)| m).collect();
+        b.metas = now.into_iter().map(|(m, _)| m).collect();
+        let bodies = later
+            .iter()
+            .filter_map(|m| b.bodies.remove_entry(&m.id))
+            .collect();
+        let later = Fetched {
+            metas: later,
+            bodies,
+            refused: Default::default(),
+            lease: b.lease.take(),
+        };
+        (b, Some((later, flying)))
     }
 
     /// Messages the listing had no date for (POP3, an mbox `From ` line without
@@ -400,6 +479,9 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
                 .map(|(i, _)| (i, &b.metas[i]));
             match result {
                 Stored::Ok(uid) => {
+                    if let Some(h) = st.held.as_mut() {
+                        h.ok(dedupe::fingerprint(key));
+                    }
                     crate::faults::after_append();
                     self.summary.copied += 1;
                     self.summary.bytes += meta.size;
@@ -433,6 +515,9 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
         // Write, then record: durable on the target before the index says so.
         tgt.duplicates(&outgoing(b, &skipped, uidvalidity))?;
         tgt.durable()?;
+        if let Some(h) = st.held.as_mut() {
+            h.durable();
+        }
         self.index.record(records)?;
         if let Some(e) = fatal {
             return Err(Stop::Error(e));
@@ -484,6 +569,18 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
         self.index.record(&records)?;
         Ok(())
     }
+}
+
+/// The fingerprints of a batch's dedupe keys, `None` for a message without a body
+/// to copy (not returned, or a problem).
+fn keys_of(b: &Fetched) -> Vec<Option<u128>> {
+    b.metas
+        .iter()
+        .map(|m| match (&m.problem, b.bodies.get(&m.id)) {
+            (None, Some((key, _))) => Some(dedupe::fingerprint(key)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// What is sent of the batch's pending messages.

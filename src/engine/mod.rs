@@ -4,8 +4,10 @@
 //! The rooms: [`plan`] maps folders and lists what is not yet copied; [`copy`]
 //! copies one folder batch by batch, with the decisions taken by the pure
 //! functions of `crate::decide`; [`fetch`] reads the next batch on its own thread;
-//! [`record`] turns outcomes into index rows; [`workers`] spreads folders over
-//! connection pairs; [`listing`] holds the IMAP reads source and target share.
+//! [`record`] turns outcomes into index rows; [`workers`] spreads folders (and
+//! parts of a large folder) over connection pairs, whose dedupe in one target
+//! folder [`claims`] keeps shared; [`listing`] holds the IMAP reads source and
+//! target share.
 //!
 //! Invariants:
 //! - the source is only ever read (IMAP: EXAMINE and `BODY.PEEK`), so nothing on it
@@ -17,8 +19,11 @@
 //!   again on the target by its dedupe key before anything is stored: the target
 //!   messages the index does not know are hashed when they could match;
 //! - at most three batches of message bodies are held in memory (being fetched,
-//!   waiting, being stored), and no listing of a huge folder is held whole.
+//!   waiting, being stored) per connection pair, and the pairs together hold at
+//!   most `fetch::BUDGET` besides one batch each; no listing of a huge folder is
+//!   held whole.
 
+mod claims;
 mod copy;
 mod delta;
 mod fetch;
@@ -65,7 +70,8 @@ pub struct Options {
     pub delete_after: bool,
     /// `--to-folder`: the target folder (path) of a single-folder source.
     pub to_folder: Option<Vec<String>>,
-    /// Connection pairs per account: folders are copied in parallel over them.
+    /// Connection pairs per account: folders are copied in parallel over them;
+    /// 0: chosen from the measured round-trip time (`workers::auto_pairs`).
     pub connections: usize,
     /// `--include-shared TREE`: other users' and shared folders go under TREE;
     /// `None`: only the account's own folders are copied.
@@ -126,6 +132,22 @@ pub struct FolderPlan {
     /// Their listing, kept from planning while the run's total stays small;
     /// `None`: listed again, page by page, when the folder is copied.
     pub kept: Option<Vec<Meta>>,
+    /// `Some`: only a part of the folder, copied by one of several connection
+    /// pairs at once (`workers`).
+    pub part: Option<Part>,
+}
+
+/// A part of a large folder cut over connection pairs: the messages whose order
+/// (IMAP UID) is within `orders`. Listed again, its listing starts at page
+/// `from_page`, one page before where it began when it was cut (so messages
+/// expunged meanwhile by another client cannot move one of it out of reach).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub orders: std::ops::Range<u64>,
+    pub from_page: usize,
+    /// Part `k` (from 1) of `n`, for what `-v` says.
+    pub k: usize,
+    pub n: usize,
 }
 
 /// Listings are read this many messages at a time, so memory does not grow with
@@ -250,6 +272,8 @@ pub fn copy_into(
         delim: layout.delim,
         progress: &progress,
         cap: cap_of(&opts),
+        claims: Default::default(),
+        budget: Default::default(),
     };
     let confirmed = workers::run(&ctx, &plans, src, tgt, reopen, index, summary)?;
     drop(progress);
@@ -328,6 +352,21 @@ fn cap_of(opts: &Options) -> Option<crate::rate::Cap> {
         crate::rate::Cap::new(opts.max_bytes_per_sec, opts.max_msgs_per_sec)
             .under(opts.shared_cap.clone())
     })
+}
+
+/// The shortest of two NOOP round trips on an IMAP session; `None` if one fails
+/// (the copy then finds out what is wrong).
+pub fn noop_time(s: &mut crate::imap::session::Session) -> Option<std::time::Duration> {
+    (0..2)
+        .map(|_| {
+            let t = Instant::now();
+            s.simple("NOOP", &[crate::imap::client::Part::Text(b"NOOP")])
+                .ok()
+                .map(|_| t.elapsed())
+        })
+        .collect::<Option<Vec<_>>>()?
+        .into_iter()
+        .min()
 }
 
 /// Move what the source noticed it was told wrongly into the summary.

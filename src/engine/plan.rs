@@ -398,6 +398,7 @@ pub(super) fn plan_folders(
             count: tally.count,
             bytes: tally.bytes,
             kept: tally.kept,
+            part: None,
         });
     }
     Ok(plans)

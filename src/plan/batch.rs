@@ -56,7 +56,7 @@ impl BatchPlan {
             json: a.json,
             to_folder: a.to_folder.clone(),
             delete_after: false,
-            connections: a.connections,
+            connections: Some(a.connections),
             mbox_format: MboxFormat::Auto,
         };
         let opts = copy_options(&a.folders, &copy, "")?;

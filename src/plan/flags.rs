@@ -53,10 +53,11 @@ pub fn mbox_options(f: MboxFormat, labels_as_folders: bool) -> ReadOptions {
 /// with `--dry-run`; `--to-folder` becomes a folder mapping of INBOX.
 pub fn copy_options(f: &FolderArgs, c: &CopyArgs, source: &str) -> anyhow::Result<Options> {
     let mut opts = options(f, c.dry_run)?;
-    if c.connections == 0 {
+    if c.connections == Some(0) {
         return Err(input("--connections must be at least 1"));
     }
-    opts.connections = c.connections;
+    // 0: chosen by the engine from the measured round-trip time.
+    opts.connections = c.connections.unwrap_or(0);
     if c.delete_after {
         if c.dry_run {
             return Err(input(

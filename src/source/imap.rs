@@ -386,6 +386,14 @@ impl Source for ImapSource {
         self.left_out
     }
 
+    fn parts(&self) -> bool {
+        true
+    }
+
+    fn round_trip(&mut self) -> Option<std::time::Duration> {
+        crate::engine::noop_time(&mut self.session)
+    }
+
     fn namespaces(&self) -> Option<crate::imap::Namespaces> {
         self.namespaces.clone()
     }

@@ -49,6 +49,17 @@ pub trait Source: Send {
     /// Bodies of the given messages of the open folder, each handed to `each` with
     /// its id. A message that vanished meanwhile is simply not handed over.
     fn fetch(&mut self, metas: &[Meta], each: &mut dyn FnMut(&str, Vec<u8>)) -> anyhow::Result<()>;
+    /// Whether a folder can be copied in parts by several connections at once:
+    /// any connection fetches any message by its id, and listing pages can be
+    /// read apart (page N right after page 0, by position in the folder).
+    fn parts(&self) -> bool {
+        false
+    }
+    /// The time of one round trip to the server (IMAP: a NOOP), when it can be
+    /// measured; `None` for a source on this machine (a file).
+    fn round_trip(&mut self) -> Option<std::time::Duration> {
+        None
+    }
     /// Whether INTERNALDATE must be taken from the message's headers (POP3).
     fn dates_from_headers(&self) -> bool {
         false

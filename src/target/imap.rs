@@ -411,6 +411,10 @@ impl Target for ImapTarget {
         }))
     }
 
+    fn round_trip(&mut self) -> Option<std::time::Duration> {
+        crate::engine::noop_time(&mut self.s)
+    }
+
     fn close(&mut self) {
         self.s.logout();
     }

@@ -224,6 +224,11 @@ pub trait Target: Send {
     fn append_limit(&self) -> Option<u64> {
         None
     }
+    /// The time of one round trip to the server (IMAP: a NOOP), when it can be
+    /// measured; `None` for a target on this machine (files).
+    fn round_trip(&mut self) -> Option<std::time::Duration> {
+        None
+    }
     /// How to open more connections for parallel copies; `None`: one only.
     fn connector(&self) -> Option<Connector> {
         None

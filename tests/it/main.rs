@@ -33,5 +33,6 @@ mod provision;
 mod rate;
 mod readme;
 mod refusals;
+mod split;
 mod throttling;
 mod verify_targets;
