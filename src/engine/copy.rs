@@ -500,10 +500,7 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
                         records.push(rows.fail(self.summary, m, &r.why));
                     }
                     if let Some(words) = r.over_quota {
-                        stop = Some(format!(
-                            "the target {} is over quota ({words}); free space or raise the quota, then run again",
-                            self.ctx.target_id
-                        ));
+                        stop = Some(self.over_quota(&words));
                     }
                 }
                 Stored::Fatal(e) => {
@@ -527,14 +524,27 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
         if stop.is_none() && st.uidvalidity.is_some() {
             self.check_stored(tgt, &rows, b, &stored)?;
         }
+        self.confirm(records);
+        Ok(stop)
+    }
+
+    /// Why the account stops when the target is over quota.
+    fn over_quota(&self, words: &str) -> String {
+        format!(
+            "the target {} is over quota ({words}); free space or raise the quota, then run again",
+            self.ctx.target_id
+        )
+    }
+
+    /// With `--delete-after`, the source messages this batch recorded as done.
+    fn confirm(&mut self, records: &[Record]) {
         if self.ctx.opts.delete_after {
-            for r in records.iter() {
+            for r in records {
                 if let Record::Done { id, .. } = r {
                     self.confirmed.push(id.clone());
                 }
             }
         }
-        Ok(stop)
     }
 
     /// A message the target stored other than as sent is counted as "stored

@@ -63,7 +63,7 @@ fn command_lines_become_plans() {
     let cases: Vec<(String, &str)> = vec![
         (
             format!("migrate --from mbox:@MBOX {TO}"),
-            "mbox:@MBOX creds=false format=auto labels=false preset=Auto/Folders -> imaps://u@mail.example:993 conns=1 state=true json=false dry=false",
+            "mbox:@MBOX creds=false format=auto labels=false preset=Auto/Folders -> imaps://u@mail.example:993 conns=0 state=true json=false dry=false",
         ),
         (
             format!("migrate {FROM} {TO} --connections 3 --json --dry-run --from-preset gmail --gmail-labels keyword"),
@@ -71,11 +71,11 @@ fn command_lines_become_plans() {
         ),
         (
             format!("migrate --from mbox:@MBOX {TO} --mbox-format mboxo"),
-            "mbox:@MBOX creds=false format=o labels=false preset=Auto/Folders -> imaps://u@mail.example:993 conns=1 state=true json=false dry=false",
+            "mbox:@MBOX creds=false format=o labels=false preset=Auto/Folders -> imaps://u@mail.example:993 conns=0 state=true json=false dry=false",
         ),
         (
             format!("restore --from @MBOX {TO} --labels-as-folders"),
-            "mbox:@MBOX creds=false format=auto labels=true preset=Auto/Folders -> imaps://u@mail.example:993 conns=1 state=true json=false dry=false",
+            "mbox:@MBOX creds=false format=auto labels=true preset=Auto/Folders -> imaps://u@mail.example:993 conns=0 state=true json=false dry=false",
         ),
         (
             format!("backup {FROM} --out /b --json"),
