@@ -143,9 +143,9 @@ pub struct BatchArgs {
     /// Put a single-folder source (POP3, one mbox file) into this target folder instead of INBOX, for every row.
     #[arg(long, value_name = "NAME")]
     pub to_folder: Option<String>,
-    /// Connection pairs per account (folders copied in parallel); each counts against --max-per-host.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub connections: usize,
+    /// Connection pairs per account (folders copied in parallel); each counts against --max-per-host [default: the host's connections shared by the accounts that can run side by side (more per account as fewer are left), each account taking what its measured round trip can use].
+    #[arg(long, value_name = "N")]
+    pub connections: Option<usize>,
     /// Show per account what would be copied; write nothing.
     #[arg(long)]
     pub dry_run: bool,

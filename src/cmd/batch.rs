@@ -392,7 +392,12 @@ pub fn run(a: &BatchArgs) -> anyhow::Result<i32> {
     let net = &plan.net;
     let servers = resolve_servers(&accounts, net);
     let host_caps = host_caps(&plan, &accounts, &servers);
-    check_connections(&accounts, &servers, plan.connections, plan.max_per_host)?;
+    check_connections(
+        &accounts,
+        &servers,
+        plan.connections.unwrap_or(1),
+        plan.max_per_host,
+    )?;
     let state = &plan.state;
     // Create and migrate the index once, before the workers open it.
     let _lock = index::lock(state)?;
@@ -536,6 +541,25 @@ fn host_caps(
         .collect()
 }
 
+/// How many connections one pair of an account puts on its busiest server (2 when
+/// source and target are one server), from its hosts for one pair.
+fn most_on_one_host(hosts: &[String]) -> usize {
+    hosts
+        .iter()
+        .map(|h| hosts.iter().filter(|g| *g == h).count())
+        .max()
+        .unwrap_or(1)
+}
+
+/// Connection pairs for an account starting now when `--connections` is not given:
+/// the `max_per_host` connections of a server shared by the accounts that can run
+/// side by side (`jobs`, or fewer when fewer are left, this one included), each pair
+/// putting `per_pair` connections there; at least 1, at most the engine's most.
+fn spread(max_per_host: usize, per_pair: usize, jobs: usize, not_started: usize) -> usize {
+    let side_by_side = jobs.min(not_started).max(1);
+    (max_per_host / per_pair.max(1) / side_by_side).clamp(1, crate::engine::AUTO_PAIRS)
+}
+
 /// When an account's connections (`hosts`, one entry per connection) put more than
 /// `max` on one server: how many they put there, and whether source and target are
 /// the same server.
@@ -650,14 +674,26 @@ impl Workers<'_> {
         counters: &Counters,
         display: &progress::Batch,
     ) -> AccountResult {
-        let _slots = self
-            .limiter
-            .acquire(hosts_of(acc, self.servers, self.plan.connections));
+        let pairs = self.plan.connections.unwrap_or_else(|| {
+            let started =
+                counters.done.load(Ordering::Relaxed) + counters.running.load(Ordering::Relaxed);
+            let per_pair = most_on_one_host(&hosts_of(acc, self.servers, 1));
+            spread(
+                self.plan.max_per_host,
+                per_pair,
+                self.plan.jobs,
+                counters.total - started,
+            )
+        });
+        let _slots = self.limiter.acquire(hosts_of(acc, self.servers, pairs));
         counters.running.fetch_add(1, Ordering::Relaxed);
         let r = match self.refused.get(&acc.row) {
             Some(why) => AccountResult::login_refused(acc, why),
             None => {
                 let mut plan = self.plan.row(acc);
+                // Without --connections the engine takes what the round trip can
+                // use, within the account's share of the host.
+                plan.opts.max_pairs = pairs;
                 if let Endpoint::Server(s) = &acc.source {
                     plan.opts.shared_cap = self.host_caps.get(&self.servers.key(&s.host)).cloned();
                 }
@@ -861,6 +897,31 @@ mod tests {
             let others = rows(Some((3 - k, 2)));
             assert_eq!(mine.len() + others.len(), 5);
         }
+    }
+
+    #[test]
+    fn an_accounts_share_grows_as_fewer_are_left() {
+        // (max per host, connections a pair puts on one server, jobs, not started) → pairs
+        let table = [
+            (8, 1, 4, 40, 2),
+            (8, 2, 4, 40, 1),
+            (8, 1, 4, 2, 4),
+            (8, 2, 4, 1, 4),
+            (8, 2, 4, 2, 2),
+            (3, 2, 4, 1, 1),
+            (100, 1, 1, 1, 4),
+            (1, 1, 4, 0, 1),
+        ];
+        for (max, per_pair, jobs, left, want) in table {
+            assert_eq!(
+                spread(max, per_pair, jobs, left),
+                want,
+                "{max} {per_pair} {jobs} {left}"
+            );
+        }
+        let h = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(most_on_one_host(&h(&["a", "b"])), 1);
+        assert_eq!(most_on_one_host(&h(&["a", "a"])), 2);
     }
 
     #[test]

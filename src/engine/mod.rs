@@ -88,6 +88,9 @@ pub struct Options {
     /// `--max-bytes-per-sec`, `--max-msgs-per-sec`: caps for the account.
     pub max_bytes_per_sec: Option<u64>,
     pub max_msgs_per_sec: Option<u64>,
+    /// With `connections` 0 (chosen from the round trip): at most this many pairs
+    /// (a batch's share of the host's connections).
+    pub max_pairs: usize,
     /// A cap the account shares with others (batch: its source host's).
     pub shared_cap: Option<std::sync::Arc<crate::rate::Cap>>,
 }
@@ -112,6 +115,7 @@ impl Default for Options {
             sync_deletes: false,
             max_bytes_per_sec: None,
             max_msgs_per_sec: None,
+            max_pairs: workers::AUTO_MAX,
             shared_cap: None,
         }
     }
@@ -368,6 +372,9 @@ pub fn noop_time(s: &mut crate::imap::session::Session) -> Option<std::time::Dur
         .into_iter()
         .min()
 }
+
+/// The most connection pairs the engine takes when it chooses them itself.
+pub const AUTO_PAIRS: usize = workers::AUTO_MAX;
 
 /// Move what the source noticed it was told wrongly into the summary.
 pub fn note_anomalies(src: &mut dyn Source, summary: &mut Summary) {

@@ -39,7 +39,7 @@ pub(super) fn run(
 ) -> anyhow::Result<Vec<String>> {
     let groups = groups(plans);
     let pairs = match ctx.opts.connections {
-        0 => choose(&groups, ctx.opts.batch_count, src, tgt),
+        0 => choose(&groups, ctx.opts, src, tgt),
         n => n,
     };
     let mut confirmed = Vec::new();
@@ -151,23 +151,24 @@ pub(super) fn auto_pairs(
 /// Measure the round trips and choose the pairs ([`auto_pairs`]); `-v` says why.
 fn choose(
     groups: &[Vec<&FolderPlan>],
-    batch: usize,
+    opts: &super::Options,
     src: &mut dyn Source,
     tgt: &mut dyn Target,
 ) -> usize {
+    let (batch, most) = (opts.batch_count, opts.max_pairs.clamp(1, AUTO_MAX));
     let rtt = src.round_trip().into_iter().chain(tgt.round_trip()).max();
     let pending: Vec<u64> = groups
         .iter()
         .map(|g| g.iter().map(|p| p.count).sum())
         .collect();
-    let pairs = auto_pairs(rtt, &pending, batch, AUTO_MAX);
+    let pairs = auto_pairs(rtt, &pending, batch, most);
     let link = match rtt {
         Some(t) => format!("a round trip takes {:.1} ms", t.as_secs_f64() * 1000.0),
         None => "a side is on this machine".to_string(),
     };
     let busy = pending.iter().filter(|&&n| n > 0).count();
     log::info(format!(
-        "connection pairs: {pairs} ({link}; {busy} folders with messages to copy; 1 under 5 ms, 2 under 15 ms, else up to {AUTO_MAX}; --connections N sets it)"
+        "connection pairs: {pairs} ({link}; {busy} folders with messages to copy; 1 under 5 ms, 2 under 15 ms, else up to {most}; --connections N sets it)"
     ));
     pairs
 }

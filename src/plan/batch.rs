@@ -27,7 +27,8 @@ pub struct BatchPlan {
     pub report: Option<PathBuf>,
     pub skip_invalid: bool,
     /// Connection pairs per account.
-    pub connections: usize,
+    /// `--connections`; `None`: spread per account as it starts.
+    pub connections: Option<usize>,
     pub net: NetOptions,
     /// Every row's options before its own cells.
     pub opts: Options,
@@ -56,7 +57,7 @@ impl BatchPlan {
             json: a.json,
             to_folder: a.to_folder.clone(),
             delete_after: false,
-            connections: Some(a.connections),
+            connections: a.connections,
             mbox_format: MboxFormat::Auto,
         };
         let opts = copy_options(&a.folders, &copy, "")?;

@@ -220,3 +220,45 @@ fn without_connections_the_pairs_follow_the_round_trip() {
     assert!(pairs_that_copied(&out).len() > 1, "{err}");
     assert_copied_once(&d, n);
 }
+
+/// `batch` without `--connections`: an account takes its share of the host's
+/// connections — with one account left and `--max-per-host 4` on a server that is
+/// both source and target (2 connections a pair), 2 pairs — and within it what its
+/// 30 ms round trip can use. The other pair count is never exceeded.
+#[test]
+fn a_batch_account_alone_takes_its_share_of_the_host() {
+    let n = 40;
+    let d = seeded(n);
+    let wan = Wan::start(d.dir.path(), d.imaps, 30);
+    let csv = d.dir.path().join("one.csv");
+    let pw = format!("file:{}", d.pwfile().display());
+    std::fs::write(
+        &csv,
+        format!(
+            "source;source_user;source_password;target;target_user;target_password\n\
+             imaps://127.0.0.1:{};{SRC};{pw};localhost:{};{DST};{pw}\n",
+            wan.port, d.imaps
+        ),
+    )
+    .unwrap();
+    let out = Run::new("batch")
+        .arg(&csv)
+        .ca(&d)
+        .state(d.dir.path().join("state.sqlite"))
+        .args(["-v", "--max-per-host", "4"])
+        .command()
+        .env("MAILFERRY_BATCH_COUNT", "10")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let chosen = err
+        .lines()
+        .find(|l| l.starts_with("connection pairs: "))
+        .unwrap_or_else(|| panic!("the choice is not said: {err}"));
+    assert!(chosen.starts_with("connection pairs: 2 ("), "{chosen}");
+    assert!(chosen.contains("else up to 2;"), "{chosen}");
+    let pairs = pairs_that_copied(&out);
+    assert!(pairs.len() == 2, "{pairs:?}: {err}");
+    assert_copied_once(&d, n);
+}
