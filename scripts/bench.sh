@@ -82,6 +82,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/mailferry-bench.XXXXXX")
 chmod 755 "$work"
 dc=$work/dovecot
 cleanup() {
+  stop_proxies
   "$root/scripts/testbed.sh" stop "$dc" >/dev/null 2>&1 || true
   if [ -n "${BENCH_KEEP:-}" ]; then echo "bench: kept $work" >&2; else rm -rf "$work"; fi
 }
@@ -149,11 +150,15 @@ check() {  # check LABEL MODE... : verify, record, never abort
   fi
 }
 
-proxies=()
+# start_link runs inside $(…), a subshell: the proxies' pids go to a file, since a
+# variable set there never reaches this shell (the proxies were left running).
 stop_proxies() {
-  for pid in "${proxies[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${proxies[@]}"; do wait "$pid" 2>/dev/null || true; done
-  proxies=()
+  [ -s "$work/proxies.pids" ] || return 0
+  while read -r pid; do kill "$pid" 2>/dev/null || true; done < "$work/proxies.pids"
+  while read -r pid; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  done < "$work/proxies.pids"
+  : > "$work/proxies.pids"
 }
 # One link to the source server and one to the target server (the same Dovecot):
 # every tool reaches it through them. Loopback: no proxy.
@@ -163,7 +168,7 @@ start_link() {  # start_link NAME PORT RTT MBIT -> prints the port to use
   rm -f "$work/$name.port"
   python3 "$root/scripts/wanproxy.py" --to "127.0.0.1:$port" --rtt "$r" --mbit "$m" \
     --port-file "$work/$name.port" >/dev/null 2>>"$work/wanproxy.log" &
-  proxies+=($!)
+  echo $! >> "$work/proxies.pids"
   for _ in $(seq 100); do [ -s "$work/$name.port" ] && break; sleep 0.05; done
   cat "$work/$name.port"
 }
