@@ -64,17 +64,7 @@ pub(super) fn run(
         .count();
     let workers = pairs.min(busy.max(1));
     let Some((reopen, connect)) = parallel.filter(|_| workers > 1) else {
-        for item in &items {
-            let group: Vec<&FolderPlan> = item.iter().map(|p| p.as_ref()).collect();
-            match ctx.run(&group, src, tgt, index, summary, &mut confirmed) {
-                Ok(()) => {}
-                Err(Stop::Account(why)) => {
-                    summary.stopped = Some(why);
-                    break;
-                }
-                Err(Stop::Error(e)) => return Err(e),
-            }
-        }
+        serial(ctx, &items, src, tgt, index, summary, &mut confirmed)?;
         return Ok(confirmed);
     };
     // Bodies of megabytes freed by one pair's threads go back to the system.
@@ -115,6 +105,30 @@ pub(super) fn run(
     }
     summary.stopped = pool.stopped.into_inner().unwrap_or_else(|e| e.into_inner());
     Ok(confirmed)
+}
+
+/// One pair copies every item in turn; an account's stop ends the run cleanly.
+fn serial(
+    ctx: &GroupCtx<'_>,
+    items: &[Item<'_>],
+    src: &mut dyn Source,
+    tgt: &mut dyn Target,
+    index: &mut Index,
+    summary: &mut Summary,
+    confirmed: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    for item in items {
+        let group: Vec<&FolderPlan> = item.iter().map(|p| p.as_ref()).collect();
+        match ctx.run(&group, src, tgt, index, summary, confirmed) {
+            Ok(()) => {}
+            Err(Stop::Account(why)) => {
+                summary.stopped = Some(why);
+                break;
+            }
+            Err(Stop::Error(e)) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Most connection pairs chosen when `--connections` is not given.
