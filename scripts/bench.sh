@@ -15,6 +15,13 @@
 #                               link to the source and one to the target); the table gains the
 #                               link floor (bytes / bandwidth) and each run's gap to it
 #   scripts/bench.sh --wan      three tables: loopback, 30 ms / 100 Mbit, 80 ms / 20 Mbit
+#   scripts/bench.sh --batch-only  only the batch row (with the options above)
+#
+# Each table also has a "batch" row: 40 accounts of 200 small messages (--tiny: 4 of 10)
+# moved by one `mailferry batch` (--jobs 4, its default connection spreading) against
+# mbsync run 4 at a time (`xargs -P 4`, the way admins run a per-account tool; imapsync,
+# the usual one, is not packaged here), with the accounts per minute printed below (and
+# mailferry's peak memory; mbsync's is not shown: 4 processes at once, under a shell).
 #
 # Everything is local and deterministic: one throwaway Dovecot (scripts/testbed.sh) on
 # loopback ports 31143/31993/31110/31995 (BENCH_IMAP_PORT, BENCH_IMAPS_PORT, BENCH_POP3_PORT,
@@ -36,13 +43,14 @@ cd "$(dirname "$0")/.."
 root=$PWD
 cmdline="scripts/bench.sh${*:+ $*}"
 
-tiny=0; scale=; repeat=; rtt=; mbit=; profiles=
+tiny=0; scale=; repeat=; rtt=; mbit=; profiles=; batch_only=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --tiny) tiny=1 ;;
     --rtt) rtt=${2:?--rtt needs milliseconds}; shift ;;
     --mbit) mbit=${2:?--mbit needs a rate}; shift ;;
     --wan) profiles="0/0 30/100 80/20" ;;
+    --batch-only) batch_only=1 ;;
     --scale) scale=${2:?--scale needs a number}; shift ;;
     --scale=*) scale=${1#--scale=} ;;
     --repeat) repeat=${2:?--repeat needs a number}; shift ;;
@@ -93,11 +101,12 @@ imap_port=${BENCH_IMAP_PORT:-31143}; imaps_port=${BENCH_IMAPS_PORT:-31993}
 pop3_port=${BENCH_POP3_PORT:-31110}; pop3s_port=${BENCH_POP3S_PORT:-31995}
 
 if [ "$tiny" = 1 ]; then
-  n_mixed=40; n_small=${scale:-40}
+  n_mixed=40; n_small=${scale:-40}; n_accounts=4; n_per_account=10
 else
-  n_mixed=1019; n_small=${scale:-10189}
+  n_mixed=1019; n_small=${scale:-10189}; n_accounts=40; n_per_account=200
 fi
 corpora="mixed small"
+[ "$batch_only" = 0 ] || corpora=""
 count_of() { if [ "$1" = mixed ]; then echo "$n_mixed"; else echo "$n_small"; fi; }
 
 pw=bench-password
@@ -109,6 +118,10 @@ for c in $corpora; do
     users+=("pop-$c-p$k:$pw")
     for i in $(seq "$repeat"); do users+=("mf-$c-$i-p$k:$pw" "mb-$c-$i-p$k:$pw"); done
   done
+done
+for a in $(seq "$n_accounts"); do
+  users+=("bsrc-$a:$pw")
+  for k in $(seq "$nprof"); do users+=("bmf-$a-p$k@bench.test:$pw" "bmb-$a-p$k@bench.test:$pw"); done
 done
 say "starting Dovecot in $dc (IMAPS $imaps_port, POP3S $pop3s_port)"
 MAX_CONN=100 IMAP_PORT=$imap_port IMAPS_PORT=$imaps_port POP3_PORT=$pop3_port POP3S_PORT=$pop3s_port \
@@ -125,6 +138,11 @@ for c in $corpora; do
   say "corpus $c: $(count_of "$c") messages into src-$c"
   python3 scripts/bench_corpus.py --dir "$dc" --user "src-$c" --corpus "$c" --count "$(count_of "$c")" >/dev/null
 done
+say "batch corpus: $n_accounts accounts of $n_per_account small messages"
+for a in $(seq "$n_accounts"); do
+  python3 scripts/bench_corpus.py --dir "$dc" --user "bsrc-$a" --corpus small --count "$n_per_account" \
+    --seed "mailferry-bench-batch-$a" >/dev/null
+done
 # Reading every source once makes Dovecot index the new Maildirs and warms the page
 # cache, so that no tool pays for that; it is also the reference for the checks.
 for c in $corpora; do
@@ -132,6 +150,21 @@ for c in $corpora; do
   "${measure[@]}" snapshot "${imap[@]}" --user "src-$c" --out "$work/src-$c.json" \
     --corpus "$c" --results "$results" >/dev/null
 done
+# The batch corpus: every account read once; the table's "batch" corpus is all of them.
+for a in $(seq "$n_accounts"); do
+  "${measure[@]}" snapshot "${imap[@]}" --user "bsrc-$a" --out "$work/bsrc-$a.json" >"$work/bsrc-$a.corpus"
+done
+python3 - "$results" "$work" "$n_accounts" <<'PY'
+import json, sys
+results, work, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+recs = [json.load(open("%s/bsrc-%d.corpus" % (work, a))) for a in range(1, n + 1)]
+total = {"kind": "corpus", "corpus": "batch", "accounts": n}
+for k in ("messages", "bytes", "distinct", "without_message_id", "inbox_messages", "inbox_bytes"):
+    total[k] = sum(r[k] for r in recs)
+total["folders"] = {}
+with open(results, "a") as f:
+    f.write(json.dumps(total) + "\n")
+PY
 
 run() {  # run LABEL CMD... : time CMD, its output in $work/LABEL.log
   local label=$1; shift
@@ -172,6 +205,59 @@ start_link() {  # start_link NAME PORT RTT MBIT -> prints the port to use
   for _ in $(seq 100); do [ -s "$work/$name.port" ] && break; sleep 0.05; done
   cat "$work/$name.port"
 }
+# The batch row of one profile: all accounts by one `mailferry batch`, then by mbsync
+# 4 at a time; the first and the last account of each checked against its source.
+batch_run() {  # batch_run K LABEL_PREFIX SOURCE_PORT TARGET_PORT
+  local k=$1 lp=$2 sp=$3 tp=$4 a csv=$work/batch-p$1.csv
+  echo "source;source_user;source_password;target;target_user;target_password" > "$csv"
+  for a in $(seq "$n_accounts"); do
+    echo "imaps://localhost:$sp;bsrc-$a;file:$pwfile;localhost:$tp;bmf-$a-p$k@bench.test;file:$pwfile" >> "$csv"
+  done
+  run "${lp}batch/mailferry@1" "$mf" batch "$csv" --jobs 4 --ca-file "$ca" \
+    --state "$work/state-batch-p$k.sqlite" --report "$work/batch-p$k-report.csv" "${mf_link[@]}"
+  for a in $(seq "$n_accounts"); do
+    mkdir -p "$work/mbsync-batch-$a-p$k"
+    cat > "$work/mbsyncrc-batch-$a-p$k" <<RC
+IMAPAccount far
+Host localhost
+Port $sp
+User bsrc-$a
+PassCmd "cat $pwfile"
+SSLType IMAPS
+CertificateFile $ca
+
+IMAPAccount near
+Host localhost
+Port $tp
+User bmb-$a-p$k@bench.test
+PassCmd "cat $pwfile"
+SSLType IMAPS
+CertificateFile $ca
+
+IMAPStore far
+Account far
+
+IMAPStore near
+Account near
+
+Channel copy
+Far :far:
+Near :near:
+Patterns *
+Create Near
+Sync Pull
+Expunge None
+CopyArrivalDate yes
+SyncState $work/mbsync-batch-$a-p$k/
+RC
+  done
+  run "${lp}batch/mbsync@1" sh -c "ls $work/mbsyncrc-batch-*-p$k | xargs -P 4 -I{} mbsync -q -c {} -a"
+  for a in 1 "$n_accounts"; do
+    check "${lp}batch/mailferry@1" verify "${imap[@]}" --user "bmf-$a-p$k@bench.test" --mode exact --source "$work/bsrc-$a.json"
+    check "${lp}batch/mbsync@1" verify "${imap[@]}" --user "bmb-$a-p$k@bench.test" --mode mbsync --source "$work/bsrc-$a.json"
+  done
+}
+
 k=0
 for profile in $profiles; do
   k=$((k + 1))
@@ -260,6 +346,7 @@ RC
     check "$p_label$c/mbox" verify-mbox --dir "$work/backup-$c-p$k" --source "$work/$src.json"
   done
 
+  batch_run "$k" "$p_label" "$s_imaps" "$t_imaps"
   stop_proxies
 done
 
@@ -281,6 +368,19 @@ PY
 echo
 for profile in $profiles; do
   "${measure[@]}" table --results "$results" --profile "$profile" || failed=1
+  python3 - "$results" "$profile" "$n_accounts" <<'PY'
+import json, sys
+results, profile, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+prefix = "" if profile == "0/0" else "%sms-%smbit:" % tuple(profile.split("/"))
+for line in open(results):
+    r = json.loads(line)
+    label = r.get("label", "")
+    if "wall_s" in r and label.startswith(prefix + "batch/") and (":" in label) == bool(prefix):
+        tool = label[len(prefix) + len("batch/"):].split("@")[0]
+        peak = ", peak %.0f MB" % r["peak_rss_mb"] if tool == "mailferry" else ""
+        print("batch: %-9s %d accounts in %.1f s: %.1f accounts per minute%s"
+              % (tool, n, r["wall_s"], n * 60 / r["wall_s"], peak))
+PY
   echo
 done
 t_end=$(date +%s.%N)
