@@ -205,31 +205,22 @@ start_link() {  # start_link NAME PORT RTT MBIT -> prints the port to use
   for _ in $(seq 100); do [ -s "$work/$name.port" ] && break; sleep 0.05; done
   cat "$work/$name.port"
 }
-# The batch row of one profile: all accounts by one `mailferry batch`, then by mbsync
-# 4 at a time; the first and the last account of each checked against its source.
-batch_run() {  # batch_run K LABEL_PREFIX SOURCE_PORT TARGET_PORT
-  local k=$1 lp=$2 sp=$3 tp=$4 a csv=$work/batch-p$1.csv
-  echo "source;source_user;source_password;target;target_user;target_password" > "$csv"
-  for a in $(seq "$n_accounts"); do
-    echo "imaps://localhost:$sp;bsrc-$a;file:$pwfile;localhost:$tp;bmf-$a-p$k@bench.test;file:$pwfile" >> "$csv"
-  done
-  run "${lp}batch/mailferry@1" "$mf" batch "$csv" --jobs 4 --ca-file "$ca" \
-    --state "$work/state-batch-p$k.sqlite" --report "$work/batch-p$k-report.csv" "${mf_link[@]}"
-  for a in $(seq "$n_accounts"); do
-    mkdir -p "$work/mbsync-batch-$a-p$k"
-    cat > "$work/mbsyncrc-batch-$a-p$k" <<RC
+# mbsync_rc FAR_PORT FAR_USER NEAR_PORT NEAR_USER STATE_DIR: an mbsync config that pulls
+# every folder of FAR_USER into NEAR_USER (creating folders, keeping arrival dates).
+mbsync_rc() {
+  cat <<RC
 IMAPAccount far
 Host localhost
-Port $sp
-User bsrc-$a
+Port $1
+User $2
 PassCmd "cat $pwfile"
 SSLType IMAPS
 CertificateFile $ca
 
 IMAPAccount near
 Host localhost
-Port $tp
-User bmb-$a-p$k@bench.test
+Port $3
+User $4
 PassCmd "cat $pwfile"
 SSLType IMAPS
 CertificateFile $ca
@@ -248,8 +239,23 @@ Create Near
 Sync Pull
 Expunge None
 CopyArrivalDate yes
-SyncState $work/mbsync-batch-$a-p$k/
+SyncState $5/
 RC
+}
+
+# The batch row of one profile: all accounts by one `mailferry batch`, then by mbsync
+# 4 at a time; the first and the last account of each checked against its source.
+batch_run() {  # batch_run K LABEL_PREFIX SOURCE_PORT TARGET_PORT
+  local k=$1 lp=$2 sp=$3 tp=$4 a csv=$work/batch-p$1.csv
+  echo "source;source_user;source_password;target;target_user;target_password" > "$csv"
+  for a in $(seq "$n_accounts"); do
+    echo "imaps://localhost:$sp;bsrc-$a;file:$pwfile;localhost:$tp;bmf-$a-p$k@bench.test;file:$pwfile" >> "$csv"
+  done
+  run "${lp}batch/mailferry@1" "$mf" batch "$csv" --jobs 4 --ca-file "$ca" \
+    --state "$work/state-batch-p$k.sqlite" --report "$work/batch-p$k-report.csv" "${mf_link[@]}"
+  for a in $(seq "$n_accounts"); do
+    mkdir -p "$work/mbsync-batch-$a-p$k"
+    mbsync_rc "$sp" "bsrc-$a" "$tp" "bmb-$a-p$k@bench.test" "$work/mbsync-batch-$a-p$k" > "$work/mbsyncrc-batch-$a-p$k"
   done
   run "${lp}batch/mbsync@1" sh -c "ls $work/mbsyncrc-batch-*-p$k | xargs -P 4 -I{} mbsync -q -c {} -a"
   for a in 1 "$n_accounts"; do
@@ -291,39 +297,7 @@ for profile in $profiles; do
         fi
         mkdir -p "$work/mbsync-state-$c-$i-p$k"
         rc=$work/mbsyncrc-$c-$i-p$k
-        cat > "$rc" <<RC
-IMAPAccount far
-Host localhost
-Port $s_imaps
-User $src
-PassCmd "cat $pwfile"
-SSLType IMAPS
-CertificateFile $ca
-
-IMAPAccount near
-Host localhost
-Port $t_imaps
-User mb-$c-$i-p$k
-PassCmd "cat $pwfile"
-SSLType IMAPS
-CertificateFile $ca
-
-IMAPStore far
-Account far
-
-IMAPStore near
-Account near
-
-Channel copy
-Far :far:
-Near :near:
-Patterns *
-Create Near
-Sync Pull
-Expunge None
-CopyArrivalDate yes
-SyncState $work/mbsync-state-$c-$i-p$k/
-RC
+        mbsync_rc "$s_imaps" "$src" "$t_imaps" "mb-$c-$i-p$k" "$work/mbsync-state-$c-$i-p$k" > "$rc"
         run "$p_label$c/mbsync@$i" mbsync -q -c "$rc" -a
         check "$p_label$c/mbsync@$i" verify "${imap[@]}" --user "mb-$c-$i-p$k" --mode mbsync --source "$work/$src.json"
       done

@@ -120,6 +120,16 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     n.checked_mul(1 << shift).filter(|&n| n > 0).ok_or_else(bad)
 }
 
+/// A rate in bytes a second for `flag` (`--max-bytes-per-sec`): written as a
+/// size ([`parse_size`]); the error names the flag.
+pub fn parse_rate(text: &str, flag: &str) -> Result<u64, String> {
+    parse_size(text).map_err(|_| {
+        format!(
+            "{flag}: {text:?} is not a rate; write it as bytes or with K, M or G (25M, 201MB, 1G)"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,14 +64,7 @@ impl BatchPlan {
         let host_max_bytes_per_sec = a
             .host_max_bytes_per_sec
             .as_deref()
-            .map(|text| {
-                crate::select::parse_size(text).map_err(|e| {
-                    input(format!(
-                        "--host-max-bytes-per-sec: {}",
-                        e.replace("size", "rate")
-                    ))
-                })
-            })
+            .map(|text| crate::select::parse_rate(text, "--host-max-bytes-per-sec").map_err(input))
             .transpose()?;
         Ok(BatchPlan {
             csv: a.csv.clone(),

@@ -123,14 +123,7 @@ pub fn options(f: &FolderArgs, dry_run: bool) -> anyhow::Result<Options> {
         max_bytes_per_sec: f
             .max_bytes_per_sec
             .as_deref()
-            .map(|s| {
-                crate::select::parse_size(s).map_err(|e| {
-                    input(format!(
-                        "--max-bytes-per-sec: {}",
-                        e.replace("size", "rate")
-                    ))
-                })
-            })
+            .map(|s| crate::select::parse_rate(s, "--max-bytes-per-sec").map_err(input))
             .transpose()?,
         max_msgs_per_sec: match f.max_msgs_per_sec {
             Some(0) => return Err(input("--max-msgs-per-sec must be at least 1")),

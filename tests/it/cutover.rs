@@ -14,12 +14,7 @@ const SRC: &str = "anna@source.test";
 const DST: &str = "anna@target.test";
 
 fn migrate(src: &Dovecot, dst: &Dovecot, state: &Path, extra: &[&str]) -> Output {
-    Run::new("migrate")
-        .from(src.imaps_url(SRC))
-        .to(dst.imaps_url(DST))
-        .from_password_file(src.pwfile())
-        .to_password_file(dst.pwfile())
-        .ca(src)
+    Run::migrate_between(src, SRC, dst, DST)
         .state(state)
         .args(extra)
         .run()

@@ -12,60 +12,11 @@ const SRC: &str = "anna@source.test";
 const DST: &str = "anna@target.test";
 
 fn migrate(src: &Dovecot, dst: &Dovecot, state: &Path, extra: &[&str]) -> Output {
-    Run::new("migrate")
-        .from(src.imaps_url(SRC))
-        .to(dst.imaps_url(DST))
-        .from_password_file(src.pwfile())
-        .to_password_file(dst.pwfile())
-        .ca(src)
+    Run::migrate_between(src, SRC, dst, DST)
         .state(state)
         .arg("--json")
         .args(extra)
         .run()
-}
-
-/// (folder, file, day as yyyymmdd in the date's own zone, bytes) of every manifest row,
-/// read from the manifest's text (not through mailferry's date code).
-fn rows() -> Vec<(String, String, u32, usize)> {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let text = std::fs::read_to_string(root().join("fixtures/mail/manifest.tsv")).unwrap();
-    text.lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let c: Vec<&str> = l.split('\t').collect();
-            let d: Vec<&str> = c[3].split(' ').next().unwrap().split('-').collect();
-            let month = MONTHS.iter().position(|m| *m == d[1]).unwrap() as u32 + 1;
-            let day =
-                d[2].parse::<u32>().unwrap() * 10_000 + month * 100 + d[0].parse::<u32>().unwrap();
-            let size = crlf(&std::fs::read(root().join("fixtures/mail").join(c[1])).unwrap()).len();
-            (c[0].to_string(), c[1].to_string(), day, size)
-        })
-        .collect()
-}
-
-/// The fixtures' expected snapshot, keeping only the messages of rows `keep` selects.
-fn expected_where(keep: impl Fn(u32, usize) -> bool) -> Snapshot {
-    let mut want = expected(|f| f.to_string());
-    let rows = rows();
-    for (folder, msgs) in want.0.iter_mut() {
-        msgs.retain(|m| {
-            rows.iter().any(|(f, file, day, size)| {
-                f == folder
-                    && crlf(&std::fs::read(root().join("fixtures/mail").join(file)).unwrap())
-                        == m.body
-                    && keep(*day, *size)
-            })
-        });
-    }
-    want.0.retain(|_, msgs| !msgs.is_empty());
-    want
-}
-
-fn non_empty(s: Snapshot) -> Snapshot {
-    Snapshot(s.0.into_iter().filter(|(_, m)| !m.is_empty()).collect())
 }
 
 fn left(j: &serde_json::Value) -> Vec<(String, u64)> {
@@ -96,7 +47,7 @@ fn date_window_size_cap_and_appendlimit_leave_messages_on_the_source() {
     );
     src.seed(SRC);
     let state = src.dir.path().join("state.sqlite");
-    let all = rows().len() as u64;
+    let all = dated_fixtures().len() as u64;
     let (since, before) = (20130409, 20240305);
     let in_window = |day: u32| day >= since && day < before;
     let small = |size: usize| size <= 1_048_576;
@@ -110,9 +61,15 @@ fn date_window_size_cap_and_appendlimit_leave_messages_on_the_source() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let j = json(&out);
-    let r = rows();
-    let older = r.iter().filter(|x| x.2 < since && small(x.3)).count() as u64;
-    let newer = r.iter().filter(|x| x.2 >= before && small(x.3)).count() as u64;
+    let r = dated_fixtures();
+    let older = r
+        .iter()
+        .filter(|x| x.day < since && small(x.body.len()))
+        .count() as u64;
+    let newer = r
+        .iter()
+        .filter(|x| x.day >= before && small(x.body.len()))
+        .count() as u64;
     let mut want_left = vec![
         ("dated --before 2024-03-05 or later".to_string(), newer),
         ("dated before --since 2013-04-09".to_string(), older),
@@ -128,14 +85,17 @@ fn date_window_size_cap_and_appendlimit_leave_messages_on_the_source() {
     assert_eq!(copied_1 + older + newer + 1, all, "{j}");
     assert_same(
         &non_empty(dst.snapshot(DST)),
-        &expected_where(|day, size| in_window(day) && small(size)),
+        &expected_where(|day, body| in_window(day) && small(body.len())),
     );
 
     // 2: no window, at most 4000 bytes: the small ones outside the window come.
     let out = migrate(&src, &dst, &state, &["--max-size", "4000"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let j = json(&out);
-    let larger = r.iter().filter(|x| !in_window(x.2) && x.3 > 4000).count() as u64;
+    let larger = r
+        .iter()
+        .filter(|x| !in_window(x.day) && x.body.len() > 4000)
+        .count() as u64;
     assert_eq!(
         left(&j),
         vec![(
@@ -146,7 +106,7 @@ fn date_window_size_cap_and_appendlimit_leave_messages_on_the_source() {
     );
     assert_same(
         &non_empty(dst.snapshot(DST)),
-        &expected_where(|day, size| (in_window(day) || size <= 4000) && small(size)),
+        &expected_where(|day, body| (in_window(day) || body.len() <= 4000) && small(body.len())),
     );
 
     // 3: no filter: the rest, nothing twice; the 3 MB message is still left.
@@ -163,7 +123,7 @@ fn date_window_size_cap_and_appendlimit_leave_messages_on_the_source() {
     );
     assert_same(
         &non_empty(dst.snapshot(DST)),
-        &expected_where(|_, size| small(size)),
+        &expected_where(|_, body| small(body.len())),
     );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(!stdout.contains("\"failed\": [\n"), "{stdout}");
@@ -185,7 +145,7 @@ fn a_dry_run_counts_what_the_filters_leave() {
         .args(["--dry-run", "--since", "2024-01-01"])
         .run();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let older = rows().iter().filter(|x| x.2 < 20240101).count();
+    let older = dated_fixtures().iter().filter(|x| x.day < 20240101).count();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(&format!(

@@ -13,12 +13,7 @@ fn migrate(
     state: &std::path::Path,
     extra: &[&str],
 ) -> std::process::Output {
-    Run::new("migrate")
-        .from(src.imaps_url(SRC))
-        .to(dst.imaps_url(DST))
-        .from_password_file(src.pwfile())
-        .to_password_file(dst.pwfile())
-        .ca(src)
+    Run::migrate_between(src, SRC, dst, DST)
         .state(state)
         .arg("--json")
         .args(extra)

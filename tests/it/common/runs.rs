@@ -51,6 +51,17 @@ impl Run {
             .ca(d)
     }
 
+    /// `migrate` from `from_user` on `src` to `to_user` on `dst` over IMAPS, each side
+    /// with its own password file (the test certificate is shared by every Dovecot).
+    pub fn migrate_between(src: &Dovecot, from_user: &str, dst: &Dovecot, to_user: &str) -> Run {
+        Run::new("migrate")
+            .from(src.imaps_url(from_user))
+            .to(dst.imaps_url(to_user))
+            .from_password_file(src.pwfile())
+            .to_password_file(dst.pwfile())
+            .ca(src)
+    }
+
     /// `restore --from FROM` into `user`'s account on `d` over IMAPS, with `d`'s
     /// password and CA files.
     pub fn restore_into(d: &Dovecot, from: impl AsRef<OsStr>, user: &str) -> Run {
