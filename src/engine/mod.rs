@@ -136,6 +136,10 @@ pub struct FolderPlan {
     /// Their listing, kept from planning while the run's total stays small;
     /// `None`: listed again, page by page, when the folder is copied.
     pub kept: Option<Vec<Meta>>,
+    /// The order (UID) of every `plan::MARK_EVERY`th message not yet copied, in
+    /// listing order, with the listing page it was on: where the folder can be cut
+    /// into parts without listing it again (empty: not known).
+    pub marks: Vec<(u64, usize)>,
     /// `Some`: only a part of the folder, copied by one of several connection
     /// pairs at once (`workers`).
     pub part: Option<Part>,

@@ -69,7 +69,17 @@ pub struct Tally {
     pub kept: Option<Vec<Meta>>,
     /// Messages left on the source by the selection, by reason.
     pub left: std::collections::BTreeMap<crate::select::Left, u64>,
+    /// Where a large folder can be cut into parts without listing it again: the
+    /// order (UID) of every [`MARK_EVERY`]th pending message, with the listing
+    /// page it was on ([`FolderPlan::marks`]).
+    pub marks: Vec<(u64, usize)>,
+    /// Pages counted so far.
+    pages: usize,
 }
+
+/// A mark every this many pending messages (a folder of 100,000 messages: 400
+/// marks, 6 KB).
+pub const MARK_EVERY: usize = 250;
 
 impl Tally {
     pub fn new() -> Tally {
@@ -78,11 +88,20 @@ impl Tally {
             bytes: 0,
             kept: Some(Vec::new()),
             left: Default::default(),
+            marks: Vec::new(),
+            pages: 0,
         }
     }
 
     /// Count a page; keep its listing while the kept total stays within `room`.
     pub fn add(&mut self, page: Vec<Meta>, room: usize) {
+        let first = self.count as usize;
+        for (i, m) in page.iter().enumerate() {
+            if (first + i) % MARK_EVERY == 0 {
+                self.marks.push((m.order, self.pages));
+            }
+        }
+        self.pages += 1;
         self.count += page.len() as u64;
         self.bytes += page.iter().map(|m| m.size).sum::<u64>();
         self.kept = match self.kept.take() {
@@ -398,6 +417,7 @@ pub(super) fn plan_folders(
             count: tally.count,
             bytes: tally.bytes,
             kept: tally.kept,
+            marks: tally.marks,
             part: None,
         });
     }
@@ -532,6 +552,23 @@ mod tests {
                 flags_missing: false,
             })
             .collect()
+    }
+
+    #[test]
+    fn tally_marks_every_250th_pending_message_with_its_page() {
+        let mut t = Tally::new();
+        // Pages of 300, 0 (all copied already) and 400 pending messages, UIDs from 1.
+        for (first, n) in [(1u64, 300u64), (0, 0), (1001, 400)] {
+            let page: Vec<Meta> = (first..first + n)
+                .map(|uid| Meta {
+                    order: uid,
+                    ..metas(&[1])[0].clone()
+                })
+                .collect();
+            t.add(page, 0);
+        }
+        // Pending positions 0, 250 (page 0), 500 (page 2: UID 1001 + 200).
+        assert_eq!(t.marks, vec![(1, 0), (251, 0), (1201, 2)]);
     }
 
     #[test]

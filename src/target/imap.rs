@@ -10,7 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use super::{
-    Connector, CreateError, FlagChange, Held, Opened, Outgoing, Refusal, Stored, Target, Updated,
+    Connector, CreateError, FlagChange, Held, Opened, Outgoing, Refusal, Sent, Stored, Target,
+    Updated,
 };
 use crate::dedupe::{self, Mode};
 use crate::endpoint::Server;
@@ -343,41 +344,33 @@ impl Target for ImapTarget {
         }
     }
 
-    /// What the target stored of the messages just appended: sizes are compared
-    /// for all, bytes for those whose size differs or that a server may change
-    /// (8-bit header bytes, no final line end).
-    fn check_stored(
-        &mut self,
-        stored: &[(u32, &[u8], &str)],
-        dedupe: Mode,
-    ) -> anyhow::Result<Vec<(u32, String)>> {
+    /// What the target stored of the messages appended since the last check:
+    /// sizes are compared for all, bytes for those whose size differs or that a
+    /// server may change (8-bit header bytes, no final line end).
+    fn check_stored(&mut self, stored: &[Sent], dedupe: Mode) -> anyhow::Result<Vec<(u32, String)>> {
         if stored.is_empty() || !self.trusted {
             return Ok(Vec::new());
         }
         let sizes = self.stored_sizes(stored)?;
-        let mut suspects: Vec<u32> = stored
+        let suspects: Vec<&Sent> = stored
             .iter()
-            .filter(|(uid, body, _)| {
-                let size = sizes.get(uid).copied();
-                let same = size == Some(body.len() as u64) || size == Some(dedupe::crlf_len(body));
-                !same || dedupe::may_be_changed(body)
+            .filter(|s| {
+                let size = sizes.get(&s.uid).copied();
+                let same = size == Some(s.len) || size == Some(s.crlf_len);
+                !same || s.may_change
             })
-            .map(|s| s.0)
             .collect();
-        suspects.sort_unstable();
-        let expected: u64 = stored
-            .iter()
-            .filter(|s| suspects.contains(&s.0))
-            .map(|s| s.1.len() as u64)
-            .sum();
+        let mut uids: Vec<u32> = suspects.iter().map(|s| s.uid).collect();
+        uids.sort_unstable();
+        let expected: u64 = suspects.iter().map(|s| s.len).sum();
         let mut stored_keys = HashMap::new();
-        fetch_bodies(&mut self.s, &suspects, expected, |uid, tbody| {
+        fetch_bodies(&mut self.s, &uids, expected, |uid, tbody| {
             stored_keys.insert(uid, dedupe::key(&tbody, dedupe));
         })?;
-        Ok(stored
+        Ok(suspects
             .iter()
-            .filter_map(|(uid, _, key)| match stored_keys.remove(uid) {
-                Some(k) if k != *key => Some((*uid, k)),
+            .filter_map(|s| match stored_keys.remove(&s.uid) {
+                Some(k) if k != s.key => Some((s.uid, k)),
                 _ => None,
             })
             .collect())
@@ -422,9 +415,9 @@ impl Target for ImapTarget {
 
 impl ImapTarget {
     /// RFC822.SIZE of the UIDs just appended; a UID FETCH does not show is said.
-    fn stored_sizes(&mut self, stored: &[(u32, &[u8], &str)]) -> anyhow::Result<HashMap<u32, u64>> {
+    fn stored_sizes(&mut self, stored: &[Sent]) -> anyhow::Result<HashMap<u32, u64>> {
         let mut sizes: HashMap<u32, u64> = HashMap::new();
-        let set = crate::imap::types::UidSet::from_uids(stored.iter().map(|s| s.0).collect());
+        let set = crate::imap::types::UidSet::from_uids(stored.iter().map(|s| s.uid).collect());
         for attempt in 0..2 {
             self.s
                 .uid_fetch(&set.to_string(), "(UID RFC822.SIZE)", |f| {

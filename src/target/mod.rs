@@ -59,6 +59,33 @@ pub struct Outgoing<'a> {
     pub key: &'a str,
 }
 
+/// What [`Target::check_stored`] needs to know of a message it stored: its
+/// sizes and key, not its bytes (the check runs once for several batches).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// Its UID on the target.
+    pub uid: u32,
+    /// Its size as sent, and with bare LFs counted as CRLF.
+    pub len: u64,
+    pub crlf_len: u64,
+    /// A server might store it other than as sent ([`crate::dedupe::may_be_changed`]).
+    pub may_change: bool,
+    /// The key sent.
+    pub key: String,
+}
+
+impl Sent {
+    pub fn new(uid: u32, body: &[u8], key: &str) -> Sent {
+        Sent {
+            uid,
+            len: body.len() as u64,
+            crlf_len: crate::dedupe::crlf_len(body),
+            may_change: crate::dedupe::may_be_changed(body),
+            key: key.to_string(),
+        }
+    }
+}
+
 /// Whether a target itself records a source message as stored, by (target folder,
 /// source UIDVALIDITY, source id): a backup's manifest, the truth for its files.
 pub type StoredIds = Arc<dyn Fn(&str, u32, &str) -> bool + Send + Sync>;
@@ -156,11 +183,11 @@ pub trait Target: Send {
     fn durable(&mut self) -> anyhow::Result<()> {
         Ok(())
     }
-    /// After a batch is recorded: the messages just stored as (UID, bytes sent,
-    /// key sent) that the target stored other than as sent, as (UID, stored key).
+    /// After batches are recorded: of the messages they stored, those the target
+    /// stored other than as sent, as (UID, stored key).
     fn check_stored(
         &mut self,
-        stored: &[(u32, &[u8], &str)],
+        stored: &[Sent],
         dedupe: Mode,
     ) -> anyhow::Result<Vec<(u32, String)>> {
         let _ = (stored, dedupe);
