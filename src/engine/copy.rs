@@ -425,16 +425,19 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
     }
 
     /// Target messages the index does not know that could be copies of this
-    /// batch's messages are hashed: what is found is known from now on (and
-    /// recorded, with a copy the target stored changed kept apart).
+    /// batch's messages are hashed, all in one go: what is found is known from
+    /// now on (and recorded, with a copy the target stored changed kept apart).
     fn check_target(
         &mut self,
         tgt: &mut dyn Target,
         st: &mut State,
         b: &Fetched,
     ) -> Result<Vec<Record>, Stop> {
-        let mut records = Vec::new();
         let mode = self.ctx.opts.dedupe;
+        let mut bodies: Vec<&[u8]> = Vec::new();
+        // A form the target may have stored a message in → the key sent.
+        let mut variants: std::collections::HashMap<String, &str> = Default::default();
+        let (mut asked, mut sent) = (HashSet::new(), HashSet::new());
         for meta in b.metas.iter().filter(|m| m.problem.is_none()) {
             let Some((key, body)) = b.bodies.get(&meta.id) else {
                 continue;
@@ -443,24 +446,39 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
             let (seen, known) = (st.seen.contains(&fp), st.known.contains(&fp));
             if decide::action(mode != Mode::None, seen, known, tgt.may_hold(body))
                 != Action::CheckTarget
+                || !asked.insert(fp)
             {
                 continue;
             }
-            let found = tgt.check(body, mode)?;
-            let variants = dedupe::stored_variants(body, mode);
-            let rows = self.rows(st);
-            for (uid, k) in &found {
-                // A copy the target stored changed (an earlier run's, with the
-                // index lost) is this message: known under the key of what was
-                // sent, the stored one kept apart.
-                let changed = k != key && variants.contains(k);
-                records.extend(rows.known(*uid, if changed { key } else { k }));
-                if changed {
-                    records.extend(rows.changed(*uid, k));
-                    st.known.insert(fp);
-                }
-                st.known.insert(dedupe::fingerprint(k));
+            bodies.push(body);
+            sent.insert(key.as_str());
+            for v in dedupe::stored_variants(body, mode) {
+                variants.insert(v, key.as_str());
             }
+        }
+        if bodies.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = tgt.check(&bodies, mode)?;
+        let rows = self.rows(st);
+        let mut records = Vec::new();
+        for (uid, k) in &found {
+            // A copy the target stored changed (an earlier run's, with the index
+            // lost) is its message: known under the key of what was sent, the
+            // stored one kept apart. A key one of the batch's messages has as it
+            // is counts as that message, not as another's changed copy.
+            match variants
+                .get(k.as_str())
+                .filter(|_| !sent.contains(k.as_str()))
+            {
+                Some(&sent) => {
+                    records.extend(rows.known(*uid, sent));
+                    records.extend(rows.changed(*uid, k));
+                    st.known.insert(dedupe::fingerprint(sent));
+                }
+                None => records.extend(rows.known(*uid, k)),
+            }
+            st.known.insert(dedupe::fingerprint(k));
         }
         Ok(records)
     }

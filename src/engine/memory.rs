@@ -217,9 +217,13 @@ impl Target for MemTarget {
         self.unchecked.iter().any(|(s, _)| *s == body.len() as u64)
     }
 
-    fn check(&mut self, body: &[u8], dedupe: Mode) -> anyhow::Result<Vec<(Option<u32>, String)>> {
-        let size = body.len() as u64;
-        let (hit, rest) = self.unchecked.iter().partition(|(s, _)| *s == size);
+    fn check(
+        &mut self,
+        bodies: &[&[u8]],
+        dedupe: Mode,
+    ) -> anyhow::Result<Vec<(Option<u32>, String)>> {
+        let sizes: Vec<u64> = bodies.iter().map(|b| b.len() as u64).collect();
+        let (hit, rest) = self.unchecked.iter().partition(|(s, _)| sizes.contains(s));
         self.unchecked = rest;
         let folder = &self.folders[&self.open];
         Ok(hit

@@ -326,7 +326,11 @@ fn cut_marked(plan: &FolderPlan, n: usize) -> Option<Vec<FolderPlan>> {
                 marks: Vec::new(),
                 part: Some(Part {
                     orders: lo..hi,
-                    from_page: if i == 0 { 0 } else { marks[at].1.saturating_sub(1) },
+                    from_page: if i == 0 {
+                        0
+                    } else {
+                        marks[at].1.saturating_sub(1)
+                    },
                     k: i + 1,
                     n,
                 }),

@@ -225,7 +225,11 @@ impl Target for BackupTarget {
         false
     }
 
-    fn check(&mut self, _body: &[u8], _dedupe: Mode) -> anyhow::Result<Vec<(Option<u32>, String)>> {
+    fn check(
+        &mut self,
+        _bodies: &[&[u8]],
+        _dedupe: Mode,
+    ) -> anyhow::Result<Vec<(Option<u32>, String)>> {
         Ok(Vec::new())
     }
 

@@ -295,11 +295,21 @@ impl Target for ImapTarget {
         !self.unknown.candidates(body).is_empty()
     }
 
-    fn check(&mut self, body: &[u8], dedupe: Mode) -> anyhow::Result<Vec<(Option<u32>, String)>> {
-        let mut cands = self.unknown.candidates(body);
+    fn check(
+        &mut self,
+        bodies: &[&[u8]],
+        dedupe: Mode,
+    ) -> anyhow::Result<Vec<(Option<u32>, String)>> {
+        let mut cands = Vec::new();
+        let mut expected = 0u64;
+        for body in bodies {
+            let c = self.unknown.candidates(body);
+            expected += body.len() as u64 * c.len() as u64;
+            cands.extend(c);
+        }
         cands.sort_unstable();
+        cands.dedup();
         let mut found = Vec::new();
-        let expected = body.len() as u64 * cands.len() as u64;
         fetch_bodies(&mut self.s, &cands, expected, |uid, tbody| {
             found.push((Some(uid), dedupe::key(&tbody, dedupe)));
         })?;
@@ -347,7 +357,11 @@ impl Target for ImapTarget {
     /// What the target stored of the messages appended since the last check:
     /// sizes are compared for all, bytes for those whose size differs or that a
     /// server may change (8-bit header bytes, no final line end).
-    fn check_stored(&mut self, stored: &[Sent], dedupe: Mode) -> anyhow::Result<Vec<(u32, String)>> {
+    fn check_stored(
+        &mut self,
+        stored: &[Sent],
+        dedupe: Mode,
+    ) -> anyhow::Result<Vec<(u32, String)>> {
         if stored.is_empty() || !self.trusted {
             return Ok(Vec::new());
         }

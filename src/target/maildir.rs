@@ -286,9 +286,13 @@ impl Target for MaildirTarget {
         sizes_of(body).iter().any(|s| self.by_size.contains_key(s))
     }
 
-    fn check(&mut self, body: &[u8], dedupe: Mode) -> anyhow::Result<Vec<(Option<u32>, String)>> {
+    fn check(
+        &mut self,
+        bodies: &[&[u8]],
+        dedupe: Mode,
+    ) -> anyhow::Result<Vec<(Option<u32>, String)>> {
         let mut found = Vec::new();
-        for size in sizes_of(body) {
+        for size in bodies.iter().flat_map(|b| sizes_of(b)) {
             for path in self.by_size.remove(&size).unwrap_or_default() {
                 // A file renamed or removed meanwhile (a mail client) is simply not there.
                 if let Ok(data) = fs::read(&path) {

@@ -167,9 +167,14 @@ pub trait Target: Send {
     /// Whether the open folder holds messages not in [`Opened::known`] that could be
     /// a copy of `body` (same Message-ID, or same size): [`Target::check`] them.
     fn may_hold(&self, body: &[u8]) -> bool;
-    /// The keys of the messages [`Target::may_hold`] named for `body`, as (UID,
-    /// key); they are not named again.
-    fn check(&mut self, body: &[u8], dedupe: Mode) -> anyhow::Result<Vec<(Option<u32>, String)>>;
+    /// The keys of the messages [`Target::may_hold`] named for any of `bodies`,
+    /// as (UID, key), each once; they are not named again. One call for a whole
+    /// batch: an IMAP target fetches them all in one command.
+    fn check(
+        &mut self,
+        bodies: &[&[u8]],
+        dedupe: Mode,
+    ) -> anyhow::Result<Vec<(Option<u32>, String)>>;
     /// Store a batch into the open folder; one answer per message, in order.
     fn store(&mut self, batch: &[Outgoing<'_>]) -> Vec<Stored>;
     /// Identical copies of messages the folder holds (duplicates): a target that

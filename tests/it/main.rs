@@ -33,6 +33,7 @@ mod provision;
 mod rate;
 mod readme;
 mod refusals;
+mod round_trips;
 mod split;
 mod throttling;
 mod verify_targets;
