@@ -97,7 +97,7 @@ impl Tally {
     pub fn add(&mut self, page: Vec<Meta>, room: usize) {
         let first = self.count as usize;
         for (i, m) in page.iter().enumerate() {
-            if (first + i) % MARK_EVERY == 0 {
+            if (first + i).is_multiple_of(MARK_EVERY) {
                 self.marks.push((m.order, self.pages));
             }
         }
