@@ -299,6 +299,28 @@ fn whole(body: &[u8], listed_size: u64) -> bool {
     len == listed_size || (len == listed_size + 2 && body.ends_with(b"\r\n"))
 }
 
+/// Most commands of one pipelined window ([`Client::peek_many`]), and most bytes
+/// (as LIST gave them) it asks for, beyond its first message: enough to keep a
+/// link of 100 Mbit at 80 ms busy with small messages, little for the server to
+/// have in flight.
+pub const WINDOW: usize = 64;
+pub const WINDOW_BYTES: u64 = 2 << 20;
+
+/// Where the window starting at `at` ends (exclusive): at most [`WINDOW`]
+/// messages, and no more than [`WINDOW_BYTES`] after the first.
+fn window_end(msgs: &[(u32, u64)], at: usize) -> usize {
+    let mut bytes = 0u64;
+    let mut end = at;
+    while end < msgs.len() && end - at < WINDOW {
+        if end > at && bytes + msgs[end].1 > WINDOW_BYTES {
+            break;
+        }
+        bytes += msgs[end].1;
+        end += 1;
+    }
+    end
+}
+
 /// A line count no message reaches (a line is at least CRLF, so this is 2 GB of
 /// empty lines), and one that 32-bit parsers of TOP's argument accept.
 const WHOLE_MESSAGE_LINES: u32 = 1_000_000_000;
@@ -732,6 +754,109 @@ impl<S: Read + Write> Client<S> {
         self.retr(n)
     }
 
+    /// Whole messages (number, size from LIST), each handed to `each` in order
+    /// with its index in `msgs`, as [`Client::peek`] fetches them. A server that
+    /// announces PIPELINING (RFC 2449) gets the commands of a window (at most
+    /// [`WINDOW`] messages or [`WINDOW_BYTES`] listed bytes) in one write and
+    /// answers them in order, so a window costs one round trip instead of one
+    /// per message; a TOP answer that is not the whole message is fetched again
+    /// with RETR once its window is read. Without PIPELINING, or before TOP is
+    /// known to work, one command at a time. A `-ERR` for a message is returned
+    /// after its window is read, so the session stays in step.
+    pub fn peek_many(
+        &mut self,
+        msgs: &[(u32, u64)],
+        each: &mut dyn FnMut(usize, Vec<u8>),
+    ) -> Result<(), Pop3Error> {
+        let mut at = 0;
+        while at < msgs.len() {
+            let top = self.top == TopState::Works && self.has_cap("TOP");
+            let known = top || self.top == TopState::Refused || !self.has_cap("TOP");
+            if !self.has_cap("PIPELINING") || !known {
+                let (n, size) = msgs[at];
+                each(at, self.peek(n, size)?);
+                at += 1;
+                continue;
+            }
+            let end = window_end(msgs, at);
+            self.pipelined(&msgs[at..end], top, &mut |i, body| each(at + i, body))?;
+            at = end;
+        }
+        Ok(())
+    }
+
+    /// One window of [`Client::peek_many`]: every command written at once, the
+    /// answers read in order.
+    fn pipelined(
+        &mut self,
+        msgs: &[(u32, u64)],
+        top: bool,
+        each: &mut dyn FnMut(usize, Vec<u8>),
+    ) -> Result<(), Pop3Error> {
+        let command = |n: u32| match top {
+            true => format!("TOP {n} {WHOLE_MESSAGE_LINES}"),
+            false => format!("RETR {n}"),
+        };
+        let mut out = Vec::new();
+        for &(n, _) in msgs {
+            let line = command(n);
+            log::trace(&self.who, "C:", line.as_bytes());
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        let s = self.stream.get_mut();
+        // One time budget for the window, paced by what it should bring.
+        s.begin();
+        s.expect(msgs.iter().map(|m| m.1).sum());
+        s.write_all(&out)?;
+        s.flush()?;
+        let (mut again, mut first_err) = (Vec::new(), None);
+        for (i, &(n, size)) in msgs.iter().enumerate() {
+            self.doing = command(n).split(' ').take(2).collect::<Vec<_>>().join(" ");
+            let name = if top { "TOP" } else { "RETR" };
+            let body = match self.read_status(name) {
+                Ok(_) => {
+                    let mut body = Vec::new();
+                    self.read_multi(MESSAGE, |l| {
+                        body.extend_from_slice(l);
+                        Ok(())
+                    })?;
+                    body
+                }
+                Err(e @ Pop3Error::Err { .. }) if top => {
+                    self.retr_instead(&e.to_string());
+                    again.push(i);
+                    continue;
+                }
+                Err(e @ Pop3Error::Err { .. }) => {
+                    first_err.get_or_insert(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if top && !whole(&body, size) {
+                self.retr_instead(&format!(
+                    "message {n}: TOP gave {} bytes where LIST said {size}",
+                    body.len()
+                ));
+                again.push(i);
+                continue;
+            }
+            if first_err.is_none() {
+                each(i, body);
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        for i in again {
+            let (n, size) = msgs[i];
+            self.expect_next = size;
+            each(i, self.retr(n)?);
+        }
+        Ok(())
+    }
+
     fn retr_instead(&mut self, why: &str) {
         if !self.warned_retr {
             self.warned_retr = true;
@@ -899,10 +1024,14 @@ mod tests {
         written: Vec<u8>,
         /// How long each read takes (a slow server).
         delay: Duration,
+        /// At each read, how many lines had been written.
+        seen: Vec<usize>,
     }
     impl Read for Replay {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
             std::thread::sleep(self.delay);
+            let lines = self.written.iter().filter(|&&c| c == b'\n').count();
+            self.seen.push(lines);
             // Small reads, so no answer arrives in one piece.
             let n = buf.len().min(7);
             self.input.read(&mut buf[..n])
@@ -923,6 +1052,7 @@ mod tests {
                 input: Cursor::new(server.to_vec()),
                 written: Vec::new(),
                 delay: Duration::ZERO,
+                seen: Vec::new(),
             },
             "test",
         )
@@ -935,6 +1065,7 @@ mod tests {
                 input: Cursor::new(server.to_vec()),
                 written: Vec::new(),
                 delay,
+                seen: Vec::new(),
             },
             "test",
         );
@@ -953,6 +1084,92 @@ mod tests {
         "CAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nAUTH-RESP-CODE\r\n",
         "STLS\r\nUSER\r\nSASL PLAIN LOGIN\r\n.\r\n",
     );
+
+    #[test]
+    fn peek_many_pipelines_a_window_where_the_server_allows() {
+        let msg = |i: usize| format!("Subject: {i}\r\n\r\nbody {i}\r\n");
+        let n = msg(1).len() as u64;
+        let four = [(1, n), (2, n), (3, n), (4, n)];
+        let answers: String = (1..=4).map(|i| format!("+OK\r\n{}.\r\n", msg(i))).collect();
+        let want: Vec<(usize, Vec<u8>)> = (0..4).map(|i| (i, msg(i + 1).into_bytes())).collect();
+        let top = |i: usize| format!("TOP {i} 1000000000\r\n");
+        // PIPELINING: the first message alone (is TOP whole here?), then the other
+        // three written at once before any answer is read.
+        let mut c = replay(&format!("{DOVECOT_CAPA}{answers}"));
+        c.capa().unwrap();
+        let mut got = Vec::new();
+        c.peek_many(&four, &mut |i, b| got.push((i, b))).unwrap();
+        assert_eq!(got, want);
+        let all: String = (1..=4).map(top).collect();
+        assert_eq!(written(&mut c), format!("CAPA\r\n{all}"));
+        let seen = c.get_mut().seen.clone();
+        // Lines written at each read: CAPA (1), TOP 1 (2), then all five.
+        assert!(seen.iter().all(|&l| l <= 2 || l == 5), "{seen:?}");
+        assert!(seen.contains(&5), "{seen:?}");
+        // Without PIPELINING: one command, one answer.
+        let capa = DOVECOT_CAPA.replace("PIPELINING\r\n", "");
+        let mut c = replay(&format!("{capa}{answers}"));
+        c.capa().unwrap();
+        let mut got = Vec::new();
+        c.peek_many(&four, &mut |i, b| got.push((i, b))).unwrap();
+        assert_eq!(got, want);
+        let seen = c.get_mut().seen.clone();
+        assert!((1..=5).all(|l| seen.contains(&l)), "{seen:?}");
+        // A TOP answer in a window that is not the whole message: RETR for it once
+        // the window is read, every message handed over in order.
+        let short = "+OK\r\nSubject: 3\r\n\r\n.\r\n";
+        let mut c = replay(&format!(
+            "{DOVECOT_CAPA}+OK\r\n{}.\r\n+OK\r\n{}.\r\n{short}+OK\r\n{}.\r\n+OK\r\n{}.\r\n",
+            msg(1),
+            msg(2),
+            msg(4),
+            msg(3)
+        ));
+        c.capa().unwrap();
+        let mut got = Vec::new();
+        c.peek_many(&four, &mut |i, b| got.push((i, b))).unwrap();
+        got.sort();
+        assert_eq!(got, want);
+        assert!(written(&mut c).ends_with(&format!("{}{}{}RETR 3\r\n", top(2), top(3), top(4))));
+        // RETR only (TOP not offered): a -ERR in a window is returned once the
+        // window is read, nothing after it is handed over, and the session stays
+        // in step (the next command reads its own answer).
+        let mut c = replay(&format!(
+            "+OK\r\nPIPELINING\r\n.\r\n+OK\r\n{}.\r\n-ERR gone\r\n+OK\r\n{}.\r\n+OK\r\n{}.\r\n+OK deleted\r\n",
+            msg(1),
+            msg(3),
+            msg(4)
+        ));
+        c.capa().unwrap();
+        let mut got = Vec::new();
+        let e = c
+            .peek_many(&four, &mut |i, b| got.push((i, b)))
+            .unwrap_err();
+        assert!(e.to_string().contains("gone"), "{e}");
+        assert_eq!(got, want[..1].to_vec());
+        c.dele(1).unwrap();
+    }
+
+    #[test]
+    fn window_end_table() {
+        // (sizes, from) -> end
+        let table: &[(&[u64], usize, usize)] = &[
+            (&[], 0, 0),
+            (&[10, 10, 10], 0, 3),
+            (&[10, 10, 10], 2, 3),
+            // A message over the byte cap still goes, alone, first in its window.
+            (&[WINDOW_BYTES * 3, 10], 0, 1),
+            (&[10, WINDOW_BYTES, 10], 0, 1),
+            (&[WINDOW_BYTES / 2, WINDOW_BYTES / 2, 1], 0, 2),
+        ];
+        for &(sizes, at, want) in table {
+            let msgs: Vec<(u32, u64)> = sizes.iter().map(|&s| (1, s)).collect();
+            assert_eq!(window_end(&msgs, at), want, "{sizes:?} from {at}");
+        }
+        let many = vec![(1u32, 10u64); WINDOW * 2 + 1];
+        assert_eq!(window_end(&many, 0), WINDOW);
+        assert_eq!(window_end(&many, WINDOW * 2), WINDOW * 2 + 1);
+    }
 
     #[test]
     fn peek_uses_top_where_it_returns_the_whole_message() {

@@ -70,6 +70,30 @@ impl Pop3Source {
     }
 }
 
+/// A message as the server sent it, judged against LIST's size: far off, it is
+/// not the message (a server's notice in its place: Courier without UTF8 for a
+/// message with raw UTF-8 headers), refused with why; a little off (servers that
+/// list estimated sizes: Exchange, unless EnableExactRFC822Size), a note.
+fn received(m: &Meta, body: Vec<u8>) -> Result<Vec<u8>, String> {
+    if crate::pop3::size_far_off(&body, m.size) {
+        return Err(format!(
+            "the server sent {} bytes where LIST said {}, so this is not the message (a server notice in its place?); not copied",
+            body.len(),
+            m.size
+        ));
+    }
+    if !crate::pop3::size_agrees(&body, m.size) {
+        crate::log::info(format!(
+            "message {} ({}): the server sent {} bytes where LIST said {}; copied as sent",
+            m.order,
+            shown(m.id.as_bytes()),
+            body.len(),
+            m.size
+        ));
+    }
+    Ok(body)
+}
+
 /// Ids for the messages of a LIST (`sizes`, in any order) from a UIDL answer, and
 /// what did not add up. Messages are taken in message-number order.
 ///
@@ -273,38 +297,21 @@ impl Source for Pop3Source {
 
     fn fetch(&mut self, metas: &[Meta], each: &mut dyn FnMut(&str, Vec<u8>)) -> anyhow::Result<()> {
         let named = self.named();
-        for m in metas {
-            if m.problem.is_some() {
-                // Failed by the engine with its reason; not worth a download.
-                continue;
-            }
-            let n = m.order as u32;
-            let body = self.s()?.peek(n, m.size).map_err(&named)?;
-            if crate::pop3::size_far_off(&body, m.size) {
-                // Not the message: a server's notice in its place (Courier without
-                // UTF8 for a message with raw UTF-8 headers). Failed, tried again.
-                self.refused.push((
-                    m.id.clone(),
-                    format!(
-                        "the server sent {} bytes where LIST said {}, so this is not the message (a server notice in its place?); not copied",
-                        body.len(),
-                        m.size
-                    ),
-                ));
-                continue;
-            }
-            if !crate::pop3::size_agrees(&body, m.size) {
-                // Some servers list estimated sizes (Exchange, unless
-                // EnableExactRFC822Size): a note, not a disagreement.
-                crate::log::info(format!(
-                    "message {n} ({}): the server sent {} bytes where LIST said {}; copied as sent",
-                    shown(m.id.as_bytes()),
-                    body.len(),
-                    m.size
-                ));
-            }
-            each(&m.id, body);
-        }
+        // A message with a problem is failed by the engine with its reason; not
+        // worth a download.
+        let wanted: Vec<&Meta> = metas.iter().filter(|m| m.problem.is_none()).collect();
+        let msgs: Vec<(u32, u64)> = wanted.iter().map(|m| (m.order as u32, m.size)).collect();
+        let mut refused = Vec::new();
+        self.s()?
+            .peek_many(&msgs, &mut |i, body| {
+                let m = wanted[i];
+                match received(m, body) {
+                    Ok(body) => each(&m.id, body),
+                    Err(why) => refused.push((m.id.clone(), why)),
+                }
+            })
+            .map_err(&named)?;
+        self.refused.extend(refused);
         Ok(())
     }
 

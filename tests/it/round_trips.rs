@@ -75,3 +75,52 @@ fn the_stored_check_runs_once_for_several_batches() {
     let checks = commands(&err, "target", "(UID RFC822.SIZE)");
     assert_eq!(checks, 1, "one size check for the six batches");
 }
+
+/// The longest run of `who`'s commands in a `-vv` trace sent before an answer of
+/// that side came back: 1 when every command waits for its answer.
+fn longest_burst(err: &str, who: &str, what: &str) -> usize {
+    let (sent, answer) = (format!("{who} C: "), format!("{who} S: "));
+    let (mut run, mut most) = (0, 0);
+    for l in err.lines() {
+        if l.starts_with(&sent) && l.contains(what) {
+            run += 1;
+            most = most.max(run);
+        } else if l.starts_with(&answer) {
+            run = 0;
+        }
+    }
+    most
+}
+
+/// A POP3 source (Dovecot announces PIPELINING) is read a window of commands at
+/// a time, not one round trip per message, and every message arrives whole.
+#[test]
+fn a_pop3_source_is_read_a_window_of_messages_at_a_time() {
+    let d = Dovecot::start(&[SRC, DST]);
+    d.seed_args(
+        SRC,
+        &["--generate", "40", "--folder", "INBOX", "--seed", "p"],
+    );
+    let out = Run::new("migrate")
+        .from(format!("pop3s://{SRC}@localhost:{}", d.pop3s))
+        .to(d.imaps_url(DST))
+        .passwords(&d)
+        .ca(&d)
+        .state(d.dir.path().join("state.sqlite"))
+        .args(["--json", "-vv"])
+        .run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let burst = longest_burst(&err, "source", "TOP ");
+    assert!(
+        burst >= 20,
+        "40 messages: their TOP commands go out together, not one per answer; longest burst {burst}"
+    );
+    let bodies = |s: &Snapshot| {
+        let mut v: Vec<Vec<u8>> = s.0["INBOX"].iter().map(|m| m.body.clone()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(bodies(&d.snapshot(DST)), bodies(&d.snapshot(SRC)));
+    assert_eq!(d.snapshot(DST).0["INBOX"].len(), 40);
+}
