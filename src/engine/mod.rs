@@ -136,9 +136,9 @@ pub struct FolderPlan {
     /// Their listing, kept from planning while the run's total stays small;
     /// `None`: listed again, page by page, when the folder is copied.
     pub kept: Option<Vec<Meta>>,
-    /// The order (UID) of every `plan::MARK_EVERY`th message not yet copied, in
+    /// The order (UID) of the first message of each batch not yet copied, in
     /// listing order, with the listing page it was on: where the folder can be cut
-    /// into parts without listing it again (empty: not known).
+    /// into parts without listing it again.
     pub marks: Vec<(u64, usize)>,
     /// `Some`: only a part of the folder, copied by one of several connection
     /// pairs at once (`workers`).
@@ -238,22 +238,57 @@ pub fn copy_into(
         layout,
     } = map_into(src, tgt, opts)?;
     let job_id = index.job(&summary.source, &summary.target)?;
+    let connect = tgt.connector();
+    let spare = match (reopen, connect.as_ref()) {
+        (Some(reopen), Some(connect)) => {
+            Some((reopen, connect, workers::spare_count(&opts, src, tgt)))
+        }
+        _ => None,
+    };
+    std::thread::scope(|scope| {
+        let spares = match spare {
+            Some((reopen, connect, n)) if n > 0 => workers::Spares::open(scope, n, reopen, connect),
+            _ => workers::Spares::none(),
+        };
+        let r = copy_planned(
+            src,
+            tgt,
+            (&opts, &layout, mapped, job_id),
+            (reopen, connect.as_ref()),
+            &spares,
+            index,
+            summary,
+        );
+        spares.close();
+        r
+    })?;
+    summary.finish(started);
+    Ok(())
+}
 
+/// Phases 1 and 2 of [`copy_into`]: plan, then copy (with `spares` opened while
+/// planning).
+fn copy_planned(
+    src: &mut dyn Source,
+    tgt: &mut dyn Target,
+    (opts, layout, mapped, job_id): (
+        &Options,
+        &crate::folders::TargetLayout,
+        Vec<(Vec<u8>, String, String, Option<String>)>,
+        i64,
+    ),
+    (reopen, connect): (Option<&Reopen<'_>>, Option<&crate::target::Connector>),
+    spares: &workers::Spares<'_>,
+    index: &mut Index,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
     // Phase 1: plan every folder (cheap listings, page by page), for totals and dry
     // runs. Listings are kept for phase 2 only while they are few.
     // The delta pass of a re-run: on targets whose copies can be changed, from
     // sources whose ids are stable.
     let mut delta =
         (tgt.updates() && !opts.delete_after).then(|| delta::Delta::new(opts.sync_deletes));
-    let plans = plan::plan_folders(
-        src,
-        tgt,
-        mapped,
-        &opts,
-        (index, job_id),
-        summary,
-        &mut delta,
-    )?;
+    let plans = plan::plan_folders(src, tgt, mapped, opts, (index, job_id), summary, &mut delta)?;
     summary.folders = plans.len();
     if let Some(d) = delta.as_ref().filter(|_| opts.dry_run) {
         (summary.flags_updated, summary.removed_on_target) = d.counts(index, job_id)?;
@@ -265,7 +300,6 @@ pub fn copy_into(
         summary.planned = plan::planned(&plans, tgt);
         src.close();
         tgt.close();
-        summary.finish(started);
         return Ok(());
     }
 
@@ -274,16 +308,25 @@ pub fn copy_into(
     let total_bytes: u64 = plans.iter().map(|p| p.bytes).sum();
     let progress = crate::progress::start(&summary.target, total_msgs, total_bytes);
     let ctx = copy::GroupCtx {
-        opts: &opts,
+        opts,
         job_id,
         target_id: summary.target.clone(),
         delim: layout.delim,
         progress: &progress,
-        cap: cap_of(&opts),
+        cap: cap_of(opts),
         claims: Default::default(),
         budget: Default::default(),
     };
-    let confirmed = workers::run(&ctx, &plans, src, tgt, reopen, index, summary)?;
+    let confirmed = workers::run(
+        &ctx,
+        &plans,
+        src,
+        tgt,
+        (reopen, connect),
+        spares,
+        index,
+        summary,
+    )?;
     drop(progress);
     if let Some(d) = delta.filter(|_| summary.stopped.is_none()) {
         d.apply(tgt, index, job_id, summary)?;
@@ -297,7 +340,6 @@ pub fn copy_into(
         summary.deleted = Some(n as u64);
     }
     src.close();
-    summary.finish(started);
     Ok(())
 }
 
@@ -365,6 +407,11 @@ fn cap_of(opts: &Options) -> Option<crate::rate::Cap> {
 /// The shortest of two NOOP round trips on an IMAP session; `None` if one fails
 /// (the copy then finds out what is wrong).
 pub fn noop_time(s: &mut crate::imap::session::Session) -> Option<std::time::Duration> {
+    // The session's quickest command so far (login, LIST, NAMESPACE, …) already
+    // is a round trip: no NOOP needed (two round trips saved per side).
+    if let Some(t) = s.round_trip() {
+        return Some(t);
+    }
     (0..2)
         .map(|_| {
             let t = Instant::now();

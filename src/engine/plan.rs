@@ -70,20 +70,24 @@ pub struct Tally {
     /// Messages left on the source by the selection, by reason.
     pub left: std::collections::BTreeMap<crate::select::Left, u64>,
     /// Where a large folder can be cut into parts without listing it again: the
-    /// order (UID) of every [`MARK_EVERY`]th pending message, with the listing
-    /// page it was on ([`FolderPlan::marks`]).
+    /// order (UID) of every `every`th pending message (a batch), with the
+    /// listing page it was on ([`FolderPlan::marks`]).
     pub marks: Vec<(u64, usize)>,
+    every: usize,
     /// Pages counted so far.
     pages: usize,
 }
 
-/// A mark every this many pending messages (a folder of 100,000 messages: 400
-/// marks, 6 KB).
-pub const MARK_EVERY: usize = 250;
-
 impl Tally {
     pub fn new() -> Tally {
+        Tally::marking(250)
+    }
+
+    /// A tally that marks every `every`th pending message (a batch: a folder of
+    /// 100,000 messages in batches of 250 has 400 marks, 6 KB).
+    pub fn marking(every: usize) -> Tally {
         Tally {
+            every: every.max(1),
             count: 0,
             bytes: 0,
             kept: Some(Vec::new()),
@@ -97,7 +101,7 @@ impl Tally {
     pub fn add(&mut self, page: Vec<Meta>, room: usize) {
         let first = self.count as usize;
         for (i, m) in page.iter().enumerate() {
-            if (first + i).is_multiple_of(MARK_EVERY) {
+            if (first + i).is_multiple_of(self.every) {
                 self.marks.push((m.order, self.pages));
             }
         }
@@ -451,7 +455,7 @@ fn plan_one(
         }
     }
     let stored = tgt.stored_ids();
-    let mut tally = Tally::new();
+    let mut tally = Tally::marking(opts.batch_count);
     let mut left = std::collections::BTreeMap::new();
     let listed = pending_pages(
         src,
@@ -555,8 +559,8 @@ mod tests {
     }
 
     #[test]
-    fn tally_marks_every_250th_pending_message_with_its_page() {
-        let mut t = Tally::new();
+    fn tally_marks_every_batch_of_pending_messages_with_its_page() {
+        let mut t = Tally::marking(250);
         // Pages of 300, 0 (all copied already) and 400 pending messages, UIDs from 1.
         for (first, n) in [(1u64, 300u64), (0, 0), (1001, 400)] {
             let page: Vec<Meta> = (first..first + n)

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::copy::GroupCtx;
-use super::{FolderPlan, Part, Reopen, Stop, KEEP_LISTED, LISTING_PAGE};
+use super::{FolderPlan, Part, Reopen, Stop};
 use crate::index::Index;
 use crate::log;
 use crate::source::Source;
@@ -26,14 +26,118 @@ use crate::target::{Connector, Target};
 /// large folder.
 type Item<'g> = Vec<Cow<'g, FolderPlan>>;
 
+/// A source and a target connection, opened for a pair.
+type Pair = (Box<dyn Source>, Box<dyn Target>);
+
+/// Connection pairs opened while the folders are planned: the logins of the
+/// extra pairs (a TLS handshake, the login, the folder list: several round trips
+/// each) need not wait for the plan. The pairs that start take them; those left
+/// unused are closed.
+pub(super) struct Spares<'scope> {
+    opening: Mutex<Vec<std::thread::ScopedJoinHandle<'scope, anyhow::Result<Pair>>>>,
+}
+
+impl<'scope> Spares<'scope> {
+    pub fn none() -> Spares<'scope> {
+        Spares {
+            opening: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Start opening `n` pairs, each on a thread of `scope`.
+    pub fn open<'env>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        n: usize,
+        reopen: &'env Reopen<'env>,
+        connect: &'env Connector,
+    ) -> Spares<'scope> {
+        let opening = (0..n)
+            .map(|_| {
+                scope.spawn(move || -> anyhow::Result<Pair> {
+                    let mut src = reopen()?;
+                    // The folders too, which a parallel connection learns before
+                    // it reads one.
+                    src.folders()?;
+                    Ok((src, connect()?))
+                })
+            })
+            .collect();
+        Spares {
+            opening: Mutex::new(opening),
+        }
+    }
+
+    /// A pair opened ahead, once its logins are done; `None` when none is left.
+    fn take(&self) -> Option<anyhow::Result<Pair>> {
+        let handle = self
+            .opening
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()?;
+        Some(
+            handle
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("opening a connection pair panicked"))),
+        )
+    }
+
+    /// Log out of the pairs no one took.
+    pub fn close(&self) {
+        self.keep(0);
+    }
+
+    /// Log out of all but `n` pairs (the run needs fewer than were opened).
+    fn keep(&self, n: usize) {
+        loop {
+            let handle = {
+                let mut opening = self.opening.lock().unwrap_or_else(|e| e.into_inner());
+                if opening.len() <= n {
+                    return;
+                }
+                opening.pop()
+            };
+            if let Some(Ok((mut s, mut t))) = handle.and_then(|h| h.join().ok()) {
+                t.close();
+                s.close();
+            }
+        }
+    }
+}
+
+/// How many pairs to open while the folders are planned: `--connections N` less
+/// the one open, or without it as many as the round trip asks for
+/// ([`auto_pairs`] before the work is known) less one; none for a dry run,
+/// `--delete-after` (one pair), or a source that cannot be read in parts.
+pub(super) fn spare_count(
+    opts: &super::Options,
+    src: &mut dyn Source,
+    tgt: &mut dyn Target,
+) -> usize {
+    if opts.dry_run || opts.delete_after || !src.parts() {
+        return 0;
+    }
+    let pairs = match opts.connections {
+        0 => {
+            let rtt = src.round_trip().into_iter().chain(tgt.round_trip()).max();
+            let most = opts.max_pairs.clamp(1, AUTO_MAX);
+            auto_pairs(rtt, &[u64::MAX], opts.batch_count, most)
+        }
+        n => n,
+    };
+    pairs.saturating_sub(1)
+}
+
 /// Copy every planned folder; returns the source ids whose copy the target
-/// confirmed (for `--delete-after`).
+/// confirmed (for `--delete-after`). `connect` opens target connections for
+/// more pairs, `spares` holds pairs opened ahead.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn run(
     ctx: &GroupCtx<'_>,
     plans: &[FolderPlan],
     src: &mut dyn Source,
     tgt: &mut dyn Target,
-    reopen: Option<&Reopen<'_>>,
+    (reopen, connect): (Option<&Reopen<'_>>, Option<&Connector>),
+    spares: &Spares<'_>,
     index: &mut Index,
     summary: &mut Summary,
 ) -> anyhow::Result<Vec<String>> {
@@ -45,7 +149,7 @@ pub(super) fn run(
     let mut confirmed = Vec::new();
     let parallel = reopen
         .filter(|_| pairs > 1 && !ctx.opts.delete_after)
-        .zip(tgt.connector());
+        .zip(connect);
     let items: Vec<Item<'_>> = match parallel {
         Some(_) => {
             let mut items = split(groups, pairs, ctx.opts, src);
@@ -63,6 +167,7 @@ pub(super) fn run(
         .filter(|i| i.iter().any(|p| p.count > 0))
         .count();
     let workers = pairs.min(busy.max(1));
+    spares.keep(if parallel.is_some() { workers - 1 } else { 0 });
     let Some((reopen, connect)) = parallel.filter(|_| workers > 1) else {
         serial(ctx, &items, src, tgt, index, summary, &mut confirmed)?;
         return Ok(confirmed);
@@ -80,8 +185,8 @@ pub(super) fn run(
     let extra: Vec<(Summary, Vec<String>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (1..workers)
             .map(|n| {
-                let (pool, connect, index_path) = (&pool, &connect, &index_path);
-                scope.spawn(move || pool.worker(n + 1, reopen, connect, index_path))
+                let (pool, index_path) = (&pool, &index_path);
+                scope.spawn(move || pool.worker(n + 1, (reopen, connect), spares, index_path))
             })
             .collect();
         while let Some(item) = pool.next() {
@@ -246,11 +351,8 @@ fn split<'g>(
         let cut = match (n, g[0].kept.as_deref()) {
             (1, _) => None,
             (n, Some(kept)) => Some(cut_kept(g[0], kept, n)),
-            (n, None) if src.stable_ids() && g[0].marks.len() >= n => cut_marked(g[0], n),
-            (n, None) => cut_listed(g[0], n, src).unwrap_or_else(|e| {
-                log::info(format!("{}: not cut into parts: {e:#}", g[0].display));
-                None
-            }),
+            (n, None) if src.stable_ids() && g[0].marks.len() >= n => cut_marked(g[0], n, batch),
+            (_, None) => None,
         };
         match cut {
             Some(parts) => {
@@ -297,17 +399,18 @@ fn cut_kept(plan: &FolderPlan, kept: &[crate::decide::Meta], n: usize) -> Vec<Fo
 }
 
 /// A folder listed again as it is copied, cut into `n` parts of about equal
-/// count at the marks planning left ([`FolderPlan::marks`]), without a round trip.
+/// count at the marks planning left ([`FolderPlan::marks`], one every `every`
+/// messages: a batch), without a round trip.
 /// Each part's listing starts a page before its first mark's page, as
 /// [`Part::from_page`] says. `None`: the marks are not in ascending order.
-fn cut_marked(plan: &FolderPlan, n: usize) -> Option<Vec<FolderPlan>> {
+fn cut_marked(plan: &FolderPlan, n: usize, every: usize) -> Option<Vec<FolderPlan>> {
     let marks = &plan.marks;
     if marks.windows(2).any(|w| w[0].0 >= w[1].0) {
         return None;
     }
     // The index of the first mark of each part.
     let firsts: Vec<usize> = (0..n).map(|k| k * marks.len() / n).collect();
-    let every = super::plan::MARK_EVERY as u64;
+    let every = every.max(1) as u64;
     let parts = firsts
         .iter()
         .enumerate()
@@ -339,55 +442,6 @@ fn cut_marked(plan: &FolderPlan, n: usize) -> Option<Vec<FolderPlan>> {
         })
         .collect();
     Some(parts)
-}
-
-/// A folder listed again as it is copied, cut into `n` parts of about equal
-/// numbers of listing pages: the UID at each cut is read from the source.
-/// `None`: not to be cut (a source without stable ids, a folder too small).
-fn cut_listed(
-    plan: &FolderPlan,
-    n: usize,
-    src: &mut dyn Source,
-) -> anyhow::Result<Option<Vec<FolderPlan>>> {
-    let opened = src.open(&plan.raw)?;
-    let (size, _) = crate::faults::listing_sizes(LISTING_PAGE, KEEP_LISTED);
-    if opened.uidvalidity != plan.uidvalidity || !src.stable_ids() || opened.count == u64::MAX {
-        return Ok(None);
-    }
-    let pages = opened.count.div_ceil(size as u64) as usize;
-    let n = n.min(pages);
-    if src.listing_page(0, size)?.is_none() {
-        return Ok(None);
-    }
-    let mut cuts = vec![(0u64, 0usize)];
-    for k in 1..n {
-        let page = k * pages / n;
-        let first = src.listing_page(page, size)?;
-        match first.and_then(|l| l.iter().map(|m| m.order).min()) {
-            Some(lo) if lo > cuts[cuts.len() - 1].0 => cuts.push((lo, page.saturating_sub(1))),
-            _ => break,
-        }
-    }
-    if cuts.len() < 2 {
-        return Ok(None);
-    }
-    let n = cuts.len();
-    let parts = (0..n)
-        .map(|i| FolderPlan {
-            count: plan.count.div_ceil(n as u64),
-            bytes: plan.bytes / n as u64,
-            kept: None,
-            marks: Vec::new(),
-            part: Some(Part {
-                orders: cuts[i].0..cuts.get(i + 1).map_or(u64::MAX, |c| c.0),
-                from_page: cuts[i].1,
-                k: i + 1,
-                n,
-            }),
-            ..plan.clone()
-        })
-        .collect();
-    Ok(Some(parts))
 }
 
 /// Plans grouped by target folder, in plan order.
@@ -484,14 +538,19 @@ impl<'g> Pool<'_, '_, 'g> {
     fn worker(
         &self,
         pair: usize,
-        reopen: &Reopen<'_>,
-        connect: &Connector,
+        (reopen, connect): (&Reopen<'_>, &Connector),
+        spares: &Spares<'_>,
         index_path: &std::path::Path,
     ) -> (Summary, Vec<String>) {
         let mut part = Summary::default();
         let mut done = Vec::new();
-        let opened =
-            (|| -> anyhow::Result<_> { Ok((reopen()?, connect()?, Index::open(index_path)?)) })();
+        let opened = (|| -> anyhow::Result<_> {
+            let (s, t) = match spares.take() {
+                Some(pair) => pair?,
+                None => (reopen()?, connect()?),
+            };
+            Ok((s, t, Index::open(index_path)?))
+        })();
         match opened {
             Ok((mut s, mut t, mut i)) => {
                 while let Some(item) = self.next() {
@@ -592,7 +651,7 @@ mod tests {
         };
         // 1,000 pending messages, UIDs 1..=1000 on pages of 2,000 (one page).
         let one_page: Vec<(u64, usize)> = (0..4).map(|k| (1 + k * 250, 0)).collect();
-        let parts = cut_marked(&plan(1000, one_page), 2).expect("ascending");
+        let parts = cut_marked(&plan(1000, one_page), 2, 250).expect("ascending");
         let got: Vec<_> = parts
             .iter()
             .map(|p| (p.part.clone().unwrap(), p.count, p.bytes))
@@ -612,7 +671,7 @@ mod tests {
         );
         // Marks on later pages: a part's listing starts a page before its first mark.
         let pages = vec![(10, 0), (300, 0), (4000, 2), (4300, 3), (9000, 5)];
-        let parts = cut_marked(&plan(1200, pages), 3).expect("ascending");
+        let parts = cut_marked(&plan(1200, pages), 3, 250).expect("ascending");
         let got: Vec<_> = parts
             .iter()
             .map(|p| {
@@ -629,7 +688,7 @@ mod tests {
             ]
         );
         // Marks out of order (a listing not in UID order): not cut this way.
-        assert!(cut_marked(&plan(500, vec![(9, 0), (3, 0)]), 2).is_none());
+        assert!(cut_marked(&plan(500, vec![(9, 0), (3, 0)]), 2, 250).is_none());
     }
 
     #[test]

@@ -124,6 +124,9 @@ pub struct Client<S: Read + Write> {
     greeting: String,
     who: String,
     out: Vec<u8>,
+    /// The quickest command so far, from its write to its tagged answer: a round
+    /// trip plus a little server time ([`Client::round_trip`]).
+    fastest: Option<std::time::Duration>,
 }
 
 fn quote(s: &[u8]) -> Vec<u8> {
@@ -205,6 +208,7 @@ impl<S: Read + Write> Client<S> {
             max_line: limits::MAX_LINE_PRE_LOGIN,
             exists: None,
             expect_next: 0,
+            fastest: None,
             next_tag: 1,
             caps: Vec::new(),
             greeting: String::new(),
@@ -489,8 +493,19 @@ impl<S: Read + Write> Client<S> {
         let expected = std::mem::take(&mut self.expect_next);
         self.stream.get_mut().expect(expected);
         self.write_command(&tag, parts, secret)?;
+        let sent = std::time::Instant::now();
         self.flush_out()?;
-        self.wait_tagged(&tag, name, on_data)
+        let status = self.wait_tagged(&tag, name, on_data)?;
+        let took = sent.elapsed();
+        self.fastest = Some(self.fastest.map_or(took, |f| f.min(took)));
+        Ok(status)
+    }
+
+    /// The quickest command's time from write to answer so far (`None` before
+    /// any): after a few commands that ask little of the server (LIST, NAMESPACE,
+    /// SELECT), the round trip to it, measured without a command of its own.
+    pub fn round_trip(&self) -> Option<std::time::Duration> {
+        self.fastest
     }
 
     fn wait_tagged(

@@ -124,3 +124,45 @@ fn a_pop3_source_is_read_a_window_of_messages_at_a_time() {
     assert_eq!(bodies(&d.snapshot(DST)), bodies(&d.snapshot(SRC)));
     assert_eq!(d.snapshot(DST).0["INBOX"].len(), 40);
 }
+
+/// Over a link with a round trip (30 ms through `scripts/wanproxy.py`), choosing
+/// the pairs costs no NOOP (the round trip is read off the commands already sent),
+/// and the other pairs log in while the folders are planned, not after; the copy
+/// is exact.
+#[test]
+fn the_other_pairs_log_in_while_planning_and_no_noop_measures_the_link() {
+    let d = Dovecot::start(&[SRC, DST]);
+    for f in ["INBOX", "Archive", "Lists", "Work"] {
+        d.seed_args(SRC, &["--generate", "30", "--folder", f, "--seed", f]);
+    }
+    let wan = Wan::start(d.dir.path(), d.imaps, 30);
+    let out = Run::new("migrate")
+        .from(format!("imaps://{SRC}@127.0.0.1:{}", wan.port))
+        .to(d.imaps_url(DST))
+        .passwords(&d)
+        .ca(&d)
+        .state(d.dir.path().join("state.sqlite"))
+        .args(["--json", "-vv"])
+        .command()
+        .env("MAILFERRY_BATCH_COUNT", "10")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_same(&d.snapshot(DST), &d.snapshot(SRC));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let noops = commands(&err, "source", "NOOP") + commands(&err, "target", "NOOP");
+    assert_eq!(noops, 0, "the round trip costs no command of its own");
+    let lines: Vec<&str> = err.lines().collect();
+    let planned = lines
+        .iter()
+        .rposition(|l| l.contains(" not yet copied"))
+        .unwrap_or_else(|| panic!("no plan said: {err:.3000}"));
+    let logins = lines[..planned]
+        .iter()
+        .filter(|l| l.starts_with("source C: ") && l.contains("AUTHENTICATE"))
+        .count();
+    assert!(
+        logins >= 2,
+        "besides the first, other pairs logged in while the folders were planned: {logins}"
+    );
+}

@@ -87,7 +87,7 @@ fn check_split(env: &[(&str, &str)]) {
     let out = migrate(&d, env);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cut into 4 parts by UID"), "{err}");
+    assert!(err.contains("cut into 8 parts by UID"), "{err}");
     let pairs = pairs_that_copied(&out);
     assert!(pairs.len() > 1, "one pair copied everything: {err}");
     let j = json(&out);
@@ -108,8 +108,8 @@ fn a_large_folder_is_copied_in_parts_by_several_pairs_and_nothing_twice() {
     check_split(&[]);
 }
 
-/// A folder listed again page by page as it is copied: the cuts are read from the
-/// source, each part lists only its pages.
+/// A folder listed again page by page as it is copied: the cuts are at UIDs
+/// planning marked (the first of each batch), each part lists only its pages.
 #[test]
 fn a_large_folder_listed_page_by_page_is_cut_too() {
     check_split(&[
@@ -142,51 +142,6 @@ fn a_crash_in_the_middle_of_a_split_copy_resumes_without_doubles() {
     let out = migrate(&d, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_copied_once(&d, n);
-}
-
-/// `scripts/wanproxy.py` in front of `port`: a link of `rtt_ms` round trip.
-struct Wan {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Wan {
-    fn start(dir: &std::path::Path, port: u16, rtt_ms: u32) -> Wan {
-        let port_file = dir.join(format!("wan-{port}.port"));
-        let mut wan = Wan {
-            child: std::process::Command::new("python3")
-                .arg(root().join("scripts/wanproxy.py"))
-                .args(["--to", &format!("127.0.0.1:{port}")])
-                .args(["--rtt", &rtt_ms.to_string(), "--mbit", "0"])
-                .arg("--port-file")
-                .arg(&port_file)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("python3 wanproxy.py"),
-            port: 0,
-        };
-        // Dropped (the proxy stopped) if it never says its port.
-        let started = std::time::Instant::now();
-        loop {
-            if let Some(p) = std::fs::read_to_string(&port_file)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-            {
-                wan.port = p;
-                return wan;
-            }
-            assert!(started.elapsed().as_secs() < 10, "wanproxy did not start");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Wan {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Without `--connections`, the pairs are chosen from the measured round trip: over

@@ -259,3 +259,48 @@ impl FaultProxy {
         FaultProxy { port, connections }
     }
 }
+
+/// `scripts/wanproxy.py` in front of `port`: a link of `rtt_ms` round trip.
+pub struct Wan {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Wan {
+    pub fn start(dir: &std::path::Path, port: u16, rtt_ms: u32) -> Wan {
+        let port_file = dir.join(format!("wan-{port}.port"));
+        let mut wan = Wan {
+            child: std::process::Command::new("python3")
+                .arg(super::dovecot::root().join("scripts/wanproxy.py"))
+                .args(["--to", &format!("127.0.0.1:{port}")])
+                .args(["--rtt", &rtt_ms.to_string(), "--mbit", "0"])
+                .arg("--port-file")
+                .arg(&port_file)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("python3 wanproxy.py"),
+            port: 0,
+        };
+        // Dropped (the proxy stopped) if it never says its port.
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(p) = std::fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                wan.port = p;
+                return wan;
+            }
+            assert!(started.elapsed().as_secs() < 10, "wanproxy did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Wan {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
