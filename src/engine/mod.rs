@@ -274,7 +274,7 @@ fn copy_planned(
     (opts, layout, mapped, job_id): (
         &Options,
         &crate::folders::TargetLayout,
-        Vec<(Vec<u8>, String, String, Option<String>)>,
+        Vec<MappedFolder>,
         i64,
     ),
     (reopen, connect): (Option<&Reopen<'_>>, Option<&crate::target::Connector>),
@@ -345,9 +345,12 @@ fn copy_planned(
 
 /// The source's folders mapped to the target's: what [`copy_into`] copies and
 /// `verify` compares.
+/// A source folder mapped: (source wire name, source name shown, target name,
+/// special-use role).
+pub type MappedFolder = (Vec<u8>, String, String, Option<String>);
+
 pub struct Mapped {
-    /// (source wire name, source name shown, target name, special-use role).
-    pub folders: Vec<(Vec<u8>, String, String, Option<String>)>,
+    pub folders: Vec<MappedFolder>,
     /// The options with the source's own namespace and `--to-folder` applied.
     pub opts: Options,
     pub layout: crate::folders::TargetLayout,
