@@ -343,12 +343,12 @@ fn copy_planned(
     Ok(())
 }
 
-/// The source's folders mapped to the target's: what [`copy_into`] copies and
-/// `verify` compares.
 /// A source folder mapped: (source wire name, source name shown, target name,
 /// special-use role).
 pub type MappedFolder = (Vec<u8>, String, String, Option<String>);
 
+/// The source's folders mapped to the target's: what [`copy_into`] copies and
+/// `verify` compares.
 pub struct Mapped {
     pub folders: Vec<MappedFolder>,
     /// The options with the source's own namespace and `--to-folder` applied.
