@@ -127,6 +127,8 @@ pub struct Client<S: Read + Write> {
     /// The quickest command so far, from its write to its tagged answer: a round
     /// trip plus a little server time ([`Client::round_trip`]).
     fastest: Option<std::time::Duration>,
+    /// The NAMESPACE answer, asked once a session (it does not change).
+    namespaces: Option<Option<Namespaces>>,
 }
 
 fn quote(s: &[u8]) -> Vec<u8> {
@@ -209,6 +211,7 @@ impl<S: Read + Write> Client<S> {
             exists: None,
             expect_next: 0,
             fastest: None,
+            namespaces: None,
             next_tag: 1,
             caps: Vec::new(),
             greeting: String::new(),
@@ -757,6 +760,9 @@ impl<S: Read + Write> Client<S> {
         if !self.has_cap("NAMESPACE") {
             return Ok(None);
         }
+        if let Some(known) = &self.namespaces {
+            return Ok(known.clone());
+        }
         let mut found = None;
         self.run("NAMESPACE", &[Part::Text(b"NAMESPACE")], |r| {
             if let Response::Data { name, rest } = r {
@@ -786,6 +792,7 @@ impl<S: Read + Write> Client<S> {
             }
             Ok(())
         })?;
+        self.namespaces = Some(found.clone());
         Ok(found)
     }
 
@@ -1369,6 +1376,25 @@ mod tests {
             format!("M0001 AUTHENTICATE PLAIN {}\r\n", base64(b"\0a@b.ch\0pw"))
         );
         assert!(c.has_cap("UIDPLUS"));
+    }
+
+    #[test]
+    fn namespace_is_asked_once_a_session() {
+        let mut c = replay(concat!(
+            "* OK [CAPABILITY IMAP4rev1 NAMESPACE] ready\r\n",
+            "* NAMESPACE ((\"INBOX.\" \".\")) NIL ((\"#shared.\" \".\"))\r\n",
+            "M0001 OK done\r\n",
+        ));
+        c.greeting().unwrap();
+        let first = c.namespaces().unwrap().expect("announced");
+        assert_eq!(first.personal, vec![(b"INBOX.".to_vec(), Some('.'))]);
+        // Asked again (the layout, the shared-folder filter): from memory.
+        assert_eq!(c.namespaces().unwrap(), Some(first.clone()));
+        assert_eq!(
+            c.personal_namespace().unwrap(),
+            Some((b"INBOX.".to_vec(), Some('.')))
+        );
+        assert_eq!(written(&mut c), "M0001 NAMESPACE\r\n");
     }
 
     fn written(c: &mut Client<Replay>) -> String {
