@@ -911,6 +911,48 @@ impl<S: Read + Write> Client<S> {
         Ok(())
     }
 
+    /// Several `UID FETCH set items` written at once and answered in order: one
+    /// round trip instead of one each. Every FETCH response goes to `each` (its
+    /// UID tells which it answers). A NO or BAD for one command is returned once
+    /// every answer is read, so the session stays in step.
+    pub fn uid_fetch_many(
+        &mut self,
+        fetches: &[(&str, &str)],
+        mut each: impl FnMut(Fetch) -> Result<(), ImapError>,
+    ) -> Result<(), ImapError> {
+        self.begin();
+        let expected = std::mem::take(&mut self.expect_next);
+        self.stream.get_mut().expect(expected);
+        let mut tags = Vec::with_capacity(fetches.len());
+        for (set, items) in fetches {
+            let tag = self.tag();
+            let cmd = format!("UID FETCH {set} {items}");
+            self.write_command(&tag, &[Part::Text(cmd.as_bytes())], false)?;
+            tags.push(tag);
+        }
+        self.flush_out()?;
+        let mut refused = None;
+        for tag in &tags {
+            let answer = self.wait_tagged(tag, "UID FETCH", &mut |r| {
+                if let Response::Numbered { num, name, rest } = r {
+                    if name == "FETCH" {
+                        let f = parse_fetch(num, rest).map_err(|e| ImapError::Protocol(e.0))?;
+                        each(f)?;
+                    }
+                }
+                Ok(())
+            });
+            match answer {
+                Ok(_) => {}
+                Err(e @ (ImapError::No { .. } | ImapError::Bad { .. })) => {
+                    refused.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        refused.map_or(Ok(()), Err)
+    }
+
     /// `UID STORE set +FLAGS.SILENT (flags)` (`add`) or `-FLAGS.SILENT`. Flags that
     /// are not valid flag atoms are refused here, never sent.
     pub fn uid_store(

@@ -356,7 +356,8 @@ impl Target for ImapTarget {
 
     /// What the target stored of the messages appended since the last check:
     /// sizes are compared for all, bytes for those whose size differs or that a
-    /// server may change (8-bit header bytes, no final line end).
+    /// server may change (8-bit header bytes, no final line end). The sizes and
+    /// the bytes of the second kind are asked for in one round trip.
     fn check_stored(
         &mut self,
         stored: &[Sent],
@@ -365,25 +366,47 @@ impl Target for ImapTarget {
         if stored.is_empty() || !self.trusted {
             return Ok(Vec::new());
         }
-        let sizes = self.stored_sizes(stored)?;
-        let suspects: Vec<&Sent> = stored
+        let mut may: Vec<u32> = stored
+            .iter()
+            .filter(|s| s.may_change)
+            .map(|s| s.uid)
+            .collect();
+        may.sort_unstable();
+        let (mut sizes, mut keys) = (HashMap::new(), HashMap::new());
+        self.sizes_and_keys(stored, &may, dedupe, (&mut sizes, &mut keys))?;
+        if sizes.len() < stored.len() {
+            // Courier shows new messages to FETCH only after a NOOP.
+            self.s
+                .simple("NOOP", &[crate::imap::client::Part::Text(b"NOOP")])?;
+            self.sizes_and_keys(stored, &may, dedupe, (&mut sizes, &mut keys))?;
+        }
+        if sizes.len() < stored.len() {
+            self.anomalies.push((
+                self.name.clone(),
+                format!(
+                    "the target's APPENDUID named {} new UIDs that FETCH does not show",
+                    stored.len() - sizes.len()
+                ),
+            ));
+        }
+        // A size other than sent: the bytes tell what the target made of it.
+        let mut differ: Vec<&Sent> = stored
             .iter()
             .filter(|s| {
                 let size = sizes.get(&s.uid).copied();
                 let same = size == Some(s.len) || size == Some(s.crlf_len);
-                !same || s.may_change
+                !same && !keys.contains_key(&s.uid)
             })
             .collect();
-        let mut uids: Vec<u32> = suspects.iter().map(|s| s.uid).collect();
-        uids.sort_unstable();
-        let expected: u64 = suspects.iter().map(|s| s.len).sum();
-        let mut stored_keys = HashMap::new();
+        differ.sort_unstable_by_key(|s| s.uid);
+        let uids: Vec<u32> = differ.iter().map(|s| s.uid).collect();
+        let expected = differ.iter().map(|s| s.len).sum();
         fetch_bodies(&mut self.s, &uids, expected, |uid, tbody| {
-            stored_keys.insert(uid, dedupe::key(&tbody, dedupe));
+            keys.insert(uid, dedupe::key(&tbody, dedupe));
         })?;
-        Ok(suspects
+        Ok(stored
             .iter()
-            .filter_map(|s| match stored_keys.remove(&s.uid) {
+            .filter_map(|s| match keys.remove(&s.uid) {
                 Some(k) if k != s.key => Some((s.uid, k)),
                 _ => None,
             })
@@ -428,35 +451,35 @@ impl Target for ImapTarget {
 }
 
 impl ImapTarget {
-    /// RFC822.SIZE of the UIDs just appended; a UID FETCH does not show is said.
-    fn stored_sizes(&mut self, stored: &[Sent]) -> anyhow::Result<HashMap<u32, u64>> {
-        let mut sizes: HashMap<u32, u64> = HashMap::new();
-        let set = crate::imap::types::UidSet::from_uids(stored.iter().map(|s| s.uid).collect());
-        for attempt in 0..2 {
-            self.s
-                .uid_fetch(&set.to_string(), "(UID RFC822.SIZE)", |f| {
-                    if let (Some(uid), Some(size)) = (f.uid, f.size) {
-                        sizes.insert(uid, size);
-                    }
-                    Ok(())
-                })?;
-            if sizes.len() >= stored.len() || attempt == 1 {
-                break;
+    /// RFC822.SIZE of the `stored` UIDs, and the key of each message of `may`
+    /// (sorted), in one round trip ([`crate::imap::client::Client::uid_fetch_many`]).
+    fn sizes_and_keys(
+        &mut self,
+        stored: &[Sent],
+        may: &[u32],
+        dedupe: Mode,
+        (sizes, keys): (&mut HashMap<u32, u64>, &mut HashMap<u32, String>),
+    ) -> anyhow::Result<()> {
+        let all = UidSet::from_uids(stored.iter().map(|s| s.uid).collect()).to_string();
+        let bytes = crate::decide::uid_set(may);
+        let mut fetches = vec![(all.as_str(), "(UID RFC822.SIZE)")];
+        if !may.is_empty() {
+            fetches.push((bytes.as_str(), "(UID BODY.PEEK[])"));
+        }
+        let expected = stored.iter().filter(|s| s.may_change).map(|s| s.len).sum();
+        self.s.expect(expected);
+        self.s.uid_fetch_many(&fetches, |f| {
+            if let (Some(uid), Some(size)) = (f.uid, f.size) {
+                sizes.insert(uid, size);
             }
-            // Courier shows new messages to FETCH only after a NOOP.
-            self.s
-                .simple("NOOP", &[crate::imap::client::Part::Text(b"NOOP")])?;
-        }
-        if sizes.len() < stored.len() {
-            self.anomalies.push((
-                self.name.clone(),
-                format!(
-                    "the target's APPENDUID named {} new UIDs that FETCH does not show",
-                    stored.len() - sizes.len()
-                ),
-            ));
-        }
-        Ok(sizes)
+            if let (Some(uid), Some(body)) = (f.uid, f.body.as_deref()) {
+                if may.binary_search(&uid).is_ok() {
+                    keys.insert(uid, dedupe::key(body, dedupe));
+                }
+            }
+            Ok(())
+        })?;
+        Ok(())
     }
 }
 

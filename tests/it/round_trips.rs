@@ -166,3 +166,26 @@ fn the_other_pairs_log_in_while_planning_and_no_noop_measures_the_link() {
         "besides the first, other pairs logged in while the folders were planned: {logins}"
     );
 }
+
+/// The stored check asks for the sizes of what was stored and the bytes of the
+/// messages a server may change (8-bit header bytes, no final line end: the
+/// fixtures have both) in one round trip: both FETCH commands go out before the
+/// first answer. The copy is exact.
+#[test]
+fn sizes_and_bytes_of_the_stored_check_go_out_together() {
+    let d = Dovecot::start(&[SRC, DST]);
+    d.seed(SRC);
+    let out = migrate(&d, "state.sqlite", 250);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // The fixtures' identical copies within a folder are stored once.
+    assert_same(&d.snapshot(DST), &expected(|f| f.to_string()));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    let together = lines.windows(2).any(|w| {
+        w[0].starts_with("target C: ")
+            && w[0].contains("(UID RFC822.SIZE)")
+            && w[1].starts_with("target C: ")
+            && w[1].contains("(UID BODY.PEEK[])")
+    });
+    assert!(together, "{err:.4000}");
+}
