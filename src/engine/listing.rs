@@ -37,6 +37,39 @@ pub fn listing_of(s: &mut Session, set: &str) -> Result<Vec<Meta>, ImapError> {
     Ok(out)
 }
 
+/// The cheap listing of the whole selected folder (`UID FETCH 1:*`), in UID
+/// order, for a folder EXISTS says holds `exists` (at most `max`): at most
+/// `max` messages are taken, what the server sends beyond them or twice is
+/// dropped as it arrives and counted (the second number). The command's budget
+/// grows with `exists` messages, not `max`.
+pub fn listing_first(
+    s: &mut Session,
+    exists: u64,
+    max: u64,
+) -> Result<(Vec<Meta>, u64), ImapError> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    let mut unasked = 0u64;
+    s.expect(exists.min(max).saturating_mul(256));
+    s.uid_fetch("1:*", "(UID RFC822.SIZE FLAGS INTERNALDATE)", |f| {
+        match f.uid {
+            Some(uid) if (seen.len() as u64) < max && seen.insert(uid) => out.push(Meta {
+                id: uid.to_string(),
+                order: u64::from(uid),
+                size: f.size.unwrap_or(0),
+                flags_missing: f.flags.is_none(),
+                flags: f.flags.unwrap_or_default(),
+                internal_date: f.internal_date,
+                problem: f.problem,
+            }),
+            _ => unasked += 1,
+        }
+        Ok(())
+    })?;
+    out.sort_by_key(|m| m.order);
+    Ok((out, unasked))
+}
+
 /// The cheap listing of the messages of `wanted`, in UID order: what the server
 /// sends for UIDs not asked for, or twice, is dropped as it arrives (and counted,
 /// the second number), so a server cannot make a page hold more than it asked.

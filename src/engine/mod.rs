@@ -36,7 +36,7 @@ mod workers;
 
 use std::time::Instant;
 
-pub use listing::{fetch_bodies, folder_keys, listing, listing_of, listing_within};
+pub use listing::{fetch_bodies, folder_keys, listing, listing_first, listing_of, listing_within};
 pub use plan::{
     decode_name, layout_of, map_folders, map_folders_with_roles, own_folders, pending_pages,
     target_layout, with_to_folder, Tally,

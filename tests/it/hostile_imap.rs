@@ -213,12 +213,11 @@ fn a_huge_uid_range_is_paged_never_expanded_and_never_taken_for_empty() {
     );
     assert!(fetches.len() < 10, "{fetches:?}");
 
-    // A range a folder of 3 messages cannot have: said, and not paged through.
-    let forged = FakeImap::start(vec![FakeBox::new(
-        "INBOX",
-        (1..=3).map(|n| FakeMsg::new(n, &msg(n))).collect(),
-    )])
-    .with(|s| {
+    // A range a folder of 3 messages cannot have: said, and not paged through
+    // (EXISTS says more than one listing page, so SEARCH is asked first).
+    let mut forged_box = FakeBox::new("INBOX", (1..=3).map(|n| FakeMsg::new(n, &msg(n))).collect());
+    forged_box.exists_says = Some(2001);
+    let forged = FakeImap::start(vec![forged_box]).with(|s| {
         s.hook = Some(std::sync::Arc::new(|c: &Cmd, _: &mut _| {
             (c.name == "UID SEARCH").then(|| {
                 format!(
@@ -233,7 +232,7 @@ fn a_huge_uid_range_is_paged_never_expanded_and_never_taken_for_empty() {
     let out = text(&b.out);
     assert_ne!(b.out.status.code(), Some(0), "{out}");
     assert!(
-        out.contains("SEARCH listed 4294967295 UIDs but the folder has 3 messages"),
+        out.contains("SEARCH listed 4294967295 UIDs but the folder has 2001 messages"),
         "{out}"
     );
     assert!(
@@ -463,9 +462,12 @@ fn what_the_server_announced_but_did_not_deliver_is_never_silent() {
         assert_ne!(b.out.status.code(), Some(0), "UID {uid}: {out}");
         assert!(out.contains("which is not a UID"), "UID {uid}: {out}");
     }
-    // A plain SEARCH answer with a negative number.
+    // A plain SEARCH answer with a negative number (EXISTS says more than one
+    // listing page, so the folder is listed with SEARCH first).
     let d = Dovecot::start(&[DST]);
-    let fake = FakeImap::start(vec![FakeBox::new("INBOX", three())]).with(|s| {
+    let mut inbox = FakeBox::new("INBOX", three());
+    inbox.exists_says = Some(2001);
+    let fake = FakeImap::start(vec![inbox]).with(|s| {
         s.hook = Some(std::sync::Arc::new(|c: &Cmd, _: &mut _| {
             (c.name == "UID SEARCH")
                 .then(|| format!("* SEARCH 1 -2 3\r\n{} OK done\r\n", c.tag).into_bytes())
@@ -678,6 +680,48 @@ fn a_trickle_inside_tls_is_cut_by_the_command_deadline() {
     }
 }
 
+/// A folder of one listing page is listed with `UID FETCH 1:*` (no SEARCH
+/// first): a server whose EXISTS says fewer messages than FETCH gives has every
+/// one copied, the disagreement said; one whose FETCH gives fewer than EXISTS
+/// is listed with SEARCH after all, and what it withholds is said.
+#[test]
+fn a_one_page_folder_listed_without_search_still_says_disagreements() {
+    let three = || {
+        (1..=3)
+            .map(|n| FakeMsg::new(n, &msg(n)))
+            .collect::<Vec<_>>()
+    };
+    let d = Dovecot::start(&[DST]);
+    let mut inbox = FakeBox::new("INBOX", three());
+    inbox.exists_says = Some(2);
+    let fake = FakeImap::start(vec![inbox]);
+    let b = bounded(&from_fake(&fake, &d, &d.dir.path().join("m.sqlite")), 60);
+    let out = text(&b.out);
+    assert_eq!(b.out.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("FETCH listed 3 messages but the folder has 2 messages (EXISTS)"),
+        "{out}"
+    );
+    assert_eq!(bodies(&d, DST, "INBOX"), vec![msg(1), msg(2), msg(3)]);
+
+    let d = Dovecot::start(&[DST]);
+    let mut inbox = FakeBox::new("INBOX", three());
+    inbox.exists_says = Some(4);
+    let fake = FakeImap::start(vec![inbox]);
+    let b = bounded(&from_fake(&fake, &d, &d.dir.path().join("f.sqlite")), 60);
+    let out = text(&b.out);
+    let searched = fake
+        .log()
+        .iter()
+        .any(|l| String::from_utf8_lossy(l).contains("UID SEARCH"));
+    assert!(searched, "fewer than EXISTS: listed with SEARCH after all");
+    assert_eq!(
+        bodies(&d, DST, "INBOX"),
+        vec![msg(1), msg(2), msg(3)],
+        "{out}"
+    );
+}
+
 /// A server saying its folder is empty (EXISTS 0) while SEARCH and FETCH give
 /// mail: the folder is listed anyway, the mail copied, the disagreement said.
 #[test]
@@ -779,7 +823,12 @@ fn a_fast_stream_of_unasked_data_is_cut_too() {
         FakeImap::start(vec![FakeBox::new("INBOX", vec![FakeMsg::new(1, &msg(1))])]).with(|s| {
             s.hook = Some(std::sync::Arc::new(
                 |c: &Cmd, w: &mut std::net::TcpStream| {
-                    (c.name == "UID SEARCH").then(|| {
+                    // The listing, whichever way it is asked (SEARCH first, or
+                    // FETCH 1:* for a folder of one page).
+                    let listing = c.name == "UID SEARCH"
+                        || (c.name == "UID FETCH"
+                            && String::from_utf8_lossy(&c.raw).contains("RFC822.SIZE FLAGS"));
+                    listing.then(|| {
                         let line = b"* OK still searching\r\n".repeat(1000);
                         while std::io::Write::write_all(w, &line).is_ok() {}
                         Vec::new()

@@ -189,3 +189,29 @@ fn sizes_and_bytes_of_the_stored_check_go_out_together() {
     });
     assert!(together, "{err:.4000}");
 }
+
+/// A folder of one listing page (up to 2,000 messages) is listed with one
+/// `UID FETCH 1:*`, without a UID SEARCH first; a folder of more pages, and an
+/// empty one (a server may say EXISTS 0 and hold mail), still SEARCH first.
+#[test]
+fn a_folder_of_one_listing_page_is_listed_without_search() {
+    let d = Dovecot::start(&[SRC, DST]);
+    for f in ["INBOX", "Archive"] {
+        d.seed_args(SRC, &["--generate", "30", "--folder", f, "--seed", f]);
+    }
+    let out = migrate(&d, "state.sqlite", 250);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_same(&d.snapshot(DST), &d.snapshot(SRC));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let searches: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("source C: ") && l.contains("UID SEARCH"))
+        .collect();
+    // Only the empty special folders (Drafts, Junk, Sent, Trash) are searched.
+    let empty = err
+        .lines()
+        .filter(|l| l.contains(": 0 messages, 0 not yet copied"))
+        .count();
+    assert_eq!(searches.len(), empty, "{searches:?}");
+    assert!(commands(&err, "source", "UID FETCH 1:* (UID RFC822.SIZE") >= 2);
+}
