@@ -197,18 +197,8 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
                 plan.display
             ))));
         }
-        let t = tgt.open(&plan.target_name, self.index, opts.dedupe)?;
-        note_target_anomalies(tgt, self.summary);
-        let mut st = State {
-            known: t.known,
-            seen: HashSet::new(),
-            uidvalidity: t.uidvalidity,
-            permanent_flags: t.permanent_flags,
-            headers_date: src.dates_from_headers(),
-            held: None,
-            unchecked: Vec::new(),
-        };
-        if st.headers_date {
+        let headers_date = src.dates_from_headers();
+        if headers_date {
             log::info(format!(
                 "{}: the source has no INTERNALDATE; each message is dated from its topmost Received: header, else its Date: header, else the target's clock",
                 plan.display
@@ -221,7 +211,20 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
             budget: std::sync::Arc::clone(&self.ctx.budget),
         };
         std::thread::scope(|scope| -> Result<(), Stop> {
+            // The source fetches the first batch while the target folder is
+            // opened: the two sides' round trips overlap.
             let rx = fetch::start(scope, src, plan, opts, checkpoints);
+            let t = tgt.open(&plan.target_name, self.index, opts.dedupe)?;
+            note_target_anomalies(tgt, self.summary);
+            let mut st = State {
+                known: t.known,
+                seen: HashSet::new(),
+                uidvalidity: t.uidvalidity,
+                permanent_flags: t.permanent_flags,
+                headers_date,
+                held: None,
+                unchecked: Vec::new(),
+            };
             let mut copied = Ok(());
             while let Some(batch) = fetch::next(&rx)? {
                 if let Some(cap) = &self.ctx.cap {
