@@ -42,8 +42,8 @@ pub fn copy(
         reopen: Some(&open),
     };
     crate::retry::run(&plan.net, what, || {
-        let mut src = open()?;
-        let done = engine::migrate_into(src.as_mut(), &job, index, summary);
+        let (mut src, mut tgt) = engine::connect_both(&open, &job)?;
+        let done = engine::migrate_into(src.as_mut(), &mut tgt, &job, index, summary);
         // How an mbox source was read (a rewritten backup, messages left out).
         for note in src.take_notes() {
             summary.note(note);

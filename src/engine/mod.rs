@@ -180,25 +180,39 @@ pub struct Job<'a> {
     pub reopen: Option<&'a Reopen<'a>>,
 }
 
-/// Copy every selected folder of a source into an IMAP account.
-pub fn migrate(src: &mut dyn Source, job: &Job<'_>, index: &mut Index) -> anyhow::Result<Summary> {
-    let mut summary = Summary::default();
-    migrate_into(src, job, index, &mut summary)?;
-    Ok(summary)
+/// Open the source (with `open`) and connect to the job's IMAP target side by
+/// side: each is a TLS handshake and a login, several round trips, and neither
+/// needs the other. The source's error is said first when both fail.
+pub fn connect_both(
+    open: &Reopen<'_>,
+    job: &Job<'_>,
+) -> anyhow::Result<(Box<dyn Source>, crate::target::imap::ImapTarget)> {
+    let (src, tgt) = std::thread::scope(|scope| {
+        let tgt = scope.spawn(|| {
+            crate::target::imap::ImapTarget::connect(job.target, job.target_credentials, job.net)
+        });
+        let src = open();
+        let tgt = tgt
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("connecting to the target panicked")));
+        (src, tgt)
+    });
+    Ok((src?, tgt?))
 }
 
-/// As [`migrate`], adding to `summary`, so a retried run reports what every attempt did.
+/// Copy every selected folder of a source into the job's IMAP account (`tgt`,
+/// connected by [`connect_both`]), adding to `summary`, so a retried run reports
+/// what every attempt did.
 pub fn migrate_into(
     src: &mut dyn Source,
+    tgt: &mut crate::target::imap::ImapTarget,
     job: &Job<'_>,
     index: &mut Index,
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
     summary.source = src.describe();
     summary.target = job.target.to_string();
-    let mut tgt =
-        crate::target::imap::ImapTarget::connect(job.target, job.target_credentials, job.net)?;
-    copy_into(src, &mut tgt, job.opts, job.reopen, index, summary)
+    copy_into(src, tgt, job.opts, job.reopen, index, summary)
 }
 
 /// Copy every selected folder of a source into any target, adding to `summary`.
@@ -364,9 +378,19 @@ pub fn map_into(
     tgt: &mut dyn Target,
     opts: &Options,
 ) -> anyhow::Result<Mapped> {
-    let tree = src.folders()?;
+    // Both sides' folder lists at once (LIST and NAMESPACE on each: round trips
+    // that need not wait for each other).
+    let (tree, layout) = std::thread::scope(|scope| {
+        let t = &mut *tgt;
+        let layout = scope.spawn(move || t.layout());
+        let tree = src.folders();
+        let layout = layout
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("listing the target's folders panicked")));
+        (tree, layout)
+    });
+    let (tree, layout) = (tree?, layout?);
     let (tree, own_opts) = own_folders(tree, src.namespaces().as_ref(), opts);
-    let layout = tgt.layout()?;
     let mut opts = with_to_folder(&own_opts, &tree)?;
     opts.select.target_limit = tgt.append_limit();
     if let Some(limit) = opts.select.target_limit {

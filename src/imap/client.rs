@@ -25,6 +25,7 @@ use crate::log;
 use crate::sasl::{self, Login, Mech};
 
 /// One part of a command: plain text or a literal.
+#[derive(Clone, Copy)]
 pub enum Part<'a> {
     Text(&'a [u8]),
     Literal(&'a [u8]),
@@ -865,6 +866,75 @@ impl<S: Read + Write> Client<S> {
         }
     }
 
+    /// [`Client::create_with_role`] and SUBSCRIBE in one round trip: each CREATE
+    /// goes out with a SUBSCRIBE of the same name behind it. Returns the CREATE's
+    /// result, and inside it the SUBSCRIBE's (a refused subscription is no reason
+    /// to fail the folder). A SUBSCRIBE that went out for a mailbox that could
+    /// not be created is taken back with UNSUBSCRIBE.
+    pub fn create_subscribed(
+        &mut self,
+        mailbox: &[u8],
+        role: Option<&str>,
+    ) -> Result<Result<(), ImapError>, ImapError> {
+        let mut q = Vec::new();
+        let name = mailbox_part(mailbox, &mut q);
+        let subscribe = [Part::Text(b"SUBSCRIBE "), name];
+        let role = role.filter(|r| {
+            self.has_cap("CREATE-SPECIAL-USE") && super::types::valid_flag(r) && r.starts_with('\\')
+        });
+        if let Some(r) = role {
+            let with_use = format!(" (USE ({r}))");
+            let create = [
+                Part::Text(b"CREATE "),
+                name,
+                Part::Text(with_use.as_bytes()),
+            ];
+            if let (Ok(_), sub) = self.two(("CREATE", &create), ("SUBSCRIBE", &subscribe))? {
+                return Ok(sub.map(|_| ()));
+            }
+        }
+        let create = [Part::Text(b"CREATE "), name];
+        let (created, sub) = self.two(("CREATE", &create), ("SUBSCRIBE", &subscribe))?;
+        let sub = sub.map(|_| ());
+        match created {
+            Ok(_) => Ok(sub),
+            Err(e) => {
+                if self.listed(mailbox)? {
+                    return Ok(sub);
+                }
+                if sub.is_ok() {
+                    let _ = self.simple("UNSUBSCRIBE", &[Part::Text(b"UNSUBSCRIBE "), name]);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Two commands written at once, their answers read in order (untagged data
+    /// is not wanted from them): a NO or BAD is that command's result; anything
+    /// else (the connection lost) ends both.
+    #[allow(clippy::type_complexity)]
+    fn two(
+        &mut self,
+        (a, a_parts): (&str, &[Part<'_>]),
+        (b, b_parts): (&str, &[Part<'_>]),
+    ) -> Result<(Result<Status, ImapError>, Result<Status, ImapError>), ImapError> {
+        self.begin();
+        let (ta, tb) = (self.tag(), self.tag());
+        self.write_command(&ta, a_parts, false)?;
+        self.write_command(&tb, b_parts, false)?;
+        self.flush_out()?;
+        let answer =
+            |c: &mut Self, tag: &str, name: &str| match c.wait_tagged(tag, name, &mut |_| Ok(())) {
+                Err(e @ (ImapError::No { .. } | ImapError::Bad { .. })) => Ok(Err(e)),
+                Err(e) => Err(e),
+                Ok(s) => Ok(Ok(s)),
+            };
+        let ra = answer(self, &ta, a)?;
+        let rb = answer(self, &tb, b)?;
+        Ok((ra, rb))
+    }
+
     /// Whether LIST shows this exact mailbox.
     pub fn listed(&mut self, mailbox: &[u8]) -> Result<bool, ImapError> {
         let mut q = Vec::new();
@@ -1418,6 +1488,59 @@ mod tests {
             format!("M0001 AUTHENTICATE PLAIN {}\r\n", base64(b"\0a@b.ch\0pw"))
         );
         assert!(c.has_cap("UIDPLUS"));
+    }
+
+    #[test]
+    fn create_goes_out_with_its_subscribe_and_a_failed_one_is_taken_back() {
+        // Created: one write of both, both answers read.
+        let mut c = replay("M0001 OK created\r\nM0002 OK subscribed\r\n");
+        assert!(matches!(c.create_subscribed(b"Work", None), Ok(Ok(()))));
+        assert_eq!(
+            written(&mut c),
+            "M0001 CREATE \"Work\"\r\nM0002 SUBSCRIBE \"Work\"\r\n"
+        );
+        // Refused and not there (LIST shows nothing): the subscription is taken
+        // back and the CREATE's refusal returned with the server's words.
+        let mut c = replay(concat!(
+            "M0001 NO [CANNOT] bad name\r\n",
+            "M0002 OK subscribed\r\n",
+            "M0003 OK listed\r\n",
+            "M0004 OK unsubscribed\r\n",
+        ));
+        let e = c.create_subscribed(b"a/b", None).unwrap_err();
+        assert!(e.server_words().contains("bad name"), "{e}");
+        assert!(written(&mut c).ends_with("M0004 UNSUBSCRIBE \"a/b\"\r\n"));
+        // Refused because it exists: success, subscribed.
+        let mut c = replay(concat!(
+            "M0001 NO [ALREADYEXISTS] exists\r\n",
+            "M0002 OK subscribed\r\n",
+            "* LIST () \"/\" Work\r\n",
+            "M0003 OK listed\r\n",
+        ));
+        assert!(matches!(c.create_subscribed(b"Work", None), Ok(Ok(()))));
+        // A refused SUBSCRIBE does not fail the folder: it is handed back inside.
+        let mut c = replay("M0001 OK created\r\nM0002 NO not now\r\n");
+        assert!(matches!(c.create_subscribed(b"Work", None), Ok(Err(_))));
+        // CREATE-SPECIAL-USE: USE first; refused, the plain CREATE (subscribed again).
+        let mut c = replay(concat!(
+            "* OK [CAPABILITY IMAP4rev1 CREATE-SPECIAL-USE] ready\r\n",
+            "M0001 NO [USEATTR] no\r\n",
+            "M0002 OK subscribed\r\n",
+            "M0003 OK created\r\n",
+            "M0004 OK subscribed\r\n",
+        ));
+        c.greeting().unwrap();
+        assert!(matches!(
+            c.create_subscribed(b"Sent", Some("\\Sent")),
+            Ok(Ok(()))
+        ));
+        assert_eq!(
+            written(&mut c),
+            concat!(
+                "M0001 CREATE \"Sent\" (USE (\\Sent))\r\nM0002 SUBSCRIBE \"Sent\"\r\n",
+                "M0003 CREATE \"Sent\"\r\nM0004 SUBSCRIBE \"Sent\"\r\n"
+            )
+        );
     }
 
     #[test]

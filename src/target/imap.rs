@@ -234,8 +234,9 @@ impl Target for ImapTarget {
     fn create(&mut self, name: &str, role: Option<&str>) -> Result<(), CreateError> {
         let raw = utf7::encode(name).into_bytes();
         log::info(format!("creating {name}"));
-        match self.s.create_with_role(&raw, role) {
-            Ok(()) => {}
+        match self.s.create_subscribed(&raw, role) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log::warn(format!("could not subscribe to {name}: {e}")),
             Err(e) if e.code().as_deref() == Some("OVERQUOTA") => {
                 return Err(CreateError::OverQuota(e.server_words()))
             }
@@ -244,9 +245,6 @@ impl Target for ImapTarget {
                 return Err(CreateError::Other(e.into()))
             }
             Err(e) => return Err(CreateError::Refused(e.server_words())),
-        }
-        if let Err(e) = self.s.subscribe(&raw) {
-            log::warn(format!("could not subscribe to {name}: {e}"));
         }
         self.existing().insert(raw);
         Ok(())

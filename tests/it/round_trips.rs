@@ -215,3 +215,45 @@ fn a_folder_of_one_listing_page_is_listed_without_search() {
     assert_eq!(searches.len(), empty, "{searches:?}");
     assert!(commands(&err, "source", "UID FETCH 1:* (UID RFC822.SIZE") >= 2);
 }
+
+/// The source (here 80 ms away) and the target are connected side by side, not
+/// one after the other: the target's login goes out before the source's login is
+/// answered. A folder created on the target goes out with its SUBSCRIBE in one
+/// write, and is subscribed.
+#[test]
+fn both_sides_connect_at_once_and_create_goes_with_subscribe() {
+    let d = Dovecot::start(&[SRC, DST]);
+    d.seed_args(SRC, &["--generate", "5", "--folder", "Work", "--seed", "w"]);
+    let wan = Wan::start(d.dir.path(), d.imaps, 80);
+    let out = Run::new("migrate")
+        .from(format!("imaps://{SRC}@127.0.0.1:{}", wan.port))
+        .to(d.imaps_url(DST))
+        .passwords(&d)
+        .ca(&d)
+        .state(d.dir.path().join("state.sqlite"))
+        .args(["--json", "-vv", "--connections", "1"])
+        .run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_same(&d.snapshot(DST), &d.snapshot(SRC));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    let at = |p: &dyn Fn(&str) -> bool| lines.iter().position(|l| p(l));
+    let target_login = at(&|l| l.starts_with("target C: M0001 AUTHENTICATE"));
+    let source_logged_in = at(&|l| l.starts_with("source S: M0001 OK"));
+    assert!(
+        matches!((target_login, source_logged_in), (Some(t), Some(s)) if t < s),
+        "the target's login waited for the source's: {err:.3000}"
+    );
+    let together = lines.windows(2).any(|w| {
+        w[0].starts_with("target C: ")
+            && w[0].contains("CREATE \"Work\"")
+            && w[1].starts_with("target C: ")
+            && w[1].contains("SUBSCRIBE \"Work\"")
+    });
+    assert!(together, "{err:.4000}");
+    assert!(
+        d.subscribed(DST).contains(&"Work".to_string()),
+        "{:?}",
+        d.subscribed(DST)
+    );
+}

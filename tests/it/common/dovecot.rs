@@ -373,6 +373,37 @@ impl Dovecot {
         dump(port, user, &self.pwfile(), &self.ca(), self.plaintext)
     }
 
+    /// The folders `user` subscribes to (LSUB, read with Python's imaplib over
+    /// IMAPS), as the server names them.
+    pub fn subscribed(&self, user: &str) -> Vec<String> {
+        let script = format!(
+            "import imaplib, ssl\n\
+             ctx = ssl.create_default_context(cafile={ca:?})\n\
+             im = imaplib.IMAP4_SSL('localhost', {port}, ssl_context=ctx)\n\
+             im.login({user:?}, open({pw:?}).read().strip())\n\
+             for l in im.lsub()[1] or []:\n    \
+                 print(l.decode().rsplit(' ', 1)[1].strip('\"'))\n\
+             im.logout()\n",
+            ca = self.ca().display().to_string(),
+            port = self.imaps,
+            pw = self.pwfile().display().to_string(),
+        );
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "LSUB of {user}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
     pub fn count(&self, user: &str) -> usize {
         self.snapshot(user).0.values().map(Vec::len).sum()
     }
