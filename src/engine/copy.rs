@@ -35,6 +35,23 @@ pub(super) struct GroupCtx<'a> {
     pub claims: Claims,
     /// Message bytes the pairs' fetchers may hold at once.
     pub budget: std::sync::Arc<super::fetch::Budget>,
+    /// One lock per target folder being made sure of, so two pairs starting
+    /// parts of one new folder do not both send CREATE (the second waits, then
+    /// finds it there).
+    pub creating: Creating,
+}
+
+/// Locks by target folder name ([`GroupCtx::creating`]).
+#[derive(Default)]
+pub(super) struct Creating(
+    std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<std::sync::Mutex<()>>>>,
+);
+
+impl Creating {
+    fn lock_for(&self, name: &str) -> std::sync::Arc<std::sync::Mutex<()>> {
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        all.entry(name.to_string()).or_default().clone()
+    }
 }
 
 impl GroupCtx<'_> {
@@ -111,6 +128,8 @@ impl GroupCtx<'_> {
         summary: &mut Summary,
     ) -> Result<String, Stop> {
         let plain = folders::plain_name(&plan.target_name, self.delim);
+        let lock = self.creating.lock_for(&plan.target_name);
+        let _one_at_a_time = lock.lock().unwrap_or_else(|e| e.into_inner());
         if tgt.exists(&plan.target_name) {
             return Ok(plan.target_name.clone());
         }

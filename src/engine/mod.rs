@@ -330,6 +330,7 @@ fn copy_planned(
         cap: cap_of(opts),
         claims: Default::default(),
         budget: Default::default(),
+        creating: Default::default(),
     };
     let confirmed = workers::run(
         &ctx,

@@ -868,14 +868,15 @@ impl<S: Read + Write> Client<S> {
 
     /// [`Client::create_with_role`] and SUBSCRIBE in one round trip: each CREATE
     /// goes out with a SUBSCRIBE of the same name behind it. Returns the CREATE's
-    /// result, and inside it the SUBSCRIBE's (a refused subscription is no reason
+    /// result: whether this CREATE made the mailbox (`false`: it was there
+    /// already), and the SUBSCRIBE's result (a refused subscription is no reason
     /// to fail the folder). A SUBSCRIBE that went out for a mailbox that could
     /// not be created is taken back with UNSUBSCRIBE.
     pub fn create_subscribed(
         &mut self,
         mailbox: &[u8],
         role: Option<&str>,
-    ) -> Result<Result<(), ImapError>, ImapError> {
+    ) -> Result<(bool, Result<(), ImapError>), ImapError> {
         let mut q = Vec::new();
         let name = mailbox_part(mailbox, &mut q);
         let subscribe = [Part::Text(b"SUBSCRIBE "), name];
@@ -890,17 +891,17 @@ impl<S: Read + Write> Client<S> {
                 Part::Text(with_use.as_bytes()),
             ];
             if let (Ok(_), sub) = self.two(("CREATE", &create), ("SUBSCRIBE", &subscribe))? {
-                return Ok(sub.map(|_| ()));
+                return Ok((true, sub.map(|_| ())));
             }
         }
         let create = [Part::Text(b"CREATE "), name];
         let (created, sub) = self.two(("CREATE", &create), ("SUBSCRIBE", &subscribe))?;
         let sub = sub.map(|_| ());
         match created {
-            Ok(_) => Ok(sub),
+            Ok(_) => Ok((true, sub)),
             Err(e) => {
                 if self.listed(mailbox)? {
-                    return Ok(sub);
+                    return Ok((false, sub));
                 }
                 if sub.is_ok() {
                     let _ = self.simple("UNSUBSCRIBE", &[Part::Text(b"UNSUBSCRIBE "), name]);
@@ -1494,7 +1495,10 @@ mod tests {
     fn create_goes_out_with_its_subscribe_and_a_failed_one_is_taken_back() {
         // Created: one write of both, both answers read.
         let mut c = replay("M0001 OK created\r\nM0002 OK subscribed\r\n");
-        assert!(matches!(c.create_subscribed(b"Work", None), Ok(Ok(()))));
+        assert!(matches!(
+            c.create_subscribed(b"Work", None),
+            Ok((true, Ok(())))
+        ));
         assert_eq!(
             written(&mut c),
             "M0001 CREATE \"Work\"\r\nM0002 SUBSCRIBE \"Work\"\r\n"
@@ -1517,10 +1521,16 @@ mod tests {
             "* LIST () \"/\" Work\r\n",
             "M0003 OK listed\r\n",
         ));
-        assert!(matches!(c.create_subscribed(b"Work", None), Ok(Ok(()))));
+        assert!(matches!(
+            c.create_subscribed(b"Work", None),
+            Ok((false, Ok(())))
+        ));
         // A refused SUBSCRIBE does not fail the folder: it is handed back inside.
         let mut c = replay("M0001 OK created\r\nM0002 NO not now\r\n");
-        assert!(matches!(c.create_subscribed(b"Work", None), Ok(Err(_))));
+        assert!(matches!(
+            c.create_subscribed(b"Work", None),
+            Ok((true, Err(_)))
+        ));
         // CREATE-SPECIAL-USE: USE first; refused, the plain CREATE (subscribed again).
         let mut c = replay(concat!(
             "* OK [CAPABILITY IMAP4rev1 CREATE-SPECIAL-USE] ready\r\n",
@@ -1532,7 +1542,7 @@ mod tests {
         c.greeting().unwrap();
         assert!(matches!(
             c.create_subscribed(b"Sent", Some("\\Sent")),
-            Ok(Ok(()))
+            Ok((true, Ok(())))
         ));
         assert_eq!(
             written(&mut c),

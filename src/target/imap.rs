@@ -32,9 +32,9 @@ pub struct ImapTarget {
     server: Server,
     credentials: Credentials,
     net: NetOptions,
-    /// Target folders known to exist (listed at the start, or created since),
-    /// shared by every connection of the run.
-    existing: Arc<Mutex<HashSet<Vec<u8>>>>,
+    /// Target folders known to exist (listed at the start, or created since:
+    /// `true`, empty when created), shared by every connection of the run.
+    existing: Arc<Mutex<HashMap<Vec<u8>, bool>>>,
     /// The open folder: decoded name, wire name, UIDVALIDITY.
     name: String,
     raw: Vec<u8>,
@@ -58,7 +58,7 @@ impl ImapTarget {
         server: &Server,
         credentials: &Credentials,
         net: &NetOptions,
-        existing: Arc<Mutex<HashSet<Vec<u8>>>>,
+        existing: Arc<Mutex<HashMap<Vec<u8>, bool>>>,
     ) -> anyhow::Result<ImapTarget> {
         let s = session::open_with(server, credentials, net, "target")?;
         Ok(ImapTarget {
@@ -76,7 +76,7 @@ impl ImapTarget {
         })
     }
 
-    fn existing(&self) -> std::sync::MutexGuard<'_, HashSet<Vec<u8>>> {
+    fn existing(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, bool>> {
         self.existing.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -157,7 +157,7 @@ impl Target for ImapTarget {
         self.existing().extend(
             list.iter()
                 .filter(|e| !e.has_attr("\\Noselect") && !e.has_attr("\\NonExistent"))
-                .map(|e| e.raw.clone()),
+                .map(|e| (e.raw.clone(), false)),
         );
         Ok(target_layout(&list, prefix, delim))
     }
@@ -228,15 +228,18 @@ impl Target for ImapTarget {
     }
 
     fn exists(&self, name: &str) -> bool {
-        self.existing().contains(utf7::encode(name).as_bytes())
+        self.existing().contains_key(utf7::encode(name).as_bytes())
     }
 
     fn create(&mut self, name: &str, role: Option<&str>) -> Result<(), CreateError> {
         let raw = utf7::encode(name).into_bytes();
         log::info(format!("creating {name}"));
-        match self.s.create_subscribed(&raw, role) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => log::warn(format!("could not subscribe to {name}: {e}")),
+        let created = match self.s.create_subscribed(&raw, role) {
+            Ok((created, Ok(()))) => created,
+            Ok((created, Err(e))) => {
+                log::warn(format!("could not subscribe to {name}: {e}"));
+                created
+            }
             Err(e) if e.code().as_deref() == Some("OVERQUOTA") => {
                 return Err(CreateError::OverQuota(e.server_words()))
             }
@@ -245,8 +248,10 @@ impl Target for ImapTarget {
                 return Err(CreateError::Other(e.into()))
             }
             Err(e) => return Err(CreateError::Refused(e.server_words())),
-        }
-        self.existing().insert(raw);
+        };
+        // Another pair of this run may have created it a moment before (this
+        // CREATE then found it there): created by the run all the same.
+        *self.existing().entry(raw).or_insert(false) |= created;
         Ok(())
     }
 
@@ -269,7 +274,10 @@ impl Target for ImapTarget {
         } else {
             HashMap::new()
         };
-        self.unknown = if dedupe != Mode::None {
+        // A folder this run created holds nothing it did not store (what other
+        // pairs stored is in their claims): no listing of it is needed.
+        let created = self.existing().get(&self.raw).copied().unwrap_or(false);
+        self.unknown = if dedupe != Mode::None && !created {
             target_unknown(&mut self.s, &known)?
         } else {
             Unknown::default()

@@ -217,3 +217,53 @@ fn a_batch_account_alone_takes_its_share_of_the_host() {
     assert!(pairs.len() == 2, "{pairs:?}: {err}");
     assert_copied_once(&d, n);
 }
+
+/// A folder the run creates on the target is not listed there (it holds only
+/// what the run stores), yet cut into parts over several pairs its identical
+/// messages are still stored once (the pairs' claims), also on a second run.
+#[test]
+fn a_new_target_folder_is_not_listed_and_its_parts_store_each_message_once() {
+    let n = 150;
+    let d = Dovecot::start(&[SRC, DST]);
+    for seed in ["split-a", "split-b", "split-a"] {
+        d.seed_args(
+            SRC,
+            &[
+                "--generate",
+                &n.to_string(),
+                "--folder",
+                "Big",
+                "--seed",
+                seed,
+            ],
+        );
+    }
+    for round in 0..2 {
+        let out = Run::migrate_within(&d, SRC, DST)
+            .state(d.dir.path().join("state.sqlite"))
+            .args(["--json", "-vv", "--connections", "4"])
+            .command()
+            .env("MAILFERRY_BATCH_COUNT", "20")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        if round == 0 {
+            assert!(err.contains("cut into 8 parts by UID"), "{err:.3000}");
+            assert!(
+                !err.lines()
+                    .any(|l| l.starts_with("target C: ") && l.contains("HEADER.FIELDS")),
+                "a folder created by this run is not listed on the target"
+            );
+            assert_eq!(json(&out)["copied"], 2 * n);
+        } else {
+            assert_eq!(json(&out)["copied"], 0);
+        }
+        let got = d.snapshot(DST);
+        let mut want = d.snapshot(SRC);
+        want.0.retain(|name, _| name == "Big");
+        want.0.get_mut("Big").unwrap().dedup();
+        assert_eq!(got.0["Big"].len(), 2 * n);
+        assert_same(&got, &want);
+    }
+}
