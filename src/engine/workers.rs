@@ -105,9 +105,10 @@ impl<'scope> Spares<'scope> {
 }
 
 /// How many pairs to open while the folders are planned: `--connections N` less
-/// the one open, or without it as many as the round trip asks for
-/// ([`auto_pairs`] before the work is known) less one; none for a dry run,
-/// `--delete-after` (one pair), or a source that cannot be read in parts.
+/// the one open, or without it, over a link of 15 ms or more, as many as the
+/// round trip asks for ([`auto_pairs`] before the work is known) less one; none
+/// for a dry run, `--delete-after` (one pair), or a source that cannot be read
+/// in parts.
 pub(super) fn spare_count(
     opts: &super::Options,
     src: &mut dyn Source,
@@ -117,11 +118,16 @@ pub(super) fn spare_count(
         return 0;
     }
     let pairs = match opts.connections {
-        0 => {
-            let rtt = src.round_trip().into_iter().chain(tgt.round_trip()).max();
-            let most = opts.max_pairs.clamp(1, AUTO_MAX);
-            auto_pairs(rtt, &[u64::MAX], opts.batch_count, most)
-        }
+        // Chosen by the round trip: ahead of the plan only over a link where a
+        // login costs much (15 ms and more); nearby, the pairs the work turns out
+        // to need log in quickly after it, and none is opened for nothing.
+        0 => match src.round_trip().into_iter().chain(tgt.round_trip()).max() {
+            Some(rtt) if rtt >= Duration::from_millis(15) => {
+                let most = opts.max_pairs.clamp(1, AUTO_MAX);
+                auto_pairs(Some(rtt), &[u64::MAX], opts.batch_count, most)
+            }
+            _ => 1,
+        },
         n => n,
     };
     pairs.saturating_sub(1)

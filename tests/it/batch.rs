@@ -386,9 +386,21 @@ fn bad_rows_are_all_listed_and_nothing_runs() {
     );
     assert_eq!(d.count(&dst_user(0)), 0);
 
-    // --skip-invalid: the good row runs, the bad ones are in the report as invalid.
+    // --skip-invalid: the good row runs (one pair: one connection to count), the
+    // bad ones are in the report as invalid.
     let report = d.dir.path().join("report.csv");
-    let out = batch(&d, &path, &["--skip-invalid", "--report", &s(&report)], &[]);
+    let out = batch(
+        &d,
+        &path,
+        &[
+            "--skip-invalid",
+            "--connections",
+            "1",
+            "--report",
+            &s(&report),
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_eq!(counter.total.load(Ordering::SeqCst), 1);
     assert_accounts_copied(&d, 1, None);
