@@ -518,6 +518,19 @@ impl<S: Read + Write> Client<S> {
         name: &str,
         on_data: &mut dyn FnMut(Response) -> Result<(), ImapError>,
     ) -> Result<Status, ImapError> {
+        self.wait_any(&[(tag, name)], on_data)?.1
+    }
+
+    /// Read until one of the `pending` commands (tag, name) is answered; returns
+    /// which, and its result (a NO or BAD as that command's error). A server may
+    /// answer commands written together in any order (RFC 3501 5.5); a tag that
+    /// is none of them is a protocol error.
+    #[allow(clippy::type_complexity)]
+    fn wait_any(
+        &mut self,
+        pending: &[(&str, &str)],
+        on_data: &mut dyn FnMut(Response) -> Result<(), ImapError>,
+    ) -> Result<(usize, Result<Status, ImapError>), ImapError> {
         let mut bye: Option<String> = None;
         loop {
             let resp = match self.read_response() {
@@ -529,17 +542,19 @@ impl<S: Read + Write> Client<S> {
                 Err(e) => return Err(e),
             };
             match resp {
-                Response::Tagged { tag: t, status } if t == tag => {
-                    self.set_caps_from_code(&status);
-                    return match status.kind {
-                        StatusKind::Ok => Ok(status),
-                        _ => Err(ImapError::from_status(name, status)),
+                Response::Tagged { tag: t, status } => {
+                    let Some(i) = pending.iter().position(|(p, _)| *p == t) else {
+                        let waiting = pending.first().map_or("", |p| p.0);
+                        return Err(ImapError::Protocol(format!(
+                            "answer for unknown tag {t} while waiting for {waiting}"
+                        )));
                     };
-                }
-                Response::Tagged { tag: t, .. } => {
-                    return Err(ImapError::Protocol(format!(
-                        "answer for unknown tag {t} while waiting for {tag}"
-                    )))
+                    self.set_caps_from_code(&status);
+                    let result = match status.kind {
+                        StatusKind::Ok => Ok(status),
+                        _ => Err(ImapError::from_status(pending[i].1, status)),
+                    };
+                    return Ok((i, result));
                 }
                 Response::UntaggedStatus(s) if s.kind == StatusKind::Bye => {
                     bye = Some(s.describe());
@@ -562,6 +577,31 @@ impl<S: Read + Write> Client<S> {
                 other => on_data(other)?,
             }
         }
+    }
+
+    /// Read the answers of commands written together, in whatever order they
+    /// come: one result each, in the order of `pending`. A NO or BAD is that
+    /// command's result; anything else (the connection lost) ends them all.
+    fn wait_all(
+        &mut self,
+        pending: &[(&str, &str)],
+        on_data: &mut dyn FnMut(Response) -> Result<(), ImapError>,
+    ) -> Result<Vec<Result<Status, ImapError>>, ImapError> {
+        let mut results: Vec<Option<Result<Status, ImapError>>> =
+            pending.iter().map(|_| None).collect();
+        let mut left: Vec<(usize, (&str, &str))> = pending.iter().copied().enumerate().collect();
+        while !left.is_empty() {
+            let waiting: Vec<(&str, &str)> = left.iter().map(|(_, p)| *p).collect();
+            let (i, r) = self.wait_any(&waiting, on_data)?;
+            let r = match r {
+                Err(e @ (ImapError::No { .. } | ImapError::Bad { .. })) => Err(e),
+                Err(e) => return Err(e),
+                Ok(s) => Ok(s),
+            };
+            results[left[i].0] = Some(r);
+            left.remove(i);
+        }
+        Ok(results.into_iter().flatten().collect())
     }
 
     pub fn simple(&mut self, name: &str, parts: &[Part<'_>]) -> Result<Status, ImapError> {
@@ -925,15 +965,11 @@ impl<S: Read + Write> Client<S> {
         self.write_command(&ta, a_parts, false)?;
         self.write_command(&tb, b_parts, false)?;
         self.flush_out()?;
-        let answer =
-            |c: &mut Self, tag: &str, name: &str| match c.wait_tagged(tag, name, &mut |_| Ok(())) {
-                Err(e @ (ImapError::No { .. } | ImapError::Bad { .. })) => Ok(Err(e)),
-                Err(e) => Err(e),
-                Ok(s) => Ok(Ok(s)),
-            };
-        let ra = answer(self, &ta, a)?;
-        let rb = answer(self, &tb, b)?;
-        Ok((ra, rb))
+        let mut answers = self
+            .wait_all(&[(ta.as_str(), a), (tb.as_str(), b)], &mut |_| Ok(()))?
+            .into_iter();
+        let (ra, rb) = (answers.next(), answers.next());
+        Ok((ra.expect("two answers"), rb.expect("two answers")))
     }
 
     /// Whether LIST shows this exact mailbox.
@@ -1002,26 +1038,20 @@ impl<S: Read + Write> Client<S> {
             tags.push(tag);
         }
         self.flush_out()?;
-        let mut refused = None;
-        for tag in &tags {
-            let answer = self.wait_tagged(tag, "UID FETCH", &mut |r| {
-                if let Response::Numbered { num, name, rest } = r {
-                    if name == "FETCH" {
-                        let f = parse_fetch(num, rest).map_err(|e| ImapError::Protocol(e.0))?;
-                        each(f)?;
-                    }
+        let pending: Vec<(&str, &str)> = tags.iter().map(|t| (t.as_str(), "UID FETCH")).collect();
+        let answers = self.wait_all(&pending, &mut |r| {
+            if let Response::Numbered { num, name, rest } = r {
+                if name == "FETCH" {
+                    let f = parse_fetch(num, rest).map_err(|e| ImapError::Protocol(e.0))?;
+                    each(f)?;
                 }
-                Ok(())
-            });
-            match answer {
-                Ok(_) => {}
-                Err(e @ (ImapError::No { .. } | ImapError::Bad { .. })) => {
-                    refused.get_or_insert(e);
-                }
-                Err(e) => return Err(e),
             }
+            Ok(())
+        })?;
+        match answers.into_iter().find(Result::is_err) {
+            Some(Err(e)) => Err(e),
+            _ => Ok(()),
         }
-        refused.map_or(Ok(()), Err)
     }
 
     /// `UID STORE set +FLAGS.SILENT (flags)` (`add`) or `-FLAGS.SILENT`. Flags that
@@ -1489,6 +1519,45 @@ mod tests {
             format!("M0001 AUTHENTICATE PLAIN {}\r\n", base64(b"\0a@b.ch\0pw"))
         );
         assert!(c.has_cap("UIDPLUS"));
+    }
+
+    #[test]
+    fn commands_written_together_may_be_answered_in_any_order() {
+        // The second FETCH answered first: both answers taken, every FETCH handed on.
+        let mut c = replay(concat!(
+            "* 1 FETCH (UID 5 RFC822.SIZE 10)\r\n",
+            "M0002 OK second\r\n",
+            "* 2 FETCH (UID 6 RFC822.SIZE 12)\r\n",
+            "M0001 OK first\r\n",
+        ));
+        let mut seen = Vec::new();
+        c.uid_fetch_many(
+            &[("5", "(UID RFC822.SIZE)"), ("6", "(UID RFC822.SIZE)")],
+            |f| {
+                seen.push((f.uid, f.size));
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(seen, vec![(Some(5), Some(10)), (Some(6), Some(12))]);
+        // A NO for one of them is returned once both are answered.
+        let mut c = replay("M0002 OK second\r\nM0001 NO [SERVERBUG] broken\r\n");
+        let e = c
+            .uid_fetch_many(&[("5", "(UID)"), ("6", "(UID)")], |_| Ok(()))
+            .unwrap_err();
+        assert!(e.server_words().contains("broken"), "{e}");
+        // CREATE and SUBSCRIBE answered the other way round.
+        let mut c = replay("M0002 OK subscribed\r\nM0001 OK created\r\n");
+        assert!(matches!(
+            c.create_subscribed(b"Work", None),
+            Ok((true, Ok(())))
+        ));
+        // A tag that is none of ours is a protocol error.
+        let mut c = replay("M0009 OK what\r\n");
+        let e = c
+            .uid_fetch_many(&[("5", "(UID)"), ("6", "(UID)")], |_| Ok(()))
+            .unwrap_err();
+        assert!(e.to_string().contains("unknown tag M0009"), "{e}");
     }
 
     #[test]
