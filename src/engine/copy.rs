@@ -493,10 +493,10 @@ impl<'a, 'c> FolderCopy<'a, 'c> {
                 .get(k.as_str())
                 .filter(|_| !sent.contains(k.as_str()))
             {
-                Some(&sent) => {
-                    records.extend(rows.known(*uid, sent));
+                Some(&sent_key) => {
+                    records.extend(rows.known(*uid, sent_key));
                     records.extend(rows.changed(*uid, k));
-                    st.known.insert(dedupe::fingerprint(sent));
+                    st.known.insert(dedupe::fingerprint(sent_key));
                 }
                 None => records.extend(rows.known(*uid, k)),
             }

@@ -16,20 +16,25 @@ pub fn listing(s: &mut Session) -> Result<Vec<Meta>, ImapError> {
     listing_of(s, "1:*")
 }
 
+/// A listed message as its FETCH response gives it.
+fn meta_of(uid: u32, f: crate::imap::parse::Fetch) -> Meta {
+    Meta {
+        id: uid.to_string(),
+        order: u64::from(uid),
+        size: f.size.unwrap_or(0),
+        flags_missing: f.flags.is_none(),
+        flags: f.flags.unwrap_or_default(),
+        internal_date: f.internal_date,
+        problem: f.problem,
+    }
+}
+
 /// The cheap listing of the messages of a UID set, in UID order.
 pub fn listing_of(s: &mut Session, set: &str) -> Result<Vec<Meta>, ImapError> {
     let mut out = Vec::new();
     s.uid_fetch(set, "(UID RFC822.SIZE FLAGS INTERNALDATE)", |f| {
         if let Some(uid) = f.uid {
-            out.push(Meta {
-                id: uid.to_string(),
-                order: u64::from(uid),
-                size: f.size.unwrap_or(0),
-                flags_missing: f.flags.is_none(),
-                flags: f.flags.unwrap_or_default(),
-                internal_date: f.internal_date,
-                problem: f.problem,
-            });
+            out.push(meta_of(uid, f));
         }
         Ok(())
     })?;
@@ -47,57 +52,40 @@ pub fn listing_first(
     exists: u64,
     max: u64,
 ) -> Result<(Vec<Meta>, u64), ImapError> {
-    let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    let mut unasked = 0u64;
-    s.expect(exists.min(max).saturating_mul(256));
-    s.uid_fetch("1:*", "(UID RFC822.SIZE FLAGS INTERNALDATE)", |f| {
-        match f.uid {
-            Some(uid) if (seen.len() as u64) < max && seen.insert(uid) => out.push(Meta {
-                id: uid.to_string(),
-                order: u64::from(uid),
-                size: f.size.unwrap_or(0),
-                flags_missing: f.flags.is_none(),
-                flags: f.flags.unwrap_or_default(),
-                internal_date: f.internal_date,
-                problem: f.problem,
-            }),
-            _ => unasked += 1,
-        }
-        Ok(())
-    })?;
-    out.sort_by_key(|m| m.order);
-    Ok((out, unasked))
+    listing_kept(s, "1:*", exists.min(max), |_, taken| taken < max)
 }
 
 /// The cheap listing of the messages of `wanted`, in UID order: what the server
 /// sends for UIDs not asked for, or twice, is dropped as it arrives (and counted,
 /// the second number), so a server cannot make a page hold more than it asked.
 pub fn listing_within(s: &mut Session, wanted: &UidSet) -> Result<(Vec<Meta>, u64), ImapError> {
+    listing_kept(s, &wanted.to_string(), wanted.len(), |uid, _| {
+        wanted.contains(uid)
+    })
+}
+
+/// The cheap listing of `set`, keeping each UID once and only where `keep(uid,
+/// taken so far)` says; the rest is dropped as it arrives and counted. The
+/// command's budget grows with `messages` (about 200 bytes each).
+fn listing_kept(
+    s: &mut Session,
+    set: &str,
+    messages: u64,
+    mut keep: impl FnMut(u32, u64) -> bool,
+) -> Result<(Vec<Meta>, u64), ImapError> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     let mut unasked = 0u64;
-    // About 200 bytes a message: the command's budget grows with them.
-    s.expect(wanted.len().saturating_mul(256));
-    s.uid_fetch(
-        &wanted.to_string(),
-        "(UID RFC822.SIZE FLAGS INTERNALDATE)",
-        |f| {
-            match f.uid {
-                Some(uid) if wanted.contains(uid) && seen.insert(uid) => out.push(Meta {
-                    id: uid.to_string(),
-                    order: u64::from(uid),
-                    size: f.size.unwrap_or(0),
-                    flags_missing: f.flags.is_none(),
-                    flags: f.flags.unwrap_or_default(),
-                    internal_date: f.internal_date,
-                    problem: f.problem,
-                }),
-                _ => unasked += 1,
+    s.expect(messages.saturating_mul(256));
+    s.uid_fetch(set, "(UID RFC822.SIZE FLAGS INTERNALDATE)", |f| {
+        match f.uid {
+            Some(uid) if keep(uid, seen.len() as u64) && seen.insert(uid) => {
+                out.push(meta_of(uid, f))
             }
-            Ok(())
-        },
-    )?;
+            _ => unasked += 1,
+        }
+        Ok(())
+    })?;
     out.sort_by_key(|m| m.order);
     Ok((out, unasked))
 }

@@ -187,17 +187,27 @@ pub fn connect_both(
     open: &Reopen<'_>,
     job: &Job<'_>,
 ) -> anyhow::Result<(Box<dyn Source>, crate::target::imap::ImapTarget)> {
-    let (src, tgt) = std::thread::scope(|scope| {
-        let tgt = scope.spawn(|| {
-            crate::target::imap::ImapTarget::connect(job.target, job.target_credentials, job.net)
-        });
-        let src = open();
-        let tgt = tgt
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("connecting to the target panicked")));
-        (src, tgt)
-    });
+    let (tgt, src) = side_by_side(
+        || crate::target::imap::ImapTarget::connect(job.target, job.target_credentials, job.net),
+        open,
+    );
     Ok((src?, tgt?))
+}
+
+/// `there` on a thread of its own while `here` runs on this one; both results.
+/// A panic on the thread is an error.
+fn side_by_side<A: Send, B>(
+    there: impl FnOnce() -> anyhow::Result<A> + Send,
+    here: impl FnOnce() -> anyhow::Result<B>,
+) -> (anyhow::Result<A>, anyhow::Result<B>) {
+    std::thread::scope(|scope| {
+        let there = scope.spawn(there);
+        let here = here();
+        let there = there
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("a thread of this run panicked")));
+        (there, here)
+    })
 }
 
 /// Copy every selected folder of a source into the job's IMAP account (`tgt`,
@@ -381,15 +391,8 @@ pub fn map_into(
 ) -> anyhow::Result<Mapped> {
     // Both sides' folder lists at once (LIST and NAMESPACE on each: round trips
     // that need not wait for each other).
-    let (tree, layout) = std::thread::scope(|scope| {
-        let t = &mut *tgt;
-        let layout = scope.spawn(move || t.layout());
-        let tree = src.folders();
-        let layout = layout
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("listing the target's folders panicked")));
-        (tree, layout)
-    });
+    let t = &mut *tgt;
+    let (layout, tree) = side_by_side(move || t.layout(), || src.folders());
     let (tree, layout) = (tree?, layout?);
     let (tree, own_opts) = own_folders(tree, src.namespaces().as_ref(), opts);
     let mut opts = with_to_folder(&own_opts, &tree)?;

@@ -69,11 +69,19 @@ impl<'scope> Spares<'scope> {
 
     /// A pair opened ahead, once its logins are done; `None` when none is left.
     fn take(&self) -> Option<anyhow::Result<Pair>> {
-        let handle = self
-            .opening
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()?;
+        self.beyond(0)
+    }
+
+    /// One of the pairs beyond the first `n` still held, once its logins are
+    /// done; `None` when no more than `n` are held.
+    fn beyond(&self, n: usize) -> Option<anyhow::Result<Pair>> {
+        let handle = {
+            let mut opening = self.opening.lock().unwrap_or_else(|e| e.into_inner());
+            if opening.len() <= n {
+                return None;
+            }
+            opening.pop()?
+        };
         Some(
             handle
                 .join()
@@ -88,15 +96,8 @@ impl<'scope> Spares<'scope> {
 
     /// Log out of all but `n` pairs (the run needs fewer than were opened).
     fn keep(&self, n: usize) {
-        loop {
-            let handle = {
-                let mut opening = self.opening.lock().unwrap_or_else(|e| e.into_inner());
-                if opening.len() <= n {
-                    return;
-                }
-                opening.pop()
-            };
-            if let Some(Ok((mut s, mut t))) = handle.and_then(|h| h.join().ok()) {
+        while let Some(pair) = self.beyond(n) {
+            if let Ok((mut s, mut t)) = pair {
                 t.close();
                 s.close();
             }

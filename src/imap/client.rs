@@ -875,35 +875,7 @@ impl<S: Read + Write> Client<S> {
         mailbox: &[u8],
         role: Option<&str>,
     ) -> Result<(), ImapError> {
-        let mut q = Vec::new();
-        let name = mailbox_part(mailbox, &mut q);
-        let role = role.filter(|r| {
-            self.has_cap("CREATE-SPECIAL-USE") && super::types::valid_flag(r) && r.starts_with('\\')
-        });
-        if let Some(r) = role {
-            let with_use = format!(" (USE ({r}))");
-            let parts = [
-                Part::Text(b"CREATE "),
-                name,
-                Part::Text(with_use.as_bytes()),
-            ];
-            if self.simple("CREATE", &parts).is_ok() {
-                return Ok(());
-            }
-        }
-        let mut q = Vec::new();
-        let parts = [Part::Text(b"CREATE "), mailbox_part(mailbox, &mut q)];
-        match self.simple("CREATE", &parts) {
-            Ok(_) => Ok(()),
-            Err(e @ (ImapError::No { .. } | ImapError::Bad { .. })) => {
-                if self.listed(mailbox)? {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            }
-            Err(e) => Err(e),
-        }
+        self.create_as(mailbox, role, false).map(|_| ())
     }
 
     /// [`Client::create_with_role`] and SUBSCRIBE in one round trip: each CREATE
@@ -917,9 +889,22 @@ impl<S: Read + Write> Client<S> {
         mailbox: &[u8],
         role: Option<&str>,
     ) -> Result<(bool, Result<(), ImapError>), ImapError> {
+        self.create_as(mailbox, role, true)
+    }
+
+    /// CREATE (with a role where it can be given), each CREATE followed in the
+    /// same write by a SUBSCRIBE when `subscribe`. A refusal is checked with LIST:
+    /// a mailbox that turns out to exist is success (`false`: not made now).
+    fn create_as(
+        &mut self,
+        mailbox: &[u8],
+        role: Option<&str>,
+        subscribe: bool,
+    ) -> Result<(bool, Result<(), ImapError>), ImapError> {
         let mut q = Vec::new();
         let name = mailbox_part(mailbox, &mut q);
-        let subscribe = [Part::Text(b"SUBSCRIBE "), name];
+        let sub = [Part::Text(b"SUBSCRIBE "), name];
+        let sub = subscribe.then_some(&sub[..]);
         let role = role.filter(|r| {
             self.has_cap("CREATE-SPECIAL-USE") && super::types::valid_flag(r) && r.starts_with('\\')
         });
@@ -930,20 +915,19 @@ impl<S: Read + Write> Client<S> {
                 name,
                 Part::Text(with_use.as_bytes()),
             ];
-            if let (Ok(_), sub) = self.two(("CREATE", &create), ("SUBSCRIBE", &subscribe))? {
-                return Ok((true, sub.map(|_| ())));
+            if let (Ok(_), subscribed) = self.create_then(&create, sub)? {
+                return Ok((true, subscribed));
             }
         }
         let create = [Part::Text(b"CREATE "), name];
-        let (created, sub) = self.two(("CREATE", &create), ("SUBSCRIBE", &subscribe))?;
-        let sub = sub.map(|_| ());
+        let (created, subscribed) = self.create_then(&create, sub)?;
         match created {
-            Ok(_) => Ok((true, sub)),
+            Ok(_) => Ok((true, subscribed)),
             Err(e) => {
                 if self.listed(mailbox)? {
-                    return Ok((false, sub));
+                    return Ok((false, subscribed));
                 }
-                if sub.is_ok() {
+                if sub.is_some() && subscribed.is_ok() {
                     let _ = self.simple("UNSUBSCRIBE", &[Part::Text(b"UNSUBSCRIBE "), name]);
                 }
                 Err(e)
@@ -951,25 +935,45 @@ impl<S: Read + Write> Client<S> {
         }
     }
 
-    /// Two commands written at once, their answers read in order (untagged data
-    /// is not wanted from them): a NO or BAD is that command's result; anything
-    /// else (the connection lost) ends both.
+    /// One CREATE, and the SUBSCRIBE `sub` in the same write if given: the
+    /// CREATE's answer and the SUBSCRIBE's (success when none was sent).
     #[allow(clippy::type_complexity)]
-    fn two(
+    fn create_then(
         &mut self,
-        (a, a_parts): (&str, &[Part<'_>]),
-        (b, b_parts): (&str, &[Part<'_>]),
-    ) -> Result<(Result<Status, ImapError>, Result<Status, ImapError>), ImapError> {
+        create: &[Part<'_>],
+        sub: Option<&[Part<'_>]>,
+    ) -> Result<(Result<Status, ImapError>, Result<(), ImapError>), ImapError> {
+        let mut commands = vec![("CREATE", create)];
+        commands.extend(sub.map(|s| ("SUBSCRIBE", s)));
+        let mut answers = self.pipelined(&commands, &mut |_| Ok(()))?.into_iter();
+        let created = answers.next().expect("an answer per command");
+        Ok((created, answers.next().map_or(Ok(()), |s| s.map(|_| ()))))
+    }
+
+    /// Commands written at once, their answers read in whatever order the server
+    /// sends them ([`Client::wait_all`]): one round trip for all. Untagged data
+    /// goes to `on_data`; one result per command, in order.
+    fn pipelined(
+        &mut self,
+        commands: &[(&str, &[Part<'_>])],
+        on_data: &mut dyn FnMut(Response) -> Result<(), ImapError>,
+    ) -> Result<Vec<Result<Status, ImapError>>, ImapError> {
         self.begin();
-        let (ta, tb) = (self.tag(), self.tag());
-        self.write_command(&ta, a_parts, false)?;
-        self.write_command(&tb, b_parts, false)?;
+        let expected = std::mem::take(&mut self.expect_next);
+        self.stream.get_mut().expect(expected);
+        let mut tags = Vec::with_capacity(commands.len());
+        for (_, parts) in commands {
+            let tag = self.tag();
+            self.write_command(&tag, parts, false)?;
+            tags.push(tag);
+        }
         self.flush_out()?;
-        let mut answers = self
-            .wait_all(&[(ta.as_str(), a), (tb.as_str(), b)], &mut |_| Ok(()))?
-            .into_iter();
-        let (ra, rb) = (answers.next(), answers.next());
-        Ok((ra.expect("two answers"), rb.expect("two answers")))
+        let pending: Vec<(&str, &str)> = tags
+            .iter()
+            .zip(commands)
+            .map(|(t, (name, _))| (t.as_str(), *name))
+            .collect();
+        self.wait_all(&pending, on_data)
     }
 
     /// Whether LIST shows this exact mailbox.
@@ -1018,28 +1022,23 @@ impl<S: Read + Write> Client<S> {
         Ok(())
     }
 
-    /// Several `UID FETCH set items` written at once and answered in order: one
-    /// round trip instead of one each. Every FETCH response goes to `each` (its
-    /// UID tells which it answers). A NO or BAD for one command is returned once
-    /// every answer is read, so the session stays in step.
+    /// Several `UID FETCH set items` written at once and answered in any order:
+    /// one round trip instead of one each. Every FETCH response goes to `each`
+    /// (its UID tells which it answers). A NO or BAD for one command is returned
+    /// once every answer is read, so the session stays in step.
     pub fn uid_fetch_many(
         &mut self,
         fetches: &[(&str, &str)],
         mut each: impl FnMut(Fetch) -> Result<(), ImapError>,
     ) -> Result<(), ImapError> {
-        self.begin();
-        let expected = std::mem::take(&mut self.expect_next);
-        self.stream.get_mut().expect(expected);
-        let mut tags = Vec::with_capacity(fetches.len());
-        for (set, items) in fetches {
-            let tag = self.tag();
-            let cmd = format!("UID FETCH {set} {items}");
-            self.write_command(&tag, &[Part::Text(cmd.as_bytes())], false)?;
-            tags.push(tag);
-        }
-        self.flush_out()?;
-        let pending: Vec<(&str, &str)> = tags.iter().map(|t| (t.as_str(), "UID FETCH")).collect();
-        let answers = self.wait_all(&pending, &mut |r| {
+        let lines: Vec<String> = fetches
+            .iter()
+            .map(|(set, items)| format!("UID FETCH {set} {items}"))
+            .collect();
+        let parts: Vec<[Part<'_>; 1]> = lines.iter().map(|l| [Part::Text(l.as_bytes())]).collect();
+        let commands: Vec<(&str, &[Part<'_>])> =
+            parts.iter().map(|p| ("UID FETCH", &p[..])).collect();
+        let answers = self.pipelined(&commands, &mut |r| {
             if let Response::Numbered { num, name, rest } = r {
                 if name == "FETCH" {
                     let f = parse_fetch(num, rest).map_err(|e| ImapError::Protocol(e.0))?;

@@ -217,7 +217,6 @@ impl ImapSource {
         self.anomalies.push((self.folder.clone(), what));
     }
 
-    /// Say what the listing of the open folder missed, once per listing.
     /// The first listing page of a folder that fits in one, without the UID
     /// SEARCH a larger one needs first (a round trip saved per folder): a folder
     /// of 1 to `max` messages (EXISTS) is listed with `UID FETCH 1:*`, of which
@@ -246,12 +245,19 @@ impl ImapSource {
             ));
         }
         self.uids = UidSet::from_uids(delivered.iter().map(|m| m.order as u32).collect());
-        if self.unlabelled_only || self.keywords() {
-            return Ok(Some(Some(self.gmail_page(delivered)?)));
-        }
-        Ok(Some(Some(delivered)))
+        Ok(Some(Some(self.handed(delivered)?)))
     }
 
+    /// A listed page as the engine gets it: with Gmail's treatment of labels
+    /// where it applies.
+    fn handed(&mut self, delivered: Vec<Meta>) -> anyhow::Result<Vec<Meta>> {
+        if self.unlabelled_only || self.keywords() {
+            return self.gmail_page(delivered);
+        }
+        Ok(delivered)
+    }
+
+    /// Say what the listing of the open folder missed, once per listing.
     fn settle_listing(&mut self) {
         if self.missing > 0 {
             let what = format!(
@@ -399,10 +405,7 @@ impl Source for ImapSource {
         } else {
             self.empty_pages = 0;
         }
-        if self.unlabelled_only || self.keywords() {
-            return Ok(Some(self.gmail_page(delivered)?));
-        }
-        Ok(Some(delivered))
+        Ok(Some(self.handed(delivered)?))
     }
 
     fn fetch(&mut self, metas: &[Meta], each: &mut dyn FnMut(&str, Vec<u8>)) -> anyhow::Result<()> {
